@@ -1,0 +1,336 @@
+//! Models run by kinglet-graph's host interpreter, as [`WindowClassifier`]s over a stream of
+//! HAR windows. A graph's inputs take channels of the window as its `kinglet.input_names`
+//! metadata (or the seed's file names) say; uint8 inputs get the seed's min-max scaling, f32
+//! inputs the (optionally normalised) float window, int8 inputs the float window quantised
+//! with the input's own scale and zero point.
+
+use std::rc::Rc;
+
+use kinglet_data::Dataset;
+use kinglet_graph::eval::InputLayout;
+use kinglet_graph::{DType, Graph, Interpreter};
+
+use crate::classifier::{DistanceTable, l1_distances};
+use crate::{AdaptError, OutputKind, WindowClassifier};
+
+/// Channels of the seed's total_acc sensor (s3) in a UCI-HAR window.
+pub const S3_CHANNELS: [usize; 3] = [6, 7, 8];
+
+/// The windows of a stream in two forms: float values and the seed's uint8 scaling.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowData {
+    pub n: usize,
+    pub time: usize,
+    pub channels: usize,
+    pub values: Vec<f32>,
+    /// Per channel over the whole stream, `trunc(255 · (x − min)/(max − min))`.
+    pub seed_u8: Vec<u8>,
+}
+
+impl WindowData {
+    /// From a `[time, channels]` dataset (e.g. UCI-HAR windows).
+    pub fn from_dataset(data: &Dataset) -> Result<Self, AdaptError> {
+        let [time, channels] = data.sample_shape[..] else {
+            return Err(AdaptError::Invalid(format!(
+                "expected [time, channels] windows, got shape {:?}",
+                data.sample_shape
+            )));
+        };
+        if let Some(i) = data.data.iter().position(|v| !v.is_finite()) {
+            let per = time * channels;
+            return Err(AdaptError::Invalid(format!(
+                "window {}, step {}, channel {} is {}",
+                i / per,
+                (i % per) / channels,
+                i % channels,
+                data.data[i]
+            )));
+        }
+        Ok(Self {
+            n: data.len(),
+            time,
+            channels,
+            values: data.data.clone(),
+            seed_u8: kinglet_data::seed_uint8_scaling(data),
+        })
+    }
+
+    fn range(&self, i: usize) -> std::ops::Range<usize> {
+        let per = self.time * self.channels;
+        i * per..(i + 1) * per
+    }
+
+    pub fn window(&self, i: usize) -> &[f32] {
+        &self.values[self.range(i)]
+    }
+
+    pub fn window_u8(&self, i: usize) -> &[u8] {
+        &self.seed_u8[self.range(i)]
+    }
+
+    /// The seed-scaled values of `channels` of window `i`, time-major.
+    pub fn pick_u8(&self, i: usize, channels: &[usize]) -> Vec<u8> {
+        self.window_u8(i)
+            .chunks_exact(self.channels)
+            .flat_map(|step| channels.iter().map(|&c| step[c]))
+            .collect()
+    }
+
+    /// 1BDD's distances: L1 between consecutive seed-scaled total_acc windows.
+    pub fn s3_distances(&self) -> Result<DistanceTable, AdaptError> {
+        if self.channels <= S3_CHANNELS[2] {
+            return Err(AdaptError::Invalid(format!(
+                "1BDD needs total_acc (channels 6–8); the windows have {} channels",
+                self.channels
+            )));
+        }
+        let windows: Vec<Vec<u8>> = (0..self.n).map(|i| self.pick_u8(i, &S3_CHANNELS)).collect();
+        Ok(l1_distances(&windows))
+    }
+}
+
+/// Per-channel `(x − mean) / std` applied to float windows before an f32 or int8 graph.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Normalise {
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+/// How a graph's input is filled.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Feed {
+    SeedU8,
+    F32,
+    I8 { scale: f32, zero_point: i32 },
+}
+
+/// A `.tflite` (or lowered) graph scoring one window at a time.
+pub struct GraphClassifier {
+    name: String,
+    interp: Interpreter,
+    layout: InputLayout,
+    feeds: Vec<Feed>,
+    normalise: Option<Normalise>,
+    windows: Rc<WindowData>,
+    kind: OutputKind,
+}
+
+fn graph_err(model: &str, window: usize, e: impl std::fmt::Display) -> AdaptError {
+    AdaptError::Model {
+        model: model.to_string(),
+        window,
+        message: e.to_string(),
+    }
+}
+
+/// Logits unless the op producing output 0 is a softmax.
+fn output_kind(graph: &Graph) -> OutputKind {
+    let out = graph.outputs.first();
+    let producer = graph.ops.iter().find(|op| op.outputs.first() == out);
+    match producer {
+        Some(op) if op.kind.name() == "SOFTMAX" => OutputKind::Probabilities,
+        _ => OutputKind::Logits,
+    }
+}
+
+impl GraphClassifier {
+    /// `name` is used for messages and, without metadata, to find the input layout from the
+    /// seed's naming (`*_s123_3IN*`, `*_s123_1IN*`, `*_s3*`).
+    pub fn new(
+        name: &str,
+        graph: &Graph,
+        windows: Rc<WindowData>,
+        normalise: Option<Normalise>,
+    ) -> Result<Self, AdaptError> {
+        let err = |e: &dyn std::fmt::Display| AdaptError::Invalid(format!("model `{name}`: {e}"));
+        let layout = InputLayout::for_graph(graph, name).map_err(|e| err(&e))?;
+        let mut feeds = Vec::new();
+        for (i, id) in graph.inputs.iter().enumerate() {
+            let t = graph.tensor(*id);
+            feeds.push(match t.dtype {
+                DType::U8 => Feed::SeedU8,
+                DType::F32 => Feed::F32,
+                DType::I8 => match &t.quant {
+                    Some(q) if q.is_per_tensor() => Feed::I8 {
+                        scale: q.scale[0],
+                        zero_point: q.zero_point[0],
+                    },
+                    _ => {
+                        return Err(err(&format!(
+                            "int8 input {i} has no per-tensor quantisation"
+                        )));
+                    }
+                },
+                other => {
+                    return Err(err(&format!(
+                        "input {i} has type {other}, which kinglet cannot feed"
+                    )));
+                }
+            });
+        }
+        if let Some(n) = &normalise
+            && (n.mean.len() != windows.channels
+                || n.std.len() != windows.channels
+                || n.std.contains(&0.0))
+        {
+            return Err(err(&format!(
+                "normalisation needs {} channels with non-zero std",
+                windows.channels
+            )));
+        }
+        let interp = Interpreter::new(graph).map_err(|e| err(&e))?;
+        Ok(Self {
+            name: name.to_string(),
+            interp,
+            layout,
+            feeds,
+            normalise,
+            windows,
+            kind: output_kind(graph),
+        })
+    }
+
+    fn float_value(&self, window: &[f32], step: usize, c: usize) -> f32 {
+        let v = window[step * self.windows.channels + c];
+        match &self.normalise {
+            Some(n) => (v - n.mean[c]) / n.std[c],
+            None => v,
+        }
+    }
+}
+
+impl WindowClassifier for GraphClassifier {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn scores(&mut self, window: usize) -> Result<Vec<f32>, AdaptError> {
+        if window >= self.windows.n {
+            return Err(graph_err(
+                &self.name,
+                window,
+                format!("the stream has {} windows", self.windows.n),
+            ));
+        }
+        let floats = self.windows.window(window);
+        for (i, picks) in self.layout.inputs.clone().iter().enumerate() {
+            let result = match self.feeds[i] {
+                Feed::SeedU8 => self
+                    .interp
+                    .set_input(i, &self.windows.pick_u8(window, picks)),
+                Feed::F32 => {
+                    let v: Vec<f32> = (0..self.windows.time)
+                        .flat_map(|t| picks.iter().map(move |&c| (t, c)))
+                        .map(|(t, c)| self.float_value(floats, t, c))
+                        .collect();
+                    self.interp.set_input(i, &v)
+                }
+                Feed::I8 { scale, zero_point } => {
+                    let v: Vec<i8> = (0..self.windows.time)
+                        .flat_map(|t| picks.iter().map(move |&c| (t, c)))
+                        .map(|(t, c)| {
+                            ((self.float_value(floats, t, c) / scale).round() as i32 + zero_point)
+                                .clamp(-128, 127) as i8
+                        })
+                        .collect();
+                    self.interp.set_input(i, &v)
+                }
+            };
+            result.map_err(|e| graph_err(&self.name, window, e))?;
+        }
+        self.interp
+            .invoke()
+            .map_err(|e| graph_err(&self.name, window, e))?;
+        self.interp
+            .output_f32(0)
+            .map_err(|e| graph_err(&self.name, window, e))
+    }
+
+    fn output_kind(&self) -> OutputKind {
+        self.kind
+    }
+}
+
+/// The seed's Dual model: one uint8 input `[1, 384, 2]`, channel 0 = the previous seed-scaled
+/// total_acc window flattened time-major, channel 1 = the current one (window 0 pairs with
+/// itself; the controller never asks for it there).
+pub struct DualClassifier {
+    name: String,
+    interp: Interpreter,
+    windows: Rc<WindowData>,
+    kind: OutputKind,
+}
+
+impl DualClassifier {
+    pub fn new(name: &str, graph: &Graph, windows: Rc<WindowData>) -> Result<Self, AdaptError> {
+        let err = |m: String| AdaptError::Invalid(format!("model `{name}`: {m}"));
+        let [input] = graph.inputs[..] else {
+            return Err(err(format!(
+                "a Dual model has one input, this one has {}",
+                graph.inputs.len()
+            )));
+        };
+        let t = graph.tensor(input);
+        let expected = windows.time * S3_CHANNELS.len() * 2;
+        if t.dtype != DType::U8 || t.elements() != expected || t.shape.last() != Some(&2) {
+            return Err(err(format!(
+                "expected a uint8 [1, {}, 2] input, got {} {:?}",
+                expected / 2,
+                t.dtype,
+                t.shape
+            )));
+        }
+        let interp = Interpreter::new(graph).map_err(|e| err(e.to_string()))?;
+        Ok(Self {
+            name: name.to_string(),
+            interp,
+            windows,
+            kind: output_kind(graph),
+        })
+    }
+}
+
+impl WindowClassifier for DualClassifier {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn scores(&mut self, window: usize) -> Result<Vec<f32>, AdaptError> {
+        if window >= self.windows.n {
+            return Err(graph_err(
+                &self.name,
+                window,
+                format!("the stream has {} windows", self.windows.n),
+            ));
+        }
+        let current = self.windows.pick_u8(window, &S3_CHANNELS);
+        let previous = self.windows.pick_u8(window.saturating_sub(1), &S3_CHANNELS);
+        let pairs: Vec<u8> = previous
+            .iter()
+            .zip(&current)
+            .flat_map(|(&p, &c)| [p, c])
+            .collect();
+        self.interp
+            .set_input(0, &pairs)
+            .map_err(|e| graph_err(&self.name, window, e))?;
+        self.interp
+            .invoke()
+            .map_err(|e| graph_err(&self.name, window, e))?;
+        self.interp
+            .output_f32(0)
+            .map_err(|e| graph_err(&self.name, window, e))
+    }
+
+    fn output_kind(&self) -> OutputKind {
+        self.kind
+    }
+}
+
+/// Reads a `.tflite` file into a graph, naming the file in errors.
+pub fn load_tflite(path: &std::path::Path) -> Result<Graph, AdaptError> {
+    let bytes = std::fs::read(path).map_err(|e| AdaptError::io(path, e))?;
+    Graph::from_tflite_bytes(&bytes).map_err(|e| AdaptError::Config {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}

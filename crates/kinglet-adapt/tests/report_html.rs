@@ -1,0 +1,138 @@
+//! The report is one self-contained page whose SVG plots a browser can show: it must parse as
+//! XML (so every inline SVG is well-formed), hold one <svg> per plot, and each plot must carry
+//! the marks it is about (bars, lines, cells, labels).
+
+use std::path::Path;
+
+use kinglet_adapt::calibrate::calibrate;
+use kinglet_adapt::energy::{Cell, CostTable, price_run};
+use kinglet_adapt::report::{CascadeRecord, plots, write_report};
+use kinglet_adapt::strategy::StrategyKind;
+use kinglet_adapt::{BoardProfile, OutputKind, RecordedStream, StrategySpec, evaluate, simulate};
+
+fn record(kind: StrategyKind, calibrated: bool) -> CascadeRecord {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut stream = RecordedStream::load_csv(
+        &root.join("tests/fixtures/seed_stream_outputs.csv"),
+        OutputKind::Logits,
+    )
+    .unwrap();
+    let classes: Vec<String> = [
+        "WALKING",
+        "UPSTAIRS",
+        "DOWNSTAIRS",
+        "SITTING",
+        "STANDING",
+        "LAYING",
+    ]
+    .map(String::from)
+    .to_vec();
+    let costs = CostTable::seed_tflm_cmsis_nn();
+    let mut spec = StrategySpec::new(kind);
+    let calibration = if calibrated {
+        let c = calibrate(&spec, &mut stream, &costs, &classes, 0.5).unwrap();
+        spec = c.chosen.spec.clone();
+        Some(c)
+    } else {
+        None
+    };
+    let n = stream.len();
+    let labels = stream.labels.clone();
+    let run = simulate(&spec, &mut stream.models(), n).unwrap();
+    let e = evaluate(&run, &labels, &classes).unwrap();
+    let boards = BoardProfile::load_dir(&root.join("../../boards")).unwrap();
+    let energy = boards
+        .iter()
+        .map(|b| price_run(&run, b, &costs, &Cell::cr2032()).unwrap())
+        .collect();
+    CascadeRecord {
+        strategy: spec.label(),
+        spec,
+        source: "seed fixture".into(),
+        n: e.n,
+        accuracy: e.accuracy,
+        macro_f1: e.macro_f1,
+        big_runs: e.big_runs,
+        little_runs: e.little_runs,
+        change_notice: e.change_notice,
+        class_names: classes,
+        confusion: e.classification.confusion,
+        costs_source: costs.source.clone(),
+        energy,
+        calibration,
+    }
+}
+
+fn names(node: roxmltree::Node<'_, '_>, tag: &str) -> usize {
+    node.descendants()
+        .filter(|n| n.tag_name().name() == tag)
+        .count()
+}
+
+#[test]
+fn report_html_is_well_formed_and_every_plot_has_its_marks() {
+    let records = vec![
+        record(StrategyKind::BigOnly, false),
+        record(StrategyKind::OneBigSixLittle, false),
+        record(StrategyKind::OneBigDistance, true),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let files = write_report(&records, dir.path()).unwrap();
+    let html = std::fs::read_to_string(&files.html).unwrap();
+    let doc = roxmltree::Document::parse_with_options(
+        &html,
+        roxmltree::ParsingOptions {
+            allow_dtd: true,
+            ..Default::default()
+        },
+    )
+    .expect("report.html parses as XML");
+    let svgs: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.tag_name().name() == "svg")
+        .collect();
+    let expected = plots(&records).unwrap();
+    assert_eq!(svgs.len(), expected.len());
+    // Pareto, then energy (+ battery life) for each board whose profile has the figures, then
+    // one confusion matrix per record.
+    let priced_boards = records[0]
+        .energy
+        .iter()
+        .filter(|e| e.inference_uj_per_window.is_some())
+        .count();
+    assert!(priced_boards >= 1);
+    assert!(
+        svgs.len() >= 1 + priced_boards + records.len(),
+        "only {} plots",
+        svgs.len()
+    );
+    let pareto = svgs[0];
+    assert!(
+        names(pareto, "polyline") >= 1,
+        "the calibrated sweep draws a front line"
+    );
+    assert!(names(pareto, "circle") >= records.len());
+    for (svg, (title, _)) in svgs.iter().zip(&expected) {
+        assert!(names(*svg, "text") > 3, "{title}: axis labels");
+        if title.starts_with("Confusion") {
+            assert!(names(*svg, "rect") >= 36, "{title}: 6×6 cells");
+        }
+        if title.starts_with("Energy") {
+            assert!(
+                names(*svg, "rect") >= records.len(),
+                "{title}: one bar per strategy"
+            );
+        }
+    }
+    let md = std::fs::read_to_string(&files.markdown).unwrap();
+    assert!(md.contains("| 1b6s | 2947 | 92.77 |"), "{md}");
+    assert!(md.contains("apollo3"));
+}
+
+#[test]
+fn each_plot_is_a_standalone_svg_document() {
+    for (title, svg) in plots(&[record(StrategyKind::OneBigSixLittle, false)]).unwrap() {
+        let doc = roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{title}: {e}"));
+        assert_eq!(doc.root_element().tag_name().name(), "svg", "{title}");
+    }
+}

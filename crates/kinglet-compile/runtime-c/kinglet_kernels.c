@@ -1,0 +1,334 @@
+/* kinglet kernels for generated C models (C99). Every function is `static inline` so a
+ * generated model carries only what it calls and compiles warning-free with -Wall -Werror.
+ * Arithmetic is TFLite's int8 specification, bit for bit: int32 accumulation, requantisation
+ * by MultiplyByQuantizedMultiplier (double rounding), fused-activation clamp. The 1D k=3
+ * convolution and fully-connected kernels read widened (int16) activations and packed
+ * int16 weights, two multiply-accumulates per SMLAD on cores with the DSP extension
+ * (__ARM_FEATURE_DSP) and a portable equivalent elsewhere. */
+
+/* Hot kernels are forced inline where the compiler allows it, so each call site is
+ * specialised for its constant shapes (block size, pair count). */
+#if defined(__GNUC__)
+#define KL_HOT static inline __attribute__((always_inline))
+#else
+#define KL_HOT static inline
+#endif
+
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#include <arm_acle.h>
+static inline int32_t kl_smlad(uint32_t a, uint32_t b, int32_t acc) {
+    return __smlad((int16x2_t)a, (int16x2_t)b, acc);
+}
+#else
+static inline int32_t kl_smlad(uint32_t a, uint32_t b, int32_t acc) {
+    int32_t lo = (int32_t)(int16_t)(a & 0xffffu) * (int32_t)(int16_t)(b & 0xffffu);
+    int32_t hi = (int32_t)(int16_t)(a >> 16) * (int32_t)(int16_t)(b >> 16);
+    return (int32_t)((uint32_t)acc + (uint32_t)lo + (uint32_t)hi);
+}
+#endif
+
+/* Two adjacent int16 values as one word, low half first (one LDR on Cortex-M4). */
+static inline uint32_t kl_pair(const int16_t *p) {
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* gemmlowp SaturatingRoundingDoublingHighMul. Its sign-dependent nudge followed by a
+ * division truncating toward zero equals one floor shift, (a·b + 2^30) >> 31, which needs no
+ * 64-bit division (right shifts of negative values are arithmetic on every supported compiler). */
+static inline int32_t kl_srdhm(int32_t a, int32_t b) {
+    if (a == INT32_MIN && b == INT32_MIN) {
+        return INT32_MAX;
+    }
+    return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
+}
+
+static inline int32_t kl_rounding_divide_by_pot(int32_t x, int exponent) {
+    int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
+    int32_t remainder = x & mask;
+    int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> exponent) + (remainder > threshold ? 1 : 0);
+}
+
+static inline int32_t kl_mbqm(int32_t x, int32_t multiplier, int32_t shift) {
+    int left = shift > 0 ? (int)shift : 0;
+    int right = shift > 0 ? 0 : (int)-shift;
+    return kl_rounding_divide_by_pot(kl_srdhm((int32_t)((uint32_t)x << left), multiplier), right);
+}
+
+typedef struct {
+    const int32_t *multipliers;
+    const int32_t *shifts;
+    int32_t output_offset;
+    int32_t act_min;
+    int32_t act_max;
+} kl_requant;
+
+/* Whether the one-rounding form applies (every shift a right shift of at least one, clamp
+ * floor at or above the zero point): then both roundings fold into
+ * (acc·m + 2^30 + 2^(30+e)) >> (31+e), exact for every value the clamp lets through. */
+static inline int kl_requant_fast(const kl_requant *r, int channels) {
+    int c;
+    if (r->act_min < r->output_offset) {
+        return 0;
+    }
+    for (c = 0; c < channels; c++) {
+        if (r->shifts[c] > -1) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static inline int8_t kl_finish_fast(const kl_requant *r, int32_t acc, int ch) {
+    int e = (int)-r->shifts[ch];
+    int64_t p = (int64_t)acc * (int64_t)r->multipliers[ch] + ((int64_t)1 << 30) + ((int64_t)1 << (30 + e));
+    int32_t v = ((int32_t)(p >> 32) >> (e - 1)) + r->output_offset;
+    if (v < r->act_min) {
+        v = r->act_min;
+    }
+    if (v > r->act_max) {
+        v = r->act_max;
+    }
+    return (int8_t)v;
+}
+
+static inline int8_t kl_finish(const kl_requant *r, int32_t acc, int ch) {
+    int32_t v = kl_mbqm(acc, r->multipliers[ch], r->shifts[ch]) + r->output_offset;
+    if (v < r->act_min) {
+        v = r->act_min;
+    }
+    if (v > r->act_max) {
+        v = r->act_max;
+    }
+    return (int8_t)v;
+}
+
+static inline int kl_channel_block(int out_ch) {
+    return out_ch % 4 == 0 ? 4 : (out_ch % 2 == 0 ? 2 : 1);
+}
+
+/* int8 `input` (len values, in_ch channels last) into `padded` (padded_len values): one
+ * position of zero points before, the signal, zero points after. */
+static inline void kl_widen_padded(const int8_t *input, int len, int in_ch, int8_t zero_point,
+                                   int16_t *padded, int padded_len) {
+    int i;
+    for (i = 0; i < in_ch; i++) {
+        padded[i] = zero_point;
+    }
+    for (i = 0; i < len; i++) {
+        padded[in_ch + i] = input[i];
+    }
+    for (i = in_ch + len; i < padded_len; i++) {
+        padded[i] = zero_point;
+    }
+}
+
+/* acc[j] += window · weights of channel j of a packed block (pair k of channel j at word
+ * k·block + j); one loop per block size so the accumulators stay in registers. */
+KL_HOT void kl_dot_block(const int16_t *window, const int16_t *weights, int pairs, int block,
+                                int32_t *acc) {
+    int k;
+    if (block == 4) {
+        int32_t c0 = acc[0], c1 = acc[1], c2 = acc[2], c3 = acc[3];
+        for (k = 0; k < pairs; k++) {
+            uint32_t a = kl_pair(window + 2 * k);
+            const int16_t *w = weights + 8 * k;
+            c0 = kl_smlad(a, kl_pair(w), c0);
+            c1 = kl_smlad(a, kl_pair(w + 2), c1);
+            c2 = kl_smlad(a, kl_pair(w + 4), c2);
+            c3 = kl_smlad(a, kl_pair(w + 6), c3);
+        }
+        acc[0] = c0;
+        acc[1] = c1;
+        acc[2] = c2;
+        acc[3] = c3;
+    } else if (block == 2) {
+        int32_t c0 = acc[0], c1 = acc[1];
+        for (k = 0; k < pairs; k++) {
+            uint32_t a = kl_pair(window + 2 * k);
+            const int16_t *w = weights + 4 * k;
+            c0 = kl_smlad(a, kl_pair(w), c0);
+            c1 = kl_smlad(a, kl_pair(w + 2), c1);
+        }
+        acc[0] = c0;
+        acc[1] = c1;
+    } else {
+        int32_t c0 = acc[0];
+        for (k = 0; k < pairs; k++) {
+            c0 = kl_smlad(kl_pair(window + 2 * k), kl_pair(weights + 2 * k), c0);
+        }
+        acc[0] = c0;
+    }
+}
+
+/* 1D convolution, kernel 3, stride 1, SAME, on a widened padded signal; with `pool` a
+ * 2-wide stride-2 max pool is fused. `bias` has the input zero point folded in. */
+KL_HOT void kl_conv1d_k3(const int16_t *padded, int width, int in_ch, int out_ch, int pool,
+                                const int16_t *weights, const int32_t *bias, const kl_requant *r,
+                                int8_t *out) {
+    int row = (3 * in_ch + 1) & ~1;
+    int pairs = row / 2;
+    int block = kl_channel_block(out_ch);
+    int fast = kl_requant_fast(r, out_ch);
+    int b;
+    int x;
+    int j;
+    for (b = 0; b < out_ch; b += block) {
+        const int16_t *w = weights + b * row;
+        if (pool) {
+            for (x = 0; x + 1 < width; x += 2) {
+                int32_t acc0[4] = {0, 0, 0, 0};
+                int32_t acc1[4] = {0, 0, 0, 0};
+                for (j = 0; j < block; j++) {
+                    acc0[j] = bias[b + j];
+                    acc1[j] = bias[b + j];
+                }
+                kl_dot_block(padded + x * in_ch, w, pairs, block, acc0);
+                kl_dot_block(padded + (x + 1) * in_ch, w, pairs, block, acc1);
+                for (j = 0; j < block; j++) {
+                    int8_t v;
+                    if (fast) {
+                        /* Monotonic: one requantisation of the larger accumulator. */
+                        v = kl_finish_fast(r, acc0[j] > acc1[j] ? acc0[j] : acc1[j], b + j);
+                    } else {
+                        int8_t v0 = kl_finish(r, acc0[j], b + j);
+                        int8_t v1 = kl_finish(r, acc1[j], b + j);
+                        v = v0 > v1 ? v0 : v1;
+                    }
+                    out[(x / 2) * out_ch + b + j] = v;
+                }
+            }
+        } else {
+            for (x = 0; x < width; x++) {
+                int32_t acc[4] = {0, 0, 0, 0};
+                for (j = 0; j < block; j++) {
+                    acc[j] = bias[b + j];
+                }
+                kl_dot_block(padded + x * in_ch, w, pairs, block, acc);
+                for (j = 0; j < block; j++) {
+                    out[x * out_ch + b + j] = fast ? kl_finish_fast(r, acc[j], b + j) : kl_finish(r, acc[j], b + j);
+                }
+            }
+        }
+    }
+}
+
+/* Fully connected on a widened vector (`vec` = padded + in_len), packed weights. */
+static inline void kl_fully_connected_q15(const int16_t *vec, int in_len, int out_len,
+                                          const int16_t *weights, const int32_t *bias,
+                                          const kl_requant *r, int8_t *out) {
+    int row = (in_len + 1) & ~1;
+    int block = kl_channel_block(out_len);
+    int b;
+    int j;
+    for (b = 0; b < out_len; b += block) {
+        int32_t acc[4] = {0, 0, 0, 0};
+        for (j = 0; j < block; j++) {
+            acc[j] = bias[b + j];
+        }
+        kl_dot_block(vec, weights + b * row, row / 2, block, acc);
+        for (j = 0; j < block; j++) {
+            out[b + j] = kl_finish(r, acc[j], b + j);
+        }
+    }
+}
+
+/* Reference Conv2D (NHWC input, OHWI filter), TFLite reference_integer_ops::ConvPerChannel.
+ * dims: in n,h,w,c; filter o,kh,kw,c; out n,h,w,o; geometry: stride h,w, dilation h,w, pad top,left. */
+static inline void kl_conv2d_i8(const int8_t *input, const int *in_d, const int8_t *filter,
+                                const int *f_d, const int32_t *bias, const int *out_d,
+                                const int *g, int32_t input_offset, const kl_requant *r,
+                                int8_t *out) {
+    int n, oy, ox, o, ky, kx, c;
+    for (n = 0; n < out_d[0]; n++) {
+        for (oy = 0; oy < out_d[1]; oy++) {
+            for (ox = 0; ox < out_d[2]; ox++) {
+                for (o = 0; o < out_d[3]; o++) {
+                    int32_t acc = 0;
+                    for (ky = 0; ky < f_d[1]; ky++) {
+                        int iy = oy * g[0] + ky * g[2] - g[4];
+                        if (iy < 0 || iy >= in_d[1]) {
+                            continue;
+                        }
+                        for (kx = 0; kx < f_d[2]; kx++) {
+                            int ix = ox * g[1] + kx * g[3] - g[5];
+                            if (ix < 0 || ix >= in_d[2]) {
+                                continue;
+                            }
+                            for (c = 0; c < in_d[3]; c++) {
+                                int32_t xv = input[((n * in_d[1] + iy) * in_d[2] + ix) * in_d[3] + c];
+                                int32_t wv = filter[((o * f_d[1] + ky) * f_d[2] + kx) * f_d[3] + c];
+                                acc = (int32_t)((uint32_t)acc + (uint32_t)((xv + input_offset) * wv));
+                            }
+                        }
+                    }
+                    if (bias) {
+                        acc = (int32_t)((uint32_t)acc + (uint32_t)bias[o]);
+                    }
+                    out[((n * out_d[1] + oy) * out_d[2] + ox) * out_d[3] + o] = kl_finish(r, acc, o);
+                }
+            }
+        }
+    }
+}
+
+/* Reference MaxPool2D; window: filter h,w, stride h,w, pad top,left. */
+static inline void kl_max_pool2d_i8(const int8_t *input, const int *in_d, const int *out_d,
+                                    const int *win, int32_t act_min, int32_t act_max, int8_t *out) {
+    int n, oy, ox, c, ky, kx;
+    for (n = 0; n < out_d[0]; n++) {
+        for (oy = 0; oy < out_d[1]; oy++) {
+            for (ox = 0; ox < out_d[2]; ox++) {
+                for (c = 0; c < out_d[3]; c++) {
+                    int32_t m = -128;
+                    for (ky = 0; ky < win[0]; ky++) {
+                        int iy = oy * win[2] + ky - win[4];
+                        if (iy < 0 || iy >= in_d[1]) {
+                            continue;
+                        }
+                        for (kx = 0; kx < win[1]; kx++) {
+                            int ix = ox * win[3] + kx - win[5];
+                            int32_t v;
+                            if (ix < 0 || ix >= in_d[2]) {
+                                continue;
+                            }
+                            v = input[((n * in_d[1] + iy) * in_d[2] + ix) * in_d[3] + c];
+                            if (v > m) {
+                                m = v;
+                            }
+                        }
+                    }
+                    if (m < act_min) {
+                        m = act_min;
+                    }
+                    if (m > act_max) {
+                        m = act_max;
+                    }
+                    out[((n * out_d[1] + oy) * out_d[2] + ox) * out_d[3] + c] = (int8_t)m;
+                }
+            }
+        }
+    }
+}
+
+/* Reference FullyConnected, weights [out][in]. */
+static inline void kl_fully_connected_i8(const int8_t *input, int batches, int in_len, int out_len,
+                                         const int8_t *weights, const int32_t *bias,
+                                         int32_t input_offset, const kl_requant *r, int8_t *out) {
+    int b, o, i;
+    for (b = 0; b < batches; b++) {
+        for (o = 0; o < out_len; o++) {
+            int32_t acc = 0;
+            for (i = 0; i < in_len; i++) {
+                int32_t xv = input[b * in_len + i];
+                acc = (int32_t)((uint32_t)acc + (uint32_t)((xv + input_offset) * weights[o * in_len + i]));
+            }
+            if (bias) {
+                acc = (int32_t)((uint32_t)acc + (uint32_t)bias[o]);
+            }
+            out[b * out_len + o] = kl_finish(r, acc, o);
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! The few DSP-extension instructions the kernels use, as inline assembly on Cortex-M4/M7
+//! (`thumbv7em` targets, see build.rs) and as portable Rust with identical results everywhere
+//! else.
+
+/// Two adjacent `i16` values as one word (first value in the low half), from any 2-byte
+/// aligned address; Cortex-M4 loads it with one unaligned `LDR`.
+///
+/// # Safety
+/// `p` and `p + 1` must be readable.
+#[inline(always)]
+pub unsafe fn read_pair(p: *const i16) -> u32 {
+    // SAFETY: the caller guarantees two readable halfwords at p.
+    unsafe { core::ptr::read_unaligned(p.cast::<u32>()) }
+}
+
+/// `SMLAD`: `acc + lo(a)·lo(b) + hi(a)·hi(b)` on signed halfwords, wrapping.
+#[cfg(kinglet_dsp)]
+#[inline(always)]
+pub fn smlad(a: u32, b: u32, acc: i32) -> i32 {
+    let out: i32;
+    // SAFETY: register-only arithmetic.
+    unsafe {
+        core::arch::asm!(
+            "smlad {out}, {a}, {b}, {acc}",
+            out = lateout(reg) out,
+            a = in(reg) a,
+            b = in(reg) b,
+            acc = in(reg) acc,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    out
+}
+
+/// `SMLAD`: `acc + lo(a)·lo(b) + hi(a)·hi(b)` on signed halfwords, wrapping.
+#[cfg(not(kinglet_dsp))]
+#[inline(always)]
+pub fn smlad(a: u32, b: u32, acc: i32) -> i32 {
+    let lo = i32::from(a as i16) * i32::from(b as i16);
+    let hi = i32::from((a >> 16) as i16) * i32::from((b >> 16) as i16);
+    acc.wrapping_add(lo).wrapping_add(hi)
+}
+
+/// Sign-extends int8 values into `i16`, four at a time with `SXTB16` where available.
+/// `out` must be at least as long as `input`.
+#[inline(always)]
+pub fn widen(input: &[i8], out: &mut [i16]) {
+    let n = input.len().min(out.len());
+    let (input, out) = (&input[..n], &mut out[..n]);
+    #[cfg(kinglet_dsp)]
+    {
+        let quads = n / 4;
+        let src = input.as_ptr();
+        let dst = out.as_mut_ptr();
+        for q in 0..quads {
+            // SAFETY: q·4 + 3 < n for both buffers.
+            unsafe {
+                let word = core::ptr::read_unaligned(src.add(4 * q).cast::<u32>());
+                let (lo, hi): (u32, u32);
+                core::arch::asm!(
+                    "sxtb16 {even}, {w}",
+                    "sxtb16 {odd}, {w}, ror #8",
+                    "pkhbt {lo}, {even}, {odd}, lsl #16",
+                    "pkhtb {hi}, {odd}, {even}, asr #16",
+                    w = in(reg) word,
+                    even = out(reg) _,
+                    odd = out(reg) _,
+                    lo = lateout(reg) lo,
+                    hi = lateout(reg) hi,
+                    options(pure, nomem, nostack, preserves_flags),
+                );
+                core::ptr::write_unaligned(dst.add(4 * q).cast::<u32>(), lo);
+                core::ptr::write_unaligned(dst.add(4 * q + 2).cast::<u32>(), hi);
+            }
+        }
+        for i in 4 * quads..n {
+            out[i] = i16::from(input[i]);
+        }
+    }
+    #[cfg(not(kinglet_dsp))]
+    for (o, i) in out.iter_mut().zip(input) {
+        *o = i16::from(*i);
+    }
+}
+
+/// `acc[j] += Σ_k pair(window, k) · pair(weights, k, j)` over `pairs` pairs, with
+/// `weights` packed by [`crate::pack_weights`] for a block of `BLOCK` channels (pair `k` of
+/// channel `j` at word `k·BLOCK + j`).
+///
+/// # Safety
+/// `window` must have `2·pairs` readable `i16`; `weights` `pairs·BLOCK` readable words, and
+/// on DSP targets be 4-byte aligned.
+#[inline(always)]
+pub unsafe fn dot_block<const BLOCK: usize>(
+    window: *const i16,
+    weights: *const u32,
+    pairs: usize,
+    acc: &mut [i32; BLOCK],
+) {
+    #[cfg(kinglet_dsp)]
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match BLOCK {
+            4 => return asm_dot4(window, weights, pairs, acc.as_mut_ptr()),
+            2 => return asm_dot2(window, weights, pairs, acc.as_mut_ptr()),
+            _ => {}
+        }
+    }
+    for k in 0..pairs {
+        // SAFETY: within the ranges the caller guarantees.
+        unsafe {
+            let a = read_pair(window.add(2 * k));
+            for (j, c) in acc.iter_mut().enumerate() {
+                *c = smlad(a, core::ptr::read_unaligned(weights.add(k * BLOCK + j)), *c);
+            }
+        }
+    }
+}
+
+/// Four channels: per pair one `LDR` of activations, one `LDM` of four weight pairs, four
+/// `SMLAD`; two pairs per loop iteration.
+#[cfg(kinglet_dsp)]
+#[inline(always)]
+unsafe fn asm_dot4(window: *const i16, weights: *const u32, pairs: usize, acc: *mut i32) {
+    // SAFETY: acc points at four accumulators (BLOCK = 4); memory ranges from the caller.
+    unsafe {
+        let (mut c0, mut c1, mut c2, mut c3) = (*acc, *acc.add(1), *acc.add(2), *acc.add(3));
+        let mut win = window;
+        let mut w = weights;
+        if pairs & 1 != 0 {
+            core::arch::asm!(
+                "ldr {a}, [{win}], #4",
+                "ldm {w}!, {{r0, r1, r2, r3}}",
+                "smlad {c0}, {a}, r0, {c0}",
+                "smlad {c1}, {a}, r1, {c1}",
+                "smlad {c2}, {a}, r2, {c2}",
+                "smlad {c3}, {a}, r3, {c3}",
+                win = inout(reg) win,
+                w = inout(reg) w,
+                a = out(reg) _,
+                c0 = inout(reg) c0,
+                c1 = inout(reg) c1,
+                c2 = inout(reg) c2,
+                c3 = inout(reg) c3,
+                out("r0") _,
+                out("r1") _,
+                out("r2") _,
+                out("r3") _,
+                options(nostack, readonly, preserves_flags),
+            );
+        }
+        let n = pairs >> 1;
+        if n > 0 {
+            core::arch::asm!(
+                "2:",
+                "ldr {a}, [{win}], #4",
+                "ldm {w}!, {{r0, r1, r2, r3}}",
+                "smlad {c0}, {a}, r0, {c0}",
+                "smlad {c1}, {a}, r1, {c1}",
+                "smlad {c2}, {a}, r2, {c2}",
+                "smlad {c3}, {a}, r3, {c3}",
+                "ldr {a}, [{win}], #4",
+                "ldm {w}!, {{r0, r1, r2, r3}}",
+                "smlad {c0}, {a}, r0, {c0}",
+                "smlad {c1}, {a}, r1, {c1}",
+                "smlad {c2}, {a}, r2, {c2}",
+                "smlad {c3}, {a}, r3, {c3}",
+                "subs {n}, #1",
+                "bne 2b",
+                n = inout(reg) n => _,
+                win = inout(reg) win => _,
+                w = inout(reg) w => _,
+                a = out(reg) _,
+                c0 = inout(reg) c0,
+                c1 = inout(reg) c1,
+                c2 = inout(reg) c2,
+                c3 = inout(reg) c3,
+                out("r0") _,
+                out("r1") _,
+                out("r2") _,
+                out("r3") _,
+                options(nostack, readonly),
+            );
+        }
+        *acc = c0;
+        *acc.add(1) = c1;
+        *acc.add(2) = c2;
+        *acc.add(3) = c3;
+    }
+}
+
+/// Two channels: per pair one `LDR` of activations, one `LDRD` of two weight pairs, two
+/// `SMLAD`; two pairs per loop iteration.
+#[cfg(kinglet_dsp)]
+#[inline(always)]
+unsafe fn asm_dot2(window: *const i16, weights: *const u32, pairs: usize, acc: *mut i32) {
+    // SAFETY: acc points at two accumulators (BLOCK = 2); memory ranges from the caller.
+    unsafe {
+        let (mut c0, mut c1) = (*acc, *acc.add(1));
+        let mut win = window;
+        let mut w = weights;
+        if pairs & 1 != 0 {
+            core::arch::asm!(
+                "ldr {a}, [{win}], #4",
+                "ldrd {w0}, {w1}, [{w}], #8",
+                "smlad {c0}, {a}, {w0}, {c0}",
+                "smlad {c1}, {a}, {w1}, {c1}",
+                win = inout(reg) win,
+                w = inout(reg) w,
+                a = out(reg) _,
+                w0 = out(reg) _,
+                w1 = out(reg) _,
+                c0 = inout(reg) c0,
+                c1 = inout(reg) c1,
+                options(nostack, readonly, preserves_flags),
+            );
+        }
+        let n = pairs >> 1;
+        if n > 0 {
+            core::arch::asm!(
+                "2:",
+                "ldr {a}, [{win}], #4",
+                "ldrd {w0}, {w1}, [{w}], #8",
+                "smlad {c0}, {a}, {w0}, {c0}",
+                "smlad {c1}, {a}, {w1}, {c1}",
+                "ldr {a}, [{win}], #4",
+                "ldrd {w0}, {w1}, [{w}], #8",
+                "smlad {c0}, {a}, {w0}, {c0}",
+                "smlad {c1}, {a}, {w1}, {c1}",
+                "subs {n}, #1",
+                "bne 2b",
+                n = inout(reg) n => _,
+                win = inout(reg) win => _,
+                w = inout(reg) w => _,
+                a = out(reg) _,
+                w0 = out(reg) _,
+                w1 = out(reg) _,
+                c0 = inout(reg) c0,
+                c1 = inout(reg) c1,
+                options(nostack, readonly),
+            );
+        }
+        *acc = c0;
+        *acc.add(1) = c1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smlad_matches_definition() {
+        let a = (0x8001u32 << 16) | 0x7fff;
+        let b = (0x7fffu32 << 16) | 0x8000;
+        let expected = 5i32
+            .wrapping_add(0x7fff * -0x8000)
+            .wrapping_add(-0x7fff * 0x7fff);
+        assert_eq!(smlad(a, b, 5), expected);
+    }
+
+    #[test]
+    fn widen_sign_extends_in_order() {
+        let input: [i8; 7] = [-128, -1, 0, 1, 127, -5, 6];
+        let mut out = [0i16; 8];
+        widen(&input, &mut out);
+        assert_eq!(out, [-128, -1, 0, 1, 127, -5, 6, 0]);
+    }
+}

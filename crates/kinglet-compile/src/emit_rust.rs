@@ -1,0 +1,343 @@
+//! Rust source for a compiled model: one module holding both schedules, chosen at compile
+//! time — kinglet-m4's DSP kernels on Cortex-M4/M7 (`target_feature = "dsp"`), kinglet-micro's
+//! reference kernels everywhere else (Cortex-M3, RISC-V, the host). Weights are `static`
+//! arrays (flash), the arena is a field of [`Model`] sized by the plan, and `infer` is the
+//! whole API.
+
+use std::fmt::Write as _;
+
+use crate::program::{Elem, Loc, Program, RequantData, StepKind};
+
+/// Where the generated module comes from, for its header comment.
+pub struct Origin<'a> {
+    pub model_name: &'a str,
+    pub macs: usize,
+}
+
+fn array<T: std::fmt::Display>(out: &mut String, name: &str, ty: &str, values: &[T]) {
+    let _ = write!(out, "    static {name}: [{ty}; {}] = [", values.len());
+    for (i, v) in values.iter().enumerate() {
+        if i % 24 == 0 {
+            out.push_str("\n        ");
+        } else {
+            out.push(' ');
+        }
+        let _ = write!(out, "{v},");
+    }
+    out.push_str("\n    ];\n");
+}
+
+/// Packed weights, 4-byte aligned (the DSP kernels load them with `LDM`).
+fn aligned_array(out: &mut String, name: &str, values: &[i16]) {
+    let _ = write!(
+        out,
+        "    static {name}: kinglet_m4::Aligned<[i16; {}]> = kinglet_m4::Aligned([",
+        values.len()
+    );
+    for (i, v) in values.iter().enumerate() {
+        if i % 24 == 0 {
+            out.push_str("\n        ");
+        } else {
+            out.push(' ');
+        }
+        let _ = write!(out, "{v},");
+    }
+    out.push_str("\n    ]);\n");
+}
+
+fn requant_arrays(out: &mut String, prefix: &str, r: &RequantData) {
+    array(out, &format!("{prefix}_MULT"), "i32", &r.multipliers);
+    array(out, &format!("{prefix}_SHIFT"), "i32", &r.shifts);
+}
+
+fn place(program: &Program, loc: Loc) -> Option<(String, Elem)> {
+    match loc {
+        Loc::Arena(b) => {
+            let buf = &program.buffers[b];
+            Some((format!("Place::new({}, {})", buf.offset, buf.len), buf.elem))
+        }
+        _ => None,
+    }
+}
+
+/// `let (src, dst) = ...;` for a step.
+fn operands(program: &Program, src: Loc, dst: Loc) -> String {
+    match (place(program, src), place(program, dst)) {
+        (Some((s, se)), Some((d, de))) => format!(
+            "let (src, dst) = arena::split::<{}, {}>(arena, {s}, {d})?;",
+            se.rust(),
+            de.rust()
+        ),
+        (None, Some((d, de))) => {
+            format!(
+                "let src: &[i8] = &input[..];\n        let dst = arena::view_mut::<{}>(arena, {d})?;",
+                de.rust()
+            )
+        }
+        (Some((s, se)), None) => {
+            format!(
+                "let src = arena::view::<{}>(arena, {s})?;\n        let dst: &mut [i8] = &mut output[..];",
+                se.rust()
+            )
+        }
+        (None, None) => {
+            "let src: &[i8] = &input[..];\n        let dst: &mut [i8] = &mut output[..];".to_owned()
+        }
+    }
+}
+
+fn requant_expr(prefix: &str, r: &RequantData) -> String {
+    format!(
+        "kinglet_m4::Requant {{ multipliers: &{prefix}_MULT, shifts: &{prefix}_SHIFT, output_offset: {}, act_min: {}, act_max: {} }}",
+        r.output_offset, r.act_min, r.act_max
+    )
+}
+
+fn ref_quant_expr(prefix: &str, r: &RequantData, input_offset: i32) -> String {
+    format!(
+        "QuantParams {{ input_offset: {input_offset}, filter_offset: 0, output_offset: {}, requant: Requant::new(&{prefix}_MULT, &{prefix}_SHIFT), act_min: {}, act_max: {} }}",
+        r.output_offset, r.act_min, r.act_max
+    )
+}
+
+fn shape4(d: &[usize; 4]) -> String {
+    format!("Shape4::new({}, {}, {}, {})", d[0], d[1], d[2], d[3])
+}
+
+/// The body of `mod <name> { ... }` for one schedule.
+fn schedule(program: &Program) -> String {
+    let mut consts = String::new();
+    let mut body = String::new();
+    let _ = writeln!(
+        consts,
+        "    pub const ARENA_BYTES: usize = {};",
+        program.arena_bytes.max(4)
+    );
+    let _ = writeln!(
+        consts,
+        "    pub const LAYER_COUNT: usize = {};",
+        program.layers.len()
+    );
+    let names: Vec<String> = program
+        .layers
+        .iter()
+        .map(|l| format!("{:?}", l.name))
+        .collect();
+    let _ = writeln!(
+        consts,
+        "    pub const LAYER_NAMES: [&str; LAYER_COUNT] = [{}];",
+        names.join(", ")
+    );
+    let macs: Vec<String> = program.layers.iter().map(|l| l.macs.to_string()).collect();
+    let _ = writeln!(
+        consts,
+        "    pub const LAYER_MACS: [usize; LAYER_COUNT] = [{}];",
+        macs.join(", ")
+    );
+    let mut current_layer = None;
+    for (i, step) in program.steps.iter().enumerate() {
+        if current_layer != Some(step.layer) {
+            current_layer = Some(step.layer);
+            let _ = writeln!(body, "    probe({});", step.layer);
+        }
+        let p = format!("S{i}");
+        let ops = operands(program, step.kind.src(), step.kind.dst());
+        let call = match &step.kind {
+            StepKind::Widen {
+                in_ch, zero_point, ..
+            } => {
+                format!("kinglet_m4::widen_padded(src, {in_ch}, {zero_point}, dst)?;")
+            }
+            StepKind::Conv1dK3 {
+                width,
+                in_ch,
+                out_ch,
+                pool,
+                weights,
+                bias,
+                requant,
+                ..
+            } => {
+                aligned_array(&mut consts, &format!("{p}_W"), weights);
+                array(&mut consts, &format!("{p}_B"), "i32", bias);
+                requant_arrays(&mut consts, &p, requant);
+                format!(
+                    "kinglet_m4::conv1d_k3::<{in_ch}, {out_ch}>(\n            &kinglet_m4::Conv1dK3 {{ width: {width}, weights: &{p}_W.0, bias: &{p}_B, requant: {}, pool: {pool} }},\n            src,\n            dst,\n        )?;",
+                    requant_expr(&p, requant)
+                )
+            }
+            StepKind::FullyConnectedQ15 {
+                in_len,
+                out_len,
+                weights,
+                bias,
+                requant,
+                ..
+            } => {
+                aligned_array(&mut consts, &format!("{p}_W"), weights);
+                array(&mut consts, &format!("{p}_B"), "i32", bias);
+                requant_arrays(&mut consts, &p, requant);
+                format!(
+                    "kinglet_m4::fully_connected::<{in_len}, {out_len}>(\n            &kinglet_m4::FullyConnected {{ weights: &{p}_W.0, bias: &{p}_B, requant: {} }},\n            src,\n            dst,\n        )?;",
+                    requant_expr(&p, requant)
+                )
+            }
+            StepKind::RefConv2D {
+                input,
+                output,
+                filter,
+                geometry: g,
+                weights,
+                bias,
+                input_offset,
+                requant,
+                ..
+            } => {
+                array(&mut consts, &format!("{p}_W"), "i8", weights);
+                if let Some(b) = bias {
+                    array(&mut consts, &format!("{p}_B"), "i32", b);
+                }
+                requant_arrays(&mut consts, &p, requant);
+                let bias_expr = if bias.is_some() {
+                    format!("Some(&{p}_B)")
+                } else {
+                    "None".into()
+                };
+                format!(
+                    "conv2d::conv2d_i8(\n            &ConvParams {{ stride_h: {}, stride_w: {}, dilation_h: {}, dilation_w: {}, pad_top: {}, pad_left: {} }},\n            &{},\n            TensorRef::new(src, {}),\n            TensorRef::new(&{p}_W, {}),\n            {bias_expr},\n            TensorMut::new(dst, {}),\n        )\n        .map_err(|_| ShapeError)?;",
+                    g[0],
+                    g[1],
+                    g[2],
+                    g[3],
+                    g[4],
+                    g[5],
+                    ref_quant_expr(&p, requant, *input_offset),
+                    shape4(input),
+                    shape4(filter),
+                    shape4(output)
+                )
+            }
+            StepKind::RefMaxPool2D {
+                input,
+                output,
+                window: w,
+                act_min,
+                act_max,
+                ..
+            } => format!(
+                "max_pool2d::max_pool2d_i8(\n            &PoolParams {{ filter_h: {}, filter_w: {}, stride_h: {}, stride_w: {}, pad_top: {}, pad_left: {} }},\n            {act_min},\n            {act_max},\n            TensorRef::new(src, {}),\n            TensorMut::new(dst, {}),\n        )\n        .map_err(|_| ShapeError)?;",
+                w[0],
+                w[1],
+                w[2],
+                w[3],
+                w[4],
+                w[5],
+                shape4(input),
+                shape4(output)
+            ),
+            StepKind::RefFullyConnected {
+                batches,
+                in_len,
+                out_len,
+                weights,
+                bias,
+                input_offset,
+                requant,
+                ..
+            } => {
+                array(&mut consts, &format!("{p}_W"), "i8", weights);
+                if let Some(b) = bias {
+                    array(&mut consts, &format!("{p}_B"), "i32", b);
+                }
+                requant_arrays(&mut consts, &p, requant);
+                let bias_expr = if bias.is_some() {
+                    format!("Some(&{p}_B)")
+                } else {
+                    "None".into()
+                };
+                format!(
+                    "fully_connected::fully_connected_i8(\n            FcShape {{ batches: {batches}, in_features: {in_len}, out_features: {out_len} }},\n            &{},\n            src,\n            &{p}_W,\n            {bias_expr},\n            dst,\n        )\n        .map_err(|_| ShapeError)?;",
+                    ref_quant_expr(&p, requant, *input_offset)
+                )
+            }
+            StepKind::Copy { len, .. } => format!(
+                "match (src.get(..{len}), dst.get_mut(..{len})) {{\n            (Some(s), Some(d)) => d.copy_from_slice(s),\n            _ => return Err(ShapeError),\n        }}"
+            ),
+        };
+        let _ = writeln!(
+            body,
+            "    {{\n        // step {i}: layer {} ({})\n        {ops}\n        {call}\n    }}",
+            step.layer, program.layers[step.layer].name
+        );
+    }
+    let _ = writeln!(body, "    probe(LAYER_COUNT);");
+    format!(
+        "{consts}\n    /// The static schedule: one kernel call per step, `probe(layer)` before each layer.\n    pub(super) fn run_schedule<P: FnMut(usize)>(\n        arena: &mut [u8],\n        input: &[i8; INPUT_LEN],\n        output: &mut [i8; OUTPUT_LEN],\n        probe: &mut P,\n    ) -> Result<(), ShapeError> {{\n    {}        Ok(())\n    }}\n",
+        body.replace("\n    ", "\n        ")
+    )
+}
+
+/// The generated module: `dsp` is the Cortex-M4 schedule, `reference` the portable one.
+pub fn emit_module(dsp: &Program, reference: &Program, origin: &Origin) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "// Generated by `kinglet compile` from {} ({} MACs). Do not edit.\n\
+         //\n\
+         // API: `Model::new()` (const; put it in a static — it holds the arena), then\n\
+         // `model.infer(&input, &mut output)`. No heap, no interpreter; every kernel checks its\n\
+         // buffers once and reports a mismatch as `ShapeError` instead of panicking.\n\
+         // Schedule: kinglet-m4 DSP kernels on targets with the DSP extension (Cortex-M4/M7),\n\
+         // kinglet-micro reference kernels elsewhere; both give identical outputs.\n",
+        origin.model_name, origin.macs
+    );
+    s.push_str(
+        "#[allow(unused_imports)]\n\
+         use kinglet_m4::arena::{self, Place};\n\
+         pub use kinglet_m4::ShapeError;\n\n",
+    );
+    let _ = writeln!(s, "pub type InputElem = i8;\npub type OutputElem = i8;");
+    let _ = writeln!(s, "pub const INPUT_LEN: usize = {};", dsp.input_len);
+    let _ = writeln!(s, "pub const OUTPUT_LEN: usize = {};\n", dsp.output_len);
+    s.push_str(
+        "/// DSP kernels on Cortex-M4/M7 unless the build sets `--cfg kinglet_reference_kernels`.\n\
+         const USE_DSP: bool = kinglet_m4::HAS_DSP && !cfg!(kinglet_reference_kernels);\n\
+         pub const ARENA_BYTES: usize = if USE_DSP { dsp::ARENA_BYTES } else { reference::ARENA_BYTES };\n\
+         pub const LAYER_COUNT: usize = if USE_DSP { dsp::LAYER_COUNT } else { reference::LAYER_COUNT };\n\
+         pub const LAYER_NAMES: &[&str] = if USE_DSP { &dsp::LAYER_NAMES } else { &reference::LAYER_NAMES };\n\
+         pub const LAYER_MACS: &[usize] = if USE_DSP { &dsp::LAYER_MACS } else { &reference::LAYER_MACS };\n\n\
+         fn run_schedule<P: FnMut(usize)>(\n    arena: &mut [u8],\n    input: &[i8; INPUT_LEN],\n    output: &mut [i8; OUTPUT_LEN],\n    probe: &mut P,\n) -> Result<(), ShapeError> {\n\
+         \x20   if USE_DSP {\n        dsp::run_schedule(arena, input, output, probe)\n    } else {\n        reference::run_schedule(arena, input, output, probe)\n    }\n}\n\n\
+         #[repr(C, align(4))]\n\
+         struct Arena([u8; ARENA_BYTES]);\n\n\
+         /// The compiled model and its statically sized arena (`ARENA_BYTES`).\n\
+         pub struct Model {\n    arena: Arena,\n}\n\n\
+         impl Default for Model {\n    fn default() -> Self {\n        Self::new()\n    }\n}\n\n\
+         impl Model {\n\
+         \x20   pub const fn new() -> Self {\n        Model { arena: Arena([0; ARENA_BYTES]) }\n    }\n\n\
+         \x20   /// One inference.\n\
+         \x20   pub fn infer(&mut self, input: &[i8; INPUT_LEN], output: &mut [i8; OUTPUT_LEN]) -> Result<(), ShapeError> {\n\
+         \x20       run_schedule(&mut self.arena.0, input, output, &mut |_| {})\n    }\n\n\
+         \x20   /// One inference calling `probe(layer)` before each layer and `probe(LAYER_COUNT)` at the\n\
+         \x20   /// end (per-layer timing on the target).\n\
+         \x20   pub fn infer_probed<P: FnMut(usize)>(\n        &mut self,\n        input: &[i8; INPUT_LEN],\n        output: &mut [i8; OUTPUT_LEN],\n        probe: &mut P,\n    ) -> Result<(), ShapeError> {\n\
+         \x20       run_schedule(&mut self.arena.0, input, output, probe)\n    }\n}\n\n",
+    );
+    for (name, program) in [("dsp", dsp), ("reference", reference)] {
+        let _ = writeln!(
+            s,
+            "#[allow(unused_imports, clippy::all)]\nmod {name} {{\n    use super::*;\n    use kinglet_micro::fully_connected::{{self, FcShape}};\n    use kinglet_micro::{{ConvParams, PoolParams, QuantParams, Requant, Shape4, TensorMut, TensorRef, conv2d, max_pool2d}};\n\n{}}}\n",
+            schedule(program)
+        );
+    }
+    s
+}
+
+/// `Cargo.toml` of the generated crate, depending on the kernel crates by absolute path.
+pub fn emit_cargo_toml(crate_name: &str, micro: &std::path::Path, m4: &std::path::Path) -> String {
+    format!(
+        "[package]\nname = \"{crate_name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n[workspace]\n\n[lints.rust]\nunexpected_cfgs = {{ level = \"warn\", check-cfg = [\"cfg(kinglet_reference_kernels)\"] }}\n\n[dependencies]\nkinglet-micro = {{ path = {:?} }}\nkinglet-m4 = {{ path = {:?} }}\n",
+        micro.display().to_string(),
+        m4.display().to_string()
+    )
+}

@@ -1,0 +1,292 @@
+//! Runs a [`Program`] on the host, calling the same kernels the generated firmware calls
+//! (kinglet-m4's DSP kernels run through their portable instruction models here). It checks
+//! lowering — constant layouts, folded biases, the arena plan — against the graph executor
+//! and the TFLite goldens without an emulator.
+
+use kinglet_m4::arena::{self, Place};
+use kinglet_micro::fully_connected::{FcShape, fully_connected_i8};
+use kinglet_micro::{ConvParams, PoolParams, QuantParams, Requant, Shape4, TensorMut, TensorRef};
+
+use crate::error::CompileError;
+use crate::program::{Elem, Loc, Program, RequantData, StepKind};
+
+/// Arena storage with 4-byte alignment, as the generated code declares it.
+struct Arena(Vec<u32>);
+
+impl Arena {
+    fn bytes(&mut self) -> &mut [u8] {
+        // SAFETY: u32 storage viewed as bytes: same memory, alignment 4 ≥ 1, length ×4.
+        unsafe {
+            std::slice::from_raw_parts_mut(self.0.as_mut_ptr().cast::<u8>(), self.0.len() * 4)
+        }
+    }
+}
+
+fn requant(r: &RequantData) -> kinglet_m4::Requant<'_> {
+    kinglet_m4::Requant {
+        multipliers: &r.multipliers,
+        shifts: &r.shifts,
+        output_offset: r.output_offset,
+        act_min: r.act_min,
+        act_max: r.act_max,
+    }
+}
+
+fn ref_quant(r: &RequantData, input_offset: i32) -> QuantParams<'_> {
+    QuantParams {
+        input_offset,
+        filter_offset: 0,
+        output_offset: r.output_offset,
+        requant: Requant::new(&r.multipliers, &r.shifts),
+        act_min: r.act_min,
+        act_max: r.act_max,
+    }
+}
+
+fn shape(d: [usize; 4]) -> Shape4 {
+    Shape4::new(d[0], d[1], d[2], d[3])
+}
+
+/// A step's source (int8 or int16) and destination (int8 or int16); one of each is set.
+type Operands<'a> = (
+    Option<&'a [i8]>,
+    Option<&'a [i16]>,
+    Option<&'a mut [i8]>,
+    Option<&'a mut [i16]>,
+);
+
+/// Runs `program` on `input`, returning the output.
+pub fn run(program: &Program, input: &[i8]) -> Result<Vec<i8>, CompileError> {
+    if input.len() != program.input_len {
+        return Err(CompileError::Run(format!(
+            "input has {} values, the model takes {}",
+            input.len(),
+            program.input_len
+        )));
+    }
+    let mut arena = Arena(vec![0; program.arena_bytes.div_ceil(4)]);
+    let mut output = vec![0i8; program.output_len];
+    let place = |loc: Loc| match loc {
+        Loc::Arena(b) => {
+            let buf = &program.buffers[b];
+            Some((Place::new(buf.offset, buf.len), buf.elem))
+        }
+        _ => None,
+    };
+    for (i, step) in program.steps.iter().enumerate() {
+        let fail = |what: String| {
+            CompileError::Run(format!(
+                "step {i} ({}): {what}",
+                program.layers[step.layer].name
+            ))
+        };
+        let kind = &step.kind;
+        let (src_place, dst_place) = (place(kind.src()), place(kind.dst()));
+        let bytes = arena.bytes();
+        // Source as i8 or i16, destination as i8 or i16, from the caller's arrays or the arena.
+        let (src8, src16, dst8, dst16): Operands = match (src_place, dst_place) {
+            (Some((s, Elem::I8)), Some((d, Elem::I8))) => {
+                let (a, b) =
+                    arena::split::<i8, i8>(bytes, s, d).map_err(|_| fail("arena split".into()))?;
+                (Some(a), None, Some(b), None)
+            }
+            (Some((s, Elem::I8)), Some((d, Elem::I16))) => {
+                let (a, b) =
+                    arena::split::<i8, i16>(bytes, s, d).map_err(|_| fail("arena split".into()))?;
+                (Some(a), None, None, Some(b))
+            }
+            (Some((s, Elem::I16)), Some((d, Elem::I8))) => {
+                let (a, b) =
+                    arena::split::<i16, i8>(bytes, s, d).map_err(|_| fail("arena split".into()))?;
+                (None, Some(a), Some(b), None)
+            }
+            (Some((s, Elem::I16)), Some((d, Elem::I16))) => {
+                let (a, b) = arena::split::<i16, i16>(bytes, s, d)
+                    .map_err(|_| fail("arena split".into()))?;
+                (None, Some(a), None, Some(b))
+            }
+            (None, Some((d, Elem::I8))) => (
+                Some(input),
+                None,
+                Some(arena::view_mut::<i8>(bytes, d).map_err(|_| fail("view".into()))?),
+                None,
+            ),
+            (None, Some((d, Elem::I16))) => (
+                Some(input),
+                None,
+                None,
+                Some(arena::view_mut::<i16>(bytes, d).map_err(|_| fail("view".into()))?),
+            ),
+            (Some((s, Elem::I8)), None) => (
+                Some(arena::view::<i8>(bytes, s).map_err(|_| fail("view".into()))?),
+                None,
+                Some(&mut output[..]),
+                None,
+            ),
+            (Some((s, Elem::I16)), None) => (
+                None,
+                Some(arena::view::<i16>(bytes, s).map_err(|_| fail("view".into()))?),
+                Some(&mut output[..]),
+                None,
+            ),
+            (None, None) => (Some(input), None, Some(&mut output[..]), None),
+        };
+        let need8 = || src8.ok_or_else(|| fail("expected an int8 source".into()));
+        let need16 = || src16.ok_or_else(|| fail("expected an int16 source".into()));
+        let m4 = |r: Result<(), kinglet_m4::ShapeError>| {
+            r.map_err(|_| fail("kernel rejected its buffers".into()))
+        };
+        let micro = |r: Result<(), kinglet_micro::KernelError>| r.map_err(|e| fail(e.to_string()));
+        match kind {
+            StepKind::Widen {
+                in_ch, zero_point, ..
+            } => {
+                let dst = dst16.ok_or_else(|| fail("widen writes int16".into()))?;
+                m4(kinglet_m4::widen_padded(need8()?, *in_ch, *zero_point, dst))?;
+            }
+            StepKind::Conv1dK3 {
+                width,
+                in_ch,
+                out_ch,
+                pool,
+                weights,
+                bias,
+                requant: r,
+                ..
+            } => {
+                let params = kinglet_m4::Conv1dK3 {
+                    width: *width,
+                    weights,
+                    bias,
+                    requant: requant(r),
+                    pool: *pool,
+                };
+                let dst = dst8.ok_or_else(|| fail("conv writes int8".into()))?;
+                m4(conv1d_dyn(*in_ch, *out_ch, &params, need16()?, dst))?;
+            }
+            StepKind::FullyConnectedQ15 {
+                in_len,
+                out_len,
+                weights,
+                bias,
+                requant: r,
+                ..
+            } => {
+                let params = kinglet_m4::FullyConnected {
+                    weights,
+                    bias,
+                    requant: requant(r),
+                };
+                let dst = dst8.ok_or_else(|| fail("fc writes int8".into()))?;
+                m4(kinglet_m4::fully_connected_dyn(
+                    *in_len,
+                    *out_len,
+                    &params,
+                    need16()?,
+                    dst,
+                ))?;
+            }
+            StepKind::RefConv2D {
+                input: xd,
+                output: yd,
+                filter,
+                geometry: g,
+                weights,
+                bias,
+                input_offset,
+                requant: r,
+                ..
+            } => {
+                let params = ConvParams {
+                    stride_h: g[0],
+                    stride_w: g[1],
+                    dilation_h: g[2],
+                    dilation_w: g[3],
+                    pad_top: g[4],
+                    pad_left: g[5],
+                };
+                let dst = dst8.ok_or_else(|| fail("conv writes int8".into()))?;
+                micro(kinglet_micro::conv2d::conv2d_i8(
+                    &params,
+                    &ref_quant(r, *input_offset),
+                    TensorRef::new(need8()?, shape(*xd)),
+                    TensorRef::new(weights, shape(*filter)),
+                    bias.as_deref(),
+                    TensorMut::new(dst, shape(*yd)),
+                ))?;
+            }
+            StepKind::RefMaxPool2D {
+                input: xd,
+                output: yd,
+                window: w,
+                act_min,
+                act_max,
+                ..
+            } => {
+                let params = PoolParams {
+                    filter_h: w[0],
+                    filter_w: w[1],
+                    stride_h: w[2],
+                    stride_w: w[3],
+                    pad_top: w[4],
+                    pad_left: w[5],
+                };
+                let dst = dst8.ok_or_else(|| fail("pool writes int8".into()))?;
+                micro(kinglet_micro::max_pool2d::max_pool2d_i8(
+                    &params,
+                    *act_min,
+                    *act_max,
+                    TensorRef::new(need8()?, shape(*xd)),
+                    TensorMut::new(dst, shape(*yd)),
+                ))?;
+            }
+            StepKind::RefFullyConnected {
+                batches,
+                in_len,
+                out_len,
+                weights,
+                bias,
+                input_offset,
+                requant: r,
+                ..
+            } => {
+                let dst = dst8.ok_or_else(|| fail("fc writes int8".into()))?;
+                micro(fully_connected_i8(
+                    FcShape {
+                        batches: *batches,
+                        in_features: *in_len,
+                        out_features: *out_len,
+                    },
+                    &ref_quant(r, *input_offset),
+                    need8()?,
+                    weights,
+                    bias.as_deref(),
+                    dst,
+                ))?;
+            }
+            StepKind::Copy { len, .. } => {
+                let (src, dst) = (
+                    need8()?,
+                    dst8.ok_or_else(|| fail("copy writes int8".into()))?,
+                );
+                if src.len() < *len || dst.len() < *len {
+                    return Err(fail("copy out of range".into()));
+                }
+                dst[..*len].copy_from_slice(&src[..*len]);
+            }
+        }
+    }
+    Ok(output)
+}
+
+/// The generated code calls `conv1d_k3::<IN, OUT>` with literal channel counts; the host
+/// goes through kinglet-m4's runtime-sized entry point.
+fn conv1d_dyn(
+    in_ch: usize,
+    out_ch: usize,
+    params: &kinglet_m4::Conv1dK3,
+    padded: &[i16],
+    out: &mut [i8],
+) -> Result<(), kinglet_m4::ShapeError> {
+    kinglet_m4::conv1d_k3_dyn(in_ch, out_ch, params, padded, out)
+}

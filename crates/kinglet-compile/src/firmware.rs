@@ -1,0 +1,294 @@
+//! From a graph to files and measurements: `compile` writes the generated crate, `profile`
+//! runs the model in QEMU and reports instructions, flash and RAM.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kinglet_graph::Graph;
+use serde::Serialize;
+
+use crate::emit_rust::{Origin, emit_cargo_toml, emit_module};
+use crate::error::CompileError;
+use crate::lower::{lower, sanitize};
+use crate::program::{KernelSet, Program};
+use crate::qemu::{self, FirmwareKernels, FirmwareReport};
+
+/// Both schedules of one graph.
+pub struct Compiled {
+    pub dsp: Program,
+    pub reference: Program,
+    pub rust_module: String,
+}
+
+pub fn compile(graph: &Graph, model_name: &str) -> Result<Compiled, CompileError> {
+    let dsp = lower(graph, KernelSet::CortexM4)?;
+    let reference = lower(graph, KernelSet::Reference)?;
+    let rust_module = emit_module(
+        &dsp,
+        &reference,
+        &Origin {
+            model_name,
+            macs: dsp.macs(),
+        },
+    );
+    Ok(Compiled {
+        dsp,
+        reference,
+        rust_module,
+    })
+}
+
+/// Writes `contents` to `path` through a temporary file and a rename.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), CompileError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| CompileError::io(dir, e))?;
+    }
+    let tmp = path.with_extension("kinglet-tmp");
+    std::fs::write(&tmp, contents).map_err(|e| CompileError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| CompileError::io(path, e))
+}
+
+/// Writes a `#![no_std]` crate (`Cargo.toml`, `src/lib.rs`) into `out` and returns its name.
+pub fn write_rust_crate(
+    compiled: &Compiled,
+    model_name: &str,
+    out: &Path,
+) -> Result<String, CompileError> {
+    let crate_name = format!("kinglet-model-{}", sanitize(model_name).replace('_', "-"));
+    let abs = |p: PathBuf| p.canonicalize().map_err(|e| CompileError::io(&p, e));
+    write_atomic(
+        &out.join("Cargo.toml"),
+        emit_cargo_toml(&crate_name, &abs(qemu::micro_dir())?, &abs(qemu::m4_dir())?).as_bytes(),
+    )?;
+    let lib = format!("#![no_std]\n{}", compiled.rust_module);
+    write_atomic(&out.join("src/lib.rs"), lib.as_bytes())?;
+    Ok(crate_name)
+}
+
+/// Writes `<prefix>.h` and `<prefix>.c` (the Cortex-M4 schedule as C99) into `out`; returns
+/// the two paths.
+pub fn write_c(
+    compiled: &Compiled,
+    model_name: &str,
+    out: &Path,
+) -> Result<(PathBuf, PathBuf), CompileError> {
+    let (header, source) = crate::emit_c::emit_c(&compiled.dsp, model_name);
+    let prefix = crate::emit_c::c_prefix(model_name);
+    let (h, c) = (
+        out.join(format!("{prefix}.h")),
+        out.join(format!("{prefix}.c")),
+    );
+    write_atomic(&h, header.as_bytes())?;
+    write_atomic(&c, source.as_bytes())?;
+    Ok((h, c))
+}
+
+/// Per-layer line of a profile.
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerProfile {
+    pub name: String,
+    pub macs: usize,
+    pub instructions: u64,
+}
+
+/// One model measured on the emulated Cortex-M4F.
+#[derive(Clone, Debug, Serialize)]
+pub struct Profile {
+    pub model: String,
+    pub kernels: String,
+    pub macs: usize,
+    pub instructions: u64,
+    pub layers: Vec<LayerProfile>,
+    pub outputs: Vec<i32>,
+    /// The same input through kinglet-graph's host interpreter.
+    pub host_outputs: Vec<i32>,
+    /// Model + kernels: code and constant symbols the bare test harness does not have.
+    pub flash_bytes: u64,
+    /// Whole firmware image.
+    pub flash_total_bytes: u64,
+    /// Constant data alone (weights, biases, requantisation tables).
+    pub model_constant_bytes: usize,
+    /// Arena + measured inference stack.
+    pub ram_bytes: u64,
+    pub arena_bytes: u64,
+    pub stack_bytes: u64,
+    /// The counter self-check (must read 3001).
+    pub known_loop_instructions: u64,
+}
+
+/// Where firmware builds go unless told otherwise.
+pub fn default_work_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/kinglet-firmware")
+}
+
+/// The generated module plus the embedded test input, as the firmware includes it.
+pub fn firmware_module(compiled: &Compiled, input: &[i8]) -> String {
+    with_test_input(compiled.rust_module.clone(), input)
+}
+
+fn with_test_input(module: String, input: &[i8]) -> String {
+    let mut s = module;
+    let _ = write!(
+        s,
+        "\n/// Input the test application runs.\npub static TEST_INPUT: [i8; INPUT_LEN] = ["
+    );
+    for (i, v) in input.iter().enumerate() {
+        if i % 24 == 0 {
+            s.push_str("\n    ");
+        }
+        let _ = write!(s, "{v}, ");
+    }
+    s.push_str("\n];\n");
+    s
+}
+
+/// Builds and runs the bare harness (no model): the 3001-instruction check and the baseline
+/// image size the model's flash is measured against.
+/// Firmware builds of one work directory share one output path: a build and the run of its
+/// ELF must not interleave with another (tests run in parallel threads).
+static FIRMWARE_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn firmware_lock() -> std::sync::MutexGuard<'static, ()> {
+    // A panic while holding the lock leaves no state to repair.
+    FIRMWARE_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Returns the report and a copy of the harness ELF (the next build overwrites the original).
+pub fn run_harness(work_dir: &Path) -> Result<(FirmwareReport, PathBuf), CompileError> {
+    let _guard = firmware_lock();
+    run_harness_locked(work_dir)
+}
+
+fn run_harness_locked(work_dir: &Path) -> Result<(FirmwareReport, PathBuf), CompileError> {
+    let elf = qemu::build_firmware(None, None, FirmwareKernels::Dsp, &work_dir.join("target"))?;
+    let copy = work_dir.join("harness.elf");
+    std::fs::copy(&elf, &copy).map_err(|e| CompileError::io(&copy, e))?;
+    let report = qemu::parse_report(&qemu::run_qemu(&copy, Duration::from_secs(60))?)?;
+    Ok((report, copy))
+}
+
+/// Source language of the firmware's model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Lang {
+    Rust,
+    /// The C99 output (Cortex-M4 schedule), compiled by arm-none-eabi-gcc.
+    C,
+}
+
+/// Compiles `graph`, runs it in QEMU on `input` and measures it. `kernels` applies to Rust
+/// output; C output always runs its Cortex-M4 schedule.
+pub fn profile(
+    graph: &Graph,
+    model_name: &str,
+    input: &[i8],
+    kernels: FirmwareKernels,
+    lang: Lang,
+    work_dir: &Path,
+) -> Result<Profile, CompileError> {
+    let compiled = compile(graph, model_name)?;
+    if input.len() != compiled.dsp.input_len {
+        return Err(CompileError::Run(format!(
+            "input has {} values, {model_name} takes {}",
+            input.len(),
+            compiled.dsp.input_len
+        )));
+    }
+    let host_outputs = host_outputs(graph, input)?;
+    let _guard = firmware_lock();
+    let (_, baseline) = run_harness_locked(work_dir)?;
+    let (tag, kernels) = match (lang, kernels) {
+        (Lang::C, _) => ("c", FirmwareKernels::Dsp),
+        (Lang::Rust, FirmwareKernels::Dsp) => ("dsp", kernels),
+        (Lang::Rust, FirmwareKernels::Reference) => ("reference", kernels),
+    };
+    let models = work_dir.join("models");
+    let module_path = models.join(format!("{}-{tag}.rs", sanitize(model_name)));
+    let c_path = match lang {
+        Lang::Rust => {
+            write_atomic(&module_path, firmware_module(&compiled, input).as_bytes())?;
+            None
+        }
+        Lang::C => {
+            let shim = crate::emit_c::firmware_shim(&compiled.dsp, model_name);
+            write_atomic(&module_path, with_test_input(shim, input).as_bytes())?;
+            let (_, c) = write_c(&compiled, model_name, &models.join("c"))?;
+            Some(c.canonicalize().map_err(|e| CompileError::io(&c, e))?)
+        }
+    };
+    let module_path = module_path
+        .canonicalize()
+        .map_err(|e| CompileError::io(&module_path, e))?;
+    let elf = qemu::build_firmware(
+        Some(&module_path),
+        c_path.as_deref(),
+        kernels,
+        &work_dir.join("target"),
+    )?;
+    let size = qemu::image_size(&elf)?;
+    let model_flash = qemu::added_flash(&elf, &baseline)?;
+    let report = qemu::parse_report(&qemu::run_qemu(&elf, Duration::from_secs(120))?)?;
+    let program = match (lang, kernels) {
+        (Lang::Rust, FirmwareKernels::Reference) => &compiled.reference,
+        _ => &compiled.dsp,
+    };
+    let instructions = report
+        .instructions
+        .ok_or_else(|| CompileError::Run("firmware reported no instruction count".into()))?;
+    if report.probed_outputs_match != Some(true) {
+        return Err(CompileError::Run(
+            "the per-layer run gave different outputs".into(),
+        ));
+    }
+    if report.layers.len() != program.layers.len() {
+        return Err(CompileError::Run(format!(
+            "firmware reported {} layers, the program has {}",
+            report.layers.len(),
+            program.layers.len()
+        )));
+    }
+    let layers = program
+        .layers
+        .iter()
+        .zip(&report.layers)
+        .map(|(l, (_, n))| LayerProfile {
+            name: l.name.clone(),
+            macs: l.macs,
+            instructions: *n,
+        })
+        .collect();
+    let arena = report.arena_bytes.unwrap_or(0);
+    let stack = report.inference_stack_bytes.unwrap_or(0);
+    Ok(Profile {
+        model: model_name.to_owned(),
+        kernels: tag.to_owned(),
+        macs: program.macs(),
+        instructions,
+        layers,
+        outputs: report.outputs,
+        host_outputs,
+        flash_bytes: model_flash,
+        flash_total_bytes: size.flash,
+        model_constant_bytes: program.constant_bytes(),
+        ram_bytes: arena + stack,
+        arena_bytes: arena,
+        stack_bytes: stack,
+        known_loop_instructions: report.known_loop,
+    })
+}
+
+/// Outputs of kinglet-graph's host interpreter for `input`.
+pub fn host_outputs(graph: &Graph, input: &[i8]) -> Result<Vec<i32>, CompileError> {
+    let host = |e: kinglet_graph::GraphError| CompileError::Run(format!("host interpreter: {e}"));
+    let mut interp = kinglet_graph::Interpreter::new(graph).map_err(host)?;
+    interp.set_input(0, input).map_err(host)?;
+    interp.invoke().map_err(host)?;
+    Ok(interp
+        .output::<i8>(0)
+        .map_err(host)?
+        .into_iter()
+        .map(i32::from)
+        .collect())
+}

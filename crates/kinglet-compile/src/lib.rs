@@ -1,0 +1,24 @@
+//! kinglet-compile: turns a kinglet-graph [`Graph`](kinglet_graph::Graph) into allocation-free
+//! firmware source (a `#![no_std]` Rust module or self-contained C99), runs it on an emulated
+//! Cortex-M4F (QEMU `mps2-an386`) and measures it exactly.
+//!
+//! Flow: [`lower::lower`] (kernel choice, constant layouts, arena plan) → [`emit_rust`] /
+//! [`emit_c`] → [`qemu`] (build the firmware app, run it, parse its report); [`firmware`]
+//! ties them together for the `compile` and `profile` commands; [`exec`] runs a program on
+//! the host. The Cortex-M4 kernels live in `runtime-m4/` (crate `kinglet-m4`, `#![no_std]`),
+//! their C counterparts in `runtime-c/`; the QEMU test application in `firmware/qemu-app`.
+
+pub mod emit_c;
+pub mod emit_rust;
+pub mod error;
+pub mod exec;
+pub mod firmware;
+pub mod lower;
+pub mod plan;
+pub mod program;
+pub mod qemu;
+pub mod testinput;
+
+pub use error::CompileError;
+pub use lower::lower;
+pub use program::{KernelSet, Program};

@@ -1,0 +1,644 @@
+//! Graph → [`Program`]: picks a kernel for every op, prepares constant data in the layout the
+//! kernel reads (widened weights, zero point folded into the bias, requantisation tables),
+//! aliases reshapes, and hands the buffers to the planner.
+
+use std::collections::HashMap;
+
+use kinglet_graph::{Activation, DType, Graph, Op, OpKind, Padding, Tensor, TensorId};
+use kinglet_micro::padding::{PaddingKind, axis_geometry};
+use kinglet_micro::quant::{
+    FusedActivation, activation_range_quantized, conv_output_multipliers, legacy_output_multiplier,
+};
+
+use crate::error::CompileError;
+use crate::plan::plan_arena;
+use crate::program::{
+    Buffer, Dims, Elem, KernelSet, Layer, Loc, Program, RequantData, Step, StepKind,
+};
+
+/// Lowers `graph` (int8 activations, one input, one output) into a planned [`Program`].
+pub fn lower(graph: &Graph, kernels: KernelSet) -> Result<Program, CompileError> {
+    Lowering::new(graph, kernels)?.run()
+}
+
+struct Lowering<'g> {
+    graph: &'g Graph,
+    kernels: KernelSet,
+    locs: HashMap<TensorId, Loc>,
+    buffers: Vec<Buffer>,
+    steps: Vec<Step>,
+    layers: Vec<Layer>,
+    /// How many ops still read each tensor (to decide whether a conv output may be fused away).
+    readers: HashMap<TensorId, usize>,
+}
+
+fn op_err(index: usize, op: &Op, message: impl Into<String>) -> CompileError {
+    CompileError::Op {
+        index,
+        op: op.kind.name(),
+        message: message.into(),
+    }
+}
+
+fn fused(act: Activation) -> FusedActivation {
+    match act {
+        Activation::None => FusedActivation::None,
+        Activation::Relu => FusedActivation::Relu,
+        Activation::Relu6 => FusedActivation::Relu6,
+    }
+}
+
+fn dims4(t: &Tensor) -> Option<Dims> {
+    match t.shape.as_slice() {
+        [n, h, w, c] => Some([*n, *h, *w, *c]),
+        _ => None,
+    }
+}
+
+fn i8_data(t: &Tensor) -> Option<Vec<i8>> {
+    (t.dtype == DType::I8).then(|| {
+        t.data
+            .as_ref()
+            .map(|d| d.iter().map(|b| *b as i8).collect())
+    })?
+}
+
+/// (scale, zero point) of a per-tensor quantised int8 activation.
+fn activation_quant(t: &Tensor) -> Option<(f32, i32)> {
+    let q = t.quant.as_ref()?;
+    (t.dtype == DType::I8 && q.is_per_tensor()).then(|| (q.scale[0], q.zero_point[0]))
+}
+
+impl<'g> Lowering<'g> {
+    fn new(graph: &'g Graph, kernels: KernelSet) -> Result<Self, CompileError> {
+        if graph.inputs.len() != 1 || graph.outputs.len() != 1 {
+            return Err(CompileError::Unsupported(format!(
+                "compiled models take one input and one output; this graph has {} and {}",
+                graph.inputs.len(),
+                graph.outputs.len()
+            )));
+        }
+        for (what, id) in [("input", graph.inputs[0]), ("output", graph.outputs[0])] {
+            let t = graph.tensors.get(id.0).ok_or_else(|| {
+                CompileError::Unsupported(format!("graph {what} {id} does not exist"))
+            })?;
+            if activation_quant(t).is_none() {
+                return Err(CompileError::Unsupported(format!(
+                    "graph {what} '{}' is {}; only per-tensor int8 models compile for now",
+                    t.name, t.dtype
+                )));
+            }
+        }
+        let mut readers = HashMap::new();
+        for op in &graph.ops {
+            for &i in &op.inputs {
+                *readers.entry(i).or_insert(0) += 1;
+            }
+        }
+        let mut locs = HashMap::new();
+        locs.insert(graph.inputs[0], Loc::Input);
+        Ok(Lowering {
+            graph,
+            kernels,
+            locs,
+            buffers: Vec::new(),
+            steps: Vec::new(),
+            layers: Vec::new(),
+            readers,
+        })
+    }
+
+    fn tensor(&self, index: usize, op: &Op, id: TensorId) -> Result<&'g Tensor, CompileError> {
+        self.graph
+            .tensors
+            .get(id.0)
+            .ok_or_else(|| op_err(index, op, format!("tensor {id} does not exist")))
+    }
+
+    fn input(&self, index: usize, op: &Op, slot: usize) -> Result<&'g Tensor, CompileError> {
+        let id = *op
+            .inputs
+            .get(slot)
+            .ok_or_else(|| op_err(index, op, format!("missing input {slot}")))?;
+        self.tensor(index, op, id)
+    }
+
+    fn src_loc(&self, index: usize, op: &Op) -> Result<Loc, CompileError> {
+        let id = *op
+            .inputs
+            .first()
+            .ok_or_else(|| op_err(index, op, "op has no input"))?;
+        self.locs.get(&id).copied().ok_or_else(|| {
+            op_err(
+                index,
+                op,
+                format!("input {id} is neither the graph input nor produced earlier"),
+            )
+        })
+    }
+
+    fn new_buffer(&mut self, name: &str, elem: Elem, len: usize) -> Loc {
+        self.buffers.push(Buffer {
+            name: name.to_owned(),
+            elem,
+            len,
+            offset: 0,
+        });
+        Loc::Arena(self.buffers.len() - 1)
+    }
+
+    /// Location for an op's output tensor: the caller's output array or a new arena buffer.
+    fn dst_loc(&mut self, id: TensorId) -> Loc {
+        let loc = if self.graph.outputs[0] == id {
+            Loc::Output
+        } else {
+            let t = self.graph.tensor(id);
+            let name = format!("t{}_{}", id.0, sanitize(&t.name));
+            self.new_buffer(&name, Elem::I8, t.elements())
+        };
+        self.locs.insert(id, loc);
+        loc
+    }
+
+    fn run(mut self) -> Result<Program, CompileError> {
+        let ops = &self.graph.ops;
+        let mut index = 0;
+        while index < ops.len() {
+            let op = &ops[index];
+            let consumed = match &op.kind {
+                OpKind::Reshape { .. } => self.reshape(index, op)?,
+                OpKind::Conv2D { .. } => self.conv(index, op)?,
+                OpKind::MaxPool2D { .. } => self.max_pool(index, op)?,
+                OpKind::FullyConnected { .. } => self.fully_connected(index, op)?,
+                other => {
+                    return Err(op_err(
+                        index,
+                        op,
+                        format!("{} has no compiled kernel yet", other.name()),
+                    ));
+                }
+            };
+            index += consumed;
+        }
+        let out = self.graph.outputs[0];
+        if self.locs.get(&out) != Some(&Loc::Output) {
+            return Err(CompileError::Unsupported(
+                "the graph output is not produced by any op (or is the input itself)".into(),
+            ));
+        }
+        let input_len = self.graph.tensor(self.graph.inputs[0]).elements();
+        let output_len = self.graph.tensor(out).elements();
+        let arena_bytes = plan_arena(&mut self.buffers, &self.steps);
+        Ok(Program {
+            kernels: self.kernels,
+            input_len,
+            output_len,
+            buffers: self.buffers,
+            steps: self.steps,
+            layers: self.layers,
+            arena_bytes,
+        })
+    }
+
+    fn push_layer(&mut self, name: String, ops: Vec<usize>, macs: usize) -> usize {
+        self.layers.push(Layer { name, ops, macs });
+        self.layers.len() - 1
+    }
+
+    fn reshape(&mut self, index: usize, op: &Op) -> Result<usize, CompileError> {
+        let src = self.src_loc(index, op)?;
+        let out = *op
+            .outputs
+            .first()
+            .ok_or_else(|| op_err(index, op, "no output"))?;
+        if out == self.graph.outputs[0] {
+            // The graph output lives in the caller's array: copy into it.
+            let len = self.tensor(index, op, out)?.elements();
+            let layer = self.push_layer("RESHAPE".into(), vec![index], 0);
+            self.locs.insert(out, Loc::Output);
+            self.steps.push(Step {
+                layer,
+                kind: StepKind::Copy {
+                    src,
+                    dst: Loc::Output,
+                    len,
+                },
+            });
+        } else {
+            // Row-major data is unchanged by a reshape: alias the input's buffer.
+            self.locs.insert(out, src);
+        }
+        Ok(1)
+    }
+
+    /// Requantisation table for an op with input `x`, filter `w` and output `y`, one entry
+    /// per channel. `legacy` selects TFLite's per-tensor fully-connected formula (scale
+    /// product rounded to f32 first), as kinglet-graph's interpreter does.
+    #[allow(clippy::too_many_arguments)]
+    fn requant(
+        &self,
+        index: usize,
+        op: &Op,
+        x: &Tensor,
+        w: &Tensor,
+        y: &Tensor,
+        channels: usize,
+        act: Activation,
+        legacy: bool,
+    ) -> Result<RequantData, CompileError> {
+        let (xs, _) = activation_quant(x)
+            .ok_or_else(|| op_err(index, op, "input must be per-tensor int8"))?;
+        let (ys, yz) = activation_quant(y)
+            .ok_or_else(|| op_err(index, op, "output must be per-tensor int8"))?;
+        let wq = w
+            .quant
+            .as_ref()
+            .ok_or_else(|| op_err(index, op, "weights are not quantised"))?;
+        if wq.zero_point.iter().any(|&z| z != 0) {
+            return Err(op_err(
+                index,
+                op,
+                "int8 weights must be symmetric (zero point 0)",
+            ));
+        }
+        if wq.scale.len() != 1 && wq.scale.len() != channels {
+            return Err(op_err(
+                index,
+                op,
+                format!(
+                    "{} weight scales for {channels} output channels",
+                    wq.scale.len()
+                ),
+            ));
+        }
+        let mut multipliers = vec![0; channels];
+        let mut shifts = vec![0; channels];
+        if legacy && wq.is_per_tensor() {
+            let (m, s) = legacy_output_multiplier(xs, wq.scale[0], ys)
+                .map_err(|e| op_err(index, op, format!("requantisation: {e}")))?;
+            multipliers.fill(m);
+            shifts.fill(s);
+        } else {
+            conv_output_multipliers(xs, &wq.scale, ys, &mut multipliers, &mut shifts)
+                .map_err(|e| op_err(index, op, format!("requantisation: {e}")))?;
+        }
+        let (act_min, act_max) = activation_range_quantized(fused(act), ys, yz, -128, 127);
+        Ok(RequantData {
+            multipliers,
+            shifts,
+            output_offset: yz,
+            act_min,
+            act_max,
+        })
+    }
+
+    fn conv(&mut self, index: usize, op: &Op) -> Result<usize, CompileError> {
+        let OpKind::Conv2D {
+            stride,
+            dilation,
+            padding,
+            activation,
+        } = op.kind.clone()
+        else {
+            unreachable!("dispatched on Conv2D");
+        };
+        let x = self.input(index, op, 0)?;
+        let w = self.input(index, op, 1)?;
+        let out_id = *op
+            .outputs
+            .first()
+            .ok_or_else(|| op_err(index, op, "no output"))?;
+        let y = self.tensor(index, op, out_id)?;
+        let (xd, wd, yd) = match (dims4(x), dims4(w), dims4(y)) {
+            (Some(a), Some(b), Some(c)) => (a, b, c),
+            _ => {
+                return Err(op_err(
+                    index,
+                    op,
+                    "input, filter and output must be 4D (NHWC / OHWI)",
+                ));
+            }
+        };
+        let weights =
+            i8_data(w).ok_or_else(|| op_err(index, op, "filter must be constant int8"))?;
+        let bias = match op.inputs.get(2) {
+            Some(&b) => Some(
+                self.tensor(index, op, b)?
+                    .data_i32()
+                    .ok_or_else(|| op_err(index, op, "bias must be constant int32"))?,
+            ),
+            None => None,
+        };
+        let (_, xz) = activation_quant(x)
+            .ok_or_else(|| op_err(index, op, "input must be per-tensor int8"))?;
+        let out_ch = wd[0];
+        if bias.as_ref().is_some_and(|b| b.len() != out_ch) {
+            return Err(op_err(
+                index,
+                op,
+                "bias length differs from the output channels",
+            ));
+        }
+        let requant = self.requant(index, op, x, w, y, out_ch, activation, false)?;
+        let macs = yd[1] * yd[2] * out_ch * wd[1] * wd[2] * wd[3];
+        let src = self.src_loc(index, op)?;
+
+        let is_har_conv = self.kernels == KernelSet::CortexM4
+            && xd[0] == 1
+            && xd[1] == 1
+            && wd[1] == 1
+            && wd[2] == 3
+            && wd[3] == xd[3]
+            && stride.h == 1
+            && stride.w == 1
+            && dilation.w == 1
+            && padding == Padding::Same
+            && yd == [1, 1, xd[2], out_ch];
+        if is_har_conv {
+            let (width, in_ch) = (xd[2], xd[3]);
+            // A following 2-wide max pool that is this conv's only reader folds into it.
+            let pool = self.graph.ops.get(index + 1).filter(|next| {
+                matches!(next.kind, OpKind::MaxPool2D { filter, stride, padding, activation: Activation::None }
+                    if filter.h == 1 && filter.w == 2 && stride.h == 1 && stride.w == 2
+                        && (padding == Padding::Valid || width % 2 == 0))
+                    && next.inputs.first() == Some(&out_id)
+                    && self.readers.get(&out_id) == Some(&1)
+                    && self.graph.outputs[0] != out_id
+            });
+            let (layer_name, ops, final_out) = match pool {
+                Some(next) => (
+                    "CONV_2D+MAX_POOL_2D".to_owned(),
+                    vec![index, index + 1],
+                    *next
+                        .outputs
+                        .first()
+                        .ok_or_else(|| op_err(index + 1, next, "no output"))?,
+                ),
+                None => ("CONV_2D".to_owned(), vec![index], out_id),
+            };
+            let row = kinglet_m4::conv1d_k3_row_len(in_ch);
+            let mut wide = vec![0i16; out_ch * row];
+            kinglet_m4::pack_weights(&weights, out_ch, 3 * in_ch, &mut wide)
+                .map_err(|_| op_err(index, op, "filter size disagrees with its shape"))?;
+            let folded = fold_zero_point(bias.as_deref(), &weights, out_ch, xz);
+            let layer = self.push_layer(layer_name, ops, macs);
+            let padded = self.new_buffer(
+                &format!("op{index}_widened"),
+                Elem::I16,
+                kinglet_m4::conv1d_k3_padded_len(width, in_ch),
+            );
+            let dst = self.dst_loc(final_out);
+            self.steps.push(Step {
+                layer,
+                kind: StepKind::Widen {
+                    src,
+                    dst: padded,
+                    in_ch,
+                    zero_point: xz as i8,
+                },
+            });
+            self.steps.push(Step {
+                layer,
+                kind: StepKind::Conv1dK3 {
+                    src: padded,
+                    dst,
+                    width,
+                    in_ch,
+                    out_ch,
+                    pool: pool.is_some(),
+                    weights: wide,
+                    bias: folded,
+                    requant,
+                },
+            });
+            return Ok(if pool.is_some() { 2 } else { 1 });
+        }
+
+        let pad_top = axis_geometry(pad_kind(padding), xd[1], wd[1], stride.h, dilation.h)
+            .map_err(|e| op_err(index, op, format!("geometry: {e}")))?
+            .pad_before;
+        let pad_left = axis_geometry(pad_kind(padding), xd[2], wd[2], stride.w, dilation.w)
+            .map_err(|e| op_err(index, op, format!("geometry: {e}")))?
+            .pad_before;
+        let layer = self.push_layer("CONV_2D".into(), vec![index], macs);
+        let dst = self.dst_loc(out_id);
+        self.steps.push(Step {
+            layer,
+            kind: StepKind::RefConv2D {
+                src,
+                dst,
+                input: xd,
+                output: yd,
+                filter: wd,
+                geometry: [
+                    stride.h, stride.w, dilation.h, dilation.w, pad_top, pad_left,
+                ],
+                weights,
+                bias,
+                input_offset: -xz,
+                requant,
+            },
+        });
+        Ok(1)
+    }
+
+    fn max_pool(&mut self, index: usize, op: &Op) -> Result<usize, CompileError> {
+        let OpKind::MaxPool2D {
+            filter,
+            stride,
+            padding,
+            activation,
+        } = op.kind.clone()
+        else {
+            unreachable!("dispatched on MaxPool2D");
+        };
+        let x = self.input(index, op, 0)?;
+        let out_id = *op
+            .outputs
+            .first()
+            .ok_or_else(|| op_err(index, op, "no output"))?;
+        let y = self.tensor(index, op, out_id)?;
+        let (xd, yd) = match (dims4(x), dims4(y)) {
+            (Some(a), Some(b)) => (a, b),
+            _ => return Err(op_err(index, op, "input and output must be 4D NHWC")),
+        };
+        let (ys, yz) = activation_quant(y)
+            .ok_or_else(|| op_err(index, op, "output must be per-tensor int8"))?;
+        let (act_min, act_max) = activation_range_quantized(fused(activation), ys, yz, -128, 127);
+        let pad_top = axis_geometry(pad_kind(padding), xd[1], filter.h, stride.h, 1)
+            .map_err(|e| op_err(index, op, format!("geometry: {e}")))?
+            .pad_before;
+        let pad_left = axis_geometry(pad_kind(padding), xd[2], filter.w, stride.w, 1)
+            .map_err(|e| op_err(index, op, format!("geometry: {e}")))?
+            .pad_before;
+        let src = self.src_loc(index, op)?;
+        let layer = self.push_layer("MAX_POOL_2D".into(), vec![index], 0);
+        let dst = self.dst_loc(out_id);
+        self.steps.push(Step {
+            layer,
+            kind: StepKind::RefMaxPool2D {
+                src,
+                dst,
+                input: xd,
+                output: yd,
+                window: [filter.h, filter.w, stride.h, stride.w, pad_top, pad_left],
+                act_min,
+                act_max,
+            },
+        });
+        Ok(1)
+    }
+
+    fn fully_connected(&mut self, index: usize, op: &Op) -> Result<usize, CompileError> {
+        let OpKind::FullyConnected { activation, .. } = op.kind.clone() else {
+            unreachable!("dispatched on FullyConnected");
+        };
+        let x = self.input(index, op, 0)?;
+        let w = self.input(index, op, 1)?;
+        let out_id = *op
+            .outputs
+            .first()
+            .ok_or_else(|| op_err(index, op, "no output"))?;
+        let y = self.tensor(index, op, out_id)?;
+        let [out_len, in_len] = w.shape.as_slice() else {
+            return Err(op_err(index, op, "weights must be 2D [out, in]"));
+        };
+        let (out_len, in_len) = (*out_len, *in_len);
+        if in_len == 0 || x.elements() % in_len != 0 {
+            return Err(op_err(
+                index,
+                op,
+                format!(
+                    "input of {} elements is not a multiple of {in_len}",
+                    x.elements()
+                ),
+            ));
+        }
+        let batches = x.elements() / in_len;
+        let weights =
+            i8_data(w).ok_or_else(|| op_err(index, op, "weights must be constant int8"))?;
+        let bias = match op.inputs.get(2) {
+            Some(&b) => Some(
+                self.tensor(index, op, b)?
+                    .data_i32()
+                    .ok_or_else(|| op_err(index, op, "bias must be constant int32"))?,
+            ),
+            None => None,
+        };
+        if bias.as_ref().is_some_and(|b| b.len() != out_len) {
+            return Err(op_err(
+                index,
+                op,
+                "bias length differs from the output size",
+            ));
+        }
+        let (_, xz) = activation_quant(x)
+            .ok_or_else(|| op_err(index, op, "input must be per-tensor int8"))?;
+        let requant = self.requant(index, op, x, w, y, out_len, activation, true)?;
+        let src = self.src_loc(index, op)?;
+        let layer = self.push_layer(
+            "FULLY_CONNECTED".into(),
+            vec![index],
+            batches * in_len * out_len,
+        );
+        if self.kernels == KernelSet::CortexM4 && batches == 1 {
+            let row = kinglet_m4::fc_row_len(in_len);
+            let mut wide = vec![0i16; out_len * row];
+            kinglet_m4::pack_weights(&weights, out_len, in_len, &mut wide)
+                .map_err(|_| op_err(index, op, "weights size disagrees with their shape"))?;
+            let folded = fold_zero_point(bias.as_deref(), &weights, out_len, xz);
+            let padded = self.new_buffer(
+                &format!("op{index}_widened"),
+                Elem::I16,
+                kinglet_m4::conv1d_k3_padded_len(1, in_len),
+            );
+            let dst = self.dst_loc(out_id);
+            self.steps.push(Step {
+                layer,
+                kind: StepKind::Widen {
+                    src,
+                    dst: padded,
+                    in_ch: in_len,
+                    zero_point: xz as i8,
+                },
+            });
+            self.steps.push(Step {
+                layer,
+                kind: StepKind::FullyConnectedQ15 {
+                    src: padded,
+                    dst,
+                    in_len,
+                    out_len,
+                    weights: wide,
+                    bias: folded,
+                    requant,
+                },
+            });
+        } else {
+            let dst = self.dst_loc(out_id);
+            self.steps.push(Step {
+                layer,
+                kind: StepKind::RefFullyConnected {
+                    src,
+                    dst,
+                    batches,
+                    in_len,
+                    out_len,
+                    weights,
+                    bias,
+                    input_offset: -xz,
+                    requant,
+                },
+            });
+        }
+        Ok(1)
+    }
+}
+
+/// `bias − zp_in · Σ w` per output channel: padding cells and the widened activations keep
+/// the raw zero point, so the kernels never subtract it per MAC.
+fn fold_zero_point(
+    bias: Option<&[i32]>,
+    weights: &[i8],
+    out_ch: usize,
+    zero_point: i32,
+) -> Vec<i32> {
+    let row = weights.len() / out_ch.max(1);
+    (0..out_ch)
+        .map(|o| {
+            let sum: i32 = weights[o * row..(o + 1) * row]
+                .iter()
+                .map(|&v| i32::from(v))
+                .sum();
+            bias.map_or(0, |b| b[o])
+                .wrapping_sub(zero_point.wrapping_mul(sum))
+        })
+        .collect()
+}
+
+fn pad_kind(p: Padding) -> PaddingKind {
+    match p {
+        Padding::Same => PaddingKind::Same,
+        Padding::Valid => PaddingKind::Valid,
+    }
+}
+
+/// A tensor name reduced to identifier characters.
+pub(crate) fn sanitize(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let s = s.trim_matches('_');
+    let mut short: String = s.chars().take(24).collect();
+    if short.is_empty() {
+        short.push('t');
+    }
+    short
+}

@@ -1,0 +1,259 @@
+//! A compiled model before it becomes source text: buffers, a static schedule of kernel calls
+//! with their constant data already in the layout each kernel reads, and the arena plan.
+//!
+//! Two schedules come out of one graph: [`KernelSet::Reference`] calls kinglet-micro's
+//! reference kernels op by op (any target); [`KernelSet::CortexM4`] replaces the shapes HAR
+//! networks are made of (1D k=3 convolution, optionally with its 2-wide max pool, and
+//! fully-connected layers) by kinglet-m4's DSP kernels and uses the reference kernels for the
+//! rest.
+
+/// Which kernels a schedule calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KernelSet {
+    /// kinglet-micro reference kernels only.
+    Reference,
+    /// kinglet-m4 DSP kernels where the shape fits, reference kernels elsewhere.
+    CortexM4,
+}
+
+/// Element type of a planned buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Elem {
+    I8,
+    I16,
+}
+
+impl Elem {
+    pub fn size(self) -> usize {
+        match self {
+            Elem::I8 => 1,
+            Elem::I16 => 2,
+        }
+    }
+
+    pub fn rust(self) -> &'static str {
+        match self {
+            Elem::I8 => "i8",
+            Elem::I16 => "i16",
+        }
+    }
+
+    pub fn c(self) -> &'static str {
+        match self {
+            Elem::I8 => "int8_t",
+            Elem::I16 => "int16_t",
+        }
+    }
+}
+
+/// An arena buffer: an activation or a kernel's scratch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Buffer {
+    pub name: String,
+    pub elem: Elem,
+    pub len: usize,
+    /// Byte offset in the arena (set by the planner).
+    pub offset: usize,
+}
+
+impl Buffer {
+    pub fn bytes(&self) -> usize {
+        self.len * self.elem.size()
+    }
+}
+
+/// Where a step reads or writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Loc {
+    /// The caller's input array.
+    Input,
+    /// The caller's output array.
+    Output,
+    /// Arena buffer by index into [`Program::buffers`].
+    Arena(usize),
+}
+
+/// Requantisation of an op's int32 accumulators to int8 outputs, one entry per channel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RequantData {
+    pub multipliers: Vec<i32>,
+    pub shifts: Vec<i32>,
+    pub output_offset: i32,
+    pub act_min: i32,
+    pub act_max: i32,
+}
+
+/// NHWC dimensions of a reference kernel operand.
+pub type Dims = [usize; 4];
+
+/// One kernel call.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepKind {
+    /// int8 → zero-point-padded int16 (kinglet-m4 `widen_padded`).
+    Widen {
+        src: Loc,
+        dst: Loc,
+        in_ch: usize,
+        zero_point: i8,
+    },
+    /// kinglet-m4 `conv1d_k3` (with the fused max pool when `pool`).
+    Conv1dK3 {
+        src: Loc,
+        dst: Loc,
+        width: usize,
+        in_ch: usize,
+        out_ch: usize,
+        pool: bool,
+        weights: Vec<i16>,
+        bias: Vec<i32>,
+        requant: RequantData,
+    },
+    /// kinglet-m4 `fully_connected`.
+    FullyConnectedQ15 {
+        src: Loc,
+        dst: Loc,
+        in_len: usize,
+        out_len: usize,
+        weights: Vec<i16>,
+        bias: Vec<i32>,
+        requant: RequantData,
+    },
+    /// kinglet-micro `conv2d_i8`.
+    RefConv2D {
+        src: Loc,
+        dst: Loc,
+        input: Dims,
+        output: Dims,
+        filter: Dims,
+        /// stride h, stride w, dilation h, dilation w, pad top, pad left.
+        geometry: [usize; 6],
+        weights: Vec<i8>,
+        bias: Option<Vec<i32>>,
+        input_offset: i32,
+        requant: RequantData,
+    },
+    /// kinglet-micro `max_pool2d_i8`.
+    RefMaxPool2D {
+        src: Loc,
+        dst: Loc,
+        input: Dims,
+        output: Dims,
+        /// filter h, filter w, stride h, stride w, pad top, pad left.
+        window: [usize; 6],
+        act_min: i32,
+        act_max: i32,
+    },
+    /// kinglet-micro `fully_connected_i8`.
+    RefFullyConnected {
+        src: Loc,
+        dst: Loc,
+        batches: usize,
+        in_len: usize,
+        out_len: usize,
+        weights: Vec<i8>,
+        bias: Option<Vec<i32>>,
+        input_offset: i32,
+        requant: RequantData,
+    },
+    /// Element copy (a reshape whose result is the graph output).
+    Copy { src: Loc, dst: Loc, len: usize },
+}
+
+impl StepKind {
+    pub fn src(&self) -> Loc {
+        match self {
+            StepKind::Widen { src, .. }
+            | StepKind::Conv1dK3 { src, .. }
+            | StepKind::FullyConnectedQ15 { src, .. }
+            | StepKind::RefConv2D { src, .. }
+            | StepKind::RefMaxPool2D { src, .. }
+            | StepKind::RefFullyConnected { src, .. }
+            | StepKind::Copy { src, .. } => *src,
+        }
+    }
+
+    pub fn dst(&self) -> Loc {
+        match self {
+            StepKind::Widen { dst, .. }
+            | StepKind::Conv1dK3 { dst, .. }
+            | StepKind::FullyConnectedQ15 { dst, .. }
+            | StepKind::RefConv2D { dst, .. }
+            | StepKind::RefMaxPool2D { dst, .. }
+            | StepKind::RefFullyConnected { dst, .. }
+            | StepKind::Copy { dst, .. } => *dst,
+        }
+    }
+
+    /// Constant bytes this step puts in flash.
+    pub fn constant_bytes(&self) -> usize {
+        let rq = |r: &RequantData| 4 * (r.multipliers.len() + r.shifts.len());
+        match self {
+            StepKind::Conv1dK3 {
+                weights,
+                bias,
+                requant,
+                ..
+            }
+            | StepKind::FullyConnectedQ15 {
+                weights,
+                bias,
+                requant,
+                ..
+            } => 2 * weights.len() + 4 * bias.len() + rq(requant),
+            StepKind::RefConv2D {
+                weights,
+                bias,
+                requant,
+                ..
+            }
+            | StepKind::RefFullyConnected {
+                weights,
+                bias,
+                requant,
+                ..
+            } => weights.len() + 4 * bias.as_ref().map_or(0, Vec::len) + rq(requant),
+            _ => 0,
+        }
+    }
+}
+
+/// A step and the layer (one or more fused graph ops) it belongs to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Step {
+    pub layer: usize,
+    pub kind: StepKind,
+}
+
+/// A layer as reported per inference: the graph ops it covers and their MACs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Layer {
+    /// e.g. `CONV_2D+MAX_POOL_2D`.
+    pub name: String,
+    /// Graph op indices.
+    pub ops: Vec<usize>,
+    pub macs: usize,
+}
+
+/// A lowered, planned model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Program {
+    pub kernels: KernelSet,
+    pub input_len: usize,
+    pub output_len: usize,
+    pub buffers: Vec<Buffer>,
+    pub steps: Vec<Step>,
+    pub layers: Vec<Layer>,
+    /// Arena size in bytes (multiple of 4).
+    pub arena_bytes: usize,
+}
+
+impl Program {
+    /// Bytes of constant data (weights, biases, requantisation tables).
+    pub fn constant_bytes(&self) -> usize {
+        self.steps.iter().map(|s| s.kind.constant_bytes()).sum()
+    }
+
+    pub fn macs(&self) -> usize {
+        self.layers.iter().map(|l| l.macs).sum()
+    }
+}

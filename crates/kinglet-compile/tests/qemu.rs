@@ -1,0 +1,216 @@
+//! On the emulated Cortex-M4F: the instruction counter is exact, and compiled anchor models
+//! give the TFLite outputs with both kernel sets. Needs qemu-system-arm and the
+//! thumbv7em-none-eabihf target (CI installs both).
+use std::path::PathBuf;
+
+use kinglet_compile::firmware::{Lang, profile, run_harness};
+use kinglet_compile::qemu::FirmwareKernels;
+use kinglet_compile::testinput::lcg_input;
+use kinglet_compile::{KernelSet, exec, lower};
+use kinglet_graph::Graph;
+
+fn work_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kinglet-firmware")
+}
+
+fn seed_model(name: &str) -> Graph {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/seed-models/int8")
+        .join(name);
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Graph::from_tflite_bytes(&bytes).expect("parse")
+}
+
+#[test]
+fn counter_measures_the_known_loop_exactly() {
+    let (report, _) = run_harness(&work_dir()).expect("harness runs");
+    assert_eq!(report.known_loop, 3001);
+}
+
+fn check_model(name: &str, expected: &[i32]) {
+    let graph = seed_model(name);
+    let input = lcg_input(graph.tensor(graph.inputs[0]).elements());
+    let host: Vec<i32> = exec::run(&lower(&graph, KernelSet::Reference).unwrap(), &input)
+        .unwrap()
+        .into_iter()
+        .map(i32::from)
+        .collect();
+    assert_eq!(host, expected);
+    for kernels in [FirmwareKernels::Dsp, FirmwareKernels::Reference] {
+        let p = profile(&graph, name, &input, kernels, Lang::Rust, &work_dir()).expect("profile");
+        eprintln!("{}", serde_json::to_string(&p).unwrap());
+        assert_eq!(p.outputs, expected, "{name} {kernels:?}");
+        assert_eq!(p.host_outputs, expected, "{name} host interpreter");
+        assert_eq!(p.known_loop_instructions, 3001);
+        assert_eq!(
+            p.layers.len(),
+            p.layers.iter().filter(|l| l.instructions > 0).count()
+        );
+    }
+    let p = profile(
+        &graph,
+        name,
+        &input,
+        FirmwareKernels::Dsp,
+        Lang::C,
+        &work_dir(),
+    )
+    .expect("profile C");
+    eprintln!("{}", serde_json::to_string(&p).unwrap());
+    assert_eq!(p.outputs, expected, "{name} C output in QEMU");
+}
+
+#[test]
+fn big_anchor_in_qemu_matches_tflite_and_host() {
+    check_model("B_s123_1IN_int8.tflite", &[-38, -22, -32, -7, -20, -22]);
+}
+
+#[test]
+fn little_anchor_in_qemu_matches_tflite_and_host() {
+    check_model("S0_s3_int8.tflite", &[-44, 70]);
+}
+
+mod synthetic {
+    use kinglet_graph::{Activation, DType, Graph, Hw, OpKind, Padding, QuantParams, TensorId};
+
+    struct Lcg(u32);
+    impl Lcg {
+        fn next(&mut self) -> i32 {
+            self.0 = self.0.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (self.0 >> 8) as i32
+        }
+        fn range(&mut self, lo: i32, hi: i32) -> i32 {
+            lo + self.next().rem_euclid(hi - lo + 1)
+        }
+    }
+
+    fn conv(
+        g: &mut Graph,
+        rng: &mut Lcg,
+        x: TensorId,
+        in_ch: usize,
+        out_ch: usize,
+        act: Activation,
+        out_q: (f32, i32),
+    ) -> TensorId {
+        let in_s = g.tensor(x).quant.as_ref().unwrap().scale[0];
+        let scales: Vec<f32> = (0..out_ch).map(|o| 0.004 + 0.001 * o as f32).collect();
+        let w: Vec<i8> = (0..out_ch * 3 * in_ch)
+            .map(|_| rng.range(-127, 127) as i8)
+            .collect();
+        let w = g
+            .add_constant_i8(
+                "w",
+                &[out_ch, 1, 3, in_ch],
+                &w,
+                Some(QuantParams::per_axis(scales.clone(), vec![0; out_ch], 0)),
+            )
+            .unwrap();
+        let b: Vec<i32> = (0..out_ch).map(|_| rng.range(-3000, 3000)).collect();
+        let bias_q = QuantParams::per_axis(
+            scales.iter().map(|s| s * in_s).collect(),
+            vec![0; out_ch],
+            0,
+        );
+        let b = g
+            .add_constant_i32("b", &[out_ch], &b, Some(bias_q))
+            .unwrap();
+        let kind = OpKind::Conv2D {
+            stride: Hw::ONE,
+            dilation: Hw::ONE,
+            padding: Padding::Same,
+            activation: act,
+        };
+        let y = g.add_op_inferred(kind, &[x, w, b], "conv").unwrap();
+        g.tensor_mut(y).quant = Some(QuantParams::per_tensor(out_q.0, out_q.1));
+        y
+    }
+
+    /// Shapes and quantisation the anchor models do not reach: a two-channel block with an
+    /// odd number of pairs and no activation (general requantisation), single-channel blocks,
+    /// a left-shift multiplier, convolutions without pooling, a fully-connected block of one.
+    pub fn graph() -> Graph {
+        let mut rng = Lcg(99);
+        let mut g = Graph::new();
+        let x = g.add_input(
+            "x",
+            &[1, 1, 20, 3],
+            DType::I8,
+            Some(QuantParams::per_tensor(0.05, 3)),
+        );
+        let a = conv(&mut g, &mut rng, x, 3, 6, Activation::None, (0.9, -5));
+        let c = conv(&mut g, &mut rng, a, 6, 3, Activation::Relu, (0.4, -100));
+        let pool = OpKind::MaxPool2D {
+            filter: Hw::new(1, 2),
+            stride: Hw::new(1, 2),
+            padding: Padding::Valid,
+            activation: Activation::None,
+        };
+        let p = g.add_op_inferred(pool, &[c], "pool").unwrap();
+        g.tensor_mut(p).quant = Some(QuantParams::per_tensor(0.4, -100));
+        let d = conv(&mut g, &mut rng, p, 3, 4, Activation::Relu6, (0.0015, -128));
+        let r = g
+            .add_op_inferred(
+                OpKind::Reshape {
+                    new_shape: vec![1, 40],
+                },
+                &[d],
+                "flat",
+            )
+            .unwrap();
+        g.tensor_mut(r).quant = Some(QuantParams::per_tensor(0.0015, -128));
+        let w: Vec<i8> = (0..5 * 40).map(|_| rng.range(-127, 127) as i8).collect();
+        let w = g
+            .add_constant_i8("fc_w", &[5, 40], &w, Some(QuantParams::per_tensor(0.01, 0)))
+            .unwrap();
+        let b: Vec<i32> = (0..5).map(|_| rng.range(-500, 500)).collect();
+        let b = g
+            .add_constant_i32("fc_b", &[5], &b, Some(QuantParams::per_tensor(0.000015, 0)))
+            .unwrap();
+        let fc = OpKind::FullyConnected {
+            activation: Activation::None,
+            keep_num_dims: false,
+        };
+        let y = g.add_op_inferred(fc, &[r, w, b], "logits").unwrap();
+        g.tensor_mut(y).quant = Some(QuantParams::per_tensor(0.05, 7));
+        g.mark_output(y);
+        g
+    }
+}
+
+#[test]
+fn synthetic_shapes_in_qemu_match_host() {
+    let graph = synthetic::graph();
+    let input = lcg_input(60);
+    let host = kinglet_compile::firmware::host_outputs(&graph, &input).expect("host interpreter");
+    let distinct: std::collections::BTreeSet<_> = host.iter().collect();
+    assert!(distinct.len() > 2, "degenerate test model: {host:?}");
+    for kernels in [KernelSet::Reference, KernelSet::CortexM4] {
+        let out: Vec<i32> = exec::run(&lower(&graph, kernels).unwrap(), &input)
+            .unwrap()
+            .into_iter()
+            .map(i32::from)
+            .collect();
+        assert_eq!(out, host, "host exec {kernels:?}");
+    }
+    let p = profile(
+        &graph,
+        "synthetic",
+        &input,
+        FirmwareKernels::Dsp,
+        Lang::Rust,
+        &work_dir(),
+    )
+    .expect("profile");
+    assert_eq!(p.outputs, host);
+    let p = profile(
+        &graph,
+        "synthetic",
+        &input,
+        FirmwareKernels::Dsp,
+        Lang::C,
+        &work_dir(),
+    )
+    .expect("profile C");
+    assert_eq!(p.outputs, host);
+}

@@ -1,0 +1,16 @@
+//! kinglet-compress: turns float graphs into smaller integer graphs.
+//!
+//! This issue provides full-integer int8 post-training quantisation ([`quantize_int8`]) that
+//! follows the TFLite int8 specification and reproduces the TFLite converter's parameters,
+//! so models kinglet quantises run unchanged, with identical outputs, in the TFLite
+//! interpreter. Calibration chooses activation ranges by min/max (the converter's choice),
+//! percentile or an MSE-optimal clipping search ([`Calibration`]).
+
+pub mod calibrate;
+pub mod error;
+pub mod params;
+pub mod ptq;
+
+pub use calibrate::Calibration;
+pub use error::CompressError;
+pub use ptq::{CalibrationSample, PTQ_METADATA, PtqConfig, PtqResult, observe, quantize_int8};

@@ -1,0 +1,601 @@
+//! Full-integer int8 post-training quantisation of a float [`Graph`], following the TFLite
+//! int8 specification and the choices its converter makes:
+//!
+//! - weights: int8 symmetric (zero point 0, narrow range ±127), per output channel — Conv2D
+//!   along axis 0 of `[out, kh, kw, in]`, DepthwiseConv2D along axis 3 of `[1, kh, kw, out]`,
+//!   FullyConnected along axis 0 of `[out, in]` (TensorFlow ≥ 2.16 converters quantise dense
+//!   weights per channel too; `PtqConfig::per_channel_fully_connected = false` gives the older
+//!   per-tensor form);
+//! - biases: int32, scale `input_scale · weight_scale[c]`, zero point 0;
+//! - activations: int8 asymmetric from the calibrated range (widened to contain 0);
+//! - Softmax output: scale 1/256, zero point −128 (the fixed range TFLite kernels require);
+//! - MaxPool, AvgPool, Reshape and Pad outputs reuse their input's parameters, and a
+//!   Concatenation's inputs and output all share the parameters of the output's range, as
+//!   the converter arranges (kinglet's kernels, like TFLite's, then need no rescaling there).
+
+use std::collections::BTreeMap;
+
+use kinglet_graph::{DType, Graph, Interpreter, OpKind, QuantParams, TensorId};
+
+use crate::calibrate::{Calibration, TensorObserver};
+use crate::error::CompressError;
+use crate::params::{
+    activation_params, per_channel_scales, quantize_bias, quantize_per_tensor, quantize_with_scales,
+};
+
+/// Metadata key recording how a graph was quantised.
+pub const PTQ_METADATA: &str = "kinglet.ptq";
+
+/// Options for [`quantize_int8`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct PtqConfig {
+    pub calibration: Calibration,
+    /// Per-channel FullyConnected weights (what current TFLite converters emit).
+    pub per_channel_fully_connected: bool,
+    /// Keep float inputs/outputs, with QUANTIZE/DEQUANTIZE ops at the graph edges, instead of
+    /// int8 inputs and outputs.
+    pub float_io: bool,
+}
+
+impl Default for PtqConfig {
+    fn default() -> Self {
+        PtqConfig {
+            calibration: Calibration::MinMax,
+            per_channel_fully_connected: true,
+            float_io: false,
+        }
+    }
+}
+
+/// One calibration sample: the values of every graph input, in graph input order.
+pub type CalibrationSample = Vec<Vec<f32>>;
+
+/// A quantised graph and what calibration saw.
+#[derive(Clone, Debug)]
+pub struct PtqResult {
+    pub graph: Graph,
+    /// The real range each float activation tensor was quantised over, by tensor index in
+    /// the float graph.
+    pub ranges: BTreeMap<usize, (f32, f32)>,
+}
+
+/// Observes every activation tensor of `graph` over `samples` (two passes when the method
+/// needs a histogram). Returns one observer per tensor index (constants left empty).
+pub fn observe(
+    graph: &Graph,
+    samples: &[CalibrationSample],
+    method: Calibration,
+) -> Result<Vec<TensorObserver>, CompressError> {
+    if samples.is_empty() {
+        return Err(CompressError::Calibration("no calibration samples".into()));
+    }
+    // Every activation becomes a graph output so the interpreter keeps it and hands it back.
+    let mut probe = graph.clone();
+    let produced: Vec<TensorId> = graph
+        .ops
+        .iter()
+        .flat_map(|op| op.outputs.iter().copied())
+        .collect();
+    probe.outputs = produced.clone();
+    let mut interpreter = Interpreter::new(&probe)?;
+    let mut observers = vec![TensorObserver::default(); graph.tensors.len()];
+    let passes = if method.needs_histogram() { 2 } else { 1 };
+    for pass in 0..passes {
+        for (s, sample) in samples.iter().enumerate() {
+            if sample.len() != graph.inputs.len() {
+                return Err(CompressError::Calibration(format!(
+                    "sample {s} has {} inputs, the model takes {}",
+                    sample.len(),
+                    graph.inputs.len()
+                )));
+            }
+            let mut record = |id: TensorId, values: &[f32]| -> Result<(), CompressError> {
+                let o = &mut observers[id.0];
+                if pass == 0 {
+                    o.observe_bounds(values).map_err(|i| {
+                        CompressError::Calibration(format!(
+                            "sample {s}: tensor '{}' has a non-finite value at index {i}",
+                            graph.tensor(id).name
+                        ))
+                    })
+                } else {
+                    o.observe_histogram(values);
+                    Ok(())
+                }
+            };
+            for (i, (id, values)) in graph.inputs.iter().zip(sample).enumerate() {
+                interpreter
+                    .set_input(i, values)
+                    .map_err(|e| CompressError::Calibration(format!("sample {s}: {e}")))?;
+                record(*id, values)?;
+            }
+            interpreter
+                .invoke()
+                .map_err(|e| CompressError::Calibration(format!("sample {s}: {e}")))?;
+            for (i, id) in produced.iter().enumerate() {
+                let values = interpreter.output::<f32>(i)?;
+                record(*id, &values)?;
+            }
+        }
+    }
+    Ok(observers)
+}
+
+/// Quantises a float graph to full int8, calibrating activations on `samples`.
+pub fn quantize_int8(
+    graph: &Graph,
+    samples: &[CalibrationSample],
+    config: &PtqConfig,
+) -> Result<PtqResult, CompressError> {
+    check_float_graph(graph)?;
+    let observers = observe(graph, samples, config.calibration)?;
+    let ranges: BTreeMap<usize, (f32, f32)> = observers
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| o.count > 0)
+        .map(|(i, o)| (i, o.range(config.calibration)))
+        .collect();
+    let params = assign_activation_params(graph, &ranges)?;
+    let mut q = graph.clone();
+    for (id, (scale, zp)) in &params {
+        let t = &mut q.tensors[*id];
+        t.dtype = DType::I8;
+        t.quant = Some(QuantParams::per_tensor(*scale, *zp));
+    }
+    quantize_constants(graph, &mut q, &params, config)?;
+    if config.float_io {
+        add_float_edges(&mut q);
+    }
+    q.metadata.insert(
+        PTQ_METADATA.to_owned(),
+        format!(
+            "int8 per-channel weights, calibration {:?} on {} samples{}",
+            config.calibration,
+            samples.len(),
+            if config.float_io { ", float I/O" } else { "" }
+        ),
+    );
+    q.validate()?;
+    Ok(PtqResult { graph: q, ranges })
+}
+
+fn check_float_graph(graph: &Graph) -> Result<(), CompressError> {
+    for (i, t) in graph.tensors.iter().enumerate() {
+        if t.dtype != DType::F32 {
+            return Err(CompressError::NotFloat(format!(
+                "tensor {i} ('{}') is {}; post-training quantisation takes a float32 model",
+                t.name, t.dtype
+            )));
+        }
+    }
+    for (i, op) in graph.ops.iter().enumerate() {
+        if matches!(op.kind, OpKind::Quantize | OpKind::Dequantize) {
+            return Err(CompressError::NotFloat(format!(
+                "op {i} ({}) in a float model",
+                op.kind.name()
+            )));
+        }
+    }
+    graph.validate()?;
+    Ok(())
+}
+
+fn range_of(
+    ranges: &BTreeMap<usize, (f32, f32)>,
+    graph: &Graph,
+    id: TensorId,
+) -> Result<(f32, f32), CompressError> {
+    ranges.get(&id.0).copied().ok_or_else(|| {
+        CompressError::Calibration(format!(
+            "tensor {} ('{}') was never computed during calibration",
+            id.0,
+            graph.tensor(id).name
+        ))
+    })
+}
+
+/// Scale and zero point of every activation tensor (graph inputs and op outputs).
+///
+/// MaxPool, AvgPool, Reshape, Pad and Concatenation require the same parameters on their
+/// input(s) and output, so tensors joined through them form one class. A class takes the
+/// range of its concatenation outputs when it has any (the union of what is concatenated,
+/// as the converter propagates it back to the producers), otherwise the range of its first
+/// tensor (the one no same-scale op produced). Softmax outputs are fixed at 1/256, −128.
+fn assign_activation_params(
+    graph: &Graph,
+    ranges: &BTreeMap<usize, (f32, f32)>,
+) -> Result<BTreeMap<usize, (f32, i32)>, CompressError> {
+    let n = graph.tensors.len();
+    let mut parent: Vec<usize> = (0..n).collect();
+    fn find(parent: &mut [usize], mut x: usize) -> usize {
+        while parent[x] != x {
+            parent[x] = parent[parent[x]];
+            x = parent[x];
+        }
+        x
+    }
+    let mut produced_by_same_scale = vec![false; n];
+    let mut concat_outputs = Vec::new();
+    for op in &graph.ops {
+        let same_scale = matches!(
+            op.kind,
+            OpKind::MaxPool2D { .. }
+                | OpKind::AvgPool2D { .. }
+                | OpKind::Reshape { .. }
+                | OpKind::Pad { .. }
+                | OpKind::Concatenation { .. }
+        );
+        if !same_scale {
+            continue;
+        }
+        let out = op.outputs[0].0;
+        produced_by_same_scale[out] = true;
+        if matches!(op.kind, OpKind::Concatenation { .. }) {
+            concat_outputs.push(out);
+        }
+        for input in &op.inputs {
+            if graph.tensor(*input).is_constant() {
+                continue;
+            }
+            let (a, b) = (find(&mut parent, input.0), find(&mut parent, out));
+            // Keep the earlier tensor as root so the class range defaults to its source.
+            let (root, child) = if a < b { (a, b) } else { (b, a) };
+            parent[child] = root;
+        }
+    }
+    // Class ranges: union of concatenation outputs where present.
+    let mut class_range: BTreeMap<usize, (f32, f32)> = BTreeMap::new();
+    for out in &concat_outputs {
+        let (lo, hi) = range_of(ranges, graph, TensorId(*out))?;
+        let root = find(&mut parent, *out);
+        let e = class_range.entry(root).or_insert((lo, hi));
+        *e = (e.0.min(lo), e.1.max(hi));
+    }
+    let activations: Vec<TensorId> = graph
+        .inputs
+        .iter()
+        .copied()
+        .chain(graph.ops.iter().flat_map(|op| op.outputs.iter().copied()))
+        .collect();
+    for id in &activations {
+        let root = find(&mut parent, id.0);
+        if !class_range.contains_key(&root) && !produced_by_same_scale[id.0] {
+            class_range.insert(root, range_of(ranges, graph, *id)?);
+        }
+    }
+    let mut params = BTreeMap::new();
+    for id in &activations {
+        let root = find(&mut parent, id.0);
+        let (lo, hi) = match class_range.get(&root) {
+            Some(r) => *r,
+            None => range_of(ranges, graph, *id)?,
+        };
+        params.insert(id.0, activation_params(lo, hi));
+    }
+    // Softmax fixes its output range; anything sharing parameters with it follows.
+    for op in &graph.ops {
+        if let OpKind::Softmax { .. } = op.kind {
+            let root = find(&mut parent, op.outputs[0].0);
+            for id in &activations {
+                if find(&mut parent, id.0) == root {
+                    params.insert(id.0, SOFTMAX_OUTPUT);
+                }
+            }
+        }
+    }
+    Ok(params)
+}
+
+/// The fixed int8 output parameters of Softmax: `[0, 1)` in steps of 1/256.
+pub const SOFTMAX_OUTPUT: (f32, i32) = (1.0 / 256.0, -128);
+
+fn quantize_constants(
+    float: &Graph,
+    q: &mut Graph,
+    params: &BTreeMap<usize, (f32, i32)>,
+    config: &PtqConfig,
+) -> Result<(), CompressError> {
+    let mut done: BTreeMap<usize, &'static str> = BTreeMap::new();
+    for (index, op) in float.ops.iter().enumerate() {
+        let name = op.kind.name();
+        let err = |m: String| CompressError::Unsupported(format!("op {index} ({name}): {m}"));
+        let weight_axis = match op.kind {
+            OpKind::Conv2D { .. } => Some(Some(0)),
+            OpKind::DepthwiseConv2D { .. } => Some(Some(3)),
+            OpKind::FullyConnected { .. } => Some(config.per_channel_fully_connected.then_some(0)),
+            _ => None,
+        };
+        if let Some(axis) = weight_axis {
+            let (input, weights) = (op.inputs[0], op.inputs[1]);
+            let wt = float.tensor(weights);
+            let values = wt
+                .data_f32()
+                .ok_or_else(|| err(format!("weights '{}' are not a float constant", wt.name)))?;
+            let mut scales = match axis {
+                Some(axis) => per_channel_scales(&values, &wt.shape, axis),
+                None => vec![quantize_per_tensor(&values).1],
+            };
+            if let Some(prev) = done.insert(weights.0, name) {
+                return Err(err(format!(
+                    "weights '{}' are shared with a {prev} op; kinglet quantises each weight tensor once",
+                    wt.name
+                )));
+            }
+            if let Some(bias) = op.inputs.get(2).copied() {
+                let bt = float.tensor(bias);
+                let bv = bt
+                    .data_f32()
+                    .ok_or_else(|| err(format!("bias '{}' is not a float constant", bt.name)))?;
+                if bv.len() != scales.len() && scales.len() != 1 {
+                    return Err(err(format!(
+                        "bias '{}' has {} values for {} channels",
+                        bt.name,
+                        bv.len(),
+                        scales.len()
+                    )));
+                }
+                let (input_scale, _) = params[&input.0];
+                let (qb, bscales, adjusted) = quantize_bias(&bv, input_scale, &scales);
+                scales = adjusted;
+                if done.insert(bias.0, name).is_some() {
+                    return Err(err(format!("bias '{}' is shared between ops", bt.name)));
+                }
+                let bq = if axis.is_none() {
+                    QuantParams::per_tensor(bscales[0], 0)
+                } else {
+                    QuantParams::per_axis(bscales.clone(), vec![0; bscales.len()], 0)
+                };
+                let target = &mut q.tensors[bias.0];
+                target.dtype = DType::I32;
+                target.quant = Some(bq);
+                target.data = Some(qb.iter().flat_map(|v| v.to_le_bytes()).collect());
+            }
+            let qw = quantize_with_scales(&values, &wt.shape, axis.unwrap_or(0), &scales);
+            let wq = match axis {
+                Some(axis) => QuantParams::per_axis(scales.clone(), vec![0; scales.len()], axis),
+                None => QuantParams::per_tensor(scales[0], 0),
+            };
+            let target = &mut q.tensors[weights.0];
+            target.dtype = DType::I8;
+            target.quant = Some(wq);
+            target.data = Some(qw.iter().map(|v| *v as u8).collect());
+            continue;
+        }
+        // Any other constant operand (e.g. a constant addend) is quantised like an
+        // activation over its own value range.
+        for input in &op.inputs {
+            let t = float.tensor(*input);
+            let Some(values) = t.data_f32() else { continue };
+            if done.insert(input.0, name).is_some() {
+                continue;
+            }
+            let (lo, hi) = values
+                .iter()
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| {
+                    (a.min(*v), b.max(*v))
+                });
+            let (scale, zp) = activation_params(lo, hi);
+            let data = values
+                .iter()
+                .map(|v| {
+                    ((f64::from(*v) / f64::from(scale)).round() + f64::from(zp))
+                        .clamp(-128.0, 127.0) as i8 as u8
+                })
+                .collect();
+            let target = &mut q.tensors[input.0];
+            target.dtype = DType::I8;
+            target.quant = Some(QuantParams::per_tensor(scale, zp));
+            target.data = Some(data);
+        }
+    }
+    Ok(())
+}
+
+/// Float graph inputs feeding QUANTIZE ops, and DEQUANTIZE ops producing float outputs.
+fn add_float_edges(q: &mut Graph) {
+    let mut front = Vec::new();
+    let mut new_inputs = Vec::new();
+    for id in q.inputs.clone() {
+        let t = q.tensor(id).clone();
+        let float_in = q.add_activation(format!("{}_float", t.name), &t.shape, DType::F32, None);
+        front.push(kinglet_graph::Op {
+            kind: OpKind::Quantize,
+            inputs: vec![float_in],
+            outputs: vec![id],
+        });
+        new_inputs.push(float_in);
+    }
+    q.ops.splice(0..0, front);
+    q.inputs = new_inputs;
+    let mut new_outputs = Vec::new();
+    for id in q.outputs.clone() {
+        let t = q.tensor(id).clone();
+        let float_out = q.add_activation(format!("{}_float", t.name), &t.shape, DType::F32, None);
+        q.add_op(OpKind::Dequantize, &[id], &[float_out]);
+        new_outputs.push(float_out);
+    }
+    q.outputs = new_outputs;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kinglet_graph::{Activation, Hw, Padding};
+
+    /// input [1,1,4,2] → conv 1×1 (3 filters) + ReLU → maxpool 1×2 ┐
+    ///                 → reshape [1,1,2,4] → reshape [1,1,2,4] ────┴ concat (channels) → softmax
+    fn small_graph() -> Graph {
+        let mut g = Graph::new();
+        let x = g.add_input("x", &[1, 1, 4, 2], DType::F32, None);
+        let w = g
+            .add_constant_f32("w", &[3, 1, 1, 2], &[0.5, -0.25, 1.0, 0.0, 0.0, 0.0])
+            .unwrap();
+        let b = g.add_constant_f32("b", &[3], &[0.1, -0.2, 0.3]).unwrap();
+        let conv = OpKind::Conv2D {
+            stride: Hw::ONE,
+            dilation: Hw::ONE,
+            padding: Padding::Same,
+            activation: Activation::Relu,
+        };
+        let c = g.add_op_inferred(conv, &[x, w, b], "conv").unwrap();
+        let pool = OpKind::MaxPool2D {
+            filter: Hw::new(1, 2),
+            stride: Hw::new(1, 2),
+            padding: Padding::Valid,
+            activation: Activation::None,
+        };
+        let p = g.add_op_inferred(pool, &[c], "pool").unwrap();
+        let r1 = g
+            .add_op_inferred(
+                OpKind::Reshape {
+                    new_shape: vec![1, 1, 2, 4],
+                },
+                &[x],
+                "r1",
+            )
+            .unwrap();
+        let r2 = g
+            .add_op_inferred(
+                OpKind::Reshape {
+                    new_shape: vec![1, 1, 2, 4],
+                },
+                &[r1],
+                "r2",
+            )
+            .unwrap();
+        let cat = g
+            .add_op_inferred(
+                OpKind::Concatenation {
+                    axis: 3,
+                    activation: Activation::None,
+                },
+                &[p, r2],
+                "cat",
+            )
+            .unwrap();
+        let s = g
+            .add_op_inferred(OpKind::Softmax { beta: 1.0 }, &[cat], "softmax")
+            .unwrap();
+        g.mark_output(s);
+        g
+    }
+
+    fn samples() -> Vec<CalibrationSample> {
+        (0..8)
+            .map(|k| {
+                vec![
+                    (0..8)
+                        .map(|i| ((i * 7 + k * 3) % 11) as f32 / 5.0 - 1.0)
+                        .collect(),
+                ]
+            })
+            .collect()
+    }
+
+    fn quant(g: &Graph, name: &str) -> (f32, i32) {
+        let t = g.tensors.iter().find(|t| t.name == name).unwrap();
+        let q = t.quant.as_ref().unwrap();
+        (q.scale[0], q.zero_point[0])
+    }
+
+    #[test]
+    fn same_scale_ops_share_parameters_and_softmax_is_fixed() {
+        let r = quantize_int8(&small_graph(), &samples(), &PtqConfig::default()).unwrap();
+        let g = &r.graph;
+        // Concatenation, its inputs, the pool and the conv feeding it, and the reshape chain
+        // back to the graph input all share one set of parameters.
+        let shared = quant(g, "cat");
+        for name in ["pool", "conv", "r1", "r2", "x"] {
+            assert_eq!(quant(g, name), shared, "{name}");
+        }
+        assert_eq!(quant(g, "softmax"), SOFTMAX_OUTPUT);
+        assert!(
+            g.tensors
+                .iter()
+                .filter(|t| t.data.is_none())
+                .all(|t| t.dtype == DType::I8)
+        );
+        let w = g.tensors.iter().find(|t| t.name == "w").unwrap();
+        assert_eq!(w.dtype, DType::I8);
+        assert_eq!(w.quant.as_ref().unwrap().scale.len(), 3);
+        let b = g.tensors.iter().find(|t| t.name == "b").unwrap();
+        assert_eq!(b.dtype, DType::I32);
+        // It runs; each of the 2 positions holds a distribution over 3 + 4 channels.
+        let mut it = Interpreter::new(g).unwrap();
+        it.set_input(0, &[0i8, 10, -20, 30, 5, 5, 100, -100])
+            .unwrap();
+        it.invoke().unwrap();
+        let p = it.output_f32(0).unwrap();
+        let sum: f32 = p.iter().sum();
+        assert_eq!(p.len(), 14);
+        assert!((sum - 2.0).abs() < 0.1, "softmax sums to {sum}");
+    }
+
+    #[test]
+    fn float_io_adds_edge_ops() {
+        let config = PtqConfig {
+            float_io: true,
+            ..PtqConfig::default()
+        };
+        let g = quantize_int8(&small_graph(), &samples(), &config)
+            .unwrap()
+            .graph;
+        assert_eq!(g.ops.first().map(|o| o.kind.name()), Some("QUANTIZE"));
+        assert_eq!(g.ops.last().map(|o| o.kind.name()), Some("DEQUANTIZE"));
+        assert_eq!(g.tensor(g.inputs[0]).dtype, DType::F32);
+        assert_eq!(g.tensor(g.outputs[0]).dtype, DType::F32);
+        let mut it = Interpreter::new(&g).unwrap();
+        it.set_input(0, &samples()[0][0]).unwrap();
+        it.invoke().unwrap();
+        assert_eq!(it.output_f32(0).unwrap().len(), 14);
+    }
+
+    #[test]
+    fn every_calibration_method_quantises() {
+        for c in [
+            Calibration::MinMax,
+            Calibration::Percentile(99.0),
+            Calibration::Mse,
+        ] {
+            let config = PtqConfig {
+                calibration: c,
+                ..PtqConfig::default()
+            };
+            let r = quantize_int8(&small_graph(), &samples(), &config).unwrap();
+            assert!(r.graph.metadata.contains_key(PTQ_METADATA));
+        }
+    }
+
+    #[test]
+    fn bad_calibration_data_is_reported() {
+        let g = small_graph();
+        let err = quantize_int8(&g, &[], &PtqConfig::default()).unwrap_err();
+        assert!(err.to_string().contains("no calibration samples"), "{err}");
+        let mut bad = samples();
+        bad[3][0][2] = f32::NAN;
+        let err = quantize_int8(&g, &bad, &PtqConfig::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sample 3") && err.contains("non-finite"),
+            "{err}"
+        );
+        let err = quantize_int8(&g, &[vec![vec![0.0; 3]]], &PtqConfig::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sample 0"), "{err}");
+        let err = quantize_int8(&g, &[vec![]], &PtqConfig::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("0 inputs"), "{err}");
+    }
+
+    #[test]
+    fn integer_model_is_rejected() {
+        let once = quantize_int8(&small_graph(), &samples(), &PtqConfig::default())
+            .unwrap()
+            .graph;
+        let err = quantize_int8(&once, &samples(), &PtqConfig::default()).unwrap_err();
+        assert!(matches!(err, CompressError::NotFloat(_)), "{err}");
+    }
+}

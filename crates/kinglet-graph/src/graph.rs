@@ -1,0 +1,474 @@
+//! The graph IR: tensors, ops and the builder other crates use to assemble models.
+//!
+//! Layouts follow TFLite so that reading and writing `.tflite` never reorders data:
+//! activations are NHWC (a 1D signal of length N is `[batch, 1, N, channels]`), Conv2D
+//! filters are OHWI `[out, kh, kw, in]`, DepthwiseConv2D filters are `[1, kh, kw, out]`,
+//! FullyConnected weights are `[out, in]`, biases are `[out]` (int32 for quantised graphs,
+//! f32 for float graphs). Constant data is stored little-endian, row-major.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::error::GraphError;
+
+/// Largest tensor kinglet accepts (1 GiB): far beyond any microcontroller model, small enough
+/// that byte sizes never overflow.
+pub const MAX_TENSOR_BYTES: usize = 1 << 30;
+
+/// Index of a tensor in [`Graph::tensors`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TensorId(pub usize);
+
+impl fmt::Display for TensorId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "t{}", self.0)
+    }
+}
+
+/// Element type of a tensor. Sizes are given in bits so that packed sub-byte types
+/// (4- and 2-bit weights, a later issue) fit the same byte-size arithmetic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DType {
+    F32,
+    F16,
+    I8,
+    U8,
+    I32,
+}
+
+impl DType {
+    pub fn bits(self) -> usize {
+        match self {
+            DType::F32 | DType::I32 => 32,
+            DType::F16 => 16,
+            DType::I8 | DType::U8 => 8,
+        }
+    }
+
+    /// Bytes taken by `elements` values, rounding packed types up to whole bytes.
+    pub fn bytes_for(self, elements: usize) -> usize {
+        (elements * self.bits()).div_ceil(8)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F16 => "f16",
+            DType::I8 => "i8",
+            DType::U8 => "u8",
+            DType::I32 => "i32",
+        }
+    }
+
+    pub fn is_quantized_integer(self) -> bool {
+        matches!(self, DType::I8 | DType::U8)
+    }
+}
+
+impl fmt::Display for DType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Affine quantisation: `real = scale * (q - zero_point)`. One entry means per-tensor;
+/// several mean per-axis along `axis` (TFLite's `quantized_dimension`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct QuantParams {
+    pub scale: Vec<f32>,
+    pub zero_point: Vec<i32>,
+    pub axis: usize,
+}
+
+impl QuantParams {
+    pub fn per_tensor(scale: f32, zero_point: i32) -> Self {
+        QuantParams {
+            scale: vec![scale],
+            zero_point: vec![zero_point],
+            axis: 0,
+        }
+    }
+
+    pub fn per_axis(scale: Vec<f32>, zero_point: Vec<i32>, axis: usize) -> Self {
+        QuantParams {
+            scale,
+            zero_point,
+            axis,
+        }
+    }
+
+    pub fn is_per_tensor(&self) -> bool {
+        self.scale.len() == 1
+    }
+}
+
+/// A tensor: an activation (data `None`, placed by the memory planner) or a constant.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub dtype: DType,
+    pub quant: Option<QuantParams>,
+    pub data: Option<Vec<u8>>,
+}
+
+impl Tensor {
+    pub fn elements(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn byte_size(&self) -> usize {
+        self.dtype.bytes_for(self.elements())
+    }
+
+    pub fn is_constant(&self) -> bool {
+        self.data.is_some()
+    }
+
+    /// Constant data as i32 values (for int32 biases and shape-like constants).
+    pub fn data_i32(&self) -> Option<Vec<i32>> {
+        let d = self.data.as_ref()?;
+        (self.dtype == DType::I32).then(|| {
+            d.chunks_exact(4)
+                .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        })
+    }
+
+    /// Constant data as f32 values.
+    pub fn data_f32(&self) -> Option<Vec<f32>> {
+        let d = self.data.as_ref()?;
+        (self.dtype == DType::F32).then(|| {
+            d.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Padding {
+    /// Output size `ceil(in / stride)`, padding split with the extra cell at the end (TFLite).
+    Same,
+    /// No padding: output size `(in - effective_kernel) / stride + 1`.
+    Valid,
+}
+
+/// Activation fused into the op that produces a tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Activation {
+    None,
+    Relu,
+    Relu6,
+}
+
+/// Height and width pair (strides, dilations, filter sizes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Hw {
+    pub h: usize,
+    pub w: usize,
+}
+
+impl Hw {
+    pub const ONE: Hw = Hw { h: 1, w: 1 };
+    pub fn new(h: usize, w: usize) -> Self {
+        Hw { h, w }
+    }
+}
+
+/// What an op computes. Data-like parameters that TFLite passes as constant input tensors
+/// (Mean's axes, Pad's paddings, Reshape's shape) live here instead, so that `Op::inputs`
+/// holds only tensors the kernels read.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OpKind {
+    /// Inputs: `[input NHWC, filter OHWI, bias?]`.
+    Conv2D {
+        stride: Hw,
+        dilation: Hw,
+        padding: Padding,
+        activation: Activation,
+    },
+    /// Inputs: `[input NHWC, filter 1HW(C·M), bias?]`.
+    DepthwiseConv2D {
+        stride: Hw,
+        dilation: Hw,
+        padding: Padding,
+        depth_multiplier: usize,
+        activation: Activation,
+    },
+    /// Inputs: `[input, weights [out, in], bias?]`; the input is flattened to `[-1, in]`.
+    FullyConnected {
+        activation: Activation,
+        keep_num_dims: bool,
+    },
+    MaxPool2D {
+        filter: Hw,
+        stride: Hw,
+        padding: Padding,
+        activation: Activation,
+    },
+    AvgPool2D {
+        filter: Hw,
+        stride: Hw,
+        padding: Padding,
+        activation: Activation,
+    },
+    /// Mean over `axes` (sorted, deduplicated), e.g. `[1, 2]` for global average pooling.
+    Mean {
+        axes: Vec<usize>,
+        keep_dims: bool,
+    },
+    Concatenation {
+        axis: usize,
+        activation: Activation,
+    },
+    Add {
+        activation: Activation,
+    },
+    /// Row-major reinterpretation to `new_shape` (fully resolved, no -1).
+    Reshape {
+        new_shape: Vec<usize>,
+    },
+    /// `(before, after)` per dimension; padded cells hold the zero point (0.0 for float).
+    Pad {
+        paddings: Vec<[usize; 2]>,
+    },
+    Softmax {
+        beta: f32,
+    },
+    /// Float to integer, or integer to integer with new quantisation parameters.
+    Quantize,
+    Dequantize,
+}
+
+impl OpKind {
+    /// Name as TFLite spells it, used in errors and `inspect`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            OpKind::Conv2D { .. } => "CONV_2D",
+            OpKind::DepthwiseConv2D { .. } => "DEPTHWISE_CONV_2D",
+            OpKind::FullyConnected { .. } => "FULLY_CONNECTED",
+            OpKind::MaxPool2D { .. } => "MAX_POOL_2D",
+            OpKind::AvgPool2D { .. } => "AVERAGE_POOL_2D",
+            OpKind::Mean { .. } => "MEAN",
+            OpKind::Concatenation { .. } => "CONCATENATION",
+            OpKind::Add { .. } => "ADD",
+            OpKind::Reshape { .. } => "RESHAPE",
+            OpKind::Pad { .. } => "PAD",
+            OpKind::Softmax { .. } => "SOFTMAX",
+            OpKind::Quantize => "QUANTIZE",
+            OpKind::Dequantize => "DEQUANTIZE",
+        }
+    }
+
+    pub fn activation(&self) -> Activation {
+        match self {
+            OpKind::Conv2D { activation, .. }
+            | OpKind::DepthwiseConv2D { activation, .. }
+            | OpKind::FullyConnected { activation, .. }
+            | OpKind::MaxPool2D { activation, .. }
+            | OpKind::AvgPool2D { activation, .. }
+            | OpKind::Concatenation { activation, .. }
+            | OpKind::Add { activation } => *activation,
+            _ => Activation::None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Op {
+    pub kind: OpKind,
+    pub inputs: Vec<TensorId>,
+    pub outputs: Vec<TensorId>,
+}
+
+/// Well-known metadata keys kinglet writes into (and reads from) `.tflite` metadata.
+pub mod meta {
+    /// Class names, one per line, in output order.
+    pub const CLASS_NAMES: &str = "kinglet.class_names";
+    /// Graph input names, one per line (e.g. `s1`, `s2`, `s3` for the three-input Big).
+    pub const INPUT_NAMES: &str = "kinglet.input_names";
+    /// How raw windows are scaled before input, e.g. `seed` or a JSON description.
+    pub const NORMALISATION: &str = "kinglet.normalisation";
+}
+
+/// A model: tensors, ops in execution order, graph inputs/outputs and string metadata.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Graph {
+    pub tensors: Vec<Tensor>,
+    pub ops: Vec<Op>,
+    pub inputs: Vec<TensorId>,
+    pub outputs: Vec<TensorId>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl Graph {
+    pub fn new() -> Self {
+        Graph::default()
+    }
+
+    pub fn tensor(&self, id: TensorId) -> &Tensor {
+        &self.tensors[id.0]
+    }
+
+    pub fn tensor_mut(&mut self, id: TensorId) -> &mut Tensor {
+        &mut self.tensors[id.0]
+    }
+
+    fn push_tensor(&mut self, tensor: Tensor) -> TensorId {
+        self.tensors.push(tensor);
+        TensorId(self.tensors.len() - 1)
+    }
+
+    /// Adds a graph input (an activation the caller fills before each run).
+    pub fn add_input(
+        &mut self,
+        name: impl Into<String>,
+        shape: &[usize],
+        dtype: DType,
+        quant: Option<QuantParams>,
+    ) -> TensorId {
+        let id = self.add_activation(name, shape, dtype, quant);
+        self.inputs.push(id);
+        id
+    }
+
+    /// Adds an intermediate tensor (produced by an op, placed in the arena).
+    pub fn add_activation(
+        &mut self,
+        name: impl Into<String>,
+        shape: &[usize],
+        dtype: DType,
+        quant: Option<QuantParams>,
+    ) -> TensorId {
+        self.push_tensor(Tensor {
+            name: name.into(),
+            shape: shape.to_vec(),
+            dtype,
+            quant,
+            data: None,
+        })
+    }
+
+    /// Adds a constant from raw little-endian bytes; errors if the byte count does not match.
+    pub fn add_constant(
+        &mut self,
+        name: impl Into<String>,
+        shape: &[usize],
+        dtype: DType,
+        quant: Option<QuantParams>,
+        data: Vec<u8>,
+    ) -> Result<TensorId, GraphError> {
+        let name = name.into();
+        let expected = dtype.bytes_for(shape.iter().product());
+        if data.len() != expected {
+            return Err(GraphError::Invalid(format!(
+                "constant '{name}' of shape {shape:?} {dtype} needs {expected} bytes, got {}",
+                data.len()
+            )));
+        }
+        Ok(self.push_tensor(Tensor {
+            name,
+            shape: shape.to_vec(),
+            dtype,
+            quant,
+            data: Some(data),
+        }))
+    }
+
+    pub fn add_constant_f32(
+        &mut self,
+        name: impl Into<String>,
+        shape: &[usize],
+        values: &[f32],
+    ) -> Result<TensorId, GraphError> {
+        let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.add_constant(name, shape, DType::F32, None, bytes)
+    }
+
+    pub fn add_constant_i32(
+        &mut self,
+        name: impl Into<String>,
+        shape: &[usize],
+        values: &[i32],
+        quant: Option<QuantParams>,
+    ) -> Result<TensorId, GraphError> {
+        let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.add_constant(name, shape, DType::I32, quant, bytes)
+    }
+
+    pub fn add_constant_i8(
+        &mut self,
+        name: impl Into<String>,
+        shape: &[usize],
+        values: &[i8],
+        quant: Option<QuantParams>,
+    ) -> Result<TensorId, GraphError> {
+        let bytes = values.iter().map(|v| *v as u8).collect();
+        self.add_constant(name, shape, DType::I8, quant, bytes)
+    }
+
+    /// Appends an op whose output tensors already exist.
+    pub fn add_op(&mut self, kind: OpKind, inputs: &[TensorId], outputs: &[TensorId]) -> usize {
+        self.ops.push(Op {
+            kind,
+            inputs: inputs.to_vec(),
+            outputs: outputs.to_vec(),
+        });
+        self.ops.len() - 1
+    }
+
+    /// Appends an op and creates its single output with the inferred shape. The output
+    /// takes the first input's dtype (f32 for Dequantize) and no quantisation: callers
+    /// building quantised graphs set `tensor_mut(out).quant` (and dtype for Quantize).
+    pub fn add_op_inferred(
+        &mut self,
+        kind: OpKind,
+        inputs: &[TensorId],
+        output_name: impl Into<String>,
+    ) -> Result<TensorId, GraphError> {
+        let index = self.ops.len();
+        let shapes: Vec<&[usize]> = inputs
+            .iter()
+            .map(|id| {
+                self.tensors
+                    .get(id.0)
+                    .map(|t| t.shape.as_slice())
+                    .ok_or_else(|| GraphError::Op {
+                        index,
+                        op: kind.name(),
+                        message: format!("input {id} does not exist"),
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        let shape =
+            crate::shape::infer_output_shape(&kind, &shapes).map_err(|message| GraphError::Op {
+                index,
+                op: kind.name(),
+                message,
+            })?;
+        let dtype = match kind {
+            OpKind::Dequantize => DType::F32,
+            _ => self.tensors[inputs[0].0].dtype,
+        };
+        let out = self.add_activation(output_name, &shape, dtype, None);
+        self.add_op(kind, inputs, &[out]);
+        Ok(out)
+    }
+
+    pub fn mark_output(&mut self, id: TensorId) {
+        self.outputs.push(id);
+    }
+
+    /// Lines of a newline-separated metadata entry (class names, input names).
+    pub fn metadata_list(&self, key: &str) -> Option<Vec<String>> {
+        self.metadata
+            .get(key)
+            .map(|v| v.lines().map(str::to_owned).collect())
+    }
+
+    pub fn set_metadata_list(&mut self, key: &str, values: &[impl AsRef<str>]) {
+        let joined: Vec<&str> = values.iter().map(|v| v.as_ref()).collect();
+        self.metadata.insert(key.to_owned(), joined.join("\n"));
+    }
+}

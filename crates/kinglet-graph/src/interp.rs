@@ -1,0 +1,1197 @@
+//! Host executor: runs a graph op by op with kinglet-micro kernels on slices of one arena
+//! laid out by [`ArenaPlan`]. All quantisation arithmetic (multipliers, shifts, clamp ranges,
+//! softmax tables) is derived once in [`Interpreter::new`], as TFLite's `Prepare` does.
+
+use std::ops::Range;
+
+use kinglet_micro as km;
+use kinglet_micro::{KernelError, Shape4, TensorMut, TensorRef};
+
+use crate::error::GraphError;
+use crate::graph::{Activation, DType, Graph, OpKind, Padding, QuantParams, Tensor, TensorId};
+use crate::plan::{ARENA_ALIGN, ArenaPlan};
+
+/// Element types callers can feed and read.
+pub trait Element: Copy + Default {
+    const DTYPE: DType;
+    fn read_le(bytes: &[u8]) -> Self;
+    fn write_le(self, out: &mut [u8]);
+}
+
+macro_rules! element {
+    ($t:ty, $d:expr) => {
+        impl Element for $t {
+            const DTYPE: DType = $d;
+            fn read_le(b: &[u8]) -> Self {
+                let mut a = [0u8; size_of::<$t>()];
+                a.copy_from_slice(&b[..size_of::<$t>()]);
+                <$t>::from_le_bytes(a)
+            }
+            fn write_le(self, out: &mut [u8]) {
+                out[..size_of::<$t>()].copy_from_slice(&self.to_le_bytes());
+            }
+        }
+    };
+}
+element!(f32, DType::F32);
+element!(i8, DType::I8);
+element!(u8, DType::U8);
+element!(i32, DType::I32);
+
+/// Constant data copied into typed, aligned storage once.
+#[derive(Clone, Debug)]
+enum Const {
+    F32(Vec<f32>),
+    I8(Vec<i8>),
+    U8(Vec<u8>),
+    I32(Vec<i32>),
+}
+
+impl Const {
+    fn from_tensor(t: &Tensor) -> Option<Const> {
+        let d = t.data.as_ref()?;
+        Some(match t.dtype {
+            DType::F32 => Const::F32(d.chunks_exact(4).map(f32::read_le).collect()),
+            DType::I32 => Const::I32(d.chunks_exact(4).map(i32::read_le).collect()),
+            DType::I8 => Const::I8(d.iter().map(|b| *b as i8).collect()),
+            DType::U8 => Const::U8(d.clone()),
+            DType::F16 => return None,
+        })
+    }
+}
+
+/// Requantisation of a conv/depthwise/FC output, computed at prepare time.
+#[derive(Clone, Debug)]
+struct QuantPrep {
+    input_offset: i32,
+    filter_offset: i32,
+    output_offset: i32,
+    multipliers: Vec<i32>,
+    shifts: Vec<i32>,
+    act_min: i32,
+    act_max: i32,
+}
+
+impl QuantPrep {
+    fn params(&self) -> km::QuantParams<'_> {
+        km::QuantParams {
+            input_offset: self.input_offset,
+            filter_offset: self.filter_offset,
+            output_offset: self.output_offset,
+            requant: km::Requant::new(&self.multipliers, &self.shifts),
+            act_min: self.act_min,
+            act_max: self.act_max,
+        }
+    }
+}
+
+/// Per-input (scale, zero point), then the output's scale and zero point.
+type ConcatQuant = (Vec<(f32, i32)>, f32, i32);
+
+#[derive(Clone, Debug)]
+enum Kernel {
+    Conv {
+        params: km::ConvParams,
+        filter: Const,
+        filter_shape: Shape4,
+        bias: Option<Const>,
+        quant: Option<QuantPrep>,
+        act: km::ActivationF32,
+    },
+    Depthwise {
+        params: km::depthwise_conv2d::DepthwiseParams,
+        filter: Const,
+        filter_shape: Shape4,
+        bias: Option<Const>,
+        quant: Option<QuantPrep>,
+        act: km::ActivationF32,
+    },
+    FullyConnected {
+        shape: km::fully_connected::FcShape,
+        weights: Const,
+        bias: Option<Const>,
+        quant: Option<QuantPrep>,
+        act: km::ActivationF32,
+    },
+    MaxPool {
+        params: km::PoolParams,
+        act_min: i32,
+        act_max: i32,
+        act: km::ActivationF32,
+    },
+    AvgPool {
+        params: km::PoolParams,
+        act_min: i32,
+        act_max: i32,
+        act: km::ActivationF32,
+    },
+    Mean {
+        quant: Option<km::mean::MeanQuant>,
+    },
+    Concat {
+        outer: usize,
+        row_lens: Vec<usize>,
+        quant: Option<ConcatQuant>,
+    },
+    Add {
+        quant: Option<km::add::AddParams>,
+        act: km::ActivationF32,
+    },
+    Copy,
+    Pad {
+        before: [usize; 4],
+        after: [usize; 4],
+        zero_point: i32,
+    },
+    Softmax {
+        lut: Option<Box<km::softmax::SoftmaxLut>>,
+        quant: Option<km::softmax::SoftmaxQuant>,
+        beta: f32,
+        depth: usize,
+    },
+    QuantizeFromF32 {
+        scale: f32,
+        zero_point: i32,
+    },
+    Requantize {
+        params: km::quantize::RequantizeParams,
+    },
+    Dequantize {
+        scale: f32,
+        zero_point: i32,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct Prepared {
+    kernel: Kernel,
+    /// Dtype of the first input: selects the kernel instantiation.
+    dtype: DType,
+    out_dtype: DType,
+    /// NHWC shapes (rank ≤ 4 padded with leading 1s) of inputs and output.
+    in_shapes: Vec<Shape4>,
+    out_shape: Shape4,
+    inputs: Vec<TensorId>,
+    output: TensorId,
+}
+
+/// Runs a graph on the host. Owns a copy of the graph, its plan and an arena of exactly
+/// `plan().arena_bytes()` bytes.
+pub struct Interpreter {
+    graph: Graph,
+    plan: ArenaPlan,
+    ops: Vec<Prepared>,
+    /// 16-byte words so that every planned offset is aligned for f32/i32 views.
+    arena: Vec<u128>,
+}
+
+fn shape4(shape: &[usize]) -> Result<Shape4, String> {
+    if shape.len() > 4 {
+        return Err(format!(
+            "rank {} > 4 is not supported by the kernels ({shape:?})",
+            shape.len()
+        ));
+    }
+    let mut d = [1usize; 4];
+    d[4 - shape.len()..].copy_from_slice(shape);
+    Ok(Shape4::from_dims(d))
+}
+
+fn quant1(t: &Tensor) -> Result<(f32, i32), String> {
+    match &t.quant {
+        Some(q) if q.is_per_tensor() => Ok((q.scale[0], q.zero_point[0])),
+        Some(_) => Err(format!("tensor '{}' must be quantised per tensor", t.name)),
+        None => Err(format!("tensor '{}' has no quantisation", t.name)),
+    }
+}
+
+fn fused(a: Activation) -> km::FusedActivation {
+    match a {
+        Activation::None => km::FusedActivation::None,
+        Activation::Relu => km::FusedActivation::Relu,
+        Activation::Relu6 => km::FusedActivation::Relu6,
+    }
+}
+
+fn type_range(d: DType) -> (i32, i32) {
+    match d {
+        DType::I8 => (-128, 127),
+        DType::U8 => (0, 255),
+        _ => (i32::MIN, i32::MAX),
+    }
+}
+
+fn kerr(e: KernelError) -> String {
+    e.to_string()
+}
+
+fn pad_kind(p: Padding) -> km::PaddingKind {
+    match p {
+        Padding::Same => km::PaddingKind::Same,
+        Padding::Valid => km::PaddingKind::Valid,
+    }
+}
+
+fn prepare_op(graph: &Graph, index: usize) -> Result<Prepared, String> {
+    let op = &graph.ops[index];
+    let x = graph.tensor(op.inputs[0]);
+    let out = graph.tensor(op.outputs[0]);
+    let in_shapes: Vec<Shape4> = op
+        .inputs
+        .iter()
+        .map(|t| shape4(&graph.tensor(*t).shape))
+        .collect::<Result<_, _>>()?;
+    let out_shape = shape4(&out.shape)?;
+    let quantized = x.dtype.is_quantized_integer();
+    if !matches!(x.dtype, DType::F32 | DType::I8 | DType::U8) {
+        return Err(format!("input type {} is not executable", x.dtype));
+    }
+    let act_f32 = km::ActivationF32::from_fused(fused(op.kind.activation()));
+    let act_q = |act: Activation| -> Result<(i32, i32), String> {
+        let (s, z) = quant1(out)?;
+        let (lo, hi) = type_range(out.dtype);
+        Ok(km::quant::activation_range_quantized(
+            fused(act),
+            s,
+            z,
+            lo,
+            hi,
+        ))
+    };
+    let constant = |pos: usize, what: &str| -> Result<Const, String> {
+        let t = graph.tensor(op.inputs[pos]);
+        if !t.is_constant() {
+            return Err(format!("{what} '{}' must be a constant", t.name));
+        }
+        Const::from_tensor(t)
+            .ok_or_else(|| format!("{what} '{}' has unsupported type {}", t.name, t.dtype))
+    };
+    let bias = || -> Result<Option<Const>, String> {
+        if op.inputs.len() > 2 {
+            constant(2, "bias").map(Some)
+        } else {
+            Ok(None)
+        }
+    };
+    // Requantisation of conv-like ops; `legacy` selects TFLite's per-tensor formula.
+    let weighted_quant =
+        |weights: &Tensor, channels: usize, legacy: bool| -> Result<Option<QuantPrep>, String> {
+            if !quantized {
+                return Ok(None);
+            }
+            let (in_s, in_z) = quant1(x)?;
+            let (out_s, out_z) = quant1(out)?;
+            let wq: &QuantParams = weights
+                .quant
+                .as_ref()
+                .ok_or_else(|| format!("weights '{}' have no quantisation", weights.name))?;
+            let (act_min, act_max) = act_q(op.kind.activation())?;
+            let (multipliers, shifts) = if legacy && wq.is_per_tensor() {
+                let (m, s) =
+                    km::quant::legacy_output_multiplier(in_s, wq.scale[0], out_s).map_err(kerr)?;
+                (vec![m], vec![s])
+            } else {
+                let mut m = vec![0; channels];
+                let mut s = vec![0; channels];
+                km::quant::conv_output_multipliers(in_s, &wq.scale, out_s, &mut m, &mut s)
+                    .map_err(kerr)?;
+                (m, s)
+            };
+            Ok(Some(QuantPrep {
+                input_offset: -in_z,
+                filter_offset: -wq.zero_point[0],
+                output_offset: out_z,
+                multipliers,
+                shifts,
+                act_min,
+                act_max,
+            }))
+        };
+    let window = |filter_h: usize,
+                  filter_w: usize,
+                  stride: crate::Hw,
+                  dilation: crate::Hw,
+                  padding: Padding|
+     -> Result<km::ConvParams, String> {
+        let s = in_shapes[0];
+        let gh = km::axis_geometry(pad_kind(padding), s.h, filter_h, stride.h, dilation.h)
+            .map_err(kerr)?;
+        let gw = km::axis_geometry(pad_kind(padding), s.w, filter_w, stride.w, dilation.w)
+            .map_err(kerr)?;
+        Ok(km::ConvParams {
+            stride_h: stride.h,
+            stride_w: stride.w,
+            dilation_h: dilation.h,
+            dilation_w: dilation.w,
+            pad_top: gh.pad_before,
+            pad_left: gw.pad_before,
+        })
+    };
+    let pool_quant = |act: Activation| -> Result<(i32, i32), String> {
+        if quantized { act_q(act) } else { Ok((0, 0)) }
+    };
+    let kernel = match &op.kind {
+        OpKind::Conv2D {
+            stride,
+            dilation,
+            padding,
+            activation: _,
+        } => {
+            let w = graph.tensor(op.inputs[1]);
+            let fs = shape4(&w.shape)?;
+            // Legacy uint8 uses TFLite's per-tensor formula; int8 the per-channel one.
+            let quant = weighted_quant(w, fs.n, x.dtype == DType::U8)?;
+            Kernel::Conv {
+                params: window(fs.h, fs.w, *stride, *dilation, *padding)?,
+                filter: constant(1, "filter")?,
+                filter_shape: fs,
+                bias: bias()?,
+                quant,
+                act: act_f32,
+            }
+        }
+        OpKind::DepthwiseConv2D {
+            stride,
+            dilation,
+            padding,
+            depth_multiplier,
+            activation: _,
+        } => {
+            let w = graph.tensor(op.inputs[1]);
+            let fs = shape4(&w.shape)?;
+            let quant = weighted_quant(w, fs.c, x.dtype == DType::U8)?;
+            let conv = window(fs.h, fs.w, *stride, *dilation, *padding)?;
+            Kernel::Depthwise {
+                params: km::depthwise_conv2d::DepthwiseParams {
+                    conv,
+                    depth_multiplier: *depth_multiplier,
+                },
+                filter: constant(1, "filter")?,
+                filter_shape: fs,
+                bias: bias()?,
+                quant,
+                act: act_f32,
+            }
+        }
+        OpKind::FullyConnected { .. } => {
+            let w = graph.tensor(op.inputs[1]);
+            let (out_features, in_features) = (w.shape[0], w.shape[1]);
+            let quant = weighted_quant(w, out_features, true)?;
+            Kernel::FullyConnected {
+                shape: km::fully_connected::FcShape {
+                    batches: x.elements() / in_features,
+                    in_features,
+                    out_features,
+                },
+                weights: constant(1, "weights")?,
+                bias: bias()?,
+                quant,
+                act: act_f32,
+            }
+        }
+        OpKind::MaxPool2D {
+            filter,
+            stride,
+            padding,
+            activation,
+        }
+        | OpKind::AvgPool2D {
+            filter,
+            stride,
+            padding,
+            activation,
+        } => {
+            let c = window(filter.h, filter.w, *stride, crate::Hw::ONE, *padding)?;
+            let params = km::PoolParams {
+                filter_h: filter.h,
+                filter_w: filter.w,
+                stride_h: stride.h,
+                stride_w: stride.w,
+                pad_top: c.pad_top,
+                pad_left: c.pad_left,
+            };
+            let (act_min, act_max) = pool_quant(*activation)?;
+            if matches!(op.kind, OpKind::MaxPool2D { .. }) {
+                Kernel::MaxPool {
+                    params,
+                    act_min,
+                    act_max,
+                    act: act_f32,
+                }
+            } else {
+                Kernel::AvgPool {
+                    params,
+                    act_min,
+                    act_max,
+                    act: act_f32,
+                }
+            }
+        }
+        OpKind::Mean { axes, .. } => {
+            if x.shape.len() != 4 || axes != &[1, 2] {
+                return Err(format!(
+                    "only the mean over axes [1, 2] of a 4D tensor is executable (axes {axes:?}, input {:?})",
+                    x.shape
+                ));
+            }
+            let quant = if quantized {
+                let (is, iz) = quant1(x)?;
+                let (os, oz) = quant1(out)?;
+                Some(km::mean::MeanQuant {
+                    input_scale: is,
+                    input_zero_point: iz,
+                    output_scale: os,
+                    output_zero_point: oz,
+                })
+            } else {
+                None
+            };
+            Kernel::Mean { quant }
+        }
+        OpKind::Concatenation { axis, activation } => {
+            if *activation != Activation::None {
+                return Err("a fused activation on CONCATENATION is not executable".into());
+            }
+            let outer: usize = x.shape[..*axis].iter().product();
+            let row_lens = op
+                .inputs
+                .iter()
+                .map(|t| graph.tensor(*t).shape[*axis..].iter().product())
+                .collect();
+            let quant = if quantized {
+                let ins = op
+                    .inputs
+                    .iter()
+                    .map(|t| quant1(graph.tensor(*t)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let (os, oz) = quant1(out)?;
+                Some((ins, os, oz))
+            } else {
+                None
+            };
+            Kernel::Concat {
+                outer,
+                row_lens,
+                quant,
+            }
+        }
+        OpKind::Add { activation } => {
+            let quant = if quantized {
+                let q = |t: &Tensor| {
+                    quant1(t).map(|(scale, zero_point)| km::add::QuantScale { scale, zero_point })
+                };
+                let (lo, hi) = act_q(*activation)?;
+                Some(
+                    km::add::AddParams::new(q(x)?, q(graph.tensor(op.inputs[1]))?, q(out)?, lo, hi)
+                        .map_err(kerr)?,
+                )
+            } else {
+                None
+            };
+            Kernel::Add {
+                quant,
+                act: act_f32,
+            }
+        }
+        OpKind::Reshape { .. } => Kernel::Copy,
+        OpKind::Pad { paddings } => {
+            let r = paddings.len();
+            if r > 4 {
+                return Err(format!("rank {r} > 4"));
+            }
+            let (mut before, mut after) = ([0; 4], [0; 4]);
+            for (i, [b, a]) in paddings.iter().enumerate() {
+                before[4 - r + i] = *b;
+                after[4 - r + i] = *a;
+            }
+            let zero_point = if quantized { quant1(x)?.1 } else { 0 };
+            Kernel::Pad {
+                before,
+                after,
+                zero_point,
+            }
+        }
+        OpKind::Softmax { beta } => {
+            let depth = out.shape.last().copied().unwrap_or(1);
+            if quantized {
+                let (is, _) = quant1(x)?;
+                let (os, oz) = quant1(out)?;
+                Kernel::Softmax {
+                    lut: Some(Box::new(km::softmax::SoftmaxLut::new(is, *beta))),
+                    quant: Some(km::softmax::SoftmaxQuant {
+                        output_scale: os,
+                        output_zero_point: oz,
+                    }),
+                    beta: *beta,
+                    depth,
+                }
+            } else {
+                Kernel::Softmax {
+                    lut: None,
+                    quant: None,
+                    beta: *beta,
+                    depth,
+                }
+            }
+        }
+        OpKind::Quantize => {
+            let (os, oz) = quant1(out)?;
+            if x.dtype == DType::F32 {
+                Kernel::QuantizeFromF32 {
+                    scale: os,
+                    zero_point: oz,
+                }
+            } else {
+                let (is, iz) = quant1(x)?;
+                let (multiplier, shift) =
+                    km::quantize::requantize_multiplier(is, os).map_err(kerr)?;
+                Kernel::Requantize {
+                    params: km::quantize::RequantizeParams {
+                        input_zero_point: iz,
+                        output_zero_point: oz,
+                        multiplier,
+                        shift,
+                    },
+                }
+            }
+        }
+        OpKind::Dequantize => {
+            let (scale, zero_point) = quant1(x)?;
+            Kernel::Dequantize { scale, zero_point }
+        }
+    };
+    Ok(Prepared {
+        kernel,
+        dtype: x.dtype,
+        out_dtype: out.dtype,
+        in_shapes,
+        out_shape,
+        inputs: op.inputs.clone(),
+        output: op.outputs[0],
+    })
+}
+
+/// Splits the arena into the output's bytes (mutable) and each input's bytes (shared);
+/// errors if an input overlaps the output (the planner never does that).
+fn split_io<'a>(
+    arena: &'a mut [u8],
+    out: Range<usize>,
+    inputs: &[Range<usize>],
+) -> Result<(&'a mut [u8], Vec<&'a [u8]>), String> {
+    if out.end > arena.len() {
+        return Err(format!(
+            "output range {out:?} exceeds the arena ({} bytes)",
+            arena.len()
+        ));
+    }
+    let (left, rest) = arena.split_at_mut(out.start);
+    let (mid, right) = rest.split_at_mut(out.end - out.start);
+    let (left, right): (&'a [u8], &'a [u8]) = (left, right);
+    let mut ins = Vec::with_capacity(inputs.len());
+    for r in inputs {
+        if r.end <= out.start {
+            ins.push(&left[r.clone()]);
+        } else if r.start >= out.end && r.end <= out.end + right.len() {
+            ins.push(&right[r.start - out.end..r.end - out.end]);
+        } else {
+            return Err(format!(
+                "input range {r:?} overlaps output {out:?} or exceeds the arena"
+            ));
+        }
+    }
+    Ok((mid, ins))
+}
+
+fn as_f32(b: &[u8]) -> Result<&[f32], String> {
+    km::tensor::bytes_as_f32(b).map_err(kerr)
+}
+fn as_f32_mut(b: &mut [u8]) -> Result<&mut [f32], String> {
+    km::tensor::bytes_as_f32_mut(b).map_err(kerr)
+}
+
+macro_rules! q8_dispatch {
+    ($dtype:expr, $i8:expr, $u8:expr, $f32:expr) => {
+        match $dtype {
+            DType::I8 => $i8,
+            DType::U8 => $u8,
+            DType::F32 => $f32,
+            other => Err(format!("type {other} is not executable")),
+        }
+    };
+}
+
+fn run_op(p: &Prepared, arena: &mut [u8], plan: &ArenaPlan) -> Result<(), String> {
+    let out_range = plan.range(p.output).ok_or("output is not planned")?;
+    if let Kernel::Copy = p.kernel
+        && p.inputs.first().is_some_and(|i| plan.aliased(*i, p.output))
+    {
+        return Ok(());
+    }
+    // Constant inputs are held in `Kernel`; only activations come from the arena.
+    let in_ranges: Vec<Range<usize>> = p.inputs.iter().filter_map(|t| plan.range(*t)).collect();
+    let (out, ins) = split_io(arena, out_range, &in_ranges)?;
+    let os = p.out_shape;
+    let is = p.in_shapes[0];
+    let x = ins.first().copied().ok_or("op has no activation input")?;
+    let i8s = km::tensor::bytes_as_i8;
+    let i8m = km::tensor::bytes_as_i8_mut;
+    match &p.kernel {
+        Kernel::Conv {
+            params,
+            filter,
+            filter_shape,
+            bias,
+            quant,
+            act,
+        } => {
+            let fs = *filter_shape;
+            match (filter, bias, quant) {
+                (Const::I8(w), b, Some(q)) => km::conv2d::conv2d_i8(
+                    params,
+                    &q.params(),
+                    TensorRef::new(i8s(x), is),
+                    TensorRef::new(w, fs),
+                    i32_bias(b)?,
+                    TensorMut::new(i8m(out), os),
+                ),
+                (Const::U8(w), b, Some(q)) => km::conv2d::conv2d_u8(
+                    params,
+                    &q.params(),
+                    TensorRef::new(x, is),
+                    TensorRef::new(w, fs),
+                    i32_bias(b)?,
+                    TensorMut::new(out, os),
+                ),
+                (Const::F32(w), b, None) => km::conv2d::conv2d_f32(
+                    params,
+                    *act,
+                    TensorRef::new(as_f32(x)?, is),
+                    TensorRef::new(w, fs),
+                    f32_bias(b)?,
+                    TensorMut::new(as_f32_mut(out)?, os),
+                ),
+                _ => return Err("filter type does not match the input type".into()),
+            }
+            .map_err(kerr)
+        }
+        Kernel::Depthwise {
+            params,
+            filter,
+            filter_shape,
+            bias,
+            quant,
+            act,
+        } => {
+            let fs = *filter_shape;
+            match (filter, bias, quant) {
+                (Const::I8(w), b, Some(q)) => km::depthwise_conv2d::depthwise_conv2d_i8(
+                    params,
+                    &q.params(),
+                    TensorRef::new(i8s(x), is),
+                    TensorRef::new(w, fs),
+                    i32_bias(b)?,
+                    TensorMut::new(i8m(out), os),
+                ),
+                (Const::U8(w), b, Some(q)) => km::depthwise_conv2d::depthwise_conv2d_u8(
+                    params,
+                    &q.params(),
+                    TensorRef::new(x, is),
+                    TensorRef::new(w, fs),
+                    i32_bias(b)?,
+                    TensorMut::new(out, os),
+                ),
+                (Const::F32(w), b, None) => km::depthwise_conv2d::depthwise_conv2d_f32(
+                    params,
+                    *act,
+                    TensorRef::new(as_f32(x)?, is),
+                    TensorRef::new(w, fs),
+                    f32_bias(b)?,
+                    TensorMut::new(as_f32_mut(out)?, os),
+                ),
+                _ => return Err("filter type does not match the input type".into()),
+            }
+            .map_err(kerr)
+        }
+        Kernel::FullyConnected {
+            shape,
+            weights,
+            bias,
+            quant,
+            act,
+        } => match (weights, bias, quant) {
+            (Const::I8(w), b, Some(q)) => km::fully_connected::fully_connected_i8(
+                *shape,
+                &q.params(),
+                i8s(x),
+                w,
+                i32_bias(b)?,
+                i8m(out),
+            ),
+            (Const::U8(w), b, Some(q)) => km::fully_connected::fully_connected_u8(
+                *shape,
+                &q.params(),
+                x,
+                w,
+                i32_bias(b)?,
+                out,
+            ),
+            (Const::F32(w), b, None) => km::fully_connected::fully_connected_f32(
+                *shape,
+                *act,
+                as_f32(x)?,
+                w,
+                f32_bias(b)?,
+                as_f32_mut(out)?,
+            ),
+            _ => return Err("weight type does not match the input type".into()),
+        }
+        .map_err(kerr),
+        Kernel::MaxPool {
+            params,
+            act_min,
+            act_max,
+            act,
+        } => q8_dispatch!(
+            p.dtype,
+            km::max_pool2d::max_pool2d_i8(
+                params,
+                *act_min,
+                *act_max,
+                TensorRef::new(i8s(x), is),
+                TensorMut::new(i8m(out), os)
+            )
+            .map_err(kerr),
+            km::max_pool2d::max_pool2d_u8(
+                params,
+                *act_min,
+                *act_max,
+                TensorRef::new(x, is),
+                TensorMut::new(out, os)
+            )
+            .map_err(kerr),
+            km::max_pool2d::max_pool2d_f32(
+                params,
+                *act,
+                TensorRef::new(as_f32(x)?, is),
+                TensorMut::new(as_f32_mut(out)?, os)
+            )
+            .map_err(kerr)
+        ),
+        Kernel::AvgPool {
+            params,
+            act_min,
+            act_max,
+            act,
+        } => q8_dispatch!(
+            p.dtype,
+            km::average_pool2d::average_pool2d_i8(
+                params,
+                *act_min,
+                *act_max,
+                TensorRef::new(i8s(x), is),
+                TensorMut::new(i8m(out), os)
+            )
+            .map_err(kerr),
+            km::average_pool2d::average_pool2d_u8(
+                params,
+                *act_min,
+                *act_max,
+                TensorRef::new(x, is),
+                TensorMut::new(out, os)
+            )
+            .map_err(kerr),
+            km::average_pool2d::average_pool2d_f32(
+                params,
+                *act,
+                TensorRef::new(as_f32(x)?, is),
+                TensorMut::new(as_f32_mut(out)?, os)
+            )
+            .map_err(kerr)
+        ),
+        Kernel::Mean { quant } => match (p.dtype, quant) {
+            (DType::I8, Some(q)) => {
+                km::mean::mean_hw_i8(q, TensorRef::new(i8s(x), is), i8m(out)).map_err(kerr)
+            }
+            (DType::U8, Some(q)) => {
+                km::mean::mean_hw_u8(q, TensorRef::new(x, is), out).map_err(kerr)
+            }
+            (DType::F32, None) => {
+                km::mean::mean_hw_f32(TensorRef::new(as_f32(x)?, is), as_f32_mut(out)?)
+                    .map_err(kerr)
+            }
+            _ => Err("mean: inconsistent types".into()),
+        },
+        Kernel::Concat {
+            outer,
+            row_lens,
+            quant,
+        } => {
+            if ins.len() != row_lens.len() {
+                return Err("concatenation of constants is not executable".into());
+            }
+            match (p.dtype, quant) {
+                (DType::I8, Some((qs, os_, oz))) => {
+                    let parts: Vec<_> = ins
+                        .iter()
+                        .zip(row_lens)
+                        .zip(qs)
+                        .map(|((d, r), (s, z))| km::concatenation::ConcatInputQuant {
+                            input: km::concatenation::ConcatInput {
+                                data: i8s(d),
+                                row_len: *r,
+                            },
+                            scale: *s,
+                            zero_point: *z,
+                        })
+                        .collect();
+                    km::concatenation::concatenation_requant(*outer, &parts, *os_, *oz, i8m(out))
+                        .map_err(kerr)
+                }
+                (DType::U8, Some((qs, os_, oz))) => {
+                    let parts: Vec<_> = ins
+                        .iter()
+                        .zip(row_lens)
+                        .zip(qs)
+                        .map(|((d, r), (s, z))| km::concatenation::ConcatInputQuant {
+                            input: km::concatenation::ConcatInput {
+                                data: d,
+                                row_len: *r,
+                            },
+                            scale: *s,
+                            zero_point: *z,
+                        })
+                        .collect();
+                    km::concatenation::concatenation_requant(*outer, &parts, *os_, *oz, out)
+                        .map_err(kerr)
+                }
+                (DType::F32, None) => {
+                    let parts: Vec<_> = ins
+                        .iter()
+                        .zip(row_lens)
+                        .map(|(d, r)| {
+                            Ok(km::concatenation::ConcatInput {
+                                data: as_f32(d)?,
+                                row_len: *r,
+                            })
+                        })
+                        .collect::<Result<_, String>>()?;
+                    km::concatenation::concatenation(*outer, &parts, as_f32_mut(out)?).map_err(kerr)
+                }
+                _ => Err("concatenation: inconsistent types".into()),
+            }
+        }
+        Kernel::Add { quant, act } => {
+            let y = ins
+                .get(1)
+                .copied()
+                .ok_or("ADD of a constant is not executable")?;
+            let ys = p.in_shapes[1];
+            match (p.dtype, quant) {
+                (DType::I8, Some(q)) => km::add::add_i8(
+                    q,
+                    TensorRef::new(i8s(x), is),
+                    TensorRef::new(i8s(y), ys),
+                    TensorMut::new(i8m(out), os),
+                ),
+                (DType::U8, Some(q)) => km::add::add_u8(
+                    q,
+                    TensorRef::new(x, is),
+                    TensorRef::new(y, ys),
+                    TensorMut::new(out, os),
+                ),
+                (DType::F32, None) => km::add::add_f32(
+                    *act,
+                    TensorRef::new(as_f32(x)?, is),
+                    TensorRef::new(as_f32(y)?, ys),
+                    TensorMut::new(as_f32_mut(out)?, os),
+                ),
+                _ => return Err("add: inconsistent types".into()),
+            }
+            .map_err(kerr)
+        }
+        // Row-major data is unchanged by a reshape: copy the bytes.
+        Kernel::Copy => km::reshape::reshape(x, out).map_err(kerr),
+        Kernel::Pad {
+            before,
+            after,
+            zero_point,
+        } => q8_dispatch!(
+            p.dtype,
+            km::pad::pad(
+                TensorRef::new(i8s(x), is),
+                *before,
+                *after,
+                *zero_point as i8,
+                TensorMut::new(i8m(out), os)
+            )
+            .map_err(kerr),
+            km::pad::pad(
+                TensorRef::new(x, is),
+                *before,
+                *after,
+                *zero_point as u8,
+                TensorMut::new(out, os)
+            )
+            .map_err(kerr),
+            km::pad::pad(
+                TensorRef::new(as_f32(x)?, is),
+                *before,
+                *after,
+                0.0f32,
+                TensorMut::new(as_f32_mut(out)?, os)
+            )
+            .map_err(kerr)
+        ),
+        Kernel::Softmax {
+            lut,
+            quant,
+            beta,
+            depth,
+        } => match (p.dtype, lut, quant) {
+            (DType::I8, Some(l), Some(q)) => {
+                km::softmax::softmax_i8(l, q, i8s(x), i8m(out), *depth).map_err(kerr)
+            }
+            (DType::U8, Some(l), Some(q)) => {
+                km::softmax::softmax_u8(l, q, x, out, *depth).map_err(kerr)
+            }
+            (DType::F32, _, _) => {
+                km::softmax::softmax_f32(*beta, as_f32(x)?, as_f32_mut(out)?, *depth).map_err(kerr)
+            }
+            _ => Err("softmax: inconsistent types".into()),
+        },
+        Kernel::QuantizeFromF32 { scale, zero_point } => match p.out_dtype {
+            DType::I8 => {
+                km::quantize::quantize_f32_to_i8(as_f32(x)?, *scale, *zero_point, i8m(out))
+                    .map_err(kerr)
+            }
+            DType::U8 => {
+                km::quantize::quantize_f32_to_u8(as_f32(x)?, *scale, *zero_point, out).map_err(kerr)
+            }
+            other => Err(format!("quantize to {other}")),
+        },
+        Kernel::Requantize { params } => match (p.dtype, p.out_dtype) {
+            (DType::I8, DType::I8) => km::quantize::requantize::<i8, i8>(params, i8s(x), i8m(out)),
+            (DType::I8, DType::U8) => km::quantize::requantize::<i8, u8>(params, i8s(x), out),
+            (DType::U8, DType::I8) => km::quantize::requantize::<u8, i8>(params, x, i8m(out)),
+            (DType::U8, DType::U8) => km::quantize::requantize::<u8, u8>(params, x, out),
+            (a, b) => return Err(format!("requantize {a} to {b}")),
+        }
+        .map_err(kerr),
+        Kernel::Dequantize { scale, zero_point } => match p.dtype {
+            DType::I8 => {
+                km::dequantize::dequantize_i8(i8s(x), *scale, *zero_point, as_f32_mut(out)?)
+                    .map_err(kerr)
+            }
+            DType::U8 => km::dequantize::dequantize_u8(x, *scale, *zero_point, as_f32_mut(out)?)
+                .map_err(kerr),
+            other => Err(format!("dequantize from {other}")),
+        },
+    }
+}
+
+fn i32_bias(b: &Option<Const>) -> Result<Option<&[i32]>, String> {
+    match b {
+        None => Ok(None),
+        Some(Const::I32(v)) => Ok(Some(v)),
+        Some(_) => Err("bias must be int32 for quantised ops".into()),
+    }
+}
+
+fn f32_bias(b: &Option<Const>) -> Result<Option<&[f32]>, String> {
+    match b {
+        None => Ok(None),
+        Some(Const::F32(v)) => Ok(Some(v)),
+        Some(_) => Err("bias must be f32 for float ops".into()),
+    }
+}
+
+impl Interpreter {
+    /// Validates the graph, plans the arena, derives every op's fixed-point parameters and
+    /// allocates the arena. Errors name the op that cannot run.
+    pub fn new(graph: &Graph) -> Result<Interpreter, GraphError> {
+        let plan = ArenaPlan::new(graph)?;
+        let ops = (0..graph.ops.len())
+            .map(|i| {
+                prepare_op(graph, i).map_err(|m| GraphError::op(i, graph.ops[i].kind.name(), m))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let arena = vec![0u128; plan.arena_bytes() / ARENA_ALIGN];
+        Ok(Interpreter {
+            graph: graph.clone(),
+            plan,
+            ops,
+            arena,
+        })
+    }
+
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    pub fn plan(&self) -> &ArenaPlan {
+        &self.plan
+    }
+
+    /// Bytes of arena this interpreter allocated (equal to `plan().arena_bytes()`).
+    pub fn arena_len(&self) -> usize {
+        self.arena.len() * size_of::<u128>()
+    }
+
+    fn arena_bytes_mut(&mut self) -> &mut [u8] {
+        let len = self.arena_len();
+        // SAFETY: u128 storage reinterpreted as bytes: same memory, u8 has alignment 1 and
+        // every bit pattern is valid; the borrow of `self.arena` is held for the result's life.
+        unsafe { std::slice::from_raw_parts_mut(self.arena.as_mut_ptr().cast::<u8>(), len) }
+    }
+
+    fn arena_bytes(&self) -> &[u8] {
+        // SAFETY: as in `arena_bytes_mut`, shared.
+        unsafe { std::slice::from_raw_parts(self.arena.as_ptr().cast::<u8>(), self.arena_len()) }
+    }
+
+    fn io_tensor(
+        &self,
+        list: &[TensorId],
+        i: usize,
+        what: &str,
+    ) -> Result<(TensorId, Range<usize>), GraphError> {
+        let id = *list.get(i).ok_or_else(|| {
+            GraphError::Runtime(format!(
+                "{what} {i} does not exist (graph has {})",
+                list.len()
+            ))
+        })?;
+        let range = self
+            .plan
+            .range(id)
+            .ok_or_else(|| GraphError::Runtime(format!("{what} {i} is not in the arena")))?;
+        Ok((id, range))
+    }
+
+    /// Copies `values` into graph input `i`; the element type and count must match.
+    pub fn set_input<T: Element>(&mut self, i: usize, values: &[T]) -> Result<(), GraphError> {
+        let (id, range) = self.io_tensor(&self.graph.inputs, i, "input")?;
+        let t = self.graph.tensor(id);
+        if t.dtype != T::DTYPE || t.elements() != values.len() {
+            return Err(GraphError::Runtime(format!(
+                "input {i} ('{}') is {} × {:?}; got {} {} values",
+                t.name,
+                t.dtype,
+                t.shape,
+                values.len(),
+                T::DTYPE
+            )));
+        }
+        let size = size_of::<T>();
+        let dst = &mut self.arena_bytes_mut()[range];
+        for (v, chunk) in values.iter().zip(dst.chunks_exact_mut(size)) {
+            v.write_le(chunk);
+        }
+        Ok(())
+    }
+
+    /// Copies raw little-endian bytes into graph input `i`.
+    pub fn set_input_bytes(&mut self, i: usize, bytes: &[u8]) -> Result<(), GraphError> {
+        let (_, range) = self.io_tensor(&self.graph.inputs, i, "input")?;
+        if range.len() != bytes.len() {
+            return Err(GraphError::Runtime(format!(
+                "input {i} takes {} bytes, got {}",
+                range.len(),
+                bytes.len()
+            )));
+        }
+        self.arena_bytes_mut()[range].copy_from_slice(bytes);
+        Ok(())
+    }
+
+    /// Runs every op in order.
+    pub fn invoke(&mut self) -> Result<(), GraphError> {
+        let mut arena = std::mem::take(&mut self.arena);
+        let len = arena.len() * size_of::<u128>();
+        // SAFETY: as in `arena_bytes_mut`; `arena` is a local owned for this scope.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(arena.as_mut_ptr().cast::<u8>(), len) };
+        let result = run_graph(&self.graph, &self.plan, &self.ops, bytes);
+        self.arena = arena;
+        result
+    }
+
+    /// Values of graph output `i`; the element type must match.
+    pub fn output<T: Element>(&self, i: usize) -> Result<Vec<T>, GraphError> {
+        let (id, range) = self.io_tensor(&self.graph.outputs, i, "output")?;
+        let t = self.graph.tensor(id);
+        if t.dtype != T::DTYPE {
+            return Err(GraphError::Runtime(format!(
+                "output {i} ('{}') is {}, asked for {}",
+                t.name,
+                t.dtype,
+                T::DTYPE
+            )));
+        }
+        Ok(self.arena_bytes()[range]
+            .chunks_exact(size_of::<T>())
+            .map(T::read_le)
+            .collect())
+    }
+
+    /// Raw bytes of graph output `i`.
+    pub fn output_bytes(&self, i: usize) -> Result<&[u8], GraphError> {
+        let (_, range) = self.io_tensor(&self.graph.outputs, i, "output")?;
+        Ok(&self.arena_bytes()[range])
+    }
+
+    /// Output `i` as real numbers (dequantised with its scale and zero point if integer).
+    pub fn output_f32(&self, i: usize) -> Result<Vec<f32>, GraphError> {
+        let (id, _) = self.io_tensor(&self.graph.outputs, i, "output")?;
+        let t = self.graph.tensor(id);
+        match t.dtype {
+            DType::F32 => self.output::<f32>(i),
+            DType::I8 | DType::U8 => {
+                let (s, z) = quant1(t).map_err(GraphError::Runtime)?;
+                let raw = self.output_bytes(i)?;
+                Ok(raw
+                    .iter()
+                    .map(|b| {
+                        if t.dtype == DType::I8 {
+                            *b as i8 as i32
+                        } else {
+                            *b as i32
+                        }
+                    })
+                    .map(|q| s * (q - z) as f32)
+                    .collect())
+            }
+            other => Err(GraphError::Runtime(format!("output {i} has type {other}"))),
+        }
+    }
+
+    /// Runs the graph on a caller-provided arena (e.g. to check the planned size is enough):
+    /// errors if `arena` is shorter than `plan().arena_bytes()` or not 16-byte aligned.
+    /// Inputs must already be in the arena at their planned offsets.
+    pub fn invoke_in(&self, arena: &mut [u8]) -> Result<(), GraphError> {
+        run_graph(&self.graph, &self.plan, &self.ops, arena)
+    }
+}
+
+fn run_graph(
+    graph: &Graph,
+    plan: &ArenaPlan,
+    ops: &[Prepared],
+    arena: &mut [u8],
+) -> Result<(), GraphError> {
+    if arena.len() < plan.arena_bytes() {
+        return Err(GraphError::Runtime(format!(
+            "arena of {} bytes is smaller than the planned {}",
+            arena.len(),
+            plan.arena_bytes()
+        )));
+    }
+    if arena.as_ptr().align_offset(ARENA_ALIGN) != 0 {
+        return Err(GraphError::Runtime(format!(
+            "arena is not {ARENA_ALIGN}-byte aligned"
+        )));
+    }
+    for (i, p) in ops.iter().enumerate() {
+        run_op(p, arena, plan).map_err(|m| GraphError::op(i, graph.ops[i].kind.name(), m))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,51 @@
+//! `.tflite` (TFLite flatbuffer, schema version 3) reading and writing.
+
+mod read;
+pub mod schema;
+mod write;
+
+pub(crate) use read::check_tensor_size;
+
+use crate::error::GraphError;
+use crate::graph::Graph;
+
+impl Graph {
+    /// Reads a `.tflite` model. Errors name the op/tensor index for unsupported content and
+    /// never panic on truncated or corrupt bytes.
+    pub fn from_tflite_bytes(bytes: &[u8]) -> Result<Graph, GraphError> {
+        read::read(bytes)
+    }
+
+    /// Serialises the graph as a `.tflite` model the TFLite interpreter runs unchanged.
+    pub fn to_tflite_bytes(&self) -> Result<Vec<u8>, GraphError> {
+        write::write(self)
+    }
+}
+
+/// Writes `graph` as `.tflite` to `path` atomically (temporary file, then rename). This is the
+/// export hook for every producer of graphs (`.tflite` re-export, lowered `.kgl` models, PTQ).
+pub fn write_tflite_file(graph: &Graph, path: &std::path::Path) -> Result<(), GraphError> {
+    let bytes = graph.to_tflite_bytes()?;
+    let io = |error: std::io::Error| GraphError::Io {
+        path: path.display().to_string(),
+        error,
+    };
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    std::fs::write(&tmp, &bytes).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// Reads a `.tflite` file; errors name the file.
+pub fn read_tflite_file(path: &std::path::Path) -> Result<Graph, GraphError> {
+    let name = || path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|error| GraphError::Io {
+        path: name(),
+        error,
+    })?;
+    Graph::from_tflite_bytes(&bytes).map_err(|e| GraphError::File {
+        path: name(),
+        error: Box::new(e),
+    })
+}

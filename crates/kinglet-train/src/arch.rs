@@ -1,0 +1,471 @@
+//! The configurable 1D CNN family. One small TOML file (or a built-in preset) describes a
+//! network completely: which sensor channels feed which branch, the convolution blocks every
+//! branch runs, how branches are merged, and the training schedule. Compression and
+//! architecture search edit this description rather than code.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// What the network predicts, which decides how dataset labels become targets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Task {
+    /// One output per dataset class.
+    Activity,
+    /// Two outputs: index 1 when the window's class is `class` ("still k?"), index 0 otherwise.
+    OneVsRest { class: u32 },
+    /// Two windows in, two outputs: index 1 when the previous and current windows have the same
+    /// class, index 0 when it changed. See [`crate::inputs`] for how the pairs are built.
+    Change,
+}
+
+/// Zero padding of a convolution, with Keras's meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Padding {
+    /// Output length equals input length; odd leftovers go on the right (as Keras and TFLite).
+    Same,
+    /// No padding: output length is `len - kernel + 1`.
+    Valid,
+}
+
+impl Padding {
+    /// Left and right padding for a stride-1 convolution.
+    pub fn amounts(self, kernel: usize) -> (usize, usize) {
+        match self {
+            Padding::Same => {
+                let total = kernel.saturating_sub(1);
+                (total / 2, total - total / 2)
+            }
+            Padding::Valid => (0, 0),
+        }
+    }
+}
+
+/// One input branch: the named dataset channels it reads, in this order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Branch {
+    pub name: String,
+    pub channels: Vec<String>,
+}
+
+/// Convolution, optional batch norm, ReLU, optional max pooling.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Block {
+    pub filters: usize,
+    #[serde(default = "default_kernel")]
+    pub kernel: usize,
+    /// Max-pool size and stride after the activation; 1 means no pooling.
+    #[serde(default = "default_pool")]
+    pub pool: usize,
+    #[serde(default = "default_padding")]
+    pub padding: Padding,
+    #[serde(default)]
+    pub batch_norm: bool,
+    /// Depthwise (kernel) then pointwise (1×1) convolution instead of a full convolution.
+    #[serde(default)]
+    pub separable: bool,
+}
+
+fn default_kernel() -> usize {
+    3
+}
+fn default_pool() -> usize {
+    2
+}
+fn default_padding() -> Padding {
+    Padding::Same
+}
+
+/// How each branch's final feature map becomes a vector, and the dense layers after the merge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Head {
+    /// Average over time instead of flattening (time-major, channels last, as Keras `Flatten`).
+    #[serde(default)]
+    pub global_average_pool: bool,
+    /// Hidden dense layers (with ReLU) between the merge and the output layer.
+    #[serde(default)]
+    pub hidden: Vec<usize>,
+}
+
+/// Random perturbations applied to training windows only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Augment {
+    /// Each window is multiplied by a factor drawn uniformly from `1 ± scale`.
+    #[serde(default)]
+    pub scale: f32,
+    /// Standard deviation of Gaussian noise added to every value (after normalisation).
+    #[serde(default)]
+    pub noise: f32,
+    /// Windows are shifted in time by up to this many samples (circularly).
+    #[serde(default)]
+    pub shift: usize,
+}
+
+/// Optimiser and schedule. The seed schedule: Adam, constant `learning_rate` for
+/// `constant_epochs`, then `lr ← lr · exp(−decay · lr)` after every later epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    pub learning_rate: f64,
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    pub epochs: usize,
+    #[serde(default = "default_constant_epochs")]
+    pub constant_epochs: usize,
+    #[serde(default = "default_decay")]
+    pub decay: f64,
+    /// Normalise each channel with the training set's mean and standard deviation.
+    #[serde(default = "default_true")]
+    pub normalise: bool,
+    #[serde(default)]
+    pub augment: Augment,
+}
+
+fn default_batch() -> usize {
+    32
+}
+fn default_constant_epochs() -> usize {
+    2
+}
+fn default_decay() -> f64 {
+    50.0
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Schedule {
+    /// Learning rate used during `epoch` (0-based).
+    pub fn learning_rate_at(&self, epoch: usize) -> f64 {
+        let mut lr = self.learning_rate;
+        for _ in self.constant_epochs..epoch.max(self.constant_epochs) {
+            lr *= (-self.decay * lr).exp();
+        }
+        lr
+    }
+}
+
+/// A complete network description.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Architecture {
+    pub name: String,
+    pub task: Task,
+    /// Samples per window in the dataset (128 for UCI-HAR).
+    #[serde(default = "default_window")]
+    pub window: usize,
+    #[serde(rename = "branch")]
+    pub branches: Vec<Branch>,
+    /// The blocks every branch runs (each branch has its own weights).
+    #[serde(rename = "block")]
+    pub blocks: Vec<Block>,
+    #[serde(default)]
+    pub head: Head,
+    pub training: Schedule,
+}
+
+fn default_window() -> usize {
+    128
+}
+
+const BODY_ACC: [&str; 3] = ["body_acc_x", "body_acc_y", "body_acc_z"];
+const BODY_GYRO: [&str; 3] = ["body_gyro_x", "body_gyro_y", "body_gyro_z"];
+const TOTAL_ACC: [&str; 3] = ["total_acc_x", "total_acc_y", "total_acc_z"];
+
+/// Names accepted by [`Architecture::preset`].
+pub const PRESET_NAMES: [&str; 10] = [
+    "big3", "big1", "little0", "little1", "little2", "little3", "little4", "little5", "dual", "kinglet",
+];
+
+fn branch(name: &str, channels: &[&str]) -> Branch {
+    Branch { name: name.to_string(), channels: channels.iter().map(|c| c.to_string()).collect() }
+}
+
+fn plain_blocks(filters: &[usize]) -> Vec<Block> {
+    filters
+        .iter()
+        .map(|&filters| Block { filters, kernel: 3, pool: 2, padding: Padding::Same, batch_norm: false, separable: false })
+        .collect()
+}
+
+fn seed_schedule(learning_rate: f64, epochs: usize) -> Schedule {
+    Schedule {
+        learning_rate,
+        batch_size: 32,
+        epochs,
+        constant_epochs: 2,
+        decay: 50.0,
+        normalise: true,
+        augment: Augment::default(),
+    }
+}
+
+impl Architecture {
+    /// A built-in architecture by name: the seed networks and kinglet's own default.
+    pub fn preset(name: &str) -> Option<Architecture> {
+        let all9: Vec<&str> = BODY_ACC.iter().chain(&BODY_GYRO).chain(&TOTAL_ACC).copied().collect();
+        let arch = match name {
+            "big3" => Architecture {
+                name: name.into(),
+                task: Task::Activity,
+                window: 128,
+                branches: vec![branch("body_acc", &BODY_ACC), branch("body_gyro", &BODY_GYRO), branch("total_acc", &TOTAL_ACC)],
+                blocks: plain_blocks(&[4, 8, 16, 32, 8]),
+                head: Head::default(),
+                training: seed_schedule(0.01, 25),
+            },
+            "big1" => Architecture {
+                name: name.into(),
+                task: Task::Activity,
+                window: 128,
+                branches: vec![branch("merged", &all9)],
+                blocks: plain_blocks(&[4, 8, 16, 32, 8]),
+                head: Head::default(),
+                training: seed_schedule(0.01, 25),
+            },
+            "dual" => Architecture {
+                name: name.into(),
+                task: Task::Change,
+                window: 128,
+                branches: vec![branch("total_acc", &TOTAL_ACC)],
+                blocks: plain_blocks(&[4, 4, 2]),
+                head: Head::default(),
+                training: seed_schedule(0.005, 50),
+            },
+            "kinglet" | "har-default" => Architecture {
+                name: "kinglet".into(),
+                task: Task::Activity,
+                window: 128,
+                branches: vec![branch("merged", &all9)],
+                blocks: vec![
+                    Block { filters: 32, kernel: 7, pool: 2, padding: Padding::Same, batch_norm: true, separable: false },
+                    Block { filters: 48, kernel: 5, pool: 2, padding: Padding::Same, batch_norm: true, separable: false },
+                    Block { filters: 64, kernel: 5, pool: 2, padding: Padding::Same, batch_norm: true, separable: true },
+                    Block { filters: 64, kernel: 5, pool: 1, padding: Padding::Same, batch_norm: true, separable: true },
+                ],
+                head: Head { global_average_pool: true, hidden: vec![] },
+                training: Schedule {
+                    learning_rate: 0.003,
+                    batch_size: 32,
+                    epochs: 40,
+                    constant_epochs: 10,
+                    decay: 30.0,
+                    normalise: true,
+                    augment: Augment { scale: 0.1, noise: 0.02, shift: 0 },
+                },
+            },
+            _ => {
+                let k: u32 = name.strip_prefix("little")?.parse().ok()?;
+                if k > 5 {
+                    return None;
+                }
+                Architecture {
+                    name: name.into(),
+                    task: Task::OneVsRest { class: k },
+                    window: 128,
+                    branches: vec![branch("total_acc", &TOTAL_ACC)],
+                    blocks: plain_blocks(&[4, 4, 2]),
+                    head: Head::default(),
+                    training: seed_schedule(0.005, 50),
+                }
+            }
+        };
+        Some(arch)
+    }
+
+    /// Parses a TOML description; `origin` names the file in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Architecture, Error> {
+        let arch: Architecture =
+            toml::from_str(text).map_err(|e| Error::Architecture(format!("{origin}: {e}")))?;
+        arch.validate().map_err(|e| Error::Architecture(format!("{origin}: {e}")))?;
+        Ok(arch)
+    }
+
+    /// Serialises to TOML (the same form [`Architecture::from_toml`] reads).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot serialise: {e}"))
+    }
+
+    /// A preset name or a path to a `.toml` file.
+    pub fn resolve(name_or_path: &str) -> Result<Architecture, Error> {
+        if let Some(arch) = Architecture::preset(name_or_path) {
+            return Ok(arch);
+        }
+        let path = std::path::Path::new(name_or_path);
+        if path.extension().is_some_and(|e| e == "toml") || path.exists() {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Error::Architecture(format!("{}: {e}", path.display())))?;
+            return Architecture::from_toml(&text, &path.display().to_string());
+        }
+        Err(Error::Architecture(format!(
+            "unknown architecture `{name_or_path}`: not a preset ({}) nor a .toml file",
+            PRESET_NAMES.join(", ")
+        )))
+    }
+
+    /// Checks the description is buildable, so errors name the field rather than a tensor shape.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.branches.is_empty() {
+            return Err("at least one [[branch]] is needed".into());
+        }
+        if self.blocks.is_empty() && !self.head.global_average_pool && self.window == 0 {
+            return Err("window must be positive".into());
+        }
+        for b in &self.branches {
+            if b.channels.is_empty() {
+                return Err(format!("branch `{}` has no channels", b.name));
+            }
+        }
+        if self.task == Task::Change && self.branches.len() != 1 {
+            return Err("task `change` takes exactly one branch".into());
+        }
+        let mut len = self.branch_length();
+        for (i, b) in self.blocks.iter().enumerate() {
+            if b.filters == 0 || b.kernel == 0 || b.pool == 0 {
+                return Err(format!("block {i}: filters, kernel and pool must be positive"));
+            }
+            if b.padding == Padding::Valid {
+                if len < b.kernel {
+                    return Err(format!("block {i}: kernel {} longer than its input ({len})", b.kernel));
+                }
+                len = len - b.kernel + 1;
+            }
+            len /= b.pool;
+            if len == 0 {
+                return Err(format!("block {i}: pooling leaves no samples"));
+            }
+        }
+        if self.training.batch_size == 0 || self.training.epochs == 0 {
+            return Err("training.batch_size and training.epochs must be positive".into());
+        }
+        if !(self.training.learning_rate.is_finite() && self.training.learning_rate > 0.0) {
+            return Err("training.learning_rate must be a positive number".into());
+        }
+        Ok(())
+    }
+
+    /// Time length each branch sees: the window, or three axes laid end to end for `change`.
+    pub fn branch_length(&self) -> usize {
+        match self.task {
+            Task::Change => self.window * self.branches[0].channels.len(),
+            _ => self.window,
+        }
+    }
+
+    /// Channels each branch sees at its input.
+    pub fn branch_channels(&self, branch: usize) -> usize {
+        match self.task {
+            Task::Change => 2,
+            _ => self.branches[branch].channels.len(),
+        }
+    }
+
+    /// Number of network outputs for a dataset with `classes` classes.
+    pub fn outputs(&self, classes: usize) -> usize {
+        match self.task {
+            Task::Activity => classes,
+            Task::OneVsRest { .. } | Task::Change => 2,
+        }
+    }
+
+    /// Length and channels of each branch's final feature map.
+    pub fn branch_output(&self) -> (usize, usize) {
+        let mut len = self.branch_length();
+        let mut ch = 0;
+        for b in &self.blocks {
+            if b.padding == Padding::Valid {
+                len = len + 1 - b.kernel;
+            }
+            len /= b.pool;
+            ch = b.filters;
+        }
+        (len, ch)
+    }
+
+    /// Width of the merged feature vector fed to the dense layers.
+    pub fn merged_features(&self) -> usize {
+        let (len, ch) = self.branch_output();
+        let ch = if self.blocks.is_empty() { self.branch_channels(0) } else { ch };
+        let per_branch = if self.head.global_average_pool { ch } else { len * ch };
+        per_branch * self.branches.len()
+    }
+
+    /// Trainable parameters (batch-norm scale and shift included, running statistics not).
+    pub fn parameter_count(&self, classes: usize) -> usize {
+        let mut total = 0;
+        for b in 0..self.branches.len() {
+            let mut cin = self.branch_channels(b);
+            for block in &self.blocks {
+                if block.separable {
+                    total += cin * block.kernel + cin; // depthwise
+                    total += cin * block.filters + block.filters; // pointwise
+                } else {
+                    total += cin * block.kernel * block.filters + block.filters;
+                }
+                if block.batch_norm {
+                    total += 2 * block.filters;
+                }
+                cin = block.filters;
+            }
+        }
+        let mut width = self.merged_features();
+        for &h in &self.head.hidden {
+            total += width * h + h;
+            width = h;
+        }
+        let out = self.outputs(classes);
+        total + width * out + out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_parameter_counts_match_the_published_models() {
+        assert_eq!(Architecture::preset("big3").unwrap().parameter_count(6), 9_246);
+        assert_eq!(Architecture::preset("big1").unwrap().parameter_count(6), 3_158);
+        for k in 0..6 {
+            assert_eq!(Architecture::preset(&format!("little{k}")).unwrap().parameter_count(6), 184);
+        }
+        // dual_motions.tflite: conv 2→4→4→2 on 384 samples, dense 96→2.
+        assert_eq!(Architecture::preset("dual").unwrap().parameter_count(6), 300);
+        assert!(Architecture::preset("kinglet").unwrap().parameter_count(6) <= 20_000);
+    }
+
+    #[test]
+    fn seed_schedule_decays_after_two_epochs() {
+        let s = Architecture::preset("big3").unwrap().training;
+        assert_eq!(s.learning_rate_at(0), 0.01);
+        assert_eq!(s.learning_rate_at(1), 0.01);
+        let e2 = 0.01 * (-0.5f64).exp();
+        assert!((s.learning_rate_at(2) - e2).abs() < 1e-12);
+        assert!((s.learning_rate_at(3) - e2 * (-50.0 * e2).exp()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn presets_round_trip_through_toml() {
+        for name in PRESET_NAMES {
+            let arch = Architecture::preset(name).unwrap();
+            let back = Architecture::from_toml(&arch.to_toml(), name).unwrap();
+            assert_eq!(arch, back, "{name}");
+        }
+    }
+
+    #[test]
+    fn toml_errors_name_the_origin_and_field() {
+        let err = Architecture::from_toml("name = 3", "bad.toml").unwrap_err().to_string();
+        assert!(err.contains("bad.toml"), "{err}");
+        let mut arch = Architecture::preset("little0").unwrap();
+        arch.blocks[0].kernel = 0;
+        let err = Architecture::from_toml(&arch.to_toml(), "zero.toml").unwrap_err().to_string();
+        assert!(err.contains("block 0"), "{err}");
+    }
+}

@@ -1,0 +1,222 @@
+//! Turns a [`Dataset`] (channels-last windows, class labels) into what a network consumes:
+//! one channels-first array per branch, normalised, and the task's targets.
+//!
+//! Pairs for the `change` task (the seed's Dual network) are built from consecutive windows of
+//! the same subject, in dataset order: sample `i` is (window `i-1`, window `i`), target 1 when
+//! both windows carry the same class, 0 when the activity changed. Each window's channels are
+//! laid end to end in time (x then y then z, 3 × 128 = 384 samples), and the two windows are the
+//! two input channels (previous, current), matching `dual_motions.tflite`'s `[1, 384, 2]` input.
+
+use kinglet_data::Dataset;
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+use crate::arch::{Architecture, Task};
+
+/// Per-channel affine normalisation `(x - mean) / std`, fitted on training windows only and
+/// stored in the model file so evaluation and firmware apply exactly the same transform.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelNormalisation {
+    pub channels: Vec<String>,
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+impl ChannelNormalisation {
+    /// Fits mean and standard deviation of every channel of `data` (kinglet-data's
+    /// [`Normalisation`](kinglet_data::normalise::Normalisation)), keeping the channel names.
+    pub fn fit(data: &Dataset) -> Result<Self, Error> {
+        channel_count(data)?;
+        let n = kinglet_data::normalise::Normalisation::fit(data).map_err(|e| Error::Data(e.to_string()))?;
+        Ok(Self { channels: data.channel_names.clone(), mean: n.mean, std: n.std })
+    }
+
+    /// The identity transform (used when an architecture disables normalisation).
+    pub fn identity(channels: &[String]) -> Self {
+        Self { channels: channels.to_vec(), mean: vec![0.0; channels.len()], std: vec![1.0; channels.len()] }
+    }
+
+    fn index_of(&self, name: &str) -> Option<usize> {
+        self.channels.iter().position(|c| c == name)
+    }
+}
+
+fn channel_count(data: &Dataset) -> Result<usize, Error> {
+    match data.sample_shape.as_slice() {
+        [_, c] if *c > 0 => Ok(*c),
+        other => Err(Error::Data(format!("expected windows shaped [time, channels], got {other:?}"))),
+    }
+}
+
+/// One branch's input for every sample: `[n, channels, length]`, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BranchInput {
+    pub channels: usize,
+    pub length: usize,
+    pub data: Vec<f32>,
+}
+
+impl BranchInput {
+    /// Values of sample `i`, channels-first.
+    pub fn sample(&self, i: usize) -> &[f32] {
+        let n = self.channels * self.length;
+        &self.data[i * n..(i + 1) * n]
+    }
+}
+
+/// Network-ready samples and targets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    pub branches: Vec<BranchInput>,
+    pub targets: Vec<u32>,
+    /// Names of the network's outputs.
+    pub class_names: Vec<String>,
+}
+
+impl Prepared {
+    pub fn len(&self) -> usize {
+        self.targets.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+}
+
+/// Output class names for `arch` on a dataset with `dataset_classes`.
+pub fn output_class_names(arch: &Architecture, dataset_classes: &[String]) -> Result<Vec<String>, Error> {
+    Ok(match arch.task {
+        Task::Activity => dataset_classes.to_vec(),
+        Task::OneVsRest { class } => {
+            let name = dataset_classes.get(class as usize).ok_or_else(|| {
+                Error::Data(format!(
+                    "one-vs-rest class {class} does not exist: the dataset has {} classes",
+                    dataset_classes.len()
+                ))
+            })?;
+            vec![format!("not {name}"), name.clone()]
+        }
+        Task::Change => vec!["changed".into(), "same".into()],
+    })
+}
+
+/// Builds branch inputs and targets for `arch` from `data`, normalised with `norm`.
+pub fn prepare(arch: &Architecture, data: &Dataset, norm: &ChannelNormalisation) -> Result<Prepared, Error> {
+    let c_all = channel_count(data)?;
+    if data.sample_shape[0] != arch.window {
+        return Err(Error::Data(format!(
+            "architecture `{}` expects {}-sample windows, the dataset has {}",
+            arch.name, arch.window, data.sample_shape[0]
+        )));
+    }
+    let class_names = output_class_names(arch, &data.class_names)?;
+    // For every branch channel: index in the dataset and its normalisation.
+    let mut maps = Vec::new();
+    for b in &arch.branches {
+        let mut m = Vec::new();
+        for name in &b.channels {
+            let di = data.channel_names.iter().position(|c| c == name).ok_or_else(|| {
+                Error::Data(format!(
+                    "branch `{}` needs channel `{name}`, the dataset has {}",
+                    b.name,
+                    data.channel_names.join(", ")
+                ))
+            })?;
+            let ni = norm
+                .index_of(name)
+                .ok_or_else(|| Error::Data(format!("normalisation has no channel `{name}`")))?;
+            m.push((di, norm.mean[ni], norm.std[ni]));
+        }
+        maps.push(m);
+    }
+    let t = arch.window;
+    let n = data.len();
+    // Channels-first, normalised copy of one window for one branch.
+    let branch_window = |i: usize, map: &[(usize, f32, f32)], out: &mut Vec<f32>| {
+        let s = data.sample(i);
+        for &(di, mean, std) in map {
+            out.extend((0..t).map(|k| (s[k * c_all + di] - mean) / std));
+        }
+    };
+    match arch.task {
+        Task::Activity | Task::OneVsRest { .. } => {
+            let mut branches = Vec::new();
+            for m in &maps {
+                let mut buf = Vec::with_capacity(n * m.len() * t);
+                for i in 0..n {
+                    branch_window(i, m, &mut buf);
+                }
+                branches.push(BranchInput { channels: m.len(), length: t, data: buf });
+            }
+            let targets = match arch.task {
+                Task::OneVsRest { class } => data.labels.iter().map(|&l| u32::from(l == class)).collect(),
+                _ => data.labels.clone(),
+            };
+            Ok(Prepared { branches, targets, class_names })
+        }
+        Task::Change => {
+            let m = &maps[0];
+            let len = t * m.len();
+            let mut buf = Vec::new();
+            let mut targets = Vec::new();
+            let (mut prev, mut cur) = (Vec::with_capacity(len), Vec::with_capacity(len));
+            for i in 1..n {
+                if let Some(s) = &data.subjects
+                    && s[i] != s[i - 1]
+                {
+                    continue;
+                }
+                prev.clear();
+                cur.clear();
+                branch_window(i - 1, m, &mut prev);
+                branch_window(i, m, &mut cur);
+                buf.extend_from_slice(&prev);
+                buf.extend_from_slice(&cur);
+                targets.push(u32::from(data.labels[i] == data.labels[i - 1]));
+            }
+            Ok(Prepared { branches: vec![BranchInput { channels: 2, length: len, data: buf }], targets, class_names })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> Dataset {
+        // 3 windows of 2 samples × 2 channels.
+        Dataset {
+            sample_shape: vec![2, 2],
+            channel_names: vec!["a".into(), "b".into()],
+            data: vec![1., 10., 2., 20., 3., 30., 4., 40., 5., 50., 6., 60.],
+            labels: vec![0, 0, 1],
+            subjects: Some(vec![1, 1, 1]),
+            class_names: vec!["x".into(), "y".into()],
+        }
+    }
+
+    #[test]
+    fn normalisation_fits_mean_and_std_per_channel() {
+        let n = ChannelNormalisation::fit(&tiny()).unwrap();
+        assert_eq!(n.mean, vec![3.5, 35.0]);
+        assert!((n.std[0] - (35.0f32 / 12.0).sqrt()).abs() < 1e-5);
+    }
+
+    #[test]
+    fn change_pairs_stack_previous_and_current_windows() {
+        let mut arch = Architecture::preset("dual").unwrap();
+        arch.window = 2;
+        arch.branches[0].channels = vec!["b".into(), "a".into()];
+        let p = prepare(&arch, &tiny(), &ChannelNormalisation::identity(&["a".into(), "b".into()])).unwrap();
+        assert_eq!(p.targets, vec![1, 0]);
+        // Pair 0: previous window 0 (b: 10 20, a: 1 2), current window 1 (b: 30 40, a: 3 4).
+        assert_eq!(p.branches[0].sample(0), &[10., 20., 1., 2., 30., 40., 3., 4.]);
+    }
+
+    #[test]
+    fn missing_channel_is_named() {
+        let mut arch = Architecture::preset("little0").unwrap();
+        arch.window = 2;
+        let err = prepare(&arch, &tiny(), &ChannelNormalisation::identity(&[])).unwrap_err().to_string();
+        assert!(err.contains("total_acc_x"), "{err}");
+    }
+}

@@ -1,0 +1,178 @@
+//! Lowers a trained model to the kinglet-graph float IR, in the op pattern TFLite converters
+//! emit for Keras Conv1D models: each branch input `[1, time, channels]` is reshaped to NHWC
+//! `[1, 1, time, channels]`, every block becomes CONV_2D (or DEPTHWISE_CONV_2D + CONV_2D) with
+//! batch norm folded into its weights and ReLU fused, then MAX_POOL_2D; branches end in a
+//! RESHAPE (flatten, time-major) or MEAN (global average pooling), are concatenated, and go
+//! through FULLY_CONNECTED layers.
+//!
+//! The graph takes normalised windows: normalisation is not folded into the first convolution
+//! because zero padding would then pad with the raw value 0 instead of the normalised one. The
+//! model's normalisation is recorded in the graph metadata (`kinglet.normalisation`, JSON).
+
+use kinglet_graph::{Activation, DType, Graph, Hw, OpKind, Padding, TensorId, meta};
+
+use crate::Error;
+use crate::arch::Padding as ArchPadding;
+use crate::model_file::TrainedModel;
+use crate::network::{BATCH_NORM_EPSILON, NamedTensor};
+
+fn get<'a>(model: &'a TrainedModel, name: &str) -> Result<&'a NamedTensor, Error> {
+    model.tensor(name).ok_or_else(|| Error::Model(format!("weight `{name}` is missing")))
+}
+
+fn graph_err(e: kinglet_graph::GraphError) -> Error {
+    Error::Model(format!("lowering: {e}"))
+}
+
+/// Per-output-channel scale and shift of a block's batch norm (identity without one).
+fn folded_norm(model: &TrainedModel, prefix: &str, filters: usize, has_norm: bool) -> Result<(Vec<f32>, Vec<f32>), Error> {
+    if !has_norm {
+        return Ok((vec![1.0; filters], vec![0.0; filters]));
+    }
+    let gamma = &get(model, &format!("{prefix}.norm.gamma"))?.values;
+    let beta = &get(model, &format!("{prefix}.norm.beta"))?.values;
+    let mean = &get(model, &format!("{prefix}.norm.running_mean"))?.values;
+    let var = &get(model, &format!("{prefix}.norm.running_var"))?.values;
+    let mut scale = Vec::with_capacity(filters);
+    let mut shift = Vec::with_capacity(filters);
+    for c in 0..filters {
+        let s = gamma[c] / (var[c] as f64 + BATCH_NORM_EPSILON).sqrt() as f32;
+        scale.push(s);
+        shift.push(beta[c] - mean[c] * s);
+    }
+    Ok((scale, shift))
+}
+
+/// Builds the float graph for `model` (batch size 1).
+pub fn lower(model: &TrainedModel) -> Result<Graph, Error> {
+    let arch = &model.architecture;
+    let mut g = Graph::new();
+    let mut features = Vec::new();
+    let groups = model.input_groups();
+    let mut inputs = Vec::new();
+    for group in &groups {
+        inputs.push(g.add_input(group.name.clone(), &[1, group.shape[0], group.shape[1]], DType::F32, None));
+    }
+    for (b, group) in groups.iter().enumerate() {
+        let (mut len, mut cin) = (group.shape[0], group.shape[1]);
+        let mut x = g
+            .add_op_inferred(OpKind::Reshape { new_shape: vec![1, 1, len, cin] }, &[inputs[b]], format!("{}/nhwc", group.name))
+            .map_err(graph_err)?;
+        for (i, block) in arch.blocks.iter().enumerate() {
+            let p = format!("branch{b}.block{i}");
+            let padding = match block.padding {
+                ArchPadding::Same => Padding::Same,
+                ArchPadding::Valid => Padding::Valid,
+            };
+            let (scale, shift) = folded_norm(model, &p, block.filters, block.batch_norm)?;
+            let k = block.kernel;
+            let conv_kernel = if block.separable {
+                // Depthwise [cin, 1, k] → TFLite [1, 1, k, cin].
+                let w = &get(model, &format!("{p}.depthwise.weight"))?.values;
+                let bias = &get(model, &format!("{p}.depthwise.bias"))?.values;
+                let mut dw = vec![0f32; k * cin];
+                for c in 0..cin {
+                    for j in 0..k {
+                        dw[j * cin + c] = w[c * k + j];
+                    }
+                }
+                let wt = g.add_constant_f32(format!("{p}/depthwise/filter"), &[1, 1, k, cin], &dw).map_err(graph_err)?;
+                let bt = g.add_constant_f32(format!("{p}/depthwise/bias"), &[cin], bias).map_err(graph_err)?;
+                let kind = OpKind::DepthwiseConv2D {
+                    stride: Hw::ONE,
+                    dilation: Hw::ONE,
+                    padding,
+                    depth_multiplier: 1,
+                    activation: Activation::None,
+                };
+                x = g.add_op_inferred(kind, &[x, wt, bt], format!("{p}/depthwise")).map_err(graph_err)?;
+                1
+            } else {
+                k
+            };
+            // Conv [out, cin, kk] → OHWI [out, 1, kk, cin], scaled by the folded batch norm.
+            let w = &get(model, &format!("{p}.conv.weight"))?.values;
+            let bias = &get(model, &format!("{p}.conv.bias"))?.values;
+            let out = block.filters;
+            let mut filter = vec![0f32; out * conv_kernel * cin];
+            for o in 0..out {
+                for c in 0..cin {
+                    for j in 0..conv_kernel {
+                        filter[(o * conv_kernel + j) * cin + c] = w[(o * cin + c) * conv_kernel + j] * scale[o];
+                    }
+                }
+            }
+            let folded_bias: Vec<f32> = (0..out).map(|o| bias[o] * scale[o] + shift[o]).collect();
+            let wt = g.add_constant_f32(format!("{p}/conv/filter"), &[out, 1, conv_kernel, cin], &filter).map_err(graph_err)?;
+            let bt = g.add_constant_f32(format!("{p}/conv/bias"), &[out], &folded_bias).map_err(graph_err)?;
+            let conv_padding = if block.separable { Padding::Valid } else { padding };
+            let kind = OpKind::Conv2D { stride: Hw::ONE, dilation: Hw::ONE, padding: conv_padding, activation: Activation::Relu };
+            x = g.add_op_inferred(kind, &[x, wt, bt], format!("{p}/conv")).map_err(graph_err)?;
+            if block.padding == ArchPadding::Valid {
+                len = len + 1 - k;
+            }
+            if block.pool > 1 {
+                let kind = OpKind::MaxPool2D {
+                    filter: Hw::new(1, block.pool),
+                    stride: Hw::new(1, block.pool),
+                    padding: Padding::Valid,
+                    activation: Activation::None,
+                };
+                x = g.add_op_inferred(kind, &[x], format!("{p}/pool")).map_err(graph_err)?;
+                len /= block.pool;
+            }
+            cin = out;
+        }
+        let flat = if arch.head.global_average_pool {
+            g.add_op_inferred(OpKind::Mean { axes: vec![1, 2], keep_dims: false }, &[x], format!("branch{b}/gap"))
+        } else {
+            g.add_op_inferred(OpKind::Reshape { new_shape: vec![1, len * cin] }, &[x], format!("branch{b}/flatten"))
+        }
+        .map_err(graph_err)?;
+        features.push(flat);
+    }
+    let mut h: TensorId = if features.len() == 1 {
+        features[0]
+    } else {
+        g.add_op_inferred(OpKind::Concatenation { axis: 1, activation: Activation::None }, &features, "concat")
+            .map_err(graph_err)?
+    };
+    let mut width = arch.merged_features();
+    let layers: Vec<(String, usize, Activation)> = arch
+        .head
+        .hidden
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| (format!("hidden{i}"), n, Activation::Relu))
+        .chain(std::iter::once(("output".to_string(), model.class_names.len(), Activation::None)))
+        .collect();
+    for (name, out, activation) in layers {
+        // burn Linear [in, out] → TFLite FULLY_CONNECTED [out, in].
+        let w = &get(model, &format!("{name}.weight"))?.values;
+        let bias = &get(model, &format!("{name}.bias"))?.values;
+        let mut wt = vec![0f32; out * width];
+        for i in 0..width {
+            for o in 0..out {
+                wt[o * width + i] = w[i * out + o];
+            }
+        }
+        let wt = g.add_constant_f32(format!("{name}/weights"), &[out, width], &wt).map_err(graph_err)?;
+        let bt = g.add_constant_f32(format!("{name}/bias"), &[out], bias).map_err(graph_err)?;
+        h = g
+            .add_op_inferred(OpKind::FullyConnected { activation, keep_num_dims: false }, &[h, wt, bt], name)
+            .map_err(graph_err)?;
+        width = out;
+    }
+    g.mark_output(h);
+    g.set_metadata_list(meta::CLASS_NAMES, &model.class_names);
+    let names: Vec<&str> = groups.iter().map(|gr| gr.name.as_str()).collect();
+    g.set_metadata_list(meta::INPUT_NAMES, &names);
+    let norm = serde_json::json!({
+        "kind": "channel-standardise",
+        "inputs": groups,
+        "normalisation": model.normalisation,
+        "task": arch.task,
+    });
+    g.metadata.insert(meta::NORMALISATION.to_string(), norm.to_string());
+    Ok(g)
+}

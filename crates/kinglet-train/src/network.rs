@@ -1,0 +1,338 @@
+//! The burn module for an [`Architecture`]. Inputs are channels-first (`[batch, channels,
+//! time]`, burn's convolution layout); before the dense head each branch's feature map is
+//! flattened time-major with channels last, exactly as Keras `Flatten` does on `[time,
+//! channels]`, so dense weights lower to TFLite `FULLY_CONNECTED` without reordering.
+//!
+//! Parameters get fixed ids (their index in [`Network::named_tensors`] order), so optimiser
+//! state saved in a checkpoint maps back onto a rebuilt network on resume.
+
+use std::collections::BTreeMap;
+
+use burn::module::{Module, Param, ParamId, RunningState};
+use burn::nn::conv::Conv1d;
+use burn::nn::{BatchNorm, Linear, PaddingConfig1d};
+use burn::tensor::module::max_pool1d;
+use burn::tensor::ops::MaxPoolOptions;
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::Rng;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::Error;
+use crate::arch::Architecture;
+
+/// A named weight tensor in plain memory (row-major f32).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub values: Vec<f32>,
+}
+
+/// Batch-norm epsilon (Keras's default, so folded weights match a Keras-trained equivalent).
+pub const BATCH_NORM_EPSILON: f64 = 1e-3;
+const BATCH_NORM_MOMENTUM: f64 = 0.1;
+
+#[derive(Module, Debug)]
+pub struct ConvBlock {
+    /// Present for depthwise-separable blocks: per-channel `kernel`-wide convolution.
+    pub depthwise: Option<Conv1d>,
+    /// The full convolution, or the pointwise (kernel 1) half of a separable block.
+    pub conv: Conv1d,
+    pub norm: Option<BatchNorm>,
+    pub pool: usize,
+}
+
+#[derive(Module, Debug)]
+pub struct BranchNet {
+    pub blocks: Vec<ConvBlock>,
+}
+
+#[derive(Module, Debug)]
+pub struct Network {
+    pub branches: Vec<BranchNet>,
+    pub hidden: Vec<Linear>,
+    pub output: Linear,
+    pub global_average_pool: bool,
+}
+
+/// Shape of every parameter and running statistic, in canonical order, with its initial values.
+fn initial_tensors(arch: &Architecture, classes: usize, seed: u64) -> Vec<NamedTensor> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut out = Vec::new();
+    // Glorot uniform, as Keras initialises kernels; biases start at zero.
+    let mut glorot = |name: String, shape: Vec<usize>, fan_in: usize, fan_out: usize| {
+        let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
+        let n: usize = shape.iter().product();
+        let values = (0..n).map(|_| rng.random_range(-limit..limit)).collect();
+        NamedTensor { name, shape, values }
+    };
+    let zeros = |name: String, n: usize| NamedTensor { name, shape: vec![n], values: vec![0.0; n] };
+    let ones = |name: String, n: usize| NamedTensor { name, shape: vec![n], values: vec![1.0; n] };
+    let mut tensors = Vec::new();
+    for b in 0..arch.branches.len() {
+        let mut cin = arch.branch_channels(b);
+        for (i, block) in arch.blocks.iter().enumerate() {
+            let p = format!("branch{b}.block{i}");
+            let k = block.kernel;
+            if block.separable {
+                tensors.push(glorot(format!("{p}.depthwise.weight"), vec![cin, 1, k], k, k));
+                tensors.push(zeros(format!("{p}.depthwise.bias"), cin));
+                tensors.push(glorot(format!("{p}.conv.weight"), vec![block.filters, cin, 1], cin, block.filters));
+            } else {
+                tensors.push(glorot(format!("{p}.conv.weight"), vec![block.filters, cin, k], cin * k, block.filters * k));
+            }
+            tensors.push(zeros(format!("{p}.conv.bias"), block.filters));
+            if block.batch_norm {
+                tensors.push(ones(format!("{p}.norm.gamma"), block.filters));
+                tensors.push(zeros(format!("{p}.norm.beta"), block.filters));
+                tensors.push(zeros(format!("{p}.norm.running_mean"), block.filters));
+                tensors.push(ones(format!("{p}.norm.running_var"), block.filters));
+            }
+            cin = block.filters;
+        }
+    }
+    let mut width = arch.merged_features();
+    for (i, &h) in arch.head.hidden.iter().enumerate() {
+        tensors.push(glorot(format!("hidden{i}.weight"), vec![width, h], width, h));
+        tensors.push(zeros(format!("hidden{i}.bias"), h));
+        width = h;
+    }
+    let outputs = arch.outputs(classes);
+    tensors.push(glorot("output.weight".into(), vec![width, outputs], width, outputs));
+    tensors.push(zeros("output.bias".into(), outputs));
+    out.extend(tensors);
+    out
+}
+
+/// Takes the tensors a network needs by name, checking shapes.
+struct TensorSource {
+    by_name: BTreeMap<String, NamedTensor>,
+    next_id: u64,
+    device: Device,
+}
+
+impl TensorSource {
+    fn take<const D: usize>(&mut self, name: &str, shape: [usize; D]) -> Result<Tensor<D>, Error> {
+        let t = self
+            .by_name
+            .remove(name)
+            .ok_or_else(|| Error::Model(format!("weight `{name}` is missing")))?;
+        if t.shape != shape {
+            return Err(Error::Model(format!("weight `{name}` has shape {:?}, expected {:?}", t.shape, shape)));
+        }
+        if let Some(i) = t.values.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Model(format!("weight `{name}` has a non-finite value at index {i}")));
+        }
+        Ok(Tensor::from_data(TensorData::new(t.values, shape), &self.device))
+    }
+
+    fn param<const D: usize>(&mut self, name: &str, shape: [usize; D]) -> Result<Param<Tensor<D>>, Error> {
+        let t = self.take(name, shape)?;
+        self.next_id += 1;
+        Ok(Param::initialized(ParamId::from(self.next_id), t).set_require_grad(true))
+    }
+}
+
+fn conv(src: &mut TensorSource, prefix: &str, out: usize, cin_per_group: usize, k: usize, groups: usize, padding: (usize, usize)) -> Result<Conv1d, Error> {
+    Ok(Conv1d {
+        weight: src.param(&format!("{prefix}.weight"), [out, cin_per_group, k])?,
+        bias: Some(src.param(&format!("{prefix}.bias"), [out])?),
+        stride: 1,
+        kernel_size: k,
+        dilation: 1,
+        groups,
+        padding: PaddingConfig1d::Explicit(padding.0, padding.1),
+    })
+}
+
+fn linear(src: &mut TensorSource, prefix: &str, cin: usize, out: usize) -> Result<Linear, Error> {
+    Ok(Linear {
+        weight: src.param(&format!("{prefix}.weight"), [cin, out])?,
+        bias: Some(src.param(&format!("{prefix}.bias"), [out])?),
+    })
+}
+
+impl Network {
+    /// A freshly initialised network (Glorot-uniform kernels from `seed`, zero biases).
+    pub fn init(arch: &Architecture, classes: usize, seed: u64, device: &Device) -> Result<Self, Error> {
+        Self::from_tensors(arch, classes, initial_tensors(arch, classes, seed), device)
+    }
+
+    /// Rebuilds a network from saved tensors; every tensor must be used and shaped right.
+    pub fn from_tensors(arch: &Architecture, classes: usize, tensors: Vec<NamedTensor>, device: &Device) -> Result<Self, Error> {
+        let mut src = TensorSource {
+            by_name: tensors.into_iter().map(|t| (t.name.clone(), t)).collect(),
+            next_id: 0,
+            device: device.clone(),
+        };
+        let mut branches = Vec::new();
+        for b in 0..arch.branches.len() {
+            let mut cin = arch.branch_channels(b);
+            let mut blocks = Vec::new();
+            for (i, block) in arch.blocks.iter().enumerate() {
+                let p = format!("branch{b}.block{i}");
+                let pad = block.padding.amounts(block.kernel);
+                let (depthwise, conv) = if block.separable {
+                    let dw = conv(&mut src, &format!("{p}.depthwise"), cin, 1, block.kernel, cin, pad)?;
+                    (Some(dw), conv(&mut src, &format!("{p}.conv"), block.filters, cin, 1, 1, (0, 0))?)
+                } else {
+                    (None, conv(&mut src, &format!("{p}.conv"), block.filters, cin, block.kernel, 1, pad)?)
+                };
+                let norm = if block.batch_norm {
+                    let f = block.filters;
+                    let gamma = src.param(&format!("{p}.norm.gamma"), [f])?;
+                    let beta = src.param(&format!("{p}.norm.beta"), [f])?;
+                    let mean = src.take(&format!("{p}.norm.running_mean"), [f])?;
+                    let var = src.take(&format!("{p}.norm.running_var"), [f])?;
+                    Some(BatchNorm {
+                        gamma,
+                        beta,
+                        training: Param::from_bool(true),
+                        running_mean: RunningState::new(mean),
+                        running_var: RunningState::new(var),
+                        momentum: BATCH_NORM_MOMENTUM,
+                        epsilon: BATCH_NORM_EPSILON,
+                    })
+                } else {
+                    None
+                };
+                blocks.push(ConvBlock { depthwise, conv, norm, pool: block.pool });
+                cin = block.filters;
+            }
+            branches.push(BranchNet { blocks });
+        }
+        let mut width = arch.merged_features();
+        let mut hidden = Vec::new();
+        for (i, &h) in arch.head.hidden.iter().enumerate() {
+            hidden.push(linear(&mut src, &format!("hidden{i}"), width, h)?);
+            width = h;
+        }
+        let output = linear(&mut src, "output", width, arch.outputs(classes))?;
+        if let Some(extra) = src.by_name.keys().next() {
+            return Err(Error::Model(format!("weight `{extra}` does not belong to architecture `{}`", arch.name)));
+        }
+        Ok(Network { branches, hidden, output, global_average_pool: arch.head.global_average_pool })
+    }
+
+    /// Logits `[batch, outputs]` for one channels-first input per branch.
+    pub fn forward(&self, inputs: Vec<Tensor<3>>) -> Tensor<2> {
+        let mut features = Vec::with_capacity(inputs.len());
+        for (branch, mut x) in self.branches.iter().zip(inputs) {
+            for block in &branch.blocks {
+                if let Some(dw) = &block.depthwise {
+                    x = dw.forward(x);
+                }
+                x = block.conv.forward(x);
+                if let Some(norm) = &block.norm {
+                    x = norm.forward(x);
+                }
+                x = burn::tensor::activation::relu(x);
+                if block.pool > 1 {
+                    let options = MaxPoolOptions::new([block.pool], [block.pool], [0], [1], false);
+                    x = max_pool1d(x, options);
+                }
+            }
+            let [batch, channels, length] = x.dims();
+            let flat: Tensor<2> = if self.global_average_pool {
+                x.mean_dim(2).reshape([batch, channels])
+            } else {
+                x.swap_dims(1, 2).reshape([batch, length * channels])
+            };
+            features.push(flat);
+        }
+        let mut h = if features.len() == 1 { features.remove(0) } else { Tensor::cat(features, 1) };
+        for layer in &self.hidden {
+            h = burn::tensor::activation::relu(layer.forward(h));
+        }
+        self.output.forward(h)
+    }
+
+    /// Every parameter and running statistic, in the canonical order and naming of the model file.
+    pub fn named_tensors(&self) -> Vec<NamedTensor> {
+        fn grab<const D: usize>(out: &mut Vec<NamedTensor>, name: String, t: Tensor<D>) {
+            let shape = t.dims().to_vec();
+            let values = t.into_data().convert::<f32>().into_vec::<f32>().unwrap_or_default();
+            out.push(NamedTensor { name, shape, values });
+        }
+        let mut out = Vec::new();
+        for (b, branch) in self.branches.iter().enumerate() {
+            for (i, block) in branch.blocks.iter().enumerate() {
+                let p = format!("branch{b}.block{i}");
+                if let Some(dw) = &block.depthwise {
+                    grab(&mut out, format!("{p}.depthwise.weight"), dw.weight.val());
+                    if let Some(bias) = &dw.bias {
+                        grab(&mut out, format!("{p}.depthwise.bias"), bias.val());
+                    }
+                }
+                grab(&mut out, format!("{p}.conv.weight"), block.conv.weight.val());
+                if let Some(bias) = &block.conv.bias {
+                    grab(&mut out, format!("{p}.conv.bias"), bias.val());
+                }
+                if let Some(norm) = &block.norm {
+                    grab(&mut out, format!("{p}.norm.gamma"), norm.gamma.val());
+                    grab(&mut out, format!("{p}.norm.beta"), norm.beta.val());
+                    grab(&mut out, format!("{p}.norm.running_mean"), norm.running_mean.value());
+                    grab(&mut out, format!("{p}.norm.running_var"), norm.running_var.value());
+                }
+            }
+        }
+        for (i, layer) in self.hidden.iter().enumerate() {
+            grab(&mut out, format!("hidden{i}.weight"), layer.weight.val());
+            if let Some(bias) = &layer.bias {
+                grab(&mut out, format!("hidden{i}.bias"), bias.val());
+            }
+        }
+        grab(&mut out, "output.weight".into(), self.output.weight.val());
+        if let Some(bias) = &self.output.bias {
+            grab(&mut out, "output.bias".into(), bias.val());
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initial_tensors_count_matches_parameter_count() {
+        for name in crate::arch::PRESET_NAMES {
+            let arch = Architecture::preset(name).unwrap();
+            let total: usize = initial_tensors(&arch, 6, 1)
+                .iter()
+                .filter(|t| !t.name.contains("running_"))
+                .map(|t| t.values.len())
+                .sum();
+            assert_eq!(total, arch.parameter_count(6), "{name}");
+        }
+    }
+
+    #[test]
+    fn forward_shape_and_tensor_round_trip() {
+        let device = Device::flex();
+        let arch = Architecture::preset("kinglet").unwrap();
+        let net = Network::init(&arch, 6, 7, &device).unwrap();
+        let x = Tensor::<3>::ones([2, 9, 128], &device);
+        let y = net.forward(vec![x.clone()]);
+        assert_eq!(y.dims(), [2, 6]);
+        let again = Network::from_tensors(&arch, 6, net.named_tensors(), &device).unwrap();
+        let y2 = again.forward(vec![x]);
+        let a = y.into_data().into_vec::<f32>().unwrap();
+        let b = y2.into_data().into_vec::<f32>().unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn wrong_shapes_and_extra_weights_are_errors() {
+        let device = Device::flex();
+        let arch = Architecture::preset("little0").unwrap();
+        let mut t = initial_tensors(&arch, 6, 1);
+        t[0].shape = vec![4, 3, 2];
+        let err = Network::from_tensors(&arch, 6, t, &device).unwrap_err().to_string();
+        assert!(err.contains("branch0.block0.conv.weight"), "{err}");
+        let mut t = initial_tensors(&arch, 6, 1);
+        t.push(NamedTensor { name: "stray".into(), shape: vec![1], values: vec![0.0] });
+        assert!(Network::from_tensors(&arch, 6, t, &device).is_err());
+    }
+}

@@ -1,0 +1,400 @@
+//! The training loop: seed schedule, per-epoch checkpoint, resume, best-epoch selection.
+//!
+//! Determinism: initial weights come from a ChaCha8 stream seeded by the run's seed, and each
+//! epoch's shuffle and augmentation from a stream seeded by (seed, epoch). Nothing depends on
+//! burn's global RNG or on wall-clock state, so a run resumed from its checkpoint takes the same
+//! steps as an uninterrupted one.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
+use kinglet_data::Dataset;
+use kinglet_data::metrics::Classification;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+use crate::arch::{Architecture, Augment};
+use crate::inputs::{ChannelNormalisation, Prepared, output_class_names, prepare};
+use crate::model_file::{Kind, Provenance, TensorEntry, TrainedModel, pack_tensors, read_container, unpack_tensors, write_container};
+use crate::network::{NamedTensor, Network};
+
+/// Options that are not part of the architecture.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    pub seed: u64,
+    /// Overrides the architecture's epoch count.
+    pub epochs: Option<usize>,
+    /// Where the per-epoch checkpoint goes (written atomically after every epoch).
+    pub checkpoint: Option<PathBuf>,
+    /// Continue from `checkpoint` if it exists.
+    pub resume: bool,
+    /// Stop (with a checkpoint) after this many epochs of this invocation; for interruption tests.
+    pub stop_after: Option<usize>,
+    /// Free-text description of the data, stored in the model's provenance.
+    pub data_description: String,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self { seed: 0, epochs: None, checkpoint: None, resume: false, stop_after: None, data_description: String::new() }
+    }
+}
+
+/// Summary of one epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochReport {
+    /// 1-based.
+    pub epoch: usize,
+    pub learning_rate: f64,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub validation_accuracy: Option<f64>,
+    pub validation_macro_f1: Option<f64>,
+    /// Wall time of the optimisation steps of this epoch (validation excluded).
+    pub train_seconds: f64,
+}
+
+/// Receives progress; the CLI draws a progress bar from it.
+pub trait Progress {
+    fn epoch_started(&mut self, _epoch: usize, _epochs: usize, _batches: usize) {}
+    fn batch_done(&mut self, _loss: f64, _accuracy: f64) {}
+    fn epoch_done(&mut self, _report: &EpochReport, _is_best: bool) {}
+}
+
+/// Progress sink that ignores everything.
+pub struct Silent;
+impl Progress for Silent {}
+
+/// A finished (or stopped) training run.
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    pub model: TrainedModel,
+    pub history: Vec<EpochReport>,
+    /// True when all epochs ran (false after `stop_after`).
+    pub complete: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CheckpointHeader {
+    format: String,
+    architecture: Architecture,
+    seed: u64,
+    epochs: usize,
+    epochs_done: usize,
+    best_epoch: usize,
+    best_score: f64,
+    history: Vec<EpochReport>,
+    normalisation: ChannelNormalisation,
+    current: Vec<TensorEntry>,
+    best: Vec<TensorEntry>,
+    optimizer_offset: usize,
+    optimizer_len: usize,
+}
+
+struct Checkpoint {
+    header: CheckpointHeader,
+    current: Vec<NamedTensor>,
+    best: Vec<NamedTensor>,
+    optimizer: Vec<u8>,
+}
+
+fn save_checkpoint(path: &Path, c: &Checkpoint) -> Result<(), Error> {
+    let (current, mut payload) = pack_tensors(&c.current);
+    let (mut best, best_payload) = pack_tensors(&c.best);
+    for e in &mut best {
+        e.offset += payload.len();
+    }
+    payload.extend_from_slice(&best_payload);
+    let optimizer_offset = payload.len();
+    payload.extend_from_slice(&c.optimizer);
+    let header = CheckpointHeader {
+        current,
+        best,
+        optimizer_offset,
+        optimizer_len: c.optimizer.len(),
+        format: "kinglet-checkpoint".into(),
+        architecture: c.header.architecture.clone(),
+        normalisation: c.header.normalisation.clone(),
+        history: c.header.history.clone(),
+        ..c.header
+    };
+    let json = serde_json::to_vec_pretty(&header).map_err(|e| Error::Model(e.to_string()))?;
+    write_container(path, Kind::Checkpoint, &json, &payload)
+}
+
+fn load_checkpoint(path: &Path) -> Result<Checkpoint, Error> {
+    let (json, payload) = read_container(path, Kind::Checkpoint)?;
+    let bad = |reason: String| Error::ModelFile { path: path.to_path_buf(), reason };
+    let header: CheckpointHeader = serde_json::from_slice(&json).map_err(|e| bad(format!("header: {e}")))?;
+    let current = unpack_tensors(&header.current, &payload).map_err(bad)?;
+    let best = unpack_tensors(&header.best, &payload).map_err(bad)?;
+    let optimizer = header
+        .optimizer_offset
+        .checked_add(header.optimizer_len)
+        .and_then(|end| payload.get(header.optimizer_offset..end))
+        .ok_or_else(|| bad("optimizer state lies outside the payload".into()))?
+        .to_vec();
+    Ok(Checkpoint { header, current, best, optimizer })
+}
+
+/// Seed of the random stream for one epoch's shuffle and augmentation.
+fn epoch_rng(seed: u64, epoch: usize) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(epoch as u64 + 1);
+    rng
+}
+
+/// Copies a batch of samples of one branch, applying augmentation when asked.
+fn gather(
+    input: &crate::inputs::BranchInput,
+    idx: &[usize],
+    augment: Option<(&Augment, &mut ChaCha8Rng)>,
+) -> Vec<f32> {
+    let per = input.channels * input.length;
+    let mut out = Vec::with_capacity(idx.len() * per);
+    for &i in idx {
+        out.extend_from_slice(input.sample(i));
+    }
+    if let Some((aug, rng)) = augment {
+        for sample in out.chunks_exact_mut(per) {
+            let factor = if aug.scale > 0.0 { 1.0 + rng.random_range(-aug.scale..aug.scale) } else { 1.0 };
+            let shift = if aug.shift > 0 { rng.random_range(0..=2 * aug.shift) as isize - aug.shift as isize } else { 0 };
+            for row in sample.chunks_exact_mut(input.length) {
+                if shift != 0 {
+                    row.rotate_left(shift.rem_euclid(input.length as isize) as usize);
+                }
+                for v in row.iter_mut() {
+                    *v *= factor;
+                    if aug.noise > 0.0 {
+                        // Box–Muller; one normal draw per value.
+                        let u1: f32 = rng.random_range(f32::EPSILON..1.0);
+                        let u2: f32 = rng.random();
+                        *v += aug.noise * (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos();
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn batch_inputs(prepared: &Prepared, idx: &[usize], mut augment: Option<(&Augment, &mut ChaCha8Rng)>, device: &Device) -> Vec<Tensor<3>> {
+    prepared
+        .branches
+        .iter()
+        .map(|b| {
+            let aug = augment.as_mut().map(|(a, r)| (*a, &mut **r));
+            let data = gather(b, idx, aug);
+            Tensor::from_data(TensorData::new(data, [idx.len(), b.channels, b.length]), device)
+        })
+        .collect()
+}
+
+/// Class predictions of `net` (on a non-autodiff device) for every prepared sample.
+pub fn predict(net: &Network, prepared: &Prepared, device: &Device) -> Vec<u32> {
+    let mut out = Vec::with_capacity(prepared.len());
+    let all: Vec<usize> = (0..prepared.len()).collect();
+    for chunk in all.chunks(512) {
+        let logits = net.forward(batch_inputs(prepared, chunk, None, device));
+        let pred = logits.argmax(1).into_data();
+        out.extend(pred.iter::<i64>().map(|v| v as u32));
+    }
+    out
+}
+
+fn score(net: &Network, prepared: &Prepared, device: &Device) -> Classification {
+    let pred = predict(net, prepared, device);
+    Classification::new(&prepared.class_names, &prepared.targets, &pred)
+}
+
+/// Trains `arch` on `train`, choosing the epoch with the best accuracy on `validation`
+/// (the last epoch when there is none).
+pub fn train(
+    arch: &Architecture,
+    train: &Dataset,
+    validation: Option<&Dataset>,
+    options: &TrainOptions,
+    progress: &mut dyn Progress,
+) -> Result<TrainOutcome, Error> {
+    arch.validate().map_err(Error::Architecture)?;
+    if train.is_empty() {
+        return Err(Error::Data("the training set is empty".into()));
+    }
+    let epochs = options.epochs.unwrap_or(arch.training.epochs);
+    let classes = train.class_names.len();
+    let fresh_norm = if arch.training.normalise {
+        ChannelNormalisation::fit(train)?
+    } else {
+        ChannelNormalisation::identity(&train.channel_names)
+    };
+    let infer_device = Device::flex();
+    let device = infer_device.clone().autodiff();
+
+    let mut optim: ModuleOptimizer = AdamConfig::new().with_epsilon(1e-7).init();
+    let mut net;
+    let mut start_epoch = 0;
+    let mut best_epoch = 0;
+    let mut best_score = f64::NEG_INFINITY;
+    let mut best_tensors = Vec::new();
+    let mut history = Vec::new();
+    let mut norm = fresh_norm;
+
+    let resume_from = options.checkpoint.as_ref().filter(|p| options.resume && p.exists());
+    if let Some(path) = resume_from {
+        let c = load_checkpoint(path)?;
+        let h = &c.header;
+        if h.architecture != *arch || h.seed != options.seed {
+            return Err(Error::ModelFile {
+                path: path.clone(),
+                reason: format!(
+                    "checkpoint is for architecture `{}` seed {}, this run is `{}` seed {}",
+                    h.architecture.name, h.seed, arch.name, options.seed
+                ),
+            });
+        }
+        net = Network::from_tensors(arch, classes, c.current, &device)?;
+        optim = optim
+            .from_bytes(Bytes::from_bytes_vec(c.optimizer))
+            .map_err(|e| Error::ModelFile { path: path.clone(), reason: format!("optimizer state: {e:?}") })?;
+        start_epoch = h.epochs_done;
+        best_epoch = h.best_epoch;
+        best_score = h.best_score;
+        best_tensors = c.best;
+        history = c.header.history;
+        norm = c.header.normalisation;
+    } else {
+        net = Network::init(arch, classes, options.seed, &device)?;
+    }
+
+    let prepared = prepare(arch, train, &norm)?;
+    if prepared.is_empty() {
+        return Err(Error::Data("no training samples after preparing the task".into()));
+    }
+    let val_prepared = validation.map(|v| prepare(arch, v, &norm)).transpose()?;
+    let loss_fn = burn::nn::loss::CrossEntropyLossConfig::new().init(&device);
+    let batch = arch.training.batch_size;
+    let n = prepared.len();
+    let batches = n.div_ceil(batch);
+    let mut ran = 0;
+
+    for epoch in start_epoch..epochs {
+        if options.stop_after.is_some_and(|s| ran >= s) {
+            break;
+        }
+        progress.epoch_started(epoch + 1, epochs, batches);
+        let lr = arch.training.learning_rate_at(epoch);
+        let mut rng = epoch_rng(options.seed, epoch);
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut rng);
+        let augment = &arch.training.augment;
+        let augmenting = augment.scale > 0.0 || augment.noise > 0.0 || augment.shift > 0;
+        let started = Instant::now();
+        let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+        for idx in order.chunks(batch) {
+            let inputs = batch_inputs(&prepared, idx, augmenting.then_some((augment, &mut rng)), &device);
+            let targets: Vec<i64> = idx.iter().map(|&i| prepared.targets[i] as i64).collect();
+            let targets = Tensor::<1, Int>::from_data(TensorData::new(targets, [idx.len()]), &device);
+            let logits = net.forward(inputs);
+            let hits = logits.clone().argmax(1).reshape([idx.len()]).equal(targets.clone()).int().sum();
+            let loss = loss_fn.forward(logits, targets);
+            let loss_value = loss.clone().into_scalar::<f32>() as f64;
+            if !loss_value.is_finite() {
+                return Err(Error::Data(format!("training diverged: loss {loss_value} in epoch {}", epoch + 1)));
+            }
+            let batch_correct = hits.into_scalar::<i64>() as usize;
+            let grads = GradientsParams::from_grads(loss.backward(), &net);
+            net = optim.step(lr, net, grads);
+            loss_sum += loss_value * idx.len() as f64;
+            correct += batch_correct;
+            progress.batch_done(loss_value, batch_correct as f64 / idx.len() as f64);
+        }
+        let train_seconds = started.elapsed().as_secs_f64();
+        let eval_net = net.valid();
+        let val = val_prepared.as_ref().map(|v| score(&eval_net, v, &infer_device));
+        let report = EpochReport {
+            epoch: epoch + 1,
+            learning_rate: lr,
+            train_loss: loss_sum / n as f64,
+            train_accuracy: correct as f64 / n as f64,
+            validation_accuracy: val.as_ref().map(|c| c.accuracy()),
+            validation_macro_f1: val.as_ref().map(|c| c.macro_f1()),
+            train_seconds,
+        };
+        let s = report.validation_accuracy.unwrap_or(epoch as f64);
+        let is_best = s > best_score;
+        let current = eval_net.named_tensors();
+        if is_best {
+            best_score = s;
+            best_epoch = epoch + 1;
+            best_tensors = current.clone();
+        }
+        progress.epoch_done(&report, is_best);
+        history.push(report);
+        ran += 1;
+        if let Some(path) = &options.checkpoint {
+            let optimizer = optim.into_bytes().map_err(|e| Error::Model(format!("optimizer state: {e:?}")))?;
+            let c = Checkpoint {
+                header: CheckpointHeader {
+                    format: String::new(),
+                    architecture: arch.clone(),
+                    seed: options.seed,
+                    epochs,
+                    epochs_done: epoch + 1,
+                    best_epoch,
+                    best_score,
+                    history: history.clone(),
+                    normalisation: norm.clone(),
+                    current: vec![],
+                    best: vec![],
+                    optimizer_offset: 0,
+                    optimizer_len: 0,
+                },
+                current,
+                best: best_tensors.clone(),
+                optimizer: optimizer.to_vec(),
+            };
+            save_checkpoint(path, &c)?;
+        }
+    }
+    let complete = history.len() >= epochs;
+    if best_tensors.is_empty() {
+        best_tensors = net.valid().named_tensors();
+    }
+    let model = TrainedModel {
+        architecture: arch.clone(),
+        class_names: output_class_names(arch, &train.class_names)?,
+        dataset_classes: train.class_names.clone(),
+        normalisation: norm,
+        tensors: best_tensors,
+        provenance: Provenance {
+            seed: options.seed,
+            data: options.data_description.clone(),
+            epochs_trained: history.len(),
+            best_epoch,
+            validation_accuracy: history
+                .get(best_epoch.saturating_sub(1))
+                .and_then(|r| r.validation_accuracy),
+        },
+    };
+    Ok(TrainOutcome { model, history, complete })
+}
+
+/// Runs a trained model on a dataset and scores it against the task's targets.
+pub fn evaluate(model: &TrainedModel, data: &Dataset) -> Result<Classification, Error> {
+    let device = Device::flex();
+    let classes = model.dataset_classes.len();
+    let net = Network::from_tensors(&model.architecture, classes, model.tensors.clone(), &device)?;
+    if data.class_names.len() != classes && !matches!(model.architecture.task, crate::arch::Task::Change) {
+        return Err(Error::Data(format!(
+            "the model was trained on {classes} classes, the dataset has {}",
+            data.class_names.len()
+        )));
+    }
+    let prepared = prepare(&model.architecture, data, &model.normalisation)?;
+    Ok(score(&net, &prepared, &device))
+}

@@ -1,0 +1,12 @@
+//! One module per subcommand.
+pub mod eval;
+pub mod train;
+pub mod export;
+pub mod inspect;
+pub mod cascade;
+pub mod report;
+pub mod data;
+pub mod compile;
+pub mod profile;
+pub mod quantize;
+// MODULES (keep this marker)

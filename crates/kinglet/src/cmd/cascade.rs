@@ -1,0 +1,538 @@
+//! `kinglet cascade`: runs a big–little strategy over a window stream in time order and
+//! reports accuracy, macro-F1, Big/little invocations, change-notice delay and energy on the
+//! board profiles; optionally calibrates the strategy's threshold on a validation split.
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use kinglet_adapt::calibrate::{Calibration, calibrate, parse_budget};
+use kinglet_adapt::classifier::DistanceTable;
+use kinglet_adapt::energy::{Cell, CostTable, price_run};
+use kinglet_adapt::models::{DualClassifier, GraphClassifier, Normalise, WindowData, load_tflite};
+use kinglet_adapt::report::CascadeRecord;
+use kinglet_adapt::strategy::{StrategyKind, parse_measure};
+use kinglet_adapt::{
+    BoardProfile, Models, OutputKind, OutputTable, RecordedStream, StrategySpec, WindowClassifier,
+    evaluate, simulate,
+};
+use kinglet_data::spec::{DataSpec, LoadOptions, Split};
+use kinglet_graph::Graph;
+
+#[derive(Args, Debug)]
+pub struct CascadeArgs {
+    /// big-only, 1b6s, 1b1d, 1bdd, confidence or temporal-confidence.
+    #[arg(long)]
+    pub strategy: String,
+    /// Big model (.tflite, or .kgl from `kinglet train`).
+    #[arg(long)]
+    pub big: Option<PathBuf>,
+    /// Little models, comma-separated: one per class for 1b6s (little k = "still class k?"),
+    /// multi-class ones for the confidence strategies.
+    #[arg(long, value_delimiter = ',')]
+    pub little: Vec<PathBuf>,
+    /// Dual model for 1b1d (previous + current total_acc window).
+    #[arg(long)]
+    pub dual: Option<PathBuf>,
+    /// Windows in time order, e.g. `uci-har:../shared/data/uci-har:test`.
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Replay per-window model outputs recorded in a CSV (see kinglet_adapt::recorded)
+    /// instead of running models; replaces --big/--little/--dual/--data.
+    #[arg(long, conflicts_with_all = ["big", "little", "dual", "data"])]
+    pub outputs: Option<PathBuf>,
+    /// Whether recorded outputs are logits or probabilities.
+    #[arg(long, default_value = "logits")]
+    pub outputs_kind: String,
+    /// `seed`: uint8 inputs get the seed's per-channel min-max scaling over the whole split
+    /// (required by uint8 models); `none`: float models take the raw windows (a .kgl applies
+    /// its own normalisation).
+    #[arg(long, default_value = "none")]
+    pub input_scaling: String,
+    /// Threshold: P(same) for 1b6s/1b1d (default: the seed's argmax rule), L1 distance for
+    /// 1bdd (default 2000), confidence in [0, 1] for the confidence strategies (default 0.9).
+    #[arg(long)]
+    pub threshold: Option<f64>,
+    /// Confidence measure: max (max softmax), margin (top-2), entropy.
+    #[arg(long, default_value = "max")]
+    pub measure: String,
+    /// Confidence hysteresis band.
+    #[arg(long, default_value_t = 0.0)]
+    pub hysteresis: f64,
+    /// Which --little model is the multi-class one (confidence strategies).
+    #[arg(long, default_value_t = 0)]
+    pub little_model: u8,
+    /// Big runs at most once in any this many consecutive windows.
+    #[arg(long, default_value_t = 0)]
+    pub min_interval: u32,
+    /// Big runs without a check after this many windows without it.
+    #[arg(long, default_value_t = 0)]
+    pub max_interval: u32,
+    /// Consecutive windows that must ask for Big before it wakes.
+    #[arg(long, default_value_t = 1)]
+    pub confirm: u8,
+    /// Calibrate the threshold within this accuracy budget of Big-only, e.g. `0.5pp`.
+    #[arg(long)]
+    pub budget: Option<String>,
+    /// Data for calibration (default: the `val` split of --data), or a recorded-outputs CSV
+    /// when --outputs is used.
+    #[arg(long)]
+    pub validation: Option<String>,
+    /// Board profile id for the headline energy (file stem in --boards-dir).
+    #[arg(long, default_value = "apollo3")]
+    pub board: String,
+    #[arg(long, default_value = "boards")]
+    pub boards_dir: PathBuf,
+    /// Measured instruction counts per inference (JSON, see kinglet_adapt::energy::CostTable);
+    /// default: the seed's models on TensorFlow Lite Micro + CMSIS-NN.
+    #[arg(long)]
+    pub costs: Option<PathBuf>,
+    /// Battery capacity for the lifetime estimate (default a CR2032, 225 mAh).
+    #[arg(long, default_value_t = 225.0)]
+    pub battery_mah: f64,
+    /// Write the full record (input of `kinglet report`) to this JSON file.
+    #[arg(long)]
+    pub save: Option<PathBuf>,
+    /// Write the per-window decisions (`window,check,big,label`) to this CSV, e.g. to compare
+    /// with the firmware cascade in QEMU.
+    #[arg(long)]
+    pub decisions: Option<PathBuf>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn spec_from_args(a: &CascadeArgs) -> Result<StrategySpec> {
+    let kind = StrategyKind::parse(&a.strategy)?;
+    let mut spec = StrategySpec::new(kind);
+    if a.threshold.is_some() {
+        spec.threshold = a.threshold;
+    }
+    parse_measure(&a.measure)?;
+    spec.measure = a.measure.clone();
+    spec.hysteresis = a.hysteresis;
+    spec.little_model = a.little_model;
+    spec.min_big_interval = a.min_interval;
+    spec.max_big_interval = a.max_interval;
+    spec.confirm_windows = a.confirm;
+    spec.to_core()?;
+    Ok(spec)
+}
+
+/// A model file opened as a graph (with the normalisation a `.kgl` carries).
+struct LoadedModel {
+    name: String,
+    graph: Graph,
+    normalise: Option<Normalise>,
+}
+
+fn load_model(path: &Path, channel_names: &[String]) -> Result<LoadedModel> {
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string());
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("tflite") => Ok(LoadedModel {
+            name,
+            graph: load_tflite(path)?,
+            normalise: None,
+        }),
+        Some("kgl") => {
+            let model = kinglet_train::TrainedModel::load(path)
+                .with_context(|| format!("loading {}", path.display()))?;
+            let graph = kinglet_train::lower(&model)
+                .with_context(|| format!("lowering {}", path.display()))?;
+            let n = &model.normalisation;
+            let mut mean = Vec::new();
+            let mut std = Vec::new();
+            for c in channel_names {
+                match n.channels.iter().position(|m| m == c) {
+                    Some(i) => {
+                        mean.push(n.mean[i]);
+                        std.push(n.std[i]);
+                    }
+                    None => {
+                        mean.push(0.0);
+                        std.push(1.0);
+                    }
+                }
+            }
+            Ok(LoadedModel {
+                name,
+                graph,
+                normalise: Some(Normalise { mean, std }),
+            })
+        }
+        _ => bail!("{}: expected a .tflite or .kgl model", path.display()),
+    }
+}
+
+/// Every model of the cascade, running on one stream's windows.
+struct StreamModels {
+    labels: Vec<u32>,
+    class_names: Vec<String>,
+    big: GraphClassifier,
+    littles: Vec<GraphClassifier>,
+    dual: Option<DualClassifier>,
+    distances: Option<DistanceTable>,
+}
+
+impl StreamModels {
+    fn models(&mut self) -> Models<'_> {
+        Models {
+            big: &mut self.big,
+            littles: self
+                .littles
+                .iter_mut()
+                .map(|m| m as &mut dyn WindowClassifier)
+                .collect(),
+            dual: self.dual.as_mut().map(|m| m as &mut dyn WindowClassifier),
+            distance: self
+                .distances
+                .as_mut()
+                .map(|d| d as &mut dyn kinglet_adapt::WindowDistance),
+        }
+    }
+
+    /// Runs every model on every window once, for threshold sweeps.
+    fn record(&mut self) -> Result<RecordedStream> {
+        let n = self.labels.len();
+        Ok(RecordedStream {
+            labels: self.labels.clone(),
+            big: OutputTable::compute(&mut self.big, n)?,
+            littles: self
+                .littles
+                .iter_mut()
+                .map(|m| OutputTable::compute(m, n))
+                .collect::<Result<_, _>>()?,
+            dual: self
+                .dual
+                .as_mut()
+                .map(|m| OutputTable::compute(m, n))
+                .transpose()?,
+            distances: self.distances.clone(),
+        })
+    }
+}
+
+fn open_stream(a: &CascadeArgs, spec: &StrategySpec, data_spec: &DataSpec) -> Result<StreamModels> {
+    let data = kinglet_data::spec::load(data_spec, &LoadOptions::default())
+        .with_context(|| format!("loading {data_spec}"))?;
+    if data.is_empty() {
+        bail!("{data_spec}: no windows");
+    }
+    let windows = Rc::new(WindowData::from_dataset(&data).with_context(|| format!("{data_spec}"))?);
+    let seed = match a.input_scaling.as_str() {
+        "seed" => true,
+        "none" => false,
+        other => bail!("--input-scaling {other}: expected seed or none"),
+    };
+    let open = |path: &Path| -> Result<GraphClassifier> {
+        let m = load_model(path, &data.channel_names)?;
+        let uint8 = m
+            .graph
+            .inputs
+            .iter()
+            .any(|&id| m.graph.tensor(id).dtype == kinglet_graph::DType::U8);
+        if uint8 && !seed {
+            bail!("{}: uint8 inputs need --input-scaling seed", path.display());
+        }
+        Ok(GraphClassifier::new(
+            &m.name,
+            &m.graph,
+            windows.clone(),
+            m.normalise,
+        )?)
+    };
+    if spec.kind == StrategyKind::OneBigSixLittle && a.little.len() != data.class_names.len() {
+        bail!(
+            "1b6s needs one little model per class ({} for {data_spec}), got {}",
+            data.class_names.len(),
+            a.little.len()
+        );
+    }
+    let big_path = a.big.as_ref().context("--big is required (or --outputs)")?;
+    let big = open(big_path)?;
+    let littles = a
+        .little
+        .iter()
+        .map(|p| open(p))
+        .collect::<Result<Vec<_>>>()?;
+    let dual = match &a.dual {
+        Some(p) => {
+            let m = load_model(p, &data.channel_names)?;
+            Some(DualClassifier::new(&m.name, &m.graph, windows.clone())?)
+        }
+        None => None,
+    };
+    let distances = if spec.kind == StrategyKind::OneBigDistance {
+        Some(windows.s3_distances()?)
+    } else {
+        None
+    };
+    Ok(StreamModels {
+        labels: data.labels.clone(),
+        class_names: data.class_names.clone(),
+        big,
+        littles,
+        dual,
+        distances,
+    })
+}
+
+fn uci_class_names(stream: &RecordedStream) -> Vec<String> {
+    let k = stream
+        .big
+        .rows
+        .first()
+        .map_or(0, Vec::len)
+        .max(stream.labels.iter().max().map_or(0, |m| *m as usize + 1));
+    let uci = [
+        "WALKING",
+        "WALKING_UPSTAIRS",
+        "WALKING_DOWNSTAIRS",
+        "SITTING",
+        "STANDING",
+        "LAYING",
+    ];
+    if k == uci.len() {
+        uci.map(String::from).to_vec()
+    } else {
+        (0..k).map(|i| format!("class{i}")).collect()
+    }
+}
+
+pub fn run(a: CascadeArgs) -> Result<()> {
+    let mut spec = spec_from_args(&a)?;
+    let costs = match &a.costs {
+        Some(p) => CostTable::load(p)?,
+        None => CostTable::seed_tflm_cmsis_nn(),
+    };
+    let budget = a.budget.as_deref().map(parse_budget).transpose()?;
+    let outputs_kind = match a.outputs_kind.as_str() {
+        "logits" => OutputKind::Logits,
+        "probabilities" => OutputKind::Probabilities,
+        other => bail!("--outputs-kind {other}: expected logits or probabilities"),
+    };
+
+    let mut calibration: Option<Calibration> = None;
+    let (run, labels, class_names, source) = if let Some(path) = &a.outputs {
+        let mut stream = RecordedStream::load_csv(path, outputs_kind)?;
+        let class_names = uci_class_names(&stream);
+        if let Some(b) = budget {
+            let val_path = a
+                .validation
+                .as_ref()
+                .context("--budget with --outputs needs --validation OUTPUTS.csv")?;
+            let mut val = RecordedStream::load_csv(Path::new(val_path), outputs_kind)?;
+            let c = calibrate(&spec, &mut val, &costs, &class_names, b)?;
+            spec = c.chosen.spec.clone();
+            calibration = Some(c);
+        }
+        let n = stream.len();
+        let run = simulate(&spec, &mut stream.models(), n)?;
+        (
+            run,
+            stream.labels.clone(),
+            class_names,
+            path.display().to_string(),
+        )
+    } else {
+        let data = a
+            .data
+            .as_ref()
+            .context("--data is required (or --outputs)")?;
+        let mut data_spec = DataSpec::parse(data)?;
+        if !data_spec.split_given {
+            data_spec = data_spec.with_split(Split::Test);
+        }
+        if let Some(b) = budget {
+            let val_spec = match &a.validation {
+                Some(v) => DataSpec::parse(v)?,
+                None => data_spec.with_split(Split::Val),
+            };
+            let mut val = open_stream(&a, &spec, &val_spec).with_context(|| {
+                format!("calibration needs validation windows ({val_spec}); choose them with --validation, e.g. hapt:PATH/hapt.zip:val")
+            })?;
+            let mut recorded = val.record()?;
+            let c = calibrate(&spec, &mut recorded, &costs, &val.class_names, b)
+                .with_context(|| format!("calibrating on {val_spec}"))?;
+            spec = c.chosen.spec.clone();
+            calibration = Some(c);
+        }
+        let mut stream = open_stream(&a, &spec, &data_spec)?;
+        let n = stream.labels.len();
+        let run = simulate(&spec, &mut stream.models(), n)?;
+        (
+            run,
+            stream.labels.clone(),
+            stream.class_names.clone(),
+            data_spec.to_string(),
+        )
+    };
+
+    let e = evaluate(&run, &labels, &class_names)?;
+    let boards = BoardProfile::load_dir(&a.boards_dir).with_context(|| {
+        format!(
+            "reading board profiles from {} (set --boards-dir)",
+            a.boards_dir.display()
+        )
+    })?;
+    if !boards.iter().any(|b| b.id == a.board) {
+        let ids: Vec<&str> = boards.iter().map(|b| b.id.as_str()).collect();
+        bail!(
+            "no board profile `{}` in {} (have: {})",
+            a.board,
+            a.boards_dir.display(),
+            ids.join(", ")
+        );
+    }
+    let cell = Cell {
+        name: format!("{} mAh cell", a.battery_mah),
+        capacity_mah: a.battery_mah,
+    };
+    if !(a.battery_mah.is_finite() && a.battery_mah > 0.0) {
+        bail!("--battery-mah must be positive");
+    }
+    let energy = boards
+        .iter()
+        .map(|b| price_run(&run, b, &costs, &cell))
+        .collect::<Result<Vec<_>, _>>()?;
+    let record = CascadeRecord {
+        strategy: spec.label(),
+        spec: spec.clone(),
+        source,
+        n: e.n,
+        accuracy: e.accuracy,
+        macro_f1: e.macro_f1,
+        big_runs: e.big_runs,
+        little_runs: e.little_runs,
+        change_notice: e.change_notice.clone(),
+        class_names: class_names.clone(),
+        confusion: e.classification.confusion.clone(),
+        costs_source: costs.source.clone(),
+        energy,
+        calibration,
+    };
+    if let Some(path) = &a.save {
+        write_atomic(path, &serde_json::to_string_pretty(&record)?)?;
+    }
+    if let Some(path) = &a.decisions {
+        write_atomic(path, &run.decisions_csv())?;
+    }
+    print(&record, &a.board, a.json)
+}
+
+fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn print(r: &CascadeRecord, board: &str, json: bool) -> Result<()> {
+    let headline = r.energy.iter().find(|e| e.board == board);
+    if json {
+        let out = serde_json::json!({
+            "strategy": r.strategy,
+            "spec": r.spec,
+            "data": r.source,
+            "n": r.n,
+            "accuracy": r.accuracy,
+            "macro_f1": r.macro_f1,
+            "big_runs": r.big_runs,
+            "little_runs": r.little_runs,
+            "change_notice": r.change_notice,
+            "board": board,
+            "energy_per_window_uj": headline.and_then(|e| e.total_uj_per_window),
+            "inference_energy_per_window_uj": headline.and_then(|e| e.inference_uj_per_window),
+            "instructions_per_window": headline.map(|e| e.instructions_per_window),
+            // Models without a measured instruction count (priced at 0) and board figures
+            // not found: the energy numbers above are incomplete when either is non-empty.
+            "unmeasured": headline.map(|e| e.unmeasured.clone()).unwrap_or_default(),
+            "missing_figures": headline.map(|e| e.missing_figures.clone()).unwrap_or_default(),
+            "energy": r.energy,
+            "costs_source": r.costs_source,
+            "calibration": r.calibration.as_ref().map(|c| serde_json::json!({
+                "budget_pp": c.budget_pp,
+                "reference_accuracy": c.reference_accuracy,
+                "within_budget": c.within_budget,
+                "chosen": c.chosen.label,
+                "chosen_accuracy": c.chosen.accuracy,
+                "front": c.front.iter().map(|p| serde_json::json!({
+                    "label": p.label, "accuracy": p.accuracy, "instructions_per_window": p.instructions_per_window
+                })).collect::<Vec<_>>(),
+            })),
+            "confusion": r.confusion,
+        });
+        println!("{out}");
+        return Ok(());
+    }
+    println!("strategy  {}\ndata      {}", r.strategy, r.source);
+    println!(
+        "accuracy  {:.2} %   macro-F1 {:.4}   n {}\nBig runs  {}   little runs {}",
+        r.accuracy * 100.0,
+        r.macro_f1,
+        r.n,
+        r.big_runs,
+        r.little_runs
+    );
+    let c = &r.change_notice;
+    println!(
+        "activity changes {}: noticed {}, mean {:.2} / median {:.1} / max {} windows to notice",
+        c.changes, c.noticed, c.mean_windows, c.median_windows, c.max_windows
+    );
+    if let Some(cal) = &r.calibration {
+        println!(
+            "calibrated within {:.2} pp of Big-only ({:.2} %): {} ({:.2} % on the calibration stream){}",
+            cal.budget_pp,
+            cal.reference_accuracy * 100.0,
+            cal.chosen.label,
+            cal.chosen.accuracy * 100.0,
+            if cal.within_budget {
+                ""
+            } else {
+                " — budget not met, most accurate point taken"
+            }
+        );
+    }
+    println!("instruction counts: {}", r.costs_source);
+    let na = |v: Option<f64>, d: usize| v.map_or("n/a".to_string(), |v| format!("{v:.d$}"));
+    println!(
+        "{:<10} {:>12} {:>13} {:>10} {:>12} {:>10} {:>10}",
+        "board", "instr/window", "inference µJ", "×Big-only", "total µJ", "latency ms", "battery d"
+    );
+    for e in &r.energy {
+        let ratio = match (
+            e.inference_uj_per_window,
+            e.big_only_inference_uj_per_window,
+        ) {
+            (Some(x), Some(b)) if b > 0.0 => format!("{:.3}", x / b),
+            _ => "n/a".into(),
+        };
+        println!(
+            "{:<10} {:>12.0} {:>13} {:>10} {:>12} {:>10.3} {:>10}",
+            e.board,
+            e.instructions_per_window,
+            na(e.inference_uj_per_window, 3),
+            ratio,
+            na(e.total_uj_per_window, 3),
+            e.mean_latency_ms,
+            na(e.battery_life_days, 0)
+        );
+        if !e.unmeasured.is_empty() {
+            println!(
+                "           no measured instruction count for: {} (priced at 0)",
+                e.unmeasured.join(", ")
+            );
+        }
+        if !e.missing_figures.is_empty() {
+            println!(
+                "           datasheet figures not found: {}",
+                e.missing_figures.join(", ")
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,74 @@
+//! `kinglet compile <model> --target cortex-m4 --lang rust|c --out DIR`: allocation-free
+//! firmware source for a model.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use kinglet_compile::firmware::{compile, write_c, write_rust_crate};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Target {
+    /// Cortex-M4F (thumbv7em-none-eabihf): DSP kernels, reference kernels elsewhere.
+    CortexM4,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Lang {
+    /// A `#![no_std]` crate depending on kinglet-micro and kinglet-m4.
+    Rust,
+    /// Self-contained C99 (`<name>.h`, `<name>.c`, kernels included).
+    C,
+}
+
+#[derive(Args)]
+pub struct CompileArgs {
+    /// Model to compile (`.tflite`, or a trained `.kgl` model, lowered first).
+    pub model: PathBuf,
+    #[arg(long, value_enum, default_value = "cortex-m4")]
+    pub target: Target,
+    #[arg(long, value_enum, default_value = "rust")]
+    pub lang: Lang,
+    /// Output directory (created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn run(args: CompileArgs) -> Result<()> {
+    let Target::CortexM4 = args.target;
+    let graph = crate::cmd::export::load_graph(&args.model)?;
+    let name = args
+        .model
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let compiled =
+        compile(&graph, &name).with_context(|| format!("compiling {}", args.model.display()))?;
+    match args.lang {
+        Lang::Rust => {
+            let crate_name = write_rust_crate(&compiled, &name, &args.out)
+                .with_context(|| format!("writing {}", args.out.display()))?;
+            println!(
+                "wrote crate {crate_name} to {}: arena {} B (DSP schedule) / {} B (reference), {} B of constants, {} MACs",
+                args.out.display(),
+                compiled.dsp.arena_bytes,
+                compiled.reference.arena_bytes,
+                compiled.dsp.constant_bytes(),
+                compiled.dsp.macs()
+            );
+        }
+        Lang::C => {
+            let (h, c) = write_c(&compiled, &name, &args.out)
+                .with_context(|| format!("writing {}", args.out.display()))?;
+            println!(
+                "wrote {} and {}: arena {} B, {} B of constants, {} MACs (C99; SMLAD where __ARM_FEATURE_DSP)",
+                h.display(),
+                c.display(),
+                compiled.dsp.arena_bytes,
+                compiled.dsp.constant_bytes(),
+                compiled.dsp.macs()
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,102 @@
+//! `kinglet profile <model> --target cortex-m4 [--json]`: compile, run in QEMU (mps2-an386,
+//! Cortex-M4F) on the fixed LCG input, report exact instructions, flash and RAM.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, ensure};
+use clap::{Args, ValueEnum};
+use kinglet_compile::firmware::{self, default_work_dir, profile};
+use kinglet_compile::qemu::FirmwareKernels;
+use kinglet_compile::testinput::lcg_input;
+
+use super::compile::{Lang, Target};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Kernels {
+    /// Cortex-M4 DSP kernels (what the compiled model uses on this target).
+    Dsp,
+    /// kinglet-micro reference kernels on the same core, for comparison.
+    Reference,
+}
+
+#[derive(Args)]
+pub struct ProfileArgs {
+    /// Model to profile (`.tflite`, or a trained `.kgl` model, lowered first).
+    pub model: PathBuf,
+    #[arg(long, value_enum, default_value = "cortex-m4")]
+    pub target: Target,
+    /// Kernels of the Rust output (C output always runs its Cortex-M4 schedule).
+    #[arg(long, value_enum, default_value = "dsp")]
+    pub kernels: Kernels,
+    /// Run the Rust output or the C99 output (compiled with arm-none-eabi-gcc).
+    #[arg(long, value_enum, default_value = "rust")]
+    pub lang: Lang,
+    /// Where firmware builds go (default: target/kinglet-firmware in the repository).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+    /// Print the profile as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: ProfileArgs) -> Result<()> {
+    let Target::CortexM4 = args.target;
+    let graph = crate::cmd::export::load_graph(&args.model)?;
+    let name = args
+        .model
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let input_id = *graph.inputs.first().context("model has no input")?;
+    let input = lcg_input(graph.tensor(input_id).elements());
+    let kernels = match args.kernels {
+        Kernels::Dsp => FirmwareKernels::Dsp,
+        Kernels::Reference => FirmwareKernels::Reference,
+    };
+    let lang = match args.lang {
+        Lang::Rust => firmware::Lang::Rust,
+        Lang::C => firmware::Lang::C,
+    };
+    let work_dir = args.work_dir.unwrap_or_else(default_work_dir);
+    let p = profile(&graph, &name, &input, kernels, lang, &work_dir)
+        .with_context(|| format!("profiling {} on QEMU mps2-an386", args.model.display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&p)?);
+    } else {
+        println!(
+            "{} on Cortex-M4F (QEMU mps2-an386, -icount shift=7), {} kernels",
+            p.model, p.kernels
+        );
+        println!(
+            "  instructions/inference  {:>9}   ({} MACs)",
+            p.instructions, p.macs
+        );
+        for (i, l) in p.layers.iter().enumerate() {
+            println!(
+                "    layer {i:<2} {:<22} {:>9}   ({} MACs)",
+                l.name, l.instructions, l.macs
+            );
+        }
+        println!(
+            "  flash, model + kernels  {:>9} B (whole test image {} B)",
+            p.flash_bytes, p.flash_total_bytes
+        );
+        println!(
+            "  RAM                     {:>9} B (arena {} B + stack {} B)",
+            p.ram_bytes, p.arena_bytes, p.stack_bytes
+        );
+        let outs: Vec<String> = p.outputs.iter().map(i32::to_string).collect();
+        println!("  outputs                 {}", outs.join(" "));
+    }
+    ensure!(
+        p.outputs == p.host_outputs,
+        "QEMU outputs {:?} differ from the host interpreter's {:?}",
+        p.outputs,
+        p.host_outputs
+    );
+    ensure!(
+        p.known_loop_instructions == 3001,
+        "instruction counter self-check failed"
+    );
+    Ok(())
+}

@@ -1,0 +1,326 @@
+//! `kinglet quantize --model <model> --data <calibration spec> [--scheme int8]
+//! [--calibration minmax|percentile|mse] --out <file.tflite>`: full-integer int8
+//! post-training quantisation of a float model, calibrated on windows of a dataset.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use kinglet_compress::{Calibration, CalibrationSample, PtqConfig, quantize_int8};
+use kinglet_data::Dataset;
+use kinglet_data::spec::{DataSpec, LoadOptions, Split};
+use kinglet_graph::{Graph, Interpreter, meta};
+
+#[derive(Args, Debug)]
+pub struct QuantizeArgs {
+    /// Float model: a `.tflite` float32 file or a trained `.kgl` model (lowered first).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Calibration data, e.g. `uci-har:../shared/data/uci-har` (split `train` unless given).
+    #[arg(long)]
+    pub data: String,
+    /// Quantisation scheme. Only `int8` (full-integer, per-channel weights) exists so far.
+    #[arg(long, default_value = "int8")]
+    pub scheme: String,
+    /// How activation ranges are chosen: `minmax` (as the TFLite converter), `percentile`
+    /// (99.99th; `percentile:P` for another) or `mse` (error-minimising clipping).
+    #[arg(long, default_value = "minmax")]
+    pub calibration: String,
+    /// Number of calibration windows, spread evenly over the split.
+    #[arg(long, default_value_t = 300)]
+    pub windows: usize,
+    /// Keep float inputs and outputs (QUANTIZE/DEQUANTIZE at the edges) instead of int8.
+    #[arg(long)]
+    pub float_io: bool,
+    /// Per-tensor FullyConnected weights (older converters) instead of per-channel.
+    #[arg(long)]
+    pub per_tensor_dense: bool,
+    /// Output `.tflite` file (written atomically).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn run(args: QuantizeArgs) -> Result<()> {
+    match args.scheme.as_str() {
+        "int8" => {}
+        "dynamic" | "float16" => bail!(
+            "--scheme {}: not available yet (only `int8` full-integer quantisation is implemented)",
+            args.scheme
+        ),
+        other => bail!("--scheme {other}: unknown scheme (expected int8)"),
+    }
+    let calibration =
+        Calibration::parse(&args.calibration).map_err(|e| anyhow::anyhow!("--calibration: {e}"))?;
+    if args.windows == 0 {
+        bail!("--windows must be at least 1");
+    }
+    let mut spec = DataSpec::parse(&args.data)?;
+    if !spec.split_given {
+        spec = spec.with_split(Split::Train);
+    }
+    let data = kinglet_data::spec::load(&spec, &LoadOptions::default())
+        .with_context(|| format!("loading {spec}"))?;
+    if data.is_empty() {
+        bail!("{spec}: no windows to calibrate on");
+    }
+    let (graph, all_samples) = load_with_samples(&args.model, &data)?;
+    let picked = spread(all_samples.len(), args.windows);
+    let samples: Vec<CalibrationSample> = picked.iter().map(|&i| all_samples[i].clone()).collect();
+    let config = PtqConfig {
+        calibration,
+        per_channel_fully_connected: !args.per_tensor_dense,
+        float_io: args.float_io,
+    };
+    let result = quantize_int8(&graph, &samples, &config)
+        .with_context(|| format!("quantising {}", args.model.display()))?;
+    let agreement = top1_agreement(&graph, &result.graph, &samples)?;
+    kinglet_graph::tflite::write_tflite_file(&result.graph, &args.out)?;
+    println!(
+        "wrote {} (int8, {} ops, {} weight bytes; float model {} weight bytes)",
+        args.out.display(),
+        result.graph.ops.len(),
+        result.graph.weight_bytes(),
+        graph.weight_bytes()
+    );
+    println!(
+        "calibrated on {} windows of {spec} ({:?}); int8 top-1 agrees with float on {:.2} % of them",
+        samples.len(),
+        calibration,
+        100.0 * agreement
+    );
+    Ok(())
+}
+
+/// `count` indices spread evenly over `0..n` (all of them when `count >= n`), so that a
+/// subject-ordered split contributes windows from every subject.
+fn spread(n: usize, count: usize) -> Vec<usize> {
+    if count >= n {
+        return (0..n).collect();
+    }
+    (0..count).map(|k| k * n / count).collect()
+}
+
+/// The float graph and, for every window of `data`, the graph's input values.
+fn load_with_samples(path: &Path, data: &Dataset) -> Result<(Graph, Vec<CalibrationSample>)> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("kgl") => {
+            let model = kinglet_train::TrainedModel::load(path)
+                .with_context(|| format!("loading {}", path.display()))?;
+            let graph = kinglet_train::lower(&model)
+                .with_context(|| format!("lowering {}", path.display()))?;
+            let prepared =
+                kinglet_train::inputs::prepare(&model.architecture, data, &model.normalisation)
+                    .with_context(|| {
+                        format!("preparing calibration windows for {}", path.display())
+                    })?;
+            let samples = (0..prepared.len())
+                .map(|i| {
+                    prepared
+                        .branches
+                        .iter()
+                        .map(|b| channels_last(b.sample(i), b.channels, b.length))
+                        .collect()
+                })
+                .collect();
+            Ok((graph, samples))
+        }
+        Some("tflite") => {
+            let graph = kinglet_graph::tflite::read_tflite_file(path)?;
+            let samples = samples_from_metadata(&graph, data)
+                .with_context(|| format!("{}: building calibration inputs", path.display()))?;
+            Ok((graph, samples))
+        }
+        _ => bail!(
+            "{}: unknown model type (expected .tflite or .kgl)",
+            path.display()
+        ),
+    }
+}
+
+/// `[channels, length]` → `[length, channels]`.
+fn channels_last(values: &[f32], channels: usize, length: usize) -> Vec<f32> {
+    let mut out = vec![0.0; values.len()];
+    for c in 0..channels {
+        for t in 0..length {
+            out[t * channels + c] = values[c * length + t];
+        }
+    }
+    out
+}
+
+/// Inputs for a `.tflite` model: from kinglet's normalisation metadata when the model was
+/// exported by kinglet (per-input channel lists and standardisation), else the raw window
+/// when the model has one input of the window's size.
+fn samples_from_metadata(graph: &Graph, data: &Dataset) -> Result<Vec<CalibrationSample>> {
+    if let Some(text) = graph.metadata.get(meta::NORMALISATION) {
+        let v: serde_json::Value =
+            serde_json::from_str(text).context("kinglet.normalisation metadata is not JSON")?;
+        if v["task"]["kind"].as_str() == Some("change") {
+            bail!(
+                "pair (change-detection) models calibrate from their .kgl file, not the exported .tflite"
+            );
+        }
+        let groups = v["inputs"]
+            .as_array()
+            .context("kinglet.normalisation metadata lacks `inputs`")?;
+        let norm = &v["normalisation"];
+        let names: Vec<&str> = norm["channels"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|c| c.as_str()).collect())
+            .unwrap_or_default();
+        let floats = |key: &str| -> Vec<f32> {
+            norm[key]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_f64())
+                        .map(|x| x as f32)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let (mean, std) = (floats("mean"), floats("std"));
+        if mean.len() != names.len() || std.len() != names.len() {
+            bail!(
+                "kinglet.normalisation metadata: {} channels but {} means and {} stds",
+                names.len(),
+                mean.len(),
+                std.len()
+            );
+        }
+        // For each graph input: (dataset channel index, mean, std) per channel.
+        let mut maps = Vec::new();
+        for g in groups {
+            let mut m = Vec::new();
+            for ch in g["channels"]
+                .as_array()
+                .context("input group without `channels`")?
+            {
+                let ch = ch.as_str().context("channel name is not a string")?;
+                let di = data
+                    .channel_names
+                    .iter()
+                    .position(|c| c == ch)
+                    .with_context(|| {
+                        format!(
+                            "the model needs channel `{ch}`, the data has {}",
+                            data.channel_names.join(", ")
+                        )
+                    })?;
+                let ni = names
+                    .iter()
+                    .position(|c| *c == ch)
+                    .with_context(|| format!("no normalisation for channel `{ch}`"))?;
+                m.push((di, mean[ni], std[ni]));
+            }
+            maps.push(m);
+        }
+        if maps.len() != graph.inputs.len() {
+            bail!(
+                "metadata describes {} inputs, the graph has {}",
+                maps.len(),
+                graph.inputs.len()
+            );
+        }
+        let channels = data.sample_shape.get(1).copied().unwrap_or(1);
+        let time = data.sample_shape.first().copied().unwrap_or(0);
+        for (m, id) in maps.iter().zip(&graph.inputs) {
+            if graph.tensor(*id).elements() != time * m.len() {
+                bail!(
+                    "input '{}' holds {} values, {time} × {} expected from the data",
+                    graph.tensor(*id).name,
+                    graph.tensor(*id).elements(),
+                    m.len()
+                );
+            }
+        }
+        return Ok((0..data.len())
+            .map(|i| {
+                let w = data.sample(i);
+                maps.iter()
+                    .map(|m| {
+                        (0..time)
+                            .flat_map(|t| {
+                                m.iter()
+                                    .map(move |(di, mu, sd)| (w[t * channels + di] - mu) / sd)
+                            })
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect());
+    }
+    match graph.inputs.as_slice() {
+        [id] if graph.tensor(*id).elements() == data.sample_len() => Ok((0..data.len())
+            .map(|i| vec![data.sample(i).to_vec()])
+            .collect()),
+        _ => bail!(
+            "the model has {} input(s) and no kinglet metadata; only single-input models whose input holds one {:?} window can be calibrated directly",
+            graph.inputs.len(),
+            data.sample_shape
+        ),
+    }
+}
+
+/// Fraction of samples on which the quantised model's arg-max output equals the float one.
+fn top1_agreement(float: &Graph, quantised: &Graph, samples: &[CalibrationSample]) -> Result<f64> {
+    let mut f = Interpreter::new(float)?;
+    let mut q = Interpreter::new(quantised)?;
+    let argmax = |v: &[f32]| {
+        v.iter()
+            .enumerate()
+            .fold(
+                (0, f32::NEG_INFINITY),
+                |b, (i, x)| if *x > b.1 { (i, *x) } else { b },
+            )
+            .0
+    };
+    let mut same = 0usize;
+    for sample in samples {
+        for (i, values) in sample.iter().enumerate() {
+            f.set_input(i, values)?;
+            let t = quantised.tensor(quantised.inputs[i]);
+            match t.dtype {
+                kinglet_graph::DType::F32 => q.set_input(i, values)?,
+                _ => {
+                    let qp = t
+                        .quant
+                        .as_ref()
+                        .context("int8 input without quantisation parameters")?;
+                    let (s, z) = (qp.scale[0], qp.zero_point[0]);
+                    let bytes: Vec<i8> = values
+                        .iter()
+                        .map(|v| ((v / s).round() as i32 + z).clamp(-128, 127) as i8)
+                        .collect();
+                    q.set_input(i, &bytes)?;
+                }
+            }
+        }
+        f.invoke()?;
+        q.invoke()?;
+        if argmax(&f.output_f32(0)?) == argmax(&q.output_f32(0)?) {
+            same += 1;
+        }
+    }
+    Ok(same as f64 / samples.len().max(1) as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_covers_the_whole_split() {
+        assert_eq!(spread(10, 3), vec![0, 3, 6]);
+        assert_eq!(spread(3, 10), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn channels_last_transposes() {
+        // 2 channels × 3 steps: [a0 a1 a2 | b0 b1 b2] → [a0 b0 a1 b1 a2 b2]
+        assert_eq!(
+            channels_last(&[1.0, 2.0, 3.0, 10.0, 20.0, 30.0], 2, 3),
+            vec![1.0, 10.0, 2.0, 20.0, 3.0, 30.0]
+        );
+    }
+}

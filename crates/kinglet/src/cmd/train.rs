@@ -1,0 +1,232 @@
+//! `kinglet train`: trains an architecture (preset or TOML file) on a dataset's `train` split,
+//! keeping the epoch that scores best on its `val` split, and writes a `.kgl` model.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use kinglet_data::spec::{DataSpec, LoadOptions, Split};
+use kinglet_train::train::EpochReport;
+use kinglet_train::{Architecture, Progress, TrainOptions};
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Preset name (big3, big1, little0..little5, dual, kinglet) or an architecture .toml file.
+    #[arg(long)]
+    pub arch: String,
+    /// Training data, e.g. `hapt:../shared/data/hapt.zip` (split `train` unless given).
+    #[arg(long)]
+    pub data: String,
+    /// Validation data for best-epoch selection (default: the same source's `val` split).
+    #[arg(long)]
+    pub val: Option<String>,
+    /// Train without a validation split (keeps the last epoch).
+    #[arg(long, conflicts_with = "val")]
+    pub no_val: bool,
+    /// Overrides the architecture's number of epochs.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Where the trained model goes (`.kgl`).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Checkpoint written after every epoch (default: `<out>.ckpt`).
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Continue an interrupted run from its checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop after this many epochs (checkpoint kept, no model written unless all epochs ran).
+    #[arg(long, hide = true)]
+    pub stop_after: Option<usize>,
+    /// Write the per-epoch history (loss, accuracy, seconds) as JSON.
+    #[arg(long)]
+    pub history: Option<PathBuf>,
+    /// No progress bar (one line per epoch instead).
+    #[arg(long)]
+    pub quiet: bool,
+    /// Instead of training, write the prepared (normalised) training inputs as `.npy` files
+    /// into this folder (`x_<branch>.npy` as [n, time, channels], `y.npy`), for benchmarks.
+    #[arg(long)]
+    pub export_inputs: Option<PathBuf>,
+}
+
+struct Bar {
+    bar: Option<ProgressBar>,
+}
+
+impl Progress for Bar {
+    fn epoch_started(&mut self, epoch: usize, epochs: usize, batches: usize) {
+        if let Some(bar) = &self.bar {
+            bar.reset();
+            bar.set_length(batches as u64);
+            bar.set_position(0);
+            bar.set_prefix(format!("epoch {epoch}/{epochs}"));
+        }
+    }
+
+    fn batch_done(&mut self, loss: f64, accuracy: f64) {
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+            bar.set_message(format!("loss {loss:.4} acc {accuracy:.3}"));
+        }
+    }
+
+    fn epoch_done(&mut self, r: &EpochReport, is_best: bool) {
+        let val = match (r.validation_accuracy, r.validation_macro_f1) {
+            (Some(a), Some(f)) => format!("  val acc {a:.4} F1 {f:.4}"),
+            _ => String::new(),
+        };
+        let line = format!(
+            "epoch {:3}  lr {:.5}  loss {:.4}  acc {:.4}{val}  {:.2}s{}",
+            r.epoch,
+            r.learning_rate,
+            r.train_loss,
+            r.train_accuracy,
+            r.train_seconds,
+            if is_best { "  *" } else { "" }
+        );
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+}
+
+fn load(spec: &DataSpec) -> Result<kinglet_data::Dataset> {
+    kinglet_data::spec::load(spec, &LoadOptions::default()).with_context(|| format!("loading {spec}"))
+}
+
+pub fn run(args: TrainArgs) -> Result<()> {
+    let arch = Architecture::resolve(&args.arch)?;
+    let mut spec = DataSpec::parse(&args.data)?;
+    if !spec.split_given {
+        spec = spec.with_split(Split::Train);
+    }
+    let train_set = load(&spec)?;
+    if let Some(dir) = &args.export_inputs {
+        return export_inputs(&arch, &train_set, dir);
+    }
+    let val_spec = match (&args.val, args.no_val) {
+        (_, true) => None,
+        (Some(v), _) => Some(DataSpec::parse(v)?),
+        (None, false) => Some(spec.with_split(Split::Val)),
+    };
+    let val_set = val_spec.as_ref().map(load).transpose()?;
+    eprintln!(
+        "training `{}` ({} parameters) on {} windows of {spec}{}",
+        arch.name,
+        arch.parameter_count(train_set.class_names.len()),
+        train_set.len(),
+        match (&val_spec, &val_set) {
+            (Some(s), Some(v)) => format!(", selecting on {} windows of {s}", v.len()),
+            _ => String::new(),
+        }
+    );
+    let checkpoint = args.checkpoint.clone().unwrap_or_else(|| with_suffix(&args.out, ".ckpt"));
+    if !args.resume && checkpoint.exists() {
+        bail!(
+            "{} exists: pass --resume to continue that run, or delete it to start over",
+            checkpoint.display()
+        );
+    }
+    let options = TrainOptions {
+        seed: args.seed,
+        epochs: args.epochs,
+        checkpoint: Some(checkpoint.clone()),
+        resume: args.resume,
+        stop_after: args.stop_after,
+        data_description: spec.to_string(),
+    };
+    let bar = (!args.quiet).then(|| {
+        let bar = ProgressBar::new(0);
+        let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+        bar.set_style(style);
+        bar
+    });
+    let mut progress = Bar { bar };
+    let outcome = kinglet_train::train(&arch, &train_set, val_set.as_ref(), &options, &mut progress)?;
+    if let Some(bar) = &progress.bar {
+        bar.finish_and_clear();
+    }
+    if let Some(path) = &args.history {
+        let json = serde_json::to_vec_pretty(&outcome.history)?;
+        kinglet_train::model_file::write_atomic(path, &json)?;
+    }
+    if !outcome.complete {
+        eprintln!(
+            "stopped after {} epochs; checkpoint {} (continue with --resume)",
+            outcome.history.len(),
+            checkpoint.display()
+        );
+        return Ok(());
+    }
+    outcome.model.save(&args.out)?;
+    let p = &outcome.model.provenance;
+    let mean_epoch: f64 =
+        outcome.history.iter().map(|r| r.train_seconds).sum::<f64>() / outcome.history.len().max(1) as f64;
+    eprintln!(
+        "wrote {} (best epoch {}{}; {:.2} s/epoch)",
+        args.out.display(),
+        p.best_epoch,
+        p.validation_accuracy.map(|a| format!(", val accuracy {a:.4}")).unwrap_or_default(),
+        mean_epoch
+    );
+    // The model is complete; the checkpoint is only needed to resume.
+    let _ = std::fs::remove_file(&checkpoint);
+    Ok(())
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Minimal `.npy` (version 1.0) writer: little-endian, C order.
+fn write_npy(path: &Path, descr: &str, shape: &[usize], data: &[u8]) -> Result<()> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape_txt = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_txt}, }}");
+    let total = 10 + header.len() + 1;
+    header.push_str(&" ".repeat((64 - total % 64) % 64));
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(data);
+    kinglet_train::model_file::write_atomic(path, &bytes)?;
+    Ok(())
+}
+
+fn export_inputs(arch: &Architecture, data: &kinglet_data::Dataset, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let norm = if arch.training.normalise {
+        kinglet_train::ChannelNormalisation::fit(data)?
+    } else {
+        kinglet_train::ChannelNormalisation::identity(&data.channel_names)
+    };
+    let prepared = kinglet_train::inputs::prepare(arch, data, &norm)?;
+    for (branch, input) in arch.branches.iter().zip(&prepared.branches) {
+        // Channels-first in memory → [n, time, channels] for Keras.
+        let n = prepared.len();
+        let mut bytes = Vec::with_capacity(input.data.len() * 4);
+        for i in 0..n {
+            let s = input.sample(i);
+            for t in 0..input.length {
+                for c in 0..input.channels {
+                    bytes.extend_from_slice(&s[c * input.length + t].to_le_bytes());
+                }
+            }
+        }
+        write_npy(&dir.join(format!("x_{}.npy", branch.name)), "<f4", &[n, input.length, input.channels], &bytes)?;
+    }
+    let y: Vec<u8> = prepared.targets.iter().flat_map(|&t| (t as i32).to_le_bytes()).collect();
+    write_npy(&dir.join("y.npy"), "<i4", &[prepared.len()], &y)?;
+    eprintln!("wrote {} samples to {}", prepared.len(), dir.display());
+    Ok(())
+}

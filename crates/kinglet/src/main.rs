@@ -1,0 +1,56 @@
+//! `kinglet`: from sensor recordings to microcontroller firmware.
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+#[derive(Parser)]
+#[command(name = "kinglet", version, about = "Train, compress, compile and run tiny adaptive sensor networks on microcontrollers")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    // Each subcommand's arguments and code live in `cmd/<name>.rs`.
+    /// Train a network (preset or TOML architecture) and write a .kgl model.
+    Train(cmd::train::TrainArgs),
+    /// Score a model on a dataset split: accuracy, macro-F1, per-class scores, confusion.
+    Eval(cmd::eval::EvalArgs),
+    /// Show a model's ops, shapes, quantisation, MACs, weight bytes and peak arena.
+    Inspect(cmd::inspect::InspectArgs),
+    /// Write a model as .tflite (re-export a .tflite, or lower and export a trained .kgl).
+    Export(cmd::export::ExportArgs),
+    /// Run a big-little strategy over a window stream: accuracy, invocations, energy per board.
+    Cascade(cmd::cascade::CascadeArgs),
+    /// Write an HTML page with SVG plots and a Markdown summary from `cascade --save` records.
+    Report(cmd::report::ReportArgs),
+    /// Datasets: fetch official archives, show counts, compare rebuilt with official windows.
+    #[command(subcommand)]
+    Data(cmd::data::DataCommand),
+    /// Compile a model into allocation-free firmware source (`--lang rust`).
+    Compile(cmd::compile::CompileArgs),
+    /// Run a compiled model on an emulated Cortex-M4F: exact instructions, flash, RAM, outputs.
+    Profile(cmd::profile::ProfileArgs),
+    /// Post-training int8 quantisation of a float model, calibrated on dataset windows.
+    Quantize(cmd::quantize::QuantizeArgs),
+    // SUBCOMMANDS (keep this marker: helpers add variants above it)
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Train(args) => cmd::train::run(args),
+        Command::Eval(args) => cmd::eval::run(args),
+        Command::Inspect(args) => cmd::inspect::run(args),
+        Command::Export(args) => cmd::export::run(args),
+        Command::Cascade(args) => cmd::cascade::run(args),
+        Command::Report(args) => cmd::report::run(args),
+        Command::Data(command) => cmd::data::run(command),
+        Command::Compile(args) => cmd::compile::run(args),
+        Command::Profile(args) => cmd::profile::run(args),
+        Command::Quantize(args) => cmd::quantize::run(args),
+        // DISPATCH (keep this marker: helpers add arms above it)
+    }
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# One-time machine set-up: QEMU and the Arm GNU toolchain (firmware tests), Rust targets for
+# the microcontrollers kinglet compiles for. Idempotent; safe to run before every command.
+set -euo pipefail
+need_apt=()
+command -v qemu-system-arm >/dev/null || need_apt+=(qemu-system-arm)
+command -v arm-none-eabi-gcc >/dev/null || need_apt+=(gcc-arm-none-eabi libnewlib-arm-none-eabi)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+rustup target add thumbv7em-none-eabihf thumbv7m-none-eabi riscv32imc-unknown-none-elf >/dev/null
+rustup component add clippy rustfmt >/dev/null
