@@ -14,7 +14,10 @@ Usage:
     python3 scripts/diff_generate.py                      # full run (~10 min), resumable
     python3 scripts/diff_generate.py --only conv2d --limit 5 --out /tmp/x.kgd.gz
 Cases are cached one file each under --cache, so an interrupted run resumes; pass --fresh to
-rebuild from scratch.
+rebuild from scratch. The work runs in a child process that the script restarts when a draw
+fails: a model the converter rejects, lowers to ops outside the suite, or that aborts the
+interpreter is redrawn with the next seed (the attempt number is stored in the case info).
+Numerics are deterministic; tensor names inside the .tflite files may differ between runs.
 
 Bundle format (all integers little-endian), after gunzip:
     magic            8 bytes  b"KLTDIFF1"
@@ -42,6 +45,7 @@ import json
 import os
 import pickle
 import struct
+import subprocess
 import sys
 import time
 import zlib
@@ -52,6 +56,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 import numpy as np  # noqa: E402
 
 BASE_SEED = 20261121
+RESTART = 3  # worker exit code: a case failed and was marked, run again
 DEFAULT_OUT = os.path.join(
     os.path.dirname(os.path.abspath(__file__)),
     "..",
@@ -95,6 +100,7 @@ FAMILIES = [
     ("float_io", 50),
     ("multi", 160),
     ("float32", 110),
+    ("requantize", 25),
 ]
 
 ACTIVATIONS = [None, "relu", "relu6"]
@@ -479,6 +485,22 @@ def build_multi(keras, rng):
     return [("in0", (1, n), Dist(rng))], [inp], x, info
 
 
+def build_requantize(keras, rng):
+    """Softmax (fixed output range) concatenated with another tensor: the converter inserts a
+    requantising QUANTIZE (int8 → int8) op."""
+    L = keras.layers
+    n = int(rng.integers(2, 24))
+    inp = keras.Input((n,), batch_size=1, name="in0")
+    a = L.Softmax()(inp)
+    b = inp
+    if rng.random() < 0.5:
+        b = L.Dense(int(rng.integers(1, 12)), activation=pick(rng, ACTIVATIONS))(inp)
+    x = L.Concatenate()([a, b] if rng.random() < 0.5 else [b, a])
+    d = Dist(rng)
+    d.spread *= 3.0
+    return [("in0", (1, n), d)], [inp], x, {"n": n}
+
+
 SINGLE_OP = ["conv2d", "conv1d", "depthwise", "fully_connected", "max_pool", "avg_pool", "mean",
              "concat", "add", "reshape", "pad", "softmax"]
 
@@ -510,6 +532,8 @@ def build(keras, family, rng):
         return build_softmax(keras, rng)
     if family == "multi":
         return build_multi(keras, rng)
+    if family == "requantize":
+        return build_requantize(keras, rng)
     raise ValueError(family)
 
 
@@ -680,6 +704,7 @@ def main():
     ap.add_argument("--fresh", action="store_true", help="empty the cache first")
     ap.add_argument("--only", help="comma-separated families")
     ap.add_argument("--limit", type=int, help="at most this many cases per family")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--cached-only", action="store_true",
                     help="bundle only the cases already in the cache (for a quick partial run)")
     args = ap.parse_args()
@@ -692,9 +717,19 @@ def main():
     tf.get_logger().setLevel("ERROR")
     if args.fresh and os.path.isdir(args.cache):
         for name in os.listdir(args.cache):
-            if name.endswith((".pkl", ".failed", ".tmp")):
+            if name.endswith((".pkl", ".attempt", ".tmp")):
                 os.remove(os.path.join(args.cache, name))
     os.makedirs(args.cache, exist_ok=True)
+    if not args.worker:
+        # Supervise: run the generator in a child process, restarting it after a failed or
+        # crashed case (TensorFlow and the interpreter can abort the whole process).
+        argv = [a for a in sys.argv[1:] if a != "--fresh"]
+        for _ in range(200):
+            rc = subprocess.call([sys.executable, os.path.abspath(__file__), "--worker"] + argv)
+            if rc == 0:
+                return
+            print(f"worker exited with {rc}; restarting", flush=True)
+        raise SystemExit("too many restarts")
     only = set(args.only.split(",")) if args.only else None
     plan = [(f, i) for f, n in FAMILIES if only is None or f in only
             for i in range(min(n, args.limit) if args.limit else n)]
@@ -708,21 +743,22 @@ def main():
         elif args.cached_only:
             continue
         else:
-            # A model the converter rejects (or lowers to ops outside the suite) is redrawn
-            # with the next seed. TensorFlow may abort on the conversion after a failed one,
-            # so each failure is recorded in the cache and the script restarts itself.
-            fail_marker = os.path.join(args.cache, f"{family}-{index:04d}.failed")
-            attempt = int(open(fail_marker).read()) if os.path.exists(fail_marker) else 0
+            # A model the converter rejects, lowers to ops outside the suite, or that makes
+            # the interpreter abort the process (it happens) is redrawn with the next seed:
+            # the attempt in progress is recorded first, so a crashed attempt is skipped when
+            # the supervising process restarts this worker.
+            marker = os.path.join(args.cache, f"{family}-{index:04d}.attempt")
+            attempt = int(open(marker).read()) + 1 if os.path.exists(marker) else 0
             if attempt >= 5:
                 raise RuntimeError(f"{family}/{index}: no in-suite model after 5 draws")
+            with open(marker, "w") as f:
+                f.write(str(attempt))
             try:
                 case = generate_case(tf, keras, Interpreter, OpResolverType, family, index, attempt)
             except Exception as e:  # OutsideSuite, or a model the converter rejects
                 print(f"redrawing {family}/{index} (attempt {attempt}): {str(e).splitlines()[0][:300]}", flush=True)
-                with open(fail_marker, "w") as f:
-                    f.write(str(attempt + 1))
-                sys.stdout.flush()
-                os.execv(sys.executable, [sys.executable] + [a for a in sys.argv if a != "--fresh"])
+                sys.exit(RESTART)
+            os.remove(marker)
             with open(cache_file + ".tmp", "wb") as f:
                 pickle.dump(case, f)
             os.replace(cache_file + ".tmp", cache_file)

@@ -41,7 +41,7 @@ DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cr
 # (builder family, how many cases)
 PLAN = [("conv2d", 4), ("conv1d", 3), ("depthwise", 4), ("fully_connected", 4), ("max_pool", 2),
         ("avg_pool", 2), ("mean", 2), ("concat", 2), ("add", 3), ("pad", 2), ("reshape", 1),
-        ("softmax", 2), ("multi", 12)]
+        ("softmax", 2), ("multi", 12), ("requantize", 2)]
 
 
 def main():

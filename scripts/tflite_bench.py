@@ -1,48 +1,90 @@
 #!/usr/bin/env python3
 """TFLite-interpreter throughput (windows/s) on one model, the counterpart of
-`cargo run --release -p kinglet-graph --example bench_interpreter -- <model> [windows]`.
-Same input stream (LCG bytes, a new window per invocation). Includes Python call overhead
-(set_tensor/invoke/get_tensor), which is part of what a Python user of TFLite pays.
+`cargo run --release -p kinglet-graph --example bench_interpreter -- <model> [windows] [reps]`:
+the same windows (LCG bytes, seed README generator, window w = bytes [w*n, (w+1)*n) over all
+graph inputs), every kernel configuration (default = XNNPACK delegate, builtin, reference),
+num_threads 1 and 2.
 
-Usage: python3 scripts/tflite_bench.py <model.tflite> [windows]
+The seed models have a batch dimension of 1 baked into their RESHAPE ops, so windows cannot be
+batched; each window is one invoke(). Two numbers per run: "invoke only" sums the time spent
+inside invoke() (set_tensor outside the clock: the least Python overhead possible), "loop"
+times the whole set_tensor/invoke/get_tensor loop.
+
+With --kinglet BIN the kinglet benchmark binary runs right after on the same model and
+windows (one benchmark run, back to back).
+
+Usage: python3 scripts/tflite_bench.py <model.tflite> [windows] [reps] [--kinglet BIN]
 """
-import sys
+import argparse
+import subprocess
 import time
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+RESOLVERS = (
+    ("default", OpResolverType.AUTO),
+    ("builtin", OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES),
+    ("reference", OpResolverType.BUILTIN_REF),
+)
+
+
+def lcg(n):
+    out = np.empty(n, dtype=np.uint8)
+    s = 12345
+    for i in range(n):
+        s = (s * 1103515245 + 12345) % 2**32
+        out[i] = (s >> 16) & 0xFF
+    return out
+
 
 def main():
-    path = sys.argv[1]
-    windows = int(sys.argv[2]) if len(sys.argv) > 2 else 20000
-    for name, resolver in (("builtin", OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES), ("default/XNNPACK", OpResolverType.AUTO)):
-        it = Interpreter(model_path=path, experimental_op_resolver_type=resolver, num_threads=1)
-        it.allocate_tensors()
-        ins = it.get_input_details()
-        out = it.get_output_details()[0]["index"]
-        total = sum(int(np.prod(d["shape"])) for d in ins)
-        s, stream = 12345, []
-        for _ in range(total * 64):
-            s = (s * 1103515245 + 12345) % 2**32
-            stream.append((s >> 16) & 0xFF)
-        stream = np.array(stream, dtype=np.uint8)
-        feeds = []
-        for w in range(64):
-            at, f = w * total, []
-            for d in ins:
-                n = int(np.prod(d["shape"]))
-                f.append(stream[at : at + n].view(d["dtype"]).reshape(d["shape"]))
-                at += n
-            feeds.append(f)
-        start = time.perf_counter()
-        for w in range(windows):
-            for d, x in zip(ins, feeds[w % 64]):
-                it.set_tensor(d["index"], x)
-            it.invoke()
-            it.get_tensor(out)
-        secs = time.perf_counter() - start
-        print(f"{path} [{name}]: {windows / secs:.0f} windows/s ({1e6 * secs / windows:.2f} µs each)")
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model")
+    ap.add_argument("windows", nargs="?", type=int, default=2947)
+    ap.add_argument("reps", nargs="?", type=int, default=3)
+    ap.add_argument("--kinglet", help="bench_interpreter binary to run afterwards")
+    args = ap.parse_args()
+    probe = Interpreter(model_path=args.model)
+    ins = probe.get_input_details()
+    sizes = [int(np.prod(d["shape"])) * np.dtype(d["dtype"]).itemsize for d in ins]
+    per = sum(sizes)
+    stream = lcg(per * args.windows)
+    feeds = []
+    for w in range(args.windows):
+        at, f = w * per, []
+        for d, n in zip(ins, sizes):
+            f.append(stream[at : at + n].view(d["dtype"]).reshape(d["shape"]))
+            at += n
+        feeds.append(f)
+    total = args.windows * args.reps
+    for name, resolver in RESOLVERS:
+        for threads in (1, 2):
+            it = Interpreter(model_path=args.model, experimental_op_resolver_type=resolver, num_threads=threads)
+            it.allocate_tensors()
+            idx = [d["index"] for d in it.get_input_details()]
+            out = it.get_output_details()[0]["index"]
+            for f in feeds[:50]:  # warm-up
+                for i, x in zip(idx, f):
+                    it.set_tensor(i, x)
+                it.invoke()
+            inside = 0.0
+            checksum = 0
+            start = time.perf_counter()
+            for _ in range(args.reps):
+                for f in feeds:
+                    for i, x in zip(idx, f):
+                        it.set_tensor(i, x)
+                    t0 = time.perf_counter()
+                    it.invoke()
+                    inside += time.perf_counter() - t0
+                    checksum += int(it.get_tensor(out).astype(np.uint8).sum())
+            loop = time.perf_counter() - start
+            print(f"TFLite {args.model} [{name}] num_threads={threads}: invoke only {total / inside:.0f} windows/s "
+                  f"({1e6 * inside / total:.2f} µs each), loop {total / loop:.0f} windows/s "
+                  f"({1e6 * loop / total:.2f} µs each; checksum {checksum})", flush=True)
+    if args.kinglet:
+        subprocess.run([args.kinglet, args.model, str(args.windows), str(args.reps)], check=True)
 
 
 if __name__ == "__main__":

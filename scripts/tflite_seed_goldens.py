@@ -8,7 +8,11 @@ Writes into crates/kinglet-graph/tests/goldens/:
                              s1 xyz (body_acc), s2 xyz (body_gyro), s3 xyz (total_acc)
   seed_uci_labels.u8         the 2947 labels, 0-based (y_test.txt - 1)
   seed_uci_manifest.json     shapes, accuracies, interpreter version, model SHA-256s
-  int8_lcg.json              outputs of the int8 models on the README's LCG input
+  seed_uci_<model>.ref.u8    the same with the reference kernels (BUILTIN_REF)
+  seed_uci_<model>.xnnpack.u8  the same with the default interpreter (XNNPACK delegate)
+  int8_lcg.json              outputs of the int8 models on the README's LCG input (builtin
+                             kernels), plus "windows": 200 consecutive LCG windows per model
+                             and per kernel configuration ("default", "builtin", "reference")
 
 Seed scaling: per channel over the whole split, x01 = (x - min) / (max - min), then
 uint8 = trunc(255 * x01) (numpy astype), float64 throughout.
@@ -142,6 +146,7 @@ def main():
         # The default interpreter (XNNPACK delegate) rounds uint8 requantisation differently;
         # its outputs are kept too, since the seed's published accuracies come from it.
         atomic_write(os.path.join(OUT, f"seed_uci_{name}.xnnpack.u8"), other["AUTO (XNNPACK)"].astype(np.uint8).tobytes())
+        atomic_write(os.path.join(OUT, f"seed_uci_{name}.ref.u8"), other["BUILTIN_REF"].astype(np.uint8).tobytes())
         entry = {
             "sha256": sha(path),
             "outputs": f"seed_uci_{name}.u8",
@@ -172,7 +177,25 @@ def main():
         it.set_tensor(d["index"], lcg(int(np.prod(d["shape"]))).reshape(d["shape"]))
         it.invoke()
         lcg_out[name] = it.get_tensor(it.get_output_details()[0]["index"]).reshape(-1).tolist()
-    print("LCG", lcg_out)
+    # 200 consecutive windows of the LCG stream (window w = bytes [w*n, (w+1)*n)) per model and
+    # kernel configuration: enough windows to reach the rare requantisation ties.
+    resolvers = {
+        "default": OpResolverType.AUTO,
+        "builtin": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        "reference": OpResolverType.BUILTIN_REF,
+    }
+    lcg_out["windows"] = {}
+    for name in ("B_s123_1IN_int8", "S0_s3_int8"):
+        path = os.path.join(args.models, "int8", f"{name}.tflite")
+        d = make(path, OpResolverType.BUILTIN_REF).get_input_details()[0]
+        n = int(np.prod(d["shape"]))
+        stream = lcg(n * SLICE).reshape([SLICE] + list(d["shape"][1:]))
+        per = {}
+        for label, res in resolvers.items():
+            per[label] = run(path, [stream], res).astype(np.int64).tolist()
+        lcg_out["windows"][name] = per
+        print(name, {k: int((np.array(v) != np.array(per["builtin"])).any(axis=1).sum()) for k, v in per.items()}, "windows differ from builtin")
+    print("LCG", {k: v for k, v in lcg_out.items() if k != "windows"})
     atomic_write(os.path.join(OUT, "int8_lcg.json"), (json.dumps(lcg_out) + "\n").encode())
 
 

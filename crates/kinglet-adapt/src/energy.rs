@@ -34,6 +34,11 @@ pub struct BoardProfile {
     pub wakeup_us: Option<f64>,
     /// Core cycles per instruction counted in QEMU (see the profile's `sources`).
     pub cycles_per_instruction: f64,
+    /// On-chip flash and SRAM, KiB: what a model and its arena must fit in (not used in energy).
+    #[serde(default)]
+    pub flash_kib: Option<f64>,
+    #[serde(default)]
+    pub ram_kib: Option<f64>,
     /// Citation per figure: document, revision, table or section.
     pub sources: BTreeMap<String, String>,
     /// Figures searched for and not found, with what was searched.
@@ -112,6 +117,18 @@ impl BoardProfile {
                 _ => {}
             }
         }
+        // Memory sizes are optional, but cited when given.
+        for (name, value) in [("flash_kib", self.flash_kib), ("ram_kib", self.ram_kib)] {
+            match value {
+                Some(v) if !(v.is_finite() && v > 0.0) => {
+                    return bad(format!("{name} = {v} is not a finite positive number"));
+                }
+                Some(_) if !self.sources.contains_key(name) => {
+                    return bad(format!("{name} has no citation in [sources]"));
+                }
+                _ => {}
+            }
+        }
         if self.clock_mhz <= 0.0 || self.cycles_per_instruction <= 0.0 {
             return bad("clock_mhz and cycles_per_instruction must be positive".into());
         }
@@ -161,6 +178,34 @@ impl CostTable {
         }
     }
 
+    /// The seed's Big on TensorFlow Lite Micro with its reference kernels (issue 4's anchor,
+    /// 911,169 instructions for B_s123_1IN_int8); the Little was not measured that way.
+    pub fn seed_tflm_reference() -> Self {
+        let mut costs = BTreeMap::new();
+        costs.insert(
+            "big".into(),
+            Cost {
+                instructions: 911_169,
+                source: "B_s123_1IN_int8, TFLM reference kernels, QEMU mps2-an386 (issue 4 anchor)"
+                    .into(),
+            },
+        );
+        Self {
+            source: "seed's Big on TensorFlow Lite Micro, reference kernels".into(),
+            costs,
+        }
+    }
+
+    /// A built-in table by name (`seed-tflm-cmsis-nn`, `seed-tflm-reference`) or a JSON file
+    /// holding a [`CostTable`].
+    pub fn named_or_file(name: &str) -> Result<Self, AdaptError> {
+        match name {
+            "seed-tflm-cmsis-nn" => Ok(Self::seed_tflm_cmsis_nn()),
+            "seed-tflm-reference" => Ok(Self::seed_tflm_reference()),
+            path => Self::load(Path::new(path)),
+        }
+    }
+
     pub fn load(path: &Path) -> Result<Self, AdaptError> {
         let text = std::fs::read_to_string(path).map_err(|e| AdaptError::io(path, e))?;
         serde_json::from_str(&text).map_err(|e| AdaptError::Parse {
@@ -168,6 +213,55 @@ impl CostTable {
             line: e.line(),
             message: e.to_string(),
         })
+    }
+
+    /// Sets one entry from `KEY=VALUE`, VALUE an instruction count or the `--json` output of
+    /// `kinglet profile` (its `instructions` field), e.g. `big=big-profile.json`.
+    pub fn set_from_arg(&mut self, arg: &str) -> Result<(), AdaptError> {
+        let (key, value) = arg.split_once('=').ok_or_else(|| {
+            AdaptError::Invalid(format!(
+                "--cost `{arg}`: expected KEY=INSTRUCTIONS or KEY=PROFILE.json"
+            ))
+        })?;
+        let valid = ["big", "little", "dual", "l1_distance"].contains(&key)
+            || key
+                .strip_prefix("little")
+                .is_some_and(|k| k.parse::<u8>().is_ok());
+        if !valid {
+            return Err(AdaptError::Invalid(format!(
+                "--cost key `{key}`: expected big, little, little<k>, dual or l1_distance"
+            )));
+        }
+        let cost = match value.parse::<u64>() {
+            Ok(instructions) => Cost {
+                instructions,
+                source: "given on the command line".into(),
+            },
+            Err(_) => {
+                let path = Path::new(value);
+                let text = std::fs::read_to_string(path).map_err(|e| AdaptError::io(path, e))?;
+                let json: serde_json::Value =
+                    serde_json::from_str(&text).map_err(|e| AdaptError::Parse {
+                        path: path.to_path_buf(),
+                        line: e.line(),
+                        message: e.to_string(),
+                    })?;
+                let instructions = json
+                    .get("instructions")
+                    .and_then(serde_json::Value::as_u64)
+                    .ok_or_else(|| AdaptError::Config {
+                        path: path.to_path_buf(),
+                        message: "no non-negative integer `instructions` field".into(),
+                    })?;
+                Cost {
+                    instructions,
+                    source: format!("measured, {}", path.display()),
+                }
+            }
+        };
+        self.costs.insert(key.to_string(), cost);
+        self.source = format!("{} (with {key} from {})", self.source, value);
+        Ok(())
     }
 
     /// Cost key of a check (None for no check).
@@ -444,8 +538,33 @@ mod tests {
             e.to_string().contains("active_ua_per_mhz has no citation"),
             "{e}"
         );
+        let uncited_flash = text.replace(
+            "[sources]",
+            "flash_kib = 1024.0\n[sources]\nactive_ua_per_mhz = \"d\"",
+        );
+        let e = BoardProfile::parse(&uncited_flash, Path::new("x.toml")).unwrap_err();
+        assert!(e.to_string().contains("flash_kib has no citation"), "{e}");
         let e = BoardProfile::parse("name = 3", Path::new("y.toml")).unwrap_err();
         assert!(e.to_string().starts_with("y.toml:1:"), "{e}");
+    }
+
+    #[test]
+    fn cost_entries_come_from_numbers_or_profile_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = dir.path().join("big.json");
+        std::fs::write(&profile, r#"{"instructions": 98765, "flash_bytes": 1}"#).unwrap();
+        let mut c = CostTable::seed_tflm_cmsis_nn();
+        c.set_from_arg(&format!("big={}", profile.display()))
+            .unwrap();
+        c.set_from_arg("little3=1234").unwrap();
+        assert_eq!(c.costs["big"].instructions, 98765);
+        assert_eq!(c.costs["little3"].instructions, 1234);
+        assert!(c.set_from_arg("bog=1").is_err());
+        std::fs::write(&profile, r#"{"flash_bytes": 1}"#).unwrap();
+        let e = c
+            .set_from_arg(&format!("big={}", profile.display()))
+            .unwrap_err();
+        assert!(e.to_string().contains("instructions"), "{e}");
     }
 
     #[test]
@@ -454,5 +573,8 @@ mod tests {
         let boards = BoardProfile::load_dir(&dir).unwrap();
         let ids: Vec<&str> = boards.iter().map(|b| b.id.as_str()).collect();
         assert_eq!(ids, ["apollo2", "apollo3", "ecm3532", "stm32l4r5"]);
+        for b in &boards {
+            assert!(b.flash_kib.is_some() && b.ram_kib.is_some(), "{}", b.id);
+        }
     }
 }

@@ -12,6 +12,7 @@ pub mod classifier;
 pub mod energy;
 pub mod error;
 pub mod evaluate;
+pub mod firmware;
 pub mod models;
 pub mod recorded;
 pub mod report;

@@ -124,7 +124,7 @@ fn graph_err(model: &str, window: usize, e: impl std::fmt::Display) -> AdaptErro
 }
 
 /// Logits unless the op producing output 0 is a softmax.
-fn output_kind(graph: &Graph) -> OutputKind {
+pub fn output_kind(graph: &Graph) -> OutputKind {
     let out = graph.outputs.first();
     let producer = graph.ops.iter().find(|op| op.outputs.first() == out);
     match producer {

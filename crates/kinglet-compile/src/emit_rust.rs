@@ -321,7 +321,11 @@ pub fn emit_module(dsp: &Program, reference: &Program, origin: &Origin) -> Strin
          \x20   /// One inference calling `probe(layer)` before each layer and `probe(LAYER_COUNT)` at the\n\
          \x20   /// end (per-layer timing on the target).\n\
          \x20   pub fn infer_probed<P: FnMut(usize)>(\n        &mut self,\n        input: &[i8; INPUT_LEN],\n        output: &mut [i8; OUTPUT_LEN],\n        probe: &mut P,\n    ) -> Result<(), ShapeError> {\n\
-         \x20       run_schedule(&mut self.arena.0, input, output, probe)\n    }\n}\n\n",
+         \x20       run_schedule(&mut self.arena.0, input, output, probe)\n    }\n}\n\n\
+         /// One inference in an arena the caller owns (at least `ARENA_BYTES`, 4-byte aligned),\n\
+         /// so models that run one at a time can share one arena sized by the largest of them.\n\
+         pub fn infer_in(arena: &mut [u8], input: &[i8; INPUT_LEN], output: &mut [i8; OUTPUT_LEN]) -> Result<(), ShapeError> {\n\
+         \x20   match arena.get_mut(..ARENA_BYTES) {\n        Some(arena) => run_schedule(arena, input, output, &mut |_| {}),\n        None => Err(ShapeError),\n    }\n}\n\n",
     );
     for (name, program) in [("dsp", dsp), ("reference", reference)] {
         let _ = writeln!(

@@ -28,8 +28,25 @@ fn run(cmd: &mut Command) -> String {
 const STRICT: [&str; 5] = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-O2"];
 
 fn check(name: &str, expected: &str) {
+    check_graph(
+        &seed_model(name),
+        name,
+        &lcg(seed_model(name)
+            .tensor(seed_model(name).inputs[0])
+            .elements()),
+        expected,
+    );
+}
+
+fn lcg(len: usize) -> Vec<i8> {
+    kinglet_compile::testinput::lcg_input(len)
+}
+
+/// Compiles `graph` to C, builds it for M4 and M3 (objects only) and for the host with a
+/// main that feeds `input`, and compares the printed outputs with `expected`.
+fn check_graph(graph: &Graph, name: &str, input: &[i8], expected: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let compiled = compile(&seed_model(name), name).unwrap();
+    let compiled = compile(graph, name).unwrap();
     let (_, c) = write_c(&compiled, name, dir.path()).unwrap();
     let obj = |flags: &[&str], out: &Path| {
         run(Command::new("arm-none-eabi-gcc")
@@ -53,12 +70,14 @@ fn check(name: &str, expected: &str) {
 
     let p = c_prefix(name);
     let up = p.to_uppercase();
+    let values: Vec<String> = input.iter().map(i8::to_string).collect();
     let main = format!(
         "#include <stdio.h>\n#include \"{p}.h\"\n\
-         int main(void) {{\n  static int8_t in[{up}_INPUT_LEN];\n  int8_t out[{up}_OUTPUT_LEN];\n  uint32_t s = 12345u;\n  int i;\n\
-         \x20 for (i = 0; i < {up}_INPUT_LEN; i++) {{ s = s * 1103515245u + 12345u; in[i] = (int8_t)(uint8_t)((s >> 16) & 0xffu); }}\n\
+         static const int8_t in[{up}_INPUT_LEN] = {{ {} }};\n\
+         int main(void) {{\n  int8_t out[{up}_OUTPUT_LEN];\n  int i;\n\
          \x20 if ({p}_infer(in, out) != 0) return 1;\n\
-         \x20 for (i = 0; i < {up}_OUTPUT_LEN; i++) printf(i ? \" %d\" : \"%d\", out[i]);\n  printf(\"\\n\");\n  return 0;\n}}\n"
+         \x20 for (i = 0; i < {up}_OUTPUT_LEN; i++) printf(i ? \" %d\" : \"%d\", out[i]);\n  printf(\"\\n\");\n  return 0;\n}}\n",
+        values.join(", ")
     );
     std::fs::write(dir.path().join("main.c"), main).unwrap();
     let exe = dir.path().join("model");
@@ -81,4 +100,112 @@ fn big_anchor_c_compiles_and_matches_tflite() {
 #[test]
 fn little_anchor_c_compiles_and_matches_tflite() {
     check("S0_s3_int8.tflite", "-44 70");
+}
+
+/// Ops outside the HAR kernels' shapes (strided VALID convolution, a max pool that cannot be
+/// fused, a batched fully-connected layer) take the C reference kernels.
+#[test]
+fn reference_kernel_paths_in_c_match_the_host_interpreter() {
+    use kinglet_graph::{Activation, DType, Hw, OpKind, Padding, QuantParams};
+    let mut g = Graph::new();
+    let x = g.add_input(
+        "x",
+        &[1, 1, 16, 3],
+        DType::I8,
+        Some(QuantParams::per_tensor(0.05, 3)),
+    );
+    let w: Vec<i8> = (0..5 * 3 * 3).map(|i| ((i * 37) % 255) as i8).collect();
+    let w = g
+        .add_constant_i8(
+            "w",
+            &[5, 1, 3, 3],
+            &w,
+            Some(QuantParams::per_axis(vec![0.004; 5], vec![0; 5], 0)),
+        )
+        .unwrap();
+    let b = g
+        .add_constant_i32(
+            "b",
+            &[5],
+            &[100, -200, 300, -400, 500],
+            Some(QuantParams::per_tensor(0.0002, 0)),
+        )
+        .unwrap();
+    let conv = OpKind::Conv2D {
+        stride: Hw::new(1, 2),
+        dilation: Hw::ONE,
+        padding: Padding::Valid,
+        activation: Activation::Relu,
+    };
+    let c = g.add_op_inferred(conv, &[x, w, b], "conv").unwrap();
+    g.tensor_mut(c).quant = Some(QuantParams::per_tensor(0.2, -20));
+    let pool = OpKind::MaxPool2D {
+        filter: Hw::new(1, 3),
+        stride: Hw::new(1, 1),
+        padding: Padding::Same,
+        activation: Activation::None,
+    };
+    let p = g.add_op_inferred(pool, &[c], "pool").unwrap();
+    g.tensor_mut(p).quant = Some(QuantParams::per_tensor(0.2, -20));
+    // (16 − 3) / 2 + 1 = 7 positions × 5 channels, as 5 rows of a batched FC.
+    let r = g
+        .add_op_inferred(
+            OpKind::Reshape {
+                new_shape: vec![5, 7],
+            },
+            &[p],
+            "row",
+        )
+        .unwrap();
+    g.tensor_mut(r).quant = Some(QuantParams::per_tensor(0.2, -20));
+    let in_len = *g.tensor(r).shape.last().unwrap();
+    let fw: Vec<i8> = (0..4 * in_len).map(|i| ((i * 53) % 251) as i8).collect();
+    let fw = g
+        .add_constant_i8(
+            "fw",
+            &[4, in_len],
+            &fw,
+            Some(QuantParams::per_tensor(0.01, 0)),
+        )
+        .unwrap();
+    let fb = g
+        .add_constant_i32(
+            "fb",
+            &[4],
+            &[10, 20, -30, 40],
+            Some(QuantParams::per_tensor(0.002, 0)),
+        )
+        .unwrap();
+    let fc = OpKind::FullyConnected {
+        activation: Activation::None,
+        keep_num_dims: false,
+    };
+    let y = g.add_op_inferred(fc, &[r, fw, fb], "y").unwrap();
+    g.tensor_mut(y).quant = Some(QuantParams::per_tensor(0.3, 5));
+    g.mark_output(y);
+
+    let input = lcg(48);
+    let host = kinglet_compile::firmware::host_outputs(&g, &input).expect("host interpreter");
+    let program = kinglet_compile::lower(&g, kinglet_compile::KernelSet::CortexM4).unwrap();
+    assert!(
+        program
+            .steps
+            .iter()
+            .any(|s| matches!(s.kind, kinglet_compile::program::StepKind::RefConv2D { .. })),
+        "the strided conv must take the reference kernel"
+    );
+    let kinds: Vec<String> = program
+        .steps
+        .iter()
+        .map(|s| format!("{:?}", s.kind).chars().take(40).collect())
+        .collect();
+    assert!(
+        program.steps.iter().any(|s| matches!(
+            s.kind,
+            kinglet_compile::program::StepKind::RefFullyConnected { .. }
+        )),
+        "{kinds:?}"
+    );
+    let expected: Vec<String> = host.iter().map(i32::to_string).collect();
+    check_graph(&g, "reference_paths", &input, &expected.join(" "));
 }

@@ -34,8 +34,11 @@ fn little_anchor_matches_tflite() {
 
 #[test]
 fn legacy_uint8_model_is_refused_with_a_clear_error() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/seed-models/S0_s3.tflite");
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/seed-models/S0_s3.tflite");
     let graph = Graph::from_tflite_bytes(&std::fs::read(path).expect("seed model")).expect("parse");
-    let err = lower(&graph, KernelSet::CortexM4).expect_err("uint8 is not compiled yet").to_string();
+    let err = lower(&graph, KernelSet::CortexM4)
+        .expect_err("uint8 is not compiled yet")
+        .to_string();
     assert!(err.contains("u8") && err.contains("int8"), "{err}");
 }

@@ -135,7 +135,8 @@ pub fn quantize_int8(
         .filter(|(_, o)| o.count > 0)
         .map(|(i, o)| (i, o.range(config.calibration)))
         .collect();
-    let params = assign_activation_params(graph, &ranges)?;
+    let plan = assign_activation_params(graph, &ranges)?;
+    let params = plan.params;
     let mut q = graph.clone();
     for (id, (scale, zp)) in &params {
         let t = &mut q.tensors[*id];
@@ -143,6 +144,7 @@ pub fn quantize_int8(
         t.quant = Some(QuantParams::per_tensor(*scale, *zp));
     }
     quantize_constants(graph, &mut q, &params, config)?;
+    insert_requantize(&mut q, &plan.requantize);
     if config.float_io {
         add_float_edges(&mut q);
     }
@@ -204,7 +206,7 @@ fn range_of(
 fn assign_activation_params(
     graph: &Graph,
     ranges: &BTreeMap<usize, (f32, f32)>,
-) -> Result<BTreeMap<usize, (f32, i32)>, CompressError> {
+) -> Result<ActivationPlan, CompressError> {
     let n = graph.tensors.len();
     let mut parent: Vec<usize> = (0..n).collect();
     fn find(parent: &mut [usize], mut x: usize) -> usize {
@@ -216,7 +218,14 @@ fn assign_activation_params(
     }
     let mut produced_by_same_scale = vec![false; n];
     let mut concat_outputs = Vec::new();
-    for op in &graph.ops {
+    let softmax_outputs: Vec<usize> = graph
+        .ops
+        .iter()
+        .filter(|op| matches!(op.kind, OpKind::Softmax { .. }))
+        .map(|op| op.outputs[0].0)
+        .collect();
+    let mut requantize = Vec::new();
+    for (index, op) in graph.ops.iter().enumerate() {
         let same_scale = matches!(
             op.kind,
             OpKind::MaxPool2D { .. }
@@ -233,8 +242,20 @@ fn assign_activation_params(
         if matches!(op.kind, OpKind::Concatenation { .. }) {
             concat_outputs.push(out);
         }
-        for input in &op.inputs {
+        let is_concat = matches!(op.kind, OpKind::Concatenation { .. });
+        for (position, input) in op.inputs.iter().enumerate() {
             if graph.tensor(*input).is_constant() {
+                continue;
+            }
+            // A softmax result keeps its fixed range; a concatenation takes it through a
+            // requantising QUANTIZE op instead of inheriting it (as the converter does).
+            let class = find(&mut parent, input.0);
+            if is_concat
+                && softmax_outputs
+                    .iter()
+                    .any(|s| find(&mut parent, *s) == class)
+            {
+                requantize.push((index, position));
                 continue;
             }
             let (a, b) = (find(&mut parent, input.0), find(&mut parent, out));
@@ -283,7 +304,50 @@ fn assign_activation_params(
             }
         }
     }
-    Ok(params)
+    // The requantised inputs take their concatenation's parameters.
+    let requantize = requantize
+        .into_iter()
+        .map(|(op, position)| {
+            let out = graph.ops[op].outputs[0].0;
+            (op, position, params[&out])
+        })
+        .collect();
+    Ok(ActivationPlan { params, requantize })
+}
+
+/// Activation parameters, and the op inputs that need a requantising QUANTIZE op in front:
+/// `(op index, input position, parameters of the requantised tensor)`.
+struct ActivationPlan {
+    params: BTreeMap<usize, (f32, i32)>,
+    requantize: Vec<(usize, usize, (f32, i32))>,
+}
+
+/// Inserts a QUANTIZE (int8 → int8) op before each listed op input. Ops are handled from
+/// the last to the first so that insertions never shift an index still to be visited.
+fn insert_requantize(q: &mut Graph, plan: &[(usize, usize, (f32, i32))]) {
+    let mut ops: Vec<usize> = plan.iter().map(|(op, _, _)| *op).collect();
+    ops.sort_unstable();
+    ops.dedup();
+    for op in ops.into_iter().rev() {
+        let mut inserted = Vec::new();
+        for (_, position, (scale, zero_point)) in plan.iter().filter(|(o, _, _)| *o == op) {
+            let source = q.ops[op].inputs[*position];
+            let t = q.tensor(source).clone();
+            let requantised = q.add_activation(
+                format!("{}_requantized", t.name),
+                &t.shape,
+                DType::I8,
+                Some(QuantParams::per_tensor(*scale, *zero_point)),
+            );
+            q.ops[op].inputs[*position] = requantised;
+            inserted.push(kinglet_graph::Op {
+                kind: OpKind::Quantize,
+                inputs: vec![source],
+                outputs: vec![requantised],
+            });
+        }
+        q.ops.splice(op..op, inserted);
+    }
 }
 
 /// The fixed int8 output parameters of Softmax: `[0, 1)` in steps of 1/256.
@@ -529,6 +593,37 @@ mod tests {
         let sum: f32 = p.iter().sum();
         assert_eq!(p.len(), 14);
         assert!((sum - 2.0).abs() < 0.1, "softmax sums to {sum}");
+    }
+
+    #[test]
+    fn softmax_into_concatenation_is_requantised() {
+        let mut g = Graph::new();
+        let x = g.add_input("x", &[1, 6], DType::F32, None);
+        let s = g
+            .add_op_inferred(OpKind::Softmax { beta: 1.0 }, &[x], "softmax")
+            .unwrap();
+        let cat = OpKind::Concatenation {
+            axis: 1,
+            activation: Activation::None,
+        };
+        let c = g.add_op_inferred(cat, &[s, x], "cat").unwrap();
+        g.mark_output(c);
+        let samples: Vec<CalibrationSample> = (0..4)
+            .map(|k| vec![(0..6).map(|i| (i + k) as f32 - 3.0).collect()])
+            .collect();
+        let q = quantize_int8(&g, &samples, &PtqConfig::default())
+            .unwrap()
+            .graph;
+        let names: Vec<&str> = q.ops.iter().map(|o| o.kind.name()).collect();
+        assert_eq!(names, ["SOFTMAX", "QUANTIZE", "CONCATENATION"]);
+        assert_eq!(quant(&q, "softmax"), SOFTMAX_OUTPUT);
+        // The input keeps a range wide enough for its values; the concatenation shares it.
+        assert_eq!(quant(&q, "x"), quant(&q, "cat"));
+        assert_eq!(quant(&q, "softmax_requantized"), quant(&q, "cat"));
+        assert!(quant(&q, "x").0 > 0.02);
+        let mut it = Interpreter::new(&q).unwrap();
+        it.set_input(0, &[0i8; 6]).unwrap();
+        it.invoke().unwrap();
     }
 
     #[test]

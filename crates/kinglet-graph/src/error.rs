@@ -26,10 +26,7 @@ pub enum GraphError {
     #[error("runtime: {0}")]
     Runtime(String),
     #[error("{path}: {error}")]
-    Io {
-        path: String,
-        error: std::io::Error,
-    },
+    Io { path: String, error: std::io::Error },
     /// An error in a model file, with the file's path.
     #[error("{path}: {error}")]
     File {

@@ -7,7 +7,7 @@
 
 use crate::error::GraphError;
 use crate::graph::{Graph, meta};
-use crate::interp::{Element, Interpreter};
+use crate::interp::{Element, Interpreter, TfliteKernels};
 
 /// Channel order of a 9-channel UCI-HAR window as kinglet passes it around.
 pub const SEED_CHANNELS: [&str; 9] = [
@@ -213,7 +213,24 @@ pub fn evaluate_f32<'w>(
     windows: impl IntoIterator<Item = &'w [f32]>,
     channels: usize,
 ) -> Result<EvalOutputs, GraphError> {
-    let mut interp = Interpreter::new(graph)?;
+    evaluate_f32_with_kernels(
+        graph,
+        layout,
+        windows,
+        channels,
+        Interpreter::DEFAULT_KERNELS,
+    )
+}
+
+/// [`evaluate_f32`] reproducing the given TFLite kernel configuration.
+pub fn evaluate_f32_with_kernels<'w>(
+    graph: &Graph,
+    layout: &InputLayout,
+    windows: impl IntoIterator<Item = &'w [f32]>,
+    channels: usize,
+    kernels: TfliteKernels,
+) -> Result<EvalOutputs, GraphError> {
+    let mut interp = Interpreter::with_kernels(graph, kernels)?;
     let mut out = EvalOutputs::default();
     for (n, w) in windows.into_iter().enumerate() {
         layout
@@ -286,7 +303,25 @@ pub fn evaluate<'w, T: Element + 'w>(
     windows: impl IntoIterator<Item = &'w [T]>,
     channels: usize,
 ) -> Result<EvalOutputs, GraphError> {
-    let mut interp = Interpreter::new(graph)?;
+    evaluate_with_kernels(
+        graph,
+        layout,
+        windows,
+        channels,
+        Interpreter::DEFAULT_KERNELS,
+    )
+}
+
+/// [`evaluate`] reproducing the given TFLite kernel configuration (e.g.
+/// [`TfliteKernels::Default`] for the seed's published accuracies).
+pub fn evaluate_with_kernels<'w, T: Element + 'w>(
+    graph: &Graph,
+    layout: &InputLayout,
+    windows: impl IntoIterator<Item = &'w [T]>,
+    channels: usize,
+    kernels: TfliteKernels,
+) -> Result<EvalOutputs, GraphError> {
+    let mut interp = Interpreter::with_kernels(graph, kernels)?;
     let mut out = EvalOutputs::default();
     for (n, w) in windows.into_iter().enumerate() {
         layout

@@ -8,12 +8,15 @@
 //!   [`ModelSummary`] (what `kinglet inspect` prints).
 //! - Write: [`Graph::to_tflite_bytes`], [`tflite::write_tflite_file`] (atomic).
 //! - Run: [`ArenaPlan::new`] (peak arena before anything runs), [`Interpreter`]
-//!   (`set_input` / `invoke` / `output`), [`eval::evaluate`] over prepared windows.
+//!   (`set_input` / `invoke` / `output`, `invoke_batch` over many windows and threads),
+//!   [`Interpreter::with_kernels`] to reproduce one of the TFLite interpreter's kernel
+//!   configurations ([`TfliteKernels`]) bit for bit, [`eval::evaluate`] over prepared windows.
 
 pub mod error;
 pub mod eval;
 pub mod graph;
 pub mod interp;
+pub mod passes;
 pub mod plan;
 pub mod shape;
 pub mod summary;
@@ -24,6 +27,6 @@ pub use graph::{
     Activation, DType, Graph, Hw, MAX_TENSOR_BYTES, Op, OpKind, Padding, QuantParams, Tensor,
     TensorId, meta,
 };
-pub use interp::{Element, Interpreter};
+pub use interp::{Element, Interpreter, TfliteKernels};
 pub use plan::{ARENA_ALIGN, ArenaPlan, Placement};
 pub use summary::ModelSummary;

@@ -188,13 +188,25 @@ pub fn infer_output_shape(kind: &OpKind, inputs: &[&[usize]]) -> Result<Vec<usiz
         }
         OpKind::Add { .. } => {
             need(2)?;
-            if inputs[0] != inputs[1] {
-                return Err(format!(
-                    "inputs must have equal shapes (broadcasting is not supported): {:?} vs {:?}",
-                    inputs[0], inputs[1]
-                ));
+            // NumPy broadcasting (aligned on the last axis, each pair equal or 1), as TFLite.
+            let (a, b) = (inputs[0], inputs[1]);
+            let rank = a.len().max(b.len());
+            if rank > 4 {
+                return Err(format!("broadcast of rank {rank} > 4: {a:?} vs {b:?}"));
             }
-            Ok(inputs[0].to_vec())
+            let dim = |s: &[usize], i: usize| -> usize {
+                (i + s.len()).checked_sub(rank).map_or(1, |j| s[j])
+            };
+            (0..rank)
+                .map(|i| match (dim(a, i), dim(b, i)) {
+                    (x, y) if x == y => Ok(x),
+                    (1, y) => Ok(y),
+                    (x, 1) => Ok(x),
+                    _ => Err(format!(
+                        "input shapes {a:?} and {b:?} do not broadcast (each axis must be equal or 1)"
+                    )),
+                })
+                .collect()
         }
         OpKind::Reshape { new_shape } => {
             need(1)?;

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use kinglet_graph::{DType, Graph, Interpreter};
+use kinglet_graph::{DType, Graph, Interpreter, TfliteKernels};
 
 fn model(name: &str) -> Graph {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -26,7 +26,7 @@ fn lcg_bytes(n: usize) -> Vec<i8> {
 fn run_lcg(name: &str) -> Vec<i8> {
     let g = model(name);
     let n = g.tensor(g.inputs[0]).elements();
-    let mut it = Interpreter::new(&g).unwrap();
+    let mut it = Interpreter::with_kernels(&g, TfliteKernels::Builtin).unwrap();
     it.set_input(0, &lcg_bytes(n)).unwrap();
     it.invoke().unwrap();
     it.output::<i8>(0).unwrap()
@@ -43,6 +43,57 @@ fn int8_big_matches_tflite_on_the_lcg_input() {
 #[test]
 fn int8_little_matches_tflite_on_the_lcg_input() {
     assert_eq!(run_lcg("S0_s3_int8.tflite"), vec![-44, 70]);
+}
+
+#[test]
+fn lcg_goldens_from_the_script_agree_with_the_readme_and_kinglet() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/goldens/int8_lcg.json");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    for name in ["B_s123_1IN_int8", "S0_s3_int8"] {
+        let want: Vec<i8> = v[name]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_i64().unwrap() as i8)
+            .collect();
+        assert_eq!(run_lcg(&format!("{name}.tflite")), want, "{name}");
+    }
+}
+
+#[test]
+fn int8_models_match_every_tflite_configuration_on_200_lcg_windows() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/goldens/int8_lcg.json");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    for name in ["B_s123_1IN_int8", "S0_s3_int8"] {
+        let g = model(&format!("{name}.tflite"));
+        let n = g.tensor(g.inputs[0]).elements();
+        for kernels in TfliteKernels::ALL {
+            let want = v["windows"][name][kernels.name()].as_array().unwrap();
+            assert_eq!(want.len(), 200);
+            let xs = lcg_bytes(n * want.len());
+            let mut it = Interpreter::with_kernels(&g, kernels).unwrap();
+            let mut differ = Vec::new();
+            for (w, (x, expect)) in xs.chunks_exact(n).zip(want).enumerate() {
+                it.set_input(0, x).unwrap();
+                it.invoke().unwrap();
+                let expect: Vec<i8> = expect
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_i64().unwrap() as i8)
+                    .collect();
+                if it.output::<i8>(0).unwrap() != expect {
+                    differ.push(w);
+                }
+            }
+            assert!(
+                differ.is_empty(),
+                "{name} {kernels}: windows {differ:?} differ"
+            );
+        }
+    }
 }
 
 #[test]
@@ -128,4 +179,41 @@ fn wrong_input_type_or_length_is_an_error() {
     it.set_input(0, &[128u8; 384]).unwrap();
     it.invoke().unwrap();
     assert_eq!(it.output::<u8>(0).unwrap().len(), 2);
+}
+
+#[test]
+fn batched_and_threaded_runs_equal_single_invokes() {
+    for (name, kernels) in [
+        ("B_s123_1IN_int8.tflite", TfliteKernels::Default),
+        ("B_s123_3IN_91.tflite", TfliteKernels::Builtin),
+        ("S0_s3.tflite", TfliteKernels::Reference),
+    ] {
+        let g = model(name);
+        let mut it = Interpreter::with_kernels(&g, kernels).unwrap();
+        let (win_in, win_out) = it.batch_window_bytes().unwrap();
+        let windows = 37;
+        let inputs: Vec<u8> = lcg_bytes(win_in * windows)
+            .into_iter()
+            .map(|b| b as u8)
+            .collect();
+        let mut single = Vec::new();
+        for w in inputs.chunks_exact(win_in) {
+            let mut at = 0;
+            for i in 0..g.inputs.len() {
+                let n = g.tensor(g.inputs[i]).byte_size();
+                it.set_input_bytes(i, &w[at..at + n]).unwrap();
+                at += n;
+            }
+            it.invoke().unwrap();
+            single.extend_from_slice(it.output_bytes(0).unwrap());
+        }
+        assert_eq!(single.len(), windows * win_out);
+        for threads in [1, 2, 3] {
+            let mut out = Vec::new();
+            it.invoke_batch(&inputs, threads, &mut out).unwrap();
+            assert_eq!(out, single, "{name} with {threads} threads");
+        }
+        let mut out = Vec::new();
+        assert!(it.invoke_batch(&inputs[1..], 2, &mut out).is_err());
+    }
 }

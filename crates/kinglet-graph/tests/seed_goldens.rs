@@ -1,12 +1,13 @@
 //! The seed's uint8 models on real UCI-HAR windows, bit for bit against the TFLite
-//! interpreter's outputs (goldens from `scripts/tflite_seed_goldens.py`, builtin kernels).
+//! interpreter's outputs (goldens from `scripts/tflite_seed_goldens.py`) in each of its three
+//! kernel configurations.
 //! CI runs the first 200 windows, whose seed-scaled inputs are committed; the full 2,947-window
 //! check needs the CSVs: `cargo run --release -p kinglet-graph --example seed_uci_check`.
 
 use std::path::PathBuf;
 
-use kinglet_graph::Graph;
-use kinglet_graph::eval::{InputLayout, evaluate};
+use kinglet_graph::eval::InputLayout;
+use kinglet_graph::{Graph, Interpreter, TfliteKernels};
 
 const MODELS: [&str; 8] = [
     "B_s123_3IN_91",
@@ -28,17 +29,50 @@ fn file(rel: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
-fn check(graph: &Graph, name: &str, inputs: &[u8]) -> usize {
+/// Golden file of a kernel configuration (`scripts/tflite_seed_goldens.py`).
+fn golden_name(name: &str, kernels: TfliteKernels) -> String {
+    let suffix = match kernels {
+        TfliteKernels::Default => ".xnnpack",
+        TfliteKernels::Builtin => "",
+        TfliteKernels::Reference => ".ref",
+    };
+    format!("goldens/seed_uci_{name}{suffix}.u8")
+}
+
+fn check_with(graph: &Graph, name: &str, inputs: &[u8], kernels: TfliteKernels) -> usize {
     let layout = InputLayout::for_graph(graph, name).unwrap();
-    let out = evaluate(graph, &layout, inputs.chunks_exact(STEPS * 9), 9).unwrap();
-    let golden = file(&format!("goldens/seed_uci_{name}.u8"));
-    let width = out.raw[0].len();
+    let mut it = Interpreter::with_kernels(graph, kernels).unwrap();
+    let golden = file(&golden_name(name, kernels));
+    let mut differ = 0;
+    let mut width = 0;
+    for (w, window) in inputs.chunks_exact(STEPS * 9).enumerate() {
+        layout.feed(&mut it, window, 9).unwrap();
+        it.invoke().unwrap();
+        let out = it.output_bytes(0).unwrap();
+        width = out.len();
+        differ += usize::from(out != &golden[w * width..(w + 1) * width]);
+    }
     assert_eq!(golden.len(), 2947 * width, "{name}: golden size");
-    out.raw
-        .iter()
-        .zip(golden.chunks_exact(width))
-        .filter(|(a, b)| a.as_slice() != *b)
-        .count()
+    differ
+}
+
+fn check(graph: &Graph, name: &str, inputs: &[u8]) -> usize {
+    check_with(graph, name, inputs, TfliteKernels::Builtin)
+}
+
+#[test]
+fn seed_models_match_every_tflite_configuration_on_the_first_200_test_windows() {
+    let inputs = file(&format!("goldens/seed_uci_inputs_{WINDOWS}.u8"));
+    for name in MODELS {
+        let graph = Graph::from_tflite_bytes(&file(&format!("fixtures/{name}.tflite"))).unwrap();
+        for kernels in TfliteKernels::ALL {
+            assert_eq!(
+                check_with(&graph, name, &inputs, kernels),
+                0,
+                "{name}: windows differing from TFLite ({kernels})"
+            );
+        }
+    }
 }
 
 #[test]

@@ -42,7 +42,7 @@
 //! | conv, depthwise, int8 | `Requant::new` + [`quant::conv_output_multipliers`] | same | `Requant::float32` + [`quant::xnnpack_scales`] |
 //! | conv, depthwise, uint8 | `Requant::new` + [`quant::legacy_output_multiplier`] | same | `Requant::float32` (*) |
 //! | fully connected, per-tensor | `Requant::double` + [`quant::fc_reference_scales`] | `Requant::new` + `legacy_output_multiplier` | `Requant::float32` |
-//! | fully connected, per-channel | `Requant::double` | `Requant::new` + `conv_output_multipliers` | `Requant::float32` |
+//! | fully connected, per-channel | `Requant::double` | `Requant::fixed_point_ties_up` + `conv_output_multipliers` (ruy's x86 kernels round the final shift's ties up) | `Requant::float32` |
 //! | mean over H,W | [`mean::mean_hw_i8`] | same when `keep_dims = false`; not matched for 4D keep-dims | [`mean::mean_hw_with`] `Xnnpack` |
 //! | quantize f32→8-bit | [`quantize::quantize_f32_to_i8`] | [`quantize::quantize_f32_with`] `ReciprocalTiesEven` | same as optimized |
 //! | requantize 8→8 | [`quantize::requantize`] | same except uint8→int8 (not matched) | int8→int8: [`quantize::requantize_xnnpack`]; int8→uint8: `requantize`; uint8→int8 not matched |

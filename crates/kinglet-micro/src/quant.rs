@@ -82,6 +82,20 @@ pub fn multiply_by_quantized_multiplier(x: i32, multiplier: i32, shift: i32) -> 
     )
 }
 
+/// [`multiply_by_quantized_multiplier`] with the final right shift rounding ties toward +∞
+/// (ruy's x86 kernels). Same preconditions.
+#[inline(always)]
+pub fn multiply_by_quantized_multiplier_ties_up(x: i32, multiplier: i32, shift: i32) -> i32 {
+    let left = if shift > 0 { shift } else { 0 };
+    let right = if shift > 0 { 0 } else { -shift };
+    let high = saturating_rounding_doubling_high_mul(x.wrapping_mul(1i32 << left), multiplier);
+    if right == 0 {
+        high
+    } else {
+        ((high as i64 + (1i64 << (right - 1))) >> right) as i32
+    }
+}
+
 /// Validates a shift for [`multiply_by_quantized_multiplier`].
 pub fn check_shift(shift: i32) -> Result<(), KernelError> {
     if (-31..=30).contains(&shift) {
@@ -101,6 +115,16 @@ pub enum Requant<'a> {
     /// [`quantize_multiplier`]. What TFLite's conv/depthwise kernels (reference and optimized),
     /// its optimized fully-connected kernels and TFLite Micro compute.
     FixedPoint {
+        /// Q31 multipliers.
+        multipliers: &'a [i32],
+        /// Shifts (positive = left).
+        shifts: &'a [i32],
+    },
+    /// Like [`Requant::FixedPoint`] (same multipliers and shifts), but the final right shift
+    /// rounds ties toward +∞ (`(x + 2^(r−1)) >> r`), as ruy's x86 kernels do: what the
+    /// interpreter's optimized builtin kernels (`BUILTIN_WITHOUT_DEFAULT_DELEGATES`) compute
+    /// for int8 per-channel fully-connected layers on x86-64.
+    FixedPointTiesUp {
         /// Q31 multipliers.
         multipliers: &'a [i32],
         /// Shifts (positive = left).
@@ -131,6 +155,15 @@ impl<'a> Requant<'a> {
         }
     }
 
+    /// Fixed-point requantisation whose final shift rounds ties up (see
+    /// [`Requant::FixedPointTiesUp`]).
+    pub const fn fixed_point_ties_up(multipliers: &'a [i32], shifts: &'a [i32]) -> Self {
+        Requant::FixedPointTiesUp {
+            multipliers,
+            shifts,
+        }
+    }
+
     /// Double-precision requantisation (TFLite reference fully-connected semantics).
     pub const fn double(scales: &'a [f64]) -> Self {
         Requant::Double { scales }
@@ -148,6 +181,10 @@ impl<'a> Requant<'a> {
         };
         match self {
             Requant::FixedPoint {
+                multipliers,
+                shifts,
+            }
+            | Requant::FixedPointTiesUp {
                 multipliers,
                 shifts,
             } => {
@@ -195,6 +232,13 @@ impl<'a> Requant<'a> {
             } => {
                 let i = if multipliers.len() == 1 { 0 } else { ch };
                 multiply_by_quantized_multiplier(acc, multipliers[i], shifts[i])
+            }
+            Requant::FixedPointTiesUp {
+                multipliers,
+                shifts,
+            } => {
+                let i = if multipliers.len() == 1 { 0 } else { ch };
+                multiply_by_quantized_multiplier_ties_up(acc, multipliers[i], shifts[i])
             }
             Requant::Double { scales } => {
                 let i = if scales.len() == 1 { 0 } else { ch };
@@ -496,6 +540,25 @@ mod tests {
             activation_range_quantized(FusedActivation::ReluN1To1, 0.5, 10, 0, 255),
             (8, 12)
         );
+    }
+
+    #[test]
+    fn ties_up_differs_from_gemmlowp_only_on_negative_ties() {
+        // 0.5 exactly (2^30, shift 0) then a right shift by 2: -10 → high-mul -5 → -1.25 → -1
+        // either way; -12 → -6 → -1.5: gemmlowp gives -2, ties up gives -1.
+        assert_eq!(multiply_by_quantized_multiplier(-12, 1 << 30, -2), -2);
+        assert_eq!(
+            multiply_by_quantized_multiplier_ties_up(-12, 1 << 30, -2),
+            -1
+        );
+        assert_eq!(multiply_by_quantized_multiplier_ties_up(12, 1 << 30, -2), 2);
+        assert_eq!(
+            multiply_by_quantized_multiplier_ties_up(-10, 1 << 30, -2),
+            -1
+        );
+        assert_eq!(multiply_by_quantized_multiplier_ties_up(7, 1 << 30, 1), 7);
+        let (m, s) = ([1 << 30], [-2]);
+        assert_eq!(Requant::fixed_point_ties_up(&m, &s).apply(-12, 0), -1);
     }
 
     #[test]

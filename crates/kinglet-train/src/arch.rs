@@ -144,7 +144,9 @@ impl Schedule {
     /// Learning rate used during `epoch` (0-based).
     pub fn learning_rate_at(&self, epoch: usize) -> f64 {
         let mut lr = self.learning_rate;
-        for _ in self.constant_epochs..epoch.max(self.constant_epochs) {
+        // Epochs 0..constant_epochs use the base rate; each later epoch decays it once more
+        // (as a Keras LearningRateScheduler called at every epoch start).
+        for _ in 0..(epoch + 1).saturating_sub(self.constant_epochs) {
             lr *= (-self.decay * lr).exp();
         }
         lr
@@ -180,17 +182,28 @@ const TOTAL_ACC: [&str; 3] = ["total_acc_x", "total_acc_y", "total_acc_z"];
 
 /// Names accepted by [`Architecture::preset`].
 pub const PRESET_NAMES: [&str; 10] = [
-    "big3", "big1", "little0", "little1", "little2", "little3", "little4", "little5", "dual", "kinglet",
+    "big3", "big1", "little0", "little1", "little2", "little3", "little4", "little5", "dual",
+    "kinglet",
 ];
 
 fn branch(name: &str, channels: &[&str]) -> Branch {
-    Branch { name: name.to_string(), channels: channels.iter().map(|c| c.to_string()).collect() }
+    Branch {
+        name: name.to_string(),
+        channels: channels.iter().map(|c| c.to_string()).collect(),
+    }
 }
 
 fn plain_blocks(filters: &[usize]) -> Vec<Block> {
     filters
         .iter()
-        .map(|&filters| Block { filters, kernel: 3, pool: 2, padding: Padding::Same, batch_norm: false, separable: false })
+        .map(|&filters| Block {
+            filters,
+            kernel: 3,
+            pool: 2,
+            padding: Padding::Same,
+            batch_norm: false,
+            separable: false,
+        })
         .collect()
 }
 
@@ -209,13 +222,22 @@ fn seed_schedule(learning_rate: f64, epochs: usize) -> Schedule {
 impl Architecture {
     /// A built-in architecture by name: the seed networks and kinglet's own default.
     pub fn preset(name: &str) -> Option<Architecture> {
-        let all9: Vec<&str> = BODY_ACC.iter().chain(&BODY_GYRO).chain(&TOTAL_ACC).copied().collect();
+        let all9: Vec<&str> = BODY_ACC
+            .iter()
+            .chain(&BODY_GYRO)
+            .chain(&TOTAL_ACC)
+            .copied()
+            .collect();
         let arch = match name {
             "big3" => Architecture {
                 name: name.into(),
                 task: Task::Activity,
                 window: 128,
-                branches: vec![branch("body_acc", &BODY_ACC), branch("body_gyro", &BODY_GYRO), branch("total_acc", &TOTAL_ACC)],
+                branches: vec![
+                    branch("body_acc", &BODY_ACC),
+                    branch("body_gyro", &BODY_GYRO),
+                    branch("total_acc", &TOTAL_ACC),
+                ],
                 blocks: plain_blocks(&[4, 8, 16, 32, 8]),
                 head: Head::default(),
                 training: seed_schedule(0.01, 25),
@@ -244,12 +266,43 @@ impl Architecture {
                 window: 128,
                 branches: vec![branch("merged", &all9)],
                 blocks: vec![
-                    Block { filters: 32, kernel: 7, pool: 2, padding: Padding::Same, batch_norm: true, separable: false },
-                    Block { filters: 48, kernel: 5, pool: 2, padding: Padding::Same, batch_norm: true, separable: false },
-                    Block { filters: 64, kernel: 5, pool: 2, padding: Padding::Same, batch_norm: true, separable: true },
-                    Block { filters: 64, kernel: 5, pool: 1, padding: Padding::Same, batch_norm: true, separable: true },
+                    Block {
+                        filters: 32,
+                        kernel: 7,
+                        pool: 2,
+                        padding: Padding::Same,
+                        batch_norm: true,
+                        separable: false,
+                    },
+                    Block {
+                        filters: 48,
+                        kernel: 5,
+                        pool: 2,
+                        padding: Padding::Same,
+                        batch_norm: true,
+                        separable: false,
+                    },
+                    Block {
+                        filters: 64,
+                        kernel: 5,
+                        pool: 2,
+                        padding: Padding::Same,
+                        batch_norm: true,
+                        separable: true,
+                    },
+                    Block {
+                        filters: 64,
+                        kernel: 5,
+                        pool: 1,
+                        padding: Padding::Same,
+                        batch_norm: true,
+                        separable: true,
+                    },
                 ],
-                head: Head { global_average_pool: true, hidden: vec![] },
+                head: Head {
+                    global_average_pool: true,
+                    hidden: vec![],
+                },
                 training: Schedule {
                     learning_rate: 0.003,
                     batch_size: 32,
@@ -257,7 +310,11 @@ impl Architecture {
                     constant_epochs: 10,
                     decay: 30.0,
                     normalise: true,
-                    augment: Augment { scale: 0.1, noise: 0.02, shift: 0 },
+                    augment: Augment {
+                        scale: 0.1,
+                        noise: 0.02,
+                        shift: 0,
+                    },
                 },
             },
             _ => {
@@ -283,7 +340,8 @@ impl Architecture {
     pub fn from_toml(text: &str, origin: &str) -> Result<Architecture, Error> {
         let arch: Architecture =
             toml::from_str(text).map_err(|e| Error::Architecture(format!("{origin}: {e}")))?;
-        arch.validate().map_err(|e| Error::Architecture(format!("{origin}: {e}")))?;
+        arch.validate()
+            .map_err(|e| Error::Architecture(format!("{origin}: {e}")))?;
         Ok(arch)
     }
 
@@ -328,11 +386,16 @@ impl Architecture {
         let mut len = self.branch_length();
         for (i, b) in self.blocks.iter().enumerate() {
             if b.filters == 0 || b.kernel == 0 || b.pool == 0 {
-                return Err(format!("block {i}: filters, kernel and pool must be positive"));
+                return Err(format!(
+                    "block {i}: filters, kernel and pool must be positive"
+                ));
             }
             if b.padding == Padding::Valid {
                 if len < b.kernel {
-                    return Err(format!("block {i}: kernel {} longer than its input ({len})", b.kernel));
+                    return Err(format!(
+                        "block {i}: kernel {} longer than its input ({len})",
+                        b.kernel
+                    ));
                 }
                 len = len - b.kernel + 1;
             }
@@ -391,8 +454,16 @@ impl Architecture {
     /// Width of the merged feature vector fed to the dense layers.
     pub fn merged_features(&self) -> usize {
         let (len, ch) = self.branch_output();
-        let ch = if self.blocks.is_empty() { self.branch_channels(0) } else { ch };
-        let per_branch = if self.head.global_average_pool { ch } else { len * ch };
+        let ch = if self.blocks.is_empty() {
+            self.branch_channels(0)
+        } else {
+            ch
+        };
+        let per_branch = if self.head.global_average_pool {
+            ch
+        } else {
+            len * ch
+        };
         per_branch * self.branches.len()
     }
 
@@ -430,13 +501,27 @@ mod tests {
 
     #[test]
     fn seed_parameter_counts_match_the_published_models() {
-        assert_eq!(Architecture::preset("big3").unwrap().parameter_count(6), 9_246);
-        assert_eq!(Architecture::preset("big1").unwrap().parameter_count(6), 3_158);
+        assert_eq!(
+            Architecture::preset("big3").unwrap().parameter_count(6),
+            9_246
+        );
+        assert_eq!(
+            Architecture::preset("big1").unwrap().parameter_count(6),
+            3_158
+        );
         for k in 0..6 {
-            assert_eq!(Architecture::preset(&format!("little{k}")).unwrap().parameter_count(6), 184);
+            assert_eq!(
+                Architecture::preset(&format!("little{k}"))
+                    .unwrap()
+                    .parameter_count(6),
+                184
+            );
         }
         // dual_motions.tflite: conv 2→4→4→2 on 384 samples, dense 96→2.
-        assert_eq!(Architecture::preset("dual").unwrap().parameter_count(6), 300);
+        assert_eq!(
+            Architecture::preset("dual").unwrap().parameter_count(6),
+            300
+        );
         assert!(Architecture::preset("kinglet").unwrap().parameter_count(6) <= 20_000);
     }
 
@@ -461,11 +546,15 @@ mod tests {
 
     #[test]
     fn toml_errors_name_the_origin_and_field() {
-        let err = Architecture::from_toml("name = 3", "bad.toml").unwrap_err().to_string();
+        let err = Architecture::from_toml("name = 3", "bad.toml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("bad.toml"), "{err}");
         let mut arch = Architecture::preset("little0").unwrap();
         arch.blocks[0].kernel = 0;
-        let err = Architecture::from_toml(&arch.to_toml(), "zero.toml").unwrap_err().to_string();
+        let err = Architecture::from_toml(&arch.to_toml(), "zero.toml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("block 0"), "{err}");
     }
 }

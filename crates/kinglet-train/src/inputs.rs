@@ -27,13 +27,22 @@ impl ChannelNormalisation {
     /// [`Normalisation`](kinglet_data::normalise::Normalisation)), keeping the channel names.
     pub fn fit(data: &Dataset) -> Result<Self, Error> {
         channel_count(data)?;
-        let n = kinglet_data::normalise::Normalisation::fit(data).map_err(|e| Error::Data(e.to_string()))?;
-        Ok(Self { channels: data.channel_names.clone(), mean: n.mean, std: n.std })
+        let n = kinglet_data::normalise::Normalisation::fit(data)
+            .map_err(|e| Error::Data(e.to_string()))?;
+        Ok(Self {
+            channels: data.channel_names.clone(),
+            mean: n.mean,
+            std: n.std,
+        })
     }
 
     /// The identity transform (used when an architecture disables normalisation).
     pub fn identity(channels: &[String]) -> Self {
-        Self { channels: channels.to_vec(), mean: vec![0.0; channels.len()], std: vec![1.0; channels.len()] }
+        Self {
+            channels: channels.to_vec(),
+            mean: vec![0.0; channels.len()],
+            std: vec![1.0; channels.len()],
+        }
     }
 
     fn index_of(&self, name: &str) -> Option<usize> {
@@ -44,7 +53,9 @@ impl ChannelNormalisation {
 fn channel_count(data: &Dataset) -> Result<usize, Error> {
     match data.sample_shape.as_slice() {
         [_, c] if *c > 0 => Ok(*c),
-        other => Err(Error::Data(format!("expected windows shaped [time, channels], got {other:?}"))),
+        other => Err(Error::Data(format!(
+            "expected windows shaped [time, channels], got {other:?}"
+        ))),
     }
 }
 
@@ -83,7 +94,10 @@ impl Prepared {
 }
 
 /// Output class names for `arch` on a dataset with `dataset_classes`.
-pub fn output_class_names(arch: &Architecture, dataset_classes: &[String]) -> Result<Vec<String>, Error> {
+pub fn output_class_names(
+    arch: &Architecture,
+    dataset_classes: &[String],
+) -> Result<Vec<String>, Error> {
     Ok(match arch.task {
         Task::Activity => dataset_classes.to_vec(),
         Task::OneVsRest { class } => {
@@ -100,7 +114,11 @@ pub fn output_class_names(arch: &Architecture, dataset_classes: &[String]) -> Re
 }
 
 /// Builds branch inputs and targets for `arch` from `data`, normalised with `norm`.
-pub fn prepare(arch: &Architecture, data: &Dataset, norm: &ChannelNormalisation) -> Result<Prepared, Error> {
+pub fn prepare(
+    arch: &Architecture,
+    data: &Dataset,
+    norm: &ChannelNormalisation,
+) -> Result<Prepared, Error> {
     let c_all = channel_count(data)?;
     if data.sample_shape[0] != arch.window {
         return Err(Error::Data(format!(
@@ -114,13 +132,17 @@ pub fn prepare(arch: &Architecture, data: &Dataset, norm: &ChannelNormalisation)
     for b in &arch.branches {
         let mut m = Vec::new();
         for name in &b.channels {
-            let di = data.channel_names.iter().position(|c| c == name).ok_or_else(|| {
-                Error::Data(format!(
-                    "branch `{}` needs channel `{name}`, the dataset has {}",
-                    b.name,
-                    data.channel_names.join(", ")
-                ))
-            })?;
+            let di = data
+                .channel_names
+                .iter()
+                .position(|c| c == name)
+                .ok_or_else(|| {
+                    Error::Data(format!(
+                        "branch `{}` needs channel `{name}`, the dataset has {}",
+                        b.name,
+                        data.channel_names.join(", ")
+                    ))
+                })?;
             let ni = norm
                 .index_of(name)
                 .ok_or_else(|| Error::Data(format!("normalisation has no channel `{name}`")))?;
@@ -145,13 +167,23 @@ pub fn prepare(arch: &Architecture, data: &Dataset, norm: &ChannelNormalisation)
                 for i in 0..n {
                     branch_window(i, m, &mut buf);
                 }
-                branches.push(BranchInput { channels: m.len(), length: t, data: buf });
+                branches.push(BranchInput {
+                    channels: m.len(),
+                    length: t,
+                    data: buf,
+                });
             }
             let targets = match arch.task {
-                Task::OneVsRest { class } => data.labels.iter().map(|&l| u32::from(l == class)).collect(),
+                Task::OneVsRest { class } => {
+                    data.labels.iter().map(|&l| u32::from(l == class)).collect()
+                }
                 _ => data.labels.clone(),
             };
-            Ok(Prepared { branches, targets, class_names })
+            Ok(Prepared {
+                branches,
+                targets,
+                class_names,
+            })
         }
         Task::Change => {
             let m = &maps[0];
@@ -173,7 +205,15 @@ pub fn prepare(arch: &Architecture, data: &Dataset, norm: &ChannelNormalisation)
                 buf.extend_from_slice(&cur);
                 targets.push(u32::from(data.labels[i] == data.labels[i - 1]));
             }
-            Ok(Prepared { branches: vec![BranchInput { channels: 2, length: len, data: buf }], targets, class_names })
+            Ok(Prepared {
+                branches: vec![BranchInput {
+                    channels: 2,
+                    length: len,
+                    data: buf,
+                }],
+                targets,
+                class_names,
+            })
         }
     }
 }
@@ -206,17 +246,27 @@ mod tests {
         let mut arch = Architecture::preset("dual").unwrap();
         arch.window = 2;
         arch.branches[0].channels = vec!["b".into(), "a".into()];
-        let p = prepare(&arch, &tiny(), &ChannelNormalisation::identity(&["a".into(), "b".into()])).unwrap();
+        let p = prepare(
+            &arch,
+            &tiny(),
+            &ChannelNormalisation::identity(&["a".into(), "b".into()]),
+        )
+        .unwrap();
         assert_eq!(p.targets, vec![1, 0]);
         // Pair 0: previous window 0 (b: 10 20, a: 1 2), current window 1 (b: 30 40, a: 3 4).
-        assert_eq!(p.branches[0].sample(0), &[10., 20., 1., 2., 30., 40., 3., 4.]);
+        assert_eq!(
+            p.branches[0].sample(0),
+            &[10., 20., 1., 2., 30., 40., 3., 4.]
+        );
     }
 
     #[test]
     fn missing_channel_is_named() {
         let mut arch = Architecture::preset("little0").unwrap();
         arch.window = 2;
-        let err = prepare(&arch, &tiny(), &ChannelNormalisation::identity(&[])).unwrap_err().to_string();
+        let err = prepare(&arch, &tiny(), &ChannelNormalisation::identity(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("total_acc_x"), "{err}");
     }
 }

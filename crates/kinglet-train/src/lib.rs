@@ -30,5 +30,8 @@ pub enum Error {
     #[error("{}: {reason}", path.display())]
     ModelFile { path: PathBuf, reason: String },
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }

@@ -17,7 +17,9 @@ use crate::model_file::TrainedModel;
 use crate::network::{BATCH_NORM_EPSILON, NamedTensor};
 
 fn get<'a>(model: &'a TrainedModel, name: &str) -> Result<&'a NamedTensor, Error> {
-    model.tensor(name).ok_or_else(|| Error::Model(format!("weight `{name}` is missing")))
+    model
+        .tensor(name)
+        .ok_or_else(|| Error::Model(format!("weight `{name}` is missing")))
 }
 
 fn graph_err(e: kinglet_graph::GraphError) -> Error {
@@ -25,7 +27,12 @@ fn graph_err(e: kinglet_graph::GraphError) -> Error {
 }
 
 /// Per-output-channel scale and shift of a block's batch norm (identity without one).
-fn folded_norm(model: &TrainedModel, prefix: &str, filters: usize, has_norm: bool) -> Result<(Vec<f32>, Vec<f32>), Error> {
+fn folded_norm(
+    model: &TrainedModel,
+    prefix: &str,
+    filters: usize,
+    has_norm: bool,
+) -> Result<(Vec<f32>, Vec<f32>), Error> {
     if !has_norm {
         return Ok((vec![1.0; filters], vec![0.0; filters]));
     }
@@ -51,12 +58,23 @@ pub fn lower(model: &TrainedModel) -> Result<Graph, Error> {
     let groups = model.input_groups();
     let mut inputs = Vec::new();
     for group in &groups {
-        inputs.push(g.add_input(group.name.clone(), &[1, group.shape[0], group.shape[1]], DType::F32, None));
+        inputs.push(g.add_input(
+            group.name.clone(),
+            &[1, group.shape[0], group.shape[1]],
+            DType::F32,
+            None,
+        ));
     }
     for (b, group) in groups.iter().enumerate() {
         let (mut len, mut cin) = (group.shape[0], group.shape[1]);
         let mut x = g
-            .add_op_inferred(OpKind::Reshape { new_shape: vec![1, 1, len, cin] }, &[inputs[b]], format!("{}/nhwc", group.name))
+            .add_op_inferred(
+                OpKind::Reshape {
+                    new_shape: vec![1, 1, len, cin],
+                },
+                &[inputs[b]],
+                format!("{}/nhwc", group.name),
+            )
             .map_err(graph_err)?;
         for (i, block) in arch.blocks.iter().enumerate() {
             let p = format!("branch{b}.block{i}");
@@ -76,8 +94,12 @@ pub fn lower(model: &TrainedModel) -> Result<Graph, Error> {
                         dw[j * cin + c] = w[c * k + j];
                     }
                 }
-                let wt = g.add_constant_f32(format!("{p}/depthwise/filter"), &[1, 1, k, cin], &dw).map_err(graph_err)?;
-                let bt = g.add_constant_f32(format!("{p}/depthwise/bias"), &[cin], bias).map_err(graph_err)?;
+                let wt = g
+                    .add_constant_f32(format!("{p}/depthwise/filter"), &[1, 1, k, cin], &dw)
+                    .map_err(graph_err)?;
+                let bt = g
+                    .add_constant_f32(format!("{p}/depthwise/bias"), &[cin], bias)
+                    .map_err(graph_err)?;
                 let kind = OpKind::DepthwiseConv2D {
                     stride: Hw::ONE,
                     dilation: Hw::ONE,
@@ -85,7 +107,9 @@ pub fn lower(model: &TrainedModel) -> Result<Graph, Error> {
                     depth_multiplier: 1,
                     activation: Activation::None,
                 };
-                x = g.add_op_inferred(kind, &[x, wt, bt], format!("{p}/depthwise")).map_err(graph_err)?;
+                x = g
+                    .add_op_inferred(kind, &[x, wt, bt], format!("{p}/depthwise"))
+                    .map_err(graph_err)?;
                 1
             } else {
                 k
@@ -98,16 +122,36 @@ pub fn lower(model: &TrainedModel) -> Result<Graph, Error> {
             for o in 0..out {
                 for c in 0..cin {
                     for j in 0..conv_kernel {
-                        filter[(o * conv_kernel + j) * cin + c] = w[(o * cin + c) * conv_kernel + j] * scale[o];
+                        filter[(o * conv_kernel + j) * cin + c] =
+                            w[(o * cin + c) * conv_kernel + j] * scale[o];
                     }
                 }
             }
             let folded_bias: Vec<f32> = (0..out).map(|o| bias[o] * scale[o] + shift[o]).collect();
-            let wt = g.add_constant_f32(format!("{p}/conv/filter"), &[out, 1, conv_kernel, cin], &filter).map_err(graph_err)?;
-            let bt = g.add_constant_f32(format!("{p}/conv/bias"), &[out], &folded_bias).map_err(graph_err)?;
-            let conv_padding = if block.separable { Padding::Valid } else { padding };
-            let kind = OpKind::Conv2D { stride: Hw::ONE, dilation: Hw::ONE, padding: conv_padding, activation: Activation::Relu };
-            x = g.add_op_inferred(kind, &[x, wt, bt], format!("{p}/conv")).map_err(graph_err)?;
+            let wt = g
+                .add_constant_f32(
+                    format!("{p}/conv/filter"),
+                    &[out, 1, conv_kernel, cin],
+                    &filter,
+                )
+                .map_err(graph_err)?;
+            let bt = g
+                .add_constant_f32(format!("{p}/conv/bias"), &[out], &folded_bias)
+                .map_err(graph_err)?;
+            let conv_padding = if block.separable {
+                Padding::Valid
+            } else {
+                padding
+            };
+            let kind = OpKind::Conv2D {
+                stride: Hw::ONE,
+                dilation: Hw::ONE,
+                padding: conv_padding,
+                activation: Activation::Relu,
+            };
+            x = g
+                .add_op_inferred(kind, &[x, wt, bt], format!("{p}/conv"))
+                .map_err(graph_err)?;
             if block.padding == ArchPadding::Valid {
                 len = len + 1 - k;
             }
@@ -118,15 +162,30 @@ pub fn lower(model: &TrainedModel) -> Result<Graph, Error> {
                     padding: Padding::Valid,
                     activation: Activation::None,
                 };
-                x = g.add_op_inferred(kind, &[x], format!("{p}/pool")).map_err(graph_err)?;
+                x = g
+                    .add_op_inferred(kind, &[x], format!("{p}/pool"))
+                    .map_err(graph_err)?;
                 len /= block.pool;
             }
             cin = out;
         }
         let flat = if arch.head.global_average_pool {
-            g.add_op_inferred(OpKind::Mean { axes: vec![1, 2], keep_dims: false }, &[x], format!("branch{b}/gap"))
+            g.add_op_inferred(
+                OpKind::Mean {
+                    axes: vec![1, 2],
+                    keep_dims: false,
+                },
+                &[x],
+                format!("branch{b}/gap"),
+            )
         } else {
-            g.add_op_inferred(OpKind::Reshape { new_shape: vec![1, len * cin] }, &[x], format!("branch{b}/flatten"))
+            g.add_op_inferred(
+                OpKind::Reshape {
+                    new_shape: vec![1, len * cin],
+                },
+                &[x],
+                format!("branch{b}/flatten"),
+            )
         }
         .map_err(graph_err)?;
         features.push(flat);
@@ -134,8 +193,15 @@ pub fn lower(model: &TrainedModel) -> Result<Graph, Error> {
     let mut h: TensorId = if features.len() == 1 {
         features[0]
     } else {
-        g.add_op_inferred(OpKind::Concatenation { axis: 1, activation: Activation::None }, &features, "concat")
-            .map_err(graph_err)?
+        g.add_op_inferred(
+            OpKind::Concatenation {
+                axis: 1,
+                activation: Activation::None,
+            },
+            &features,
+            "concat",
+        )
+        .map_err(graph_err)?
     };
     let mut width = arch.merged_features();
     let layers: Vec<(String, usize, Activation)> = arch
@@ -144,7 +210,11 @@ pub fn lower(model: &TrainedModel) -> Result<Graph, Error> {
         .iter()
         .enumerate()
         .map(|(i, &n)| (format!("hidden{i}"), n, Activation::Relu))
-        .chain(std::iter::once(("output".to_string(), model.class_names.len(), Activation::None)))
+        .chain(std::iter::once((
+            "output".to_string(),
+            model.class_names.len(),
+            Activation::None,
+        )))
         .collect();
     for (name, out, activation) in layers {
         // burn Linear [in, out] → TFLite FULLY_CONNECTED [out, in].
@@ -156,16 +226,27 @@ pub fn lower(model: &TrainedModel) -> Result<Graph, Error> {
                 wt[o * width + i] = w[i * out + o];
             }
         }
-        let wt = g.add_constant_f32(format!("{name}/weights"), &[out, width], &wt).map_err(graph_err)?;
-        let bt = g.add_constant_f32(format!("{name}/bias"), &[out], bias).map_err(graph_err)?;
+        let wt = g
+            .add_constant_f32(format!("{name}/weights"), &[out, width], &wt)
+            .map_err(graph_err)?;
+        let bt = g
+            .add_constant_f32(format!("{name}/bias"), &[out], bias)
+            .map_err(graph_err)?;
         h = g
-            .add_op_inferred(OpKind::FullyConnected { activation, keep_num_dims: false }, &[h, wt, bt], name)
+            .add_op_inferred(
+                OpKind::FullyConnected {
+                    activation,
+                    keep_num_dims: false,
+                },
+                &[h, wt, bt],
+                name,
+            )
             .map_err(graph_err)?;
         width = out;
     }
     g.mark_output(h);
     g.set_metadata_list(meta::CLASS_NAMES, &model.class_names);
-    let names: Vec<&str> = groups.iter().map(|gr| gr.name.as_str()).collect();
+    let names: Vec<String> = groups.iter().map(sensor_layout).collect();
     g.set_metadata_list(meta::INPUT_NAMES, &names);
     let norm = serde_json::json!({
         "kind": "channel-standardise",
@@ -173,6 +254,31 @@ pub fn lower(model: &TrainedModel) -> Result<Graph, Error> {
         "normalisation": model.normalisation,
         "task": arch.task,
     });
-    g.metadata.insert(meta::NORMALISATION.to_string(), norm.to_string());
+    g.metadata
+        .insert(meta::NORMALISATION.to_string(), norm.to_string());
     Ok(g)
+}
+
+/// An input's sensors in kinglet-graph's layout notation (`body_acc+body_gyro+total_acc`) when
+/// it is made of whole xyz sensor groups, else the input's own name.
+fn sensor_layout(group: &crate::model_file::InputGroup) -> String {
+    const SENSORS: [&str; 3] = ["body_acc", "body_gyro", "total_acc"];
+    let mut parts = Vec::new();
+    for triple in group.channels.chunks(3) {
+        let found = SENSORS.iter().find(|s| {
+            triple.len() == 3
+                && ["x", "y", "z"]
+                    .iter()
+                    .zip(triple)
+                    .all(|(axis, c)| *c == format!("{s}_{axis}"))
+        });
+        match found {
+            Some(s) => parts.push(*s),
+            None => return group.name.clone(),
+        }
+    }
+    if group.shape.last() != Some(&group.channels.len()) {
+        return group.name.clone();
+    }
+    parts.join("+")
 }

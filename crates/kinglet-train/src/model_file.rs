@@ -108,7 +108,8 @@ impl TrainedModel {
 
     /// Number of trainable parameters.
     pub fn parameter_count(&self) -> usize {
-        self.architecture.parameter_count(self.dataset_classes.len())
+        self.architecture
+            .parameter_count(self.dataset_classes.len())
     }
 
     /// Tensor by name.
@@ -136,10 +137,18 @@ impl TrainedModel {
     /// Reads and checks a model file.
     pub fn load(path: &Path) -> Result<TrainedModel, Error> {
         let (json, payload) = read_container(path, Kind::Model)?;
-        let header: ModelHeader = serde_json::from_slice(&json)
-            .map_err(|e| Error::ModelFile { path: path.to_path_buf(), reason: format!("header: {e}") })?;
-        let bad = |reason: String| Error::ModelFile { path: path.to_path_buf(), reason };
-        header.architecture.validate().map_err(|e| bad(format!("architecture: {e}")))?;
+        let header: ModelHeader = serde_json::from_slice(&json).map_err(|e| Error::ModelFile {
+            path: path.to_path_buf(),
+            reason: format!("header: {e}"),
+        })?;
+        let bad = |reason: String| Error::ModelFile {
+            path: path.to_path_buf(),
+            reason,
+        };
+        header
+            .architecture
+            .validate()
+            .map_err(|e| bad(format!("architecture: {e}")))?;
         let tensors = unpack_tensors(&header.tensors, &payload).map_err(bad)?;
         let model = TrainedModel {
             architecture: header.architecture,
@@ -150,11 +159,15 @@ impl TrainedModel {
             provenance: header.provenance,
         };
         if model.class_names.len() != model.architecture.outputs(model.dataset_classes.len()) {
-            return Err(bad("class_names does not match the number of outputs".into()));
+            return Err(bad(
+                "class_names does not match the number of outputs".into()
+            ));
         }
         let n = &model.normalisation;
         if n.mean.len() != n.channels.len() || n.std.len() != n.channels.len() {
-            return Err(bad("normalisation: mean/std length differs from channels".into()));
+            return Err(bad(
+                "normalisation: mean/std length differs from channels".into()
+            ));
         }
         Ok(model)
     }
@@ -165,7 +178,11 @@ pub(crate) fn pack_tensors(tensors: &[NamedTensor]) -> (Vec<TensorEntry>, Vec<u8
     let mut payload = Vec::new();
     let mut entries = Vec::new();
     for t in tensors {
-        entries.push(TensorEntry { name: t.name.clone(), shape: t.shape.clone(), offset: payload.len() });
+        entries.push(TensorEntry {
+            name: t.name.clone(),
+            shape: t.shape.clone(),
+            offset: payload.len(),
+        });
         for v in &t.values {
             payload.extend_from_slice(&v.to_le_bytes());
         }
@@ -173,7 +190,10 @@ pub(crate) fn pack_tensors(tensors: &[NamedTensor]) -> (Vec<TensorEntry>, Vec<u8
     (entries, payload)
 }
 
-pub(crate) fn unpack_tensors(entries: &[TensorEntry], payload: &[u8]) -> Result<Vec<NamedTensor>, String> {
+pub(crate) fn unpack_tensors(
+    entries: &[TensorEntry],
+    payload: &[u8],
+) -> Result<Vec<NamedTensor>, String> {
     entries
         .iter()
         .map(|e| {
@@ -182,8 +202,15 @@ pub(crate) fn unpack_tensors(entries: &[TensorEntry], payload: &[u8]) -> Result<
             let bytes = end
                 .and_then(|end| payload.get(e.offset..end))
                 .ok_or_else(|| format!("tensor `{}` lies outside the payload", e.name))?;
-            let values = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-            Ok(NamedTensor { name: e.name.clone(), shape: e.shape.clone(), values })
+            let values = bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            Ok(NamedTensor {
+                name: e.name.clone(),
+                shape: e.shape.clone(),
+                values,
+            })
         })
         .collect()
 }
@@ -194,7 +221,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let io = |e: std::io::Error| Error::Io { path: path.to_path_buf(), source: e };
+    let io = |e: std::io::Error| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
     let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io)?;
     tmp.write_all(bytes).map_err(io)?;
     tmp.as_file().sync_all().map_err(io)?;
@@ -202,7 +232,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
-pub(crate) fn write_container(path: &Path, kind: Kind, header: &[u8], payload: &[u8]) -> Result<(), Error> {
+pub(crate) fn write_container(
+    path: &Path,
+    kind: Kind,
+    header: &[u8],
+    payload: &[u8],
+) -> Result<(), Error> {
     let mut bytes = Vec::with_capacity(header.len() + payload.len() + 64);
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&(kind as u32).to_le_bytes());
@@ -217,8 +252,14 @@ pub(crate) fn write_container(path: &Path, kind: Kind, header: &[u8], payload: &
 }
 
 pub(crate) fn read_container(path: &Path, kind: Kind) -> Result<(Vec<u8>, Vec<u8>), Error> {
-    let bytes = std::fs::read(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
-    let bad = |reason: String| Error::ModelFile { path: path.to_path_buf(), reason };
+    let bytes = std::fs::read(path).map_err(|e| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let bad = |reason: String| Error::ModelFile {
+        path: path.to_path_buf(),
+        reason,
+    };
     if bytes.len() < 8 || &bytes[..8] != MAGIC {
         return Err(bad("not a kinglet file (bad magic)".into()));
     }
@@ -230,7 +271,9 @@ pub(crate) fn read_container(path: &Path, kind: Kind) -> Result<(Vec<u8>, Vec<u8
     let found_kind = u32_at(8);
     let version = u32_at(12);
     if version != VERSION {
-        return Err(bad(format!("format version {version}, this kinglet reads {VERSION}")));
+        return Err(bad(format!(
+            "format version {version}, this kinglet reads {VERSION}"
+        )));
     }
     if found_kind != kind as u32 {
         let name = |k: u32| match k {
@@ -238,15 +281,25 @@ pub(crate) fn read_container(path: &Path, kind: Kind) -> Result<(Vec<u8>, Vec<u8
             2 => "a checkpoint",
             _ => "an unknown kind of file",
         };
-        return Err(bad(format!("is {}, expected {}", name(found_kind), name(kind as u32))));
+        return Err(bad(format!(
+            "is {}, expected {}",
+            name(found_kind),
+            name(kind as u32)
+        )));
     }
     let read_len = |o: usize| -> Option<usize> {
         let b: [u8; 8] = body.get(o..o + 8)?.try_into().ok()?;
         usize::try_from(u64::from_le_bytes(b)).ok()
     };
     let header_len = read_len(16).ok_or_else(|| bad("truncated header length".into()))?;
-    let header_end = 24usize.checked_add(header_len).filter(|&e| e + 8 <= body.len());
-    let header_end = header_end.ok_or_else(|| bad(format!("truncated: header of {header_len} bytes does not fit")))?;
+    let header_end = 24usize
+        .checked_add(header_len)
+        .filter(|&e| e + 8 <= body.len());
+    let header_end = header_end.ok_or_else(|| {
+        bad(format!(
+            "truncated: header of {header_len} bytes does not fit"
+        ))
+    })?;
     let payload_len = read_len(header_end).ok_or_else(|| bad("truncated payload length".into()))?;
     let payload_start = header_end + 8;
     if payload_start.checked_add(payload_len) != Some(body.len()) {
@@ -258,7 +311,10 @@ pub(crate) fn read_container(path: &Path, kind: Kind) -> Result<(Vec<u8>, Vec<u8
     if Sha256::digest(body).as_slice() != digest {
         return Err(bad("checksum mismatch: the file is corrupt".into()));
     }
-    Ok((body[24..header_end].to_vec(), body[payload_start..].to_vec()))
+    Ok((
+        body[24..header_end].to_vec(),
+        body[payload_start..].to_vec(),
+    ))
 }
 
 #[cfg(test)]
@@ -272,11 +328,18 @@ mod tests {
         let classes: Vec<String> = (0..6).map(|i| format!("c{i}")).collect();
         TrainedModel {
             class_names: crate::inputs::output_class_names(&arch, &classes).unwrap(),
-            normalisation: ChannelNormalisation::identity(&["total_acc_x".into(), "total_acc_y".into(), "total_acc_z".into()]),
+            normalisation: ChannelNormalisation::identity(&[
+                "total_acc_x".into(),
+                "total_acc_y".into(),
+                "total_acc_z".into(),
+            ]),
             architecture: arch,
             dataset_classes: classes,
             tensors: net.named_tensors(),
-            provenance: Provenance { seed: 3, ..Default::default() },
+            provenance: Provenance {
+                seed: 3,
+                ..Default::default()
+            },
         }
     }
 
@@ -299,24 +362,32 @@ mod tests {
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (b"hello".to_vec(), "bad magic"),
             (good[..good.len() / 2].to_vec(), "truncated"),
-            ({
-                let mut b = good.clone();
-                let i = b.len() - 40;
-                b[i] ^= 1;
-                b
-            }, "checksum"),
-            ({
-                let mut b = good.clone();
-                b[8] = 2;
-                b
-            }, "checkpoint"),
+            (
+                {
+                    let mut b = good.clone();
+                    let i = b.len() - 40;
+                    b[i] ^= 1;
+                    b
+                },
+                "checksum",
+            ),
+            (
+                {
+                    let mut b = good.clone();
+                    b[8] = 2;
+                    b
+                },
+                "checkpoint",
+            ),
         ];
         for (bytes, expected) in cases {
             std::fs::write(&path, &bytes).unwrap();
             let err = TrainedModel::load(&path).unwrap_err().to_string();
             assert!(err.contains(expected) && err.contains("m.kgl"), "{err}");
         }
-        let err = TrainedModel::load(&dir.path().join("absent.kgl")).unwrap_err().to_string();
+        let err = TrainedModel::load(&dir.path().join("absent.kgl"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("absent.kgl"), "{err}");
     }
 }

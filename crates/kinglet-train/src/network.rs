@@ -65,10 +65,22 @@ fn initial_tensors(arch: &Architecture, classes: usize, seed: u64) -> Vec<NamedT
         let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
         let n: usize = shape.iter().product();
         let values = (0..n).map(|_| rng.random_range(-limit..limit)).collect();
-        NamedTensor { name, shape, values }
+        NamedTensor {
+            name,
+            shape,
+            values,
+        }
     };
-    let zeros = |name: String, n: usize| NamedTensor { name, shape: vec![n], values: vec![0.0; n] };
-    let ones = |name: String, n: usize| NamedTensor { name, shape: vec![n], values: vec![1.0; n] };
+    let zeros = |name: String, n: usize| NamedTensor {
+        name,
+        shape: vec![n],
+        values: vec![0.0; n],
+    };
+    let ones = |name: String, n: usize| NamedTensor {
+        name,
+        shape: vec![n],
+        values: vec![1.0; n],
+    };
     let mut tensors = Vec::new();
     for b in 0..arch.branches.len() {
         let mut cin = arch.branch_channels(b);
@@ -76,11 +88,26 @@ fn initial_tensors(arch: &Architecture, classes: usize, seed: u64) -> Vec<NamedT
             let p = format!("branch{b}.block{i}");
             let k = block.kernel;
             if block.separable {
-                tensors.push(glorot(format!("{p}.depthwise.weight"), vec![cin, 1, k], k, k));
+                tensors.push(glorot(
+                    format!("{p}.depthwise.weight"),
+                    vec![cin, 1, k],
+                    k,
+                    k,
+                ));
                 tensors.push(zeros(format!("{p}.depthwise.bias"), cin));
-                tensors.push(glorot(format!("{p}.conv.weight"), vec![block.filters, cin, 1], cin, block.filters));
+                tensors.push(glorot(
+                    format!("{p}.conv.weight"),
+                    vec![block.filters, cin, 1],
+                    cin,
+                    block.filters,
+                ));
             } else {
-                tensors.push(glorot(format!("{p}.conv.weight"), vec![block.filters, cin, k], cin * k, block.filters * k));
+                tensors.push(glorot(
+                    format!("{p}.conv.weight"),
+                    vec![block.filters, cin, k],
+                    cin * k,
+                    block.filters * k,
+                ));
             }
             tensors.push(zeros(format!("{p}.conv.bias"), block.filters));
             if block.batch_norm {
@@ -94,12 +121,22 @@ fn initial_tensors(arch: &Architecture, classes: usize, seed: u64) -> Vec<NamedT
     }
     let mut width = arch.merged_features();
     for (i, &h) in arch.head.hidden.iter().enumerate() {
-        tensors.push(glorot(format!("hidden{i}.weight"), vec![width, h], width, h));
+        tensors.push(glorot(
+            format!("hidden{i}.weight"),
+            vec![width, h],
+            width,
+            h,
+        ));
         tensors.push(zeros(format!("hidden{i}.bias"), h));
         width = h;
     }
     let outputs = arch.outputs(classes);
-    tensors.push(glorot("output.weight".into(), vec![width, outputs], width, outputs));
+    tensors.push(glorot(
+        "output.weight".into(),
+        vec![width, outputs],
+        width,
+        outputs,
+    ));
     tensors.push(zeros("output.bias".into(), outputs));
     out.extend(tensors);
     out
@@ -119,22 +156,42 @@ impl TensorSource {
             .remove(name)
             .ok_or_else(|| Error::Model(format!("weight `{name}` is missing")))?;
         if t.shape != shape {
-            return Err(Error::Model(format!("weight `{name}` has shape {:?}, expected {:?}", t.shape, shape)));
+            return Err(Error::Model(format!(
+                "weight `{name}` has shape {:?}, expected {:?}",
+                t.shape, shape
+            )));
         }
         if let Some(i) = t.values.iter().position(|v| !v.is_finite()) {
-            return Err(Error::Model(format!("weight `{name}` has a non-finite value at index {i}")));
+            return Err(Error::Model(format!(
+                "weight `{name}` has a non-finite value at index {i}"
+            )));
         }
-        Ok(Tensor::from_data(TensorData::new(t.values, shape), &self.device))
+        Ok(Tensor::from_data(
+            TensorData::new(t.values, shape),
+            &self.device,
+        ))
     }
 
-    fn param<const D: usize>(&mut self, name: &str, shape: [usize; D]) -> Result<Param<Tensor<D>>, Error> {
+    fn param<const D: usize>(
+        &mut self,
+        name: &str,
+        shape: [usize; D],
+    ) -> Result<Param<Tensor<D>>, Error> {
         let t = self.take(name, shape)?;
         self.next_id += 1;
         Ok(Param::initialized(ParamId::from(self.next_id), t).set_require_grad(true))
     }
 }
 
-fn conv(src: &mut TensorSource, prefix: &str, out: usize, cin_per_group: usize, k: usize, groups: usize, padding: (usize, usize)) -> Result<Conv1d, Error> {
+fn conv(
+    src: &mut TensorSource,
+    prefix: &str,
+    out: usize,
+    cin_per_group: usize,
+    k: usize,
+    groups: usize,
+    padding: (usize, usize),
+) -> Result<Conv1d, Error> {
     Ok(Conv1d {
         weight: src.param(&format!("{prefix}.weight"), [out, cin_per_group, k])?,
         bias: Some(src.param(&format!("{prefix}.bias"), [out])?),
@@ -155,12 +212,22 @@ fn linear(src: &mut TensorSource, prefix: &str, cin: usize, out: usize) -> Resul
 
 impl Network {
     /// A freshly initialised network (Glorot-uniform kernels from `seed`, zero biases).
-    pub fn init(arch: &Architecture, classes: usize, seed: u64, device: &Device) -> Result<Self, Error> {
+    pub fn init(
+        arch: &Architecture,
+        classes: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self, Error> {
         Self::from_tensors(arch, classes, initial_tensors(arch, classes, seed), device)
     }
 
     /// Rebuilds a network from saved tensors; every tensor must be used and shaped right.
-    pub fn from_tensors(arch: &Architecture, classes: usize, tensors: Vec<NamedTensor>, device: &Device) -> Result<Self, Error> {
+    pub fn from_tensors(
+        arch: &Architecture,
+        classes: usize,
+        tensors: Vec<NamedTensor>,
+        device: &Device,
+    ) -> Result<Self, Error> {
         let mut src = TensorSource {
             by_name: tensors.into_iter().map(|t| (t.name.clone(), t)).collect(),
             next_id: 0,
@@ -174,10 +241,40 @@ impl Network {
                 let p = format!("branch{b}.block{i}");
                 let pad = block.padding.amounts(block.kernel);
                 let (depthwise, conv) = if block.separable {
-                    let dw = conv(&mut src, &format!("{p}.depthwise"), cin, 1, block.kernel, cin, pad)?;
-                    (Some(dw), conv(&mut src, &format!("{p}.conv"), block.filters, cin, 1, 1, (0, 0))?)
+                    let dw = conv(
+                        &mut src,
+                        &format!("{p}.depthwise"),
+                        cin,
+                        1,
+                        block.kernel,
+                        cin,
+                        pad,
+                    )?;
+                    (
+                        Some(dw),
+                        conv(
+                            &mut src,
+                            &format!("{p}.conv"),
+                            block.filters,
+                            cin,
+                            1,
+                            1,
+                            (0, 0),
+                        )?,
+                    )
                 } else {
-                    (None, conv(&mut src, &format!("{p}.conv"), block.filters, cin, block.kernel, 1, pad)?)
+                    (
+                        None,
+                        conv(
+                            &mut src,
+                            &format!("{p}.conv"),
+                            block.filters,
+                            cin,
+                            block.kernel,
+                            1,
+                            pad,
+                        )?,
+                    )
                 };
                 let norm = if block.batch_norm {
                     let f = block.filters;
@@ -197,7 +294,12 @@ impl Network {
                 } else {
                     None
                 };
-                blocks.push(ConvBlock { depthwise, conv, norm, pool: block.pool });
+                blocks.push(ConvBlock {
+                    depthwise,
+                    conv,
+                    norm,
+                    pool: block.pool,
+                });
                 cin = block.filters;
             }
             branches.push(BranchNet { blocks });
@@ -210,9 +312,17 @@ impl Network {
         }
         let output = linear(&mut src, "output", width, arch.outputs(classes))?;
         if let Some(extra) = src.by_name.keys().next() {
-            return Err(Error::Model(format!("weight `{extra}` does not belong to architecture `{}`", arch.name)));
+            return Err(Error::Model(format!(
+                "weight `{extra}` does not belong to architecture `{}`",
+                arch.name
+            )));
         }
-        Ok(Network { branches, hidden, output, global_average_pool: arch.head.global_average_pool })
+        Ok(Network {
+            branches,
+            hidden,
+            output,
+            global_average_pool: arch.head.global_average_pool,
+        })
     }
 
     /// Logits `[batch, outputs]` for one channels-first input per branch.
@@ -229,7 +339,7 @@ impl Network {
                 }
                 x = burn::tensor::activation::relu(x);
                 if block.pool > 1 {
-                    let options = MaxPoolOptions::new([block.pool], [block.pool], [0], [1], false);
+                    let options = MaxPoolOptions::new([block.pool]).with_stride([block.pool]);
                     x = max_pool1d(x, options);
                 }
             }
@@ -241,7 +351,11 @@ impl Network {
             };
             features.push(flat);
         }
-        let mut h = if features.len() == 1 { features.remove(0) } else { Tensor::cat(features, 1) };
+        let mut h = if features.len() == 1 {
+            features.remove(0)
+        } else {
+            Tensor::cat(features, 1)
+        };
         for layer in &self.hidden {
             h = burn::tensor::activation::relu(layer.forward(h));
         }
@@ -252,8 +366,16 @@ impl Network {
     pub fn named_tensors(&self) -> Vec<NamedTensor> {
         fn grab<const D: usize>(out: &mut Vec<NamedTensor>, name: String, t: Tensor<D>) {
             let shape = t.dims().to_vec();
-            let values = t.into_data().convert::<f32>().into_vec::<f32>().unwrap_or_default();
-            out.push(NamedTensor { name, shape, values });
+            let values = t
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .unwrap_or_default();
+            out.push(NamedTensor {
+                name,
+                shape,
+                values,
+            });
         }
         let mut out = Vec::new();
         for (b, branch) in self.branches.iter().enumerate() {
@@ -265,15 +387,27 @@ impl Network {
                         grab(&mut out, format!("{p}.depthwise.bias"), bias.val());
                     }
                 }
-                grab(&mut out, format!("{p}.conv.weight"), block.conv.weight.val());
+                grab(
+                    &mut out,
+                    format!("{p}.conv.weight"),
+                    block.conv.weight.val(),
+                );
                 if let Some(bias) = &block.conv.bias {
                     grab(&mut out, format!("{p}.conv.bias"), bias.val());
                 }
                 if let Some(norm) = &block.norm {
                     grab(&mut out, format!("{p}.norm.gamma"), norm.gamma.val());
                     grab(&mut out, format!("{p}.norm.beta"), norm.beta.val());
-                    grab(&mut out, format!("{p}.norm.running_mean"), norm.running_mean.value());
-                    grab(&mut out, format!("{p}.norm.running_var"), norm.running_var.value());
+                    grab(
+                        &mut out,
+                        format!("{p}.norm.running_mean"),
+                        norm.running_mean.value(),
+                    );
+                    grab(
+                        &mut out,
+                        format!("{p}.norm.running_var"),
+                        norm.running_var.value(),
+                    );
                 }
             }
         }
@@ -318,8 +452,8 @@ mod tests {
         assert_eq!(y.dims(), [2, 6]);
         let again = Network::from_tensors(&arch, 6, net.named_tensors(), &device).unwrap();
         let y2 = again.forward(vec![x]);
-        let a = y.into_data().into_vec::<f32>().unwrap();
-        let b = y2.into_data().into_vec::<f32>().unwrap();
+        let a = y.into_data().try_into_vec::<f32>().unwrap();
+        let b = y2.into_data().try_into_vec::<f32>().unwrap();
         assert_eq!(a, b);
     }
 
@@ -329,10 +463,16 @@ mod tests {
         let arch = Architecture::preset("little0").unwrap();
         let mut t = initial_tensors(&arch, 6, 1);
         t[0].shape = vec![4, 3, 2];
-        let err = Network::from_tensors(&arch, 6, t, &device).unwrap_err().to_string();
+        let err = Network::from_tensors(&arch, 6, t, &device)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("branch0.block0.conv.weight"), "{err}");
         let mut t = initial_tensors(&arch, 6, 1);
-        t.push(NamedTensor { name: "stray".into(), shape: vec![1], values: vec![0.0] });
+        t.push(NamedTensor {
+            name: "stray".into(),
+            shape: vec![1],
+            values: vec![0.0],
+        });
         assert!(Network::from_tensors(&arch, 6, t, &device).is_err());
     }
 }

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
 use kinglet_data::Dataset;
@@ -20,11 +21,14 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 use crate::arch::{Architecture, Augment};
 use crate::inputs::{ChannelNormalisation, Prepared, output_class_names, prepare};
-use crate::model_file::{Kind, Provenance, TensorEntry, TrainedModel, pack_tensors, read_container, unpack_tensors, write_container};
+use crate::model_file::{
+    Kind, Provenance, TensorEntry, TrainedModel, pack_tensors, read_container, unpack_tensors,
+    write_container,
+};
 use crate::network::{NamedTensor, Network};
 
 /// Options that are not part of the architecture.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct TrainOptions {
     pub seed: u64,
     /// Overrides the architecture's epoch count.
@@ -37,12 +41,6 @@ pub struct TrainOptions {
     pub stop_after: Option<usize>,
     /// Free-text description of the data, stored in the model's provenance.
     pub data_description: String,
-}
-
-impl Default for TrainOptions {
-    fn default() -> Self {
-        Self { seed: 0, epochs: None, checkpoint: None, resume: false, stop_after: None, data_description: String::new() }
-    }
 }
 
 /// Summary of one epoch.
@@ -129,8 +127,12 @@ fn save_checkpoint(path: &Path, c: &Checkpoint) -> Result<(), Error> {
 
 fn load_checkpoint(path: &Path) -> Result<Checkpoint, Error> {
     let (json, payload) = read_container(path, Kind::Checkpoint)?;
-    let bad = |reason: String| Error::ModelFile { path: path.to_path_buf(), reason };
-    let header: CheckpointHeader = serde_json::from_slice(&json).map_err(|e| bad(format!("header: {e}")))?;
+    let bad = |reason: String| Error::ModelFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let header: CheckpointHeader =
+        serde_json::from_slice(&json).map_err(|e| bad(format!("header: {e}")))?;
     let current = unpack_tensors(&header.current, &payload).map_err(bad)?;
     let best = unpack_tensors(&header.best, &payload).map_err(bad)?;
     let optimizer = header
@@ -139,7 +141,12 @@ fn load_checkpoint(path: &Path) -> Result<Checkpoint, Error> {
         .and_then(|end| payload.get(header.optimizer_offset..end))
         .ok_or_else(|| bad("optimizer state lies outside the payload".into()))?
         .to_vec();
-    Ok(Checkpoint { header, current, best, optimizer })
+    Ok(Checkpoint {
+        header,
+        current,
+        best,
+        optimizer,
+    })
 }
 
 /// Seed of the random stream for one epoch's shuffle and augmentation.
@@ -162,8 +169,16 @@ fn gather(
     }
     if let Some((aug, rng)) = augment {
         for sample in out.chunks_exact_mut(per) {
-            let factor = if aug.scale > 0.0 { 1.0 + rng.random_range(-aug.scale..aug.scale) } else { 1.0 };
-            let shift = if aug.shift > 0 { rng.random_range(0..=2 * aug.shift) as isize - aug.shift as isize } else { 0 };
+            let factor = if aug.scale > 0.0 {
+                1.0 + rng.random_range(-aug.scale..aug.scale)
+            } else {
+                1.0
+            };
+            let shift = if aug.shift > 0 {
+                rng.random_range(0..=2 * aug.shift) as isize - aug.shift as isize
+            } else {
+                0
+            };
             for row in sample.chunks_exact_mut(input.length) {
                 if shift != 0 {
                     row.rotate_left(shift.rem_euclid(input.length as isize) as usize);
@@ -174,7 +189,9 @@ fn gather(
                         // Box–Muller; one normal draw per value.
                         let u1: f32 = rng.random_range(f32::EPSILON..1.0);
                         let u2: f32 = rng.random();
-                        *v += aug.noise * (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos();
+                        *v += aug.noise
+                            * (-2.0 * u1.ln()).sqrt()
+                            * (std::f32::consts::TAU * u2).cos();
                     }
                 }
             }
@@ -183,14 +200,22 @@ fn gather(
     out
 }
 
-fn batch_inputs(prepared: &Prepared, idx: &[usize], mut augment: Option<(&Augment, &mut ChaCha8Rng)>, device: &Device) -> Vec<Tensor<3>> {
+fn batch_inputs(
+    prepared: &Prepared,
+    idx: &[usize],
+    mut augment: Option<(&Augment, &mut ChaCha8Rng)>,
+    device: &Device,
+) -> Vec<Tensor<3>> {
     prepared
         .branches
         .iter()
         .map(|b| {
             let aug = augment.as_mut().map(|(a, r)| (*a, &mut **r));
             let data = gather(b, idx, aug);
-            Tensor::from_data(TensorData::new(data, [idx.len(), b.channels, b.length]), device)
+            Tensor::from_data(
+                TensorData::new(data, [idx.len(), b.channels, b.length]),
+                device,
+            )
         })
         .collect()
 }
@@ -244,7 +269,10 @@ pub fn train(
     let mut history = Vec::new();
     let mut norm = fresh_norm;
 
-    let resume_from = options.checkpoint.as_ref().filter(|p| options.resume && p.exists());
+    let resume_from = options
+        .checkpoint
+        .as_ref()
+        .filter(|p| options.resume && p.exists());
     if let Some(path) = resume_from {
         let c = load_checkpoint(path)?;
         let h = &c.header;
@@ -260,7 +288,10 @@ pub fn train(
         net = Network::from_tensors(arch, classes, c.current, &device)?;
         optim = optim
             .from_bytes(Bytes::from_bytes_vec(c.optimizer))
-            .map_err(|e| Error::ModelFile { path: path.clone(), reason: format!("optimizer state: {e:?}") })?;
+            .map_err(|e| Error::ModelFile {
+                path: path.clone(),
+                reason: format!("optimizer state: {e:?}"),
+            })?;
         start_epoch = h.epochs_done;
         best_epoch = h.best_epoch;
         best_score = h.best_score;
@@ -273,16 +304,17 @@ pub fn train(
 
     let prepared = prepare(arch, train, &norm)?;
     if prepared.is_empty() {
-        return Err(Error::Data("no training samples after preparing the task".into()));
+        return Err(Error::Data(
+            "no training samples after preparing the task".into(),
+        ));
     }
     let val_prepared = validation.map(|v| prepare(arch, v, &norm)).transpose()?;
     let loss_fn = burn::nn::loss::CrossEntropyLossConfig::new().init(&device);
     let batch = arch.training.batch_size;
     let n = prepared.len();
     let batches = n.div_ceil(batch);
-    let mut ran = 0;
 
-    for epoch in start_epoch..epochs {
+    for (ran, epoch) in (start_epoch..epochs).enumerate() {
         if options.stop_after.is_some_and(|s| ran >= s) {
             break;
         }
@@ -296,15 +328,30 @@ pub fn train(
         let started = Instant::now();
         let (mut loss_sum, mut correct) = (0.0f64, 0usize);
         for idx in order.chunks(batch) {
-            let inputs = batch_inputs(&prepared, idx, augmenting.then_some((augment, &mut rng)), &device);
+            let inputs = batch_inputs(
+                &prepared,
+                idx,
+                augmenting.then_some((augment, &mut rng)),
+                &device,
+            );
             let targets: Vec<i64> = idx.iter().map(|&i| prepared.targets[i] as i64).collect();
-            let targets = Tensor::<1, Int>::from_data(TensorData::new(targets, [idx.len()]), &device);
+            let targets =
+                Tensor::<1, Int>::from_data(TensorData::new(targets, [idx.len()]), &device);
             let logits = net.forward(inputs);
-            let hits = logits.clone().argmax(1).reshape([idx.len()]).equal(targets.clone()).int().sum();
+            let hits = logits
+                .clone()
+                .argmax(1)
+                .reshape([idx.len()])
+                .equal(targets.clone())
+                .int()
+                .sum();
             let loss = loss_fn.forward(logits, targets);
             let loss_value = loss.clone().into_scalar::<f32>() as f64;
             if !loss_value.is_finite() {
-                return Err(Error::Data(format!("training diverged: loss {loss_value} in epoch {}", epoch + 1)));
+                return Err(Error::Data(format!(
+                    "training diverged: loss {loss_value} in epoch {}",
+                    epoch + 1
+                )));
             }
             let batch_correct = hits.into_scalar::<i64>() as usize;
             let grads = GradientsParams::from_grads(loss.backward(), &net);
@@ -315,7 +362,9 @@ pub fn train(
         }
         let train_seconds = started.elapsed().as_secs_f64();
         let eval_net = net.valid();
-        let val = val_prepared.as_ref().map(|v| score(&eval_net, v, &infer_device));
+        let val = val_prepared
+            .as_ref()
+            .map(|v| score(&eval_net, v, &infer_device));
         let report = EpochReport {
             epoch: epoch + 1,
             learning_rate: lr,
@@ -335,9 +384,10 @@ pub fn train(
         }
         progress.epoch_done(&report, is_best);
         history.push(report);
-        ran += 1;
         if let Some(path) = &options.checkpoint {
-            let optimizer = optim.into_bytes().map_err(|e| Error::Model(format!("optimizer state: {e:?}")))?;
+            let optimizer = optim
+                .into_bytes()
+                .map_err(|e| Error::Model(format!("optimizer state: {e:?}")))?;
             let c = Checkpoint {
                 header: CheckpointHeader {
                     format: String::new(),
@@ -381,7 +431,11 @@ pub fn train(
                 .and_then(|r| r.validation_accuracy),
         },
     };
-    Ok(TrainOutcome { model, history, complete })
+    Ok(TrainOutcome {
+        model,
+        history,
+        complete,
+    })
 }
 
 /// Runs a trained model on a dataset and scores it against the task's targets.
@@ -389,7 +443,9 @@ pub fn evaluate(model: &TrainedModel, data: &Dataset) -> Result<Classification, 
     let device = Device::flex();
     let classes = model.dataset_classes.len();
     let net = Network::from_tensors(&model.architecture, classes, model.tensors.clone(), &device)?;
-    if data.class_names.len() != classes && !matches!(model.architecture.task, crate::arch::Task::Change) {
+    if data.class_names.len() != classes
+        && !matches!(model.architecture.task, crate::arch::Task::Change)
+    {
         return Err(Error::Data(format!(
             "the model was trained on {classes} classes, the dataset has {}",
             data.class_names.len()

@@ -9,4 +9,5 @@ pub mod data;
 pub mod compile;
 pub mod profile;
 pub mod quantize;
+pub mod pipeline;
 // MODULES (keep this marker)

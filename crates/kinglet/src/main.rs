@@ -23,18 +23,21 @@ enum Command {
     /// Write a model as .tflite (re-export a .tflite, or lower and export a trained .kgl).
     Export(cmd::export::ExportArgs),
     /// Run a big-little strategy over a window stream: accuracy, invocations, energy per board.
-    Cascade(cmd::cascade::CascadeArgs),
+    Cascade(Box<cmd::cascade::CascadeArgs>),
     /// Write an HTML page with SVG plots and a Markdown summary from `cascade --save` records.
     Report(cmd::report::ReportArgs),
     /// Datasets: fetch official archives, show counts, compare rebuilt with official windows.
     #[command(subcommand)]
     Data(cmd::data::DataCommand),
-    /// Compile a model into allocation-free firmware source (`--lang rust`).
+    /// Compile a model into allocation-free firmware source (`--lang rust` or `c`).
     Compile(cmd::compile::CompileArgs),
     /// Run a compiled model on an emulated Cortex-M4F: exact instructions, flash, RAM, outputs.
     Profile(cmd::profile::ProfileArgs),
     /// Post-training int8 quantisation of a float model, calibrated on dataset windows.
     Quantize(cmd::quantize::QuantizeArgs),
+    /// The whole flow on a data folder: windows, training, evaluation, int8, firmware profile,
+    /// calibrated cascade, report. Each step is printed as the command that reproduces it.
+    Pipeline(cmd::pipeline::PipelineArgs),
     // SUBCOMMANDS (keep this marker: helpers add variants above it)
 }
 
@@ -45,12 +48,13 @@ fn main() -> anyhow::Result<()> {
         Command::Eval(args) => cmd::eval::run(args),
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Export(args) => cmd::export::run(args),
-        Command::Cascade(args) => cmd::cascade::run(args),
+        Command::Cascade(args) => cmd::cascade::run(*args),
         Command::Report(args) => cmd::report::run(args),
         Command::Data(command) => cmd::data::run(command),
         Command::Compile(args) => cmd::compile::run(args),
         Command::Profile(args) => cmd::profile::run(args),
         Command::Quantize(args) => cmd::quantize::run(args),
+        Command::Pipeline(args) => cmd::pipeline::run(args),
         // DISPATCH (keep this marker: helpers add arms above it)
     }
 }

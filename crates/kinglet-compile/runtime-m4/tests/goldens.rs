@@ -49,7 +49,17 @@ fn golden_cases() -> Vec<Case> {
         let key = parts.next().unwrap_or_default().to_owned();
         match key.as_str() {
             "case" => cur = Case::new(),
-            "end" => cases.push(std::mem::take(&mut cur)),
+            "end" => {
+                // "=" stands for "same as the reference output" (`expected`).
+                if cur
+                    .get("expected_opt")
+                    .is_some_and(|v| v.len() == 1 && v[0] == "=")
+                {
+                    let reference = cur["expected"].clone();
+                    cur.insert("expected_opt".into(), reference);
+                }
+                cases.push(std::mem::take(&mut cur));
+            }
             _ => {
                 cur.insert(key, parts.map(str::to_owned).collect());
             }

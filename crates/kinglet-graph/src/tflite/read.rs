@@ -21,6 +21,9 @@ fn max_version(code: i32) -> Option<(&'static str, i32)> {
         op::FULLY_CONNECTED => ("FULLY_CONNECTED", 11),
         op::MAX_POOL_2D => ("MAX_POOL_2D", 4),
         op::RESHAPE => ("RESHAPE", 2),
+        // TF2's Conv1D lowering wraps CONV_2D in EXPAND_DIMS / SQUEEZE: both are reshapes.
+        op::EXPAND_DIMS => ("EXPAND_DIMS", 3),
+        op::SQUEEZE => ("SQUEEZE", 2),
         op::SOFTMAX => ("SOFTMAX", 3),
         op::PAD => ("PAD", 4),
         op::MEAN => ("MEAN", 3),
@@ -347,12 +350,7 @@ pub(crate) fn check_tensor_size(shape: &[usize], dtype: DType) -> Result<(), Str
 }
 
 fn builtin_name(code: i32) -> String {
-    match code {
-        op::RELU => "RELU (standalone; kinglet fuses ReLU into the producing op)".into(),
-        op::RELU6 => "RELU6 (standalone)".into(),
-        op::SQUEEZE => "SQUEEZE".into(),
-        other => format!("code {other}"),
-    }
+    format!("{} (code {code})", op::name(code))
 }
 
 fn fused(index: usize, name: &'static str, a: i8) -> Result<Activation, GraphError> {
@@ -575,7 +573,7 @@ fn translate_op<'a>(
                 activation: fused(index, name, act)?,
             }
         }
-        op::RESHAPE => OpKind::Reshape {
+        op::RESHAPE | op::EXPAND_DIMS | op::SQUEEZE => OpKind::Reshape {
             new_shape: out_shape()?,
         },
         op::PAD => {

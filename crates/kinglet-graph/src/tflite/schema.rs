@@ -70,6 +70,57 @@ pub mod builtin_op {
     pub const PAD: i32 = 34;
     pub const MEAN: i32 = 40;
     pub const SQUEEZE: i32 = 43;
+    pub const EXPAND_DIMS: i32 = 70;
+
+    /// Names of builtin operators, for errors about unsupported ones.
+    pub fn name(code: i32) -> &'static str {
+        match code {
+            0 => "ADD",
+            1 => "AVERAGE_POOL_2D",
+            2 => "CONCATENATION",
+            3 => "CONV_2D",
+            4 => "DEPTHWISE_CONV_2D",
+            6 => "DEQUANTIZE",
+            9 => "FULLY_CONNECTED",
+            11 => "L2_NORMALIZATION",
+            14 => "LOGISTIC",
+            16 => "LSTM",
+            17 => "MAX_POOL_2D",
+            18 => "MUL",
+            19 => "RELU (standalone; kinglet reads ReLU fused into the producing op)",
+            21 => "RELU6 (standalone; kinglet reads ReLU6 fused into the producing op)",
+            22 => "RESHAPE",
+            23 => "RESIZE_BILINEAR",
+            25 => "SOFTMAX",
+            28 => "TANH",
+            32 => "CUSTOM",
+            34 => "PAD",
+            36 => "GATHER",
+            39 => "TRANSPOSE",
+            40 => "MEAN",
+            41 => "SUB",
+            43 => "SQUEEZE",
+            45 => "STRIDED_SLICE",
+            49 => "SPLIT",
+            50 => "LOG_SOFTMAX",
+            53 => "CAST",
+            54 => "PRELU",
+            55 => "MAXIMUM",
+            57 => "MINIMUM",
+            60 => "PADV2",
+            67 => "TRANSPOSE_CONV",
+            70 => "EXPAND_DIMS",
+            74 => "SUM",
+            77 => "SHAPE",
+            82 => "REDUCE_MAX",
+            83 => "PACK",
+            98 => "LEAKY_RELU",
+            114 => "QUANTIZE",
+            117 => "HARD_SWISH",
+            126 => "BATCH_MATMUL",
+            _ => "(unnamed)",
+        }
+    }
     pub const QUANTIZE: i32 = 114;
     /// Codes below this fit `deprecated_builtin_code` (a byte).
     pub const PLACEHOLDER_FOR_GREATER_OP_CODES: i32 = 127;

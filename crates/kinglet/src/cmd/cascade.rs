@@ -84,10 +84,15 @@ pub struct CascadeArgs {
     pub board: String,
     #[arg(long, default_value = "boards")]
     pub boards_dir: PathBuf,
-    /// Measured instruction counts per inference (JSON, see kinglet_adapt::energy::CostTable);
-    /// default: the seed's models on TensorFlow Lite Micro + CMSIS-NN.
-    #[arg(long)]
-    pub costs: Option<PathBuf>,
+    /// Instruction counts per inference: `seed-tflm-cmsis-nn` (default: the seed's models on
+    /// TensorFlow Lite Micro + CMSIS-NN), `seed-tflm-reference`, or a JSON cost table
+    /// (kinglet_adapt::energy::CostTable).
+    #[arg(long, default_value = "seed-tflm-cmsis-nn")]
+    pub costs: String,
+    /// Override one entry, `KEY=INSTRUCTIONS` or `KEY=PROFILE.json` (the `--json` output of
+    /// `kinglet profile`); KEY is big, little, little<k>, dual or l1_distance. Repeatable.
+    #[arg(long = "cost")]
+    pub cost: Vec<String>,
     /// Battery capacity for the lifetime estimate (default a CR2032, 225 mAh).
     #[arg(long, default_value_t = 225.0)]
     pub battery_mah: f64,
@@ -101,6 +106,15 @@ pub struct CascadeArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// `host` (default) simulates on the host. `cortex-m4` builds the firmware cascade (the
+    /// int8 .tflite models compiled into one image, sharing one arena, with the first
+    /// --firmware-windows windows embedded), runs it in QEMU mps2-an386, checks its decisions
+    /// against the host simulator and reports measured instructions per window.
+    #[arg(long, default_value = "host")]
+    pub target: String,
+    /// Windows embedded in the firmware for `--target cortex-m4` (the first N of --data).
+    #[arg(long, default_value_t = 200)]
+    pub firmware_windows: usize,
 }
 
 fn spec_from_args(a: &CascadeArgs) -> Result<StrategySpec> {
@@ -305,10 +319,15 @@ fn uci_class_names(stream: &RecordedStream) -> Vec<String> {
 
 pub fn run(a: CascadeArgs) -> Result<()> {
     let mut spec = spec_from_args(&a)?;
-    let costs = match &a.costs {
-        Some(p) => CostTable::load(p)?,
-        None => CostTable::seed_tflm_cmsis_nn(),
-    };
+    match a.target.as_str() {
+        "host" => {}
+        "cortex-m4" => return run_on_cortex_m4(&a, &spec),
+        other => bail!("--target {other}: expected host or cortex-m4"),
+    }
+    let mut costs = CostTable::named_or_file(&a.costs)?;
+    for entry in &a.cost {
+        costs.set_from_arg(entry)?;
+    }
     let budget = a.budget.as_deref().map(parse_budget).transpose()?;
     let outputs_kind = match a.outputs_kind.as_str() {
         "logits" => OutputKind::Logits,
@@ -422,6 +441,160 @@ pub fn run(a: CascadeArgs) -> Result<()> {
         write_atomic(path, &run.decisions_csv())?;
     }
     print(&record, &a.board, a.json)
+}
+
+/// `--target cortex-m4`: the strategy in QEMU next to the host simulator on the same int8 windows.
+fn run_on_cortex_m4(a: &CascadeArgs, spec: &StrategySpec) -> Result<()> {
+    use kinglet_adapt::firmware::{
+        CascadeModel, Int8Windows, compare_with_host, default_work_dir, int8_input_quantisation,
+    };
+    if a.dual.is_some() || a.outputs.is_some() || a.budget.is_some() {
+        bail!(
+            "--target cortex-m4 takes --big, --little and --data (no --dual, --outputs or --budget yet)"
+        );
+    }
+    let data = a.data.as_ref().context("--target cortex-m4 needs --data")?;
+    let mut data_spec = DataSpec::parse(data)?;
+    if !data_spec.split_given {
+        data_spec = data_spec.with_split(Split::Test);
+    }
+    let dataset = kinglet_data::spec::load(&data_spec, &LoadOptions::default())
+        .with_context(|| format!("loading {data_spec}"))?;
+    let windows = WindowData::from_dataset(&dataset).with_context(|| format!("{data_spec}"))?;
+    let load = |path: &PathBuf| -> Result<(String, Graph)> {
+        if path.extension().and_then(|e| e.to_str()) != Some("tflite") {
+            bail!(
+                "{}: --target cortex-m4 runs int8 .tflite models (see `kinglet quantize`)",
+                path.display()
+            );
+        }
+        let name = path.file_stem().map_or_else(
+            || path.display().to_string(),
+            |s| s.to_string_lossy().into_owned(),
+        );
+        Ok((name, load_tflite(path)?))
+    };
+    let big = load(a.big.as_ref().context("--big is required")?)?;
+    let littles = a.little.iter().map(load).collect::<Result<Vec<_>>>()?;
+    let count = a.firmware_windows.min(windows.n);
+    let int8 = match a.input_scaling.as_str() {
+        // The seed's uint8 min-max scaling as int8 (q = u8 − 128; scale 1, zero point 0).
+        "seed" => Int8Windows {
+            n: count,
+            time: windows.time,
+            channels: windows.channels,
+            data: windows.seed_u8[..count * windows.time * windows.channels]
+                .iter()
+                .map(|&u| (u ^ 0x80) as i8)
+                .collect(),
+            scale: 1.0,
+            zero_point: 0,
+        },
+        "none" => {
+            let (scale, zero_point) = int8_input_quantisation(&big.1).with_context(|| {
+                format!(
+                    "{}: the firmware cascade needs one per-tensor int8 input",
+                    big.0
+                )
+            })?;
+            Int8Windows::quantise(&windows, 0, count, scale, zero_point)?
+        }
+        other => bail!("--input-scaling {other}: expected seed or none"),
+    };
+    let model = |(name, graph): &(String, Graph)| CascadeModel {
+        name: name.as_str(),
+        graph,
+    };
+    let little_models: Vec<CascadeModel> = littles.iter().map(model).collect();
+    let cmp = compare_with_host(
+        spec,
+        &model(&big),
+        &little_models,
+        &int8,
+        &default_work_dir(),
+    )?;
+    let fw = &cmp.firmware;
+    let mean_where = |big: bool| {
+        let v: Vec<u64> = fw
+            .windows
+            .iter()
+            .zip(&fw.instructions)
+            .filter(|(w, _)| w.big == big)
+            .map(|(_, n)| *n)
+            .collect();
+        (!v.is_empty()).then(|| v.iter().sum::<u64>() as f64 / v.len() as f64)
+    };
+    let labels = &dataset.labels[..count];
+    let correct = fw
+        .windows
+        .iter()
+        .zip(labels)
+        .filter(|(w, l)| u32::from(w.label) == **l)
+        .count();
+    let big_runs = fw.windows.iter().filter(|w| w.big).count();
+    let checks = fw
+        .windows
+        .iter()
+        .filter(|w| w.check != kinglet_adapt::CheckKind::None)
+        .count();
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "strategy": spec.label(),
+                "target": "cortex-m4 (QEMU mps2-an386)",
+                "data": data_spec.to_string(),
+                "n": count,
+                "decisions_match_host": cmp.mismatched.is_empty(),
+                "mismatched_windows": cmp.mismatched,
+                "big_runs": big_runs,
+                "little_runs": checks,
+                "accuracy": correct as f64 / count as f64,
+                "instructions_per_window": fw.mean_instructions(),
+                "instructions_per_big_window": mean_where(true),
+                "instructions_per_other_window": mean_where(false),
+                "instructions": fw.instructions,
+                "shared_arena_bytes": fw.shared_arena_bytes,
+                "model_arena_bytes": fw.model_arena_bytes,
+            })
+        );
+    } else {
+        println!("strategy  {} on cortex-m4 (QEMU mps2-an386)", spec.label());
+        println!("data      first {count} windows of {data_spec}");
+        println!(
+            "decisions {} of {count} windows identical to the host simulator",
+            count - cmp.mismatched.len()
+        );
+        println!(
+            "Big runs  {big_runs}   little/check runs {checks}   accuracy {:.2} %",
+            100.0 * correct as f64 / count as f64
+        );
+        let na = |v: Option<f64>| v.map_or("n/a".into(), |v| format!("{v:.0}"));
+        println!(
+            "instructions/window {:.0} (windows with Big {}, without {})",
+            fw.mean_instructions(),
+            na(mean_where(true)),
+            na(mean_where(false))
+        );
+        let arenas: Vec<String> = fw
+            .model_arena_bytes
+            .iter()
+            .map(|(n, b)| format!("{n} {b}"))
+            .collect();
+        println!(
+            "shared arena {} B (models: {})",
+            fw.shared_arena_bytes,
+            arenas.join(", ")
+        );
+    }
+    if !cmp.mismatched.is_empty() {
+        bail!(
+            "the firmware differs from the host simulator on {} window(s), first {}",
+            cmp.mismatched.len(),
+            cmp.mismatched[0]
+        );
+    }
+    Ok(())
 }
 
 fn write_atomic(path: &Path, text: &str) -> Result<()> {

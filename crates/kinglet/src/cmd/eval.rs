@@ -3,15 +3,20 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use std::io::Write;
+
+use anyhow::{Context, Result, bail};
 use clap::Args;
+use kinglet_data::Dataset;
 use kinglet_data::metrics::Classification;
 use kinglet_data::spec::{DataSpec, LoadOptions, Split};
+use kinglet_graph::eval::{InputLayout, SEED_CHANNELS, evaluate, evaluate_f32, seed_scale_u8};
 use kinglet_train::TrainedModel;
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// A `.kgl` model written by `kinglet train`.
+    /// A `.kgl` model written by `kinglet train`, or a `.tflite` model (run by kinglet-graph's
+    /// interpreter).
     #[arg(long)]
     pub model: PathBuf,
     /// Evaluation data, e.g. `uci-har:../shared/data/uci-har:test` (split `test` unless given).
@@ -20,6 +25,23 @@ pub struct EvalArgs {
     /// Print one JSON object instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// `.tflite` only: how raw windows become model inputs. `seed`: the Big–Little authors'
+    /// per-channel min–max over the evaluated split to uint8; `model`: the standardisation stored
+    /// in a kinglet-exported model's metadata; `none`: raw values. Default: `model` when the
+    /// metadata has one, else `none`.
+    #[arg(long, value_enum)]
+    pub input_scaling: Option<InputScaling>,
+    /// `.tflite` only: score a two-output model as "is the activity class K?" (output 1 = yes),
+    /// as the seed's Little models. Kinglet-exported models carry their task in metadata.
+    #[arg(long)]
+    pub one_vs_rest: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum InputScaling {
+    Seed,
+    Model,
+    None,
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
@@ -27,10 +49,25 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if !spec.split_given {
         spec = spec.with_split(Split::Test);
     }
-    let data = kinglet_data::spec::load(&spec, &LoadOptions::default()).with_context(|| format!("loading {spec}"))?;
-    let model = TrainedModel::load(&args.model)?;
-    let result = kinglet_train::evaluate(&model, &data)?;
-    print(&result, &args.model.display().to_string(), &spec.to_string(), args.json)
+    let data = kinglet_data::spec::load(&spec, &LoadOptions::default())
+        .with_context(|| format!("loading {spec}"))?;
+    let result = if args.model.extension().is_some_and(|e| e == "tflite") {
+        evaluate_tflite(&args, &data)?
+    } else {
+        if args.input_scaling.is_some() || args.one_vs_rest.is_some() {
+            bail!(
+                "--input-scaling and --one-vs-rest apply to .tflite models; a .kgl model carries both"
+            );
+        }
+        let model = TrainedModel::load(&args.model)?;
+        kinglet_train::evaluate(&model, &data)?
+    };
+    print(
+        &result,
+        &args.model.display().to_string(),
+        &spec.to_string(),
+        args.json,
+    )
 }
 
 /// Prints a classification report as text or as one JSON object.
@@ -56,10 +93,134 @@ pub fn print(result: &Classification, model: &str, data: &str, json: bool) -> Re
             "per_class": per_class,
             "confusion": result.confusion,
         });
-        println!("{out}");
+        writeln!(std::io::stdout().lock(), "{out}")?;
     } else {
-        println!("model {model}\ndata  {data}");
-        print!("{}", result.to_text());
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "model {model}\ndata  {data}")?;
+        write!(stdout, "{}", result.to_text())?;
     }
     Ok(())
+}
+
+/// Runs a `.tflite` model over every window with kinglet-graph's interpreter.
+fn evaluate_tflite(args: &EvalArgs, data: &Dataset) -> Result<Classification> {
+    let path = &args.model;
+    let graph = kinglet_graph::tflite::read_tflite_file(path)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let file_name = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let meta: Option<serde_json::Value> = graph
+        .metadata
+        .get(kinglet_graph::meta::NORMALISATION)
+        .and_then(|text| serde_json::from_str(text).ok());
+    let task = meta.as_ref().and_then(|m| m.get("task")).cloned();
+    if task
+        .as_ref()
+        .and_then(|t| t.get("kind"))
+        .and_then(|k| k.as_str())
+        == Some("change")
+    {
+        bail!(
+            "{}: change (Dual) models take window pairs; evaluate the .kgl model instead",
+            path.display()
+        );
+    }
+    let layout = InputLayout::for_graph(&graph, &file_name)
+        .with_context(|| format!("{}", path.display()))?;
+    // Windows in the seed's channel order (what InputLayout indexes).
+    let picks: Vec<usize> = SEED_CHANNELS
+        .iter()
+        .map(|c| {
+            data.channel_names
+                .iter()
+                .position(|n| n == c)
+                .with_context(|| format!("the dataset has no channel `{c}`"))
+        })
+        .collect::<Result<_>>()?;
+    let c_all = data.channels();
+    let mut windows: Vec<f32> = Vec::with_capacity(data.len() * data.sample_shape[0] * 9);
+    for row in data.data.chunks_exact(c_all) {
+        windows.extend(picks.iter().map(|&i| row[i]));
+    }
+    let step = data.sample_shape[0] * 9;
+    let scaling = args.input_scaling.unwrap_or(if meta.is_some() {
+        InputScaling::Model
+    } else {
+        InputScaling::None
+    });
+    let outputs = match scaling {
+        InputScaling::Seed => {
+            let raw: Vec<f64> = windows.iter().map(|&v| v as f64).collect();
+            let scaled = seed_scale_u8(&raw, 9);
+            evaluate(&graph, &layout, scaled.chunks_exact(step), 9)?
+        }
+        InputScaling::Model => {
+            let norm = meta
+                .as_ref()
+                .and_then(|m| m.get("normalisation"))
+                .with_context(|| {
+                    format!(
+                        "{}: no kinglet normalisation in its metadata",
+                        path.display()
+                    )
+                })?;
+            let norm: kinglet_train::ChannelNormalisation = serde_json::from_value(norm.clone())
+                .with_context(|| format!("{}: malformed normalisation metadata", path.display()))?;
+            let mut affine = Vec::new();
+            for c in SEED_CHANNELS {
+                let i = norm.channels.iter().position(|n| n == c);
+                affine.push(i.map(|i| (norm.mean[i], norm.std[i])).unwrap_or((0.0, 1.0)));
+            }
+            for (i, v) in windows.iter_mut().enumerate() {
+                let (m, s) = affine[i % 9];
+                *v = (*v - m) / s;
+            }
+            evaluate_f32(&graph, &layout, windows.chunks_exact(step), 9)?
+        }
+        InputScaling::None => evaluate_f32(&graph, &layout, windows.chunks_exact(step), 9)?,
+    };
+    let predictions: Vec<u32> = outputs.predictions().iter().map(|&p| p as u32).collect();
+    let outputs_n = outputs.scores.first().map(|s| s.len()).unwrap_or(0);
+    let one_vs_rest = args.one_vs_rest.or_else(|| {
+        let t = task.as_ref()?;
+        (t.get("kind")?.as_str()? == "one-vs-rest")
+            .then(|| t.get("class")?.as_u64().map(|c| c as u32))?
+    });
+    let (labels, names): (Vec<u32>, Vec<String>) = match one_vs_rest {
+        Some(k) => {
+            let name = data
+                .class_names
+                .get(k as usize)
+                .with_context(|| format!("class {k} does not exist"))?;
+            (
+                data.labels.iter().map(|&l| u32::from(l == k)).collect(),
+                vec![format!("not {name}"), name.clone()],
+            )
+        }
+        None => {
+            if outputs_n != data.class_names.len() {
+                bail!(
+                    "{}: {outputs_n} outputs for {} classes (a one-vs-rest model needs --one-vs-rest K)",
+                    path.display(),
+                    data.class_names.len()
+                );
+            }
+            (
+                data.labels.clone(),
+                graph
+                    .metadata_list(kinglet_graph::meta::CLASS_NAMES)
+                    .unwrap_or(data.class_names.clone()),
+            )
+        }
+    };
+    if let Some(&p) = predictions.iter().find(|&&p| p as usize >= names.len()) {
+        bail!(
+            "{}: predicted class {p} beyond the {} classes",
+            path.display(),
+            names.len()
+        );
+    }
+    Ok(Classification::new(&names, &labels, &predictions))
 }

@@ -35,6 +35,10 @@ pub struct QuantizeArgs {
     /// Per-tensor FullyConnected weights (older converters) instead of per-channel.
     #[arg(long)]
     pub per_tensor_dense: bool,
+    /// Also score the float and the int8 model on this data (e.g. `hapt:…:test`) and print
+    /// both accuracies.
+    #[arg(long)]
+    pub eval: Option<String>,
     /// Output `.tflite` file (written atomically).
     #[arg(long)]
     pub out: PathBuf,
@@ -63,7 +67,7 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
     if data.is_empty() {
         bail!("{spec}: no windows to calibrate on");
     }
-    let (graph, all_samples) = load_with_samples(&args.model, &data)?;
+    let (graph, all_samples, _) = load_with_samples(&args.model, &data)?;
     let picked = spread(all_samples.len(), args.windows);
     let samples: Vec<CalibrationSample> = picked.iter().map(|&i| all_samples[i].clone()).collect();
     let config = PtqConfig {
@@ -73,7 +77,9 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
     };
     let result = quantize_int8(&graph, &samples, &config)
         .with_context(|| format!("quantising {}", args.model.display()))?;
-    let agreement = top1_agreement(&graph, &result.graph, &samples)?;
+    let float_top1 = predict(&graph, &samples)?;
+    let int8_top1 = predict(&result.graph, &samples)?;
+    let agreement = fraction_equal(&float_top1, &int8_top1);
     kinglet_graph::tflite::write_tflite_file(&result.graph, &args.out)?;
     println!(
         "wrote {} (int8, {} ops, {} weight bytes; float model {} weight bytes)",
@@ -88,7 +94,29 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         calibration,
         100.0 * agreement
     );
+    if let Some(eval) = &args.eval {
+        let mut spec = DataSpec::parse(eval)?;
+        if !spec.split_given {
+            spec = spec.with_split(Split::Test);
+        }
+        let data = kinglet_data::spec::load(&spec, &LoadOptions::default())
+            .with_context(|| format!("loading {spec}"))?;
+        let (_, samples, targets) = load_with_samples(&args.model, &data)?;
+        let float_acc = fraction_equal(&predict(&graph, &samples)?, &targets);
+        let int8_acc = fraction_equal(&predict(&result.graph, &samples)?, &targets);
+        println!(
+            "{spec}: {} windows, float accuracy {:.2} %, int8 accuracy {:.2} % ({:+.2} pp)",
+            samples.len(),
+            100.0 * float_acc,
+            100.0 * int8_acc,
+            100.0 * (int8_acc - float_acc)
+        );
+    }
     Ok(())
+}
+
+fn fraction_equal(a: &[usize], b: &[usize]) -> f64 {
+    a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / a.len().max(1) as f64
 }
 
 /// `count` indices spread evenly over `0..n` (all of them when `count >= n`), so that a
@@ -100,8 +128,12 @@ fn spread(n: usize, count: usize) -> Vec<usize> {
     (0..count).map(|k| k * n / count).collect()
 }
 
-/// The float graph and, for every window of `data`, the graph's input values.
-fn load_with_samples(path: &Path, data: &Dataset) -> Result<(Graph, Vec<CalibrationSample>)> {
+/// The float graph and, for every sample built from `data`, the graph's input values and
+/// the expected output index.
+fn load_with_samples(
+    path: &Path,
+    data: &Dataset,
+) -> Result<(Graph, Vec<CalibrationSample>, Vec<usize>)> {
     match path.extension().and_then(|e| e.to_str()) {
         Some("kgl") => {
             let model = kinglet_train::TrainedModel::load(path)
@@ -122,13 +154,15 @@ fn load_with_samples(path: &Path, data: &Dataset) -> Result<(Graph, Vec<Calibrat
                         .collect()
                 })
                 .collect();
-            Ok((graph, samples))
+            let targets = prepared.targets.iter().map(|t| *t as usize).collect();
+            Ok((graph, samples, targets))
         }
         Some("tflite") => {
             let graph = kinglet_graph::tflite::read_tflite_file(path)?;
             let samples = samples_from_metadata(&graph, data)
                 .with_context(|| format!("{}: building calibration inputs", path.display()))?;
-            Ok((graph, samples))
+            let targets = targets_from_metadata(&graph, data);
+            Ok((graph, samples, targets))
         }
         _ => bail!(
             "{}: unknown model type (expected .tflite or .kgl)",
@@ -262,10 +296,28 @@ fn samples_from_metadata(graph: &Graph, data: &Dataset) -> Result<Vec<Calibratio
     }
 }
 
-/// Fraction of samples on which the quantised model's arg-max output equals the float one.
-fn top1_agreement(float: &Graph, quantised: &Graph, samples: &[CalibrationSample]) -> Result<f64> {
-    let mut f = Interpreter::new(float)?;
-    let mut q = Interpreter::new(quantised)?;
+/// Expected output per window: the label, or for a one-vs-rest model 1 when the label is
+/// its class.
+fn targets_from_metadata(graph: &Graph, data: &Dataset) -> Vec<usize> {
+    let task = graph
+        .metadata
+        .get(meta::NORMALISATION)
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+        .map(|v| v["task"].clone())
+        .unwrap_or_default();
+    match (task["kind"].as_str(), task["class"].as_u64()) {
+        (Some("one-vs-rest"), Some(class)) => data
+            .labels
+            .iter()
+            .map(|l| usize::from(u64::from(*l) == class))
+            .collect(),
+        _ => data.labels.iter().map(|l| *l as usize).collect(),
+    }
+}
+
+/// Arg-max of output 0 for every sample; float inputs are quantised for integer graphs.
+fn predict(graph: &Graph, samples: &[CalibrationSample]) -> Result<Vec<usize>> {
+    let mut interpreter = Interpreter::new(graph)?;
     let argmax = |v: &[f32]| {
         v.iter()
             .enumerate()
@@ -275,13 +327,16 @@ fn top1_agreement(float: &Graph, quantised: &Graph, samples: &[CalibrationSample
             )
             .0
     };
-    let mut same = 0usize;
+    let mut out = Vec::with_capacity(samples.len());
     for sample in samples {
         for (i, values) in sample.iter().enumerate() {
-            f.set_input(i, values)?;
-            let t = quantised.tensor(quantised.inputs[i]);
+            let id = *graph
+                .inputs
+                .get(i)
+                .context("sample has more inputs than the model")?;
+            let t = graph.tensor(id);
             match t.dtype {
-                kinglet_graph::DType::F32 => q.set_input(i, values)?,
+                kinglet_graph::DType::F32 => interpreter.set_input(i, values)?,
                 _ => {
                     let qp = t
                         .quant
@@ -292,17 +347,14 @@ fn top1_agreement(float: &Graph, quantised: &Graph, samples: &[CalibrationSample
                         .iter()
                         .map(|v| ((v / s).round() as i32 + z).clamp(-128, 127) as i8)
                         .collect();
-                    q.set_input(i, &bytes)?;
+                    interpreter.set_input(i, &bytes)?;
                 }
             }
         }
-        f.invoke()?;
-        q.invoke()?;
-        if argmax(&f.output_f32(0)?) == argmax(&q.output_f32(0)?) {
-            same += 1;
-        }
+        interpreter.invoke()?;
+        out.push(argmax(&interpreter.output_f32(0)?));
     }
-    Ok(same as f64 / samples.len().max(1) as f64)
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -313,6 +365,62 @@ mod tests {
     fn spread_covers_the_whole_split() {
         assert_eq!(spread(10, 3), vec![0, 3, 6]);
         assert_eq!(spread(3, 10), vec![0, 1, 2]);
+    }
+
+    fn dataset() -> Dataset {
+        // 2 windows × 3 steps × channels [a, b, c]; value = 100·window + 10·step + channel.
+        let data = (0..2)
+            .flat_map(|w| {
+                (0..3).flat_map(move |t| (0..3).map(move |c| (100 * w + 10 * t + c) as f32))
+            })
+            .collect();
+        Dataset {
+            sample_shape: vec![3, 3],
+            channel_names: vec!["a".into(), "b".into(), "c".into()],
+            data,
+            labels: vec![0, 1],
+            subjects: None,
+            class_names: vec!["x".into(), "y".into()],
+        }
+    }
+
+    #[test]
+    fn metadata_selects_and_standardises_channels() {
+        let mut g = Graph::new();
+        let x = g.add_input("s", &[1, 3, 2], kinglet_graph::DType::F32, None);
+        g.mark_output(x);
+        let norm = serde_json::json!({
+            "kind": "channel-standardise",
+            "inputs": [{"name": "s", "channels": ["c", "a"], "shape": [3, 2]}],
+            "normalisation": {"channels": ["a", "b", "c"], "mean": [1.0, 0.0, 2.0], "std": [2.0, 1.0, 4.0]},
+            "task": {"kind": "activity"},
+        });
+        g.metadata
+            .insert(meta::NORMALISATION.into(), norm.to_string());
+        let samples = samples_from_metadata(&g, &dataset()).unwrap();
+        assert_eq!(samples.len(), 2);
+        // Window 1, step 2: c = 122 → (122 − 2)/4 = 30, a = 120 → (120 − 1)/2 = 59.5.
+        assert_eq!(samples[1][0][4..6], [30.0, 59.5]);
+        // Unknown channel names are an error naming the channel.
+        let bad = norm.to_string().replace(r#"["c","a"]"#, r#"["z","a"]"#);
+        g.metadata.insert(meta::NORMALISATION.into(), bad);
+        let err = samples_from_metadata(&g, &dataset())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`z`"), "{err}");
+    }
+
+    #[test]
+    fn plain_single_input_takes_raw_windows() {
+        let mut g = Graph::new();
+        let x = g.add_input("x", &[1, 3, 3], kinglet_graph::DType::F32, None);
+        g.mark_output(x);
+        let samples = samples_from_metadata(&g, &dataset()).unwrap();
+        assert_eq!(samples[1][0], dataset().sample(1));
+        let mut two = Graph::new();
+        two.add_input("x", &[1, 3, 3], kinglet_graph::DType::F32, None);
+        two.add_input("y", &[1, 3, 3], kinglet_graph::DType::F32, None);
+        assert!(samples_from_metadata(&two, &dataset()).is_err());
     }
 
     #[test]

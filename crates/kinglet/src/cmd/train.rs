@@ -55,6 +55,8 @@ pub struct TrainArgs {
 
 struct Bar {
     bar: Option<ProgressBar>,
+    started: std::time::Instant,
+    epochs_done: usize,
 }
 
 impl Progress for Bar {
@@ -63,7 +65,14 @@ impl Progress for Bar {
             bar.reset();
             bar.set_length(batches as u64);
             bar.set_position(0);
-            bar.set_prefix(format!("epoch {epoch}/{epochs}"));
+            // Whole-run ETA from the epochs finished in this invocation.
+            let remaining = epochs + 1 - epoch;
+            let eta = (self.epochs_done > 0).then(|| {
+                let per = self.started.elapsed().as_secs_f64() / self.epochs_done as f64;
+                let secs = (per * remaining as f64) as u64;
+                format!(" (run ETA {}:{:02})", secs / 60, secs % 60)
+            });
+            bar.set_prefix(format!("epoch {epoch}/{epochs}{}", eta.unwrap_or_default()));
         }
     }
 
@@ -75,6 +84,7 @@ impl Progress for Bar {
     }
 
     fn epoch_done(&mut self, r: &EpochReport, is_best: bool) {
+        self.epochs_done += 1;
         let val = match (r.validation_accuracy, r.validation_macro_f1) {
             (Some(a), Some(f)) => format!("  val acc {a:.4} F1 {f:.4}"),
             _ => String::new(),
@@ -96,7 +106,8 @@ impl Progress for Bar {
 }
 
 fn load(spec: &DataSpec) -> Result<kinglet_data::Dataset> {
-    kinglet_data::spec::load(spec, &LoadOptions::default()).with_context(|| format!("loading {spec}"))
+    kinglet_data::spec::load(spec, &LoadOptions::default())
+        .with_context(|| format!("loading {spec}"))
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
@@ -125,7 +136,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
             _ => String::new(),
         }
     );
-    let checkpoint = args.checkpoint.clone().unwrap_or_else(|| with_suffix(&args.out, ".ckpt"));
+    let checkpoint = args
+        .checkpoint
+        .clone()
+        .unwrap_or_else(|| with_suffix(&args.out, ".ckpt"));
     if !args.resume && checkpoint.exists() {
         bail!(
             "{} exists: pass --resume to continue that run, or delete it to start over",
@@ -148,8 +162,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
         bar.set_style(style);
         bar
     });
-    let mut progress = Bar { bar };
-    let outcome = kinglet_train::train(&arch, &train_set, val_set.as_ref(), &options, &mut progress)?;
+    let mut progress = Bar {
+        bar,
+        started: std::time::Instant::now(),
+        epochs_done: 0,
+    };
+    let outcome =
+        kinglet_train::train(&arch, &train_set, val_set.as_ref(), &options, &mut progress)?;
     if let Some(bar) = &progress.bar {
         bar.finish_and_clear();
     }
@@ -167,13 +186,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     outcome.model.save(&args.out)?;
     let p = &outcome.model.provenance;
-    let mean_epoch: f64 =
-        outcome.history.iter().map(|r| r.train_seconds).sum::<f64>() / outcome.history.len().max(1) as f64;
+    let mean_epoch: f64 = outcome.history.iter().map(|r| r.train_seconds).sum::<f64>()
+        / outcome.history.len().max(1) as f64;
     eprintln!(
         "wrote {} (best epoch {}{}; {:.2} s/epoch)",
         args.out.display(),
         p.best_epoch,
-        p.validation_accuracy.map(|a| format!(", val accuracy {a:.4}")).unwrap_or_default(),
+        p.validation_accuracy
+            .map(|a| format!(", val accuracy {a:.4}"))
+            .unwrap_or_default(),
         mean_epoch
     );
     // The model is complete; the checkpoint is only needed to resume.
@@ -190,8 +211,13 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 /// Minimal `.npy` (version 1.0) writer: little-endian, C order.
 fn write_npy(path: &Path, descr: &str, shape: &[usize], data: &[u8]) -> Result<()> {
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let shape_txt = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_txt}, }}");
+    let shape_txt = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
+    let mut header =
+        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_txt}, }}");
     let total = 10 + header.len() + 1;
     header.push_str(&" ".repeat((64 - total % 64) % 64));
     header.push('\n');
@@ -223,9 +249,18 @@ fn export_inputs(arch: &Architecture, data: &kinglet_data::Dataset, dir: &Path) 
                 }
             }
         }
-        write_npy(&dir.join(format!("x_{}.npy", branch.name)), "<f4", &[n, input.length, input.channels], &bytes)?;
+        write_npy(
+            &dir.join(format!("x_{}.npy", branch.name)),
+            "<f4",
+            &[n, input.length, input.channels],
+            &bytes,
+        )?;
     }
-    let y: Vec<u8> = prepared.targets.iter().flat_map(|&t| (t as i32).to_le_bytes()).collect();
+    let y: Vec<u8> = prepared
+        .targets
+        .iter()
+        .flat_map(|&t| (t as i32).to_le_bytes())
+        .collect();
     write_npy(&dir.join("y.npy"), "<i4", &[prepared.len()], &y)?;
     eprintln!("wrote {} samples to {}", prepared.len(), dir.display());
     Ok(())

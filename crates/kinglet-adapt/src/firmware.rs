@@ -1,0 +1,614 @@
+//! The cascade on the device: generates the firmware side of a strategy (every model compiled
+//! by kinglet-compile into one module, all sharing one statically planned arena, the windows
+//! embedded as int8 and the controller's configuration), builds the QEMU test application in
+//! cascade mode, runs it on the emulated Cortex-M4F and reads back its per-window decisions
+//! and instruction counts.
+//!
+//! The firmware runs [`kinglet_adapt_core::Controller`] exactly as [`crate::simulate`] does:
+//! same check order, the models' int8 outputs dequantised with `scale · (q − zero_point)` (the
+//! host interpreter's formula), softmax from the core for logit outputs before same/changed
+//! rules and confidences, argmax of Big's raw scores for its label. So the host simulator over
+//! [`Int8Windows::window_data`] and the firmware must agree window for window.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kinglet_adapt_core::{ConfidenceMeasure, SameRule, Strategy};
+use kinglet_compile::firmware::{compile, write_atomic};
+use kinglet_compile::qemu;
+use kinglet_graph::eval::InputLayout;
+use kinglet_graph::{DType, Graph};
+
+use crate::models::{GraphClassifier, S3_CHANNELS, WindowData, output_kind};
+use crate::simulate::{WindowRecord, parse_decisions_csv};
+use crate::{
+    AdaptError, Models, OutputKind, StrategySpec, StreamRun, WindowClassifier, WindowDistance,
+    simulate,
+};
+
+/// Consecutive windows as the firmware embeds them: int8, `[n, time, channels]` time-major,
+/// quantised with one `(scale, zero_point)` that every model's input must share.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Int8Windows {
+    pub n: usize,
+    pub time: usize,
+    pub channels: usize,
+    pub data: Vec<i8>,
+    pub scale: f32,
+    pub zero_point: i32,
+}
+
+impl Int8Windows {
+    /// Reads a raw `[n, time, channels]` int8 file (e.g. written by
+    /// `scripts/make_cascade_fixture.py`).
+    pub fn read(
+        path: &Path,
+        time: usize,
+        channels: usize,
+        scale: f32,
+        zero_point: i32,
+    ) -> Result<Self, AdaptError> {
+        let bytes = std::fs::read(path).map_err(|e| AdaptError::io(path, e))?;
+        let per = time * channels;
+        if per == 0 || bytes.is_empty() || !bytes.len().is_multiple_of(per) {
+            return Err(AdaptError::Config {
+                path: path.to_path_buf(),
+                message: format!(
+                    "{} bytes is not a whole number of {time}×{channels} int8 windows",
+                    bytes.len()
+                ),
+            });
+        }
+        if !(scale.is_finite() && scale > 0.0) {
+            return Err(AdaptError::Invalid(format!(
+                "window scale {scale} must be positive"
+            )));
+        }
+        Ok(Self {
+            n: bytes.len() / per,
+            time,
+            channels,
+            data: bytes.iter().map(|&b| b as i8).collect(),
+            scale,
+            zero_point,
+        })
+    }
+
+    /// The same windows for the host simulator: values dequantised (a graph with this input
+    /// quantisation re-quantises them to the very same bytes), and `seed_u8` = `q + 128`, which
+    /// for windows made with the seed's min-max scaling is that scaling again — 1BDD's distance
+    /// then reads exactly the bytes the firmware reads.
+    pub fn window_data(&self) -> WindowData {
+        WindowData {
+            n: self.n,
+            time: self.time,
+            channels: self.channels,
+            values: self
+                .data
+                .iter()
+                .map(|&q| self.scale * (i32::from(q) - self.zero_point) as f32)
+                .collect(),
+            seed_u8: self.data.iter().map(|&q| (q as u8) ^ 0x80).collect(),
+        }
+    }
+}
+
+impl Int8Windows {
+    /// Windows `first..first + count` of `data` quantised to `(scale, zero_point)` exactly as
+    /// [`crate::models::GraphClassifier`] feeds an int8 input (`round(v / scale) + zero_point`,
+    /// clamped), so models with that input quantisation see the same bytes on host and device.
+    pub fn quantise(
+        data: &WindowData,
+        first: usize,
+        count: usize,
+        scale: f32,
+        zero_point: i32,
+    ) -> Result<Self, AdaptError> {
+        if count == 0 || first + count > data.n {
+            return Err(AdaptError::Invalid(format!(
+                "windows {first}..{} asked for, the stream has {}",
+                first + count,
+                data.n
+            )));
+        }
+        let per = data.time * data.channels;
+        let values = &data.values[first * per..(first + count) * per];
+        Ok(Self {
+            n: count,
+            time: data.time,
+            channels: data.channels,
+            data: values
+                .iter()
+                .map(|&v| ((v / scale).round() as i32 + zero_point).clamp(-128, 127) as i8)
+                .collect(),
+            scale,
+            zero_point,
+        })
+    }
+}
+
+/// A graph's single per-tensor int8 input quantisation, if it has one.
+pub fn int8_input_quantisation(graph: &Graph) -> Option<(f32, i32)> {
+    let [input] = graph.inputs[..] else {
+        return None;
+    };
+    let t = graph.tensor(input);
+    match (&t.dtype, &t.quant) {
+        (DType::I8, Some(q)) if q.is_per_tensor() => Some((q.scale[0], q.zero_point[0])),
+        _ => None,
+    }
+}
+
+/// The host simulator and the firmware on the same windows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FirmwareComparison {
+    pub host: StreamRun,
+    pub firmware: FirmwareCascadeRun,
+    /// Windows whose check, Big run or label differ.
+    pub mismatched: Vec<usize>,
+}
+
+/// Runs `spec` in the host simulator (kinglet-graph's interpreter over
+/// [`Int8Windows::window_data`]) and in QEMU, and lists the windows where they differ.
+pub fn compare_with_host(
+    spec: &StrategySpec,
+    big: &CascadeModel<'_>,
+    littles: &[CascadeModel<'_>],
+    windows: &Int8Windows,
+    work_dir: &Path,
+) -> Result<FirmwareComparison, AdaptError> {
+    let data = std::rc::Rc::new(windows.window_data());
+    let open = |m: &CascadeModel| GraphClassifier::new(m.name, m.graph, data.clone(), None);
+    let mut host_big = open(big)?;
+    let mut host_littles = littles.iter().map(open).collect::<Result<Vec<_>, _>>()?;
+    let mut distances = if windows.channels > S3_CHANNELS[2] {
+        Some(data.s3_distances()?)
+    } else {
+        None
+    };
+    let host = simulate(
+        spec,
+        &mut Models {
+            big: &mut host_big,
+            littles: host_littles
+                .iter_mut()
+                .map(|m| m as &mut dyn WindowClassifier)
+                .collect(),
+            dual: None,
+            distance: distances.as_mut().map(|d| d as &mut dyn WindowDistance),
+        },
+        windows.n,
+    )?;
+    let firmware = run_in_qemu(spec, big, littles, windows, work_dir)?;
+    let mismatched = (0..windows.n)
+        .filter(|&i| host.windows.get(i) != firmware.windows.get(i))
+        .collect();
+    Ok(FirmwareComparison {
+        host,
+        firmware,
+        mismatched,
+    })
+}
+
+/// One model of the cascade.
+pub struct CascadeModel<'a> {
+    pub name: &'a str,
+    pub graph: &'a Graph,
+}
+
+/// What the firmware reported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FirmwareCascadeRun {
+    pub windows: Vec<WindowRecord>,
+    /// Instructions per window: check, decision and any Big run.
+    pub instructions: Vec<u64>,
+    /// The one arena all models share (the largest of theirs).
+    pub shared_arena_bytes: u64,
+    /// Each model's own arena, in order Big, littles.
+    pub model_arena_bytes: Vec<(String, u64)>,
+    /// The counter self-check (must read 3001).
+    pub known_loop_instructions: u64,
+}
+
+impl FirmwareCascadeRun {
+    pub fn mean_instructions(&self) -> f64 {
+        if self.instructions.is_empty() {
+            return 0.0;
+        }
+        self.instructions.iter().sum::<u64>() as f64 / self.instructions.len() as f64
+    }
+}
+
+/// Where cascade firmware builds go unless told otherwise.
+pub fn default_work_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/kinglet-cascade-firmware")
+}
+
+fn f32_literal(v: f32) -> String {
+    format!("f32::from_bits({:#010x})", v.to_bits())
+}
+
+fn strategy_literal(s: Strategy) -> String {
+    let rule = |r: SameRule| match r {
+        SameRule::Argmax => "SameRule::Argmax".to_string(),
+        SameRule::MinProbability(p) => format!("SameRule::MinProbability({})", f32_literal(p)),
+    };
+    let measure = |m: ConfidenceMeasure| match m {
+        ConfidenceMeasure::MaxProbability => "ConfidenceMeasure::MaxProbability",
+        ConfidenceMeasure::Margin => "ConfidenceMeasure::Margin",
+        ConfidenceMeasure::Entropy => "ConfidenceMeasure::Entropy",
+    };
+    match s {
+        Strategy::BigOnly => "Strategy::BigOnly".into(),
+        Strategy::SameActivity { rule: r } => {
+            format!("Strategy::SameActivity {{ rule: {} }}", rule(r))
+        }
+        Strategy::Dual { rule: r } => format!("Strategy::Dual {{ rule: {} }}", rule(r)),
+        Strategy::Distance { threshold } => {
+            format!("Strategy::Distance {{ threshold: {threshold} }}")
+        }
+        Strategy::Confidence {
+            model,
+            measure: m,
+            threshold,
+            hysteresis,
+        } => format!(
+            "Strategy::Confidence {{ model: {model}, measure: {}, threshold: {}, hysteresis: {} }}",
+            measure(m),
+            f32_literal(threshold),
+            f32_literal(hysteresis)
+        ),
+        Strategy::TemporalConfidence {
+            model,
+            measure: m,
+            threshold,
+        } => format!(
+            "Strategy::TemporalConfidence {{ model: {model}, measure: {}, threshold: {} }}",
+            measure(m),
+            f32_literal(threshold)
+        ),
+    }
+}
+
+/// The generated `cascade.rs` the firmware includes. `windows_bin` is the absolute path of the
+/// raw window bytes it embeds with `include_bytes!`.
+pub fn cascade_source(
+    spec: &StrategySpec,
+    big: &CascadeModel<'_>,
+    littles: &[CascadeModel<'_>],
+    windows: &Int8Windows,
+    windows_bin: &Path,
+) -> Result<String, AdaptError> {
+    let (strategy, guards) = spec.to_core()?;
+    if matches!(strategy, Strategy::Dual { .. }) {
+        return Err(AdaptError::Invalid(
+            "the firmware cascade does not run Dual (1B1D) models yet".into(),
+        ));
+    }
+    let needed_littles = match strategy {
+        Strategy::SameActivity { .. } => 1,
+        Strategy::Confidence { model, .. } | Strategy::TemporalConfidence { model, .. } => {
+            usize::from(model) + 1
+        }
+        _ => 0,
+    };
+    if littles.len() < needed_littles {
+        return Err(AdaptError::Invalid(format!(
+            "strategy {} needs at least {needed_littles} little model(s), {} given",
+            spec.label(),
+            littles.len()
+        )));
+    }
+    if matches!(strategy, Strategy::Distance { .. }) && windows.channels <= S3_CHANNELS[2] {
+        return Err(AdaptError::Invalid(format!(
+            "1BDD needs total_acc (channels 6–8); the windows have {} channels",
+            windows.channels
+        )));
+    }
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "// Generated by kinglet-adapt's firmware cascade ({}). Do not edit.\n\
+         use kinglet_adapt_core::{{ConfidenceMeasure, Guards, SameRule, Strategy}};\n\
+         pub use kinglet_m4::ShapeError;\n",
+        spec.label()
+    );
+    let _ = writeln!(
+        s,
+        "pub const STRATEGY: Strategy = {};\n\
+         pub const GUARDS: Guards = Guards {{ min_big_interval: {}, max_big_interval: {}, confirm_windows: {} }};\n\
+         pub const WINDOW_COUNT: usize = {};\n\
+         pub const WINDOW_TIME: usize = {};\n\
+         pub const WINDOW_CHANNELS: usize = {};\n\
+         const WINDOW_LEN: usize = WINDOW_TIME * WINDOW_CHANNELS;\n\
+         static WINDOWS: &[u8; WINDOW_COUNT * WINDOW_LEN] = include_bytes!({:?});\n",
+        strategy_literal(strategy),
+        guards.min_big_interval,
+        guards.max_big_interval,
+        guards.confirm_windows,
+        windows.n,
+        windows.time,
+        windows.channels,
+        windows_bin.display().to_string()
+    );
+    s.push_str(
+        "/// Window `index` of the embedded stream (int8 bytes, time-major).\n\
+         pub fn window(index: usize) -> Option<&'static [u8]> {\n    \
+             WINDOWS.get(index.checked_mul(WINDOW_LEN)?..index.checked_add(1)?.checked_mul(WINDOW_LEN)?)\n}\n\n",
+    );
+    let distance_channels: Vec<String> = if windows.channels > S3_CHANNELS[2] {
+        S3_CHANNELS.iter().map(|c| c.to_string()).collect()
+    } else {
+        Vec::new()
+    };
+    let _ = writeln!(
+        s,
+        "/// 1BDD reads total_acc as the seed's uint8 scaling (`q + 128`).\n\
+         const DISTANCE_CHANNELS: [usize; {}] = [{}];\n\
+         pub const DISTANCE_LEN: usize = WINDOW_TIME * DISTANCE_CHANNELS.len();\n\
+         pub fn distance_bytes(window: &[u8], out: &mut [u8; DISTANCE_LEN]) {{\n    \
+             for (t, step) in window.chunks_exact(WINDOW_CHANNELS).enumerate() {{\n        \
+                 for (k, &c) in DISTANCE_CHANNELS.iter().enumerate() {{\n            \
+                     if let (Some(o), Some(&v)) = (out.get_mut(t * DISTANCE_CHANNELS.len() + k), step.get(c)) {{\n                \
+                         *o = v ^ 0x80;\n            }}\n        }}\n    }}\n}}\n\n\
+         fn gather(window: &[u8], channels: &[usize], input: &mut [i8]) -> Result<(), ShapeError> {{\n    \
+             if input.len() != WINDOW_TIME * channels.len() || window.len() != WINDOW_LEN {{\n        return Err(ShapeError);\n    }}\n    \
+             for (step, dst) in window.chunks_exact(WINDOW_CHANNELS).zip(input.chunks_exact_mut(channels.len())) {{\n        \
+                 for (d, &c) in dst.iter_mut().zip(channels) {{\n            \
+                     *d = *step.get(c).ok_or(ShapeError)? as i8;\n        }}\n    }}\n    Ok(())\n}}\n\n\
+         fn dequantise(output: &[i8], scale: f32, zero_point: i32, scores: &mut [f32]) -> Result<usize, ShapeError> {{\n    \
+             let dst = scores.get_mut(..output.len()).ok_or(ShapeError)?;\n    \
+             for (s, &q) in dst.iter_mut().zip(output) {{\n        *s = scale * (i32::from(q) - zero_point) as f32;\n    }}\n    \
+             Ok(output.len())\n}}\n",
+        distance_channels.len(),
+        distance_channels.join(", ")
+    );
+    let models: Vec<&CascadeModel> = std::iter::once(big).chain(littles).collect();
+    let mut names = Vec::new();
+    let mut logits = Vec::new();
+    for (m, model) in models.iter().enumerate() {
+        let what =
+            |message: String| AdaptError::Invalid(format!("model `{}`: {message}", model.name));
+        let graph = model.graph;
+        let [input] = graph.inputs[..] else {
+            return Err(what(format!(
+                "the firmware cascade feeds one input, the graph has {}",
+                graph.inputs.len()
+            )));
+        };
+        let layout = InputLayout::for_graph(graph, model.name).map_err(|e| what(e.to_string()))?;
+        let channels = &layout.inputs[0];
+        if let Some(&c) = channels.iter().find(|&&c| c >= windows.channels) {
+            return Err(what(format!(
+                "reads channel {c}, the windows have {}",
+                windows.channels
+            )));
+        }
+        let t = graph.tensor(input);
+        let quant = t.quant.as_ref().filter(|q| q.is_per_tensor());
+        match (t.dtype, quant) {
+            (DType::I8, Some(q))
+                if q.scale[0].to_bits() == windows.scale.to_bits()
+                    && q.zero_point[0] == windows.zero_point => {}
+            (DType::I8, Some(q)) => {
+                return Err(what(format!(
+                    "input quantisation (scale {}, zero point {}) differs from the windows' ({}, {}); regenerate the windows with it",
+                    q.scale[0], q.zero_point[0], windows.scale, windows.zero_point
+                )));
+            }
+            (dtype, _) => {
+                return Err(what(format!(
+                    "the firmware cascade needs a per-tensor int8 input, this one is {dtype}"
+                )));
+            }
+        }
+        let output = graph
+            .outputs
+            .first()
+            .copied()
+            .ok_or_else(|| what("no output".into()))?;
+        let out_t = graph.tensor(output);
+        let (scale, zero_point) = match (&out_t.dtype, out_t.quant.as_ref()) {
+            (DType::I8, Some(q)) if q.is_per_tensor() => (q.scale[0], q.zero_point[0]),
+            _ => {
+                return Err(what(
+                    "the firmware cascade needs a per-tensor int8 output".into(),
+                ));
+            }
+        };
+        let compiled = compile(graph, model.name).map_err(|e| what(e.to_string()))?;
+        if compiled.dsp.input_len != windows.time * channels.len() {
+            return Err(what(format!(
+                "input has {} values, a window gives {}×{}",
+                compiled.dsp.input_len,
+                windows.time,
+                channels.len()
+            )));
+        }
+        let chans: Vec<String> = channels.iter().map(|c| c.to_string()).collect();
+        let _ = writeln!(
+            s,
+            "/// `{name}`\n#[allow(unused_imports, dead_code, clippy::all)]\npub mod m{m} {{\n{module}}}\n\n\
+             const M{m}_CHANNELS: [usize; {n}] = [{chans}];\n\n\
+             fn run_m{m}(arena: &mut [u8], window: &[u8], scores: &mut [f32]) -> Result<usize, ShapeError> {{\n    \
+                 let mut input = [0i8; m{m}::INPUT_LEN];\n    \
+                 gather(window, &M{m}_CHANNELS, &mut input)?;\n    \
+                 let mut output = [0i8; m{m}::OUTPUT_LEN];\n    \
+                 m{m}::infer_in(arena, &input, &mut output)?;\n    \
+                 dequantise(&output, {scale}, {zero_point}, scores)\n}}\n",
+            name = model.name,
+            module = compiled.rust_module,
+            n = channels.len(),
+            chans = chans.join(", "),
+            scale = f32_literal(scale),
+        );
+        names.push(format!("{:?}", model.name));
+        logits.push(output_kind(graph) == OutputKind::Logits);
+    }
+    let count = models.len();
+    let idx: Vec<usize> = (0..count).collect();
+    let list =
+        |f: &dyn Fn(usize) -> String| idx.iter().map(|&i| f(i)).collect::<Vec<_>>().join(", ");
+    let _ = writeln!(
+        s,
+        "pub const MODEL_COUNT: usize = {count};\n\
+         /// Big first, then the littles.\n\
+         pub const MODEL_NAMES: [&str; MODEL_COUNT] = [{}];\n\
+         pub const MODEL_ARENA_BYTES: [usize; MODEL_COUNT] = [{}];\n\
+         /// Logit outputs get the core's softmax before a same/changed rule or a confidence.\n\
+         pub const MODEL_LOGITS: [bool; MODEL_COUNT] = [{}];\n\
+         const fn largest(values: &[usize]) -> usize {{\n    \
+             let mut i = 0;\n    let mut top = 0;\n    \
+             while i < values.len() {{\n        if values[i] > top {{\n            top = values[i];\n        }}\n        i += 1;\n    }}\n    top\n}}\n\
+         /// One arena for every model: they run one at a time, so it is the largest of theirs.\n\
+         pub const SHARED_ARENA_BYTES: usize = largest(&MODEL_ARENA_BYTES);\n\
+         pub const MAX_OUTPUTS: usize = largest(&[{}]);\n\n\
+         /// Runs model `which` (0 = Big, 1 + k = little k) on `window` in the shared `arena`;\n\
+         /// writes its dequantised outputs to `scores` and returns how many there are.\n\
+         pub fn run_model(which: usize, arena: &mut [u8], window: &[u8], scores: &mut [f32; MAX_OUTPUTS]) -> Result<usize, ShapeError> {{\n    \
+             match which {{\n{}        _ => Err(ShapeError),\n    }}\n}}",
+        list(&|i| names[i].clone()),
+        list(&|i| format!("m{i}::ARENA_BYTES")),
+        list(&|i| logits[i].to_string()),
+        list(&|i| format!("m{i}::OUTPUT_LEN")),
+        idx.iter()
+            .map(|i| format!("        {i} => run_m{i}(arena, window, scores),\n"))
+            .collect::<String>()
+    );
+    Ok(s)
+}
+
+/// Firmware builds of one work directory share one output path.
+static CASCADE_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Generates, builds and runs the firmware cascade in QEMU (mps2-an386), returning its
+/// per-window decisions and instruction counts.
+pub fn run_in_qemu(
+    spec: &StrategySpec,
+    big: &CascadeModel<'_>,
+    littles: &[CascadeModel<'_>],
+    windows: &Int8Windows,
+    work_dir: &Path,
+) -> Result<FirmwareCascadeRun, AdaptError> {
+    let _guard = CASCADE_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let fw =
+        |e: kinglet_compile::CompileError| AdaptError::Invalid(format!("firmware cascade: {e}"));
+    let bin = work_dir.join("windows.i8");
+    let bytes: Vec<u8> = windows.data.iter().map(|&q| q as u8).collect();
+    write_atomic(&bin, &bytes).map_err(fw)?;
+    let bin = bin.canonicalize().map_err(|e| AdaptError::io(&bin, e))?;
+    let source = cascade_source(spec, big, littles, windows, &bin)?;
+    let rs = work_dir.join("cascade.rs");
+    write_atomic(&rs, source.as_bytes()).map_err(fw)?;
+    let rs = rs.canonicalize().map_err(|e| AdaptError::io(&rs, e))?;
+    let elf = qemu::build_cascade_firmware(&rs, &work_dir.join("target")).map_err(fw)?;
+    let text = qemu::run_qemu(&elf, Duration::from_secs(600)).map_err(fw)?;
+    parse_firmware_output(&text, windows.n)
+}
+
+/// Reads the `KINGLET` lines of a cascade run; errors unless every window was reported.
+pub fn parse_firmware_output(text: &str, n: usize) -> Result<FirmwareCascadeRun, AdaptError> {
+    let bad = |line: &str| AdaptError::Parse {
+        path: "firmware output".into(),
+        line: 0,
+        message: format!("malformed line `{line}`"),
+    };
+    let mut csv = String::new();
+    let mut instructions = Vec::new();
+    let mut shared = None;
+    let mut arenas = Vec::new();
+    let mut known = 0;
+    let mut done = false;
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("KINGLET ") else {
+            continue;
+        };
+        let mut it = rest.split_whitespace();
+        match it.next() {
+            Some("window") => {
+                let (Some(decision), Some(count)) = (it.next(), it.next()) else {
+                    return Err(bad(line));
+                };
+                csv += decision;
+                csv.push('\n');
+                instructions.push(count.parse().map_err(|_| bad(line))?);
+            }
+            Some("arena_bytes") => {
+                shared = Some(
+                    it.next()
+                        .and_then(|v| v.parse().ok())
+                        .ok_or_else(|| bad(line))?,
+                )
+            }
+            Some("model_arena") => {
+                let (Some(name), Some(bytes)) = (it.next(), it.next().and_then(|v| v.parse().ok()))
+                else {
+                    return Err(bad(line));
+                };
+                arenas.push((name.to_string(), bytes));
+            }
+            Some("known_loop") => {
+                known = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| bad(line))?
+            }
+            Some("error") | Some("panic") => {
+                return Err(AdaptError::Invalid(format!("firmware reported: {rest}")));
+            }
+            Some("done") => done = true,
+            _ => {}
+        }
+    }
+    let windows = parse_decisions_csv(&csv, "firmware output")?;
+    if !done || windows.len() != n {
+        return Err(AdaptError::Invalid(format!(
+            "firmware reported {} of {n} windows{}",
+            windows.len(),
+            if done { "" } else { " and did not finish" }
+        )));
+    }
+    Ok(FirmwareCascadeRun {
+        windows,
+        instructions,
+        shared_arena_bytes: shared.ok_or_else(|| bad("(no arena_bytes line)"))?,
+        model_arena_bytes: arenas,
+        known_loop_instructions: known,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn firmware_output_needs_every_window_and_done() {
+        let text = "KINGLET known_loop 3001 ticks 9603\nKINGLET arena_bytes 64\nKINGLET model_arena big 64\n\
+                    KINGLET window 0,none,1,4 1200\nKINGLET window 1,little4,0,4 300\nKINGLET done\n";
+        let run = parse_firmware_output(text, 2).unwrap();
+        assert_eq!(run.instructions, [1200, 300]);
+        assert_eq!(run.shared_arena_bytes, 64);
+        assert_eq!(run.windows[1].label, 4);
+        assert!(!run.windows[1].big);
+        assert!(parse_firmware_output(text, 3).is_err());
+        assert!(parse_firmware_output(&text.replace("KINGLET done\n", ""), 2).is_err());
+        assert!(parse_firmware_output(&text.replace(" 300", " x"), 2).is_err());
+    }
+
+    #[test]
+    fn strategy_literals_keep_exact_thresholds() {
+        let lit = strategy_literal(Strategy::SameActivity {
+            rule: SameRule::MinProbability(0.7),
+        });
+        assert_eq!(
+            lit,
+            format!(
+                "Strategy::SameActivity {{ rule: SameRule::MinProbability(f32::from_bits({:#010x})) }}",
+                0.7f32.to_bits()
+            )
+        );
+    }
+}

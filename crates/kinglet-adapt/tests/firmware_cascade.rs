@@ -1,0 +1,153 @@
+//! The firmware cascade in QEMU (mps2-an386, Cortex-M4F) must make the same wake/skip decisions
+//! and report the same labels as the host simulator running the same int8 models through
+//! kinglet-graph's interpreter, on 200 consecutive official UCI-HAR test windows.
+//!
+//! Windows: tests/fixtures/uci_har_test_w0_n200.i8, test windows 0–199 with the seed's min-max
+//! scaling as int8 (scale 1, zero point 0); regenerate with scripts/make_cascade_fixture.py.
+//! Models: the int8 seed architectures (random weights — enough to prove identical decisions);
+//! `CASCADE_BIG` / `CASCADE_LITTLE` (paths) swap in other int8 models with the same input
+//! quantisation.
+
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use kinglet_adapt::firmware::{CascadeModel, Int8Windows, run_in_qemu};
+use kinglet_adapt::models::{GraphClassifier, load_tflite};
+use kinglet_adapt::strategy::StrategyKind;
+use kinglet_adapt::{Models, StrategySpec, WindowClassifier, simulate};
+use kinglet_graph::Graph;
+
+fn manifest() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn model_path(var: &str, default: &str) -> PathBuf {
+    std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
+        manifest()
+            .join("../../../shared/seed-models/int8")
+            .join(default)
+    })
+}
+
+fn windows() -> Int8Windows {
+    Int8Windows::read(
+        &manifest().join("tests/fixtures/uci_har_test_w0_n200.i8"),
+        128,
+        9,
+        1.0,
+        0,
+    )
+    .unwrap()
+}
+
+fn name(path: &std::path::Path) -> String {
+    path.file_stem().unwrap().to_string_lossy().into_owned()
+}
+
+/// Runs `spec` on the host simulator and in QEMU; returns (host, firmware) after checking
+/// they agree window for window.
+fn host_and_firmware(spec: &StrategySpec, littles: usize, tag: &str) {
+    let big_path = model_path("CASCADE_BIG", "B_s123_1IN_int8.tflite");
+    let little_path = model_path("CASCADE_LITTLE", "S0_s3_int8.tflite");
+    let (big_name, little_name) = (name(&big_path), name(&little_path));
+    let big_graph = load_tflite(&big_path).unwrap();
+    let little_graph = load_tflite(&little_path).unwrap();
+    let windows = windows();
+    assert!(windows.n >= 200);
+    let data = Rc::new(windows.window_data());
+
+    let mut big = GraphClassifier::new(&big_name, &big_graph, data.clone(), None).unwrap();
+    let mut little_models: Vec<GraphClassifier> = (0..littles)
+        .map(|_| GraphClassifier::new(&little_name, &little_graph, data.clone(), None).unwrap())
+        .collect();
+    let mut distances = data.s3_distances().unwrap();
+    let host = simulate(
+        spec,
+        &mut Models {
+            big: &mut big,
+            littles: little_models
+                .iter_mut()
+                .map(|m| m as &mut dyn WindowClassifier)
+                .collect(),
+            dual: None,
+            distance: Some(&mut distances),
+        },
+        windows.n,
+    )
+    .unwrap();
+
+    let graphs: Vec<&Graph> = vec![&little_graph; littles];
+    let little_cascade: Vec<CascadeModel> = graphs
+        .iter()
+        .map(|g| CascadeModel {
+            name: &little_name,
+            graph: g,
+        })
+        .collect();
+    let work = manifest().join(format!("../../target/kinglet-cascade-test-{tag}"));
+    let fw = run_in_qemu(
+        spec,
+        &CascadeModel {
+            name: &big_name,
+            graph: &big_graph,
+        },
+        &little_cascade,
+        &windows,
+        &work,
+    )
+    .unwrap();
+
+    assert_eq!(fw.known_loop_instructions, 3001);
+    assert_eq!(fw.windows.len(), windows.n);
+    for (i, (h, f)) in host.windows.iter().zip(&fw.windows).enumerate() {
+        assert_eq!(h, f, "window {i}: host {h:?}, firmware {f:?}");
+    }
+    // One arena for all: the largest model's.
+    let largest = fw.model_arena_bytes.iter().map(|(_, b)| *b).max().unwrap();
+    assert_eq!(fw.shared_arena_bytes, largest);
+    assert_eq!(fw.model_arena_bytes.len(), 1 + littles);
+    // Both paths exercised, so agreement is not trivial.
+    let big_runs = host.big_runs();
+    assert!(
+        big_runs > 1 && big_runs < windows.n,
+        "Big ran on {big_runs} windows"
+    );
+    // Windows on which Big ran cost more than those it slept through.
+    let mean = |big: bool| {
+        let v: Vec<u64> = fw
+            .windows
+            .iter()
+            .zip(&fw.instructions)
+            .filter(|(w, _)| w.big == big)
+            .map(|(_, n)| *n)
+            .collect();
+        v.iter().sum::<u64>() as f64 / v.len() as f64
+    };
+    assert!(mean(true) > mean(false));
+    eprintln!(
+        "{}: {} windows identical; Big on {big_runs}; {:.0} instructions/window (Big windows {:.0}, others {:.0}); shared arena {} B",
+        spec.label(),
+        windows.n,
+        fw.mean_instructions(),
+        mean(true),
+        mean(false),
+        fw.shared_arena_bytes
+    );
+}
+
+#[test]
+fn one_big_six_little_matches_the_host_simulator_in_qemu() {
+    host_and_firmware(&StrategySpec::new(StrategyKind::OneBigSixLittle), 6, "1b6s");
+}
+
+#[test]
+fn distance_strategy_matches_the_host_simulator_in_qemu() {
+    // A threshold inside the fixture's distance range, so Big both wakes and sleeps.
+    let windows = windows();
+    let mut d = windows.window_data().s3_distances().unwrap().0;
+    d.remove(0);
+    d.sort_unstable();
+    let mut spec = StrategySpec::new(StrategyKind::OneBigDistance);
+    spec.threshold = Some(f64::from(d[d.len() * 3 / 4]));
+    host_and_firmware(&spec, 0, "1bdd");
+}

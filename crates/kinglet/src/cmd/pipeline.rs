@@ -1,0 +1,292 @@
+//! `kinglet pipeline`: the whole flow on a data folder, as a user would run it step by step —
+//! rebuild windows, train the Big and Little networks and kinglet's default, evaluate them on
+//! the official test windows, quantise to int8, profile on the emulated Cortex-M4, run the
+//! calibrated big–little cascade and write the report.
+//!
+//! Every step is this same binary run with the arguments printed beside it, so each number in
+//! the summary can be reproduced by copying one line. A step whose output already exists is
+//! skipped (rerun with `--force`), so an interrupted pipeline resumes where it stopped.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+#[derive(Args, Debug)]
+pub struct PipelineArgs {
+    /// Folder holding `hapt.zip` (or an unpacked `hapt/`) and `uci-har/UCI HAR Dataset/`.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Where models, evaluations, profiles and the report go.
+    #[arg(long, default_value = "out")]
+    pub out: PathBuf,
+    /// Training epochs for every network (default: each architecture's own schedule).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Skip the firmware steps (QEMU profile) even when QEMU is installed.
+    #[arg(long)]
+    pub no_firmware: bool,
+    /// Rerun steps whose outputs already exist.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// The little networks of the seed's 1B6S strategy, one per activity.
+const LITTLES: [&str; 6] = [
+    "little0", "little1", "little2", "little3", "little4", "little5",
+];
+
+struct Runner {
+    exe: PathBuf,
+    force: bool,
+    step: usize,
+    log: Vec<String>,
+}
+
+impl Runner {
+    /// Runs `kinglet <args>` unless `output` exists; with `stdout_to`, captures standard output
+    /// there atomically (a failed step leaves no file behind).
+    fn run(&mut self, title: &str, output: &Path, args: &[OsString], stdout_to: Option<&Path>) -> Result<()> {
+        self.step += 1;
+        let shown = args
+            .iter()
+            .map(|a| shell_word(&a.to_string_lossy()))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let line = format!("kinglet {shown}{}", match stdout_to {
+            Some(p) => format!(" > {}", shell_word(&p.display().to_string())),
+            None => String::new(),
+        });
+        if output.exists() && !self.force {
+            eprintln!("[{:2}] {title}: {} exists, skipped", self.step, output.display());
+            self.log.push(format!("(kept) {line}"));
+            return Ok(());
+        }
+        eprintln!("[{:2}] {title}\n     {line}", self.step);
+        let started = Instant::now();
+        let mut command = Command::new(&self.exe);
+        command.args(args);
+        let status = match stdout_to {
+            Some(path) => {
+                let result = command.output().with_context(|| format!("running {line}"))?;
+                if result.status.success() {
+                    write_atomic(path, &result.stdout)?;
+                } else {
+                    eprint!("{}", String::from_utf8_lossy(&result.stderr));
+                }
+                result.status
+            }
+            None => command.status().with_context(|| format!("running {line}"))?,
+        };
+        if !status.success() {
+            bail!("step {} ({title}) failed: {line}", self.step);
+        }
+        eprintln!("     done in {:.1} s", started.elapsed().as_secs_f64());
+        self.log.push(line);
+        Ok(())
+    }
+}
+
+pub fn run(args: PipelineArgs) -> Result<()> {
+    let hapt = ["hapt.zip", "hapt"]
+        .iter()
+        .map(|name| args.data.join(name))
+        .find(|p| p.exists())
+        .with_context(|| format!("no hapt.zip or hapt/ in {}", args.data.display()))?;
+    let uci = args.data.join("uci-har");
+    if !uci.join("UCI HAR Dataset").exists() {
+        bail!("no uci-har/UCI HAR Dataset in {}", args.data.display());
+    }
+    let out = &args.out;
+    for sub in ["data", "models", "eval", "profile", "cascade", "report"] {
+        std::fs::create_dir_all(out.join(sub)).with_context(|| format!("creating {}", out.join(sub).display()))?;
+    }
+    let mut runner = Runner {
+        exe: std::env::current_exe().context("locating the kinglet executable")?,
+        force: args.force,
+        step: 0,
+        log: Vec::new(),
+    };
+    let hapt_spec = format!("hapt:{}", hapt.display());
+    let test_spec = format!("uci-har:{}:test", uci.display());
+    let os = |parts: &[&str]| parts.iter().map(OsString::from).collect::<Vec<_>>();
+
+    let compare = out.join("data/compare-official.json");
+    runner.run(
+        "rebuilt HAPT windows against the official UCI-HAR test windows",
+        &compare,
+        &os(&["data", "compare-official", "--uci", &uci.display().to_string(), "--hapt", &hapt.display().to_string(), "--json"]),
+        Some(&compare),
+    )?;
+
+    let seed = args.seed.to_string();
+    let epochs = args.epochs.map(|e| e.to_string());
+    let mut trained = Vec::new();
+    for arch in ["big3", "kinglet"].into_iter().chain(LITTLES) {
+        let model = out.join(format!("models/{arch}.kgl"));
+        let mut argv = os(&["train", "--arch", arch, "--data", &format!("{hapt_spec}:train"), "--seed", &seed, "--out", &model.display().to_string()]);
+        if let Some(e) = &epochs {
+            argv.extend(os(&["--epochs", e]));
+        }
+        runner.run(&format!("train {arch}"), &model, &argv, None)?;
+        let eval = out.join(format!("eval/{arch}.json"));
+        runner.run(
+            &format!("evaluate {arch} on the official test windows"),
+            &eval,
+            &os(&["eval", "--model", &model.display().to_string(), "--data", &test_spec, "--json"]),
+            Some(&eval),
+        )?;
+        trained.push((arch, model));
+    }
+
+    let mut int8 = Vec::new();
+    for (arch, model) in &trained {
+        let q = out.join(format!("models/{arch}.int8.tflite"));
+        runner.run(
+            &format!("int8 post-training quantisation of {arch}"),
+            &q,
+            &os(&["quantize", "--model", &model.display().to_string(), "--data", &format!("{hapt_spec}:train"), "--scheme", "int8", "--out", &q.display().to_string()]),
+            None,
+        )?;
+        let eval = out.join(format!("eval/{arch}.int8.json"));
+        runner.run(
+            &format!("evaluate int8 {arch} on the official test windows"),
+            &eval,
+            &os(&["eval", "--model", &q.display().to_string(), "--data", &test_spec, "--json"]),
+            Some(&eval),
+        )?;
+        int8.push((*arch, q));
+    }
+
+    let qemu = !args.no_firmware && which("qemu-system-arm");
+    let mut costs = Vec::new();
+    if qemu {
+        for (arch, q) in &int8 {
+            let profile = out.join(format!("profile/{arch}.json"));
+            runner.run(
+                &format!("profile int8 {arch} on the emulated Cortex-M4F"),
+                &profile,
+                &os(&["profile", &q.display().to_string(), "--target", "cortex-m4", "--json"]),
+                Some(&profile),
+            )?;
+            costs.push((*arch, profile));
+        }
+    } else {
+        eprintln!("qemu-system-arm not found (or --no-firmware): firmware profiles and measured energy skipped");
+    }
+
+    let big = int8.iter().find(|(a, _)| *a == "big3").map(|(_, p)| p.clone());
+    let littles: Vec<String> = LITTLES
+        .iter()
+        .filter_map(|l| int8.iter().find(|(a, _)| a == l))
+        .map(|(_, p)| p.display().to_string())
+        .collect();
+    let mut runs = Vec::new();
+    if let Some(big) = big {
+        let mut cost_args = Vec::new();
+        for (arch, profile) in &costs {
+            let key = match *arch {
+                "big3" => "big".to_string(),
+                l if l.starts_with("little") => l.to_string(),
+                _ => continue,
+            };
+            cost_args.extend(os(&["--cost", &format!("{key}={}", profile.display())]));
+        }
+        for strategy in ["big-only", "1b6s", "1bdd"] {
+            let record = out.join(format!("cascade/{strategy}.json"));
+            let summary = out.join(format!("cascade/{strategy}.summary.json"));
+            let mut argv = os(&["cascade", "--strategy", strategy, "--big", &big.display().to_string(), "--data", &test_spec, "--json", "--save", &record.display().to_string()]);
+            if strategy == "1b6s" {
+                argv.extend(os(&["--little", &littles.join(",")]));
+            }
+            if strategy == "1bdd" {
+                argv.extend(os(&["--budget", "0.5pp", "--validation", &format!("{hapt_spec}:val")]));
+            }
+            argv.extend(cost_args.iter().cloned());
+            runner.run(&format!("stream evaluation, strategy {strategy}"), &summary, &argv, Some(&summary))?;
+            runs.push(record);
+        }
+    }
+    if !runs.is_empty() {
+        let report = out.join("report");
+        let mut argv = os(&["report"]);
+        argv.extend(runs.iter().map(OsString::from));
+        argv.extend(os(&["--out", &report.display().to_string()]));
+        runner.run("report", &report.join("report.html"), &argv, None)?;
+    }
+
+    let commands = out.join("commands.txt");
+    write_atomic(&commands, (runner.log.join("\n") + "\n").as_bytes())?;
+    print_summary(out, &trained.iter().map(|(a, _)| *a).collect::<Vec<_>>())?;
+    eprintln!("every step's command is in {}", commands.display());
+    Ok(())
+}
+
+/// One line per model: float and int8 accuracy on the official test windows, and the
+/// measured instruction count when the firmware step ran.
+fn print_summary(out: &Path, archs: &[&str]) -> Result<()> {
+    println!("{:10} {:>9} {:>9} {:>9} {:>13}", "model", "float", "int8", "macro-F1", "instructions");
+    for arch in archs {
+        let read = |p: PathBuf| -> Option<serde_json::Value> {
+            serde_json::from_slice(&std::fs::read(p).ok()?).ok()
+        };
+        let float = read(out.join(format!("eval/{arch}.json")));
+        let int8 = read(out.join(format!("eval/{arch}.int8.json")));
+        let profile = read(out.join(format!("profile/{arch}.json")));
+        let pct = |v: &Option<serde_json::Value>, key: &str| {
+            v.as_ref()
+                .and_then(|v| v[key].as_f64())
+                .map_or("-".to_string(), |a| format!("{:.2}", a * 100.0))
+        };
+        let instructions = profile
+            .as_ref()
+            .and_then(|p| p["instructions"].as_u64())
+            .map_or("-".to_string(), |n| n.to_string());
+        println!(
+            "{arch:10} {:>8}% {:>8}% {:>9} {:>13}",
+            pct(&float, "accuracy"),
+            pct(&int8, "accuracy"),
+            pct(&int8, "macro_f1"),
+            instructions
+        );
+    }
+    for strategy in ["big-only", "1b6s", "1bdd"] {
+        let path = out.join(format!("cascade/{strategy}.summary.json"));
+        if let Ok(bytes) = std::fs::read(&path)
+            && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes)
+        {
+            println!(
+                "cascade {strategy:8}: accuracy {:.2}%  big runs {}  little runs {}  energy/window {} µJ",
+                v["accuracy"].as_f64().unwrap_or(f64::NAN) * 100.0,
+                v["big_runs"],
+                v["little_runs"],
+                v["energy_per_window_uj"]
+            );
+        }
+    }
+    Ok(())
+}
+
+fn which(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+fn shell_word(s: &str) -> String {
+    if s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// Writes through a temporary file in the same folder, then renames: never a half-written file.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+}

@@ -1,0 +1,219 @@
+//! `kinglet train` / `kinglet eval` end to end on the committed UCI-HAR fixture (official
+//! layout, a few dozen windows).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn kinglet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kinglet"))
+        .args(args)
+        .output()
+        .expect("run kinglet")
+}
+
+fn fixture() -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kinglet-data/tests/fixtures/uci-har");
+    format!("uci-har:{}", dir.display())
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A tiny architecture so the test trains in well under a second.
+fn tiny_arch(dir: &Path) -> PathBuf {
+    let path = dir.join("tiny.toml");
+    std::fs::write(
+        &path,
+        r#"
+name = "tiny"
+[task]
+kind = "activity"
+[[branch]]
+name = "total_acc"
+channels = ["total_acc_x", "total_acc_y", "total_acc_z"]
+[[block]]
+filters = 4
+pool = 4
+batch_norm = true
+[[block]]
+filters = 4
+pool = 4
+separable = true
+[head]
+global_average_pool = true
+[training]
+learning_rate = 0.01
+batch_size = 4
+epochs = 3
+"#,
+    )
+    .unwrap();
+    path
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", text(o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(o)))
+}
+
+#[test]
+fn train_then_eval_kgl_and_exported_tflite_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let arch = tiny_arch(dir.path());
+    let model = dir.path().join("tiny.kgl");
+    let data = fixture();
+    let o = kinglet(&[
+        "train",
+        "--arch",
+        arch.to_str().unwrap(),
+        "--data",
+        &format!("{data}:train"),
+        "--seed",
+        "3",
+        "--out",
+        model.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("epoch   3"), "{}", text(&o));
+    assert!(
+        !dir.path().join("tiny.kgl.ckpt").exists(),
+        "checkpoint removed after a complete run"
+    );
+
+    let e = json(&kinglet(&[
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        &format!("{data}:test"),
+        "--json",
+    ]));
+    assert_eq!(e["n"], 24);
+    let acc = e["accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&acc));
+    assert!(e["macro_f1"].as_f64().is_some());
+    assert_eq!(e["confusion"].as_array().unwrap().len(), 6);
+
+    // The same model lowered to .tflite and run by kinglet-graph's interpreter.
+    let tflite = dir.path().join("tiny.tflite");
+    let o = kinglet(&[
+        "export",
+        "--model",
+        model.to_str().unwrap(),
+        "--format",
+        "tflite",
+        "--out",
+        tflite.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = json(&kinglet(&[
+        "eval",
+        "--model",
+        tflite.to_str().unwrap(),
+        "--data",
+        &format!("{data}:test"),
+        "--json",
+    ]));
+    assert_eq!(t["confusion"], e["confusion"]);
+
+    // Text report: per-class table and confusion matrix.
+    let o = kinglet(&[
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        &format!("{data}:test"),
+    ]);
+    let out = text(&o);
+    assert!(
+        out.contains("precision") && out.contains("confusion") && out.contains("LAYING"),
+        "{out}"
+    );
+}
+
+#[test]
+fn interrupted_training_resumes_from_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let arch = tiny_arch(dir.path());
+    let data = format!("{}:train", fixture());
+    let (a, b) = (dir.path().join("a.kgl"), dir.path().join("b.kgl"));
+    let train = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--arch",
+            arch.to_str().unwrap(),
+            "--data",
+            &data,
+            "--seed",
+            "5",
+            "--quiet",
+        ];
+        args.extend_from_slice(&["--out", out.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        kinglet(&args)
+    };
+    assert!(train(&a, &[]).status.success());
+    let o = train(&b, &["--stop-after", "1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!b.exists() && dir.path().join("b.kgl.ckpt").exists());
+    // Starting over without --resume would silently discard the checkpoint: refused.
+    let o = train(&b, &[]);
+    assert!(
+        !o.status.success() && text(&o).contains("--resume"),
+        "{}",
+        text(&o)
+    );
+    let o = train(&b, &["--resume"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let ta = kinglet_train::TrainedModel::load(&a).unwrap();
+    let tb = kinglet_train::TrainedModel::load(&b).unwrap();
+    assert_eq!(ta.tensors, tb.tensors);
+}
+
+#[test]
+fn bad_inputs_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = format!("{}:test", fixture());
+    let o = kinglet(&[
+        "train", "--arch", "nonsense", "--data", &data, "--out", "x.kgl",
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("unknown architecture `nonsense`"),
+        "{}",
+        text(&o)
+    );
+
+    let bad = dir.path().join("bad.kgl");
+    std::fs::write(&bad, b"KINGLET\0garbage").unwrap();
+    let o = kinglet(&["eval", "--model", bad.to_str().unwrap(), "--data", &data]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("bad.kgl") && text(&o).contains("truncated"),
+        "{}",
+        text(&o)
+    );
+    assert!(!text(&o).contains("panicked"), "{}", text(&o));
+
+    let toml = dir.path().join("broken.toml");
+    std::fs::write(&toml, "name = \"x\"\n[task]\nkind = \"activity\"\n").unwrap();
+    let o = kinglet(&[
+        "train",
+        "--arch",
+        toml.to_str().unwrap(),
+        "--data",
+        &data,
+        "--out",
+        "x.kgl",
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("broken.toml"),
+        "{}",
+        text(&o)
+    );
+}
