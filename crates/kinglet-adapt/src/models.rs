@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use kinglet_data::Dataset;
 use kinglet_graph::eval::InputLayout;
-use kinglet_graph::{DType, Graph, Interpreter};
+use kinglet_graph::{DType, Graph, Interpreter, TfliteKernels};
 
 use crate::classifier::{DistanceTable, l1_distances};
 use crate::{AdaptError, OutputKind, WindowClassifier};
@@ -134,6 +134,14 @@ pub fn output_kind(graph: &Graph) -> OutputKind {
 }
 
 impl GraphClassifier {
+    /// Runs the model with the given TFLite kernel configuration (its rounding) instead of
+    /// the interpreter's default; see [`TfliteKernels`].
+    pub fn with_kernels(mut self, kernels: TfliteKernels) -> Result<Self, AdaptError> {
+        self.interp = Interpreter::with_kernels(self.interp.graph(), kernels)
+            .map_err(|e| graph_err(&self.name, 0, e))?;
+        Ok(self)
+    }
+
     /// `name` is used for messages and, without metadata, to find the input layout from the
     /// seed's naming (`*_s123_3IN*`, `*_s123_1IN*`, `*_s3*`).
     pub fn new(
@@ -262,6 +270,13 @@ pub struct DualClassifier {
 }
 
 impl DualClassifier {
+    /// Runs the model with the given TFLite kernel configuration; see [`TfliteKernels`].
+    pub fn with_kernels(mut self, kernels: TfliteKernels) -> Result<Self, AdaptError> {
+        self.interp = Interpreter::with_kernels(self.interp.graph(), kernels)
+            .map_err(|e| graph_err(&self.name, 0, e))?;
+        Ok(self)
+    }
+
     pub fn new(name: &str, graph: &Graph, windows: Rc<WindowData>) -> Result<Self, AdaptError> {
         let err = |m: String| AdaptError::Invalid(format!("model `{name}`: {m}"));
         let [input] = graph.inputs[..] else {

@@ -44,14 +44,17 @@ fn name(path: &std::path::Path) -> String {
     path.file_stem().unwrap().to_string_lossy().into_owned()
 }
 
-/// Runs `spec` on the host simulator and in QEMU; returns (host, firmware) after checking
-/// they agree window for window.
-fn host_and_firmware(spec: &StrategySpec, littles: usize, tag: &str) {
-    let big_path = model_path("CASCADE_BIG", "B_s123_1IN_int8.tflite");
-    let little_path = model_path("CASCADE_LITTLE", "S0_s3_int8.tflite");
-    let (big_name, little_name) = (name(&big_path), name(&little_path));
+fn big_path() -> PathBuf {
+    model_path("CASCADE_BIG", "B_s123_1IN_int8.tflite")
+}
+
+/// Runs `spec` on the host simulator and in QEMU with `littles` copies of `little_path` and
+/// checks they agree window for window.
+fn host_and_firmware(spec: &StrategySpec, little_path: &std::path::Path, littles: usize) {
+    let big_path = big_path();
+    let (big_name, little_name) = (name(&big_path), name(little_path));
     let big_graph = load_tflite(&big_path).unwrap();
-    let little_graph = load_tflite(&little_path).unwrap();
+    let little_graph = load_tflite(little_path).unwrap();
     let windows = windows();
     assert!(windows.n >= 200);
     let data = Rc::new(windows.window_data());
@@ -84,7 +87,8 @@ fn host_and_firmware(spec: &StrategySpec, littles: usize, tag: &str) {
             graph: g,
         })
         .collect();
-    let work = manifest().join(format!("../../target/kinglet-cascade-test-{tag}"));
+    // One work directory (one incremental firmware build); runs are serialised inside.
+    let work = manifest().join("../../target/kinglet-cascade-test");
     let fw = run_in_qemu(
         spec,
         &CascadeModel {
@@ -137,7 +141,12 @@ fn host_and_firmware(spec: &StrategySpec, littles: usize, tag: &str) {
 
 #[test]
 fn one_big_six_little_matches_the_host_simulator_in_qemu() {
-    host_and_firmware(&StrategySpec::new(StrategyKind::OneBigSixLittle), 6, "1b6s");
+    let little = model_path("CASCADE_LITTLE", "S0_s3_int8.tflite");
+    host_and_firmware(
+        &StrategySpec::new(StrategyKind::OneBigSixLittle),
+        &little,
+        6,
+    );
 }
 
 #[test]
@@ -149,5 +158,31 @@ fn distance_strategy_matches_the_host_simulator_in_qemu() {
     d.sort_unstable();
     let mut spec = StrategySpec::new(StrategyKind::OneBigDistance);
     spec.threshold = Some(f64::from(d[d.len() * 3 / 4]));
-    host_and_firmware(&spec, 0, "1bdd");
+    host_and_firmware(&spec, &big_path(), 0);
+}
+
+/// The confidence cascade runs the core's softmax and confidence on the device: they must give
+/// the host's f32 values bit for bit. There is no small multi-class int8 model here, so the
+/// Big model stands in as the little classifier; the threshold is the median confidence of
+/// the stream, so the little both answers and defers.
+#[test]
+fn confidence_cascade_matches_the_host_simulator_in_qemu() {
+    let graph = load_tflite(&big_path()).unwrap();
+    let data = Rc::new(windows().window_data());
+    let mut classifier =
+        GraphClassifier::new(&name(&big_path()), &graph, data.clone(), None).unwrap();
+    let mut confidences: Vec<f32> = (0..data.n)
+        .map(|i| {
+            let mut p = classifier.scores(i).unwrap();
+            kinglet_adapt_core::softmax_in_place(&mut p);
+            kinglet_adapt_core::confidence(
+                kinglet_adapt_core::ConfidenceMeasure::MaxProbability,
+                &p,
+            )
+        })
+        .collect();
+    confidences.sort_by(f32::total_cmp);
+    let mut spec = StrategySpec::new(StrategyKind::Confidence);
+    spec.threshold = Some(f64::from(confidences[confidences.len() / 2]));
+    host_and_firmware(&spec, &big_path(), 1);
 }

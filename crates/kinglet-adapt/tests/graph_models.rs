@@ -47,7 +47,10 @@ fn int8_little_on_the_lcg_window_matches_tflite() {
     let mut little = GraphClassifier::new("S0_s3_int8", &graph, windows, None).unwrap();
     let scores = little.scores(0).unwrap();
     // Output quantisation of the model: scale 0.2025171, zero point −36.
-    let q: Vec<i32> = scores.iter().map(|v| (v / 0.202_517_1).round() as i32 - 36).collect();
+    let q: Vec<i32> = scores
+        .iter()
+        .map(|v| (v / 0.202_517_1).round() as i32 - 36)
+        .collect();
     assert_eq!(q, [-44, 70]);
     let e = little.scores(1).unwrap_err();
     assert!(e.to_string().contains("window 1"), "{e}");

@@ -332,3 +332,69 @@ static inline void kl_fully_connected_i8(const int8_t *input, int batches, int i
         }
     }
 }
+
+/* Reference DepthwiseConv2D (TFLite DepthwiseConvPerChannel); filter [1, kh, kw, in_c·mult],
+ * output channel ic·mult + m reads input channel ic; g as for kl_conv2d_i8. */
+static inline void kl_depthwise_conv2d_i8(const int8_t *input, const int *in_d, const int8_t *filter,
+                                          const int *f_d, const int32_t *bias, const int *out_d,
+                                          const int *g, int mult, int32_t input_offset,
+                                          const kl_requant *r, int8_t *out) {
+    int n, oy, ox, o, ky, kx;
+    for (n = 0; n < out_d[0]; n++) {
+        for (oy = 0; oy < out_d[1]; oy++) {
+            for (ox = 0; ox < out_d[2]; ox++) {
+                for (o = 0; o < out_d[3]; o++) {
+                    int ic = o / mult;
+                    int32_t acc = 0;
+                    for (ky = 0; ky < f_d[1]; ky++) {
+                        int iy = oy * g[0] + ky * g[2] - g[4];
+                        if (iy < 0 || iy >= in_d[1]) {
+                            continue;
+                        }
+                        for (kx = 0; kx < f_d[2]; kx++) {
+                            int ix = ox * g[1] + kx * g[3] - g[5];
+                            int32_t xv, wv;
+                            if (ix < 0 || ix >= in_d[2]) {
+                                continue;
+                            }
+                            xv = input[((n * in_d[1] + iy) * in_d[2] + ix) * in_d[3] + ic];
+                            wv = filter[(ky * f_d[2] + kx) * f_d[3] + o];
+                            acc = (int32_t)((uint32_t)acc + (uint32_t)((xv + input_offset) * wv));
+                        }
+                    }
+                    if (bias) {
+                        acc = (int32_t)((uint32_t)acc + (uint32_t)bias[o]);
+                    }
+                    out[((n * out_d[1] + oy) * out_d[2] + ox) * out_d[3] + o] = kl_finish(r, acc, o);
+                }
+            }
+        }
+    }
+}
+
+/* Spatial mean (TFLite reference QuantizedMeanOrSum) of [outer, count, channels]: the
+ * multiplier and shift already absorb 1/count (see kinglet-micro mean_hw_i8). */
+static inline void kl_mean_i8(const int8_t *input, int outer, int count, int channels,
+                              int32_t input_zero_point, int32_t output_zero_point,
+                              int32_t multiplier, int32_t shift, int8_t *out) {
+    int n, i, c;
+    int32_t zp_sum = (int32_t)((int64_t)input_zero_point * count);
+    for (n = 0; n < outer; n++) {
+        for (c = 0; c < channels; c++) {
+            int32_t sum = 0;
+            int32_t v;
+            for (i = 0; i < count; i++) {
+                sum = (int32_t)((uint32_t)sum + (uint32_t)input[(n * count + i) * channels + c]);
+            }
+            v = kl_mbqm((int32_t)((uint32_t)sum - (uint32_t)zp_sum), multiplier, shift);
+            v = v + output_zero_point;
+            if (v < -128) {
+                v = -128;
+            }
+            if (v > 127) {
+                v = 127;
+            }
+            out[n * channels + c] = (int8_t)v;
+        }
+    }
+}

@@ -62,6 +62,23 @@ fn place(program: &Program, loc: Loc) -> Option<(String, Elem)> {
 
 /// `let (src, dst) = ...;` for a step.
 fn operands(program: &Program, src: Loc, dst: Loc) -> String {
+    let input = match src {
+        Loc::InputPart { offset, .. } => {
+            // Graph input k starts at the sum of the sizes before it.
+            let mut start = 0;
+            let slot = program
+                .input_lens
+                .iter()
+                .position(|len| {
+                    let here = start == offset;
+                    start += len;
+                    here
+                })
+                .unwrap_or(0);
+            format!("inputs[{slot}]")
+        }
+        _ => "inputs[0]".to_owned(),
+    };
     match (place(program, src), place(program, dst)) {
         (Some((s, se)), Some((d, de))) => format!(
             "let (src, dst) = arena::split::<{}, {}>(arena, {s}, {d})?;",
@@ -70,7 +87,7 @@ fn operands(program: &Program, src: Loc, dst: Loc) -> String {
         ),
         (None, Some((d, de))) => {
             format!(
-                "let src: &[i8] = &input[..];\n        let dst = arena::view_mut::<{}>(arena, {d})?;",
+                "let src: &[i8] = {input};\n        let dst = arena::view_mut::<{}>(arena, {d})?;",
                 de.rust()
             )
         }
@@ -81,7 +98,7 @@ fn operands(program: &Program, src: Loc, dst: Loc) -> String {
             )
         }
         (None, None) => {
-            "let src: &[i8] = &input[..];\n        let dst: &mut [i8] = &mut output[..];".to_owned()
+            format!("let src: &[i8] = {input};\n        let dst: &mut [i8] = &mut output[..];")
         }
     }
 }
@@ -260,6 +277,65 @@ fn schedule(program: &Program) -> String {
                     ref_quant_expr(&p, requant, *input_offset)
                 )
             }
+            StepKind::RefDepthwiseConv2D {
+                input,
+                output,
+                filter,
+                geometry: g,
+                depth_multiplier,
+                weights,
+                bias,
+                input_offset,
+                requant,
+                ..
+            } => {
+                array(&mut consts, &format!("{p}_W"), "i8", weights);
+                if let Some(b) = bias {
+                    array(&mut consts, &format!("{p}_B"), "i32", b);
+                }
+                requant_arrays(&mut consts, &p, requant);
+                let bias_expr = if bias.is_some() {
+                    format!("Some(&{p}_B)")
+                } else {
+                    "None".into()
+                };
+                format!(
+                    "kinglet_micro::depthwise_conv2d::depthwise_conv2d_i8(\n            &kinglet_micro::depthwise_conv2d::DepthwiseParams {{ conv: ConvParams {{ stride_h: {}, stride_w: {}, dilation_h: {}, dilation_w: {}, pad_top: {}, pad_left: {} }}, depth_multiplier: {depth_multiplier} }},\n            &{},\n            TensorRef::new(src, {}),\n            TensorRef::new(&{p}_W, {}),\n            {bias_expr},\n            TensorMut::new(dst, {}),\n        )\n        .map_err(|_| ShapeError)?;",
+                    g[0],
+                    g[1],
+                    g[2],
+                    g[3],
+                    g[4],
+                    g[5],
+                    ref_quant_expr(&p, requant, *input_offset),
+                    shape4(input),
+                    shape4(filter),
+                    shape4(output)
+                )
+            }
+            StepKind::RefMean {
+                view,
+                scales,
+                input_zero_point,
+                output_zero_point,
+                ..
+            } => format!(
+                "kinglet_micro::mean::mean_hw_i8(\n            &kinglet_micro::mean::MeanQuant {{ input_scale: f32::from_bits({:#x}), input_zero_point: {input_zero_point}, output_scale: f32::from_bits({:#x}), output_zero_point: {output_zero_point} }},\n            TensorRef::new(src, {}),\n            dst,\n        )\n        .map_err(|_| ShapeError)?;",
+                scales[0].to_bits(),
+                scales[1].to_bits(),
+                shape4(view)
+            ),
+            StepKind::ConcatPart {
+                outer,
+                src_inner,
+                dst_inner,
+                dst_offset,
+                ..
+            } => format!(
+                "if src.len() < {} || dst.len() < {} {{\n            return Err(ShapeError);\n        }}\n        for row in 0..{outer} {{\n            let to = row * {dst_inner} + {dst_offset};\n            dst[to..to + {src_inner}].copy_from_slice(&src[row * {src_inner}..(row + 1) * {src_inner}]);\n        }}",
+                outer * src_inner,
+                outer * dst_inner
+            ),
             StepKind::Copy { len, .. } => format!(
                 "match (src.get(..{len}), dst.get_mut(..{len})) {{\n            (Some(s), Some(d)) => d.copy_from_slice(s),\n            _ => return Err(ShapeError),\n        }}"
             ),
@@ -272,7 +348,7 @@ fn schedule(program: &Program) -> String {
     }
     let _ = writeln!(body, "    probe(LAYER_COUNT);");
     format!(
-        "{consts}\n    /// The static schedule: one kernel call per step, `probe(layer)` before each layer.\n    pub(super) fn run_schedule<P: FnMut(usize)>(\n        arena: &mut [u8],\n        input: &[i8; INPUT_LEN],\n        output: &mut [i8; OUTPUT_LEN],\n        probe: &mut P,\n    ) -> Result<(), ShapeError> {{\n    {}        Ok(())\n    }}\n",
+        "{consts}\n    /// The static schedule: one kernel call per step, `probe(layer)` before each layer.\n    pub(super) fn run_schedule<P: FnMut(usize)>(\n        arena: &mut [u8],\n        inputs: &[&[i8]; INPUT_COUNT],\n        output: &mut [i8; OUTPUT_LEN],\n        probe: &mut P,\n    ) -> Result<(), ShapeError> {{\n    {}        Ok(())\n    }}\n",
         body.replace("\n    ", "\n        ")
     )
 }
@@ -285,7 +361,8 @@ pub fn emit_module(dsp: &Program, reference: &Program, origin: &Origin) -> Strin
         "// Generated by `kinglet compile` from {} ({} MACs). Do not edit.\n\
          //\n\
          // API: `Model::new()` (const; put it in a static — it holds the arena), then\n\
-         // `model.infer(&input, &mut output)`. No heap, no interpreter; every kernel checks its\n\
+         // `model.infer(&input, &mut output)` (a multi-input model takes its graph inputs end to\n\
+         // end in `input`, sizes in `INPUT_LENS`, or as separate slices via `infer_inputs`). No heap, no interpreter; every kernel checks its\n\
          // buffers once and reports a mismatch as `ShapeError` instead of panicking.\n\
          // Schedule: kinglet-m4 DSP kernels on targets with the DSP extension (Cortex-M4/M7),\n\
          // kinglet-micro reference kernels elsewhere; both give identical outputs.\n",
@@ -297,7 +374,30 @@ pub fn emit_module(dsp: &Program, reference: &Program, origin: &Origin) -> Strin
          pub use kinglet_m4::ShapeError;\n\n",
     );
     let _ = writeln!(s, "pub type InputElem = i8;\npub type OutputElem = i8;");
+    let lens: Vec<String> = dsp.input_lens.iter().map(usize::to_string).collect();
+    let _ = writeln!(
+        s,
+        "/// Values of each graph input; `infer` takes them end to end in this order.\npub const INPUT_LENS: [usize; {}] = [{}];",
+        lens.len(),
+        lens.join(", ")
+    );
+    let _ = writeln!(s, "pub const INPUT_COUNT: usize = {};", lens.len());
     let _ = writeln!(s, "pub const INPUT_LEN: usize = {};", dsp.input_len);
+    let mut start = 0;
+    let parts: Vec<String> = dsp
+        .input_lens
+        .iter()
+        .map(|len| {
+            let part = format!("&input[{start}..{}]", start + len);
+            start += len;
+            part
+        })
+        .collect();
+    let _ = writeln!(
+        s,
+        "\n/// The graph inputs inside the end-to-end input array (constant bounds: no panic path).\nfn split_input(input: &[i8; INPUT_LEN]) -> [&[i8]; INPUT_COUNT] {{\n    [{}]\n}}",
+        parts.join(", ")
+    );
     let _ = writeln!(s, "pub const OUTPUT_LEN: usize = {};\n", dsp.output_len);
     s.push_str(
         "/// DSP kernels on Cortex-M4/M7 unless the build sets `--cfg kinglet_reference_kernels`.\n\
@@ -307,7 +407,10 @@ pub fn emit_module(dsp: &Program, reference: &Program, origin: &Origin) -> Strin
          pub const LAYER_NAMES: &[&str] = if USE_DSP { &dsp::LAYER_NAMES } else { &reference::LAYER_NAMES };\n\
          pub const LAYER_MACS: &[usize] = if USE_DSP { &dsp::LAYER_MACS } else { &reference::LAYER_MACS };\n\n\
          fn run_schedule<P: FnMut(usize)>(\n    arena: &mut [u8],\n    input: &[i8; INPUT_LEN],\n    output: &mut [i8; OUTPUT_LEN],\n    probe: &mut P,\n) -> Result<(), ShapeError> {\n\
-         \x20   if USE_DSP {\n        dsp::run_schedule(arena, input, output, probe)\n    } else {\n        reference::run_schedule(arena, input, output, probe)\n    }\n}\n\n\
+         \x20   run_schedule_inputs(arena, &split_input(input), output, probe)\n}\n\n\
+         fn run_schedule_inputs<P: FnMut(usize)>(\n    arena: &mut [u8],\n    inputs: &[&[i8]; INPUT_COUNT],\n    output: &mut [i8; OUTPUT_LEN],\n    probe: &mut P,\n) -> Result<(), ShapeError> {\n\
+         \x20   if inputs.iter().zip(INPUT_LENS).any(|(input, len)| input.len() != len) {\n        return Err(ShapeError);\n    }\n\
+         \x20   if USE_DSP {\n        dsp::run_schedule(arena, inputs, output, probe)\n    } else {\n        reference::run_schedule(arena, inputs, output, probe)\n    }\n}\n\n\
          #[repr(C, align(4))]\n\
          struct Arena([u8; ARENA_BYTES]);\n\n\
          /// The compiled model and its statically sized arena (`ARENA_BYTES`).\n\
@@ -321,7 +424,11 @@ pub fn emit_module(dsp: &Program, reference: &Program, origin: &Origin) -> Strin
          \x20   /// One inference calling `probe(layer)` before each layer and `probe(LAYER_COUNT)` at the\n\
          \x20   /// end (per-layer timing on the target).\n\
          \x20   pub fn infer_probed<P: FnMut(usize)>(\n        &mut self,\n        input: &[i8; INPUT_LEN],\n        output: &mut [i8; OUTPUT_LEN],\n        probe: &mut P,\n    ) -> Result<(), ShapeError> {\n\
-         \x20       run_schedule(&mut self.arena.0, input, output, probe)\n    }\n}\n\n\
+         \x20       run_schedule(&mut self.arena.0, input, output, probe)\n    }\n\n\
+         \x20   /// One inference on the graph inputs as separate slices, in graph order; each must hold\n\
+         \x20   /// `INPUT_LENS[k]` values (else `ShapeError`).\n\
+         \x20   pub fn infer_inputs(&mut self, inputs: &[&[i8]; INPUT_COUNT], output: &mut [i8; OUTPUT_LEN]) -> Result<(), ShapeError> {\n\
+         \x20       run_schedule_inputs(&mut self.arena.0, inputs, output, &mut |_| {})\n    }\n}\n\n\
          /// One inference in an arena the caller owns (at least `ARENA_BYTES`, 4-byte aligned),\n\
          /// so models that run one at a time can share one arena sized by the largest of them.\n\
          pub fn infer_in(arena: &mut [u8], input: &[i8; INPUT_LEN], output: &mut [i8; OUTPUT_LEN]) -> Result<(), ShapeError> {\n\

@@ -82,6 +82,12 @@ pub fn run(program: &Program, input: &[i8]) -> Result<Vec<i8>, CompileError> {
         };
         let kind = &step.kind;
         let (src_place, dst_place) = (place(kind.src()), place(kind.dst()));
+        let input = match kind.src() {
+            Loc::InputPart { offset, len } => input
+                .get(offset..offset + len)
+                .ok_or_else(|| fail("input part out of range".into()))?,
+            _ => input,
+        };
         let bytes = arena.bytes();
         // Source as i8 or i16, destination as i8 or i16, from the caller's arrays or the arena.
         let (src8, src16, dst8, dst16): Operands = match (src_place, dst_place) {
@@ -273,6 +279,82 @@ pub fn run(program: &Program, input: &[i8]) -> Result<Vec<i8>, CompileError> {
                     return Err(fail("copy out of range".into()));
                 }
                 dst[..*len].copy_from_slice(&src[..*len]);
+            }
+            StepKind::RefDepthwiseConv2D {
+                input: xd,
+                output: yd,
+                filter,
+                geometry: g,
+                depth_multiplier,
+                weights,
+                bias,
+                input_offset,
+                requant: r,
+                ..
+            } => {
+                let params = kinglet_micro::depthwise_conv2d::DepthwiseParams {
+                    conv: ConvParams {
+                        stride_h: g[0],
+                        stride_w: g[1],
+                        dilation_h: g[2],
+                        dilation_w: g[3],
+                        pad_top: g[4],
+                        pad_left: g[5],
+                    },
+                    depth_multiplier: *depth_multiplier,
+                };
+                let dst = dst8.ok_or_else(|| fail("depthwise conv writes int8".into()))?;
+                micro(kinglet_micro::depthwise_conv2d::depthwise_conv2d_i8(
+                    &params,
+                    &ref_quant(r, *input_offset),
+                    TensorRef::new(need8()?, shape(*xd)),
+                    TensorRef::new(weights, shape(*filter)),
+                    bias.as_deref(),
+                    TensorMut::new(dst, shape(*yd)),
+                ))?;
+            }
+            StepKind::RefMean {
+                view,
+                scales,
+                input_zero_point,
+                output_zero_point,
+                ..
+            } => {
+                let quant = kinglet_micro::mean::MeanQuant {
+                    input_scale: scales[0],
+                    input_zero_point: *input_zero_point,
+                    output_scale: scales[1],
+                    output_zero_point: *output_zero_point,
+                };
+                let dst = dst8.ok_or_else(|| fail("mean writes int8".into()))?;
+                micro(kinglet_micro::mean::mean_hw_i8(
+                    &quant,
+                    TensorRef::new(need8()?, shape(*view)),
+                    dst,
+                ))?;
+            }
+            StepKind::ConcatPart {
+                outer,
+                src_inner,
+                dst_inner,
+                dst_offset,
+                ..
+            } => {
+                let (src, dst) = (
+                    need8()?,
+                    dst8.ok_or_else(|| fail("concatenation writes int8".into()))?,
+                );
+                if src.len() < outer * src_inner
+                    || dst.len() < outer * dst_inner
+                    || dst_offset + src_inner > *dst_inner
+                {
+                    return Err(fail("concatenation out of range".into()));
+                }
+                for row in 0..*outer {
+                    let to = row * dst_inner + dst_offset;
+                    dst[to..to + src_inner]
+                        .copy_from_slice(&src[row * src_inner..(row + 1) * src_inner]);
+                }
             }
         }
     }

@@ -179,7 +179,8 @@ pub enum Lang {
 }
 
 /// Compiles `graph`, runs it in QEMU on `input` and measures it. `kernels` applies to Rust
-/// output; C output always runs its Cortex-M4 schedule.
+/// output; C output always runs its Cortex-M4 schedule. `input` holds the graph inputs end to
+/// end in graph order (the LCG stream fills input 0, then input 1, …).
 pub fn profile(
     graph: &Graph,
     model_name: &str,
@@ -279,11 +280,23 @@ pub fn profile(
     })
 }
 
-/// Outputs of kinglet-graph's host interpreter for `input`.
+/// Outputs of kinglet-graph's host interpreter for `input` (the graph inputs end to end, in
+/// graph order, as the compiled model takes them).
 pub fn host_outputs(graph: &Graph, input: &[i8]) -> Result<Vec<i32>, CompileError> {
     let host = |e: kinglet_graph::GraphError| CompileError::Run(format!("host interpreter: {e}"));
     let mut interp = kinglet_graph::Interpreter::new(graph).map_err(host)?;
-    interp.set_input(0, input).map_err(host)?;
+    let mut rest = input;
+    for (slot, &id) in graph.inputs.iter().enumerate() {
+        let len = graph.tensor(id).elements();
+        let Some((part, tail)) = rest.split_at_checked(len) else {
+            return Err(CompileError::Run(format!(
+                "input has {} values, fewer than the graph inputs need",
+                input.len()
+            )));
+        };
+        interp.set_input(slot, part).map_err(host)?;
+        rest = tail;
+    }
     interp.invoke().map_err(host)?;
     Ok(interp
         .output::<i8>(0)

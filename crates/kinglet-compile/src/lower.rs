@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use kinglet_graph::{Activation, DType, Graph, Op, OpKind, Padding, Tensor, TensorId};
 use kinglet_micro::padding::{PaddingKind, axis_geometry};
 use kinglet_micro::quant::{
-    FusedActivation, activation_range_quantized, conv_output_multipliers, legacy_output_multiplier,
+    FusedActivation, activation_range_quantized, check_shift, conv_output_multipliers,
+    legacy_output_multiplier, quantize_multiplier,
 };
 
 use crate::error::CompileError;
@@ -16,7 +17,7 @@ use crate::program::{
     Buffer, Dims, Elem, KernelSet, Layer, Loc, Program, RequantData, Step, StepKind,
 };
 
-/// Lowers `graph` (int8 activations, one input, one output) into a planned [`Program`].
+/// Lowers `graph` (int8 activations, one or more inputs, one output) into a planned [`Program`].
 pub fn lower(graph: &Graph, kernels: KernelSet) -> Result<Program, CompileError> {
     Lowering::new(graph, kernels)?.run()
 }
@@ -71,14 +72,19 @@ fn activation_quant(t: &Tensor) -> Option<(f32, i32)> {
 
 impl<'g> Lowering<'g> {
     fn new(graph: &'g Graph, kernels: KernelSet) -> Result<Self, CompileError> {
-        if graph.inputs.len() != 1 || graph.outputs.len() != 1 {
+        if graph.inputs.is_empty() || graph.outputs.len() != 1 {
             return Err(CompileError::Unsupported(format!(
-                "compiled models take one input and one output; this graph has {} and {}",
+                "compiled models take one or more inputs and one output; this graph has {} and {}",
                 graph.inputs.len(),
                 graph.outputs.len()
             )));
         }
-        for (what, id) in [("input", graph.inputs[0]), ("output", graph.outputs[0])] {
+        let ends = graph
+            .inputs
+            .iter()
+            .map(|&id| ("input", id))
+            .chain([("output", graph.outputs[0])]);
+        for (what, id) in ends {
             let t = graph.tensors.get(id.0).ok_or_else(|| {
                 CompileError::Unsupported(format!("graph {what} {id} does not exist"))
             })?;
@@ -96,7 +102,17 @@ impl<'g> Lowering<'g> {
             }
         }
         let mut locs = HashMap::new();
-        locs.insert(graph.inputs[0], Loc::Input);
+        if let [only] = graph.inputs.as_slice() {
+            locs.insert(*only, Loc::Input);
+        } else {
+            // The caller's input array holds the graph inputs end to end, in graph order.
+            let mut offset = 0;
+            for &id in &graph.inputs {
+                let len = graph.tensor(id).elements();
+                locs.insert(id, Loc::InputPart { offset, len });
+                offset += len;
+            }
+        }
         Ok(Lowering {
             graph,
             kernels,
@@ -170,6 +186,9 @@ impl<'g> Lowering<'g> {
                 OpKind::Conv2D { .. } => self.conv(index, op)?,
                 OpKind::MaxPool2D { .. } => self.max_pool(index, op)?,
                 OpKind::FullyConnected { .. } => self.fully_connected(index, op)?,
+                OpKind::Concatenation { .. } => self.concatenation(index, op)?,
+                OpKind::DepthwiseConv2D { .. } => self.depthwise(index, op)?,
+                OpKind::Mean { .. } => self.mean(index, op)?,
                 other => {
                     return Err(op_err(
                         index,
@@ -186,12 +205,16 @@ impl<'g> Lowering<'g> {
                 "the graph output is not produced by any op (or is the input itself)".into(),
             ));
         }
-        let input_len = self.graph.tensor(self.graph.inputs[0]).elements();
+        let input_lens: Vec<usize> = (self.graph.inputs.iter())
+            .map(|&id| self.graph.tensor(id).elements())
+            .collect();
+        let input_len = input_lens.iter().sum();
         let output_len = self.graph.tensor(out).elements();
         let arena_bytes = plan_arena(&mut self.buffers, &self.steps);
         Ok(Program {
             kernels: self.kernels,
             input_len,
+            input_lens,
             output_len,
             buffers: self.buffers,
             steps: self.steps,
@@ -588,6 +611,223 @@ impl<'g> Lowering<'g> {
                     bias,
                     input_offset: -xz,
                     requant,
+                },
+            });
+        }
+        Ok(1)
+    }
+
+    fn depthwise(&mut self, index: usize, op: &Op) -> Result<usize, CompileError> {
+        let OpKind::DepthwiseConv2D {
+            stride,
+            dilation,
+            padding,
+            depth_multiplier,
+            activation,
+        } = op.kind.clone()
+        else {
+            unreachable!("dispatched on DepthwiseConv2D");
+        };
+        let x = self.input(index, op, 0)?;
+        let w = self.input(index, op, 1)?;
+        let out_id = *op
+            .outputs
+            .first()
+            .ok_or_else(|| op_err(index, op, "no output"))?;
+        let y = self.tensor(index, op, out_id)?;
+        let (xd, wd, yd) = match (dims4(x), dims4(w), dims4(y)) {
+            (Some(a), Some(b), Some(c)) => (a, b, c),
+            _ => return Err(op_err(index, op, "input, filter and output must be 4D")),
+        };
+        let weights =
+            i8_data(w).ok_or_else(|| op_err(index, op, "filter must be constant int8"))?;
+        let out_ch = yd[3];
+        let bias = match op.inputs.get(2) {
+            Some(&b) => Some(
+                self.tensor(index, op, b)?
+                    .data_i32()
+                    .ok_or_else(|| op_err(index, op, "bias must be constant int32"))?,
+            ),
+            None => None,
+        };
+        if bias.as_ref().is_some_and(|b| b.len() != out_ch) {
+            return Err(op_err(
+                index,
+                op,
+                "bias length differs from the output channels",
+            ));
+        }
+        let (_, xz) = activation_quant(x)
+            .ok_or_else(|| op_err(index, op, "input must be per-tensor int8"))?;
+        let requant = self.requant(index, op, x, w, y, out_ch, activation, false)?;
+        let geometry = |size, k, s, d| {
+            axis_geometry(pad_kind(padding), size, k, s, d)
+                .map(|g| g.pad_before)
+                .map_err(|e| op_err(index, op, format!("geometry: {e}")))
+        };
+        let pad_top = geometry(xd[1], wd[1], stride.h, dilation.h)?;
+        let pad_left = geometry(xd[2], wd[2], stride.w, dilation.w)?;
+        let macs = yd[0] * yd[1] * yd[2] * out_ch * wd[1] * wd[2];
+        let src = self.src_loc(index, op)?;
+        let layer = self.push_layer("DEPTHWISE_CONV_2D".into(), vec![index], macs);
+        let dst = self.dst_loc(out_id);
+        self.steps.push(Step {
+            layer,
+            kind: StepKind::RefDepthwiseConv2D {
+                src,
+                dst,
+                input: xd,
+                output: yd,
+                filter: wd,
+                geometry: [
+                    stride.h, stride.w, dilation.h, dilation.w, pad_top, pad_left,
+                ],
+                depth_multiplier,
+                weights,
+                bias,
+                input_offset: -xz,
+                requant,
+            },
+        });
+        Ok(1)
+    }
+
+    fn mean(&mut self, index: usize, op: &Op) -> Result<usize, CompileError> {
+        let OpKind::Mean { axes, .. } = op.kind.clone() else {
+            unreachable!("dispatched on Mean");
+        };
+        let x = self.input(index, op, 0)?;
+        let out_id = *op
+            .outputs
+            .first()
+            .ok_or_else(|| op_err(index, op, "no output"))?;
+        let y = self.tensor(index, op, out_id)?;
+        let (first, last) = match (axes.first(), axes.last()) {
+            (Some(&f), Some(&l)) if l + 1 - f == axes.len() && l < x.shape.len() => (f, l),
+            _ => {
+                return Err(op_err(
+                    index,
+                    op,
+                    format!("mean over axes {axes:?} (only one contiguous run compiles)"),
+                ));
+            }
+        };
+        let dims = &x.shape;
+        let view = [
+            dims[..first].iter().product(),
+            dims[first..=last].iter().product(),
+            1,
+            dims[last + 1..].iter().product(),
+        ];
+        let (is, iz) = activation_quant(x)
+            .ok_or_else(|| op_err(index, op, "input must be per-tensor int8"))?;
+        let (os, oz) = activation_quant(y)
+            .ok_or_else(|| op_err(index, op, "output must be per-tensor int8"))?;
+        let count: usize = view[1];
+        if count == 0 || !(is > 0.0 && os > 0.0) {
+            return Err(op_err(index, op, "empty mean or non-positive scales"));
+        }
+        // kinglet-micro's mean_hw_i8 derivation, for the C kernel.
+        let (multiplier, shift) = quantize_multiplier(f64::from(is) / f64::from(os))
+            .and_then(|(m, s)| check_shift(s).map(|()| (m, s)))
+            .map_err(|e| op_err(index, op, format!("requantisation: {e}")))?;
+        let count = count as i64;
+        let log2 = 63 - (count as u64).leading_zeros() as i32;
+        let k = log2.min(32).min(31 + shift);
+        let multiplier = ((i64::from(multiplier) << k) / count) as i32;
+        let shift = shift - k;
+        let src = self.src_loc(index, op)?;
+        let layer = self.push_layer("MEAN".into(), vec![index], 0);
+        let dst = self.dst_loc(out_id);
+        self.steps.push(Step {
+            layer,
+            kind: StepKind::RefMean {
+                src,
+                dst,
+                view,
+                scales: [is, os],
+                input_zero_point: iz,
+                output_zero_point: oz,
+                multiplier,
+                shift,
+            },
+        });
+        Ok(1)
+    }
+
+    fn concatenation(&mut self, index: usize, op: &Op) -> Result<usize, CompileError> {
+        let OpKind::Concatenation { axis, activation } = op.kind.clone() else {
+            unreachable!("dispatched on Concatenation");
+        };
+        if activation != Activation::None {
+            return Err(op_err(index, op, "a fused activation is not supported"));
+        }
+        let out_id = *op
+            .outputs
+            .first()
+            .ok_or_else(|| op_err(index, op, "no output"))?;
+        let y = self.tensor(index, op, out_id)?;
+        let y_quant = activation_quant(y)
+            .ok_or_else(|| op_err(index, op, "output must be per-tensor int8"))?;
+        if axis >= y.shape.len() {
+            return Err(op_err(index, op, format!("axis {axis} out of range")));
+        }
+        let outer: usize = y.shape[..axis].iter().product();
+        let dst_inner: usize = y.shape[axis..].iter().product();
+        let mut parts = Vec::with_capacity(op.inputs.len());
+        let mut dst_offset = 0;
+        for slot in 0..op.inputs.len() {
+            let x = self.input(index, op, slot)?;
+            // TFLite quantises every CONCATENATION input like its output; a copy is then exact.
+            if activation_quant(x) != Some(y_quant) {
+                return Err(op_err(
+                    index,
+                    op,
+                    format!(
+                        "input {slot} is not quantised like the output (requantising concatenation is not compiled)"
+                    ),
+                ));
+            }
+            if x.shape.len() != y.shape.len() || x.shape[..axis] != y.shape[..axis] {
+                return Err(op_err(
+                    index,
+                    op,
+                    format!(
+                        "input {slot} shape {:?} does not fit output {:?}",
+                        x.shape, y.shape
+                    ),
+                ));
+            }
+            let src = self.locs.get(&op.inputs[slot]).copied().ok_or_else(|| {
+                op_err(
+                    index,
+                    op,
+                    format!("input {slot} is neither a graph input nor produced earlier"),
+                )
+            })?;
+            let src_inner: usize = x.shape[axis..].iter().product();
+            parts.push((src, src_inner, dst_offset));
+            dst_offset += src_inner;
+        }
+        if dst_offset != dst_inner {
+            return Err(op_err(
+                index,
+                op,
+                "input sizes do not add up to the output size",
+            ));
+        }
+        let layer = self.push_layer("CONCATENATION".into(), vec![index], 0);
+        let dst = self.dst_loc(out_id);
+        for (src, src_inner, dst_offset) in parts {
+            self.steps.push(Step {
+                layer,
+                kind: StepKind::ConcatPart {
+                    src,
+                    dst,
+                    outer,
+                    src_inner,
+                    dst_inner,
+                    dst_offset,
                 },
             });
         }

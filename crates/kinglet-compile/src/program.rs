@@ -67,6 +67,9 @@ impl Buffer {
 pub enum Loc {
     /// The caller's input array.
     Input,
+    /// One graph input of a multi-input model: `len` values at `offset` of the caller's
+    /// input array, which holds the graph inputs end to end in graph order.
+    InputPart { offset: usize, len: usize },
     /// The caller's output array.
     Output,
     /// Arena buffer by index into [`Program::buffers`].
@@ -157,6 +160,46 @@ pub enum StepKind {
     },
     /// Element copy (a reshape whose result is the graph output).
     Copy { src: Loc, dst: Loc, len: usize },
+    /// kinglet-micro `depthwise_conv2d_i8`.
+    RefDepthwiseConv2D {
+        src: Loc,
+        dst: Loc,
+        input: Dims,
+        output: Dims,
+        filter: Dims,
+        /// stride h, stride w, dilation h, dilation w, pad top, pad left.
+        geometry: [usize; 6],
+        depth_multiplier: usize,
+        weights: Vec<i8>,
+        bias: Option<Vec<i32>>,
+        input_offset: i32,
+        requant: RequantData,
+    },
+    /// kinglet-micro `mean_hw_i8` over the view `[outer, reduced, 1, channels]` (TFLite
+    /// reference `QuantizedMeanOrSum`).
+    RefMean {
+        src: Loc,
+        dst: Loc,
+        view: Dims,
+        /// input scale, output scale (for the Rust kernel, which derives the multiplier).
+        scales: [f32; 2],
+        input_zero_point: i32,
+        output_zero_point: i32,
+        /// The integer requantisation the Rust kernel derives, precomputed for the C kernel:
+        /// `mbqm(Σx − zp_in·count, multiplier, shift) + zp_out`.
+        multiplier: i32,
+        shift: i32,
+    },
+    /// One input of a CONCATENATION (same quantisation as the output, so a plain copy):
+    /// for each of `outer` rows, `src_inner` values go to `dst[row·dst_inner + dst_offset ..]`.
+    ConcatPart {
+        src: Loc,
+        dst: Loc,
+        outer: usize,
+        src_inner: usize,
+        dst_inner: usize,
+        dst_offset: usize,
+    },
 }
 
 impl StepKind {
@@ -168,7 +211,10 @@ impl StepKind {
             | StepKind::RefConv2D { src, .. }
             | StepKind::RefMaxPool2D { src, .. }
             | StepKind::RefFullyConnected { src, .. }
-            | StepKind::Copy { src, .. } => *src,
+            | StepKind::Copy { src, .. }
+            | StepKind::RefDepthwiseConv2D { src, .. }
+            | StepKind::RefMean { src, .. }
+            | StepKind::ConcatPart { src, .. } => *src,
         }
     }
 
@@ -180,7 +226,10 @@ impl StepKind {
             | StepKind::RefConv2D { dst, .. }
             | StepKind::RefMaxPool2D { dst, .. }
             | StepKind::RefFullyConnected { dst, .. }
-            | StepKind::Copy { dst, .. } => *dst,
+            | StepKind::Copy { dst, .. }
+            | StepKind::RefDepthwiseConv2D { dst, .. }
+            | StepKind::RefMean { dst, .. }
+            | StepKind::ConcatPart { dst, .. } => *dst,
         }
     }
 
@@ -207,6 +256,12 @@ impl StepKind {
                 ..
             }
             | StepKind::RefFullyConnected {
+                weights,
+                bias,
+                requant,
+                ..
+            }
+            | StepKind::RefDepthwiseConv2D {
                 weights,
                 bias,
                 requant,
@@ -238,7 +293,10 @@ pub struct Layer {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Program {
     pub kernels: KernelSet,
+    /// Total input values: the graph inputs laid end to end, in graph order.
     pub input_len: usize,
+    /// Values of each graph input (one entry for single-input models).
+    pub input_lens: Vec<usize>,
     pub output_len: usize,
     pub buffers: Vec<Buffer>,
     pub steps: Vec<Step>,

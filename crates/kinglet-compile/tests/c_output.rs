@@ -9,7 +9,7 @@ use kinglet_graph::Graph;
 
 fn seed_model(name: &str) -> Graph {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/seed-models/int8")
+        .join("../kinglet-graph/tests/fixtures")
         .join(name);
     Graph::from_tflite_bytes(&std::fs::read(&path).expect("seed model")).expect("parse")
 }
@@ -71,13 +71,23 @@ fn check_graph(graph: &Graph, name: &str, input: &[i8], expected: &str) {
     let p = c_prefix(name);
     let up = p.to_uppercase();
     let values: Vec<String> = input.iter().map(i8::to_string).collect();
+    // The same inference through `_infer_inputs`, one pointer per graph input.
+    let mut start = 0;
+    let mut parts = Vec::new();
+    for &id in &graph.inputs {
+        parts.push(format!("in + {start}"));
+        start += graph.tensor(id).elements();
+    }
     let main = format!(
         "#include <stdio.h>\n#include \"{p}.h\"\n\
          static const int8_t in[{up}_INPUT_LEN] = {{ {} }};\n\
          int main(void) {{\n  int8_t out[{up}_OUTPUT_LEN];\n  int i;\n\
          \x20 if ({p}_infer(in, out) != 0) return 1;\n\
+         \x20 for (i = 0; i < {up}_OUTPUT_LEN; i++) printf(i ? \" %d\" : \"%d\", out[i]);\n  printf(\"\\n\");\n\
+         \x20 {{\n    const int8_t *const parts[] = {{ {} }};\n    if ({p}_infer_inputs(parts, out) != 0) return 1;\n  }}\n\
          \x20 for (i = 0; i < {up}_OUTPUT_LEN; i++) printf(i ? \" %d\" : \"%d\", out[i]);\n  printf(\"\\n\");\n  return 0;\n}}\n",
-        values.join(", ")
+        values.join(", "),
+        parts.join(", ")
     );
     std::fs::write(dir.path().join("main.c"), main).unwrap();
     let exe = dir.path().join("model");
@@ -89,7 +99,13 @@ fn check_graph(graph: &Graph, name: &str, input: &[i8], expected: &str) {
         .arg(&c)
         .arg("-o")
         .arg(&exe));
-    assert_eq!(run(&mut Command::new(&exe)).trim(), expected);
+    let printed = run(&mut Command::new(&exe));
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(
+        lines,
+        [expected, expected],
+        "{name}: _infer, then _infer_inputs"
+    );
 }
 
 #[test]
@@ -100,6 +116,27 @@ fn big_anchor_c_compiles_and_matches_tflite() {
 #[test]
 fn little_anchor_c_compiles_and_matches_tflite() {
     check("S0_s3_int8.tflite", "-44 70");
+}
+
+/// kinglet's own trained models (committed fixtures, TFLite goldens from
+/// `scripts/compile_own_goldens.py`): three inputs joined by CONCATENATION, and depthwise
+/// convolution with MEAN pooling. One LCG stream fills the inputs end to end.
+#[test]
+fn own_models_c_compile_and_match_tflite() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    for (name, expected) in [
+        ("big3.int8.tflite", "-5 42 54 -33 -128 21"),
+        ("kinglet.int8.tflite", "49 -97 30 -64 -128 -55"),
+    ] {
+        let bytes = std::fs::read(dir.join(name)).expect("fixture");
+        let graph = Graph::from_tflite_bytes(&bytes).expect("parse");
+        let len = graph
+            .inputs
+            .iter()
+            .map(|&i| graph.tensor(i).elements())
+            .sum();
+        check_graph(&graph, name, &lcg(len), expected);
+    }
 }
 
 /// Ops outside the HAR kernels' shapes (strided VALID convolution, a max pool that cannot be

@@ -9,12 +9,23 @@ use kinglet_graph::Graph;
 
 #[test]
 fn generated_crate_builds_for_m4_m3_and_riscv() {
-    let name = "S0_s3_int8.tflite";
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/seed-models/int8")
-        .join(name);
-    let graph =
-        Graph::from_tflite_bytes(&std::fs::read(&path).expect("seed model")).expect("parse");
+    build_for_all_targets(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../kinglet-graph/tests/fixtures/S0_s3_int8.tflite"),
+    );
+}
+
+/// kinglet's own models: three inputs with CONCATENATION; depthwise convolution and MEAN.
+#[test]
+fn own_models_build_for_m4_m3_and_riscv() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    build_for_all_targets(&dir.join("big3.int8.tflite"));
+    build_for_all_targets(&dir.join("kinglet.int8.tflite"));
+}
+
+fn build_for_all_targets(path: &std::path::Path) {
+    let name = path.file_name().unwrap().to_str().unwrap();
+    let graph = Graph::from_tflite_bytes(&std::fs::read(path).expect("seed model")).expect("parse");
     let dir = tempfile::tempdir().unwrap();
     let crate_name = write_rust_crate(&compile(&graph, name).unwrap(), name, dir.path()).unwrap();
     let target_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("generated-crate");

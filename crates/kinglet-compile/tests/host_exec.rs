@@ -8,7 +8,7 @@ use kinglet_graph::Graph;
 
 pub fn seed_model(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/seed-models/int8")
+        .join("../kinglet-graph/tests/fixtures")
         .join(name)
 }
 
@@ -34,8 +34,8 @@ fn little_anchor_matches_tflite() {
 
 #[test]
 fn legacy_uint8_model_is_refused_with_a_clear_error() {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/seed-models/S0_s3.tflite");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../kinglet-graph/tests/fixtures/S0_s3.tflite");
     let graph = Graph::from_tflite_bytes(&std::fs::read(path).expect("seed model")).expect("parse");
     let err = lower(&graph, KernelSet::CortexM4)
         .expect_err("uint8 is not compiled yet")

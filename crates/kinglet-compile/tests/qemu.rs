@@ -15,7 +15,7 @@ fn work_dir() -> PathBuf {
 
 fn seed_model(name: &str) -> Graph {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/seed-models/int8")
+        .join("../kinglet-graph/tests/fixtures")
         .join(name);
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     Graph::from_tflite_bytes(&bytes).expect("parse")

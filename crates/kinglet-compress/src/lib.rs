@@ -3,14 +3,19 @@
 //! This issue provides full-integer int8 post-training quantisation ([`quantize_int8`]) that
 //! follows the TFLite int8 specification and reproduces the TFLite converter's parameters,
 //! so models kinglet quantises run unchanged, with identical outputs, in the TFLite
-//! interpreter. Calibration chooses activation ranges by min/max (the converter's choice),
+//! interpreter. [`quantize_float16`] stores weights as half floats (no calibration).
+//! Calibration chooses activation ranges by min/max (the converter's choice),
 //! percentile or an MSE-optimal clipping search ([`Calibration`]).
 
 pub mod calibrate;
+pub mod dynamic;
 pub mod error;
+pub mod float16;
 pub mod params;
 pub mod ptq;
 
 pub use calibrate::Calibration;
+pub use dynamic::{DynamicConfig, quantize_dynamic};
 pub use error::CompressError;
+pub use float16::{f32_to_f16, quantize_float16};
 pub use ptq::{CalibrationSample, PTQ_METADATA, PtqConfig, PtqResult, observe, quantize_int8};

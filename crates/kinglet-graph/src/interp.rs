@@ -273,6 +273,23 @@ enum Kernel {
         scale: f32,
         zero_point: i32,
     },
+    /// Dynamic-range op: float activations, int8 weights with per-channel (conv, depthwise)
+    /// or per-tensor (fully connected) scales.
+    Hybrid {
+        op: HybridOp,
+        filter: Vec<i8>,
+        filter_shape: Shape4,
+        scales: Vec<f32>,
+        bias: Option<Vec<f32>>,
+        act: km::ActivationF32,
+    },
+}
+
+#[derive(Clone, Debug)]
+enum HybridOp {
+    Conv(km::ConvParams),
+    Depthwise(km::depthwise_conv2d::DepthwiseParams),
+    FullyConnected(km::fully_connected::FcShape),
 }
 
 #[derive(Clone, Debug)]
@@ -488,6 +505,17 @@ fn prepare_op(graph: &Graph, index: usize, kernels: TfliteKernels) -> Result<Pre
     let pool_quant = |act: Activation| -> Result<(i32, i32), String> {
         if quantized { act_q(act) } else { Ok((0, 0)) }
     };
+    if let Some(kernel) = prepare_hybrid(graph, op, &in_shapes, act_f32)? {
+        return Ok(Prepared {
+            kernel,
+            dtype: x.dtype,
+            out_dtype: out.dtype,
+            in_shapes,
+            out_shape,
+            inputs: op.inputs.clone(),
+            output: op.outputs[0],
+        });
+    }
     let kernel = match &op.kind {
         OpKind::Conv2D {
             stride,
@@ -819,6 +847,127 @@ fn prepare_op(graph: &Graph, index: usize, kernels: TfliteKernels) -> Result<Pre
     })
 }
 
+/// The hybrid kernel of a float-input Conv2D, DepthwiseConv2D or FullyConnected whose weights
+/// are int8 constants (TFLite dynamic-range quantisation); `None` for every other op.
+fn prepare_hybrid(
+    graph: &Graph,
+    op: &crate::graph::Op,
+    in_shapes: &[Shape4],
+    act: km::ActivationF32,
+) -> Result<Option<Kernel>, String> {
+    let x = graph.tensor(op.inputs[0]);
+    let Some(w) = op.inputs.get(1).map(|t| graph.tensor(*t)) else {
+        return Ok(None);
+    };
+    let weighted = matches!(
+        op.kind,
+        OpKind::Conv2D { .. } | OpKind::DepthwiseConv2D { .. } | OpKind::FullyConnected { .. }
+    );
+    if !weighted || x.dtype != DType::F32 || w.dtype != DType::I8 {
+        return Ok(None);
+    }
+    let Some(Const::I8(filter)) = Const::from_tensor(w) else {
+        return Err(format!("int8 weights '{}' must be a constant", w.name));
+    };
+    let q = w
+        .quant
+        .as_ref()
+        .ok_or_else(|| format!("int8 weights '{}' have no quantisation", w.name))?;
+    if q.zero_point.iter().any(|z| *z != 0) {
+        return Err(format!(
+            "hybrid weights '{}' must be symmetric (zero point 0)",
+            w.name
+        ));
+    }
+    let bias = match op.inputs.get(2).map(|t| graph.tensor(*t)) {
+        None => None,
+        Some(b) => match Const::from_tensor(b) {
+            Some(Const::F32(v)) => Some(v),
+            _ => return Err(format!("bias '{}' must be an f32 constant", b.name)),
+        },
+    };
+    let fs = shape4(&w.shape)?;
+    let window = |fh: usize, fw: usize, stride: crate::Hw, dilation: crate::Hw, padding| {
+        let s = in_shapes[0];
+        let gh =
+            km::axis_geometry(pad_kind(padding), s.h, fh, stride.h, dilation.h).map_err(kerr)?;
+        let gw =
+            km::axis_geometry(pad_kind(padding), s.w, fw, stride.w, dilation.w).map_err(kerr)?;
+        Ok::<_, String>(km::ConvParams {
+            stride_h: stride.h,
+            stride_w: stride.w,
+            dilation_h: dilation.h,
+            dilation_w: dilation.w,
+            pad_top: gh.pad_before,
+            pad_left: gw.pad_before,
+        })
+    };
+    let per_channel = |channels: usize, axis: usize| -> Result<Vec<f32>, String> {
+        if q.scale.len() == channels && (channels == 1 || q.axis == axis) {
+            Ok(q.scale.clone())
+        } else if q.scale.len() == 1 {
+            Ok(vec![q.scale[0]; channels])
+        } else {
+            Err(format!(
+                "hybrid weights '{}' have {} scales on axis {}, expected {channels} on axis {axis}",
+                w.name,
+                q.scale.len(),
+                q.axis
+            ))
+        }
+    };
+    let (op_kind, scales) = match &op.kind {
+        OpKind::Conv2D {
+            stride,
+            dilation,
+            padding,
+            ..
+        } => (
+            HybridOp::Conv(window(fs.h, fs.w, *stride, *dilation, *padding)?),
+            per_channel(fs.n, 0)?,
+        ),
+        OpKind::DepthwiseConv2D {
+            stride,
+            dilation,
+            padding,
+            depth_multiplier,
+            ..
+        } => (
+            HybridOp::Depthwise(km::depthwise_conv2d::DepthwiseParams {
+                conv: window(fs.h, fs.w, *stride, *dilation, *padding)?,
+                depth_multiplier: *depth_multiplier,
+            }),
+            per_channel(fs.c, 3)?,
+        ),
+        _ => {
+            if q.scale.len() != 1 {
+                return Err(format!(
+                    "hybrid FULLY_CONNECTED weights '{}' must have one scale, have {}",
+                    w.name,
+                    q.scale.len()
+                ));
+            }
+            let (out_features, in_features) = (w.shape[0], w.shape[1]);
+            (
+                HybridOp::FullyConnected(km::fully_connected::FcShape {
+                    batches: x.elements() / in_features.max(1),
+                    in_features,
+                    out_features,
+                }),
+                q.scale.clone(),
+            )
+        }
+    };
+    Ok(Some(Kernel::Hybrid {
+        op: op_kind,
+        filter,
+        filter_shape: fs,
+        scales,
+        bias,
+        act,
+    }))
+}
+
 /// Splits the arena into the output's bytes (mutable) and each input's bytes (shared);
 /// errors if an input overlaps the output (the planner never does that).
 fn split_io<'a>(
@@ -968,6 +1117,53 @@ fn run_op(p: &Prepared, arena: &mut [u8], plan: &ArenaPlan) -> Result<(), String
                     TensorMut::new(as_f32_mut(out)?, os),
                 ),
                 _ => return Err("filter type does not match the input type".into()),
+            }
+            .map_err(kerr)
+        }
+        Kernel::Hybrid {
+            op,
+            filter,
+            filter_shape,
+            scales,
+            bias,
+            act,
+        } => {
+            let x = as_f32(x)?;
+            let out = as_f32_mut(out)?;
+            let bias = bias.as_deref();
+            match op {
+                HybridOp::Conv(params) => km::hybrid::conv2d_hybrid(
+                    params,
+                    *act,
+                    TensorRef::new(x, is),
+                    TensorRef::new(filter, *filter_shape),
+                    scales,
+                    bias,
+                    &mut vec![0; is.h * is.w * is.c],
+                    TensorMut::new(out, os),
+                ),
+                HybridOp::Depthwise(params) => km::hybrid::depthwise_conv2d_hybrid(
+                    params,
+                    *act,
+                    TensorRef::new(x, is),
+                    TensorRef::new(filter, *filter_shape),
+                    scales,
+                    bias,
+                    &mut vec![0; is.h * is.w * is.c],
+                    TensorMut::new(out, os),
+                ),
+                HybridOp::FullyConnected(shape) => km::hybrid::fully_connected_hybrid(
+                    shape.batches,
+                    shape.in_features,
+                    shape.out_features,
+                    *act,
+                    x,
+                    filter,
+                    scales[0],
+                    bias,
+                    &mut vec![0; shape.in_features],
+                    out,
+                ),
             }
             .map_err(kerr)
         }

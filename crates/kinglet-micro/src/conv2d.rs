@@ -414,7 +414,7 @@ pub fn conv2d_u8(
     conv2d_q8(params, quant, input, filter, bias, output)
 }
 
-fn check_conv_shapes<A, B, C, D>(
+pub(crate) fn check_conv_shapes<A, B, C, D>(
     params: &ConvParams,
     input: &TensorRef<'_, A>,
     filter: &TensorRef<'_, B>,

@@ -17,7 +17,7 @@ pub struct DepthwiseParams {
     pub depth_multiplier: usize,
 }
 
-fn check_shapes<A, B, C, D>(
+pub(crate) fn check_shapes<A, B, C, D>(
     p: &DepthwiseParams,
     input: &TensorRef<'_, A>,
     filter: &TensorRef<'_, B>,

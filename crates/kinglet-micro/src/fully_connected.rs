@@ -20,7 +20,7 @@ pub struct FcShape {
 }
 
 impl FcShape {
-    fn check<A, B, C, D>(
+    pub(crate) fn check<A, B, C, D>(
         &self,
         input: &[A],
         weights: &[B],

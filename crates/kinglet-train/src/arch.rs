@@ -125,6 +125,11 @@ pub struct Schedule {
     pub normalise: bool,
     #[serde(default)]
     pub augment: Augment,
+    /// When positive, the model is the mean of the weights at the end of the last this-many
+    /// epochs (stochastic weight averaging) instead of the epoch picked on validation data:
+    /// a small validation split picks noisily, an average of late epochs generalises better.
+    #[serde(default)]
+    pub average_last: usize,
 }
 
 fn default_batch() -> usize {
@@ -216,6 +221,7 @@ fn seed_schedule(learning_rate: f64, epochs: usize) -> Schedule {
         decay: 50.0,
         normalise: true,
         augment: Augment::default(),
+        average_last: 0,
     }
 }
 
@@ -311,10 +317,11 @@ impl Architecture {
                     decay: 30.0,
                     normalise: true,
                     augment: Augment {
-                        scale: 0.1,
+                        scale: 0.15,
                         noise: 0.02,
-                        shift: 0,
+                        shift: 4,
                     },
+                    average_last: 0,
                 },
             },
             _ => {

@@ -238,7 +238,8 @@ fn score(net: &Network, prepared: &Prepared, device: &Device) -> Classification 
 }
 
 /// Trains `arch` on `train`, choosing the epoch with the best accuracy on `validation`
-/// (the last epoch when there is none).
+/// (the last epoch when there is none), or averaging the last epochs' weights when the
+/// schedule's `average_last` asks for it.
 pub fn train(
     arch: &Architecture,
     train: &Dataset,
@@ -313,6 +314,8 @@ pub fn train(
     let batch = arch.training.batch_size;
     let n = prepared.len();
     let batches = n.div_ceil(batch);
+    let averaging = arch.training.average_last > 0;
+    let average_from = epochs.saturating_sub(arch.training.average_last);
 
     for (ran, epoch) in (start_epoch..epochs).enumerate() {
         if options.stop_after.is_some_and(|s| ran >= s) {
@@ -374,14 +377,27 @@ pub fn train(
             validation_macro_f1: val.as_ref().map(|c| c.macro_f1()),
             train_seconds,
         };
-        let s = report.validation_accuracy.unwrap_or(epoch as f64);
-        let is_best = s > best_score;
         let current = eval_net.named_tensors();
-        if is_best {
-            best_score = s;
-            best_epoch = epoch + 1;
-            best_tensors = current.clone();
-        }
+        let is_best = if averaging {
+            // The "best" slot holds the running mean of the epochs averaged so far, so a
+            // checkpoint resumes the average without extra state.
+            if epoch >= average_from {
+                let count = epoch - average_from + 1;
+                accumulate_mean(&mut best_tensors, &current, count);
+                best_epoch = epoch + 1;
+                best_score = report.validation_accuracy.unwrap_or(epoch as f64);
+            }
+            false
+        } else {
+            let s = report.validation_accuracy.unwrap_or(epoch as f64);
+            let is_best = s > best_score;
+            if is_best {
+                best_score = s;
+                best_epoch = epoch + 1;
+                best_tensors = current.clone();
+            }
+            is_best
+        };
         progress.epoch_done(&report, is_best);
         history.push(report);
         if let Some(path) = &options.checkpoint {
@@ -415,6 +431,15 @@ pub fn train(
     if best_tensors.is_empty() {
         best_tensors = net.valid().named_tensors();
     }
+    // An averaged model was never evaluated as such; score it on the validation data.
+    let averaged_validation = match (&val_prepared, averaging && complete) {
+        (Some(v), true) => {
+            let averaged =
+                Network::from_tensors(arch, classes, best_tensors.clone(), &infer_device)?;
+            Some(score(&averaged, v, &infer_device).accuracy())
+        }
+        _ => None,
+    };
     let model = TrainedModel {
         architecture: arch.clone(),
         class_names: output_class_names(arch, &train.class_names)?,
@@ -426,9 +451,11 @@ pub fn train(
             data: options.data_description.clone(),
             epochs_trained: history.len(),
             best_epoch,
-            validation_accuracy: history
-                .get(best_epoch.saturating_sub(1))
-                .and_then(|r| r.validation_accuracy),
+            validation_accuracy: averaged_validation.or_else(|| {
+                history
+                    .get(best_epoch.saturating_sub(1))
+                    .and_then(|r| r.validation_accuracy)
+            }),
         },
     };
     Ok(TrainOutcome {
@@ -436,6 +463,20 @@ pub fn train(
         history,
         complete,
     })
+}
+
+/// Folds `current` into the running mean `mean` of `count - 1` earlier snapshots.
+fn accumulate_mean(mean: &mut Vec<NamedTensor>, current: &[NamedTensor], count: usize) {
+    if count <= 1 || mean.len() != current.len() {
+        *mean = current.to_vec();
+        return;
+    }
+    let weight = 1.0 / count as f32;
+    for (m, c) in mean.iter_mut().zip(current) {
+        for (a, b) in m.values.iter_mut().zip(&c.values) {
+            *a += (b - *a) * weight;
+        }
+    }
 }
 
 /// Runs a trained model on a dataset and scores it against the task's targets.

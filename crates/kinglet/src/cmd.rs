@@ -1,13 +1,13 @@
 //! One module per subcommand.
+pub mod cascade;
+pub mod compile;
+pub mod data;
 pub mod eval;
-pub mod train;
 pub mod export;
 pub mod inspect;
-pub mod cascade;
-pub mod report;
-pub mod data;
-pub mod compile;
+pub mod pipeline;
 pub mod profile;
 pub mod quantize;
-pub mod pipeline;
+pub mod report;
+pub mod train;
 // MODULES (keep this marker)

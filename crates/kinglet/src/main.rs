@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 mod cmd;
 
 #[derive(Parser)]
-#[command(name = "kinglet", version, about = "Train, compress, compile and run tiny adaptive sensor networks on microcontrollers")]
+#[command(
+    name = "kinglet",
+    version,
+    about = "Train, compress, compile and run tiny adaptive sensor networks on microcontrollers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -33,7 +37,8 @@ enum Command {
     Compile(cmd::compile::CompileArgs),
     /// Run a compiled model on an emulated Cortex-M4F: exact instructions, flash, RAM, outputs.
     Profile(cmd::profile::ProfileArgs),
-    /// Post-training int8 quantisation of a float model, calibrated on dataset windows.
+    /// Post-training quantisation of a float model: int8 (calibrated on dataset windows),
+    /// dynamic range (int8 weights, float activations) or float16 weights.
     Quantize(cmd::quantize::QuantizeArgs),
     /// The whole flow on a data folder: windows, training, evaluation, int8, firmware profile,
     /// calibrated cascade, report. Each step is printed as the command that reproduces it.

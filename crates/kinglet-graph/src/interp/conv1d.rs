@@ -52,6 +52,9 @@ pub(super) struct Conv1dPlan {
     out_c_padded: usize,
     /// `ceil(taps · in_c / 2)` pairs × `out_c_padded` × 2.
     packed: Vec<i16>,
+    /// For `out_c ≤ 4` with AVX2: the weights as `[tap quad][half][channel 0..4][2]`, so one
+    /// 256-bit `pmaddwd` covers four taps of four channels (lanes 4..8 take the second pair).
+    packed_narrow: Vec<i16>,
     bias: Vec<i32>,
     /// `bias` padded with zeros to `out_c_padded`.
     bias_padded: Vec<i32>,
@@ -140,6 +143,17 @@ impl Conv1dPlan {
                 packed[((k / 2) * out_c_padded + o) * 2 + k % 2] = v as i16;
             }
         }
+        let quads = row.div_ceil(4);
+        let mut packed_narrow = vec![0i16; quads * 16];
+        if out_c <= 4 {
+            for o in 0..out_c {
+                for k in 0..row {
+                    let v = w.filter[o * row + k].to_i32() + w.filter_offset;
+                    let (q, r) = (k / 4, k % 4);
+                    packed_narrow[q * 16 + (r / 2) * 8 + o * 2 + r % 2] = v as i16;
+                }
+            }
+        }
         Some(Conv1dPlan {
             batches: input.n,
             in_w: input.w,
@@ -151,6 +165,7 @@ impl Conv1dPlan {
             out_c,
             out_c_padded,
             packed,
+            packed_narrow,
             bias: w.bias.map_or_else(|| vec![0; out_c], <[i32]>::to_vec),
             bias_padded: {
                 let mut b = vec![0; out_c_padded];
@@ -243,7 +258,7 @@ impl Conv1dPlan {
         }
         // Padded row: pad_left zeros, the input, then zeros up to the last window (+1 for an
         // odd tap count's zero-weighted partner).
-        let row_len = (self.pad_left + self.in_w + self.taps + 1) * self.in_c + 1;
+        let row_len = (self.pad_left + self.in_w + self.taps + 1) * self.in_c + 4;
         let pool_w = self.pool.as_ref().map_or(1, |p| p.filter);
         SCRATCH.with(|s| {
             let mut guard = s.borrow_mut();
@@ -403,7 +418,13 @@ impl Conv1dPlan {
         let x = &xp[start..start + 2 * pairs];
         #[cfg(target_arch = "x86_64")]
         {
-            if self.avx2 {
+            if self.avx2 && self.out_c <= 4 {
+                let quads = (self.taps * self.in_c).div_ceil(4);
+                // SAFETY: AVX2 was detected at prepare time.
+                unsafe {
+                    window_avx2_narrow(&xp[start..start + 4 * quads], &self.packed_narrow, acc)
+                };
+            } else if self.avx2 {
                 // SAFETY: AVX2 was detected at prepare time.
                 unsafe { window_avx2(x, &self.packed, self.out_c_padded, acc) };
             } else {
@@ -479,6 +500,31 @@ fn window_sse2(x: &[i16], packed: &[i16], ocp: usize, acc: &mut [i32]) {
                 j += 1;
             }
         }
+    }
+}
+
+/// Four output channels: each `pmaddwd` takes taps `4q, 4q+1` in lanes 0..4 and `4q+2, 4q+3`
+/// in lanes 4..8; the halves are summed at the end into `acc[0..4]` (`acc[4..8]` = 0).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn window_avx2_narrow(x: &[i16], packed: &[i16], acc: &mut [i32]) {
+    use std::arch::x86_64::*;
+    let quads = x.len() / 4;
+    debug_assert!(packed.len() >= quads * 16 && acc.len() >= 8);
+    // SAFETY: the caller checked AVX2; `x` holds `4 · quads` values (8-byte reads at 4q),
+    // `packed` `16 · quads` (32-byte reads at 16q), `acc` at least 8 lanes.
+    unsafe {
+        let pick = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+        let mut a = _mm256_setzero_si256();
+        for q in 0..quads {
+            let two_pairs = x.as_ptr().add(4 * q).cast::<i64>().read_unaligned();
+            let xv = _mm256_permutevar8x32_epi32(_mm256_set1_epi64x(two_pairs), pick);
+            let w = _mm256_loadu_si256(packed.as_ptr().add(16 * q).cast());
+            a = _mm256_add_epi32(a, _mm256_madd_epi16(xv, w));
+        }
+        let sum = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256::<1>(a));
+        _mm_storeu_si128(acc.as_mut_ptr().cast(), sum);
+        _mm_storeu_si128(acc.as_mut_ptr().add(4).cast(), _mm_setzero_si128());
     }
 }
 

@@ -80,6 +80,10 @@ pub struct CascadeArgs {
     #[arg(long)]
     pub validation: Option<String>,
     /// Board profile id for the headline energy (file stem in --boards-dir).
+    /// TFLite kernel configuration the models run with on the host (`default` = the TFLite
+    /// interpreter's default, XNNPACK; `builtin`; `reference`, which firmware follows).
+    #[arg(long, default_value = "default")]
+    pub tflite_kernels: kinglet_graph::TfliteKernels,
     #[arg(long, default_value = "apollo3")]
     pub board: String,
     #[arg(long, default_value = "boards")]
@@ -252,12 +256,10 @@ fn open_stream(a: &CascadeArgs, spec: &StrategySpec, data_spec: &DataSpec) -> Re
         if uint8 && !seed {
             bail!("{}: uint8 inputs need --input-scaling seed", path.display());
         }
-        Ok(GraphClassifier::new(
-            &m.name,
-            &m.graph,
-            windows.clone(),
-            m.normalise,
-        )?)
+        Ok(
+            GraphClassifier::new(&m.name, &m.graph, windows.clone(), m.normalise)?
+                .with_kernels(a.tflite_kernels)?,
+        )
     };
     if spec.kind == StrategyKind::OneBigSixLittle && a.little.len() != data.class_names.len() {
         bail!(
@@ -276,7 +278,10 @@ fn open_stream(a: &CascadeArgs, spec: &StrategySpec, data_spec: &DataSpec) -> Re
     let dual = match &a.dual {
         Some(p) => {
             let m = load_model(p, &data.channel_names)?;
-            Some(DualClassifier::new(&m.name, &m.graph, windows.clone())?)
+            Some(
+                DualClassifier::new(&m.name, &m.graph, windows.clone())?
+                    .with_kernels(a.tflite_kernels)?,
+            )
         }
         None => None,
     };
@@ -477,6 +482,9 @@ fn run_on_cortex_m4(a: &CascadeArgs, spec: &StrategySpec) -> Result<()> {
     let big = load(a.big.as_ref().context("--big is required")?)?;
     let littles = a.little.iter().map(load).collect::<Result<Vec<_>>>()?;
     let count = a.firmware_windows.min(windows.n);
+    if count == 0 {
+        bail!("--firmware-windows must be at least 1");
+    }
     let int8 = match a.input_scaling.as_str() {
         // The seed's uint8 min-max scaling as int8 (q = u8 − 128; scale 1, zero point 0).
         "seed" => Int8Windows {
@@ -501,10 +509,12 @@ fn run_on_cortex_m4(a: &CascadeArgs, spec: &StrategySpec) -> Result<()> {
         }
         other => bail!("--input-scaling {other}: expected seed or none"),
     };
-    let model = |(name, graph): &(String, Graph)| CascadeModel {
-        name: name.as_str(),
-        graph,
-    };
+    fn model((name, graph): &(String, Graph)) -> CascadeModel<'_> {
+        CascadeModel {
+            name: name.as_str(),
+            graph,
+        }
+    }
     let little_models: Vec<CascadeModel> = littles.iter().map(model).collect();
     let cmp = compare_with_host(
         spec,

@@ -10,7 +10,9 @@ use clap::Args;
 use kinglet_data::Dataset;
 use kinglet_data::metrics::Classification;
 use kinglet_data::spec::{DataSpec, LoadOptions, Split};
-use kinglet_graph::eval::{InputLayout, SEED_CHANNELS, evaluate, evaluate_f32, seed_scale_u8};
+use kinglet_graph::eval::{
+    InputLayout, SEED_CHANNELS, evaluate_f32_with_kernels, evaluate_with_kernels, seed_scale_u8,
+};
 use kinglet_train::TrainedModel;
 
 #[derive(Args, Debug)]
@@ -35,6 +37,12 @@ pub struct EvalArgs {
     /// as the seed's Little models. Kinglet-exported models carry their task in metadata.
     #[arg(long)]
     pub one_vs_rest: Option<u32>,
+    /// Which TFLite kernel configuration `.tflite` models are run with, rounding for rounding:
+    /// `default` (the TFLite interpreter's default, XNNPACK — what published TFLite accuracies
+    /// come from), `builtin` (optimized kernels, no delegate) or `reference` (the reference
+    /// kernels TFLite Micro and kinglet's firmware follow).
+    #[arg(long, default_value = "default")]
+    pub tflite_kernels: kinglet_graph::TfliteKernels,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -107,6 +115,18 @@ fn evaluate_tflite(args: &EvalArgs, data: &Dataset) -> Result<Classification> {
     let path = &args.model;
     let graph = kinglet_graph::tflite::read_tflite_file(path)
         .with_context(|| format!("reading {}", path.display()))?;
+    // Float16 models keep f16 weights behind DEQUANTIZE ops; kinglet's kernels read f32.
+    let graph = if graph
+        .tensors
+        .iter()
+        .any(|t| t.dtype == kinglet_graph::DType::F16)
+    {
+        kinglet_graph::passes::fold_constants(&graph, Default::default())
+            .with_context(|| format!("{}: widening float16 weights", path.display()))?
+            .0
+    } else {
+        graph
+    };
     let file_name = path
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())
@@ -154,7 +174,13 @@ fn evaluate_tflite(args: &EvalArgs, data: &Dataset) -> Result<Classification> {
         InputScaling::Seed => {
             let raw: Vec<f64> = windows.iter().map(|&v| v as f64).collect();
             let scaled = seed_scale_u8(&raw, 9);
-            evaluate(&graph, &layout, scaled.chunks_exact(step), 9)?
+            evaluate_with_kernels(
+                &graph,
+                &layout,
+                scaled.chunks_exact(step),
+                9,
+                args.tflite_kernels,
+            )?
         }
         InputScaling::Model => {
             let norm = meta
@@ -177,9 +203,21 @@ fn evaluate_tflite(args: &EvalArgs, data: &Dataset) -> Result<Classification> {
                 let (m, s) = affine[i % 9];
                 *v = (*v - m) / s;
             }
-            evaluate_f32(&graph, &layout, windows.chunks_exact(step), 9)?
+            evaluate_f32_with_kernels(
+                &graph,
+                &layout,
+                windows.chunks_exact(step),
+                9,
+                args.tflite_kernels,
+            )?
         }
-        InputScaling::None => evaluate_f32(&graph, &layout, windows.chunks_exact(step), 9)?,
+        InputScaling::None => evaluate_f32_with_kernels(
+            &graph,
+            &layout,
+            windows.chunks_exact(step),
+            9,
+            args.tflite_kernels,
+        )?,
     };
     let predictions: Vec<u32> = outputs.predictions().iter().map(|&p| p as u32).collect();
     let outputs_n = outputs.scores.first().map(|s| s.len()).unwrap_or(0);

@@ -51,19 +51,32 @@ struct Runner {
 impl Runner {
     /// Runs `kinglet <args>` unless `output` exists; with `stdout_to`, captures standard output
     /// there atomically (a failed step leaves no file behind).
-    fn run(&mut self, title: &str, output: &Path, args: &[OsString], stdout_to: Option<&Path>) -> Result<()> {
+    fn run(
+        &mut self,
+        title: &str,
+        output: &Path,
+        args: &[OsString],
+        stdout_to: Option<&Path>,
+    ) -> Result<()> {
         self.step += 1;
         let shown = args
             .iter()
             .map(|a| shell_word(&a.to_string_lossy()))
             .collect::<Vec<_>>()
             .join(" ");
-        let line = format!("kinglet {shown}{}", match stdout_to {
-            Some(p) => format!(" > {}", shell_word(&p.display().to_string())),
-            None => String::new(),
-        });
+        let line = format!(
+            "kinglet {shown}{}",
+            match stdout_to {
+                Some(p) => format!(" > {}", shell_word(&p.display().to_string())),
+                None => String::new(),
+            }
+        );
         if output.exists() && !self.force {
-            eprintln!("[{:2}] {title}: {} exists, skipped", self.step, output.display());
+            eprintln!(
+                "[{:2}] {title}: {} exists, skipped",
+                self.step,
+                output.display()
+            );
             self.log.push(format!("(kept) {line}"));
             return Ok(());
         }
@@ -73,7 +86,9 @@ impl Runner {
         command.args(args);
         let status = match stdout_to {
             Some(path) => {
-                let result = command.output().with_context(|| format!("running {line}"))?;
+                let result = command
+                    .output()
+                    .with_context(|| format!("running {line}"))?;
                 if result.status.success() {
                     write_atomic(path, &result.stdout)?;
                 } else {
@@ -81,7 +96,9 @@ impl Runner {
                 }
                 result.status
             }
-            None => command.status().with_context(|| format!("running {line}"))?,
+            None => command
+                .status()
+                .with_context(|| format!("running {line}"))?,
         };
         if !status.success() {
             bail!("step {} ({title}) failed: {line}", self.step);
@@ -104,7 +121,8 @@ pub fn run(args: PipelineArgs) -> Result<()> {
     }
     let out = &args.out;
     for sub in ["data", "models", "eval", "profile", "cascade", "report"] {
-        std::fs::create_dir_all(out.join(sub)).with_context(|| format!("creating {}", out.join(sub).display()))?;
+        std::fs::create_dir_all(out.join(sub))
+            .with_context(|| format!("creating {}", out.join(sub).display()))?;
     }
     let mut runner = Runner {
         exe: std::env::current_exe().context("locating the kinglet executable")?,
@@ -120,7 +138,15 @@ pub fn run(args: PipelineArgs) -> Result<()> {
     runner.run(
         "rebuilt HAPT windows against the official UCI-HAR test windows",
         &compare,
-        &os(&["data", "compare-official", "--uci", &uci.display().to_string(), "--hapt", &hapt.display().to_string(), "--json"]),
+        &os(&[
+            "data",
+            "compare-official",
+            "--uci",
+            &uci.display().to_string(),
+            "--hapt",
+            &hapt.display().to_string(),
+            "--json",
+        ]),
         Some(&compare),
     )?;
 
@@ -129,7 +155,17 @@ pub fn run(args: PipelineArgs) -> Result<()> {
     let mut trained = Vec::new();
     for arch in ["big3", "kinglet"].into_iter().chain(LITTLES) {
         let model = out.join(format!("models/{arch}.kgl"));
-        let mut argv = os(&["train", "--arch", arch, "--data", &format!("{hapt_spec}:train"), "--seed", &seed, "--out", &model.display().to_string()]);
+        let mut argv = os(&[
+            "train",
+            "--arch",
+            arch,
+            "--data",
+            &format!("{hapt_spec}:train"),
+            "--seed",
+            &seed,
+            "--out",
+            &model.display().to_string(),
+        ]);
         if let Some(e) = &epochs {
             argv.extend(os(&["--epochs", e]));
         }
@@ -138,7 +174,14 @@ pub fn run(args: PipelineArgs) -> Result<()> {
         runner.run(
             &format!("evaluate {arch} on the official test windows"),
             &eval,
-            &os(&["eval", "--model", &model.display().to_string(), "--data", &test_spec, "--json"]),
+            &os(&[
+                "eval",
+                "--model",
+                &model.display().to_string(),
+                "--data",
+                &test_spec,
+                "--json",
+            ]),
             Some(&eval),
         )?;
         trained.push((arch, model));
@@ -150,14 +193,31 @@ pub fn run(args: PipelineArgs) -> Result<()> {
         runner.run(
             &format!("int8 post-training quantisation of {arch}"),
             &q,
-            &os(&["quantize", "--model", &model.display().to_string(), "--data", &format!("{hapt_spec}:train"), "--scheme", "int8", "--out", &q.display().to_string()]),
+            &os(&[
+                "quantize",
+                "--model",
+                &model.display().to_string(),
+                "--data",
+                &format!("{hapt_spec}:train"),
+                "--scheme",
+                "int8",
+                "--out",
+                &q.display().to_string(),
+            ]),
             None,
         )?;
         let eval = out.join(format!("eval/{arch}.int8.json"));
         runner.run(
             &format!("evaluate int8 {arch} on the official test windows"),
             &eval,
-            &os(&["eval", "--model", &q.display().to_string(), "--data", &test_spec, "--json"]),
+            &os(&[
+                "eval",
+                "--model",
+                &q.display().to_string(),
+                "--data",
+                &test_spec,
+                "--json",
+            ]),
             Some(&eval),
         )?;
         int8.push((*arch, q));
@@ -171,16 +231,27 @@ pub fn run(args: PipelineArgs) -> Result<()> {
             runner.run(
                 &format!("profile int8 {arch} on the emulated Cortex-M4F"),
                 &profile,
-                &os(&["profile", &q.display().to_string(), "--target", "cortex-m4", "--json"]),
+                &os(&[
+                    "profile",
+                    &q.display().to_string(),
+                    "--target",
+                    "cortex-m4",
+                    "--json",
+                ]),
                 Some(&profile),
             )?;
             costs.push((*arch, profile));
         }
     } else {
-        eprintln!("qemu-system-arm not found (or --no-firmware): firmware profiles and measured energy skipped");
+        eprintln!(
+            "qemu-system-arm not found (or --no-firmware): firmware profiles and measured energy skipped"
+        );
     }
 
-    let big = int8.iter().find(|(a, _)| *a == "big3").map(|(_, p)| p.clone());
+    let big = int8
+        .iter()
+        .find(|(a, _)| *a == "big3")
+        .map(|(_, p)| p.clone());
     let littles: Vec<String> = LITTLES
         .iter()
         .filter_map(|l| int8.iter().find(|(a, _)| a == l))
@@ -200,15 +271,36 @@ pub fn run(args: PipelineArgs) -> Result<()> {
         for strategy in ["big-only", "1b6s", "1bdd"] {
             let record = out.join(format!("cascade/{strategy}.json"));
             let summary = out.join(format!("cascade/{strategy}.summary.json"));
-            let mut argv = os(&["cascade", "--strategy", strategy, "--big", &big.display().to_string(), "--data", &test_spec, "--json", "--save", &record.display().to_string()]);
+            let mut argv = os(&[
+                "cascade",
+                "--strategy",
+                strategy,
+                "--big",
+                &big.display().to_string(),
+                "--data",
+                &test_spec,
+                "--json",
+                "--save",
+                &record.display().to_string(),
+            ]);
             if strategy == "1b6s" {
                 argv.extend(os(&["--little", &littles.join(",")]));
             }
             if strategy == "1bdd" {
-                argv.extend(os(&["--budget", "0.5pp", "--validation", &format!("{hapt_spec}:val")]));
+                argv.extend(os(&[
+                    "--budget",
+                    "0.5pp",
+                    "--validation",
+                    &format!("{hapt_spec}:val"),
+                ]));
             }
             argv.extend(cost_args.iter().cloned());
-            runner.run(&format!("stream evaluation, strategy {strategy}"), &summary, &argv, Some(&summary))?;
+            runner.run(
+                &format!("stream evaluation, strategy {strategy}"),
+                &summary,
+                &argv,
+                Some(&summary),
+            )?;
             runs.push(record);
         }
     }
@@ -230,7 +322,10 @@ pub fn run(args: PipelineArgs) -> Result<()> {
 /// One line per model: float and int8 accuracy on the official test windows, and the
 /// measured instruction count when the firmware step ran.
 fn print_summary(out: &Path, archs: &[&str]) -> Result<()> {
-    println!("{:10} {:>9} {:>9} {:>9} {:>13}", "model", "float", "int8", "macro-F1", "instructions");
+    println!(
+        "{:10} {:>9} {:>9} {:>9} {:>13}",
+        "model", "float", "int8", "macro-F1", "instructions"
+    );
     for arch in archs {
         let read = |p: PathBuf| -> Option<serde_json::Value> {
             serde_json::from_slice(&std::fs::read(p).ok()?).ok()
@@ -273,11 +368,14 @@ fn print_summary(out: &Path, archs: &[&str]) -> Result<()> {
 }
 
 fn which(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
 fn shell_word(s: &str) -> String {
-    if s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,".contains(c)) {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./:=,".contains(c))
+    {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))

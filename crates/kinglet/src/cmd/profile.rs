@@ -1,5 +1,7 @@
 //! `kinglet profile <model> --target cortex-m4 [--json]`: compile, run in QEMU (mps2-an386,
 //! Cortex-M4F) on the fixed LCG input, report exact instructions, flash and RAM.
+//! Multi-input models (e.g. the three-branch Big model) take one LCG byte stream that fills
+//! graph input 0, then input 1, …, exactly as the compiled model's end-to-end input array.
 
 use std::path::PathBuf;
 
@@ -47,8 +49,16 @@ pub fn run(args: ProfileArgs) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let input_id = *graph.inputs.first().context("model has no input")?;
-    let input = lcg_input(graph.tensor(input_id).elements());
+    if graph.inputs.is_empty() {
+        anyhow::bail!("{}: model has no input", args.model.display());
+    }
+    // One LCG byte stream fills input 0, then input 1, … (the compiled model's input order).
+    let input_len = graph
+        .inputs
+        .iter()
+        .map(|&id| graph.tensor(id).elements())
+        .sum();
+    let input = lcg_input(input_len);
     let kernels = match args.kernels {
         Kernels::Dsp => FirmwareKernels::Dsp,
         Kernels::Reference => FirmwareKernels::Reference,

@@ -1,12 +1,17 @@
-//! `kinglet quantize --model <model> --data <calibration spec> [--scheme int8]
-//! [--calibration minmax|percentile|mse] --out <file.tflite>`: full-integer int8
-//! post-training quantisation of a float model, calibrated on windows of a dataset.
+//! `kinglet quantize --model <model> --data <calibration spec> [--scheme int8|dynamic|float16]
+//! [--calibration minmax|percentile|mse] --out <file.tflite>`: post-training quantisation of a
+//! float model: full-integer int8 calibrated on windows of a dataset, dynamic range (int8
+//! weights, float activations) or float16 weights; the latter two use the data only to report
+//! how often the quantised model agrees with the float one.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use kinglet_compress::{Calibration, CalibrationSample, PtqConfig, quantize_int8};
+use kinglet_compress::{
+    Calibration, CalibrationSample, DynamicConfig, PtqConfig, quantize_dynamic, quantize_float16,
+    quantize_int8,
+};
 use kinglet_data::Dataset;
 use kinglet_data::spec::{DataSpec, LoadOptions, Split};
 use kinglet_graph::{Graph, Interpreter, meta};
@@ -19,9 +24,15 @@ pub struct QuantizeArgs {
     /// Calibration data, e.g. `uci-har:../shared/data/uci-har` (split `train` unless given).
     #[arg(long)]
     pub data: String,
-    /// Quantisation scheme. Only `int8` (full-integer, per-channel weights) exists so far.
+    /// Quantisation scheme: `int8` (full-integer, per-channel weights), `dynamic` (int8
+    /// weights, float activations: TFLite's dynamic range / hybrid ops) or `float16` (half
+    /// float weights behind DEQUANTIZE, float activations).
     #[arg(long, default_value = "int8")]
     pub scheme: String,
+    /// `dynamic` only: weight tensors with fewer elements stay float (the TFLite converter's
+    /// default, 1024).
+    #[arg(long, default_value_t = 1024)]
+    pub min_elements: usize,
     /// How activation ranges are chosen: `minmax` (as the TFLite converter), `percentile`
     /// (99.99th; `percentile:P` for another) or `mse` (error-minimising clipping).
     #[arg(long, default_value = "minmax")]
@@ -46,12 +57,8 @@ pub struct QuantizeArgs {
 
 pub fn run(args: QuantizeArgs) -> Result<()> {
     match args.scheme.as_str() {
-        "int8" => {}
-        "dynamic" | "float16" => bail!(
-            "--scheme {}: not available yet (only `int8` full-integer quantisation is implemented)",
-            args.scheme
-        ),
-        other => bail!("--scheme {other}: unknown scheme (expected int8)"),
+        "int8" | "dynamic" | "float16" => {}
+        other => bail!("--scheme {other}: unknown scheme (expected int8, dynamic or float16)"),
     }
     let calibration =
         Calibration::parse(&args.calibration).map_err(|e| anyhow::anyhow!("--calibration: {e}"))?;
@@ -75,23 +82,56 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         per_channel_fully_connected: !args.per_tensor_dense,
         float_io: args.float_io,
     };
-    let result = quantize_int8(&graph, &samples, &config)
-        .with_context(|| format!("quantising {}", args.model.display()))?;
+    let quantised = match args.scheme.as_str() {
+        "dynamic" => {
+            let config = DynamicConfig {
+                min_elements: args.min_elements,
+            };
+            let (g, count) = quantize_dynamic(&graph, &config)
+                .with_context(|| format!("quantising {}", args.model.display()))?;
+            if count == 0 {
+                bail!(
+                    "{}: no Conv2D/DepthwiseConv2D/FullyConnected weights with at least {} elements; nothing to quantise (lower --min-elements)",
+                    args.model.display(),
+                    args.min_elements
+                );
+            }
+            g
+        }
+        "float16" => quantize_float16(&graph)
+            .with_context(|| format!("quantising {}", args.model.display()))?,
+        _ => {
+            quantize_int8(&graph, &samples, &config)
+                .with_context(|| format!("quantising {}", args.model.display()))?
+                .graph
+        }
+    };
     let float_top1 = predict(&graph, &samples)?;
-    let int8_top1 = predict(&result.graph, &samples)?;
-    let agreement = fraction_equal(&float_top1, &int8_top1);
-    kinglet_graph::tflite::write_tflite_file(&result.graph, &args.out)?;
+    let quantised_top1 = predict(&quantised, &samples)?;
+    let agreement = fraction_equal(&float_top1, &quantised_top1);
+    kinglet_graph::tflite::write_tflite_file(&quantised, &args.out)?;
+    let file_bytes = std::fs::metadata(&args.out)
+        .with_context(|| format!("reading back {}", args.out.display()))?
+        .len();
     println!(
-        "wrote {} (int8, {} ops, {} weight bytes; float model {} weight bytes)",
+        "wrote {} ({}, {file_bytes} bytes, {} ops, {} weight bytes; float model {} weight bytes)",
         args.out.display(),
-        result.graph.ops.len(),
-        result.graph.weight_bytes(),
+        args.scheme,
+        quantised.ops.len(),
+        quantised.weight_bytes(),
         graph.weight_bytes()
     );
+    let how = if args.scheme == "int8" {
+        format!(
+            "calibrated on {} windows of {spec} ({calibration:?})",
+            samples.len()
+        )
+    } else {
+        format!("checked on {} windows of {spec}", samples.len())
+    };
     println!(
-        "calibrated on {} windows of {spec} ({:?}); int8 top-1 agrees with float on {:.2} % of them",
-        samples.len(),
-        calibration,
+        "{how}; {} top-1 agrees with float on {:.2} % of them",
+        args.scheme,
         100.0 * agreement
     );
     if let Some(eval) = &args.eval {
@@ -103,13 +143,14 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
             .with_context(|| format!("loading {spec}"))?;
         let (_, samples, targets) = load_with_samples(&args.model, &data)?;
         let float_acc = fraction_equal(&predict(&graph, &samples)?, &targets);
-        let int8_acc = fraction_equal(&predict(&result.graph, &samples)?, &targets);
+        let quantised_acc = fraction_equal(&predict(&quantised, &samples)?, &targets);
         println!(
-            "{spec}: {} windows, float accuracy {:.2} %, int8 accuracy {:.2} % ({:+.2} pp)",
+            "{spec}: {} windows, float accuracy {:.2} %, {} accuracy {:.2} % ({:+.2} pp)",
             samples.len(),
             100.0 * float_acc,
-            100.0 * int8_acc,
-            100.0 * (int8_acc - float_acc)
+            args.scheme,
+            100.0 * quantised_acc,
+            100.0 * (quantised_acc - float_acc)
         );
     }
     Ok(())
@@ -316,7 +357,20 @@ fn targets_from_metadata(graph: &Graph, data: &Dataset) -> Vec<usize> {
 }
 
 /// Arg-max of output 0 for every sample; float inputs are quantised for integer graphs.
+/// Float16 weights (DEQUANTIZE of constants) are folded to f32 first, as kinglet's kernels
+/// read f32 constants.
 fn predict(graph: &Graph, samples: &[CalibrationSample]) -> Result<Vec<usize>> {
+    let folded;
+    let graph = if graph
+        .tensors
+        .iter()
+        .any(|t| t.dtype == kinglet_graph::DType::F16)
+    {
+        folded = kinglet_graph::passes::fold_constants(graph, Default::default())?.0;
+        &folded
+    } else {
+        graph
+    };
     let mut interpreter = Interpreter::new(graph)?;
     let argmax = |v: &[f32]| {
         v.iter()

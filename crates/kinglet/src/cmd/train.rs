@@ -24,6 +24,11 @@ pub struct TrainArgs {
     /// Train without a validation split (keeps the last epoch).
     #[arg(long, conflicts_with = "val")]
     pub no_val: bool,
+    /// Train on the `val` split as well (no epoch selection then): with a weight-averaging
+    /// schedule (`average_last`) there is nothing to select, so the held-out subjects are
+    /// better spent as training data.
+    #[arg(long, conflicts_with_all = ["val", "no_val"])]
+    pub merge_val: bool,
     /// Overrides the architecture's number of epochs.
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -116,11 +121,16 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if !spec.split_given {
         spec = spec.with_split(Split::Train);
     }
-    let train_set = load(&spec)?;
+    let mut train_set = load(&spec)?;
+    if args.merge_val {
+        let val_spec = spec.with_split(Split::Val);
+        let extra = load(&val_spec)?;
+        append(&mut train_set, extra).with_context(|| format!("merging {val_spec}"))?;
+    }
     if let Some(dir) = &args.export_inputs {
         return export_inputs(&arch, &train_set, dir);
     }
-    let val_spec = match (&args.val, args.no_val) {
+    let val_spec = match (&args.val, args.no_val || args.merge_val) {
         (_, true) => None,
         (Some(v), _) => Some(DataSpec::parse(v)?),
         (None, false) => Some(spec.with_split(Split::Val)),
@@ -199,6 +209,26 @@ pub fn run(args: TrainArgs) -> Result<()> {
     );
     // The model is complete; the checkpoint is only needed to resume.
     let _ = std::fs::remove_file(&checkpoint);
+    Ok(())
+}
+
+/// Appends `extra`'s samples to `data`; both must come from the same source layout.
+fn append(data: &mut kinglet_data::Dataset, extra: kinglet_data::Dataset) -> Result<()> {
+    if extra.sample_shape != data.sample_shape
+        || extra.channel_names != data.channel_names
+        || extra.class_names != data.class_names
+    {
+        bail!("the splits differ in sample shape, channels or classes");
+    }
+    data.data.extend_from_slice(&extra.data);
+    data.labels.extend_from_slice(&extra.labels);
+    data.subjects = match (data.subjects.take(), extra.subjects) {
+        (Some(mut a), Some(b)) => {
+            a.extend_from_slice(&b);
+            Some(a)
+        }
+        _ => None,
+    };
     Ok(())
 }
 
