@@ -24,7 +24,7 @@ fn manifest() -> PathBuf {
 fn model_path(var: &str, default: &str) -> PathBuf {
     std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
         manifest()
-            .join("../../../shared/seed-models/int8")
+            .join("../kinglet-graph/tests/fixtures")
             .join(default)
     })
 }

@@ -10,10 +10,6 @@ use kinglet_adapt::WindowClassifier;
 use kinglet_adapt::models::{GraphClassifier, WindowData, load_tflite};
 use kinglet_data::Dataset;
 
-fn shared() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
-}
-
 /// The README's byte stream, taken as int8.
 fn lcg(n: usize) -> Vec<i8> {
     let mut s: u32 = 12345;
@@ -43,7 +39,11 @@ fn int8_little_on_the_lcg_window_matches_tflite() {
         class_names: vec!["walking".into()],
     };
     let windows = Rc::new(WindowData::from_dataset(&ds).unwrap());
-    let graph = load_tflite(&shared().join("seed-models/int8/S0_s3_int8.tflite")).unwrap();
+    let graph = load_tflite(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../kinglet-graph/tests/fixtures/S0_s3_int8.tflite"),
+    )
+    .unwrap();
     let mut little = GraphClassifier::new("S0_s3_int8", &graph, windows, None).unwrap();
     let scores = little.scores(0).unwrap();
     // Output quantisation of the model: scale 0.2025171, zero point −36.

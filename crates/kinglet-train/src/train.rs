@@ -156,16 +156,63 @@ fn epoch_rng(seed: u64, epoch: usize) -> ChaCha8Rng {
     rng
 }
 
-/// Copies a batch of samples of one branch, applying augmentation when asked.
+/// A rotation by a random angle of up to `max_degrees` about a uniformly random axis.
+fn random_rotation(max_degrees: f32, rng: &mut ChaCha8Rng) -> [[f32; 3]; 3] {
+    let mut normal = || {
+        let u1: f32 = rng.random_range(f32::EPSILON..1.0);
+        let u2: f32 = rng.random();
+        (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+    };
+    let axis = [normal(), normal(), normal()];
+    let length = axis
+        .iter()
+        .map(|a| a * a)
+        .sum::<f32>()
+        .sqrt()
+        .max(f32::EPSILON);
+    let [x, y, z] = axis.map(|a| a / length);
+    let angle = rng.random_range(-max_degrees..=max_degrees).to_radians();
+    let (s, c) = angle.sin_cos();
+    let t = 1.0 - c;
+    // Rodrigues' rotation formula.
+    [
+        [t * x * x + c, t * x * y - s * z, t * x * z + s * y],
+        [t * x * y + s * z, t * y * y + c, t * y * z - s * x],
+        [t * x * z - s * y, t * y * z + s * x, t * z * z + c],
+    ]
+}
+
+/// Rotates every consecutive group of three channels of a `[channels, length]` sample.
+fn rotate_triads(sample: &mut [f32], length: usize, r: &[[f32; 3]; 3]) {
+    for group in sample.chunks_exact_mut(3 * length) {
+        let (a, rest) = group.split_at_mut(length);
+        let (b, c) = rest.split_at_mut(length);
+        for t in 0..length {
+            let v = [a[t], b[t], c[t]];
+            a[t] = r[0][0] * v[0] + r[0][1] * v[1] + r[0][2] * v[2];
+            b[t] = r[1][0] * v[0] + r[1][1] * v[1] + r[1][2] * v[2];
+            c[t] = r[2][0] * v[0] + r[2][1] * v[1] + r[2][2] * v[2];
+        }
+    }
+}
+
+/// Copies a batch of samples of one branch, applying augmentation when asked; `rotations`
+/// holds one rotation per sample (shared by all branches) or none.
 fn gather(
     input: &crate::inputs::BranchInput,
     idx: &[usize],
     augment: Option<(&Augment, &mut ChaCha8Rng)>,
+    rotations: &[[[f32; 3]; 3]],
 ) -> Vec<f32> {
     let per = input.channels * input.length;
     let mut out = Vec::with_capacity(idx.len() * per);
     for &i in idx {
         out.extend_from_slice(input.sample(i));
+    }
+    if input.channels.is_multiple_of(3) {
+        for (sample, r) in out.chunks_exact_mut(per).zip(rotations) {
+            rotate_triads(sample, input.length, r);
+        }
     }
     if let Some((aug, rng)) = augment {
         for sample in out.chunks_exact_mut(per) {
@@ -206,12 +253,18 @@ fn batch_inputs(
     mut augment: Option<(&Augment, &mut ChaCha8Rng)>,
     device: &Device,
 ) -> Vec<Tensor<3>> {
+    let rotations: Vec<[[f32; 3]; 3]> = match augment.as_mut() {
+        Some((a, rng)) if a.rotate > 0.0 => {
+            idx.iter().map(|_| random_rotation(a.rotate, rng)).collect()
+        }
+        _ => Vec::new(),
+    };
     prepared
         .branches
         .iter()
         .map(|b| {
             let aug = augment.as_mut().map(|(a, r)| (*a, &mut **r));
-            let data = gather(b, idx, aug);
+            let data = gather(b, idx, aug, &rotations);
             Tensor::from_data(
                 TensorData::new(data, [idx.len(), b.channels, b.length]),
                 device,
@@ -327,7 +380,8 @@ pub fn train(
         let mut order: Vec<usize> = (0..n).collect();
         order.shuffle(&mut rng);
         let augment = &arch.training.augment;
-        let augmenting = augment.scale > 0.0 || augment.noise > 0.0 || augment.shift > 0;
+        let augmenting =
+            augment.scale > 0.0 || augment.noise > 0.0 || augment.shift > 0 || augment.rotate > 0.0;
         let started = Instant::now();
         let (mut loss_sum, mut correct) = (0.0f64, 0usize);
         for idx in order.chunks(batch) {
@@ -494,4 +548,33 @@ pub fn evaluate(model: &TrainedModel, data: &Dataset) -> Result<Classification, 
     }
     let prepared = prepare(&model.architecture, data, &model.normalisation)?;
     Ok(score(&net, &prepared, &device))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_rotations_are_orthonormal_and_bounded() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        for _ in 0..50 {
+            let r = random_rotation(15.0, &mut rng);
+            for i in 0..3 {
+                for j in 0..3 {
+                    let dot: f32 = (0..3).map(|k| r[i][k] * r[j][k]).sum();
+                    let want = if i == j { 1.0 } else { 0.0 };
+                    assert!((dot - want).abs() < 1e-5, "{r:?}");
+                }
+            }
+            // trace = 1 + 2 cos(angle)
+            let trace = r[0][0] + r[1][1] + r[2][2];
+            let angle = ((trace - 1.0) / 2.0).clamp(-1.0, 1.0).acos().to_degrees();
+            assert!(angle <= 15.0 + 1e-2, "angle {angle}");
+        }
+        let mut sample: Vec<f32> = (0..12).map(|v| v as f32).collect();
+        let before: f32 = sample.iter().map(|v| v * v).sum();
+        rotate_triads(&mut sample, 4, &random_rotation(15.0, &mut rng));
+        let after: f32 = sample.iter().map(|v| v * v).sum();
+        assert!((before - after).abs() < 1e-3 * before);
+    }
 }

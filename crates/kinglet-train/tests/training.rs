@@ -122,12 +122,63 @@ fn same_seed_same_weights_other_seed_other_weights() {
 }
 
 #[test]
+fn weight_averaging_keeps_the_mean_of_the_last_epochs_and_resumes() {
+    let (tr, va) = (synthetic(120, 1), synthetic(30, 2));
+    let mut arch = tiny_arch(true, false, true);
+    arch.training.constant_epochs = 1;
+    arch.training.average_last = 1;
+    let last_of = |epochs: usize| {
+        let mut opts = options(4);
+        opts.epochs = Some(epochs);
+        train(&arch, &tr, None, &opts, &mut Silent)
+            .unwrap()
+            .model
+            .tensors
+    };
+    let (third, fourth) = (last_of(3), last_of(4));
+    assert_ne!(third, fourth);
+
+    // Averaging the last two of four epochs gives the mean of epochs 3 and 4, whatever the
+    // validation data says.
+    arch.training.average_last = 2;
+    arch.training.epochs = 4;
+    let straight = train(&arch, &tr, Some(&va), &options(4), &mut Silent).unwrap();
+    assert_eq!(straight.model.provenance.best_epoch, 4);
+    let averaged = kinglet_train::evaluate(&straight.model, &va).unwrap();
+    assert_eq!(
+        straight.model.provenance.validation_accuracy,
+        Some(averaged.accuracy())
+    );
+    for ((m, a), b) in straight.model.tensors.iter().zip(&third).zip(&fourth) {
+        for ((&m, &a), &b) in m.values.iter().zip(&a.values).zip(&b.values) {
+            assert!((m - (a + b) / 2.0).abs() <= 1e-5 * (1.0 + m.abs()), "{}", m);
+        }
+    }
+
+    // Interrupted inside the averaging window, the run resumes to the same average.
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(4);
+    opts.checkpoint = Some(dir.path().join("avg.ckpt"));
+    opts.stop_after = Some(3);
+    assert!(
+        !train(&arch, &tr, Some(&va), &opts, &mut Silent)
+            .unwrap()
+            .complete
+    );
+    opts.stop_after = None;
+    opts.resume = true;
+    let resumed = train(&arch, &tr, Some(&va), &opts, &mut Silent).unwrap();
+    assert_eq!(resumed.model.tensors, straight.model.tensors);
+}
+
+#[test]
 fn interrupted_run_resumes_to_the_same_result() {
     let (tr, va) = (synthetic(120, 1), synthetic(30, 2));
     let mut arch = tiny_arch(true, true, false);
     arch.training.augment.scale = 0.1;
     arch.training.augment.noise = 0.05;
     arch.training.augment.shift = 2;
+    arch.training.augment.rotate = 10.0;
     arch.training.epochs = 4;
     arch.training.constant_epochs = 1;
     let dir = tempfile::tempdir().unwrap();

@@ -1,5 +1,6 @@
 //! `kinglet train`: trains an architecture (preset or TOML file) on a dataset's `train` split,
-//! keeping the epoch that scores best on its `val` split, and writes a `.kgl` model.
+//! keeping the epoch that scores best on its `val` split (or, when the schedule sets
+//! `average_last`, the mean of the last epochs' weights), and writes a `.kgl` model.
 
 use std::path::{Path, PathBuf};
 
@@ -137,10 +138,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
     };
     let val_set = val_spec.as_ref().map(load).transpose()?;
     eprintln!(
-        "training `{}` ({} parameters) on {} windows of {spec}{}",
+        "training `{}` ({} parameters) on {} windows of {spec}{}{}",
         arch.name,
         arch.parameter_count(train_set.class_names.len()),
         train_set.len(),
+        if args.merge_val { " + val" } else { "" },
         match (&val_spec, &val_set) {
             (Some(s), Some(v)) => format!(", selecting on {} windows of {s}", v.len()),
             _ => String::new(),
