@@ -151,39 +151,66 @@ fn load_model(path: &Path, channel_names: &[String]) -> Result<LoadedModel> {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string());
     match path.extension().and_then(|e| e.to_str()) {
-        Some("tflite") => Ok(LoadedModel {
-            name,
-            graph: load_tflite(path)?,
-            normalise: None,
-        }),
+        Some("tflite") => {
+            let graph = load_tflite(path)?;
+            // kinglet-written models carry their training normalisation in the metadata;
+            // the seed's models have none and take seed-scaled or raw inputs instead.
+            let normalise = match graph.metadata.get(kinglet_graph::meta::NORMALISATION) {
+                Some(text) => {
+                    let meta: serde_json::Value =
+                        serde_json::from_str(text).with_context(|| {
+                            format!("{}: malformed normalisation metadata", path.display())
+                        })?;
+                    let n: kinglet_train::ChannelNormalisation = serde_json::from_value(
+                        meta.get("normalisation").cloned().unwrap_or(meta.clone()),
+                    )
+                    .with_context(|| {
+                        format!("{}: malformed normalisation metadata", path.display())
+                    })?;
+                    Some(normalise_for(&n, channel_names))
+                }
+                None => None,
+            };
+            Ok(LoadedModel {
+                name,
+                graph,
+                normalise,
+            })
+        }
         Some("kgl") => {
             let model = kinglet_train::TrainedModel::load(path)
                 .with_context(|| format!("loading {}", path.display()))?;
             let graph = kinglet_train::lower(&model)
                 .with_context(|| format!("lowering {}", path.display()))?;
-            let n = &model.normalisation;
-            let mut mean = Vec::new();
-            let mut std = Vec::new();
-            for c in channel_names {
-                match n.channels.iter().position(|m| m == c) {
-                    Some(i) => {
-                        mean.push(n.mean[i]);
-                        std.push(n.std[i]);
-                    }
-                    None => {
-                        mean.push(0.0);
-                        std.push(1.0);
-                    }
-                }
-            }
+            let normalise = Some(normalise_for(&model.normalisation, channel_names));
             Ok(LoadedModel {
                 name,
                 graph,
-                normalise: Some(Normalise { mean, std }),
+                normalise,
             })
         }
         _ => bail!("{}: expected a .tflite or .kgl model", path.display()),
     }
+}
+
+/// The model's per-channel normalisation in the dataset's channel order (identity for
+/// channels the model does not read).
+fn normalise_for(n: &kinglet_train::ChannelNormalisation, channel_names: &[String]) -> Normalise {
+    let mut mean = Vec::new();
+    let mut std = Vec::new();
+    for c in channel_names {
+        match n.channels.iter().position(|m| m == c) {
+            Some(i) => {
+                mean.push(n.mean[i]);
+                std.push(n.std[i]);
+            }
+            None => {
+                mean.push(0.0);
+                std.push(1.0);
+            }
+        }
+    }
+    Normalise { mean, std }
 }
 
 /// Every model of the cascade, running on one stream's windows.
