@@ -83,7 +83,6 @@ pub mod dequantize;
 pub mod error;
 pub mod fmath;
 pub mod fully_connected;
-pub mod half_weights;
 pub mod hybrid;
 pub mod max_pool2d;
 pub mod mean;
