@@ -298,37 +298,7 @@ fn compact(graph: &mut Graph, keep_op: &[bool]) {
         .filter(|(_, k)| **k)
         .map(|(op, _)| op)
         .collect();
-    let mut used = vec![false; graph.tensors.len()];
-    for id in graph.inputs.iter().chain(&graph.outputs).chain(
-        graph
-            .ops
-            .iter()
-            .flat_map(|o| o.inputs.iter().chain(&o.outputs)),
-    ) {
-        used[id.0] = true;
-    }
-    let mut remap = vec![usize::MAX; graph.tensors.len()];
-    let mut next = 0;
-    for (i, u) in used.iter().enumerate() {
-        if *u {
-            remap[i] = next;
-            next += 1;
-        }
-    }
-    let tensors = std::mem::take(&mut graph.tensors);
-    graph.tensors = tensors
-        .into_iter()
-        .zip(&used)
-        .filter(|(_, u)| **u)
-        .map(|(t, _)| t)
-        .collect();
-    let fix = |id: &mut TensorId| id.0 = remap[id.0];
-    graph.inputs.iter_mut().for_each(fix);
-    graph.outputs.iter_mut().for_each(fix);
-    for op in &mut graph.ops {
-        op.inputs.iter_mut().for_each(fix);
-        op.outputs.iter_mut().for_each(fix);
-    }
+    graph.drop_unused_tensors();
 }
 
 /// Removes ops whose outputs are no longer read by anything (after a rewrite disconnected

@@ -330,7 +330,7 @@ pub fn read(bytes: &[u8]) -> Result<Graph, GraphError> {
         outputs,
         metadata,
     };
-    drop_unused_tensors(&mut graph);
+    graph.drop_unused_tensors();
     graph.validate()?;
     Ok(graph)
 }
@@ -610,40 +610,4 @@ fn translate_op<'a>(
             )));
         }
     })
-}
-
-/// Removes tensors no op or graph input/output refers to (e.g. folded Reshape shape
-/// constants) and renumbers the rest, preserving order.
-pub(crate) fn drop_unused_tensors(graph: &mut Graph) {
-    let mut used = vec![false; graph.tensors.len()];
-    for id in graph.inputs.iter().chain(&graph.outputs).chain(
-        graph
-            .ops
-            .iter()
-            .flat_map(|o| o.inputs.iter().chain(&o.outputs)),
-    ) {
-        used[id.0] = true;
-    }
-    let mut remap = vec![usize::MAX; graph.tensors.len()];
-    let mut next = 0;
-    for (i, u) in used.iter().enumerate() {
-        if *u {
-            remap[i] = next;
-            next += 1;
-        }
-    }
-    let tensors = std::mem::take(&mut graph.tensors);
-    graph.tensors = tensors
-        .into_iter()
-        .zip(&used)
-        .filter(|(_, u)| **u)
-        .map(|(t, _)| t)
-        .collect();
-    let fix = |id: &mut TensorId| id.0 = remap[id.0];
-    graph.inputs.iter_mut().for_each(fix);
-    graph.outputs.iter_mut().for_each(fix);
-    for op in &mut graph.ops {
-        op.inputs.iter_mut().for_each(fix);
-        op.outputs.iter_mut().for_each(fix);
-    }
 }
