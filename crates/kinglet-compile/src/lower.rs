@@ -49,6 +49,24 @@ fn fused(act: Activation) -> FusedActivation {
     }
 }
 
+/// Input, filter and output dimensions of a convolution, all of which must be 4D.
+fn filter_dims(
+    index: usize,
+    op: &Op,
+    x: &Tensor,
+    w: &Tensor,
+    y: &Tensor,
+) -> Result<(Dims, Dims, Dims), CompileError> {
+    match (dims4(x), dims4(w), dims4(y)) {
+        (Some(a), Some(b), Some(c)) => Ok((a, b, c)),
+        _ => Err(op_err(
+            index,
+            op,
+            "input, filter and output must be 4D (NHWC / OHWI)",
+        )),
+    }
+}
+
 fn dims4(t: &Tensor) -> Option<Dims> {
     match t.shape.as_slice() {
         [n, h, w, c] => Some([*n, *h, *w, *c]),
@@ -129,6 +147,15 @@ impl<'g> Lowering<'g> {
             .tensors
             .get(id.0)
             .ok_or_else(|| op_err(index, op, format!("tensor {id} does not exist")))
+    }
+
+    /// The op's first output, by id and tensor.
+    fn output(&self, index: usize, op: &Op) -> Result<(TensorId, &'g Tensor), CompileError> {
+        let id = *op
+            .outputs
+            .first()
+            .ok_or_else(|| op_err(index, op, "no output"))?;
+        Ok((id, self.tensor(index, op, id)?))
     }
 
     fn input(&self, index: usize, op: &Op, slot: usize) -> Result<&'g Tensor, CompileError> {
@@ -327,21 +354,8 @@ impl<'g> Lowering<'g> {
         };
         let x = self.input(index, op, 0)?;
         let w = self.input(index, op, 1)?;
-        let out_id = *op
-            .outputs
-            .first()
-            .ok_or_else(|| op_err(index, op, "no output"))?;
-        let y = self.tensor(index, op, out_id)?;
-        let (xd, wd, yd) = match (dims4(x), dims4(w), dims4(y)) {
-            (Some(a), Some(b), Some(c)) => (a, b, c),
-            _ => {
-                return Err(op_err(
-                    index,
-                    op,
-                    "input, filter and output must be 4D (NHWC / OHWI)",
-                ));
-            }
-        };
+        let (out_id, y) = self.output(index, op)?;
+        let (xd, wd, yd) = filter_dims(index, op, x, w, y)?;
         let weights =
             i8_data(w).ok_or_else(|| op_err(index, op, "filter must be constant int8"))?;
         let bias = match op.inputs.get(2) {
@@ -476,11 +490,7 @@ impl<'g> Lowering<'g> {
             unreachable!("dispatched on MaxPool2D");
         };
         let x = self.input(index, op, 0)?;
-        let out_id = *op
-            .outputs
-            .first()
-            .ok_or_else(|| op_err(index, op, "no output"))?;
-        let y = self.tensor(index, op, out_id)?;
+        let (out_id, y) = self.output(index, op)?;
         let (xd, yd) = match (dims4(x), dims4(y)) {
             (Some(a), Some(b)) => (a, b),
             _ => return Err(op_err(index, op, "input and output must be 4D NHWC")),
@@ -518,11 +528,7 @@ impl<'g> Lowering<'g> {
         };
         let x = self.input(index, op, 0)?;
         let w = self.input(index, op, 1)?;
-        let out_id = *op
-            .outputs
-            .first()
-            .ok_or_else(|| op_err(index, op, "no output"))?;
-        let y = self.tensor(index, op, out_id)?;
+        let (out_id, y) = self.output(index, op)?;
         let [out_len, in_len] = w.shape.as_slice() else {
             return Err(op_err(index, op, "weights must be 2D [out, in]"));
         };
@@ -630,15 +636,8 @@ impl<'g> Lowering<'g> {
         };
         let x = self.input(index, op, 0)?;
         let w = self.input(index, op, 1)?;
-        let out_id = *op
-            .outputs
-            .first()
-            .ok_or_else(|| op_err(index, op, "no output"))?;
-        let y = self.tensor(index, op, out_id)?;
-        let (xd, wd, yd) = match (dims4(x), dims4(w), dims4(y)) {
-            (Some(a), Some(b), Some(c)) => (a, b, c),
-            _ => return Err(op_err(index, op, "input, filter and output must be 4D")),
-        };
+        let (out_id, y) = self.output(index, op)?;
+        let (xd, wd, yd) = filter_dims(index, op, x, w, y)?;
         let weights =
             i8_data(w).ok_or_else(|| op_err(index, op, "filter must be constant int8"))?;
         let out_ch = yd[3];
@@ -697,11 +696,7 @@ impl<'g> Lowering<'g> {
             unreachable!("dispatched on Mean");
         };
         let x = self.input(index, op, 0)?;
-        let out_id = *op
-            .outputs
-            .first()
-            .ok_or_else(|| op_err(index, op, "no output"))?;
-        let y = self.tensor(index, op, out_id)?;
+        let (out_id, y) = self.output(index, op)?;
         let (first, last) = match (axes.first(), axes.last()) {
             (Some(&f), Some(&l)) if l + 1 - f == axes.len() && l < x.shape.len() => (f, l),
             _ => {
@@ -762,11 +757,7 @@ impl<'g> Lowering<'g> {
         if activation != Activation::None {
             return Err(op_err(index, op, "a fused activation is not supported"));
         }
-        let out_id = *op
-            .outputs
-            .first()
-            .ok_or_else(|| op_err(index, op, "no output"))?;
-        let y = self.tensor(index, op, out_id)?;
+        let (out_id, y) = self.output(index, op)?;
         let y_quant = activation_quant(y)
             .ok_or_else(|| op_err(index, op, "output must be per-tensor int8"))?;
         if axis >= y.shape.len() {
