@@ -210,24 +210,10 @@ fn schedule(program: &Program) -> String {
                 requant,
                 ..
             } => {
-                array(&mut consts, &format!("{p}_W"), "i8", weights);
-                if let Some(b) = bias {
-                    array(&mut consts, &format!("{p}_B"), "i32", b);
-                }
-                requant_arrays(&mut consts, &p, requant);
-                let bias_expr = if bias.is_some() {
-                    format!("Some(&{p}_B)")
-                } else {
-                    "None".into()
-                };
+                let bias_expr = filter_consts(&mut consts, &p, weights, bias.as_deref(), requant);
                 format!(
-                    "conv2d::conv2d_i8(\n            &ConvParams {{ stride_h: {}, stride_w: {}, dilation_h: {}, dilation_w: {}, pad_top: {}, pad_left: {} }},\n            &{},\n            TensorRef::new(src, {}),\n            TensorRef::new(&{p}_W, {}),\n            {bias_expr},\n            TensorMut::new(dst, {}),\n        )\n        .map_err(|_| ShapeError)?;",
-                    g[0],
-                    g[1],
-                    g[2],
-                    g[3],
-                    g[4],
-                    g[5],
+                    "conv2d::conv2d_i8(\n            &{},\n            &{},\n            TensorRef::new(src, {}),\n            TensorRef::new(&{p}_W, {}),\n            {bias_expr},\n            TensorMut::new(dst, {}),\n        )\n        .map_err(|_| ShapeError)?;",
+                    conv_params_expr(g),
                     ref_quant_expr(&p, requant, *input_offset),
                     shape4(input),
                     shape4(filter),
@@ -262,16 +248,7 @@ fn schedule(program: &Program) -> String {
                 requant,
                 ..
             } => {
-                array(&mut consts, &format!("{p}_W"), "i8", weights);
-                if let Some(b) = bias {
-                    array(&mut consts, &format!("{p}_B"), "i32", b);
-                }
-                requant_arrays(&mut consts, &p, requant);
-                let bias_expr = if bias.is_some() {
-                    format!("Some(&{p}_B)")
-                } else {
-                    "None".into()
-                };
+                let bias_expr = filter_consts(&mut consts, &p, weights, bias.as_deref(), requant);
                 format!(
                     "fully_connected::fully_connected_i8(\n            FcShape {{ batches: {batches}, in_features: {in_len}, out_features: {out_len} }},\n            &{},\n            src,\n            &{p}_W,\n            {bias_expr},\n            dst,\n        )\n        .map_err(|_| ShapeError)?;",
                     ref_quant_expr(&p, requant, *input_offset)
@@ -289,24 +266,10 @@ fn schedule(program: &Program) -> String {
                 requant,
                 ..
             } => {
-                array(&mut consts, &format!("{p}_W"), "i8", weights);
-                if let Some(b) = bias {
-                    array(&mut consts, &format!("{p}_B"), "i32", b);
-                }
-                requant_arrays(&mut consts, &p, requant);
-                let bias_expr = if bias.is_some() {
-                    format!("Some(&{p}_B)")
-                } else {
-                    "None".into()
-                };
+                let bias_expr = filter_consts(&mut consts, &p, weights, bias.as_deref(), requant);
                 format!(
-                    "kinglet_micro::depthwise_conv2d::depthwise_conv2d_i8(\n            &kinglet_micro::depthwise_conv2d::DepthwiseParams {{ conv: ConvParams {{ stride_h: {}, stride_w: {}, dilation_h: {}, dilation_w: {}, pad_top: {}, pad_left: {} }}, depth_multiplier: {depth_multiplier} }},\n            &{},\n            TensorRef::new(src, {}),\n            TensorRef::new(&{p}_W, {}),\n            {bias_expr},\n            TensorMut::new(dst, {}),\n        )\n        .map_err(|_| ShapeError)?;",
-                    g[0],
-                    g[1],
-                    g[2],
-                    g[3],
-                    g[4],
-                    g[5],
+                    "kinglet_micro::depthwise_conv2d::depthwise_conv2d_i8(\n            &kinglet_micro::depthwise_conv2d::DepthwiseParams {{ conv: {}, depth_multiplier: {depth_multiplier} }},\n            &{},\n            TensorRef::new(src, {}),\n            TensorRef::new(&{p}_W, {}),\n            {bias_expr},\n            TensorMut::new(dst, {}),\n        )\n        .map_err(|_| ShapeError)?;",
+                    conv_params_expr(g),
                     ref_quant_expr(&p, requant, *input_offset),
                     shape4(input),
                     shape4(filter),
@@ -450,5 +413,34 @@ pub fn emit_cargo_toml(crate_name: &str, micro: &std::path::Path, m4: &std::path
         "[package]\nname = \"{crate_name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n[workspace]\n\n[lints.rust]\nunexpected_cfgs = {{ level = \"warn\", check-cfg = [\"cfg(kinglet_reference_kernels)\"] }}\n\n[dependencies]\nkinglet-micro = {{ path = {:?} }}\nkinglet-m4 = {{ path = {:?} }}\n",
         micro.display().to_string(),
         m4.display().to_string()
+    )
+}
+
+/// Emits a convolution's weights, optional bias and requantisation tables as constants and
+/// returns the bias argument the kernel call takes.
+fn filter_consts(
+    consts: &mut String,
+    p: &str,
+    weights: &[i8],
+    bias: Option<&[i32]>,
+    requant: &RequantData,
+) -> String {
+    array(consts, &format!("{p}_W"), "i8", weights);
+    if let Some(b) = bias {
+        array(consts, &format!("{p}_B"), "i32", b);
+    }
+    requant_arrays(consts, p, requant);
+    if bias.is_some() {
+        format!("Some(&{p}_B)")
+    } else {
+        "None".into()
+    }
+}
+
+/// `ConvParams` literal from a step's geometry (strides, dilations, top/left padding).
+fn conv_params_expr(g: &[usize; 6]) -> String {
+    format!(
+        "ConvParams {{ stride_h: {}, stride_w: {}, dilation_h: {}, dilation_w: {}, pad_top: {}, pad_left: {} }}",
+        g[0], g[1], g[2], g[3], g[4], g[5]
     )
 }
