@@ -19,7 +19,7 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(HERE, "..", "crates", "kinglet-compile", "tests", "fixtures")
-MODELS = ["big3.int8.tflite", "little0.int8.tflite", "kinglet.int8.tflite"]
+MODELS = ["big3.int8.tflite", "little0.int8.tflite", "kinglet.int8.tflite", "little4_fc_tie.int8.tflite"]
 
 
 def lcg_bytes(n):

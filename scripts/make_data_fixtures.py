@@ -5,18 +5,21 @@ shared datasets. Run from the repository root:
     python3 scripts/make_data_fixtures.py ../shared/data
 
 Fixtures:
-- uci-har/UCI HAR Dataset/: official layout. test = 24 official test windows of subject 2
-  (4 per class, values as in the shared CSVs), whitespace-separated .txt; train = 12 other
-  official test windows (of subject 4, 2 per class), comma-separated .csv, with subject ids
-  reassigned to 1 (a training subject) and 6 (a validation subject) so that train and val
-  splits are non-empty.
+- uci-har/UCI HAR Dataset/: official layout, values rounded to 4 significant digits.
+  test = 300 official test windows: first the 24 that open subject 2's runs (4 per class;
+  some lie in the HAPT slice below), then 276 spread evenly over subjects 4, 9, 10 and 12
+  (single windows, so none of them forms a run that `compare` could misplace),
+  whitespace-separated and gzip-compressed (.txt.gz, about 0.9 MB instead of 2.7 MB);
+  train = 48 official test windows of subjects 13, 18, 20 and 24 (spread evenly), plain
+  comma-separated .csv, with subject ids reassigned to 1 (a training subject; 32 windows)
+  and 6 (a validation subject; 16 windows) so that train and val splits are non-empty.
 - hapt.zip: the published HAPT zip layout, four experiments cut to short sample ranges
   (labels rebased, only segments wholly inside kept), values rounded to 6 decimals:
   exp 1 and 2 (user 1, train), exp 11 (user 6, val), exp 3 (user 2, test; starts at
   sample 1, so it yields the same windows as the full recording).
 - malformed/: small variants with one defect each (2 windows of constant values).
 """
-import io, os, sys, shutil, zipfile
+import gzip, io, os, sys, shutil, zipfile
 import numpy as np
 
 SHARED = sys.argv[1] if len(sys.argv) > 1 else "../shared/data"
@@ -34,9 +37,15 @@ def write_split(root, split, rows, labels, subjects, sep, ext):
     os.makedirs(d, exist_ok=True)
     for c in CH:
         src = read_csv_rows(os.path.join(UCI, "test", "Inertial Signals", f"{c}_test.csv"))
-        with open(os.path.join(d, f"{c}_{split}.{ext}"), "w") as f:
-            for r in rows:
-                f.write(sep.join(src[r].split(",")) + "\n")
+        text = "".join(sep.join(f"{float(v):.4g}" for v in src[r].split(",")) + "\n" for r in rows)
+        path = os.path.join(d, f"{c}_{split}.{ext}")
+        if ext.endswith(".gz"):
+            # mtime 0 keeps the bytes identical from one regeneration to the next.
+            with open(path, "wb") as f:
+                f.write(gzip.compress(text.encode(), compresslevel=9, mtime=0))
+        else:
+            with open(path, "w") as f:
+                f.write(text)
     with open(os.path.join(root, split, f"y_{split}.txt"), "w") as f:
         f.writelines(f"{l}\n" for l in labels)
     with open(os.path.join(root, split, f"subject_{split}.txt"), "w") as f:
@@ -50,11 +59,14 @@ def uci_fixture():
     y = [int(v) for v in read_csv_rows(os.path.join(UCI, "test", "y_test.txt"))]
     s = [int(v) for v in read_csv_rows(os.path.join(UCI, "test", "subject_test.txt"))]
     # Starts of official runs of subject 2 (standing, sitting, laying, walking, down, up).
-    test_rows = [r for start in (0, 31, 55, 79, 109, 133) for r in range(start, start + 4)]
-    write_split(root, "test", test_rows, [y[r] for r in test_rows], [s[r] for r in test_rows], " ", "txt")
-    train_rows = [r for start in (302, 330, 354, 384, 415, 438) for r in range(start, start + 2)]
+    first = [r for start in (0, 31, 55, 79, 109, 133) for r in range(start, start + 4)]
+    spread = lambda pool, n: [pool[k * len(pool) // n] for k in range(n)]
+    pool = [r for r in range(len(y)) if s[r] in (4, 9, 10, 12)]
+    test_rows = first + spread(pool, 300 - len(first))
+    write_split(root, "test", test_rows, [y[r] for r in test_rows], [s[r] for r in test_rows], " ", "txt.gz")
+    train_rows = spread([r for r in range(len(y)) if s[r] in (13, 18, 20, 24)], 48)
     write_split(root, "train", train_rows, [y[r] for r in train_rows],
-                [1 if i % 2 == 0 else 6 for i in range(len(train_rows))], ",", "csv")
+                [6 if i % 3 == 2 else 1 for i in range(len(train_rows))], ",", "csv")
 
 def hapt_fixture():
     src = zipfile.ZipFile(os.path.join(SHARED, "hapt.zip"))

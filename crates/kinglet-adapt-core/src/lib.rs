@@ -47,7 +47,10 @@
 
 pub mod math;
 
-pub use math::{argmax, confidence, l1_distance_u8, softmax_in_place};
+pub use math::{Signature, argmax, confidence, l1_distance_u8, softmax_in_place};
+
+/// Most labels a per-label threshold table holds (HAPT's 12 activities with transitions).
+pub const MAX_LABELS: usize = 12;
 
 /// How sure a multi-class little model is, each mapped to [0, 1] with 1 = certain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +84,12 @@ pub enum Strategy {
     Dual { rule: SameRule },
     /// 1BDD: Big runs when the L1 distance between consecutive windows exceeds `threshold`.
     Distance { threshold: u32 },
+    /// Signature distance: Big runs when the distance between the window's [`Signature`]
+    /// (per-axis mean and spread of total_acc) and the previous window's exceeds the threshold
+    /// of the last label. Walking windows differ sample by sample but keep their mean and spread, so
+    /// this check (a few thousand instructions, no model) tells "same activity" where raw L1
+    /// cannot; one threshold per activity because postures are quiet and gaits are not.
+    Signature { thresholds: [u32; MAX_LABELS] },
     /// Confidence cascade: little multi-class model `model` answers unless its confidence is
     /// below `threshold`. After a low-confidence window the little must reach
     /// `threshold + hysteresis` before it answers alone again (hysteresis 0 = none).
@@ -133,6 +142,9 @@ pub enum Check {
     Dual,
     /// Compute the L1 distance to the previous window; [`Evidence::Distance`].
     Distance,
+    /// Compute the window's [`Signature`] and its distance to the previous window's;
+    /// [`Evidence::Distance`].
+    Signature,
     /// Run little multi-class model `model`; [`Evidence::ClassProbabilities`].
     Classifier { model: u8 },
 }
@@ -145,7 +157,7 @@ pub enum Evidence<'a> {
     /// Outputs of a same/changed model: index 0 = changed, 1 = same. Raw scores work for
     /// [`SameRule::Argmax`]; [`SameRule::MinProbability`] needs probabilities.
     SameScores(&'a [f32]),
-    /// L1 distance between the current and the previous window.
+    /// L1 distance between the current and the previous window (or between their signatures).
     Distance(u32),
     /// Class probabilities of a multi-class little model.
     ClassProbabilities(&'a [f32]),
@@ -240,6 +252,7 @@ impl Controller {
                 Strategy::SameActivity { .. } => Check::SameActivity { model: label },
                 Strategy::Dual { .. } => Check::Dual,
                 Strategy::Distance { .. } => Check::Distance,
+                Strategy::Signature { .. } => Check::Signature,
                 Strategy::Confidence { model, .. } | Strategy::TemporalConfidence { model, .. } => {
                     Check::Classifier { model }
                 }
@@ -267,6 +280,14 @@ impl Controller {
             }
             (Check::Distance, Evidence::Distance(distance)) => match self.strategy {
                 Strategy::Distance { threshold } => (distance > threshold, self.label),
+                _ => return Err(ControlError::WrongEvidence),
+            },
+            (Check::Signature, Evidence::Distance(distance)) => match (self.strategy, self.label) {
+                (Strategy::Signature { thresholds }, Some(label)) => {
+                    // A label past the table has no calibrated threshold: always ask Big.
+                    let threshold = thresholds.get(usize::from(label)).copied().unwrap_or(0);
+                    (distance > threshold, self.label)
+                }
                 _ => return Err(ControlError::WrongEvidence),
             },
             (Check::Classifier { .. }, Evidence::ClassProbabilities(probabilities)) => {

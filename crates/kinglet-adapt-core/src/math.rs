@@ -29,6 +29,82 @@ pub fn l1_distance_u8(previous: &[u8], current: &[u8]) -> u32 {
         .sum()
 }
 
+/// A window's summary for the signature check: per axis of a 3-axis sensor the sum of the
+/// samples (mean × length) and the sum of absolute deviations from the rounded mean (spread
+/// × length). Integer-only, so host and firmware agree exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Signature {
+    pub sum: [i32; 3],
+    pub spread: [i32; 3],
+}
+
+impl Signature {
+    /// Of `samples`, time-major int8 values of `stride` interleaved channels, taking the three
+    /// consecutive channels from `first_axis` on (e.g. total_acc x, y, z). A trailing partial
+    /// step is ignored; axes past the stride give the empty signature.
+    pub fn of(samples: &[i8], stride: usize, first_axis: usize) -> Signature {
+        Self::of_values(samples, stride, first_axis, i32::from)
+    }
+
+    /// As [`of`](Self::of), for int8 samples held in a byte buffer (firmware windows).
+    pub fn of_int8_bytes(samples: &[u8], stride: usize, first_axis: usize) -> Signature {
+        Self::of_values(samples, stride, first_axis, |b| i32::from(b as i8))
+    }
+
+    // Two passes (sum, then spread around the rounded mean) over one 3-axis slice per step:
+    // one bounds check per step, so the device spends a handful of instructions per sample.
+    fn of_values<T: Copy>(
+        samples: &[T],
+        stride: usize,
+        first_axis: usize,
+        value: impl Fn(T) -> i32,
+    ) -> Signature {
+        let mut sig = Signature::default();
+        let axes = first_axis..first_axis + 3;
+        if stride == 0 || axes.end > stride {
+            return sig;
+        }
+        let steps = samples.len() / stride;
+        if steps == 0 {
+            return sig;
+        }
+        let triples = || {
+            samples
+                .chunks_exact(stride)
+                .filter_map(|step| step.get(axes.clone()))
+        };
+        let [mut sx, mut sy, mut sz] = [0i32; 3];
+        for t in triples() {
+            if let [x, y, z] = *t {
+                sx += value(x);
+                sy += value(y);
+                sz += value(z);
+            }
+        }
+        sig.sum = [sx, sy, sz];
+        let n = steps as i32;
+        // Round half up: floor((2·sum + n) / (2·n)).
+        let [mx, my, mz] = sig.sum.map(|sum| (2 * sum + n).div_euclid(2 * n));
+        let [mut dx, mut dy, mut dz] = [0i32; 3];
+        for t in triples() {
+            if let [x, y, z] = *t {
+                dx += (value(x) - mx).abs();
+                dy += (value(y) - my).abs();
+                dz += (value(z) - mz).abs();
+            }
+        }
+        sig.spread = [dx, dy, dz];
+        sig
+    }
+
+    /// L1 distance between two signatures (sums and spreads alike).
+    pub fn distance(&self, other: &Signature) -> u32 {
+        let sums = self.sum.iter().zip(&other.sum);
+        let spreads = self.spread.iter().zip(&other.spread);
+        sums.chain(spreads).map(|(&a, &b)| a.abs_diff(b)).sum()
+    }
+}
+
 /// Turns logits into probabilities in place (max-subtracted, so it cannot overflow).
 pub fn softmax_in_place(values: &mut [f32]) {
     let Some(top) = argmax(values).map(|i| values[i]) else {

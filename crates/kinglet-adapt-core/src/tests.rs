@@ -115,6 +115,50 @@ fn distance_strategy_wakes_big_strictly_above_threshold() {
 }
 
 #[test]
+fn signature_strategy_uses_the_threshold_of_the_last_label() {
+    let mut thresholds = [0u32; MAX_LABELS];
+    thresholds[2] = 100;
+    thresholds[3] = 10;
+    let mut ctl = Controller::new(Strategy::Signature { thresholds }, Guards::default());
+    assert_eq!(ctl.check(), Check::None);
+    ctl.decide(Evidence::None).unwrap();
+    ctl.big_result(2).unwrap();
+    assert_eq!(ctl.check(), Check::Signature);
+    assert_eq!(ctl.decide(Evidence::Distance(100)), Ok(Verdict::Label(2)));
+    ctl.check();
+    assert_eq!(ctl.decide(Evidence::Distance(101)), Ok(Verdict::RunBig));
+    ctl.big_result(3).unwrap();
+    ctl.check();
+    assert_eq!(ctl.decide(Evidence::Distance(50)), Ok(Verdict::RunBig));
+    // A label past the table (no threshold) always wakes Big.
+    ctl.big_result(MAX_LABELS).unwrap();
+    ctl.check();
+    assert_eq!(
+        ctl.decide(Evidence::Distance(0)),
+        Ok(Verdict::Label(MAX_LABELS as u8))
+    );
+    ctl.check();
+    assert_eq!(ctl.decide(Evidence::Distance(1)), Ok(Verdict::RunBig));
+}
+
+#[test]
+fn signature_sums_and_spreads_selected_axes() {
+    // Two steps of 4 channels; axes 1, 2, 3 (from axis 1 on). Axis 1: 10, 20 (sum 30, mean 15, spread 10);
+    // axis 2: -3, -4 (sum -7, mean round(-3.5) = -3, spread 0 + 1); axis 3: 5, 5.
+    let samples = [99i8, 10, -3, 5, -99, 20, -4, 5];
+    let sig = Signature::of(&samples, 4, 1);
+    assert_eq!(sig.sum, [30, -7, 10]);
+    assert_eq!(sig.spread, [10, 1, 0]);
+    let other = Signature::of(&[0i8, 10, -3, 5, 0, 10, -3, 5], 4, 1);
+    assert_eq!(other.sum, [20, -6, 10]);
+    assert_eq!(sig.distance(&other), 10 + 1 + 10 + 1);
+    assert_eq!(Signature::of(&samples, 0, 0), Signature::default());
+    assert_eq!(Signature::of(&samples, 4, 2), Signature::default());
+    let bytes: Vec<u8> = samples.iter().map(|&v| v as u8).collect();
+    assert_eq!(Signature::of_int8_bytes(&bytes, 4, 1), sig);
+}
+
+#[test]
 fn confirm_windows_debounces_wakeups() {
     let same = [true, false, true, false, false, true];
     let big = [1, 9, 9, 9, 2, 9];

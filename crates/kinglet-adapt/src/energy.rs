@@ -216,20 +216,29 @@ impl CostTable {
     }
 
     /// Sets one entry from `KEY=VALUE`, VALUE an instruction count or the `--json` output of
-    /// `kinglet profile` (its `instructions` field), e.g. `big=big-profile.json`.
+    /// `kinglet profile` (its `instructions` field; for the checks `signature` and
+    /// `l1_distance` its `checks`), e.g. `big=big-profile.json`.
     pub fn set_from_arg(&mut self, arg: &str) -> Result<(), AdaptError> {
         let (key, value) = arg.split_once('=').ok_or_else(|| {
             AdaptError::Invalid(format!(
                 "--cost `{arg}`: expected KEY=INSTRUCTIONS or KEY=PROFILE.json"
             ))
         })?;
-        let valid = ["big", "little", "dual", "l1_distance"].contains(&key)
+        let valid = [
+            "big",
+            "reference",
+            "little",
+            "dual",
+            "l1_distance",
+            "signature",
+        ]
+        .contains(&key)
             || key
                 .strip_prefix("little")
                 .is_some_and(|k| k.parse::<u8>().is_ok());
         if !valid {
             return Err(AdaptError::Invalid(format!(
-                "--cost key `{key}`: expected big, little, little<k>, dual or l1_distance"
+                "--cost key `{key}`: expected big, reference, little, little<k>, dual, l1_distance or signature"
             )));
         }
         let cost = match value.parse::<u64>() {
@@ -246,13 +255,25 @@ impl CostTable {
                         line: e.line(),
                         message: e.to_string(),
                     })?;
-                let instructions = json
-                    .get("instructions")
-                    .and_then(serde_json::Value::as_u64)
-                    .ok_or_else(|| AdaptError::Config {
+                // A model's cost is its `instructions`; a check's is in `checks` (the
+                // profile harness measures them beside the model).
+                let (field, found) = match key {
+                    "signature" | "l1_distance" => (
+                        if key == "signature" {
+                            "checks.signature"
+                        } else {
+                            "checks.l1_distance"
+                        },
+                        json.get("checks").and_then(|c| c.get(key)),
+                    ),
+                    _ => ("instructions", json.get("instructions")),
+                };
+                let instructions = found.and_then(serde_json::Value::as_u64).ok_or_else(|| {
+                    AdaptError::Config {
                         path: path.to_path_buf(),
-                        message: "no non-negative integer `instructions` field".into(),
-                    })?;
+                        message: format!("no non-negative integer `{field}` field"),
+                    }
+                })?;
                 Cost {
                     instructions,
                     source: format!("measured, {}", path.display()),
@@ -277,6 +298,7 @@ impl CostTable {
             }
             CheckKind::Dual => vec!["dual".into()],
             CheckKind::Distance => vec!["l1_distance".into()],
+            CheckKind::Signature => vec!["signature".into()],
         };
         match find(&keys) {
             Some((c, k)) => (Some(c), k),
@@ -319,7 +341,9 @@ pub struct EnergyReport {
     pub max_latency_ms: f64,
     pub battery: String,
     pub battery_life_days: Option<f64>,
-    /// Inference energy with only the Big model on every window (same costs), for ratios.
+    /// Inference energy of the reference model on every window, for ratios: the cost entry
+    /// `reference` when given (e.g. kinglet's int8 Big-3IN while a cheaper Big runs the
+    /// cascade), else the cascade's own Big.
     pub big_only_inference_uj_per_window: Option<f64>,
     pub unmeasured: Vec<String>,
     pub missing_figures: Vec<String>,
@@ -373,7 +397,8 @@ pub fn price_run(
         missing.push("active_ua_per_mhz".to_string());
     }
     let inference = active_ua.map(|i| i * v * mean_active_s);
-    let big_only = match (active_ua, big) {
+    let reference = costs.costs.get("reference").or(big);
+    let big_only = match (active_ua, reference) {
         (Some(i), Some(c)) => Some(i * v * c.instructions as f64 * cpi / hz),
         _ => None,
     };
@@ -552,10 +577,17 @@ mod tests {
     fn cost_entries_come_from_numbers_or_profile_json() {
         let dir = tempfile::tempdir().unwrap();
         let profile = dir.path().join("big.json");
-        std::fs::write(&profile, r#"{"instructions": 98765, "flash_bytes": 1}"#).unwrap();
+        std::fs::write(
+            &profile,
+            r#"{"instructions": 98765, "flash_bytes": 1, "checks": {"signature": 3400}}"#,
+        )
+        .unwrap();
         let mut c = CostTable::seed_tflm_cmsis_nn();
         c.set_from_arg(&format!("big={}", profile.display()))
             .unwrap();
+        c.set_from_arg(&format!("signature={}", profile.display()))
+            .unwrap();
+        assert_eq!(c.costs["signature"].instructions, 3400);
         c.set_from_arg("little3=1234").unwrap();
         assert_eq!(c.costs["big"].instructions, 98765);
         assert_eq!(c.costs["little3"].instructions, 1234);
@@ -565,6 +597,10 @@ mod tests {
             .set_from_arg(&format!("big={}", profile.display()))
             .unwrap_err();
         assert!(e.to_string().contains("instructions"), "{e}");
+        let e = c
+            .set_from_arg(&format!("signature={}", profile.display()))
+            .unwrap_err();
+        assert!(e.to_string().contains("checks.signature"), "{e}");
     }
 
     #[test]

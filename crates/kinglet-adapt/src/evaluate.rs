@@ -27,12 +27,13 @@ pub struct StreamEvaluation {
     pub accuracy: f64,
     pub macro_f1: f64,
     pub big_runs: usize,
-    /// Windows on which a little check ran (little, Dual, classifier or distance).
+    /// Windows on which a little check ran (little, Dual, classifier, distance or signature).
     pub little_runs: usize,
     pub same_activity_runs: usize,
     pub dual_runs: usize,
     pub distance_runs: usize,
     pub classifier_runs: usize,
+    pub signature_runs: usize,
     pub change_notice: ChangeNotice,
     pub classification: Classification,
 }
@@ -76,6 +77,7 @@ pub fn evaluate(
         dual_runs: count(|c| matches!(c, CheckKind::Dual)),
         distance_runs: count(|c| matches!(c, CheckKind::Distance)),
         classifier_runs: count(|c| matches!(c, CheckKind::Classifier(_))),
+        signature_runs: count(|c| matches!(c, CheckKind::Signature)),
         change_notice: change_notice(labels, &predictions),
         classification,
     })

@@ -20,7 +20,10 @@ use kinglet_compile::qemu;
 use kinglet_graph::eval::InputLayout;
 use kinglet_graph::{DType, Graph};
 
-use crate::models::{GraphClassifier, S3_CHANNELS, WindowData, output_kind};
+use crate::models::{
+    DualClassifier, GraphClassifier, Normalise, S3_CHANNELS, WindowData, output_kind,
+    signature_distances,
+};
 use crate::simulate::{WindowRecord, parse_decisions_csv};
 use crate::{
     AdaptError, Models, OutputKind, StrategySpec, StreamRun, WindowClassifier, WindowDistance,
@@ -105,15 +108,7 @@ impl Int8Windows {
         scale: f32,
         zero_point: i32,
     ) -> Result<Self, AdaptError> {
-        if count == 0 || first + count > data.n {
-            return Err(AdaptError::Invalid(format!(
-                "windows {first}..{} asked for, the stream has {}",
-                first + count,
-                data.n
-            )));
-        }
-        let per = data.time * data.channels;
-        let values = &data.values[first * per..(first + count) * per];
+        let values = window_values(data, first, count)?;
         Ok(Self {
             n: count,
             time: data.time,
@@ -125,6 +120,18 @@ impl Int8Windows {
             scale,
             zero_point,
         })
+    }
+}
+
+/// The values of windows `first..first + count` (at least one, all inside the stream).
+fn window_values(data: &WindowData, first: usize, count: usize) -> Result<&[f32], AdaptError> {
+    let per = data.time * data.channels;
+    match first.checked_add(count) {
+        Some(end) if count > 0 && end <= data.n => Ok(&data.values[first * per..end * per]),
+        _ => Err(AdaptError::Invalid(format!(
+            "{count} windows from {first} asked for, the stream has {}",
+            data.n
+        ))),
     }
 }
 
@@ -146,6 +153,98 @@ pub fn int8_input_quantisation(graph: &Graph) -> Option<(f32, i32)> {
     common
 }
 
+/// Consecutive windows as recorded (float, `[n, time, channels]` time-major). The firmware
+/// normalises and quantises them for each model with that model's own normalisation and
+/// input quantisation, as a device does with its sensor samples; the signature check reads
+/// total_acc as an 8-bit ±2 g accelerometer delivers it ([`WindowData::signature_bytes`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FloatWindows {
+    pub n: usize,
+    pub time: usize,
+    pub channels: usize,
+    pub values: Vec<f32>,
+}
+
+impl FloatWindows {
+    /// Windows `first..first + count` of `data`.
+    pub fn take(data: &WindowData, first: usize, count: usize) -> Result<Self, AdaptError> {
+        Ok(Self {
+            n: count,
+            time: data.time,
+            channels: data.channels,
+            values: window_values(data, first, count)?.to_vec(),
+        })
+    }
+
+    /// The same windows for the host simulator (no seed scaling: float windows feed int8 and
+    /// f32 models only).
+    pub fn window_data(&self) -> WindowData {
+        WindowData {
+            n: self.n,
+            time: self.time,
+            channels: self.channels,
+            values: self.values.clone(),
+            seed_u8: vec![0; self.values.len()],
+        }
+    }
+}
+
+/// The windows a firmware cascade embeds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamWindows {
+    /// int8 bytes every model takes as they are (all inputs share one quantisation, e.g. the
+    /// seed's min-max scaling).
+    Int8(Int8Windows),
+    /// Float windows each model normalises and quantises on the device.
+    Float(FloatWindows),
+}
+
+impl StreamWindows {
+    pub fn n(&self) -> usize {
+        match self {
+            Self::Int8(w) => w.n,
+            Self::Float(w) => w.n,
+        }
+    }
+
+    pub fn time(&self) -> usize {
+        match self {
+            Self::Int8(w) => w.time,
+            Self::Float(w) => w.time,
+        }
+    }
+
+    pub fn channels(&self) -> usize {
+        match self {
+            Self::Int8(w) => w.channels,
+            Self::Float(w) => w.channels,
+        }
+    }
+
+    /// What the host simulator reads.
+    pub fn window_data(&self) -> WindowData {
+        match self {
+            Self::Int8(w) => w.window_data(),
+            Self::Float(w) => w.window_data(),
+        }
+    }
+
+    /// The signature check's distances, from exactly the bytes the firmware reads.
+    fn signature_table(&self) -> Result<Option<crate::classifier::DistanceTable>, AdaptError> {
+        if self.channels() <= S3_CHANNELS[2] {
+            return Ok(None);
+        }
+        Ok(Some(match self {
+            Self::Int8(w) => {
+                let per = w.time * w.channels;
+                let chunks: Vec<&[i8]> = w.data.chunks_exact(per).collect();
+                signature_distances(&chunks, w.channels)
+            }
+            Self::Float(w) => w.window_data().signature_distances()?,
+        }))
+    }
+}
+
 /// The host simulator and the firmware on the same windows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FirmwareComparison {
@@ -161,18 +260,24 @@ pub fn compare_with_host(
     spec: &StrategySpec,
     big: &CascadeModel<'_>,
     littles: &[CascadeModel<'_>],
-    windows: &Int8Windows,
+    dual: Option<&CascadeModel<'_>>,
+    windows: &StreamWindows,
     work_dir: &Path,
 ) -> Result<FirmwareComparison, AdaptError> {
     let data = std::rc::Rc::new(windows.window_data());
-    let open = |m: &CascadeModel| GraphClassifier::new(m.name, m.graph, data.clone(), None);
+    let open = |m: &CascadeModel| {
+        GraphClassifier::new(m.name, m.graph, data.clone(), m.normalise.cloned())
+    };
     let mut host_big = open(big)?;
     let mut host_littles = littles.iter().map(open).collect::<Result<Vec<_>, _>>()?;
-    let mut distances = if windows.channels > S3_CHANNELS[2] {
-        Some(data.s3_distances()?)
-    } else {
-        None
+    let mut host_dual = dual
+        .map(|m| DualClassifier::new(m.name, m.graph, data.clone(), m.normalise.cloned()))
+        .transpose()?;
+    let mut distances = match windows {
+        StreamWindows::Int8(w) if w.channels > S3_CHANNELS[2] => Some(data.s3_distances()?),
+        _ => None,
     };
+    let mut signatures = windows.signature_table()?;
     let host = simulate(
         spec,
         &mut Models {
@@ -181,13 +286,14 @@ pub fn compare_with_host(
                 .iter_mut()
                 .map(|m| m as &mut dyn WindowClassifier)
                 .collect(),
-            dual: None,
+            dual: host_dual.as_mut().map(|m| m as &mut dyn WindowClassifier),
             distance: distances.as_mut().map(|d| d as &mut dyn WindowDistance),
+            signature: signatures.as_mut().map(|d| d as &mut dyn WindowDistance),
         },
-        windows.n,
+        windows.n(),
     )?;
-    let firmware = run_in_qemu(spec, big, littles, windows, work_dir)?;
-    let mismatched = (0..windows.n)
+    let firmware = run_in_qemu(spec, big, littles, dual, windows, work_dir)?;
+    let mismatched = (0..windows.n())
         .filter(|&i| host.windows.get(i) != firmware.windows.get(i))
         .collect();
     Ok(FirmwareComparison {
@@ -201,6 +307,8 @@ pub fn compare_with_host(
 pub struct CascadeModel<'a> {
     pub name: &'a str,
     pub graph: &'a Graph,
+    /// Per-channel normalisation before the int8 input (float windows only).
+    pub normalise: Option<&'a Normalise>,
 }
 
 /// What the firmware reported.
@@ -254,6 +362,13 @@ fn strategy_literal(s: Strategy) -> String {
         Strategy::Distance { threshold } => {
             format!("Strategy::Distance {{ threshold: {threshold} }}")
         }
+        Strategy::Signature { thresholds } => {
+            let list: Vec<String> = thresholds.iter().map(u32::to_string).collect();
+            format!(
+                "Strategy::Signature {{ thresholds: [{}] }}",
+                list.join(", ")
+            )
+        }
         Strategy::Confidence {
             model,
             measure: m,
@@ -277,28 +392,42 @@ fn strategy_literal(s: Strategy) -> String {
     }
 }
 
-/// The generated `cascade.rs` the firmware includes. `windows_bin` is the absolute path of the
-/// raw window bytes it embeds with `include_bytes!`.
+/// The generated `cascade.rs` the firmware includes. `bins` are the absolute paths of the raw
+/// files it embeds with `include_bytes!`: the windows (int8 bytes, or little-endian f32), and
+/// for float windows the signature check's total_acc bytes.
 pub fn cascade_source(
     spec: &StrategySpec,
     big: &CascadeModel<'_>,
     littles: &[CascadeModel<'_>],
-    windows: &Int8Windows,
-    windows_bin: &Path,
+    dual: Option<&CascadeModel<'_>>,
+    windows: &StreamWindows,
+    bins: &EmbeddedFiles,
 ) -> Result<String, AdaptError> {
     let (strategy, guards) = spec.to_core()?;
-    if windows.n == 0 || windows.data.len() != windows.n * windows.time * windows.channels {
+    let (n, time, channels) = (windows.n(), windows.time(), windows.channels());
+    let stored = match windows {
+        StreamWindows::Int8(w) => w.data.len(),
+        StreamWindows::Float(w) => w.values.len(),
+    };
+    if n == 0 || stored != n * time * channels {
         return Err(AdaptError::Invalid(format!(
-            "the firmware cascade needs at least one whole window ({} bytes for {} windows of {}×{})",
-            windows.data.len(),
-            windows.n,
-            windows.time,
-            windows.channels
+            "the firmware cascade needs at least one whole window ({stored} values for {n} windows of {time}×{channels})"
         )));
     }
-    if matches!(strategy, Strategy::Dual { .. }) {
+    let float = matches!(windows, StreamWindows::Float(_));
+    if float && matches!(strategy, Strategy::Distance { .. }) {
         return Err(AdaptError::Invalid(
-            "the firmware cascade does not run Dual (1B1D) models yet".into(),
+            "1BDD reads the seed's uint8 scaling of the whole stream; run it with --input-scaling seed".into(),
+        ));
+    }
+    if dual.is_some() && !float {
+        return Err(AdaptError::Invalid(
+            "a Dual model on the device needs float windows (not --input-scaling seed)".into(),
+        ));
+    }
+    if matches!(strategy, Strategy::Dual { .. }) && (dual.is_none() || !float) {
+        return Err(AdaptError::Invalid(
+            "1B1D on the device needs a kinglet-trained int8 Dual model and float windows (the seed's uint8 Dual does not compile)".into(),
         ));
     }
     let needed_littles = match strategy {
@@ -315,10 +444,14 @@ pub fn cascade_source(
             littles.len()
         )));
     }
-    if matches!(strategy, Strategy::Distance { .. }) && windows.channels <= S3_CHANNELS[2] {
+    if matches!(
+        strategy,
+        Strategy::Distance { .. } | Strategy::Signature { .. }
+    ) && channels <= S3_CHANNELS[2]
+    {
         return Err(AdaptError::Invalid(format!(
-            "1BDD needs total_acc (channels 6–8); the windows have {} channels",
-            windows.channels
+            "{} needs total_acc (channels 6–8); the windows have {channels} channels",
+            spec.label(),
         )));
     }
     let mut s = String::new();
@@ -334,26 +467,79 @@ pub fn cascade_source(
         s,
         "pub const STRATEGY: Strategy = {};\n\
          pub const GUARDS: Guards = Guards {{ min_big_interval: {}, max_big_interval: {}, confirm_windows: {} }};\n\
-         pub const WINDOW_COUNT: usize = {};\n\
-         pub const WINDOW_TIME: usize = {};\n\
-         pub const WINDOW_CHANNELS: usize = {};\n\
-         const WINDOW_LEN: usize = WINDOW_TIME * WINDOW_CHANNELS;\n\
-         static WINDOWS: &[u8; WINDOW_COUNT * WINDOW_LEN] = include_bytes!({:?});\n",
+         pub const WINDOW_COUNT: usize = {n};\n\
+         pub const WINDOW_TIME: usize = {time};\n\
+         pub const WINDOW_CHANNELS: usize = {channels};\n\
+         const WINDOW_LEN: usize = WINDOW_TIME * WINDOW_CHANNELS;\n",
         strategy_literal(strategy),
         guards.min_big_interval,
         guards.max_big_interval,
         guards.confirm_windows,
-        windows.n,
-        windows.time,
-        windows.channels,
-        windows_bin.display().to_string()
     );
-    s.push_str(
-        "/// Window `index` of the embedded stream (int8 bytes, time-major).\n\
-         pub fn window(index: usize) -> Option<&'static [u8]> {\n    \
-             WINDOWS.get(index.checked_mul(WINDOW_LEN)?..index.checked_add(1)?.checked_mul(WINDOW_LEN)?)\n}\n\n",
-    );
-    let distance_channels: Vec<String> = if windows.channels > S3_CHANNELS[2] {
+    let windows_bin = bins.windows.display().to_string();
+    if float {
+        let signature_bin = bins
+            .signature
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "/// Float samples, little-endian f32, time-major.\n\
+             const SAMPLE_BYTES: usize = 4;\n\
+             static WINDOWS: &[u8; WINDOW_COUNT * WINDOW_LEN * SAMPLE_BYTES] = include_bytes!({windows_bin:?});\n\
+             /// total_acc as an 8-bit ±2 g accelerometer gives it (int8, 1/64 g), time-major.\n\
+             static SIGNATURE_BYTES: &[u8; WINDOW_COUNT * WINDOW_TIME * 3] = include_bytes!({signature_bin:?});\n\
+             pub const SIGNATURE_STRIDE: usize = 3;\n\
+             /// The signature check's first axis within a step (x, y, z follow).\n\
+             pub const SIGNATURE_FIRST_AXIS: usize = 0;\n\n\
+             /// Window `index` of the embedded stream (f32 bytes).\n\
+             pub fn window(index: usize) -> Option<&'static [u8]> {{\n    \
+                 let len = WINDOW_LEN * SAMPLE_BYTES;\n    \
+                 WINDOWS.get(index.checked_mul(len)?..index.checked_add(1)?.checked_mul(len)?)\n}}\n\n\
+             /// The signature check's bytes of window `index`.\n\
+             pub fn signature_window(index: usize) -> Option<&'static [u8]> {{\n    \
+                 let len = WINDOW_TIME * SIGNATURE_STRIDE;\n    \
+                 SIGNATURE_BYTES.get(index.checked_mul(len)?..index.checked_add(1)?.checked_mul(len)?)\n}}\n\n\
+             /// Round half away from zero, as the host's `f32::round` (exact for every f32).\n\
+             fn round_half_away(x: f32) -> f32 {{\n    \
+                 if !(x.abs() < 8_388_608.0) {{\n        return x;\n    }}\n    \
+                 let t = x as i32 as f32;\n    \
+                 let f = x - t;\n    \
+                 if f >= 0.5 {{\n        t + 1.0\n    }} else if f <= -0.5 {{\n        t - 1.0\n    }} else {{\n        t\n    }}\n}}\n\n\
+             /// The model's int8 input from float samples: `(x − mean) / std`, then\n\
+             /// `round(v / scale) + zero_point`, clamped — the host simulator's very operations.\n\
+             fn gather(window: &[u8], channels: &[usize], norm: &([f32; WINDOW_CHANNELS], [f32; WINDOW_CHANNELS]), quant: (f32, i32), input: &mut [i8]) -> Result<(), ShapeError> {{\n    \
+                 if input.len() != WINDOW_TIME * channels.len() || window.len() != WINDOW_LEN * SAMPLE_BYTES {{\n        return Err(ShapeError);\n    }}\n    \
+                 let (mean, std) = norm;\n    \
+                 let (scale, zero_point) = quant;\n    \
+                 for (step, dst) in window.chunks_exact(WINDOW_CHANNELS * SAMPLE_BYTES).zip(input.chunks_exact_mut(channels.len())) {{\n        \
+                     for (d, &c) in dst.iter_mut().zip(channels) {{\n            \
+                         let bytes = step.get(c * SAMPLE_BYTES..(c + 1) * SAMPLE_BYTES).ok_or(ShapeError)?;\n            \
+                         let x = f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);\n            \
+                         let v = (x - *mean.get(c).ok_or(ShapeError)?) / *std.get(c).ok_or(ShapeError)?;\n            \
+                         *d = (round_half_away(v / scale) as i32 + zero_point).clamp(-128, 127) as i8;\n        }}\n    }}\n    Ok(())\n}}\n",
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "static WINDOWS: &[u8; WINDOW_COUNT * WINDOW_LEN] = include_bytes!({windows_bin:?});\n\
+             pub const SIGNATURE_STRIDE: usize = WINDOW_CHANNELS;\n\
+             /// The signature check's first total_acc axis within a window step (x, y, z follow).\n\
+             pub const SIGNATURE_FIRST_AXIS: usize = 6;\n\n\
+             /// Window `index` of the embedded stream (int8 bytes, time-major).\n\
+             pub fn window(index: usize) -> Option<&'static [u8]> {{\n    \
+                 WINDOWS.get(index.checked_mul(WINDOW_LEN)?..index.checked_add(1)?.checked_mul(WINDOW_LEN)?)\n}}\n\n\
+             /// The signature check reads the window's own total_acc bytes.\n\
+             pub fn signature_window(index: usize) -> Option<&'static [u8]> {{\n    window(index)\n}}\n\n\
+             fn gather(window: &[u8], channels: &[usize], input: &mut [i8]) -> Result<(), ShapeError> {{\n    \
+                 if input.len() != WINDOW_TIME * channels.len() || window.len() != WINDOW_LEN {{\n        return Err(ShapeError);\n    }}\n    \
+                 for (step, dst) in window.chunks_exact(WINDOW_CHANNELS).zip(input.chunks_exact_mut(channels.len())) {{\n        \
+                     for (d, &c) in dst.iter_mut().zip(channels) {{\n            \
+                         *d = *step.get(c).ok_or(ShapeError)? as i8;\n        }}\n    }}\n    Ok(())\n}}\n",
+        );
+    }
+    let distance_channels: Vec<String> = if channels > S3_CHANNELS[2] {
         S3_CHANNELS.iter().map(|c| c.to_string()).collect()
     } else {
         Vec::new()
@@ -368,11 +554,6 @@ pub fn cascade_source(
                  for (k, &c) in DISTANCE_CHANNELS.iter().enumerate() {{\n            \
                      if let (Some(o), Some(&v)) = (out.get_mut(t * DISTANCE_CHANNELS.len() + k), step.get(c)) {{\n                \
                          *o = v ^ 0x80;\n            }}\n        }}\n    }}\n}}\n\n\
-         fn gather(window: &[u8], channels: &[usize], input: &mut [i8]) -> Result<(), ShapeError> {{\n    \
-             if input.len() != WINDOW_TIME * channels.len() || window.len() != WINDOW_LEN {{\n        return Err(ShapeError);\n    }}\n    \
-             for (step, dst) in window.chunks_exact(WINDOW_CHANNELS).zip(input.chunks_exact_mut(channels.len())) {{\n        \
-                 for (d, &c) in dst.iter_mut().zip(channels) {{\n            \
-                     *d = *step.get(c).ok_or(ShapeError)? as i8;\n        }}\n    }}\n    Ok(())\n}}\n\n\
          fn dequantise(output: &[i8], scale: f32, zero_point: i32, scores: &mut [f32]) -> Result<usize, ShapeError> {{\n    \
              let dst = scores.get_mut(..output.len()).ok_or(ShapeError)?;\n    \
              for (s, &q) in dst.iter_mut().zip(output) {{\n        *s = scale * (i32::from(q) - zero_point) as f32;\n    }}\n    \
@@ -380,7 +561,8 @@ pub fn cascade_source(
         distance_channels.len(),
         distance_channels.join(", ")
     );
-    let models: Vec<&CascadeModel> = std::iter::once(big).chain(littles).collect();
+    let models: Vec<&CascadeModel> = std::iter::once(big).chain(littles).chain(dual).collect();
+    let dual_index = dual.map(|_| models.len() - 1);
     let mut names = Vec::new();
     let mut logits = Vec::new();
     let mut modules: Vec<String> = Vec::new();
@@ -391,32 +573,54 @@ pub fn cascade_source(
         if graph.inputs.is_empty() {
             return Err(what("the graph has no input".into()));
         }
+        if Some(m) == dual_index {
+            let text = dual_source(m, model, windows)?;
+            let compiled = compile(graph, model.name).map_err(|e| what(e.to_string()))?;
+            let _ = writeln!(
+                s,
+                "/// `{}` (Dual)\n#[allow(unused_imports, dead_code, clippy::all)]\npub mod m{m} {{\n{}}}\n{text}",
+                model.name, compiled.rust_module
+            );
+            modules.push(compiled.rust_module);
+            names.push(format!("{:?}", model.name));
+            logits.push(output_kind(graph) == OutputKind::Logits);
+            continue;
+        }
         let layout = InputLayout::for_graph(graph, model.name).map_err(|e| what(e.to_string()))?;
-        for (i, (&input, channels)) in graph.inputs.iter().zip(&layout.inputs).enumerate() {
-            if let Some(&c) = channels.iter().find(|&&c| c >= windows.channels) {
+        let mut input_quant = Vec::new();
+        for (i, (&input, picks)) in graph.inputs.iter().zip(&layout.inputs).enumerate() {
+            if let Some(&c) = picks.iter().find(|&&c| c >= channels) {
                 return Err(what(format!(
-                    "input {i} reads channel {c}, the windows have {}",
-                    windows.channels
+                    "input {i} reads channel {c}, the windows have {channels}"
                 )));
             }
             let t = graph.tensor(input);
             let quant = t.quant.as_ref().filter(|q| q.is_per_tensor());
-            match (t.dtype, quant) {
-                (DType::I8, Some(q))
-                    if q.scale[0].to_bits() == windows.scale.to_bits()
-                        && q.zero_point[0] == windows.zero_point => {}
-                (DType::I8, Some(q)) => {
+            match (t.dtype, quant, windows) {
+                (DType::I8, Some(q), StreamWindows::Float(_)) => {
+                    input_quant.push((q.scale[0], q.zero_point[0]));
+                }
+                (DType::I8, Some(q), StreamWindows::Int8(w))
+                    if q.scale[0].to_bits() == w.scale.to_bits()
+                        && q.zero_point[0] == w.zero_point => {}
+                (DType::I8, Some(q), StreamWindows::Int8(w)) => {
                     return Err(what(format!(
-                        "input {i} quantisation (scale {}, zero point {}) differs from the windows' ({}, {}); regenerate the windows with it",
-                        q.scale[0], q.zero_point[0], windows.scale, windows.zero_point
+                        "input {i} quantisation (scale {}, zero point {}) differs from the windows' ({}, {}); regenerate the windows with it, or embed float windows",
+                        q.scale[0], q.zero_point[0], w.scale, w.zero_point
                     )));
                 }
-                (dtype, _) => {
+                (dtype, _, _) => {
                     return Err(what(format!(
                         "the firmware cascade needs per-tensor int8 inputs, input {i} is {dtype}"
                     )));
                 }
             }
+        }
+        if !float && model.normalise.is_some() {
+            return Err(what(
+                "int8 windows are fed as they are; a model normalisation needs float windows"
+                    .into(),
+            ));
         }
         let output = graph
             .outputs
@@ -434,12 +638,54 @@ pub fn cascade_source(
         };
         let compiled = compile(graph, model.name).map_err(|e| what(e.to_string()))?;
         let picked: usize = layout.inputs.iter().map(Vec::len).sum();
-        if compiled.dsp.input_len != windows.time * picked {
+        if compiled.dsp.input_len != time * picked {
             return Err(what(format!(
-                "inputs take {} values, a window gives {}×{picked}",
-                compiled.dsp.input_len, windows.time
+                "inputs take {} values, a window gives {time}×{picked}",
+                compiled.dsp.input_len
             )));
         }
+        // Float windows: each input's normalisation and quantisation, and the gather call.
+        let (feed_consts, gather_call) = if float {
+            let (mean, std): (Vec<f32>, Vec<f32>) = match model.normalise {
+                Some(n) if n.mean.len() == channels && n.std.len() == channels => {
+                    (n.mean.clone(), n.std.clone())
+                }
+                Some(_) => {
+                    return Err(what(format!(
+                        "normalisation does not cover the windows' {channels} channels"
+                    )));
+                }
+                None => (vec![0.0; channels], vec![1.0; channels]),
+            };
+            let lits = |v: &[f32]| {
+                v.iter()
+                    .map(|&x| f32_literal(x))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let quants: Vec<String> = input_quant
+                .iter()
+                .map(|&(sc, zp)| format!("({}, {zp})", f32_literal(sc)))
+                .collect();
+            (
+                format!(
+                    "/// Per-channel (mean, std) the model was trained with.\n\
+                     const M{m}_NORM: ([f32; WINDOW_CHANNELS], [f32; WINDOW_CHANNELS]) = ([{}], [{}]);\n\
+                     /// Each input's (scale, zero point).\n\
+                     const M{m}_QUANT: [(f32, i32); {}] = [{}];\n",
+                    lits(&mean),
+                    lits(&std),
+                    quants.len(),
+                    quants.join(", ")
+                ),
+                format!("gather(window, channels, &M{m}_NORM, M{m}_QUANT[k], part)?;"),
+            )
+        } else {
+            (
+                String::new(),
+                "gather(window, channels, part)?;".to_string(),
+            )
+        };
         let inputs: Vec<String> = layout
             .inputs
             .iter()
@@ -465,13 +711,14 @@ pub fn cascade_source(
             s,
             "/// `{name}`\n{module}\n\
              /// Window channels of each graph input, fed end to end.\n\
-             const M{m}_INPUTS: [&[usize]; {n}] = [{inputs}];\n\n\
+             const M{m}_INPUTS: [&[usize]; {n}] = [{inputs}];\n{feed_consts}\n\
              fn run_m{m}(arena: &mut [u8], window: &[u8], scores: &mut [f32]) -> Result<usize, ShapeError> {{\n    \
                  let mut input = [0i8; m{m}::INPUT_LEN];\n    \
                  let mut rest = &mut input[..];\n    \
-                 for channels in M{m}_INPUTS {{\n        \
+                 #[allow(unused_variables)]\n    \
+                 for (k, channels) in M{m}_INPUTS.into_iter().enumerate() {{\n        \
                      let (part, tail) = rest.split_at_mut_checked(WINDOW_TIME * channels.len()).ok_or(ShapeError)?;\n        \
-                     gather(window, channels, part)?;\n        \
+                     {gather_call}\n        \
                      rest = tail;\n    }}\n    \
                  let mut output = [0i8; m{m}::OUTPUT_LEN];\n    \
                  m{m}::infer_in(arena, &input, &mut output)?;\n    \
@@ -511,10 +758,101 @@ pub fn cascade_source(
         list(&|i| logits[i].to_string()),
         list(&|i| format!("m{i}::OUTPUT_LEN")),
         idx.iter()
+            .filter(|&&i| Some(i) != dual_index)
             .map(|i| format!("        {i} => run_m{i}(arena, window, scores),\n"))
             .collect::<String>()
     );
+    if dual_index.is_none() {
+        s.push_str(
+            "\n/// This image has no Dual model.\n\
+             pub fn run_dual(_arena: &mut [u8], _previous: &[u8], _window: &[u8], _scores: &mut [f32; MAX_OUTPUTS]) -> Result<usize, ShapeError> {\n    Err(ShapeError)\n}\n",
+        );
+    }
     Ok(s)
+}
+
+/// The Dual model's runner: kinglet's `[1, 384, 2]` int8 input, the three normalised total_acc
+/// axes end to end with (previous, current) as the two channels — exactly as
+/// [`crate::models::DualClassifier`] feeds it on the host.
+fn dual_source(
+    m: usize,
+    model: &CascadeModel<'_>,
+    windows: &StreamWindows,
+) -> Result<String, AdaptError> {
+    let what =
+        |message: String| AdaptError::Invalid(format!("Dual model `{}`: {message}", model.name));
+    let graph = model.graph;
+    let [input] = graph.inputs[..] else {
+        return Err(what("a Dual model has one input".into()));
+    };
+    let t = graph.tensor(input);
+    let time = windows.time();
+    let (scale, zero_point) = match (&t.dtype, t.quant.as_ref()) {
+        (DType::I8, Some(q)) if q.is_per_tensor() && t.elements() == time * 6 => {
+            (q.scale[0], q.zero_point[0])
+        }
+        _ => {
+            return Err(what(format!(
+                "expected a per-tensor int8 [1, {}, 2] input, got {} {:?}",
+                time * 3,
+                t.dtype,
+                t.shape
+            )));
+        }
+    };
+    let output = graph
+        .outputs
+        .first()
+        .copied()
+        .ok_or_else(|| what("no output".into()))?;
+    let out_t = graph.tensor(output);
+    let (out_scale, out_zero) = match (&out_t.dtype, out_t.quant.as_ref()) {
+        (DType::I8, Some(q)) if q.is_per_tensor() => (q.scale[0], q.zero_point[0]),
+        _ => return Err(what("needs a per-tensor int8 output".into())),
+    };
+    let channels = windows.channels();
+    let (mean, std): (Vec<f32>, Vec<f32>) = match model.normalise {
+        Some(n) if n.mean.len() == channels && n.std.len() == channels => {
+            (n.mean.clone(), n.std.clone())
+        }
+        Some(_) => {
+            return Err(what(format!(
+                "normalisation does not cover the windows' {channels} channels"
+            )));
+        }
+        None => (vec![0.0; channels], vec![1.0; channels]),
+    };
+    let lits = |v: &[f32]| {
+        v.iter()
+            .map(|&x| f32_literal(x))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Ok(format!(
+        "const M{m}_NORM: ([f32; WINDOW_CHANNELS], [f32; WINDOW_CHANNELS]) = ([{}], [{}]);\n\n\
+         /// The Dual model on the previous and the current window.\n\
+         pub fn run_dual(arena: &mut [u8], previous: &[u8], window: &[u8], scores: &mut [f32; MAX_OUTPUTS]) -> Result<usize, ShapeError> {{\n    \
+             let mut input = [0i8; m{m}::INPUT_LEN];\n    \
+             let (mean, std) = &M{m}_NORM;\n    \
+             let mut i = 0;\n    \
+             for axis in {first}..{first} + 3 {{\n        \
+                 for t in 0..WINDOW_TIME {{\n            \
+                     for w in [previous, window] {{\n                \
+                         let at = (t * WINDOW_CHANNELS + axis) * SAMPLE_BYTES;\n                \
+                         let b = w.get(at..at + SAMPLE_BYTES).ok_or(ShapeError)?;\n                \
+                         let x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);\n                \
+                         let v = (x - *mean.get(axis).ok_or(ShapeError)?) / *std.get(axis).ok_or(ShapeError)?;\n                \
+                         *input.get_mut(i).ok_or(ShapeError)? = (round_half_away(v / {scale}) as i32 + {zero_point}).clamp(-128, 127) as i8;\n                \
+                         i += 1;\n            }}\n        }}\n    }}\n    \
+             let mut output = [0i8; m{m}::OUTPUT_LEN];\n    \
+             m{m}::infer_in(arena, &input, &mut output)?;\n    \
+             dequantise(&output, {out_scale}, {out_zero}, scores)\n}}\n",
+        lits(&mean),
+        lits(&std),
+        first = S3_CHANNELS[0],
+        scale = f32_literal(scale),
+        out_scale = f32_literal(out_scale),
+    ))
 }
 
 /// Firmware builds of one work directory share one output path.
@@ -526,7 +864,8 @@ pub fn run_in_qemu(
     spec: &StrategySpec,
     big: &CascadeModel<'_>,
     littles: &[CascadeModel<'_>],
-    windows: &Int8Windows,
+    dual: Option<&CascadeModel<'_>>,
+    windows: &StreamWindows,
     work_dir: &Path,
 ) -> Result<FirmwareCascadeRun, AdaptError> {
     let _guard = CASCADE_LOCK
@@ -534,17 +873,46 @@ pub fn run_in_qemu(
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let fw =
         |e: kinglet_compile::CompileError| AdaptError::Invalid(format!("firmware cascade: {e}"));
-    let bin = work_dir.join("windows.i8");
-    let bytes: Vec<u8> = windows.data.iter().map(|&q| q as u8).collect();
-    write_atomic(&bin, &bytes).map_err(fw)?;
-    let bin = bin.canonicalize().map_err(|e| AdaptError::io(&bin, e))?;
-    let source = cascade_source(spec, big, littles, windows, &bin)?;
-    let rs = work_dir.join("cascade.rs");
-    write_atomic(&rs, source.as_bytes()).map_err(fw)?;
-    let rs = rs.canonicalize().map_err(|e| AdaptError::io(&rs, e))?;
+    let write = |name: &str, bytes: &[u8]| -> Result<PathBuf, AdaptError> {
+        let path = work_dir.join(name);
+        write_atomic(&path, bytes).map_err(fw)?;
+        path.canonicalize().map_err(|e| AdaptError::io(&path, e))
+    };
+    let bins = match windows {
+        StreamWindows::Int8(w) => {
+            let bytes: Vec<u8> = w.data.iter().map(|&q| q as u8).collect();
+            EmbeddedFiles {
+                windows: write("windows.i8", &bytes)?,
+                signature: None,
+            }
+        }
+        StreamWindows::Float(w) => {
+            let bytes: Vec<u8> = w.values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let signature = if w.channels > S3_CHANNELS[2] {
+                w.window_data().signature_bytes()
+            } else {
+                vec![0; w.n * w.time * 3]
+            };
+            let signature: Vec<u8> = signature.iter().map(|&q| q as u8).collect();
+            EmbeddedFiles {
+                windows: write("windows.f32", &bytes)?,
+                signature: Some(write("signature.i8", &signature)?),
+            }
+        }
+    };
+    let source = cascade_source(spec, big, littles, dual, windows, &bins)?;
+    let rs = write("cascade.rs", source.as_bytes())?;
     let elf = qemu::build_cascade_firmware(&rs, &work_dir.join("target")).map_err(fw)?;
     let text = qemu::run_qemu(&elf, Duration::from_secs(600)).map_err(fw)?;
-    parse_firmware_output(&text, windows.n)
+    parse_firmware_output(&text, windows.n())
+}
+
+/// Files a firmware cascade embeds (absolute paths).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddedFiles {
+    pub windows: PathBuf,
+    /// Float windows: the signature check's total_acc bytes.
+    pub signature: Option<PathBuf>,
 }
 
 /// Reads the `KINGLET` lines of a cascade run; errors unless every window was reported.

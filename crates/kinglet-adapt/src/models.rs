@@ -10,7 +10,10 @@ use kinglet_data::Dataset;
 use kinglet_graph::eval::InputLayout;
 use kinglet_graph::{DType, Graph, Interpreter, TfliteKernels};
 
+use kinglet_adapt_core::Signature;
+
 use crate::classifier::{DistanceTable, l1_distances};
+use crate::strategy::SIGNATURE_SCALE_G;
 use crate::{AdaptError, OutputKind, WindowClassifier};
 
 /// Channels of the seed's total_acc sensor (s3) in a UCI-HAR window.
@@ -86,6 +89,54 @@ impl WindowData {
         }
         let windows: Vec<Vec<u8>> = (0..self.n).map(|i| self.pick_u8(i, &S3_CHANNELS)).collect();
         Ok(l1_distances(&windows))
+    }
+}
+
+/// The signature strategy's distances for `stride`-channel int8 windows (time-major): each
+/// window's [`Signature`] distance to the window before it (window 0 gets 0).
+pub fn signature_distances(windows: &[&[i8]], stride: usize) -> DistanceTable {
+    signature_distances_of(windows, stride, S3_CHANNELS[0])
+}
+
+fn signature_distances_of(windows: &[&[i8]], stride: usize, first_axis: usize) -> DistanceTable {
+    let signatures: Vec<Signature> = windows
+        .iter()
+        .map(|w| Signature::of(w, stride, first_axis))
+        .collect();
+    let out = (0..signatures.len())
+        .map(|i| {
+            i.checked_sub(1)
+                .map_or(0, |j| signatures[j].distance(&signatures[i]))
+        })
+        .collect();
+    DistanceTable(out)
+}
+
+impl WindowData {
+    /// total_acc (in g) quantised to int8 at [`SIGNATURE_SCALE_G`] per step, as an 8-bit
+    /// ±2 g accelerometer would deliver it: `[n, time, 3]`. Empty without total_acc.
+    pub fn signature_bytes(&self) -> Vec<i8> {
+        if self.channels <= S3_CHANNELS[2] {
+            return Vec::new();
+        }
+        self.values
+            .chunks_exact(self.channels)
+            .flat_map(|step| S3_CHANNELS.map(|c| step[c]))
+            .map(|v| (v / SIGNATURE_SCALE_G).round().clamp(-128.0, 127.0) as i8)
+            .collect()
+    }
+
+    /// The signature strategy's distances over [`signature_bytes`](Self::signature_bytes).
+    pub fn signature_distances(&self) -> Result<DistanceTable, AdaptError> {
+        if self.channels <= S3_CHANNELS[2] {
+            return Err(AdaptError::Invalid(format!(
+                "the signature strategy needs total_acc (channels 6–8); the windows have {} channels",
+                self.channels
+            )));
+        }
+        let bytes = self.signature_bytes();
+        let windows: Vec<&[i8]> = bytes.chunks_exact(self.time * 3).collect();
+        Ok(signature_distances_of(&windows, 3, 0))
     }
 }
 
@@ -267,6 +318,39 @@ pub struct DualClassifier {
     interp: Interpreter,
     windows: Rc<WindowData>,
     kind: OutputKind,
+    feed: DualFeed,
+}
+
+/// The two Dual layouts kinglet reads.
+#[derive(Debug, Clone, PartialEq)]
+enum DualFeed {
+    /// The seed's: uint8 min-max scaled total_acc, `[1, 384, 2]` with time-major x, y, z
+    /// samples and (previous, current) pairs.
+    SeedU8,
+    /// kinglet's (`--arch dual`): `[1, 384, 2]` int8 or f32, the three normalised axes laid end
+    /// to end (x[0..128], y…, z…) and (previous, current) as the two channels.
+    AxisMajor {
+        quant: Option<(f32, i32)>,
+        normalise: Option<Normalise>,
+    },
+}
+
+/// A kinglet-trained Dual model's input, int8 `[1, 384, 2]` axis-major: `(previous, current)`
+/// pairs of normalised total_acc values, quantised as `GraphClassifier` quantises (for the
+/// firmware cascade's host side and the simulator alike).
+fn dual_value(
+    windows: &WindowData,
+    normalise: Option<&Normalise>,
+    window: usize,
+    axis: usize,
+    t: usize,
+) -> f32 {
+    let c = S3_CHANNELS[axis];
+    let v = windows.window(window)[t * windows.channels + c];
+    match normalise {
+        Some(n) => (v - n.mean[c]) / n.std[c],
+        None => v,
+    }
 }
 
 impl DualClassifier {
@@ -277,7 +361,14 @@ impl DualClassifier {
         Ok(self)
     }
 
-    pub fn new(name: &str, graph: &Graph, windows: Rc<WindowData>) -> Result<Self, AdaptError> {
+    /// A uint8 input is the seed's layout; int8 and f32 inputs are kinglet's, normalised with
+    /// `normalise` (the model's training normalisation, in the windows' channel order).
+    pub fn new(
+        name: &str,
+        graph: &Graph,
+        windows: Rc<WindowData>,
+        normalise: Option<Normalise>,
+    ) -> Result<Self, AdaptError> {
         let err = |m: String| AdaptError::Invalid(format!("model `{name}`: {m}"));
         let [input] = graph.inputs[..] else {
             return Err(err(format!(
@@ -287,20 +378,50 @@ impl DualClassifier {
         };
         let t = graph.tensor(input);
         let expected = windows.time * S3_CHANNELS.len() * 2;
-        if t.dtype != DType::U8 || t.elements() != expected || t.shape.last() != Some(&2) {
+        if t.elements() != expected || t.shape.last() != Some(&2) {
             return Err(err(format!(
-                "expected a uint8 [1, {}, 2] input, got {} {:?}",
+                "expected a [1, {}, 2] input, got {:?}",
                 expected / 2,
-                t.dtype,
                 t.shape
             )));
         }
+        if windows.channels <= S3_CHANNELS[2] {
+            return Err(err(format!(
+                "a Dual model reads total_acc (channels 6–8); the windows have {}",
+                windows.channels
+            )));
+        }
+        if let Some(n) = &normalise
+            && (n.mean.len() != windows.channels || n.std.len() != windows.channels)
+        {
+            return Err(err(format!(
+                "normalisation needs {} channels",
+                windows.channels
+            )));
+        }
+        let feed = match (t.dtype, &t.quant) {
+            (DType::U8, _) => DualFeed::SeedU8,
+            (DType::I8, Some(q)) if q.is_per_tensor() => DualFeed::AxisMajor {
+                quant: Some((q.scale[0], q.zero_point[0])),
+                normalise,
+            },
+            (DType::F32, _) => DualFeed::AxisMajor {
+                quant: None,
+                normalise,
+            },
+            (dtype, _) => {
+                return Err(err(format!(
+                    "a Dual input must be uint8 (the seed's), per-tensor int8 or f32, not {dtype}"
+                )));
+            }
+        };
         let interp = Interpreter::new(graph).map_err(|e| err(e.to_string()))?;
         Ok(Self {
             name: name.to_string(),
             interp,
             windows,
             kind: output_kind(graph),
+            feed,
         })
     }
 }
@@ -318,16 +439,42 @@ impl WindowClassifier for DualClassifier {
                 format!("the stream has {} windows", self.windows.n),
             ));
         }
-        let current = self.windows.pick_u8(window, &S3_CHANNELS);
-        let previous = self.windows.pick_u8(window.saturating_sub(1), &S3_CHANNELS);
-        let pairs: Vec<u8> = previous
-            .iter()
-            .zip(&current)
-            .flat_map(|(&p, &c)| [p, c])
-            .collect();
-        self.interp
-            .set_input(0, &pairs)
-            .map_err(|e| graph_err(&self.name, window, e))?;
+        let previous = window.saturating_sub(1);
+        let result = match &self.feed {
+            DualFeed::SeedU8 => {
+                let current = self.windows.pick_u8(window, &S3_CHANNELS);
+                let before = self.windows.pick_u8(previous, &S3_CHANNELS);
+                let pairs: Vec<u8> = before
+                    .iter()
+                    .zip(&current)
+                    .flat_map(|(&p, &c)| [p, c])
+                    .collect();
+                self.interp.set_input(0, &pairs)
+            }
+            DualFeed::AxisMajor { quant, normalise } => {
+                let time = self.windows.time;
+                let values: Vec<f32> = (0..3)
+                    .flat_map(|axis| (0..time).map(move |t| (axis, t)))
+                    .flat_map(|(axis, t)| {
+                        [previous, window]
+                            .map(|w| dual_value(&self.windows, normalise.as_ref(), w, axis, t))
+                    })
+                    .collect();
+                match quant {
+                    Some((scale, zero_point)) => {
+                        let q: Vec<i8> = values
+                            .iter()
+                            .map(|&v| {
+                                ((v / scale).round() as i32 + zero_point).clamp(-128, 127) as i8
+                            })
+                            .collect();
+                        self.interp.set_input(0, &q)
+                    }
+                    None => self.interp.set_input(0, &values),
+                }
+            }
+        };
+        result.map_err(|e| graph_err(&self.name, window, e))?;
         self.interp
             .invoke()
             .map_err(|e| graph_err(&self.name, window, e))?;

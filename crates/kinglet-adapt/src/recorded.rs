@@ -4,8 +4,9 @@
 //!
 //! CSV format (lines starting with `#` are comments): a header, then one row per window in
 //! stream order. Columns: `label` (0-based true class), `big_q<j>` (Big output j),
-//! `little<k>_q<j>` (little model k), `dual_q<j>`, and `s3_l1` (L1 distance between this and
-//! the previous uint8 total_acc window). Only `label` and `big_q*` are required.
+//! `little<k>_q<j>` (little model k), `dual_q<j>`, `s3_l1` (L1 distance between this and
+//! the previous uint8 total_acc window) and `signature` (distance between this and the previous
+//! window's total_acc signature). Only `label` and `big_q*` are required.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -21,6 +22,7 @@ pub struct RecordedStream {
     pub littles: Vec<OutputTable>,
     pub dual: Option<OutputTable>,
     pub distances: Option<DistanceTable>,
+    pub signatures: Option<DistanceTable>,
 }
 
 impl RecordedStream {
@@ -47,6 +49,10 @@ impl RecordedStream {
                 .map(|t| t as &mut dyn crate::WindowClassifier),
             distance: self
                 .distances
+                .as_mut()
+                .map(|t| t as &mut dyn crate::WindowDistance),
+            signature: self
+                .signatures
                 .as_mut()
                 .map(|t| t as &mut dyn crate::WindowDistance),
         }
@@ -77,6 +83,7 @@ impl RecordedStream {
             .position(|c| *c == "label")
             .ok_or_else(|| err(header_line + 1, "no `label` column".into()))?;
         let l1_col = columns.iter().position(|c| *c == "s3_l1");
+        let signature_col = columns.iter().position(|c| *c == "signature");
         // model name -> [(output index, column)]
         let mut groups: BTreeMap<String, Vec<(usize, usize)>> = BTreeMap::new();
         for (col, name) in columns.iter().enumerate() {
@@ -103,6 +110,7 @@ impl RecordedStream {
         let mut rows: BTreeMap<String, Vec<Vec<f32>>> =
             groups.keys().map(|k| (k.clone(), Vec::new())).collect();
         let mut distances = Vec::new();
+        let mut signatures = Vec::new();
         for (i, line) in lines {
             let cells: Vec<&str> = line.split(',').map(str::trim).collect();
             if cells.len() != columns.len() {
@@ -141,6 +149,14 @@ impl RecordedStream {
                     err(i + 1, format!("s3_l1 `{}` is not a distance", cells[col]))
                 })?);
             }
+            if let Some(col) = signature_col {
+                signatures.push(cells[col].parse().map_err(|_| {
+                    err(
+                        i + 1,
+                        format!("signature `{}` is not a distance", cells[col]),
+                    )
+                })?);
+            }
         }
         let mut take = |name: &str| {
             rows.remove(name).map(|rows| OutputTable {
@@ -169,6 +185,7 @@ impl RecordedStream {
             littles,
             dual,
             distances: l1_col.map(|_| DistanceTable(distances)),
+            signatures: signature_col.map(|_| DistanceTable(signatures)),
         })
     }
 }

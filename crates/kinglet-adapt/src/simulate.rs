@@ -14,6 +14,8 @@ pub struct Models<'a> {
     pub littles: Vec<&'a mut dyn WindowClassifier>,
     pub dual: Option<&'a mut dyn WindowClassifier>,
     pub distance: Option<&'a mut dyn WindowDistance>,
+    /// Signature strategy: distances between consecutive windows' total_acc signatures.
+    pub signature: Option<&'a mut dyn WindowDistance>,
 }
 
 /// What was measured on a window before the decision.
@@ -25,6 +27,7 @@ pub enum CheckKind {
     Dual,
     Distance,
     Classifier(u8),
+    Signature,
 }
 
 /// One window's outcome.
@@ -62,7 +65,7 @@ impl StreamRun {
     }
 
     /// One line per window, `window,check,big,label` (check: `none`, `little<k>`, `dual`,
-    /// `distance`, `classifier<k>`; big: 0/1): what the firmware's cascade must reproduce.
+    /// `distance`, `classifier<k>`, `signature`; big: 0/1): what the firmware's cascade must reproduce.
     pub fn decisions_csv(&self) -> String {
         let mut s = String::from("window,check,big,label\n");
         for (i, w) in self.windows.iter().enumerate() {
@@ -72,6 +75,7 @@ impl StreamRun {
                 CheckKind::Dual => "dual".to_string(),
                 CheckKind::Distance => "distance".to_string(),
                 CheckKind::Classifier(k) => format!("classifier{k}"),
+                CheckKind::Signature => "signature".to_string(),
             };
             s += &format!("{i},{check},{},{}\n", u8::from(w.big), w.label);
         }
@@ -116,6 +120,7 @@ pub fn parse_decisions_csv(text: &str, origin: &str) -> Result<Vec<WindowRecord>
             "none" => CheckKind::None,
             "dual" => CheckKind::Dual,
             "distance" => CheckKind::Distance,
+            "signature" => CheckKind::Signature,
             _ => match (index("little"), index("classifier")) {
                 (Some(k), _) => CheckKind::SameActivity(k),
                 (_, Some(k)) => CheckKind::Classifier(k),
@@ -176,6 +181,15 @@ pub fn simulate(
                     .as_deref_mut()
                     .ok_or_else(|| AdaptError::Invalid("1BDD needs window distances".into()))?;
                 (CheckKind::Distance, Evidence::Distance(d.distance(window)?))
+            }
+            Check::Signature => {
+                let d = models.signature.as_deref_mut().ok_or_else(|| {
+                    AdaptError::Invalid("the signature strategy needs signature distances".into())
+                })?;
+                (
+                    CheckKind::Signature,
+                    Evidence::Distance(d.distance(window)?),
+                )
             }
             Check::Classifier { model } => {
                 let count = models.littles.len();

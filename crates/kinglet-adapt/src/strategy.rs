@@ -1,7 +1,7 @@
 //! Strategies as users name them (`1b6s`, `1b1d`, `1bdd`, `confidence`, …) and their mapping
 //! onto the core controller's [`Strategy`] and [`Guards`].
 
-use kinglet_adapt_core::{ConfidenceMeasure, Guards, SameRule, Strategy};
+use kinglet_adapt_core::{ConfidenceMeasure, Guards, MAX_LABELS, SameRule, Strategy};
 use serde::{Deserialize, Serialize};
 
 use crate::AdaptError;
@@ -25,16 +25,20 @@ pub enum StrategyKind {
     Confidence,
     /// Little multi-class model answers only if it agrees with the last label and is sure.
     TemporalConfidence,
+    /// Per-activity thresholds on the distance between consecutive windows' total_acc
+    /// signatures (per-axis mean and spread): no little model at all.
+    Signature,
 }
 
 impl StrategyKind {
-    pub const ALL: [StrategyKind; 6] = [
+    pub const ALL: [StrategyKind; 7] = [
         StrategyKind::BigOnly,
         StrategyKind::OneBigSixLittle,
         StrategyKind::OneBigOneDual,
         StrategyKind::OneBigDistance,
         StrategyKind::Confidence,
         StrategyKind::TemporalConfidence,
+        StrategyKind::Signature,
     ];
 
     pub fn parse(name: &str) -> Result<Self, AdaptError> {
@@ -45,9 +49,10 @@ impl StrategyKind {
             "1bdd" => Self::OneBigDistance,
             "confidence" => Self::Confidence,
             "temporal-confidence" => Self::TemporalConfidence,
+            "signature" => Self::Signature,
             other => {
                 return Err(AdaptError::Invalid(format!(
-                    "unknown strategy `{other}` (expected big-only, 1b6s, 1b1d, 1bdd, confidence or temporal-confidence)"
+                    "unknown strategy `{other}` (expected big-only, 1b6s, 1b1d, 1bdd, confidence, temporal-confidence or signature)"
                 )));
             }
         })
@@ -61,6 +66,7 @@ impl StrategyKind {
             Self::OneBigDistance => "1bdd",
             Self::Confidence => "confidence",
             Self::TemporalConfidence => "temporal-confidence",
+            Self::Signature => "signature",
         }
     }
 }
@@ -104,7 +110,19 @@ pub struct StrategySpec {
     pub min_big_interval: u32,
     pub max_big_interval: u32,
     pub confirm_windows: u8,
+    /// Signature: one distance threshold per label (label k uses entry k; labels past the end
+    /// use `threshold`). Empty for the other kinds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thresholds: Vec<f64>,
 }
+
+/// Signature distances are computed on total_acc quantised to int8 at this many g per step:
+/// ±2 g full scale, what an 8-bit accelerometer reports.
+pub const SIGNATURE_SCALE_G: f32 = 1.0 / 64.0;
+
+/// A signature threshold that wakes Big on every activity change worth the name on UCI-HAR
+/// (a starting point; calibrate with `--budget`).
+pub const DEFAULT_SIGNATURE_THRESHOLD: f64 = 600.0;
 
 /// The seed's 1BDD threshold (L1 over a uint8 [128, 3] total_acc window).
 pub const SEED_DISTANCE_THRESHOLD: u32 = 2000;
@@ -114,6 +132,7 @@ impl StrategySpec {
     pub fn new(kind: StrategyKind) -> Self {
         let threshold = match kind {
             StrategyKind::OneBigDistance => Some(f64::from(SEED_DISTANCE_THRESHOLD)),
+            StrategyKind::Signature => Some(DEFAULT_SIGNATURE_THRESHOLD),
             StrategyKind::Confidence | StrategyKind::TemporalConfidence => Some(0.9),
             _ => None,
         };
@@ -126,6 +145,7 @@ impl StrategySpec {
             min_big_interval: 0,
             max_big_interval: 0,
             confirm_windows: 1,
+            thresholds: Vec::new(),
         }
     }
 
@@ -137,6 +157,11 @@ impl StrategySpec {
                 s += &format!("(P(same)≥{p:.2})")
             }
             (StrategyKind::OneBigDistance, Some(t)) => s += &format!("(L1>{t:.0})"),
+            (StrategyKind::Signature, _) if !self.thresholds.is_empty() => {
+                let list: Vec<String> = self.thresholds.iter().map(|t| format!("{t:.0}")).collect();
+                s += &format!("(d>{})", list.join("/"))
+            }
+            (StrategyKind::Signature, Some(t)) => s += &format!("(d>{t:.0})"),
             (StrategyKind::Confidence | StrategyKind::TemporalConfidence, Some(t)) => {
                 s += &format!("({}≥{t:.2})", self.measure)
             }
@@ -197,6 +222,26 @@ impl StrategySpec {
                 Strategy::Distance {
                     threshold: t as u32,
                 }
+            }
+            StrategyKind::Signature => {
+                let fallback = self.threshold.unwrap_or(DEFAULT_SIGNATURE_THRESHOLD);
+                if self.thresholds.len() > MAX_LABELS {
+                    return Err(AdaptError::Invalid(format!(
+                        "{} signature thresholds given, at most {MAX_LABELS} labels are supported",
+                        self.thresholds.len()
+                    )));
+                }
+                let mut thresholds = [0u32; MAX_LABELS];
+                for (k, slot) in thresholds.iter_mut().enumerate() {
+                    let t = self.thresholds.get(k).copied().unwrap_or(fallback);
+                    if !(0.0..=f64::from(u32::MAX)).contains(&t) {
+                        return Err(AdaptError::Invalid(format!(
+                            "signature threshold {t} (label {k}) is out of range"
+                        )));
+                    }
+                    *slot = t as u32;
+                }
+                Strategy::Signature { thresholds }
             }
             StrategyKind::Confidence => {
                 if !(0.0..=1.0).contains(&self.hysteresis) {

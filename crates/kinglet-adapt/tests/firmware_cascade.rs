@@ -11,8 +11,9 @@
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use kinglet_adapt::firmware::{CascadeModel, Int8Windows, run_in_qemu};
-use kinglet_adapt::models::{GraphClassifier, load_tflite};
+use kinglet_adapt::classifier::DistanceTable;
+use kinglet_adapt::firmware::{CascadeModel, Int8Windows, StreamWindows, run_in_qemu};
+use kinglet_adapt::models::{GraphClassifier, load_tflite, signature_distances};
 use kinglet_adapt::strategy::StrategyKind;
 use kinglet_adapt::{Models, StrategySpec, WindowClassifier, simulate};
 use kinglet_graph::Graph;
@@ -40,6 +41,12 @@ fn windows() -> Int8Windows {
     .unwrap()
 }
 
+/// The signature distances of the embedded int8 bytes, as the firmware computes them.
+fn signature_table(windows: &Int8Windows) -> DistanceTable {
+    let chunks: Vec<&[i8]> = windows.data.chunks_exact(128 * 9).collect();
+    signature_distances(&chunks, 9)
+}
+
 fn name(path: &std::path::Path) -> String {
     path.file_stem().unwrap().to_string_lossy().into_owned()
 }
@@ -64,6 +71,7 @@ fn host_and_firmware(spec: &StrategySpec, little_path: &std::path::Path, littles
         .map(|_| GraphClassifier::new(&little_name, &little_graph, data.clone(), None).unwrap())
         .collect();
     let mut distances = data.s3_distances().unwrap();
+    let mut signatures = signature_table(&windows);
     let host = simulate(
         spec,
         &mut Models {
@@ -74,6 +82,7 @@ fn host_and_firmware(spec: &StrategySpec, little_path: &std::path::Path, littles
                 .collect(),
             dual: None,
             distance: Some(&mut distances),
+            signature: Some(&mut signatures),
         },
         windows.n,
     )
@@ -85,6 +94,7 @@ fn host_and_firmware(spec: &StrategySpec, little_path: &std::path::Path, littles
         .map(|g| CascadeModel {
             name: &little_name,
             graph: g,
+            normalise: None,
         })
         .collect();
     // One work directory (one incremental firmware build); runs are serialised inside.
@@ -94,9 +104,11 @@ fn host_and_firmware(spec: &StrategySpec, little_path: &std::path::Path, littles
         &CascadeModel {
             name: &big_name,
             graph: &big_graph,
+            normalise: None,
         },
         &little_cascade,
-        &windows,
+        None,
+        &StreamWindows::Int8(windows.clone()),
         &work,
     )
     .unwrap();
@@ -158,6 +170,20 @@ fn distance_strategy_matches_the_host_simulator_in_qemu() {
     d.sort_unstable();
     let mut spec = StrategySpec::new(StrategyKind::OneBigDistance);
     spec.threshold = Some(f64::from(d[d.len() * 3 / 4]));
+    host_and_firmware(&spec, &big_path(), 0);
+}
+
+#[test]
+fn signature_strategy_matches_the_host_simulator_in_qemu() {
+    // Per-label thresholds spread over the fixture's distances, so Big both wakes and sleeps
+    // and several labels' thresholds are used.
+    let mut d = signature_table(&windows()).0;
+    d.remove(0);
+    d.sort_unstable();
+    let mut spec = StrategySpec::new(StrategyKind::Signature);
+    spec.thresholds = (0..6)
+        .map(|k| f64::from(d[d.len() * (4 + k) / 10]))
+        .collect();
     host_and_firmware(&spec, &big_path(), 0);
 }
 

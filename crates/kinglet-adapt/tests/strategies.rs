@@ -86,6 +86,7 @@ fn one_big_six_little_asks_only_the_little_of_the_current_label() {
             littles: vec![&mut little0, &mut little1],
             dual: None,
             distance: None,
+            signature: None,
         };
         simulate(&spec, &mut models, 6).unwrap()
     };
@@ -115,6 +116,7 @@ fn a_missed_change_is_counted_and_delays_notice() {
             littles: vec![&mut l0, &mut l1],
             dual: None,
             distance: None,
+            signature: None,
         };
         simulate(
             &StrategySpec::new(StrategyKind::OneBigSixLittle),
@@ -150,6 +152,7 @@ fn confidence_cascade_applies_softmax_to_logits_and_wakes_big_when_unsure() {
             littles: vec![&mut little],
             dual: None,
             distance: None,
+            signature: None,
         };
         simulate(&spec, &mut models, 4).unwrap()
     };
@@ -170,6 +173,7 @@ fn distance_strategy_uses_the_distance_table_only() {
             littles: vec![],
             dual: None,
             distance: Some(&mut d),
+            signature: None,
         };
         simulate(&spec, &mut models, 4).unwrap()
     };
@@ -186,6 +190,7 @@ fn missing_models_are_named_in_the_error() {
         littles: vec![&mut l0],
         dual: None,
         distance: None,
+        signature: None,
     };
     let e = simulate(
         &StrategySpec::new(StrategyKind::OneBigSixLittle),
@@ -212,6 +217,7 @@ fn nan_scores_are_rejected_with_model_and_window() {
         littles: vec![&mut l0],
         dual: None,
         distance: None,
+        signature: None,
     };
     let e = simulate(
         &StrategySpec::new(StrategyKind::OneBigSixLittle),
@@ -235,6 +241,7 @@ fn decisions_round_trip_through_their_csv_form() {
             littles: vec![&mut little0, &mut little1],
             dual: None,
             distance: None,
+            signature: None,
         };
         simulate(
             &StrategySpec::new(StrategyKind::OneBigSixLittle),

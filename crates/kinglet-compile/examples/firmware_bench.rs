@@ -40,7 +40,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let graph = Graph::from_tflite_bytes(&std::fs::read(path)?)?;
-        let input = lcg_input(graph.tensor(graph.inputs[0]).elements());
+        // Multi-input models take one LCG stream filling their inputs end to end.
+        let input = lcg_input(
+            graph
+                .inputs
+                .iter()
+                .map(|&i| graph.tensor(i).elements())
+                .sum(),
+        );
         if let Some((instr, flash)) = anchor(&name) {
             println!(
                 "| `{name}` | TFLM + CMSIS-NN (anchor) | {instr} | 1.00× | {flash} (whole program) | see issue 4 | |"

@@ -1,9 +1,9 @@
 /* kinglet kernels for generated C models (C99). Every function is `static inline` so a
  * generated model carries only what it calls and compiles warning-free with -Wall -Werror.
  * Arithmetic is TFLite's int8 specification, bit for bit: int32 accumulation, requantisation
- * by MultiplyByQuantizedMultiplier (double rounding), fused-activation clamp. The 1D k=3
- * convolution and fully-connected kernels read widened (int16) activations and packed
- * int16 weights, two multiply-accumulates per SMLAD on cores with the DSP extension
+ * by MultiplyByQuantizedMultiplier (double rounding; fully-connected layers: double-precision
+ * scale, as TFLite's reference kernel), fused-activation clamp. The 1D convolution, depthwise
+ * and fully-connected kernels read widened (int16) activations and packed int16 weights, two multiply-accumulates per SMLAD on cores with the DSP extension
  * (__ARM_FEATURE_DSP) and a portable equivalent elsewhere. */
 
 /* Hot kernels are forced inline where the compiler allows it, so each call site is
@@ -105,23 +105,137 @@ static inline int8_t kl_finish(const kl_requant *r, int32_t acc, int ch) {
     return (int8_t)v;
 }
 
+/* Fully-connected requantisation as TFLite's reference kernel computes it: round(acc · scale)
+ * with the product in double precision, ties away from zero (computed in integers below). Q31
+ * fixed point rounds twice and cannot reproduce it. */
+typedef struct {
+    const double *scales;
+    int32_t output_offset;
+    int32_t act_min;
+    int32_t act_max;
+} kl_fc_requant;
+
+/* Bits needed for x > 0. */
+static inline int kl_bit_len64(uint64_t x) {
+#if defined(__GNUC__)
+    return 64 - __builtin_clzll(x);
+#else
+    int n = 0;
+    while (x) {
+        x >>= 1;
+        n++;
+    }
+    return n;
+#endif
+}
+
+/* (*lo, *hi) += 2^bit for a 128-bit value in halves (bit < 128, no overflow). */
+static inline void kl_add_pow2(uint64_t *lo, uint64_t *hi, int bit) {
+    if (bit >= 64) {
+        *hi += (uint64_t)1 << (bit - 64);
+    } else {
+        uint64_t sum = *lo + ((uint64_t)1 << bit);
+        *hi += sum < *lo ? 1u : 0u;
+        *lo = sum;
+    }
+}
+
+/* round(acc · scale), the product rounded to double first, ties away from zero, saturated:
+ * in integers, as kinglet-m4's requantize_double (which documents the derivation). With
+ * scale = S·2^-k and N = |acc|·S, the result is (N + 2^(k-1) + w) >> k, w = 2^(bits(N)-54)
+ * when N has more than 53 bits (the double rounding of the product), else 0. */
+static inline int32_t kl_requantize_double(int32_t acc, double scale) {
+    uint64_t bits;
+    uint64_t n = acc < 0 ? (uint64_t)(-(int64_t)acc) : (uint64_t)acc;
+    uint64_t magnitude;
+    int biased_exp;
+    memcpy(&bits, &scale, sizeof bits);
+    biased_exp = (int)((bits >> 52) & 0x7ffu);
+    if (n == 0 || biased_exp == 0) {
+        return 0;
+    }
+    {
+        uint64_t significand = (bits & (((uint64_t)1 << 52) - 1)) | ((uint64_t)1 << 52);
+        int k = 1075 - biased_exp;
+        if (k <= 0) {
+            magnitude = UINT64_MAX;
+        } else if (k > 126) {
+            magnitude = 0;
+        } else {
+            uint64_t low = n * (significand & 0xffffffffu);
+            uint64_t high = n * (significand >> 32);
+            uint64_t lo = low + (high << 32);
+            uint64_t hi = (high >> 32) + (lo < low ? 1u : 0u);
+            int bit_len = hi != 0 ? 64 + kl_bit_len64(hi) : kl_bit_len64(lo);
+            kl_add_pow2(&lo, &hi, k - 1);
+            if (bit_len >= 54) {
+                kl_add_pow2(&lo, &hi, bit_len - 54);
+            }
+            if (k >= 64) {
+                magnitude = hi >> (k - 64);
+            } else if ((hi >> k) != 0) {
+                magnitude = UINT64_MAX;
+            } else {
+                magnitude = (lo >> k) | (hi << (64 - k));
+            }
+        }
+    }
+    if (acc < 0) {
+        return magnitude >= ((uint64_t)1 << 31) ? INT32_MIN : -(int32_t)magnitude;
+    }
+    return magnitude > (uint64_t)INT32_MAX ? INT32_MAX : (int32_t)magnitude;
+}
+
+static inline int8_t kl_finish_fc(const kl_fc_requant *r, int32_t acc, int ch) {
+    int64_t v = (int64_t)kl_requantize_double(acc, r->scales[ch]) + r->output_offset;
+    if (v < r->act_min) {
+        v = r->act_min;
+    }
+    if (v > r->act_max) {
+        v = r->act_max;
+    }
+    return (int8_t)v;
+}
+
 static inline int kl_channel_block(int out_ch) {
     return out_ch % 4 == 0 ? 4 : (out_ch % 2 == 0 ? 2 : 1);
 }
 
-/* int8 `input` (len values, in_ch channels last) into `padded` (padded_len values): one
- * position of zero points before, the signal, zero points after. */
-static inline void kl_widen_padded(const int8_t *input, int len, int in_ch, int8_t zero_point,
-                                   int16_t *padded, int padded_len) {
+/* int8 `input` (len values, in_ch channels last) into `padded` (padded_len values):
+ * pad_before positions of zero points, the signal, zero points after. */
+static inline void kl_widen_padded(const int8_t *input, int len, int in_ch, int pad_before,
+                                   int8_t zero_point, int16_t *padded, int padded_len) {
     int i;
-    for (i = 0; i < in_ch; i++) {
+    int head = pad_before * in_ch;
+    for (i = 0; i < head; i++) {
         padded[i] = zero_point;
     }
     for (i = 0; i < len; i++) {
-        padded[in_ch + i] = input[i];
+        padded[head + i] = input[i];
     }
-    for (i = in_ch + len; i < padded_len; i++) {
+    for (i = head + len; i < padded_len; i++) {
         padded[i] = zero_point;
+    }
+}
+
+/* int8 `input` (width × channels, channels last) into channel-major rows of row_len int16:
+ * pad_before zero points, the channel's signal, zero points to the end of the row. */
+static inline void kl_widen_channel_major(const int8_t *input, int width, int channels,
+                                          int pad_before, int8_t zero_point, int row_len,
+                                          int16_t *padded) {
+    int c;
+    int x;
+    for (c = 0; c < channels; c++) {
+        int16_t *row = padded + c * row_len;
+        for (x = 0; x < pad_before; x++) {
+            row[x] = zero_point;
+        }
+        for (x = 0; x < width; x++) {
+            row[pad_before + x] = input[x * channels + c];
+        }
+        for (x = pad_before + width; x < row_len; x++) {
+            row[x] = zero_point;
+        }
     }
 }
 
@@ -163,12 +277,16 @@ KL_HOT void kl_dot_block(const int16_t *window, const int16_t *weights, int pair
     }
 }
 
-/* 1D convolution, kernel 3, stride 1, SAME, on a widened padded signal; with `pool` a
- * 2-wide stride-2 max pool is fused. `bias` has the input zero point folded in. */
-KL_HOT void kl_conv1d_k3(const int16_t *padded, int width, int in_ch, int out_ch, int pool,
-                                const int16_t *weights, const int32_t *bias, const kl_requant *r,
-                                int8_t *out) {
-    int row = (3 * in_ch + 1) & ~1;
+/* 1D convolution, any kernel size, stride 1, on a widened padded signal (output x reads the
+ * window starting at position x; `width` outputs before pooling); with `pool` a 2-wide
+ * stride-2 max pool is fused. `bias` has the input zero point folded in. Weights are either
+ * `weights` (widened) or `narrow` (int8, packed per block with bytes v0 v2 v1 v3 in every
+ * word), which each block widens into `scratch` before its positions run. */
+KL_HOT void kl_conv1d(const int16_t *padded, int width, int in_ch, int out_ch, int kernel,
+                             int pool, const int16_t *weights, const int8_t *narrow,
+                             int16_t *scratch, const int32_t *bias, const kl_requant *r,
+                             int8_t *out) {
+    int row = (kernel * in_ch + 1) & ~1;
     int pairs = row / 2;
     int block = kl_channel_block(out_ch);
     int fast = kl_requant_fast(r, out_ch);
@@ -176,7 +294,21 @@ KL_HOT void kl_conv1d_k3(const int16_t *padded, int width, int in_ch, int out_ch
     int x;
     int j;
     for (b = 0; b < out_ch; b += block) {
-        const int16_t *w = weights + b * row;
+        const int16_t *w;
+        if (narrow) {
+            int block_bytes = (block * row + 3) & ~3;
+            const int8_t *src = narrow + (b / block) * block_bytes;
+            int i;
+            for (i = 0; i < block_bytes; i += 4) {
+                scratch[i] = src[i];
+                scratch[i + 1] = src[i + 2];
+                scratch[i + 2] = src[i + 1];
+                scratch[i + 3] = src[i + 3];
+            }
+            w = scratch;
+        } else {
+            w = weights + b * row;
+        }
         if (pool) {
             for (x = 0; x + 1 < width; x += 2) {
                 int32_t acc0[4] = {0, 0, 0, 0};
@@ -215,10 +347,34 @@ KL_HOT void kl_conv1d_k3(const int16_t *padded, int width, int in_ch, int out_ch
     }
 }
 
-/* Fully connected on a widened vector (`vec` = padded + in_len), packed weights. */
+/* 1D depthwise convolution, multiplier 1, stride 1, on channel-major rows of row_len values:
+ * output x of channel c = taps of channel c (pairs, zero-padded) · row c from position x. */
+KL_HOT void kl_depthwise1d(const int16_t *padded, int width, int channels, int kernel,
+                                  int row_len, const int16_t *weights, const int32_t *bias,
+                                  const kl_requant *r, int8_t *out) {
+    int pairs = (kernel + 1) / 2;
+    int fast = kl_requant_fast(r, channels);
+    int c;
+    int x;
+    int p;
+    for (c = 0; c < channels; c++) {
+        const int16_t *row = padded + c * row_len;
+        const int16_t *w = weights + 2 * pairs * c;
+        for (x = 0; x < width; x++) {
+            int32_t acc = bias[c];
+            for (p = 0; p < pairs; p++) {
+                acc = kl_smlad(kl_pair(row + x + 2 * p), kl_pair(w + 2 * p), acc);
+            }
+            out[x * channels + c] = fast ? kl_finish_fast(r, acc, c) : kl_finish(r, acc, c);
+        }
+    }
+}
+
+/* Fully connected on a widened vector (in_len values, one more zero point when in_len is
+ * odd), packed weights. */
 static inline void kl_fully_connected_q15(const int16_t *vec, int in_len, int out_len,
                                           const int16_t *weights, const int32_t *bias,
-                                          const kl_requant *r, int8_t *out) {
+                                          const kl_fc_requant *r, int8_t *out) {
     int row = (in_len + 1) & ~1;
     int block = kl_channel_block(out_len);
     int b;
@@ -230,7 +386,7 @@ static inline void kl_fully_connected_q15(const int16_t *vec, int in_len, int ou
         }
         kl_dot_block(vec, weights + b * row, row / 2, block, acc);
         for (j = 0; j < block; j++) {
-            out[b + j] = kl_finish(r, acc[j], b + j);
+            out[b + j] = kl_finish_fc(r, acc[j], b + j);
         }
     }
 }
@@ -316,7 +472,7 @@ static inline void kl_max_pool2d_i8(const int8_t *input, const int *in_d, const 
 /* Reference FullyConnected, weights [out][in]. */
 static inline void kl_fully_connected_i8(const int8_t *input, int batches, int in_len, int out_len,
                                          const int8_t *weights, const int32_t *bias,
-                                         int32_t input_offset, const kl_requant *r, int8_t *out) {
+                                         int32_t input_offset, const kl_fc_requant *r, int8_t *out) {
     int b, o, i;
     for (b = 0; b < batches; b++) {
         for (o = 0; o < out_len; o++) {
@@ -328,7 +484,7 @@ static inline void kl_fully_connected_i8(const int8_t *input, int batches, int i
             if (bias) {
                 acc = (int32_t)((uint32_t)acc + (uint32_t)bias[o]);
             }
-            out[b * out_len + o] = kl_finish(r, acc, o);
+            out[b * out_len + o] = kl_finish_fc(r, acc, o);
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use crate::program::{Loc, Program, RequantData, StepKind};
+use crate::program::{ConvWeights, Loc, Program, RequantData, StepKind};
 
 const KERNELS: &str = include_str!("../runtime-c/kinglet_kernels.c");
 
@@ -38,6 +38,18 @@ fn array<T: std::fmt::Display>(out: &mut String, ty: &str, name: &str, values: &
 }
 
 fn requant(out: &mut String, p: &str, r: &RequantData) -> String {
+    if !r.scales.is_empty() {
+        // `{:e}` prints the shortest decimal that reads back as the same double, which every
+        // C99 compiler parses correctly rounded.
+        let scales: Vec<String> = r.scales.iter().map(|s| format!("{s:e}")).collect();
+        array(out, "double", &format!("{p}_scale"), &scales);
+        let _ = writeln!(
+            out,
+            "static const kl_fc_requant {p}_rq = {{ {p}_scale, {}, {}, {} }};",
+            r.output_offset, r.act_min, r.act_max
+        );
+        return format!("&{p}_rq");
+    }
     array(out, "int32_t", &format!("{p}_mult"), &r.multipliers);
     array(out, "int32_t", &format!("{p}_shift"), &r.shifts);
     let _ = writeln!(
@@ -139,6 +151,7 @@ pub fn emit_c(program: &Program, model_name: &str) -> (String, String) {
             StepKind::Widen {
                 in_ch,
                 zero_point,
+                pad_before,
                 dst,
                 ..
             } => {
@@ -148,14 +161,58 @@ pub fn emit_c(program: &Program, model_name: &str) -> (String, String) {
                 };
                 let len = widen_source_len(program, i);
                 format!(
-                    "kl_widen_padded({src8}, {len}, {in_ch}, {zero_point}, {dst16}, {padded_len});"
+                    "kl_widen_padded({src8}, {len}, {in_ch}, {pad_before}, {zero_point}, {dst16}, {padded_len});"
                 )
             }
-            StepKind::Conv1dK3 {
+            StepKind::WidenChannelMajor {
+                channels,
+                zero_point,
+                pad_before,
+                row_len,
+                ..
+            } => {
+                let width = widen_source_len(program, i) / channels.max(&1);
+                format!(
+                    "kl_widen_channel_major({src8}, {width}, {channels}, {pad_before}, {zero_point}, {row_len}, {dst16});"
+                )
+            }
+            StepKind::Conv1d {
                 width,
                 in_ch,
                 out_ch,
+                kernel,
                 pool,
+                weights,
+                bias,
+                requant: r,
+                ..
+            } => {
+                array(&mut consts, "int32_t", &format!("{s}_b"), bias);
+                let rq = requant(&mut consts, &s, r);
+                let pool = i32::from(*pool);
+                match weights {
+                    ConvWeights::Wide(w) => {
+                        array(&mut consts, "int16_t", &format!("{s}_w"), w);
+                        format!(
+                            "kl_conv1d({src16}, {width}, {in_ch}, {out_ch}, {kernel}, {pool}, {s}_w, NULL, NULL, {s}_b, {rq}, {dst8});"
+                        )
+                    }
+                    ConvWeights::Narrow(w) => {
+                        array(&mut consts, "int8_t", &format!("{s}_w"), w);
+                        // One block of widened weights, on the stack.
+                        let row = kinglet_m4::conv1d_row_len(*in_ch, *kernel);
+                        let words = kinglet_m4::conv1d_scratch_words(*out_ch, row);
+                        format!(
+                            "{{\n        int16_t scratch[{}];\n        kl_conv1d({src16}, {width}, {in_ch}, {out_ch}, {kernel}, {pool}, NULL, {s}_w, scratch, {s}_b, {rq}, {dst8});\n    }}",
+                            2 * words
+                        )
+                    }
+                }
+            }
+            StepKind::Depthwise1d {
+                width,
+                channels,
+                kernel,
                 weights,
                 bias,
                 requant: r,
@@ -164,9 +221,9 @@ pub fn emit_c(program: &Program, model_name: &str) -> (String, String) {
                 array(&mut consts, "int16_t", &format!("{s}_w"), weights);
                 array(&mut consts, "int32_t", &format!("{s}_b"), bias);
                 let rq = requant(&mut consts, &s, r);
+                let row_len = kinglet_m4::depthwise_row_len(*width, *kernel);
                 format!(
-                    "kl_conv1d_k3({src16}, {width}, {in_ch}, {out_ch}, {}, {s}_w, {s}_b, {rq}, {dst8});",
-                    i32::from(*pool)
+                    "kl_depthwise1d({src16}, {width}, {channels}, {kernel}, {row_len}, {s}_w, {s}_b, {rq}, {dst8});"
                 )
             }
             StepKind::FullyConnectedQ15 {
@@ -181,7 +238,7 @@ pub fn emit_c(program: &Program, model_name: &str) -> (String, String) {
                 array(&mut consts, "int32_t", &format!("{s}_b"), bias);
                 let rq = requant(&mut consts, &s, r);
                 format!(
-                    "kl_fully_connected_q15({src16} + {in_len}, {in_len}, {out_len}, {s}_w, {s}_b, {rq}, {dst8});"
+                    "kl_fully_connected_q15({src16}, {in_len}, {out_len}, {s}_w, {s}_b, {rq}, {dst8});"
                 )
             }
             StepKind::RefConv2D {

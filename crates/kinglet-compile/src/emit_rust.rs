@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 
-use crate::program::{Elem, Loc, Program, RequantData, StepKind};
+use crate::program::{ConvWeights, Elem, KernelSet, Loc, Program, RequantData, StepKind};
 
 /// Where the generated module comes from, for its header comment.
 pub struct Origin<'a> {
@@ -27,11 +27,11 @@ fn array<T: std::fmt::Display>(out: &mut String, name: &str, ty: &str, values: &
     out.push_str("\n    ];\n");
 }
 
-/// Packed weights, 4-byte aligned (the DSP kernels load them with `LDM`).
-fn aligned_array(out: &mut String, name: &str, values: &[i16]) {
+/// Packed weights, 4-byte aligned (the DSP kernels load them as words, with `LDM`).
+fn aligned_array<T: std::fmt::Display>(out: &mut String, name: &str, ty: &str, values: &[T]) {
     let _ = write!(
         out,
-        "    static {name}: kinglet_m4::Aligned<[i16; {}]> = kinglet_m4::Aligned([",
+        "    static {name}: kinglet_m4::Aligned<[{ty}; {}]> = kinglet_m4::Aligned([",
         values.len()
     );
     for (i, v) in values.iter().enumerate() {
@@ -46,8 +46,16 @@ fn aligned_array(out: &mut String, name: &str, values: &[i16]) {
 }
 
 fn requant_arrays(out: &mut String, prefix: &str, r: &RequantData) {
-    array(out, &format!("{prefix}_MULT"), "i32", &r.multipliers);
-    array(out, &format!("{prefix}_SHIFT"), "i32", &r.shifts);
+    if r.scales.is_empty() {
+        array(out, &format!("{prefix}_MULT"), "i32", &r.multipliers);
+        array(out, &format!("{prefix}_SHIFT"), "i32", &r.shifts);
+    } else {
+        // Bit patterns: the scales must survive the trip through source text exactly.
+        let bits: Vec<String> = (r.scales.iter())
+            .map(|s| format!("f64::from_bits({:#018x})", s.to_bits()))
+            .collect();
+        array(out, &format!("{prefix}_SCALE"), "f64", &bits);
+    }
 }
 
 fn place(program: &Program, loc: Loc) -> Option<(String, Elem)> {
@@ -110,9 +118,57 @@ fn requant_expr(prefix: &str, r: &RequantData) -> String {
     )
 }
 
-fn ref_quant_expr(prefix: &str, r: &RequantData, input_offset: i32) -> String {
+fn fc_requant_expr(prefix: &str, r: &RequantData) -> String {
     format!(
-        "QuantParams {{ input_offset: {input_offset}, filter_offset: 0, output_offset: {}, requant: Requant::new(&{prefix}_MULT, &{prefix}_SHIFT), act_min: {}, act_max: {} }}",
+        "kinglet_m4::FcRequant {{ scales: &{prefix}_SCALE, output_offset: {}, act_min: {}, act_max: {} }}",
+        r.output_offset, r.act_min, r.act_max
+    )
+}
+
+/// What makes two kernel calls the same function instance (`None`: not a shared kernel).
+fn instance_key(kind: &StepKind) -> Option<String> {
+    match kind {
+        StepKind::Conv1d {
+            width,
+            in_ch,
+            out_ch,
+            kernel,
+            pool,
+            requant,
+            weights,
+            ..
+        } => Some(format!(
+            "conv {in_ch} {out_ch} {kernel} {width} {pool} {} {}",
+            fast(requant),
+            matches!(weights, ConvWeights::Narrow(_))
+        )),
+        StepKind::Depthwise1d {
+            width,
+            channels,
+            kernel,
+            requant,
+            ..
+        } => Some(format!(
+            "depthwise {channels} {kernel} {width} {}",
+            fast(requant)
+        )),
+        _ => None,
+    }
+}
+
+/// The `FAST` parameter of kinglet-m4's conv and depthwise kernels.
+fn fast(r: &RequantData) -> bool {
+    kinglet_m4::requant_is_fast(&r.shifts, r.output_offset, r.act_min)
+}
+
+fn ref_quant_expr(prefix: &str, r: &RequantData, input_offset: i32) -> String {
+    let requant = if r.scales.is_empty() {
+        format!("Requant::new(&{prefix}_MULT, &{prefix}_SHIFT)")
+    } else {
+        format!("Requant::double(&{prefix}_SCALE)")
+    };
+    format!(
+        "QuantParams {{ input_offset: {input_offset}, filter_offset: 0, output_offset: {}, requant: {requant}, act_min: {}, act_max: {} }}",
         r.output_offset, r.act_min, r.act_max
     )
 }
@@ -151,6 +207,21 @@ fn schedule(program: &Program) -> String {
         "    pub const LAYER_MACS: [usize; LAYER_COUNT] = [{}];",
         macs.join(", ")
     );
+    // Kernel instances (shape and requantisation form) used by several layers are called out
+    // of line and shared; the others are inlined.
+    let mut instances: std::collections::HashMap<String, usize> = Default::default();
+    for step in &program.steps {
+        if let Some(key) = instance_key(&step.kind) {
+            *instances.entry(key).or_default() += 1;
+        }
+    }
+    let shared = |kind: &StepKind| {
+        if instance_key(kind).is_some_and(|k| instances.get(&k).copied().unwrap_or(0) > 1) {
+            "_shared"
+        } else {
+            ""
+        }
+    };
     let mut current_layer = None;
     for (i, step) in program.steps.iter().enumerate() {
         if current_layer != Some(step.layer) {
@@ -161,25 +232,84 @@ fn schedule(program: &Program) -> String {
         let ops = operands(program, step.kind.src(), step.kind.dst());
         let call = match &step.kind {
             StepKind::Widen {
-                in_ch, zero_point, ..
+                in_ch,
+                zero_point,
+                pad_before,
+                ..
             } => {
-                format!("kinglet_m4::widen_padded(src, {in_ch}, {zero_point}, dst)?;")
+                format!(
+                    "kinglet_m4::widen_padded_before(src, {in_ch}, {zero_point}, {pad_before}, dst)?;"
+                )
             }
-            StepKind::Conv1dK3 {
+            StepKind::WidenChannelMajor {
+                channels,
+                zero_point,
+                pad_before,
+                row_len,
+                ..
+            } => {
+                format!(
+                    "kinglet_m4::widen_channel_major(src, {channels}, {zero_point}, {pad_before}, {row_len}, dst)?;"
+                )
+            }
+            StepKind::Conv1d {
                 width,
                 in_ch,
                 out_ch,
+                kernel,
                 pool,
                 weights,
                 bias,
                 requant,
                 ..
             } => {
-                aligned_array(&mut consts, &format!("{p}_W"), weights);
+                let row = kinglet_m4::conv1d_row_len(*in_ch, *kernel);
+                let (weights_expr, scratch) = match weights {
+                    ConvWeights::Wide(w) => {
+                        aligned_array(&mut consts, &format!("{p}_W"), "i16", w);
+                        (format!("kinglet_m4::ConvWeights::Wide(&{p}_W.0)"), 0)
+                    }
+                    ConvWeights::Narrow(w) => {
+                        aligned_array(&mut consts, &format!("{p}_W"), "i8", w);
+                        (
+                            format!("kinglet_m4::ConvWeights::Narrow(&{p}_W.0)"),
+                            kinglet_m4::conv1d_scratch_words(*out_ch, row),
+                        )
+                    }
+                };
                 array(&mut consts, &format!("{p}_B"), "i32", bias);
                 requant_arrays(&mut consts, &p, requant);
                 format!(
-                    "kinglet_m4::conv1d_k3::<{in_ch}, {out_ch}>(\n            &kinglet_m4::Conv1dK3 {{ width: {width}, weights: &{p}_W.0, bias: &{p}_B, requant: {}, pool: {pool} }},\n            src,\n            dst,\n        )?;",
+                    "kinglet_m4::conv1d{}::<{in_ch}, {out_ch}, {kernel}, {scratch}{}>(\n            &kinglet_m4::Conv1d {{ width: {width}, kernel: {kernel}, weights: {weights_expr}, bias: &{p}_B, requant: {}, pool: {pool} }},\n            src,\n            dst,\n        )?;",
+                    shared(&step.kind),
+                    if shared(&step.kind).is_empty() {
+                        String::new()
+                    } else {
+                        format!(", {width}, {pool}, {}", fast(requant))
+                    },
+                    requant_expr(&p, requant)
+                )
+            }
+            StepKind::Depthwise1d {
+                width,
+                channels,
+                kernel,
+                weights,
+                bias,
+                requant,
+                ..
+            } => {
+                aligned_array(&mut consts, &format!("{p}_W"), "i16", weights);
+                array(&mut consts, &format!("{p}_B"), "i32", bias);
+                requant_arrays(&mut consts, &p, requant);
+                format!(
+                    "kinglet_m4::depthwise1d{}::<{channels}, {kernel}{}>(\n            &kinglet_m4::Depthwise1d {{ width: {width}, kernel: {kernel}, weights: &{p}_W.0, bias: &{p}_B, requant: {} }},\n            src,\n            dst,\n        )?;",
+                    shared(&step.kind),
+                    if shared(&step.kind).is_empty() {
+                        String::new()
+                    } else {
+                        format!(", {width}, {}", fast(requant))
+                    },
                     requant_expr(&p, requant)
                 )
             }
@@ -191,12 +321,12 @@ fn schedule(program: &Program) -> String {
                 requant,
                 ..
             } => {
-                aligned_array(&mut consts, &format!("{p}_W"), weights);
+                aligned_array(&mut consts, &format!("{p}_W"), "i16", weights);
                 array(&mut consts, &format!("{p}_B"), "i32", bias);
                 requant_arrays(&mut consts, &p, requant);
                 format!(
                     "kinglet_m4::fully_connected::<{in_len}, {out_len}>(\n            &kinglet_m4::FullyConnected {{ weights: &{p}_W.0, bias: &{p}_B, requant: {} }},\n            src,\n            dst,\n        )?;",
-                    requant_expr(&p, requant)
+                    fc_requant_expr(&p, requant)
                 )
             }
             StepKind::RefConv2D {
@@ -278,6 +408,18 @@ fn schedule(program: &Program) -> String {
             }
             StepKind::RefMean {
                 view,
+                input_zero_point,
+                output_zero_point,
+                multiplier,
+                shift,
+                ..
+            } if program.kernels == KernelSet::CortexM4 => format!(
+                "kinglet_m4::mean_i8(src, {}, {}, {input_zero_point}, {output_zero_point}, {multiplier}, {shift}, dst)?;",
+                view[1] * view[2],
+                view[3]
+            ),
+            StepKind::RefMean {
+                view,
                 scales,
                 input_zero_point,
                 output_zero_point,
@@ -311,7 +453,7 @@ fn schedule(program: &Program) -> String {
     }
     let _ = writeln!(body, "    probe(LAYER_COUNT);");
     format!(
-        "{consts}\n    /// The static schedule: one kernel call per step, `probe(layer)` before each layer.\n    pub(super) fn run_schedule<P: FnMut(usize)>(\n        arena: &mut [u8],\n        inputs: &[&[i8]; INPUT_COUNT],\n        output: &mut [i8; OUTPUT_LEN],\n        probe: &mut P,\n    ) -> Result<(), ShapeError> {{\n    {}        Ok(())\n    }}\n",
+        "{consts}\n    /// The static schedule: one kernel call per step, `probe(layer)` before each layer. One\n    /// copy serves every probe (it is dynamic): the kernels are inlined here, so a copy per\n    /// probe type would double the code.\n    #[inline(never)]\n    pub(super) fn run_schedule(\n        arena: &mut [u8],\n        inputs: &[&[i8]; INPUT_COUNT],\n        output: &mut [i8; OUTPUT_LEN],\n        probe: &mut dyn FnMut(usize),\n    ) -> Result<(), ShapeError> {{\n    {}        Ok(())\n    }}\n",
         body.replace("\n    ", "\n        ")
     )
 }
@@ -373,6 +515,7 @@ pub fn emit_module(dsp: &Program, reference: &Program, origin: &Origin) -> Strin
          \x20   run_schedule_inputs(arena, &split_input(input), output, probe)\n}\n\n\
          fn run_schedule_inputs<P: FnMut(usize)>(\n    arena: &mut [u8],\n    inputs: &[&[i8]; INPUT_COUNT],\n    output: &mut [i8; OUTPUT_LEN],\n    probe: &mut P,\n) -> Result<(), ShapeError> {\n\
          \x20   if inputs.iter().zip(INPUT_LENS).any(|(input, len)| input.len() != len) {\n        return Err(ShapeError);\n    }\n\
+         \x20   // Opaque to the optimiser, which would otherwise clone the whole schedule for the\n    // no-op probe of `infer`.\n    let probe: &mut dyn FnMut(usize) = core::hint::black_box(probe);\n\
          \x20   if USE_DSP {\n        dsp::run_schedule(arena, inputs, output, probe)\n    } else {\n        reference::run_schedule(arena, inputs, output, probe)\n    }\n}\n\n\
          #[repr(C, align(4))]\n\
          struct Arena([u8; ARENA_BYTES]);\n\n\

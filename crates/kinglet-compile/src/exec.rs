@@ -8,7 +8,7 @@ use kinglet_micro::fully_connected::{FcShape, fully_connected_i8};
 use kinglet_micro::{ConvParams, PoolParams, QuantParams, Requant, Shape4, TensorMut, TensorRef};
 
 use crate::error::CompileError;
-use crate::program::{Elem, Loc, Program, RequantData, StepKind};
+use crate::program::{ConvWeights, Elem, KernelSet, Loc, Program, RequantData, StepKind};
 
 /// Arena storage with 4-byte alignment, as the generated code declares it.
 struct Arena(Vec<u32>);
@@ -32,12 +32,25 @@ fn requant(r: &RequantData) -> kinglet_m4::Requant<'_> {
     }
 }
 
+fn fc_requant(r: &RequantData) -> kinglet_m4::FcRequant<'_> {
+    kinglet_m4::FcRequant {
+        scales: &r.scales,
+        output_offset: r.output_offset,
+        act_min: r.act_min,
+        act_max: r.act_max,
+    }
+}
+
 fn ref_quant(r: &RequantData, input_offset: i32) -> QuantParams<'_> {
     QuantParams {
         input_offset,
         filter_offset: 0,
         output_offset: r.output_offset,
-        requant: Requant::new(&r.multipliers, &r.shifts),
+        requant: if r.scales.is_empty() {
+            Requant::new(&r.multipliers, &r.shifts)
+        } else {
+            Requant::double(&r.scales)
+        },
         act_min: r.act_min,
         act_max: r.act_max,
     }
@@ -145,30 +158,112 @@ pub fn run(program: &Program, input: &[i8]) -> Result<Vec<i8>, CompileError> {
         let micro = |r: Result<(), kinglet_micro::KernelError>| r.map_err(|e| fail(e.to_string()));
         match kind {
             StepKind::Widen {
-                in_ch, zero_point, ..
+                in_ch,
+                zero_point,
+                pad_before,
+                ..
             } => {
                 let dst = dst16.ok_or_else(|| fail("widen writes int16".into()))?;
-                m4(kinglet_m4::widen_padded(need8()?, *in_ch, *zero_point, dst))?;
+                m4(kinglet_m4::widen_padded_before(
+                    need8()?,
+                    *in_ch,
+                    *zero_point,
+                    *pad_before,
+                    dst,
+                ))?;
             }
-            StepKind::Conv1dK3 {
+            StepKind::WidenChannelMajor {
+                channels,
+                zero_point,
+                pad_before,
+                row_len,
+                ..
+            } => {
+                let dst = dst16.ok_or_else(|| fail("widen writes int16".into()))?;
+                m4(kinglet_m4::widen_channel_major(
+                    need8()?,
+                    *channels,
+                    *zero_point,
+                    *pad_before,
+                    *row_len,
+                    dst,
+                ))?;
+            }
+            StepKind::Conv1d {
                 width,
                 in_ch,
                 out_ch,
+                kernel,
                 pool,
                 weights,
                 bias,
                 requant: r,
                 ..
             } => {
-                let params = kinglet_m4::Conv1dK3 {
+                let row = kinglet_m4::conv1d_row_len(*in_ch, *kernel);
+                let mut scratch = vec![0u32; kinglet_m4::conv1d_scratch_words(*out_ch, row)];
+                // Narrow weights are read as words: copy them to 4-byte aligned storage, as
+                // the generated code declares them.
+                let narrow: Vec<u32>;
+                let weights = match weights {
+                    ConvWeights::Wide(w) => kinglet_m4::ConvWeights::Wide(w),
+                    ConvWeights::Narrow(w) => {
+                        narrow = (w.chunks(4))
+                            .map(|c| {
+                                let mut b = [0u8; 4];
+                                for (d, v) in b.iter_mut().zip(c) {
+                                    *d = *v as u8;
+                                }
+                                u32::from_ne_bytes(b)
+                            })
+                            .collect();
+                        // SAFETY: the words hold exactly w.len() bytes (rounded up), aligned.
+                        kinglet_m4::ConvWeights::Narrow(unsafe {
+                            std::slice::from_raw_parts(narrow.as_ptr().cast::<i8>(), w.len())
+                        })
+                    }
+                };
+                let params = kinglet_m4::Conv1d {
                     width: *width,
+                    kernel: *kernel,
                     weights,
                     bias,
                     requant: requant(r),
                     pool: *pool,
                 };
                 let dst = dst8.ok_or_else(|| fail("conv writes int8".into()))?;
-                m4(conv1d_dyn(*in_ch, *out_ch, &params, need16()?, dst))?;
+                m4(kinglet_m4::conv1d_dyn(
+                    *in_ch,
+                    *out_ch,
+                    &params,
+                    need16()?,
+                    dst,
+                    &mut scratch,
+                ))?;
+            }
+            StepKind::Depthwise1d {
+                width,
+                channels,
+                kernel,
+                weights,
+                bias,
+                requant: r,
+                ..
+            } => {
+                let params = kinglet_m4::Depthwise1d {
+                    width: *width,
+                    kernel: *kernel,
+                    weights,
+                    bias,
+                    requant: requant(r),
+                };
+                let dst = dst8.ok_or_else(|| fail("depthwise conv writes int8".into()))?;
+                m4(kinglet_m4::depthwise1d_dyn(
+                    *channels,
+                    &params,
+                    need16()?,
+                    dst,
+                ))?;
             }
             StepKind::FullyConnectedQ15 {
                 in_len,
@@ -181,7 +276,7 @@ pub fn run(program: &Program, input: &[i8]) -> Result<Vec<i8>, CompileError> {
                 let params = kinglet_m4::FullyConnected {
                     weights,
                     bias,
-                    requant: requant(r),
+                    requant: fc_requant(r),
                 };
                 let dst = dst8.ok_or_else(|| fail("fc writes int8".into()))?;
                 m4(kinglet_m4::fully_connected_dyn(
@@ -315,6 +410,26 @@ pub fn run(program: &Program, input: &[i8]) -> Result<Vec<i8>, CompileError> {
             }
             StepKind::RefMean {
                 view,
+                input_zero_point,
+                output_zero_point,
+                multiplier,
+                shift,
+                ..
+            } if program.kernels == KernelSet::CortexM4 => {
+                let dst = dst8.ok_or_else(|| fail("mean writes int8".into()))?;
+                m4(kinglet_m4::mean_i8(
+                    need8()?,
+                    view[1] * view[2],
+                    view[3],
+                    *input_zero_point,
+                    *output_zero_point,
+                    *multiplier,
+                    *shift,
+                    dst,
+                ))?;
+            }
+            StepKind::RefMean {
+                view,
                 scales,
                 input_zero_point,
                 output_zero_point,
@@ -359,16 +474,4 @@ pub fn run(program: &Program, input: &[i8]) -> Result<Vec<i8>, CompileError> {
         }
     }
     Ok(output)
-}
-
-/// The generated code calls `conv1d_k3::<IN, OUT>` with literal channel counts; the host
-/// goes through kinglet-m4's runtime-sized entry point.
-fn conv1d_dyn(
-    in_ch: usize,
-    out_ch: usize,
-    params: &kinglet_m4::Conv1dK3,
-    padded: &[i16],
-    out: &mut [i8],
-) -> Result<(), kinglet_m4::ShapeError> {
-    kinglet_m4::conv1d_k3_dyn(in_ch, out_ch, params, padded, out)
 }

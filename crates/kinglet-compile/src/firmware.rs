@@ -115,6 +115,9 @@ pub struct Profile {
     pub stack_bytes: u64,
     /// The counter self-check (must read 3001).
     pub known_loop_instructions: u64,
+    /// Instructions per window of the adaptive checks the harness measures beside the model
+    /// (`signature`: kinglet-adapt-core's signature check), same image, same core.
+    pub checks: std::collections::BTreeMap<String, u64>,
 }
 
 /// Where firmware builds go unless told otherwise.
@@ -277,6 +280,7 @@ pub fn profile(
         arena_bytes: arena,
         stack_bytes: stack,
         known_loop_instructions: report.known_loop,
+        checks: report.checks.into_iter().collect(),
     })
 }
 

@@ -8,13 +8,13 @@ use kinglet_graph::{Activation, DType, Graph, Op, OpKind, Padding, Tensor, Tenso
 use kinglet_micro::padding::{PaddingKind, axis_geometry};
 use kinglet_micro::quant::{
     FusedActivation, activation_range_quantized, check_shift, conv_output_multipliers,
-    legacy_output_multiplier, quantize_multiplier,
+    fc_reference_scales, quantize_multiplier,
 };
 
 use crate::error::CompileError;
 use crate::plan::plan_arena;
 use crate::program::{
-    Buffer, Dims, Elem, KernelSet, Layer, Loc, Program, RequantData, Step, StepKind,
+    Buffer, ConvWeights, Dims, Elem, KernelSet, Layer, Loc, Program, RequantData, Step, StepKind,
 };
 
 /// Lowers `graph` (int8 activations, one or more inputs, one output) into a planned [`Program`].
@@ -282,8 +282,9 @@ impl<'g> Lowering<'g> {
     }
 
     /// Requantisation table for an op with input `x`, filter `w` and output `y`, one entry
-    /// per channel. `legacy` selects TFLite's per-tensor fully-connected formula (scale
-    /// product rounded to f32 first), as kinglet-graph's interpreter does.
+    /// per channel. `fully_connected` selects TFLite's reference fully-connected
+    /// requantisation (double-precision scales, per tensor or per channel), as kinglet-graph's
+    /// interpreter does with reference kernels; convolutions get Q31 multipliers.
     #[allow(clippy::too_many_arguments)]
     fn requant(
         &self,
@@ -294,7 +295,7 @@ impl<'g> Lowering<'g> {
         y: &Tensor,
         channels: usize,
         act: Activation,
-        legacy: bool,
+        fully_connected: bool,
     ) -> Result<RequantData, CompileError> {
         let (xs, _) = activation_quant(x)
             .ok_or_else(|| op_err(index, op, "input must be per-tensor int8"))?;
@@ -321,14 +322,21 @@ impl<'g> Lowering<'g> {
                 ),
             ));
         }
-        let mut multipliers = vec![0; channels];
-        let mut shifts = vec![0; channels];
-        if legacy && wq.is_per_tensor() {
-            let (m, s) = legacy_output_multiplier(xs, wq.scale[0], ys)
+        let (mut multipliers, mut shifts, mut scales) = (Vec::new(), Vec::new(), Vec::new());
+        if fully_connected {
+            scales = vec![0.0; channels];
+            fc_reference_scales(xs, &wq.scale, ys, &mut scales)
                 .map_err(|e| op_err(index, op, format!("requantisation: {e}")))?;
-            multipliers.fill(m);
-            shifts.fill(s);
+            if let Some(bad) = scales.iter().position(|s| !s.is_finite()) {
+                return Err(op_err(
+                    index,
+                    op,
+                    format!("requantisation scale of output {bad} is not finite"),
+                ));
+            }
         } else {
+            multipliers = vec![0; channels];
+            shifts = vec![0; channels];
             conv_output_multipliers(xs, &wq.scale, ys, &mut multipliers, &mut shifts)
                 .map_err(|e| op_err(index, op, format!("requantisation: {e}")))?;
         }
@@ -336,6 +344,7 @@ impl<'g> Lowering<'g> {
         Ok(RequantData {
             multipliers,
             shifts,
+            scales,
             output_offset: yz,
             act_min,
             act_max,
@@ -380,19 +389,21 @@ impl<'g> Lowering<'g> {
         let macs = yd[1] * yd[2] * out_ch * wd[1] * wd[2] * wd[3];
         let src = self.src_loc(index, op)?;
 
+        // 1D convolutions (any kernel size, SAME or VALID; pointwise ones are kernel 1) run
+        // on the DSP kernel; output position x reads the padded window starting at x.
+        let kernel = wd[2];
+        let har_geometry = axis_geometry(pad_kind(padding), xd[2], kernel, 1, 1).ok();
         let is_har_conv = self.kernels == KernelSet::CortexM4
             && xd[0] == 1
             && xd[1] == 1
             && wd[1] == 1
-            && wd[2] == 3
             && wd[3] == xd[3]
             && stride.h == 1
             && stride.w == 1
-            && dilation.w == 1
-            && padding == Padding::Same
-            && yd == [1, 1, xd[2], out_ch];
-        if is_har_conv {
-            let (width, in_ch) = (xd[2], xd[3]);
+            && (dilation.w == 1 || kernel == 1)
+            && har_geometry.is_some_and(|g| yd == [1, 1, g.out, out_ch]);
+        if let (true, Some(geometry)) = (is_har_conv, har_geometry) {
+            let (width, in_ch) = (geometry.out, xd[3]);
             // A following 2-wide max pool that is this conv's only reader folds into it.
             let pool = self.graph.ops.get(index + 1).filter(|next| {
                 matches!(next.kind, OpKind::MaxPool2D { filter, stride, padding, activation: Activation::None }
@@ -413,16 +424,33 @@ impl<'g> Lowering<'g> {
                 ),
                 None => ("CONV_2D".to_owned(), vec![index], out_id),
             };
-            let row = kinglet_m4::conv1d_k3_row_len(in_ch);
-            let mut wide = vec![0i16; out_ch * row];
-            kinglet_m4::pack_weights(&weights, out_ch, 3 * in_ch, &mut wide)
-                .map_err(|_| op_err(index, op, "filter size disagrees with its shape"))?;
+            let row = kinglet_m4::conv1d_row_len(in_ch, kernel);
+            let packing = |_| op_err(index, op, "filter size disagrees with its shape");
+            // Narrow (int8) weights halve their flash for about one instruction per weight
+            // (plus the widening loop's code): worth it for layers with enough weights, each
+            // serving many output positions.
+            let narrow = width >= NARROW_WEIGHTS_MIN_POSITIONS
+                && weights.len() >= NARROW_WEIGHTS_MIN_COUNT
+                && 4 * kinglet_m4::conv1d_scratch_words(out_ch, row) <= NARROW_SCRATCH_MAX_BYTES;
+            let packed = if narrow {
+                let block = kinglet_m4::channel_block(out_ch);
+                let mut narrow =
+                    vec![0i8; out_ch / block * kinglet_m4::narrow_block_bytes(block, row)];
+                kinglet_m4::pack_weights_narrow(&weights, out_ch, kernel * in_ch, &mut narrow)
+                    .map_err(packing)?;
+                ConvWeights::Narrow(narrow)
+            } else {
+                let mut wide = vec![0i16; out_ch * row];
+                kinglet_m4::pack_weights(&weights, out_ch, kernel * in_ch, &mut wide)
+                    .map_err(packing)?;
+                ConvWeights::Wide(wide)
+            };
             let folded = fold_zero_point(bias.as_deref(), &weights, out_ch, xz);
             let layer = self.push_layer(layer_name, ops, macs);
             let padded = self.new_buffer(
                 &format!("op{index}_widened"),
                 Elem::I16,
-                kinglet_m4::conv1d_k3_padded_len(width, in_ch),
+                kinglet_m4::conv1d_padded_len(width, in_ch, kernel),
             );
             let dst = self.dst_loc(final_out);
             self.steps.push(Step {
@@ -432,18 +460,20 @@ impl<'g> Lowering<'g> {
                     dst: padded,
                     in_ch,
                     zero_point: xz as i8,
+                    pad_before: geometry.pad_before,
                 },
             });
             self.steps.push(Step {
                 layer,
-                kind: StepKind::Conv1dK3 {
+                kind: StepKind::Conv1d {
                     src: padded,
                     dst,
                     width,
                     in_ch,
                     out_ch,
+                    kernel,
                     pool: pool.is_some(),
-                    weights: wide,
+                    weights: packed,
                     bias: folded,
                     requant,
                 },
@@ -579,7 +609,7 @@ impl<'g> Lowering<'g> {
             let padded = self.new_buffer(
                 &format!("op{index}_widened"),
                 Elem::I16,
-                kinglet_m4::conv1d_k3_padded_len(1, in_len),
+                kinglet_m4::fc_row_len(in_len),
             );
             let dst = self.dst_loc(out_id);
             self.steps.push(Step {
@@ -589,6 +619,7 @@ impl<'g> Lowering<'g> {
                     dst: padded,
                     in_ch: in_len,
                     zero_point: xz as i8,
+                    pad_before: 0,
                 },
             });
             self.steps.push(Step {
@@ -670,6 +701,69 @@ impl<'g> Lowering<'g> {
         let src = self.src_loc(index, op)?;
         let layer = self.push_layer("DEPTHWISE_CONV_2D".into(), vec![index], macs);
         let dst = self.dst_loc(out_id);
+        let kernel = wd[2];
+        let is_har_depthwise = self.kernels == KernelSet::CortexM4
+            && depth_multiplier == 1
+            && xd[0] == 1
+            && xd[1] == 1
+            && wd[0] == 1
+            && wd[1] == 1
+            && wd[3] == xd[3]
+            && out_ch == xd[3]
+            && (1..=kinglet_m4::DEPTHWISE_MAX_KERNEL).contains(&kernel)
+            && stride.w == 1
+            && (dilation.w == 1 || kernel == 1)
+            && yd[..2] == [1, 1]
+            && axis_geometry(pad_kind(padding), xd[2], kernel, 1, 1).is_ok_and(|g| g.out == yd[2]);
+        if is_har_depthwise {
+            let width = yd[2];
+            let per_channel = 2 * kinglet_m4::depthwise_pairs(kernel);
+            let mut wide = vec![0i16; out_ch * per_channel];
+            kinglet_m4::pack_depthwise_weights(&weights, out_ch, kernel, &mut wide)
+                .map_err(|_| op_err(index, op, "filter size disagrees with its shape"))?;
+            // Per channel c the taps are weights[t·channels + c]: fold them per channel.
+            let folded: Vec<i32> = (0..out_ch)
+                .map(|c| {
+                    let sum: i32 = (0..kernel)
+                        .map(|t| i32::from(weights[t * out_ch + c]))
+                        .sum();
+                    bias.as_ref()
+                        .map_or(0, |b| b[c])
+                        .wrapping_sub(xz.wrapping_mul(sum))
+                })
+                .collect();
+            let row_len = kinglet_m4::depthwise_row_len(width, kernel);
+            let padded = self.new_buffer(
+                &format!("op{index}_channel_major"),
+                Elem::I16,
+                out_ch * row_len,
+            );
+            self.steps.push(Step {
+                layer,
+                kind: StepKind::WidenChannelMajor {
+                    src,
+                    dst: padded,
+                    channels: out_ch,
+                    zero_point: xz as i8,
+                    pad_before: pad_left,
+                    row_len,
+                },
+            });
+            self.steps.push(Step {
+                layer,
+                kind: StepKind::Depthwise1d {
+                    src: padded,
+                    dst,
+                    width,
+                    channels: out_ch,
+                    kernel,
+                    weights: wide,
+                    bias: folded,
+                    requant,
+                },
+            });
+            return Ok(1);
+        }
         self.steps.push(Step {
             layer,
             kind: StepKind::RefDepthwiseConv2D {
@@ -825,6 +919,18 @@ impl<'g> Lowering<'g> {
         Ok(1)
     }
 }
+
+/// DSP convolutions with at least this many output positions and
+/// [`NARROW_WEIGHTS_MIN_COUNT`] weights keep their weights int8 in flash (kinglet-m4
+/// `ConvWeights::Narrow`): widening a block of weights costs about one instruction per weight,
+/// against `positions` multiply-accumulates per weight.
+pub const NARROW_WEIGHTS_MIN_POSITIONS: usize = 32;
+
+/// Below this many weights, the bytes narrow storage saves do not pay for its widening code.
+pub const NARROW_WEIGHTS_MIN_COUNT: usize = 256;
+
+/// Largest stack buffer (one block of widened weights) a narrow-weight layer may use.
+pub const NARROW_SCRATCH_MAX_BYTES: usize = 2048;
 
 /// `bias − zp_in · Σ w` per output channel: padding cells and the widened activations keep
 /// the raw zero point, so the kernels never subtract it per MAC.

@@ -3,9 +3,9 @@
 //!
 //! Two schedules come out of one graph: [`KernelSet::Reference`] calls kinglet-micro's
 //! reference kernels op by op (any target); [`KernelSet::CortexM4`] replaces the shapes HAR
-//! networks are made of (1D k=3 convolution, optionally with its 2-wide max pool, and
-//! fully-connected layers) by kinglet-m4's DSP kernels and uses the reference kernels for the
-//! rest.
+//! networks are made of (1D convolutions of any kernel size and pointwise ones, optionally
+//! with their 2-wide max pool, 1D depthwise convolutions and fully-connected layers) by
+//! kinglet-m4's DSP kernels and uses the reference kernels for the rest.
 
 /// Which kernels a schedule calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -76,14 +76,36 @@ pub enum Loc {
     Arena(usize),
 }
 
-/// Requantisation of an op's int32 accumulators to int8 outputs, one entry per channel.
+/// Requantisation of an op's int32 accumulators to int8 outputs, one entry per channel:
+/// Q31 multipliers and shifts for convolutions, double-precision scales for fully-connected
+/// layers (TFLite's reference kernel rounds `acc · scale` in double; the other vectors are
+/// then empty).
 #[derive(Clone, Debug, PartialEq)]
 pub struct RequantData {
     pub multipliers: Vec<i32>,
     pub shifts: Vec<i32>,
+    pub scales: Vec<f64>,
     pub output_offset: i32,
     pub act_min: i32,
     pub act_max: i32,
+}
+
+/// Packed weights of a DSP convolution (kinglet-m4 `ConvWeights`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConvWeights {
+    /// Widened to `i16` in flash (kinglet-m4 `pack_weights`).
+    Wide(Vec<i16>),
+    /// int8 in flash, widened a block at a time (kinglet-m4 `pack_weights_narrow`).
+    Narrow(Vec<i8>),
+}
+
+impl ConvWeights {
+    pub fn bytes(&self) -> usize {
+        match self {
+            ConvWeights::Wide(w) => 2 * w.len(),
+            ConvWeights::Narrow(w) => w.len(),
+        }
+    }
 }
 
 /// NHWC dimensions of a reference kernel operand.
@@ -92,21 +114,46 @@ pub type Dims = [usize; 4];
 /// One kernel call.
 #[derive(Clone, Debug, PartialEq)]
 pub enum StepKind {
-    /// int8 → zero-point-padded int16 (kinglet-m4 `widen_padded`).
+    /// int8 → zero-point-padded int16 (kinglet-m4 `widen_padded_before`): `pad_before`
+    /// positions of zero points, the signal, zero points to the end of the buffer.
     Widen {
         src: Loc,
         dst: Loc,
         in_ch: usize,
         zero_point: i8,
+        pad_before: usize,
     },
-    /// kinglet-m4 `conv1d_k3` (with the fused max pool when `pool`).
-    Conv1dK3 {
+    /// int8 channels-last → channel-major zero-point-padded int16 rows of `row_len` values
+    /// (kinglet-m4 `widen_channel_major`), for the depthwise kernel.
+    WidenChannelMajor {
+        src: Loc,
+        dst: Loc,
+        channels: usize,
+        zero_point: i8,
+        pad_before: usize,
+        row_len: usize,
+    },
+    /// kinglet-m4 `conv1d` (with the fused max pool when `pool`); `width` is the convolution
+    /// output length before pooling.
+    Conv1d {
         src: Loc,
         dst: Loc,
         width: usize,
         in_ch: usize,
         out_ch: usize,
+        kernel: usize,
         pool: bool,
+        weights: ConvWeights,
+        bias: Vec<i32>,
+        requant: RequantData,
+    },
+    /// kinglet-m4 `depthwise1d` (multiplier 1) on a channel-major buffer.
+    Depthwise1d {
+        src: Loc,
+        dst: Loc,
+        width: usize,
+        channels: usize,
+        kernel: usize,
         weights: Vec<i16>,
         bias: Vec<i32>,
         requant: RequantData,
@@ -176,7 +223,8 @@ pub enum StepKind {
         requant: RequantData,
     },
     /// kinglet-micro `mean_hw_i8` over the view `[outer, reduced, 1, channels]` (TFLite
-    /// reference `QuantizedMeanOrSum`).
+    /// reference `QuantizedMeanOrSum`); the Cortex-M4 schedule calls kinglet-m4 `mean_i8`
+    /// with the precomputed `multiplier` and `shift` instead.
     RefMean {
         src: Loc,
         dst: Loc,
@@ -206,7 +254,9 @@ impl StepKind {
     pub fn src(&self) -> Loc {
         match self {
             StepKind::Widen { src, .. }
-            | StepKind::Conv1dK3 { src, .. }
+            | StepKind::WidenChannelMajor { src, .. }
+            | StepKind::Conv1d { src, .. }
+            | StepKind::Depthwise1d { src, .. }
             | StepKind::FullyConnectedQ15 { src, .. }
             | StepKind::RefConv2D { src, .. }
             | StepKind::RefMaxPool2D { src, .. }
@@ -221,7 +271,9 @@ impl StepKind {
     pub fn dst(&self) -> Loc {
         match self {
             StepKind::Widen { dst, .. }
-            | StepKind::Conv1dK3 { dst, .. }
+            | StepKind::WidenChannelMajor { dst, .. }
+            | StepKind::Conv1d { dst, .. }
+            | StepKind::Depthwise1d { dst, .. }
             | StepKind::FullyConnectedQ15 { dst, .. }
             | StepKind::RefConv2D { dst, .. }
             | StepKind::RefMaxPool2D { dst, .. }
@@ -235,9 +287,15 @@ impl StepKind {
 
     /// Constant bytes this step puts in flash.
     pub fn constant_bytes(&self) -> usize {
-        let rq = |r: &RequantData| 4 * (r.multipliers.len() + r.shifts.len());
+        let rq = |r: &RequantData| 4 * (r.multipliers.len() + r.shifts.len()) + 8 * r.scales.len();
         match self {
-            StepKind::Conv1dK3 {
+            StepKind::Conv1d {
+                weights,
+                bias,
+                requant,
+                ..
+            } => weights.bytes() + 4 * bias.len() + rq(requant),
+            StepKind::Depthwise1d {
                 weights,
                 bias,
                 requant,

@@ -196,6 +196,9 @@ pub struct FirmwareReport {
     pub instructions: Option<u64>,
     /// Per layer: name and instructions (probe cost subtracted).
     pub layers: Vec<(String, u64)>,
+    /// Adaptive checks the harness measures beside any model (e.g. `signature`): name and
+    /// instructions per window.
+    pub checks: Vec<(String, u64)>,
     pub outputs: Vec<i32>,
     pub arena_bytes: Option<u64>,
     /// Deepest stack use of the whole program (from the reset stack pointer).
@@ -240,6 +243,10 @@ pub fn parse_report(text: &str) -> Result<FirmwareReport, CompileError> {
                             .map_err(|_| CompileError::Run(format!("malformed output in {line:?}")))
                     })
                     .collect::<Result<_, _>>()?;
+            }
+            Some("check") => {
+                let name = it.next().unwrap_or("?").to_owned();
+                r.checks.push((name, num(line, it.next())?));
             }
             Some("probed_outputs_match") => {
                 r.probed_outputs_match = Some(it.next() == Some("true"))

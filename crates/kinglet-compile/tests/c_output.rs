@@ -246,3 +246,73 @@ fn reference_kernel_paths_in_c_match_the_host_interpreter() {
     let expected: Vec<String> = host.iter().map(i32::to_string).collect();
     check_graph(&g, "reference_paths", &input, &expected.join(" "));
 }
+
+/// The C kernels' fully-connected requantisation (integer arithmetic) against its definition,
+/// TFLite's reference `round((double)acc · scale)`, on random values and on products whose
+/// double rounding lands exactly on a half — where Q31 fixed point rounds the other way.
+#[test]
+fn c_fully_connected_requantisation_matches_tflite_reference_at_ties() {
+    use kinglet_micro::fmath::round_f64;
+    let mut state = 99u64;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        state >> 11
+    };
+    let mut cases: Vec<(i32, f64)> = Vec::new();
+    for i in 0..4000 {
+        let acc = ((next() % 3_000_000) as i32 + 1) * if i % 2 == 0 { 1 } else { -1 };
+        let scale = if i % 4 < 2 {
+            // acc · scale within an ulp of q + ½.
+            f64::from(2 * (next() % 300) as i32 + 1) / 2.0 / f64::from(acc.unsigned_abs())
+        } else {
+            (next() % 1_000_000) as f64 * 1e-9
+        };
+        cases.push((acc, scale));
+    }
+    cases.extend([
+        (-140_172, 5.386e-4),
+        (3, 0.5),
+        (-3, 0.5),
+        (i32::MIN, 1.0),
+        (i32::MAX, 3.0),
+        (7, 0.0),
+        (9, 1e300),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let kernels = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("runtime-c/kinglet_kernels.c");
+    let rows: Vec<String> = cases
+        .iter()
+        .map(|(a, s)| format!("{{ {a}, 0x{:016x}ull }}", s.to_bits()))
+        .collect();
+    let main = format!(
+        "#include <stddef.h>\n#include <stdint.h>\n#include <stdio.h>\n#include <string.h>\n\
+         #include \"{}\"\n\
+         static const struct {{ int32_t acc; uint64_t scale; }} cases[] = {{ {} }};\n\
+         int main(void) {{\n  size_t i;\n  for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {{\n\
+         \x20   double s;\n    memcpy(&s, &cases[i].scale, sizeof s);\n\
+         \x20   printf(\"%ld\\n\", (long)kl_requantize_double(cases[i].acc, s));\n  }}\n  return 0;\n}}\n",
+        kernels.display(),
+        rows.join(",\n")
+    );
+    std::fs::write(dir.path().join("main.c"), main).unwrap();
+    let exe = dir.path().join("requant");
+    run(Command::new("cc")
+        .args(STRICT)
+        .arg(dir.path().join("main.c"))
+        .arg("-o")
+        .arg(&exe));
+    let printed = run(&mut Command::new(&exe));
+    let got: Vec<i64> = printed.lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(got.len(), cases.len());
+    let mut double_rounded_ties = 0;
+    for (&(acc, scale), &c) in cases.iter().zip(&got) {
+        let expected = round_f64(f64::from(acc) * scale) as i32;
+        assert_eq!(c, i64::from(expected), "acc {acc} scale {scale:e}");
+        if (f64::from(acc) * scale).abs().fract() == 0.5 {
+            double_rounded_ties += 1;
+        }
+    }
+    assert!(double_rounded_ties > 500, "{double_rounded_ties} ties");
+}

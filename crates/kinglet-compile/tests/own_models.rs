@@ -80,6 +80,16 @@ fn little0_on_host_matches_tflite() {
     host_check("little0.int8.tflite");
 }
 
+/// A Little model (`kinglet pipeline`, HAR little 4) whose fully-connected layer hits a tie of
+/// Q31 fixed-point requantisation: output 1 is `−140172 · 5.386e−4 = −75.4997` (→ −75 in
+/// TFLite's double-precision reference), but the fixed-point intermediate is exactly
+/// `−77312 / 2^10 = −75.5`, which rounds away from zero to −76. TFLite gives `87 −99`.
+#[test]
+fn little_with_fully_connected_tie_on_host_matches_tflite() {
+    let (_, _, expected) = host_check("little4_fc_tie.int8.tflite");
+    assert_eq!(expected, [87, -99]);
+}
+
 fn qemu_check(name: &str) {
     let (graph, input, expected) = host_check(name);
     let runs = [
@@ -109,6 +119,11 @@ fn kinglet_default_in_qemu_matches_tflite_and_host() {
 #[test]
 fn little0_in_qemu_matches_tflite_and_host() {
     qemu_check("little0.int8.tflite");
+}
+
+#[test]
+fn little_with_fully_connected_tie_in_qemu_matches_tflite_and_host() {
+    qemu_check("little4_fc_tie.int8.tflite");
 }
 
 /// The generated Rust crate, built for the host (reference kernels): `infer` on the inputs end

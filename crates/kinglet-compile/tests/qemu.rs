@@ -93,15 +93,27 @@ mod synthetic {
         act: Activation,
         out_q: (f32, i32),
     ) -> TensorId {
+        conv_k(g, rng, x, (in_ch, out_ch, 3, Padding::Same), act, out_q)
+    }
+
+    /// A 1D convolution with `kernel` taps: (in_ch, out_ch, kernel, padding).
+    fn conv_k(
+        g: &mut Graph,
+        rng: &mut Lcg,
+        x: TensorId,
+        (in_ch, out_ch, kernel, padding): (usize, usize, usize, Padding),
+        act: Activation,
+        out_q: (f32, i32),
+    ) -> TensorId {
         let in_s = g.tensor(x).quant.as_ref().unwrap().scale[0];
         let scales: Vec<f32> = (0..out_ch).map(|o| 0.004 + 0.001 * o as f32).collect();
-        let w: Vec<i8> = (0..out_ch * 3 * in_ch)
+        let w: Vec<i8> = (0..out_ch * kernel * in_ch)
             .map(|_| rng.range(-127, 127) as i8)
             .collect();
         let w = g
             .add_constant_i8(
                 "w",
-                &[out_ch, 1, 3, in_ch],
+                &[out_ch, 1, kernel, in_ch],
                 &w,
                 Some(QuantParams::per_axis(scales.clone(), vec![0; out_ch], 0)),
             )
@@ -118,7 +130,7 @@ mod synthetic {
         let kind = OpKind::Conv2D {
             stride: Hw::ONE,
             dilation: Hw::ONE,
-            padding: Padding::Same,
+            padding,
             activation: act,
         };
         let y = g.add_op_inferred(kind, &[x, w, b], "conv").unwrap();
@@ -126,9 +138,53 @@ mod synthetic {
         y
     }
 
+    /// A 1D depthwise convolution (multiplier 1, SAME) with `kernel` taps.
+    fn depthwise(
+        g: &mut Graph,
+        rng: &mut Lcg,
+        x: TensorId,
+        (channels, kernel): (usize, usize),
+        act: Activation,
+        out_q: (f32, i32),
+    ) -> TensorId {
+        let in_s = g.tensor(x).quant.as_ref().unwrap().scale[0];
+        let scales: Vec<f32> = (0..channels).map(|o| 0.01 + 0.002 * o as f32).collect();
+        let w: Vec<i8> = (0..kernel * channels)
+            .map(|_| rng.range(-127, 127) as i8)
+            .collect();
+        let w = g
+            .add_constant_i8(
+                "dw",
+                &[1, 1, kernel, channels],
+                &w,
+                Some(QuantParams::per_axis(scales.clone(), vec![0; channels], 3)),
+            )
+            .unwrap();
+        let b: Vec<i32> = (0..channels).map(|_| rng.range(-3000, 3000)).collect();
+        let bias_q = QuantParams::per_axis(
+            scales.iter().map(|s| s * in_s).collect(),
+            vec![0; channels],
+            0,
+        );
+        let b = g
+            .add_constant_i32("db", &[channels], &b, Some(bias_q))
+            .unwrap();
+        let kind = OpKind::DepthwiseConv2D {
+            stride: Hw::ONE,
+            dilation: Hw::ONE,
+            padding: Padding::Same,
+            depth_multiplier: 1,
+            activation: act,
+        };
+        let y = g.add_op_inferred(kind, &[x, w, b], "depthwise").unwrap();
+        g.tensor_mut(y).quant = Some(QuantParams::per_tensor(out_q.0, out_q.1));
+        y
+    }
+
     /// Shapes and quantisation the anchor models do not reach: a two-channel block with an
     /// odd number of pairs and no activation (general requantisation), single-channel blocks,
-    /// a left-shift multiplier, convolutions without pooling, a fully-connected block of one.
+    /// a left-shift multiplier, convolutions without pooling, kernels 5 and 7, a pointwise
+    /// and a VALID convolution, a depthwise convolution, a fully-connected block of one.
     pub fn graph() -> Graph {
         let mut rng = Lcg(99);
         let mut g = Graph::new();
@@ -149,16 +205,51 @@ mod synthetic {
         let p = g.add_op_inferred(pool, &[c], "pool").unwrap();
         g.tensor_mut(p).quant = Some(QuantParams::per_tensor(0.4, -100));
         let d = conv(&mut g, &mut rng, p, 3, 4, Activation::Relu6, (0.0015, -128));
+        let same = Padding::Same;
+        let e = conv_k(
+            &mut g,
+            &mut rng,
+            d,
+            (4, 5, 5, same),
+            Activation::None,
+            (0.002, 10),
+        );
+        let f = depthwise(&mut g, &mut rng, e, (5, 5), Activation::None, (0.003, -7));
+        let h = conv_k(
+            &mut g,
+            &mut rng,
+            f,
+            (5, 6, 1, Padding::Valid),
+            Activation::Relu,
+            (0.004, -128),
+        );
+        let i = conv_k(
+            &mut g,
+            &mut rng,
+            h,
+            (6, 4, 7, same),
+            Activation::Relu,
+            (0.01, -128),
+        );
+        let j = conv_k(
+            &mut g,
+            &mut rng,
+            i,
+            (4, 5, 3, Padding::Valid),
+            Activation::None,
+            (0.02, 3),
+        );
+        // Width 10 − 2 = 8 positions × 5 channels.
         let r = g
             .add_op_inferred(
                 OpKind::Reshape {
                     new_shape: vec![1, 40],
                 },
-                &[d],
+                &[j],
                 "flat",
             )
             .unwrap();
-        g.tensor_mut(r).quant = Some(QuantParams::per_tensor(0.0015, -128));
+        g.tensor_mut(r).quant = Some(QuantParams::per_tensor(0.02, 3));
         let w: Vec<i8> = (0..5 * 40).map(|_| rng.range(-127, 127) as i8).collect();
         let w = g
             .add_constant_i8("fc_w", &[5, 40], &w, Some(QuantParams::per_tensor(0.01, 0)))
@@ -185,6 +276,15 @@ fn synthetic_shapes_in_qemu_match_host() {
     let host = kinglet_compile::firmware::host_outputs(&graph, &input).expect("host interpreter");
     let distinct: std::collections::BTreeSet<_> = host.iter().collect();
     assert!(distinct.len() > 2, "degenerate test model: {host:?}");
+    let dsp = lower(&graph, KernelSet::CortexM4).unwrap();
+    let reference_steps: Vec<String> = (dsp.steps.iter())
+        .filter(|s| format!("{:?}", s.kind).starts_with("Ref"))
+        .map(|s| format!("{:?}", s.kind).chars().take(30).collect())
+        .collect();
+    assert!(
+        reference_steps.is_empty(),
+        "every op should take a DSP kernel: {reference_steps:?}"
+    );
     for kernels in [KernelSet::Reference, KernelSet::CortexM4] {
         let out: Vec<i32> = exec::run(&lower(&graph, kernels).unwrap(), &input)
             .unwrap()

@@ -13,9 +13,14 @@ pub mod error;
 pub mod float16;
 pub mod params;
 pub mod ptq;
+pub mod recorded;
 
 pub use calibrate::Calibration;
 pub use dynamic::{DynamicConfig, quantize_dynamic};
 pub use error::CompressError;
 pub use float16::{f32_to_f16, quantize_float16};
-pub use ptq::{CalibrationSample, PTQ_METADATA, PtqConfig, PtqResult, observe, quantize_int8};
+pub use ptq::{
+    CalibrationSample, DEFAULT_LOGIT_CLIP, PTQ_METADATA, PtqConfig, PtqResult, centre_logits,
+    observe, quantize_int8,
+};
+pub use recorded::{quantize_int8_with_recorded_ranges, recorded_ranges};

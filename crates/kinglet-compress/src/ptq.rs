@@ -9,6 +9,8 @@
 //! - biases: int32, scale `input_scale · weight_scale[c]`, zero point 0;
 //! - activations: int8 asymmetric from the calibrated range (widened to contain 0);
 //! - Softmax output: scale 1/256, zero point −128 (the fixed range TFLite kernels require);
+//! - optionally ([`PtqConfig::logit_clip`], kinglet's addition, off by default): logit outputs
+//!   are centred and their range clipped, see [`centre_logits`];
 //! - MaxPool, AvgPool, Reshape and Pad outputs reuse their input's parameters, and a
 //!   Concatenation's inputs and output all share the parameters of the output's range, as
 //!   the converter arranges (kinglet's kernels, like TFLite's, then need no rescaling there).
@@ -35,7 +37,20 @@ pub struct PtqConfig {
     /// Keep float inputs/outputs, with QUANTIZE/DEQUANTIZE ops at the graph edges, instead of
     /// int8 inputs and outputs.
     pub float_io: bool,
+    /// Bound for logit outputs (graph outputs of a FullyConnected without activation, two or
+    /// more wide): the layer is centred so every sample's logits average zero (softmax and
+    /// argmax unchanged) and the output range is clipped to ±this. Overconfident classifiers
+    /// have min/max logit ranges of hundreds, whose int8 step then swallows the small margins
+    /// of close decisions; past a gap of about 17 a float32 softmax is saturated anyway, so
+    /// ±16 loses nothing. The bound is raised where calibration sees a second-largest logit
+    /// above it, so two classes never saturate together on the calibration data. `None`
+    /// keeps the converter's min/max range.
+    pub logit_clip: Option<f32>,
 }
+
+/// Default for [`PtqConfig::logit_clip`] where a caller opts in: centred logits within ±16
+/// resolve margins up to 32, where a float32 softmax is already exactly one-hot.
+pub const DEFAULT_LOGIT_CLIP: f32 = 16.0;
 
 impl Default for PtqConfig {
     fn default() -> Self {
@@ -43,6 +58,7 @@ impl Default for PtqConfig {
             calibration: Calibration::MinMax,
             per_channel_fully_connected: true,
             float_io: false,
+            logit_clip: None,
         }
     }
 }
@@ -127,14 +143,50 @@ pub fn quantize_int8(
     samples: &[CalibrationSample],
     config: &PtqConfig,
 ) -> Result<PtqResult, CompressError> {
+    quantize_int8_overriding(graph, samples, config, &BTreeMap::new())
+}
+
+/// [`quantize_int8`] with the ranges of some activation tensors (by tensor index) given
+/// instead of calibrated (see [`crate::recorded`]).
+pub(crate) fn quantize_int8_overriding(
+    graph: &Graph,
+    samples: &[CalibrationSample],
+    config: &PtqConfig,
+    overrides: &BTreeMap<usize, (f32, f32)>,
+) -> Result<PtqResult, CompressError> {
     check_float_graph(graph)?;
+    let centred;
+    let (graph, logits) = match config.logit_clip {
+        Some(limit) if !(limit.is_finite() && limit > 0.0) => {
+            return Err(CompressError::Calibration(format!(
+                "logit clip must be a positive number, got {limit}"
+            )));
+        }
+        Some(_) => {
+            let (g, logits) = centre_logits(graph)?;
+            centred = g;
+            (&centred, logits)
+        }
+        None => (graph, Vec::new()),
+    };
     let observers = observe(graph, samples, config.calibration)?;
-    let ranges: BTreeMap<usize, (f32, f32)> = observers
+    let mut ranges: BTreeMap<usize, (f32, f32)> = observers
         .iter()
         .enumerate()
         .filter(|(_, o)| o.count > 0)
         .map(|(i, o)| (i, o.range(config.calibration)))
         .collect();
+    if let Some(limit) = config.logit_clip {
+        let runner_up = largest_runner_up(graph, samples, &logits)?;
+        for (id, second) in logits.iter().zip(runner_up) {
+            let bound = limit.max(second);
+            if let Some((lo, hi)) = ranges.get_mut(&id.0) {
+                *lo = lo.max(-bound);
+                *hi = hi.min(bound);
+            }
+        }
+    }
+    ranges.extend(overrides.iter().map(|(id, r)| (*id, *r)));
     let plan = assign_activation_params(graph, &ranges)?;
     let params = plan.params;
     let mut q = graph.clone();
@@ -151,14 +203,125 @@ pub fn quantize_int8(
     q.metadata.insert(
         PTQ_METADATA.to_owned(),
         format!(
-            "int8 per-channel weights, calibration {:?} on {} samples{}",
+            "int8 per-channel weights, calibration {:?} on {} samples{}{}",
             config.calibration,
             samples.len(),
+            match (config.logit_clip, logits.len()) {
+                (Some(limit), n) if n > 0 =>
+                    format!(", {n} logit output(s) centred, clip ±{limit}"),
+                _ => String::new(),
+            },
             if config.float_io { ", float I/O" } else { "" }
         ),
     );
     q.validate()?;
     Ok(PtqResult { graph: q, ranges })
+}
+
+/// Centres every logit output: a graph output produced by a FullyConnected without fused
+/// activation, with constant weights (and bias) and at least two outputs. Subtracting the
+/// mean weight row and the mean bias from every row shifts each sample's logits by the same
+/// amount, so softmax and argmax are exactly as before while the values sit around zero.
+/// Returns the centred graph and the logit tensors.
+pub fn centre_logits(graph: &Graph) -> Result<(Graph, Vec<TensorId>), CompressError> {
+    let mut g = graph.clone();
+    let mut logits = Vec::new();
+    for out in &graph.outputs {
+        let Some(op) = graph.ops.iter().find(|op| op.outputs.contains(out)) else {
+            continue;
+        };
+        if !matches!(
+            op.kind,
+            OpKind::FullyConnected {
+                activation: kinglet_graph::Activation::None,
+                ..
+            }
+        ) {
+            continue;
+        }
+        let weights = graph.tensor(op.inputs[1]);
+        let (Some(w), [rows, cols]) = (weights.data_f32(), weights.shape.as_slice()) else {
+            continue;
+        };
+        let (rows, cols) = (*rows, *cols);
+        let bias = match op.inputs.get(2) {
+            Some(b) => match graph.tensor(*b).data_f32() {
+                Some(v) if v.len() == rows => Some((*b, v)),
+                _ => continue,
+            },
+            None => None,
+        };
+        if rows < 2 || w.len() != rows * cols {
+            continue;
+        }
+        // A weight tensor shared with another op would change that op too.
+        let uses = |id: TensorId| graph.ops.iter().filter(|o| o.inputs.contains(&id)).count();
+        if uses(op.inputs[1]) != 1 || bias.as_ref().is_some_and(|(b, _)| uses(*b) != 1) {
+            continue;
+        }
+        let mut centred = w.clone();
+        for c in 0..cols {
+            let mean = (0..rows).map(|r| f64::from(w[r * cols + c])).sum::<f64>() / rows as f64;
+            for r in 0..rows {
+                centred[r * cols + c] = (f64::from(w[r * cols + c]) - mean) as f32;
+            }
+        }
+        g.tensors[op.inputs[1].0].data =
+            Some(centred.iter().flat_map(|v| v.to_le_bytes()).collect());
+        if let Some((b, values)) = bias {
+            let mean = values.iter().map(|v| f64::from(*v)).sum::<f64>() / rows as f64;
+            g.tensors[b.0].data = Some(
+                values
+                    .iter()
+                    .flat_map(|v| ((f64::from(*v) - mean) as f32).to_le_bytes())
+                    .collect(),
+            );
+        }
+        logits.push(*out);
+    }
+    Ok((g, logits))
+}
+
+/// For each logit tensor, the largest second-highest logit over all calibration samples
+/// (rows of the last axis are the classes).
+fn largest_runner_up(
+    graph: &Graph,
+    samples: &[CalibrationSample],
+    logits: &[TensorId],
+) -> Result<Vec<f32>, CompressError> {
+    let mut best = vec![f32::NEG_INFINITY; logits.len()];
+    if logits.is_empty() {
+        return Ok(best);
+    }
+    let mut probe = graph.clone();
+    probe.outputs = logits.to_vec();
+    let mut interpreter = Interpreter::new(&probe)?;
+    for (s, sample) in samples.iter().enumerate() {
+        for (i, values) in sample.iter().enumerate() {
+            interpreter
+                .set_input(i, values)
+                .map_err(|e| CompressError::Calibration(format!("sample {s}: {e}")))?;
+        }
+        interpreter
+            .invoke()
+            .map_err(|e| CompressError::Calibration(format!("sample {s}: {e}")))?;
+        for (k, id) in logits.iter().enumerate() {
+            let classes = graph.tensor(*id).shape.last().copied().unwrap_or(1).max(1);
+            for row in interpreter.output::<f32>(k)?.chunks_exact(classes) {
+                let (mut first, mut second) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
+                for &v in row {
+                    if v > first {
+                        second = first;
+                        first = v;
+                    } else if v > second {
+                        second = v;
+                    }
+                }
+                best[k] = best[k].max(second);
+            }
+        }
+    }
+    Ok(best)
 }
 
 fn check_float_graph(graph: &Graph) -> Result<(), CompressError> {
@@ -624,6 +787,83 @@ mod tests {
         let mut it = Interpreter::new(&q).unwrap();
         it.set_input(0, &[0i8; 6]).unwrap();
         it.invoke().unwrap();
+    }
+
+    /// Two logits `1000a` and `1000a + 100m − 400b`: a large common mode (a) and, for b = 1, a
+    /// huge negative margin, around decisions made by a small margin 100m ∈ [−5, 5] — the
+    /// shape of an overconfident one-vs-rest network's output.
+    fn overconfident_logits() -> (Graph, Vec<CalibrationSample>) {
+        let mut g = Graph::new();
+        let x = g.add_input("x", &[1, 3], DType::F32, None);
+        let w = g
+            .add_constant_f32("w", &[2, 3], &[1000.0, 0.0, 0.0, 1000.0, 100.0, -400.0])
+            .unwrap();
+        let b = g.add_constant_f32("b", &[2], &[3.0, 3.0]).unwrap();
+        let fc = OpKind::FullyConnected {
+            activation: Activation::None,
+            keep_num_dims: false,
+        };
+        let y = g.add_op_inferred(fc, &[x, w, b], "logits").unwrap();
+        g.mark_output(y);
+        let samples = (0..400u32)
+            .map(|k| {
+                let a = (k % 7) as f32 / 7.0;
+                let m = ((k * 37) % 101) as f32 / 1000.0 - 0.05;
+                let b = if k % 3 == 0 { 1.0 } else { 0.0 };
+                vec![vec![a, m, b]]
+            })
+            .collect();
+        (g, samples)
+    }
+
+    fn top1(g: &Graph, samples: &[CalibrationSample]) -> Vec<usize> {
+        let mut it = Interpreter::new(g).unwrap();
+        samples
+            .iter()
+            .map(|s| {
+                it.set_input(0, &s[0]).unwrap();
+                it.invoke().unwrap();
+                let v = it.output_f32(0).unwrap();
+                usize::from(v[1] > v[0])
+            })
+            .collect()
+    }
+
+    #[test]
+    fn centring_keeps_decisions_and_clipping_keeps_close_ones_in_int8() {
+        let (g, samples) = overconfident_logits();
+        let (centred, logits) = centre_logits(&g).unwrap();
+        assert_eq!(logits, g.outputs);
+        let mut it = Interpreter::new(&centred).unwrap();
+        it.set_input(0, &samples[5][0]).unwrap();
+        it.invoke().unwrap();
+        let v = it.output_f32(0).unwrap();
+        assert!((v[0] + v[1]).abs() < 1e-4, "{v:?}");
+        let float = top1(&g, &samples);
+        assert_eq!(top1(&centred, &samples), float);
+        let agreement = |logit_clip| {
+            let config = PtqConfig {
+                float_io: true,
+                logit_clip,
+                ..PtqConfig::default()
+            };
+            let q = quantize_int8(&g, &samples, &config).unwrap().graph;
+            let same = top1(&q, &samples)
+                .iter()
+                .zip(&float)
+                .filter(|(a, b)| a == b)
+                .count();
+            same as f64 / samples.len() as f64
+        };
+        // Min/max: the output spans about [−400, 860] in steps of 5; clipped: ±16 in 1/8s.
+        let (plain, clipped) = (agreement(None), agreement(Some(DEFAULT_LOGIT_CLIP)));
+        assert!(plain < 0.85, "min/max agreement {plain}");
+        assert!(clipped > 0.97, "clipped agreement {clipped}");
+        let bad = PtqConfig {
+            logit_clip: Some(0.0),
+            ..PtqConfig::default()
+        };
+        assert!(quantize_int8(&g, &samples, &bad).is_err());
     }
 
     #[test]

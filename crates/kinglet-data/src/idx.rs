@@ -13,8 +13,14 @@ pub enum Flavour {
     FashionMnist,
 }
 
-/// Training images kept for validation: the last this many of the training file.
+/// Training images kept for validation: the last this many of the training file (the last
+/// twelfth of smaller files, so a small fixture still has training images).
 pub const VAL_IMAGES: usize = 5_000;
+
+/// Number of validation images taken from the end of an `n`-image training file.
+pub fn val_images(n: usize) -> usize {
+    VAL_IMAGES.min(n / 12)
+}
 
 const FASHION_NAMES: [&str; 10] = [
     "T-shirt/top",
@@ -131,8 +137,8 @@ pub fn load(dir: &Path, split: Split, flavour: Flavour) -> Result<Dataset, DataE
     let per = idims[1] * idims[2];
     let range = match split {
         Split::Test => 0..n,
-        Split::Train => 0..n.saturating_sub(VAL_IMAGES),
-        Split::Val => n.saturating_sub(VAL_IMAGES)..n,
+        Split::Train => 0..n - val_images(n),
+        Split::Val => n - val_images(n)..n,
     };
     let class_names = match flavour {
         Flavour::Mnist => (0..10).map(|d| d.to_string()).collect(),
@@ -154,6 +160,14 @@ pub fn load(dir: &Path, split: Split, flavour: Flavour) -> Result<Dataset, DataE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn validation_is_the_last_twelfth_up_to_5000_images() {
+        assert_eq!(val_images(60_000), 5_000);
+        assert_eq!(val_images(120_000), 5_000);
+        assert_eq!(val_images(60), 5);
+        assert_eq!(val_images(5), 0);
+    }
 
     #[test]
     fn parses_header_and_rejects_truncation() {

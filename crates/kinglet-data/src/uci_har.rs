@@ -1,6 +1,7 @@
 //! Reader for the official UCI-HAR layout:
 //! `UCI HAR Dataset/{train,test}/Inertial Signals/<channel>_<split>.{txt,csv}`,
-//! `y_<split>.txt`, `subject_<split>.txt`, `activity_labels.txt`.
+//! `y_<split>.txt`, `subject_<split>.txt`, `activity_labels.txt`. Signal files may also be
+//! gzip-compressed (`.txt.gz`, `.csv.gz`), which keeps committed fixtures small.
 
 use std::path::{Path, PathBuf};
 
@@ -35,6 +36,15 @@ pub fn dataset_root(dir: &Path) -> PathBuf {
 }
 
 fn read_text(path: &Path) -> Result<String, DataError> {
+    if path.extension().is_some_and(|e| e == "gz") {
+        use std::io::Read;
+        let file = std::fs::File::open(path).map_err(|e| DataError::io(path.display(), e))?;
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(file)
+            .read_to_string(&mut text)
+            .map_err(|e| DataError::io(path.display(), e))?;
+        return Ok(text);
+    }
     std::fs::read_to_string(path).map_err(|e| DataError::io(path.display(), e))
 }
 
@@ -115,7 +125,7 @@ pub fn load_official_split(root: &Path, split: &str) -> Result<Dataset, DataErro
     let signal_files: Vec<Option<PathBuf>> = HAR_CHANNELS
         .iter()
         .map(|ch| {
-            ["txt", "csv"]
+            ["txt", "csv", "txt.gz", "csv.gz"]
                 .iter()
                 .map(|ext| signal_dir.join(format!("{ch}_{split}.{ext}")))
                 .find(|p| p.is_file())
@@ -125,7 +135,7 @@ pub fn load_official_split(root: &Path, split: &str) -> Result<Dataset, DataErro
         return Err(DataError::NoSignals {
             split: split.to_string(),
             dir: split_dir,
-            expected: format!("Inertial Signals/<channel>_{split}.txt or .csv"),
+            expected: format!("Inertial Signals/<channel>_{split}.txt or .csv (optionally .gz)"),
         });
     }
 
@@ -167,4 +177,23 @@ pub fn load_official_split(root: &Path, split: &str) -> Result<Dataset, DataErro
         subjects: Some(subjects),
         class_names,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gzip_signal_files_are_read_and_corrupt_ones_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("ok.txt.gz");
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut encoder, b"1 2 3\n").unwrap();
+        std::fs::write(&good, encoder.finish().unwrap()).unwrap();
+        assert_eq!(read_text(&good).unwrap(), "1 2 3\n");
+        let bad = dir.path().join("body_acc_x_test.txt.gz");
+        std::fs::write(&bad, b"not gzip at all").unwrap();
+        let err = read_text(&bad).unwrap_err().to_string();
+        assert!(err.contains("body_acc_x_test.txt.gz"), "{err}");
+    }
 }

@@ -110,7 +110,7 @@ fn uci_har_nested_archive_unpacks_to_a_loadable_folder() {
     let got = fetch(Archive::UciHar, &dest, archive.to_str(), Some(&sha)).unwrap();
     assert_eq!(got, Fetched::Unpacked(dest.join("UCI HAR Dataset")));
     let spec = DataSpec::parse(&format!("uci-har:{}:test", dest.display())).unwrap();
-    assert_eq!(load(&spec, &LoadOptions::default()).unwrap().len(), 24);
+    assert_eq!(load(&spec, &LoadOptions::default()).unwrap().len(), 300);
     assert!(leftovers(&dest).is_empty());
 }
 

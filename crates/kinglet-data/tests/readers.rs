@@ -19,21 +19,24 @@ fn spec(kind: &str, path: &Path, split: &str) -> DataSpec {
 }
 
 #[test]
-fn official_layout_test_split_reads_whitespace_txt() {
+fn official_layout_test_split_reads_gzipped_whitespace_txt() {
     let d = load(
         &spec("uci-har", &fixture("uci-har"), "test"),
         &LoadOptions::default(),
     )
     .unwrap();
-    assert_eq!(d.len(), 24);
+    assert_eq!(d.len(), 300);
     assert_eq!(d.sample_shape, vec![128, 9]);
     assert_eq!(d.channel_names, HAR_CHANNELS.to_vec());
     assert_eq!(d.class_names[0], "WALKING");
-    assert_eq!(d.class_counts(), vec![4; 6]);
-    assert!(d.subjects.as_ref().unwrap().iter().all(|&s| s == 2));
-    // First official test window: total_acc_x starts 1.0412, 1.0418 (channel 6, steps of 9).
+    assert_eq!(d.class_counts(), vec![53, 48, 43, 49, 52, 55]);
+    let subjects = d.subjects.as_ref().unwrap();
+    assert!(subjects[..24].iter().all(|&s| s == 2));
+    assert!(subjects[24..].iter().all(|s| [4, 9, 10, 12].contains(s)));
+    // First official test window: total_acc_x starts 1.0412, 1.0418 (channel 6, steps of 9),
+    // 1.041 and 1.042 at the fixture's 4 significant digits.
     let w = d.sample(0);
-    assert_eq!((w[6], w[9 + 6]), (1.0412, 1.0418));
+    assert_eq!((w[6], w[9 + 6]), (1.041, 1.042));
     // Labels are 0-based: the first windows are STANDING (official label 5).
     assert_eq!(d.labels[0], 4);
 }
@@ -48,7 +51,7 @@ fn official_layout_train_and_val_split_by_subject_from_comma_csv() {
         &LoadOptions::default(),
     )
     .unwrap();
-    assert_eq!((train.len(), val.len()), (6, 6));
+    assert_eq!((train.len(), val.len()), (32, 16));
     assert!(train.subjects.unwrap().iter().all(|&s| s == 1));
     assert!(
         val.subjects
@@ -244,8 +247,9 @@ fn compare_official_locates_the_windows_in_the_slice() {
         &Processing::default(),
     )
     .unwrap();
-    assert_eq!(c.official_windows, 24);
-    // Only the STANDING and SITTING runs (8 windows) lie in the fixture's slice of experiment 3.
+    assert_eq!(c.official_windows, 300);
+    // Only the STANDING and SITTING runs of subject 2 (8 windows) lie in the fixture's slice of
+    // experiment 3; the other test windows are of subjects the HAPT fixture does not hold.
     assert_eq!(c.located, 8);
     assert_eq!(c.same_position_as_rebuilt, 8);
     assert_eq!(c.label_agreement, 8);

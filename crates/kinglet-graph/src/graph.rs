@@ -290,6 +290,9 @@ pub mod meta {
     pub const INPUT_NAMES: &str = "kinglet.input_names";
     /// How raw windows are scaled before input, e.g. `seed` or a JSON description.
     pub const NORMALISATION: &str = "kinglet.normalisation";
+    /// Activation ranges learnt by quantisation-aware training, one `name<TAB>min<TAB>max`
+    /// line per tensor; int8 quantisation uses them instead of calibrating.
+    pub const ACTIVATION_RANGES: &str = "kinglet.activation_ranges";
 }
 
 /// A model: tensors, ops in execution order, graph inputs/outputs and string metadata.

@@ -52,9 +52,9 @@ impl ChannelNormalisation {
 
 fn channel_count(data: &Dataset) -> Result<usize, Error> {
     match data.sample_shape.as_slice() {
-        [_, c] if *c > 0 => Ok(*c),
+        [_, c] | [_, _, c] if *c > 0 => Ok(*c),
         other => Err(Error::Data(format!(
-            "expected windows shaped [time, channels], got {other:?}"
+            "expected windows shaped [time, channels] or images [height, width, channels], got {other:?}"
         ))),
     }
 }
@@ -99,7 +99,7 @@ pub fn output_class_names(
     dataset_classes: &[String],
 ) -> Result<Vec<String>, Error> {
     Ok(match arch.task {
-        Task::Activity => dataset_classes.to_vec(),
+        Task::Activity | Task::Image { .. } => dataset_classes.to_vec(),
         Task::OneVsRest { class } => {
             let name = dataset_classes.get(class as usize).ok_or_else(|| {
                 Error::Data(format!(
@@ -120,7 +120,15 @@ pub fn prepare(
     norm: &ChannelNormalisation,
 ) -> Result<Prepared, Error> {
     let c_all = channel_count(data)?;
-    if data.sample_shape[0] != arch.window {
+    if let Task::Image { height, width } = arch.task {
+        // Images are windows of height·width pixels (row-major, channels last).
+        if data.sample_shape[..] != [height, width, c_all] {
+            return Err(Error::Data(format!(
+                "architecture `{}` expects {height}×{width} images, the dataset's samples are {:?}",
+                arch.name, data.sample_shape
+            )));
+        }
+    } else if data.sample_shape[0] != arch.window {
         return Err(Error::Data(format!(
             "architecture `{}` expects {}-sample windows, the dataset has {}",
             arch.name, arch.window, data.sample_shape[0]
@@ -150,7 +158,10 @@ pub fn prepare(
         }
         maps.push(m);
     }
-    let t = arch.window;
+    let t = match arch.task {
+        Task::Image { height, width } => height * width,
+        _ => arch.window,
+    };
     let n = data.len();
     // Channels-first, normalised copy of one window for one branch.
     let branch_window = |i: usize, map: &[(usize, f32, f32)], out: &mut Vec<f32>| {
@@ -160,7 +171,7 @@ pub fn prepare(
         }
     };
     match arch.task {
-        Task::Activity | Task::OneVsRest { .. } => {
+        Task::Activity | Task::OneVsRest { .. } | Task::Image { .. } => {
             let mut branches = Vec::new();
             for m in &maps {
                 let mut buf = Vec::with_capacity(n * m.len() * t);

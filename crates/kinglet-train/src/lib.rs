@@ -6,10 +6,12 @@
 use std::path::PathBuf;
 
 pub mod arch;
+pub mod image;
 pub mod inputs;
 pub mod lower;
 pub mod model_file;
 pub mod network;
+pub mod qat;
 pub mod train;
 
 pub use arch::{Architecture, Task};

@@ -16,18 +16,18 @@ use crate::arch::Padding as ArchPadding;
 use crate::model_file::TrainedModel;
 use crate::network::{BATCH_NORM_EPSILON, NamedTensor};
 
-fn get<'a>(model: &'a TrainedModel, name: &str) -> Result<&'a NamedTensor, Error> {
+pub(crate) fn get<'a>(model: &'a TrainedModel, name: &str) -> Result<&'a NamedTensor, Error> {
     model
         .tensor(name)
         .ok_or_else(|| Error::Model(format!("weight `{name}` is missing")))
 }
 
-fn graph_err(e: kinglet_graph::GraphError) -> Error {
+pub(crate) fn graph_err(e: kinglet_graph::GraphError) -> Error {
     Error::Model(format!("lowering: {e}"))
 }
 
 /// Per-output-channel scale and shift of a block's batch norm (identity without one).
-fn folded_norm(
+pub(crate) fn folded_norm(
     model: &TrainedModel,
     prefix: &str,
     filters: usize,
@@ -58,14 +58,17 @@ pub fn lower(model: &TrainedModel) -> Result<Graph, Error> {
     let groups = model.input_groups();
     let mut inputs = Vec::new();
     for group in &groups {
-        inputs.push(g.add_input(
-            group.name.clone(),
-            &[1, group.shape[0], group.shape[1]],
-            DType::F32,
-            None,
-        ));
+        let shape: Vec<usize> = std::iter::once(1)
+            .chain(group.shape.iter().copied())
+            .collect();
+        inputs.push(g.add_input(group.name.clone(), &shape, DType::F32, None));
     }
-    for (b, group) in groups.iter().enumerate() {
+    // Image networks: one NHWC input through 2D blocks; the 1D loop below is skipped.
+    let image = crate::image::feature_map(arch).is_some();
+    if image {
+        features.push(crate::image::lower_blocks(&mut g, model, inputs[0])?);
+    }
+    for (b, group) in groups.iter().enumerate().filter(|_| !image) {
         let (mut len, mut cin) = (group.shape[0], group.shape[1]);
         let mut x = g
             .add_op_inferred(
@@ -246,8 +249,11 @@ pub fn lower(model: &TrainedModel) -> Result<Graph, Error> {
     }
     g.mark_output(h);
     g.set_metadata_list(meta::CLASS_NAMES, &model.class_names);
-    let names: Vec<String> = groups.iter().map(sensor_layout).collect();
-    g.set_metadata_list(meta::INPUT_NAMES, &names);
+    if !image {
+        // Sensor layouts for HAR evaluators; an image network's input is the whole image.
+        let names: Vec<String> = groups.iter().map(sensor_layout).collect();
+        g.set_metadata_list(meta::INPUT_NAMES, &names);
+    }
     let norm = serde_json::json!({
         "kind": "channel-standardise",
         "inputs": groups,
@@ -256,6 +262,7 @@ pub fn lower(model: &TrainedModel) -> Result<Graph, Error> {
     });
     g.metadata
         .insert(meta::NORMALISATION.to_string(), norm.to_string());
+    crate::qat::record_ranges(&mut g, model)?;
     Ok(g)
 }
 

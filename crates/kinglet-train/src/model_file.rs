@@ -101,7 +101,12 @@ impl TrainedModel {
             .map(|(i, b)| InputGroup {
                 name: b.name.clone(),
                 channels: b.channels.clone(),
-                shape: vec![arch.branch_length(), arch.branch_channels(i)],
+                shape: match arch.task {
+                    crate::arch::Task::Image { height, width } => {
+                        vec![height, width, arch.branch_channels(i)]
+                    }
+                    _ => vec![arch.branch_length(), arch.branch_channels(i)],
+                },
             })
             .collect()
     }

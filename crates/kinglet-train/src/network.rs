@@ -50,6 +50,8 @@ pub struct BranchNet {
 
 #[derive(Module, Debug)]
 pub struct Network {
+    /// The 2D convolution stack of an image network (then `branches` is empty).
+    pub image: Option<crate::image::ImageBody>,
     pub branches: Vec<BranchNet>,
     pub hidden: Vec<Linear>,
     pub output: Linear,
@@ -81,8 +83,9 @@ fn initial_tensors(arch: &Architecture, classes: usize, seed: u64) -> Vec<NamedT
         shape: vec![n],
         values: vec![1.0; n],
     };
-    let mut tensors = Vec::new();
-    for b in 0..arch.branches.len() {
+    let mut tensors = crate::image::initial_block_tensors(arch, &mut glorot);
+    let image = crate::image::feature_map(arch).is_some();
+    for b in (0..arch.branches.len()).filter(|_| !image) {
         let mut cin = arch.branch_channels(b);
         for (i, block) in arch.blocks.iter().enumerate() {
             let p = format!("branch{b}.block{i}");
@@ -143,14 +146,18 @@ fn initial_tensors(arch: &Architecture, classes: usize, seed: u64) -> Vec<NamedT
 }
 
 /// Takes the tensors a network needs by name, checking shapes.
-struct TensorSource {
+pub(crate) struct TensorSource {
     by_name: BTreeMap<String, NamedTensor>,
     next_id: u64,
     device: Device,
 }
 
 impl TensorSource {
-    fn take<const D: usize>(&mut self, name: &str, shape: [usize; D]) -> Result<Tensor<D>, Error> {
+    pub(crate) fn take<const D: usize>(
+        &mut self,
+        name: &str,
+        shape: [usize; D],
+    ) -> Result<Tensor<D>, Error> {
         let t = self
             .by_name
             .remove(name)
@@ -172,7 +179,7 @@ impl TensorSource {
         ))
     }
 
-    fn param<const D: usize>(
+    pub(crate) fn param<const D: usize>(
         &mut self,
         name: &str,
         shape: [usize; D],
@@ -203,6 +210,28 @@ fn conv(
     })
 }
 
+/// Batch norm `{prefix}.norm.*` over `filters` channels.
+pub(crate) fn batch_norm(
+    src: &mut TensorSource,
+    prefix: &str,
+    filters: usize,
+) -> Result<BatchNorm, Error> {
+    let f = filters;
+    let gamma = src.param(&format!("{prefix}.norm.gamma"), [f])?;
+    let beta = src.param(&format!("{prefix}.norm.beta"), [f])?;
+    let mean = src.take(&format!("{prefix}.norm.running_mean"), [f])?;
+    let var = src.take(&format!("{prefix}.norm.running_var"), [f])?;
+    Ok(BatchNorm {
+        gamma,
+        beta,
+        training: Param::from_bool(true),
+        running_mean: RunningState::new(mean),
+        running_var: RunningState::new(var),
+        momentum: BATCH_NORM_MOMENTUM,
+        epsilon: BATCH_NORM_EPSILON,
+    })
+}
+
 fn linear(src: &mut TensorSource, prefix: &str, cin: usize, out: usize) -> Result<Linear, Error> {
     Ok(Linear {
         weight: src.param(&format!("{prefix}.weight"), [cin, out])?,
@@ -229,12 +258,18 @@ impl Network {
         device: &Device,
     ) -> Result<Self, Error> {
         let mut src = TensorSource {
-            by_name: tensors.into_iter().map(|t| (t.name.clone(), t)).collect(),
+            // Activation ranges of quantisation-aware training are not weights.
+            by_name: tensors
+                .into_iter()
+                .filter(|t| !t.name.starts_with(crate::qat::RANGE_PREFIX))
+                .map(|t| (t.name.clone(), t))
+                .collect(),
             next_id: 0,
             device: device.clone(),
         };
+        let image = crate::image::ImageBody::build(arch, &mut src)?;
         let mut branches = Vec::new();
-        for b in 0..arch.branches.len() {
+        for b in (0..arch.branches.len()).filter(|_| image.is_none()) {
             let mut cin = arch.branch_channels(b);
             let mut blocks = Vec::new();
             for (i, block) in arch.blocks.iter().enumerate() {
@@ -277,20 +312,7 @@ impl Network {
                     )
                 };
                 let norm = if block.batch_norm {
-                    let f = block.filters;
-                    let gamma = src.param(&format!("{p}.norm.gamma"), [f])?;
-                    let beta = src.param(&format!("{p}.norm.beta"), [f])?;
-                    let mean = src.take(&format!("{p}.norm.running_mean"), [f])?;
-                    let var = src.take(&format!("{p}.norm.running_var"), [f])?;
-                    Some(BatchNorm {
-                        gamma,
-                        beta,
-                        training: Param::from_bool(true),
-                        running_mean: RunningState::new(mean),
-                        running_var: RunningState::new(var),
-                        momentum: BATCH_NORM_MOMENTUM,
-                        epsilon: BATCH_NORM_EPSILON,
-                    })
+                    Some(batch_norm(&mut src, &p, block.filters)?)
                 } else {
                     None
                 };
@@ -318,6 +340,7 @@ impl Network {
             )));
         }
         Ok(Network {
+            image,
             branches,
             hidden,
             output,
@@ -328,6 +351,10 @@ impl Network {
     /// Logits `[batch, outputs]` for one channels-first input per branch.
     pub fn forward(&self, inputs: Vec<Tensor<3>>) -> Tensor<2> {
         let mut features = Vec::with_capacity(inputs.len());
+        if let (Some(image), Some(x)) = (&self.image, inputs.first()) {
+            features.push(image.features(x.clone()));
+        }
+        // Image networks have no 1D branches, so this loop only runs for the 1D family.
         for (branch, mut x) in self.branches.iter().zip(inputs) {
             for block in &branch.blocks {
                 if let Some(dw) = &block.depthwise {
@@ -364,20 +391,10 @@ impl Network {
 
     /// Every parameter and running statistic, in the canonical order and naming of the model file.
     pub fn named_tensors(&self) -> Vec<NamedTensor> {
-        fn grab<const D: usize>(out: &mut Vec<NamedTensor>, name: String, t: Tensor<D>) {
-            let shape = t.dims().to_vec();
-            let values = t
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .unwrap_or_default();
-            out.push(NamedTensor {
-                name,
-                shape,
-                values,
-            });
-        }
         let mut out = Vec::new();
+        if let Some(image) = &self.image {
+            image.named_tensors(&mut out);
+        }
         for (b, branch) in self.branches.iter().enumerate() {
             for (i, block) in branch.blocks.iter().enumerate() {
                 let p = format!("branch{b}.block{i}");
@@ -423,6 +440,21 @@ impl Network {
         }
         out
     }
+}
+
+/// Appends `t` to `out` as a plain-memory tensor called `name`.
+pub(crate) fn grab<const D: usize>(out: &mut Vec<NamedTensor>, name: String, t: Tensor<D>) {
+    let shape = t.dims().to_vec();
+    let values = t
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap_or_default();
+    out.push(NamedTensor {
+        name,
+        shape,
+        values,
+    });
 }
 
 #[cfg(test)]

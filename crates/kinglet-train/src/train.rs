@@ -150,7 +150,7 @@ fn load_checkpoint(path: &Path) -> Result<Checkpoint, Error> {
 }
 
 /// Seed of the random stream for one epoch's shuffle and augmentation.
-fn epoch_rng(seed: u64, epoch: usize) -> ChaCha8Rng {
+pub(crate) fn epoch_rng(seed: u64, epoch: usize) -> ChaCha8Rng {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(epoch as u64 + 1);
     rng
@@ -247,7 +247,7 @@ fn gather(
     out
 }
 
-fn batch_inputs(
+pub(crate) fn batch_inputs(
     prepared: &Prepared,
     idx: &[usize],
     mut augment: Option<(&Augment, &mut ChaCha8Rng)>,
@@ -363,7 +363,7 @@ pub fn train(
         ));
     }
     let val_prepared = validation.map(|v| prepare(arch, v, &norm)).transpose()?;
-    let loss_fn = burn::nn::loss::CrossEntropyLossConfig::new().init(&device);
+    let loss_fn = loss_function(arch, &prepared, &device);
     let batch = arch.training.batch_size;
     let n = prepared.len();
     let batches = n.div_ceil(batch);
@@ -519,6 +519,49 @@ pub fn train(
     })
 }
 
+/// Cross-entropy as the schedule asks: label smoothing, and per-class weights inversely
+/// proportional to class frequency (normalised to average 1 over the training windows).
+pub(crate) fn loss_function(
+    arch: &Architecture,
+    prepared: &Prepared,
+    device: &Device,
+) -> burn::nn::loss::CrossEntropyLoss {
+    let schedule = &arch.training;
+    let mut config = burn::nn::loss::CrossEntropyLossConfig::new();
+    if schedule.label_smoothing > 0.0 {
+        config = config.with_smoothing(Some(schedule.label_smoothing));
+    }
+    if schedule.balance_classes {
+        config = config.with_weights(Some(balanced_class_weights(
+            &prepared.targets,
+            prepared.class_names.len(),
+        )));
+    }
+    config.init(device)
+}
+
+/// `n / (classes_present · count_c)` for every class seen, 1 for classes never seen (they
+/// never weigh a loss term, and burn requires positive weights).
+fn balanced_class_weights(targets: &[u32], classes: usize) -> Vec<f32> {
+    let mut counts = vec![0usize; classes];
+    for &t in targets {
+        if let Some(c) = counts.get_mut(t as usize) {
+            *c += 1;
+        }
+    }
+    let present = counts.iter().filter(|&&c| c > 0).count().max(1);
+    counts
+        .iter()
+        .map(|&c| {
+            if c == 0 {
+                1.0
+            } else {
+                targets.len() as f32 / (present * c) as f32
+            }
+        })
+        .collect()
+}
+
 /// Folds `current` into the running mean `mean` of `count - 1` earlier snapshots.
 fn accumulate_mean(mean: &mut Vec<NamedTensor>, current: &[NamedTensor], count: usize) {
     if count <= 1 || mean.len() != current.len() {
@@ -553,6 +596,14 @@ pub fn evaluate(model: &TrainedModel, data: &Dataset) -> Result<Classification, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn balanced_weights_equalise_class_totals() {
+        // 6 negatives, 2 positives, a third class never seen.
+        let w = balanced_class_weights(&[0, 0, 0, 1, 0, 0, 1, 0], 3);
+        assert_eq!(w, vec![8.0 / 12.0, 2.0, 1.0]);
+        assert!((6.0 * w[0] - 2.0 * w[1]).abs() < 1e-6);
+    }
 
     #[test]
     fn random_rotations_are_orthonormal_and_bounded() {

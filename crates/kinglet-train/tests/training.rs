@@ -107,6 +107,67 @@ fn training_learns_a_separable_problem() {
     assert!((result.accuracy() - best).abs() < 1e-12);
 }
 
+/// Largest gap between the top logit and the runner-up over the prepared samples of `data`.
+fn largest_margin(model: &TrainedModel, data: &Dataset) -> f32 {
+    let device = burn::tensor::Device::flex();
+    let net = Network::from_tensors(
+        &model.architecture,
+        model.dataset_classes.len(),
+        model.tensors.clone(),
+        &device,
+    )
+    .unwrap();
+    let prepared = prepare(&model.architecture, data, &model.normalisation).unwrap();
+    let b = &prepared.branches[0];
+    let input = burn::tensor::Tensor::<3>::from_data(
+        burn::tensor::TensorData::new(b.data.clone(), [prepared.len(), b.channels, b.length]),
+        &device,
+    );
+    let logits: Vec<f32> = net.forward(vec![input]).into_data().try_to_vec().unwrap();
+    let classes = model.class_names.len();
+    logits
+        .chunks_exact(classes)
+        .map(|row| {
+            let mut sorted = row.to_vec();
+            sorted.sort_by(|x, y| y.total_cmp(x));
+            sorted[0] - sorted[1]
+        })
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn label_smoothing_bounds_logits_and_class_balancing_trains() {
+    let (tr, va) = (synthetic(300, 1), synthetic(90, 2));
+    let mut arch = tiny_arch(false, false, false);
+    arch.training.epochs = 12;
+    let plain = train(&arch, &tr, None, &options(3), &mut Silent).unwrap();
+    arch.training.label_smoothing = 0.3;
+    let smooth = train(&arch, &tr, None, &options(3), &mut Silent).unwrap();
+    let accuracy = |m: &TrainedModel| kinglet_train::evaluate(m, &va).unwrap().accuracy();
+    assert!(accuracy(&smooth.model) > 0.9, "{}", accuracy(&smooth.model));
+    // Targets 0.8 / 0.1 / 0.1 are met exactly at a gap of ln 8 ≈ 2.1; unsmoothed targets keep
+    // pushing the gap up.
+    let (m_plain, m_smooth) = (
+        largest_margin(&plain.model, &tr),
+        largest_margin(&smooth.model, &tr),
+    );
+    assert!(
+        m_smooth < 4.0 && m_smooth < m_plain,
+        "smoothed {m_smooth}, plain {m_plain}"
+    );
+
+    // One class made rare (a tenth of its windows): balanced weights still train.
+    let keep: Vec<usize> = (0..tr.len())
+        .filter(|&i| tr.labels[i] != 2 || i % 30 == 2)
+        .collect();
+    let rare = tr.select(&keep);
+    arch.training.label_smoothing = 0.0;
+    arch.training.balance_classes = true;
+    let balanced = train(&arch, &rare, None, &options(3), &mut Silent).unwrap();
+    let recall = kinglet_train::evaluate(&balanced.model, &va).unwrap();
+    assert!(recall.accuracy() > 0.8, "{}", recall.accuracy());
+}
+
 #[test]
 fn same_seed_same_weights_other_seed_other_weights() {
     let tr = synthetic(120, 1);
@@ -341,4 +402,6 @@ fn bundled_architecture_files_parse() {
     assert!(seen >= 3);
     let big3 = Architecture::resolve(dir.join("big3.toml").to_str().unwrap()).unwrap();
     assert_eq!(big3, Architecture::preset("big3").unwrap());
+    let little1 = Architecture::resolve(dir.join("little-upstairs.toml").to_str().unwrap());
+    assert_eq!(little1.unwrap(), Architecture::preset("little1").unwrap());
 }

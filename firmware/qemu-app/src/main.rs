@@ -177,6 +177,15 @@ fn main() -> ! {
         known
     ));
 
+    out.line(format_args!(
+        "KINGLET check signature {}",
+        signature_check_instructions(empty)
+    ));
+    out.line(format_args!(
+        "KINGLET check l1_distance {}",
+        l1_distance_check_instructions(empty)
+    ));
+
     #[cfg(kinglet_model)]
     run_model(&mut out, empty);
     #[cfg(kinglet_cascade)]
@@ -192,6 +201,64 @@ fn main() -> ! {
     loop {
         cortex_m::asm::bkpt();
     }
+}
+
+/// A 128 × 9 int8 window of LCG bytes for measuring the signature check.
+const CHECK_WINDOW: [u8; 128 * 9] = {
+    let mut w = [0u8; 128 * 9];
+    let mut x: u32 = 12345;
+    let mut i = 0;
+    while i < w.len() {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        w[i] = (x >> 16) as u8;
+        i += 1;
+    }
+    w
+};
+
+/// Instructions of the signature strategy's per-window check: the window's total_acc
+/// signature and its distance to the previous window's.
+#[inline(never)]
+fn signature_check_instructions(empty: u32) -> u32 {
+    use core::hint::black_box;
+    use kinglet_adapt_core::Signature;
+    let previous = black_box(Signature::default());
+    let window = black_box(&CHECK_WINDOW[..]);
+    let before = timer::value();
+    let current = Signature::of_int8_bytes(window, 9, 6);
+    let distance = current.distance(&previous);
+    let after = timer::value();
+    black_box(distance);
+    region_instructions(before.wrapping_sub(after), empty)
+}
+
+/// Instructions of 1BDD's per-window check as the firmware cascade runs it: total_acc of the
+/// previous and the current window gathered into the seed's uint8 scaling, then their L1
+/// distance.
+#[inline(never)]
+fn l1_distance_check_instructions(empty: u32) -> u32 {
+    use core::hint::black_box;
+    use kinglet_adapt_core::l1_distance_u8;
+    fn total_acc(window: &[u8], out: &mut [u8; 128 * 3]) {
+        for (t, step) in window.chunks_exact(9).enumerate() {
+            for (k, c) in (6..9).enumerate() {
+                if let (Some(o), Some(&v)) = (out.get_mut(t * 3 + k), step.get(c)) {
+                    *o = v ^ 0x80;
+                }
+            }
+        }
+    }
+    let (previous, current) = CHECK_WINDOW.split_at(CHECK_WINDOW.len() / 2);
+    let (previous, current) = (black_box(previous), black_box(current));
+    let mut a = [0u8; 128 * 3];
+    let mut b = [0u8; 128 * 3];
+    let before = timer::value();
+    total_acc(previous, &mut a);
+    total_acc(current, &mut b);
+    let distance = l1_distance_u8(&a, &b);
+    let after = timer::value();
+    black_box(distance);
+    region_instructions(before.wrapping_sub(after), empty)
 }
 
 #[cfg(kinglet_model)]
@@ -313,9 +380,10 @@ fn run_cascade(out: &mut Console, empty: u32) {
     }
     out.line(format_args!("KINGLET windows {}", cascade::WINDOW_COUNT));
     let mut controller = Controller::new(cascade::STRATEGY, cascade::GUARDS);
+    let mut last_signature = None;
     for index in 0..cascade::WINDOW_COUNT {
         let before = timer::value();
-        let step = cascade_window(&mut controller, arena, index);
+        let step = cascade_window(&mut controller, arena, index, &mut last_signature);
         let after = timer::value();
         let (check, big, label) = match step {
             Ok(step) => step,
@@ -329,6 +397,7 @@ fn run_cascade(out: &mut Console, empty: u32) {
             }
             kinglet_adapt_core::Check::Dual => out.text(format_args!("dual")),
             kinglet_adapt_core::Check::Distance => out.text(format_args!("distance")),
+            kinglet_adapt_core::Check::Signature => out.text(format_args!("signature")),
             kinglet_adapt_core::Check::Classifier { model } => {
                 out.text(format_args!("classifier{model}"))
             }
@@ -348,8 +417,11 @@ fn cascade_window(
     controller: &mut kinglet_adapt_core::Controller,
     arena: &mut [u8],
     index: usize,
+    last: &mut Option<(usize, kinglet_adapt_core::Signature)>,
 ) -> Result<(kinglet_adapt_core::Check, bool, u8), &'static str> {
-    use kinglet_adapt_core::{Check, Evidence, Verdict, argmax, l1_distance_u8, softmax_in_place};
+    use kinglet_adapt_core::{
+        Check, Evidence, Signature, Verdict, argmax, l1_distance_u8, softmax_in_place,
+    };
     let window = cascade::window(index).ok_or("window out of range")?;
     let mut scores = [0f32; cascade::MAX_OUTPUTS];
     let check = controller.check();
@@ -376,7 +448,36 @@ fn cascade_window(
             cascade::distance_bytes(window, &mut b);
             Evidence::Distance(l1_distance_u8(&a, &b))
         }
-        Check::Dual => return Err("this firmware cascade has no Dual model"),
+        Check::Signature => {
+            let signature = |i: usize| {
+                cascade::signature_window(i).map(|w| {
+                    Signature::of_int8_bytes(
+                        w,
+                        cascade::SIGNATURE_STRIDE,
+                        cascade::SIGNATURE_FIRST_AXIS,
+                    )
+                })
+            };
+            // The previous window's signature is kept; when Big ran there without a check it
+            // is computed now.
+            let previous = match *last {
+                Some((i, s)) if i + 1 == index => s,
+                _ => signature(index.wrapping_sub(1)).ok_or("no previous window")?,
+            };
+            let current = signature(index).ok_or("window out of range")?;
+            *last = Some((index, current));
+            Evidence::Distance(previous.distance(&current))
+        }
+        Check::Dual => {
+            let previous = cascade::window(index.wrapping_sub(1)).ok_or("no previous window")?;
+            let n = cascade::run_dual(arena, previous, window, &mut scores)
+                .map_err(|_| "Dual model: none in this image or a buffer mismatch")?;
+            let scores = &mut scores[..n];
+            if cascade::MODEL_LOGITS[cascade::MODEL_COUNT - 1] {
+                softmax_in_place(scores);
+            }
+            Evidence::SameScores(scores)
+        }
     };
     let verdict = controller
         .decide(evidence)

@@ -83,6 +83,96 @@ pub fn widen(input: &[i8], out: &mut [i16]) {
     }
 }
 
+/// Widens `words` words of int8 values packed `v0 v2 v1 v3` (see
+/// [`crate::pack_weights_narrow`]) into `2·words` words of `i16` pairs `(v0, v1), (v2, v3)`:
+/// `SXTB16` and `SXTB16 …, ROR #8` per word.
+///
+/// # Safety
+/// `src` must have `words` readable, 4-byte aligned words, `dst` `2·words` writable words.
+#[inline(always)]
+pub unsafe fn widen_words(src: *const u32, words: usize, dst: *mut u32) {
+    #[cfg(kinglet_dsp)]
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        asm_widen_words(src, words, dst);
+    }
+    #[cfg(not(kinglet_dsp))]
+    for i in 0..words {
+        // SAFETY: within the ranges the caller guarantees.
+        unsafe {
+            let w = *src.add(i);
+            *dst.add(2 * i) = sxtb16(w);
+            *dst.add(2 * i + 1) = sxtb16(w.rotate_right(8));
+        }
+    }
+}
+
+/// [`widen_words`] two words per iteration: one `LDRD`, four `SXTB16`, one `STM`.
+#[cfg(kinglet_dsp)]
+#[inline(always)]
+unsafe fn asm_widen_words(src: *const u32, words: usize, dst: *mut u32) {
+    // SAFETY: src has `words` readable aligned words and dst `2·words` writable words.
+    unsafe {
+        let mut s = src;
+        let mut d = dst;
+        let n = words >> 1;
+        if n > 0 {
+            core::arch::asm!(
+                "2:",
+                "ldrd {a}, {b}, [{s}], #8",
+                "sxtb16 r0, {a}",
+                "sxtb16 r1, {a}, ror #8",
+                "sxtb16 r2, {b}",
+                "sxtb16 r3, {b}, ror #8",
+                "stm {d}!, {{r0, r1, r2, r3}}",
+                "subs {n}, #1",
+                "bne 2b",
+                n = inout(reg) n => _,
+                s = inout(reg) s,
+                d = inout(reg) d,
+                a = out(reg) _,
+                b = out(reg) _,
+                out("r0") _,
+                out("r1") _,
+                out("r2") _,
+                out("r3") _,
+                options(nostack),
+            );
+        }
+        if words & 1 != 0 {
+            let w = *s;
+            *d = sxtb16(w);
+            *d.add(1) = sxtb16(w.rotate_right(8));
+        }
+    }
+}
+
+/// `SXTB16`: bytes 0 and 2 of `w`, sign-extended into the low and high halfwords.
+#[cfg(kinglet_dsp)]
+#[inline(always)]
+pub fn sxtb16(w: u32) -> u32 {
+    let out: u32;
+    // SAFETY: register-only arithmetic.
+    unsafe {
+        core::arch::asm!(
+            "sxtb16 {out}, {w}",
+            out = lateout(reg) out,
+            w = in(reg) w,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    out
+}
+
+/// `SXTB16`: bytes 0 and 2 of `w`, sign-extended into the low and high halfwords.
+#[cfg(not(kinglet_dsp))]
+#[inline(always)]
+pub fn sxtb16(w: u32) -> u32 {
+    let lo = i32::from(w as u8 as i8) as u32 & 0xffff;
+    let hi = i32::from((w >> 16) as u8 as i8) as u32;
+    lo | (hi << 16)
+}
+
 /// `acc[j] += Σ_k pair(window, k) · pair(weights, k, j)` over `pairs` pairs, with
 /// `weights` packed by [`crate::pack_weights`] for a block of `BLOCK` channels (pair `k` of
 /// channel `j` at word `k·BLOCK + j`).
@@ -257,6 +347,12 @@ mod tests {
             .wrapping_add(0x7fff * -0x8000)
             .wrapping_add(-0x7fff * 0x7fff);
         assert_eq!(smlad(a, b, 5), expected);
+    }
+
+    #[test]
+    fn sxtb16_takes_bytes_0_and_2() {
+        assert_eq!(sxtb16(0x7f80_ff01), 0xff80_0001);
+        assert_eq!(sxtb16(0x7f80_ff01u32.rotate_right(8)), 0x007f_ffff);
     }
 
     #[test]

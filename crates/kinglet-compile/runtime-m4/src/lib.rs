@@ -1,10 +1,13 @@
 //! Cortex-M4 kernels for the shapes human-activity-recognition networks have: 1D convolutions
-//! with kernel 3 and few channels (optionally fused with ReLU and a 2-wide max pool) and small
-//! fully-connected layers, all int8 with TFLite-exact requantisation.
+//! of any kernel size with few channels, pointwise (1×1) convolutions (both optionally fused
+//! with ReLU and a 2-wide max pool), 1D depthwise convolutions, small fully-connected layers
+//! and global average pooling, all int8 with TFLite-exact requantisation (fully-connected
+//! layers round in double precision like TFLite's reference kernel, see [`FcRequant`]).
 //!
-//! Both kernels are dot products of 16-bit pairs: activations are widened once per layer into
-//! a padded `i16` buffer and the compiler stores weights already widened, so every `SMLAD`
-//! does two multiply-accumulates with no per-MAC sign extension. The input zero point is folded
+//! All kernels are dot products of 16-bit pairs: activations are widened once per layer into
+//! a padded `i16` buffer and weights are stored widened (or int8, widened one block of output
+//! channels at a time, see [`ConvWeights`]), so every `SMLAD` does two multiply-accumulates
+//! with no per-MAC sign extension. The input zero point is folded
 //! into the bias at compile time (`bias − zp_in·Σw`) and padding cells hold `zp_in`, so border
 //! positions need no special case. On targets without the DSP extension the same arithmetic
 //! runs through portable versions of the instructions (that is how the host tests check it
@@ -30,12 +33,24 @@ pub struct ShapeError;
 /// Length of the widened, padded activation buffer a 1D k=3 convolution reads: one zero-point
 /// position before and two after the signal, plus room for rows rounded up to whole pairs.
 pub const fn conv1d_k3_padded_len(width: usize, in_ch: usize) -> usize {
-    (width + 3) * in_ch + 4
+    conv1d_padded_len(width, in_ch, 3)
+}
+
+/// Length of the widened, padded activation buffer a 1D convolution with kernel `kernel` and
+/// `width` output positions (before pooling) reads: the `width + kernel − 1` input positions
+/// its windows cover (padding included), plus room for rows rounded up to whole pairs.
+pub const fn conv1d_padded_len(width: usize, in_ch: usize, kernel: usize) -> usize {
+    (width + kernel) * in_ch + 4
 }
 
 /// Weight row length of a widened k=3 filter: `3·in_ch` rounded up to whole `i16` pairs.
 pub const fn conv1d_k3_row_len(in_ch: usize) -> usize {
-    (3 * in_ch + 1) & !1
+    conv1d_row_len(in_ch, 3)
+}
+
+/// Weight row length of a widened 1D filter: `kernel·in_ch` rounded up to whole `i16` pairs.
+pub const fn conv1d_row_len(in_ch: usize, kernel: usize) -> usize {
+    (kernel * in_ch + 1) & !1
 }
 
 /// Row length of a widened fully-connected weight matrix: `in_len` rounded up to whole pairs.
@@ -58,7 +73,7 @@ pub const fn channel_block(out_ch: usize) -> usize {
 #[repr(C, align(4))]
 pub struct Aligned<T>(pub T);
 
-/// Packs int8 weights `[out_ch][row_in]` (row_in = `3·in_ch` for a k=3 filter in OHWI
+/// Packs int8 weights `[out_ch][row_in]` (row_in = `kernel·in_ch` for a 1D filter in OHWI
 /// order, or `in_len` for a fully-connected layer) into the layout the kernels read: rows
 /// rounded up to `row = (row_in + 1) & !1` with zeros, then for every block of
 /// [`channel_block`] output channels, pair by pair, the block's channels side by side.
@@ -106,12 +121,76 @@ pub fn widen_padded(
     if in_ch == 0 || !body.is_multiple_of(in_ch) || padded.len() < body + 2 * in_ch + 1 {
         return Err(ShapeError);
     }
+    widen_padded_before(input, in_ch, zero_point, 1, padded)
+}
+
+/// Widens int8 `input` (`width × in_ch`, channels last) into `padded` after `pad_before`
+/// positions of zero points, filling the rest of `padded` with zero points too (the
+/// convolution's right-hand padding and the pair rounding).
+#[inline]
+pub fn widen_padded_before(
+    input: &[i8],
+    in_ch: usize,
+    zero_point: i8,
+    pad_before: usize,
+    padded: &mut [i16],
+) -> Result<(), ShapeError> {
+    let body = input.len();
+    let head = pad_before * in_ch;
+    if in_ch == 0 || !body.is_multiple_of(in_ch) || padded.len() < head + body {
+        return Err(ShapeError);
+    }
     let zp = i16::from(zero_point);
-    let (head, rest) = padded.split_at_mut(in_ch);
+    let (head, rest) = padded.split_at_mut(head);
     head.fill(zp);
     let (middle, tail) = rest.split_at_mut(body);
     dsp::widen(input, middle);
     tail.fill(zp);
+    Ok(())
+}
+
+/// Row length (per channel) of the channel-major buffer a 1D depthwise convolution with
+/// `width` output positions reads: its windows' `width + kernel − 1` positions plus room for
+/// pair rounding, kept even so every channel row starts 4-byte aligned.
+pub const fn depthwise_row_len(width: usize, kernel: usize) -> usize {
+    (width + kernel + 1) & !1
+}
+
+/// Tap pairs of a widened depthwise filter row: `kernel` rounded up to whole pairs.
+pub const fn depthwise_pairs(kernel: usize) -> usize {
+    kernel.div_ceil(2)
+}
+
+/// Widens int8 `input` (`width × channels`, channels last) into `padded`, channel-major: row
+/// `c` (of `row_len` values) holds `pad_before` zero points, channel `c` of the signal, and
+/// zero points to the end. Taps of one channel are then adjacent pairs for `SMLAD`.
+pub fn widen_channel_major(
+    input: &[i8],
+    channels: usize,
+    zero_point: i8,
+    pad_before: usize,
+    row_len: usize,
+    padded: &mut [i16],
+) -> Result<(), ShapeError> {
+    if channels == 0
+        || !input.len().is_multiple_of(channels)
+        || pad_before + input.len() / channels > row_len
+        || padded.len() != channels * row_len
+    {
+        return Err(ShapeError);
+    }
+    let width = input.len() / channels;
+    let zp = i16::from(zero_point);
+    for (c, row) in padded.chunks_exact_mut(row_len).enumerate() {
+        let (head, rest) = row.split_at_mut(pad_before);
+        head.fill(zp);
+        let (middle, tail) = rest.split_at_mut(width);
+        for (x, v) in middle.iter_mut().enumerate() {
+            // SAFETY: x < width and c < channels, so x·channels + c < input.len().
+            *v = i16::from(unsafe { *input.get_unchecked(x * channels + c) });
+        }
+        tail.fill(zp);
+    }
     Ok(())
 }
 
@@ -181,14 +260,18 @@ pub fn requantize_right_shift(acc: i32, multiplier: i32, exponent: i32) -> i32 {
     (high >> exponent) + (remainder > threshold) as i32
 }
 
-/// A 1D convolution with kernel 3, stride 1, dilation 1 and SAME padding over a
-/// `width × in_ch` signal, optionally followed by a 2-wide, stride-2 VALID max pool.
+/// A 1D convolution (stride 1, dilation 1) with any kernel size — k = 3, 5, 7 with SAME
+/// padding, or a pointwise 1×1 — optionally followed by a 2-wide, stride-2 VALID max pool.
+/// Output position `x` reads the window starting at position `x` of the padded buffer, so
+/// SAME and VALID differ only in how many zero-point positions the widening puts first.
 #[derive(Clone, Copy, Debug)]
-pub struct Conv1dK3<'a> {
-    /// Signal length (input and convolution output).
+pub struct Conv1d<'a> {
+    /// Convolution output length (before pooling).
     pub width: usize,
-    /// Weights packed by [`pack_weights`] (`row_in = 3·in_ch`).
-    pub weights: &'a [i16],
+    /// Kernel size (taps along the signal).
+    pub kernel: usize,
+    /// Packed weights (`row_in = kernel·in_ch`).
+    pub weights: ConvWeights<'a>,
     /// `bias − zp_in · Σ w` per output channel.
     pub bias: &'a [i32],
     pub requant: Requant<'a>,
@@ -196,25 +279,157 @@ pub struct Conv1dK3<'a> {
     pub pool: bool,
 }
 
-/// Runs [`Conv1dK3`] on a buffer prepared by [`widen_padded`]. `IN_CH` and `OUT_CH` are
-/// compile-time so the shape arithmetic folds away.
-pub fn conv1d_k3<const IN_CH: usize, const OUT_CH: usize>(
-    params: &Conv1dK3,
+/// Runs [`Conv1d`] on a buffer prepared by [`widen_padded_before`] (at least
+/// [`conv1d_padded_len`] long), inlined at the call site: `IN_CH`, `OUT_CH` and `K` are
+/// compile-time, and the call site's constant buffers, tables and flags fold into the loops.
+/// `SCRATCH` is [`conv1d_scratch_words`] for narrow weights (a stack buffer for one block of
+/// widened weights) and 0 for wide ones.
+#[inline(always)]
+pub fn conv1d<const IN_CH: usize, const OUT_CH: usize, const K: usize, const SCRATCH: usize>(
+    params: &Conv1d,
     padded: &[i16],
     output: &mut [i8],
 ) -> Result<(), ShapeError> {
-    conv1d_k3_impl(IN_CH, OUT_CH, params, padded, output)
+    if params.kernel != K {
+        return Err(ShapeError);
+    }
+    let fast = params.requant.fast();
+    let mut scratch = [const { core::mem::MaybeUninit::<u32>::uninit() }; SCRATCH];
+    conv1d_impl(IN_CH, OUT_CH, K, fast, params, padded, output, &mut scratch)
 }
 
-/// [`conv1d_k3`] with channel counts known only at run time (host execution, tests).
-pub fn conv1d_k3_dyn(
-    in_ch: usize,
-    out_ch: usize,
-    params: &Conv1dK3,
+/// [`conv1d`] as one out-of-line function per instance, for layers whose shape occurs more
+/// than once in a model (a multi-branch model's branches): they share one copy of the code
+/// instead of each inlining its own. Out of line, nothing folds from the call site, so
+/// `WIDTH`, `POOL` and whether the requantisation takes the one-rounding form (`FAST`, see
+/// [`requant_is_fast`]) are compile-time too; they must agree with `params`, else
+/// `ShapeError`.
+#[inline(never)]
+pub fn conv1d_shared<
+    const IN_CH: usize,
+    const OUT_CH: usize,
+    const K: usize,
+    const SCRATCH: usize,
+    const WIDTH: usize,
+    const POOL: bool,
+    const FAST: bool,
+>(
+    params: &Conv1d,
     padded: &[i16],
     output: &mut [i8],
 ) -> Result<(), ShapeError> {
-    conv1d_k3_impl(in_ch, out_ch, params, padded, output)
+    if params.kernel != K
+        || params.width != WIDTH
+        || params.pool != POOL
+        || params.requant.fast() != FAST
+    {
+        return Err(ShapeError);
+    }
+    let params = Conv1d {
+        width: WIDTH,
+        pool: POOL,
+        ..*params
+    };
+    let mut scratch = [const { core::mem::MaybeUninit::<u32>::uninit() }; SCRATCH];
+    conv1d_impl(
+        IN_CH,
+        OUT_CH,
+        K,
+        FAST,
+        &params,
+        padded,
+        output,
+        &mut scratch,
+    )
+}
+
+/// [`conv1d`] with shapes known only at run time (host execution, tests); `scratch` holds
+/// [`conv1d_scratch_words`] words for narrow weights.
+pub fn conv1d_dyn(
+    in_ch: usize,
+    out_ch: usize,
+    params: &Conv1d,
+    padded: &[i16],
+    output: &mut [i8],
+    scratch: &mut [u32],
+) -> Result<(), ShapeError> {
+    let fast = params.requant.fast();
+    // SAFETY: initialised u32 viewed as possibly-uninitialised: same layout, and the kernel
+    // only writes through it before reading.
+    let scratch = unsafe {
+        core::slice::from_raw_parts_mut(
+            scratch.as_mut_ptr().cast::<core::mem::MaybeUninit<u32>>(),
+            scratch.len(),
+        )
+    };
+    conv1d_impl(
+        in_ch,
+        out_ch,
+        params.kernel,
+        fast,
+        params,
+        padded,
+        output,
+        scratch,
+    )
+}
+
+/// A convolution's packed weights: widened to `i16` in flash (fastest), or kept int8 in flash
+/// (half the size) and widened one block of output channels at a time into a stack buffer
+/// before the block's positions run — one `SXTB16` pair per four weights, so the cost is a
+/// few instructions per weight, not per multiply-accumulate.
+#[derive(Clone, Copy, Debug)]
+pub enum ConvWeights<'a> {
+    /// Packed by [`pack_weights`].
+    Wide(&'a [i16]),
+    /// Packed by [`pack_weights_narrow`].
+    Narrow(&'a [i8]),
+}
+
+/// Bytes of one block of [`pack_weights_narrow`] output: `block · row` values rounded up to
+/// whole words.
+pub const fn narrow_block_bytes(block: usize, row: usize) -> usize {
+    (block * row + 3) & !3
+}
+
+/// Stack words [`conv1d`] needs for narrow weights of `out_ch` filters with rows of `row`.
+pub const fn conv1d_scratch_words(out_ch: usize, row: usize) -> usize {
+    narrow_block_bytes(channel_block(out_ch), row) / 2
+}
+
+/// Packs int8 weights like [`pack_weights`] but keeps them int8: per block of
+/// [`channel_block`] channels, the same value sequence, each block padded to whole words, and
+/// within every word the bytes ordered `v0 v2 v1 v3` so that `SXTB16` yields the pair
+/// `(v0, v1)` and `SXTB16 …, ROR #8` the pair `(v2, v3)` — exactly the widened layout.
+/// `packed` must hold `(out_ch / block) · narrow_block_bytes(block, row)` bytes.
+pub fn pack_weights_narrow(
+    weights: &[i8],
+    out_ch: usize,
+    row_in: usize,
+    packed: &mut [i8],
+) -> Result<(), ShapeError> {
+    let row = (row_in + 1) & !1;
+    let block = channel_block(out_ch);
+    let block_bytes = narrow_block_bytes(block, row);
+    if weights.len() != out_ch * row_in || packed.len() != out_ch / block * block_bytes {
+        return Err(ShapeError);
+    }
+    packed.fill(0);
+    for (bi, dst) in packed.chunks_exact_mut(block_bytes).enumerate() {
+        let b = bi * block;
+        let mut t = 0;
+        for k in 0..row / 2 {
+            for j in 0..block {
+                for v in [2 * k, 2 * k + 1] {
+                    if v < row_in {
+                        dst[(t & !3) | [0, 2, 1, 3][t & 3]] = weights[(b + j) * row_in + v];
+                    }
+                    t += 1;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn weights_ok(weights: &[i16], len: usize) -> bool {
@@ -222,35 +437,57 @@ fn weights_ok(weights: &[i16], len: usize) -> bool {
     weights.len() == len && (!HAS_DSP || (weights.as_ptr() as usize).is_multiple_of(4))
 }
 
+fn conv_weights_ok(
+    weights: ConvWeights,
+    out_ch: usize,
+    row: usize,
+    scratch: &[core::mem::MaybeUninit<u32>],
+) -> bool {
+    match weights {
+        ConvWeights::Wide(w) => weights_ok(w, out_ch * row),
+        ConvWeights::Narrow(w) => {
+            let block = channel_block(out_ch);
+            w.len() == out_ch / block * narrow_block_bytes(block, row)
+                && (w.as_ptr() as usize).is_multiple_of(4)
+                && scratch.len() >= conv1d_scratch_words(out_ch, row)
+        }
+    }
+}
+
 #[inline(always)]
-fn conv1d_k3_impl(
+#[allow(clippy::too_many_arguments)]
+fn conv1d_impl(
     in_ch: usize,
     out_ch: usize,
-    params: &Conv1dK3,
+    kernel: usize,
+    fast: bool,
+    params: &Conv1d,
     padded: &[i16],
     output: &mut [i8],
+    scratch: &mut [core::mem::MaybeUninit<u32>],
 ) -> Result<(), ShapeError> {
-    let row = conv1d_k3_row_len(in_ch);
+    let row = conv1d_row_len(in_ch, kernel);
     let width = params.width;
     let out_len = if params.pool { width / 2 } else { width } * out_ch;
     if in_ch == 0
         || out_ch == 0
-        || !weights_ok(params.weights, out_ch * row)
+        || kernel == 0
+        || !conv_weights_ok(params.weights, out_ch, row, scratch)
         || params.bias.len() != out_ch
-        || padded.len() < conv1d_k3_padded_len(width, in_ch)
+        || padded.len() < conv1d_padded_len(width, in_ch, kernel)
         || output.len() != out_len
     {
         return Err(ShapeError);
     }
     params.requant.check(out_ch)?;
-    let fast = params.requant.fast();
+    let scratch = scratch.as_mut_ptr().cast::<u32>();
     match (channel_block(out_ch), fast) {
-        (4, true) => conv_rows::<4, true>(in_ch, out_ch, params, padded, output),
-        (4, false) => conv_rows::<4, false>(in_ch, out_ch, params, padded, output),
-        (2, true) => conv_rows::<2, true>(in_ch, out_ch, params, padded, output),
-        (2, false) => conv_rows::<2, false>(in_ch, out_ch, params, padded, output),
-        (_, true) => conv_rows::<1, true>(in_ch, out_ch, params, padded, output),
-        (_, false) => conv_rows::<1, false>(in_ch, out_ch, params, padded, output),
+        (4, true) => conv_rows::<4, true>(in_ch, out_ch, row, params, padded, output, scratch),
+        (4, false) => conv_rows::<4, false>(in_ch, out_ch, row, params, padded, output, scratch),
+        (2, true) => conv_rows::<2, true>(in_ch, out_ch, row, params, padded, output, scratch),
+        (2, false) => conv_rows::<2, false>(in_ch, out_ch, row, params, padded, output, scratch),
+        (_, true) => conv_rows::<1, true>(in_ch, out_ch, row, params, padded, output, scratch),
+        (_, false) => conv_rows::<1, false>(in_ch, out_ch, row, params, padded, output, scratch),
     }
     Ok(())
 }
@@ -261,11 +498,12 @@ fn conv1d_k3_impl(
 fn conv_rows<const BLOCK: usize, const FAST: bool>(
     in_ch: usize,
     out_ch: usize,
-    params: &Conv1dK3,
+    row: usize,
+    params: &Conv1d,
     padded: &[i16],
     output: &mut [i8],
+    scratch: *mut u32,
 ) {
-    let row = conv1d_k3_row_len(in_ch);
     let pairs = row / 2;
     let width = params.width;
     let requant = &params.requant;
@@ -276,9 +514,20 @@ fn conv_rows<const BLOCK: usize, const FAST: bool>(
     while b < out_ch {
         // SAFETY: lengths were checked by the caller: the block's packed weights are
         // weights[b·row .. (b+BLOCK)·row]; every window read ends at x·in_ch + row ≤
-        // (width+1)·in_ch + row ≤ conv1d_k3_padded_len; outputs are written below out_len.
+        // (width−1)·in_ch + kernel·in_ch + 1 ≤ conv1d_padded_len; outputs are written below
+        // out_len.
         unsafe {
-            let w = params.weights.as_ptr().add(b * row).cast::<u32>();
+            // Narrow weights: the block's words widen into `scratch` (checked to hold
+            // conv1d_scratch_words), giving the wide layout.
+            let w = match params.weights {
+                ConvWeights::Wide(w) => w.as_ptr().add(b * row).cast::<u32>(),
+                ConvWeights::Narrow(w) => {
+                    let bytes = narrow_block_bytes(BLOCK, row);
+                    let src = w.as_ptr().add(b / BLOCK * bytes).cast::<u32>();
+                    dsp::widen_words(src, bytes / 4, scratch);
+                    scratch.cast_const()
+                }
+            };
             let mut bias = [0i32; BLOCK];
             let mut fast_ch = [FastChannel::default(); BLOCK];
             for j in 0..BLOCK {
@@ -326,15 +575,366 @@ fn conv_rows<const BLOCK: usize, const FAST: bool>(
     }
 }
 
-/// A fully-connected layer on an int8 vector widened by [`widen_padded`] with `in_ch =
-/// in_len` (so the vector starts at `padded[in_len]`).
+/// Largest kernel [`depthwise1d`] takes (its filter pairs stay in registers).
+pub const DEPTHWISE_MAX_KERNEL: usize = 16;
+
+/// A 1D depthwise convolution with depth multiplier 1, stride 1 and dilation 1 (SAME or VALID
+/// padding), over the channel-major buffer [`widen_channel_major`] makes: each output is
+/// `kernel` taps of one channel, so pairs of adjacent taps feed one `SMLAD` — channels-last
+/// data would pair two channels, whose products `SMLAD` cannot keep apart.
+#[derive(Clone, Copy, Debug)]
+pub struct Depthwise1d<'a> {
+    /// Output positions.
+    pub width: usize,
+    /// Kernel size (taps), at most [`DEPTHWISE_MAX_KERNEL`].
+    pub kernel: usize,
+    /// Per channel, its `kernel` taps widened and padded with zeros to
+    /// `2 · depthwise_pairs(kernel)` values.
+    pub weights: &'a [i16],
+    /// `bias − zp_in · Σ w` per channel.
+    pub bias: &'a [i32],
+    pub requant: Requant<'a>,
+}
+
+/// Runs [`Depthwise1d`] inlined at the call site (`CH` and `K` compile-time, see
+/// [`conv1d`]).
+#[inline(always)]
+pub fn depthwise1d<const CH: usize, const K: usize>(
+    params: &Depthwise1d,
+    padded: &[i16],
+    output: &mut [i8],
+) -> Result<(), ShapeError> {
+    if params.kernel != K {
+        return Err(ShapeError);
+    }
+    let fast = params.requant.fast();
+    depthwise1d_impl(CH, K, fast, params, padded, output)
+}
+
+/// [`depthwise1d`] out of line, shared by layers of the same shape (see [`conv1d_shared`]).
+#[inline(never)]
+pub fn depthwise1d_shared<const CH: usize, const K: usize, const WIDTH: usize, const FAST: bool>(
+    params: &Depthwise1d,
+    padded: &[i16],
+    output: &mut [i8],
+) -> Result<(), ShapeError> {
+    if params.kernel != K || params.width != WIDTH || params.requant.fast() != FAST {
+        return Err(ShapeError);
+    }
+    let params = Depthwise1d {
+        width: WIDTH,
+        ..*params
+    };
+    depthwise1d_impl(CH, K, FAST, &params, padded, output)
+}
+
+/// [`depthwise1d`] with shapes known only at run time (host execution, tests).
+pub fn depthwise1d_dyn(
+    channels: usize,
+    params: &Depthwise1d,
+    padded: &[i16],
+    output: &mut [i8],
+) -> Result<(), ShapeError> {
+    let fast = params.requant.fast();
+    depthwise1d_impl(channels, params.kernel, fast, params, padded, output)
+}
+
+#[inline(always)]
+fn depthwise1d_impl(
+    channels: usize,
+    kernel: usize,
+    fast: bool,
+    params: &Depthwise1d,
+    padded: &[i16],
+    output: &mut [i8],
+) -> Result<(), ShapeError> {
+    let width = params.width;
+    let pairs = depthwise_pairs(kernel);
+    if channels == 0
+        || kernel == 0
+        || kernel > DEPTHWISE_MAX_KERNEL
+        || params.weights.len() != channels * 2 * pairs
+        || params.bias.len() != channels
+        || padded.len() != channels * depthwise_row_len(width, kernel)
+        || output.len() != width * channels
+    {
+        return Err(ShapeError);
+    }
+    params.requant.check(channels)?;
+    if fast {
+        depthwise_rows::<true>(channels, pairs, params, padded, output);
+    } else {
+        depthwise_rows::<false>(channels, pairs, params, padded, output);
+    }
+    Ok(())
+}
+
+/// Channel outside (its taps and requantisation constants in registers), positions inside.
+#[inline(always)]
+fn depthwise_rows<const FAST: bool>(
+    channels: usize,
+    pairs: usize,
+    params: &Depthwise1d,
+    padded: &[i16],
+    output: &mut [i8],
+) {
+    let width = params.width;
+    let row_len = depthwise_row_len(width, params.kernel);
+    let requant = &params.requant;
+    let out = output.as_mut_ptr();
+    for c in 0..channels {
+        // SAFETY: the caller checked weights (2·pairs per channel), bias and requantisation
+        // (one per channel), padded (row_len per channel) and output (width·channels). The
+        // last pair read of a row starts at (width−1) + 2·(pairs−1) and ends at
+        // width + 2·pairs − 2 ≤ width + kernel − 1 < row_len.
+        unsafe {
+            let mut taps = [0u32; DEPTHWISE_MAX_KERNEL / 2];
+            let w = params.weights.as_ptr().add(2 * pairs * c);
+            for (p, t) in taps.iter_mut().enumerate().take(pairs) {
+                *t = dsp::read_pair(w.add(2 * p));
+            }
+            let bias = *params.bias.get_unchecked(c);
+            let fast_ch = if FAST {
+                requant.fast_channel(c)
+            } else {
+                FastChannel::default()
+            };
+            let src = padded.as_ptr().add(c * row_len);
+            for x in 0..width {
+                let mut acc = bias;
+                for (p, &t) in taps.iter().enumerate().take(pairs) {
+                    acc = dsp::smlad(dsp::read_pair(src.add(x + 2 * p)), t, acc);
+                }
+                *out.add(x * channels + c) = if FAST {
+                    fast_ch.finish(acc, requant)
+                } else {
+                    requant.finish(acc, c)
+                };
+            }
+        }
+    }
+}
+
+/// Packs depthwise weights `[1, 1, kernel, channels]` (TFLite layout, multiplier 1) into
+/// [`Depthwise1d::weights`] order: per channel, its taps, then a zero to a whole pair.
+pub fn pack_depthwise_weights(
+    weights: &[i8],
+    channels: usize,
+    kernel: usize,
+    packed: &mut [i16],
+) -> Result<(), ShapeError> {
+    let per_channel = 2 * depthwise_pairs(kernel);
+    if weights.len() != channels * kernel || packed.len() != channels * per_channel {
+        return Err(ShapeError);
+    }
+    for (c, row) in packed.chunks_exact_mut(per_channel).enumerate() {
+        for (t, v) in row.iter_mut().enumerate() {
+            *v = if t < kernel {
+                i16::from(weights[t * channels + c])
+            } else {
+                0
+            };
+        }
+    }
+    Ok(())
+}
+
+/// Mean over the middle axis of `[outer, count, channels]` (a global average pool), as
+/// kinglet-micro's `mean_hw_i8` (TFLite reference `QuantizedMeanOrSum`) computes it but with
+/// its requantisation (`multiplier`, `shift`: `s_in / s_out` with `1/count` absorbed) derived at
+/// compile time — at run time that derivation needs soft-float double on Cortex-M4.
+#[allow(clippy::too_many_arguments)]
+pub fn mean_i8(
+    input: &[i8],
+    count: usize,
+    channels: usize,
+    input_zero_point: i32,
+    output_zero_point: i32,
+    multiplier: i32,
+    shift: i32,
+    output: &mut [i8],
+) -> Result<(), ShapeError> {
+    let image = count * channels;
+    if image == 0
+        || !input.len().is_multiple_of(image)
+        || output.len() != input.len() / image * channels
+        || multiplier < 0
+        || !(-31..=30).contains(&shift)
+    {
+        return Err(ShapeError);
+    }
+    let zp_sum = (i64::from(input_zero_point) * count as i64) as i32;
+    for (rows, out) in input
+        .chunks_exact(image)
+        .zip(output.chunks_exact_mut(channels))
+    {
+        for (c, o) in out.iter_mut().enumerate() {
+            let mut sum = 0i32;
+            for i in 0..count {
+                // SAFETY: i·channels + c < count·channels = rows.len().
+                sum = sum.wrapping_add(i32::from(unsafe { *rows.get_unchecked(i * channels + c) }));
+            }
+            let v = multiply_by_quantized_multiplier(sum.wrapping_sub(zp_sum), multiplier, shift)
+                .saturating_add(output_zero_point);
+            *o = v.clamp(-128, 127) as i8;
+        }
+    }
+    Ok(())
+}
+
+/// Output requantisation of a fully-connected layer as TFLite's reference kernel computes it:
+/// `round(acc · scale)` in double precision, ties away from zero, then the zero point
+/// (saturating) and the clamp — kinglet-micro's `Requant::Double`. Q31 fixed point cannot
+/// reproduce it: it rounds twice (and approximates the scale), so a product whose fixed-point
+/// intermediate lands exactly on a half (e.g. `−75.4997` → `−77312 / 2^10 = −75.5`) rounds
+/// away from zero where the reference rounds to nearest.
+#[derive(Clone, Copy, Debug)]
+pub struct FcRequant<'a> {
+    /// `(double)s_in · (double)s_w[o] / (double)s_out` per output (kinglet-micro
+    /// `fc_reference_scales`).
+    pub scales: &'a [f64],
+    /// Output zero point.
+    pub output_offset: i32,
+    /// Clamp range (fused activation and storage range).
+    pub act_min: i32,
+    pub act_max: i32,
+}
+
+impl FcRequant<'_> {
+    fn check(&self, outputs: usize) -> Result<(), ShapeError> {
+        let ok = self.scales.len() == outputs
+            && self.scales.iter().all(|s| s.is_finite())
+            && self.act_min <= self.act_max
+            && self.act_min >= -128
+            && self.act_max <= 127;
+        if ok { Ok(()) } else { Err(ShapeError) }
+    }
+
+    #[inline(always)]
+    fn finish(&self, acc: i32, ch: usize) -> i8 {
+        // SAFETY: `check` verified one scale per output.
+        let scale = unsafe { *self.scales.get_unchecked(ch) };
+        requantize_double(acc, scale)
+            .saturating_add(self.output_offset)
+            .clamp(self.act_min, self.act_max) as i8
+    }
+}
+
+/// `round(acc · scale)` with the product rounded to double precision first and ties away from
+/// zero, saturated to `i32`: bit for bit `round_f64(f64::from(acc) * scale) as i32`, what
+/// TFLite's reference fully-connected kernel computes, in integer arithmetic (soft-float
+/// double costs ~800 instructions per output on Cortex-M4 and ~16 kB of flash).
+///
+/// With `scale = S · 2^−k` (S the 53-bit significand) and `N = |acc| · S`, the exact product
+/// is `N / 2^k`. Rounding it to double keeps the 53 leading bits of N (nearest, ties even);
+/// every half-integer `(2q+1) · 2^(k−1)` below 2^31 lies on that grid and is even there, so the
+/// double product reaches or passes one exactly when N is at most half a grid step `w` below
+/// it. Hence the result is `(N + 2^(k−1) + w) >> k`, with `w = 2^(bits(N) − 54)` (0 when N
+/// has at most 53 bits); the sign is applied last, as both roundings are symmetric.
+///
+/// The common case takes a shorter path: with the 31-bit multiplier `M = ⌊S / 2^22⌋` and
+/// `sh = k − 22`, `|acc|·M / 2^sh` is within `|p|·2^−30` of the exact product `p` (and the
+/// double rounding within `|p|·2^−53`), so for `|p| < 2^10` its rounding is exact unless its
+/// fraction lies within 2^−19 of one half; those near-ties, huge products and unusual scales
+/// take the exact path.
+#[inline]
+pub fn requantize_double(acc: i32, scale: f64) -> i32 {
+    let bits = scale.to_bits();
+    let biased_exp = ((bits >> 52) & 0x7ff) as u32;
+    // sh = k − 22 = 1053 − biased_exp in 20..=62 (scales from about 2^−32 to 2^10).
+    let sh = 1053u32.wrapping_sub(biased_exp);
+    if (20..=62).contains(&sh) {
+        let multiplier = ((bits >> 22) & ((1 << 30) - 1)) | (1 << 30);
+        let half = 1u64 << (sh - 1);
+        let h = u64::from(acc.unsigned_abs()) * multiplier + half;
+        let rounded = h >> sh;
+        let fraction = h & ((half << 1) - 1);
+        let margin = 1u64 << (sh - 19);
+        if rounded < 1 << 10 && fraction >= margin && fraction <= (half << 1) - margin {
+            let r = rounded as i32;
+            return if acc < 0 { -r } else { r };
+        }
+    }
+    requantize_double_exact(acc, scale)
+}
+
+/// [`requantize_double`]'s exact path (out of line: near-ties and extremes are rare).
+#[inline(never)]
+#[cold]
+fn requantize_double_exact(acc: i32, scale: f64) -> i32 {
+    let bits = scale.to_bits();
+    let biased_exp = ((bits >> 52) & 0x7ff) as i32;
+    let n = u64::from(acc.unsigned_abs());
+    // Zero, subnormal (< 2^−1022) and negative-zero scales give |product| < 0.5.
+    if n == 0 || biased_exp == 0 {
+        return 0;
+    }
+    let significand = (bits & ((1u64 << 52) - 1)) | (1u64 << 52);
+    let k = 1075 - biased_exp;
+    let magnitude: u64 = if k <= 0 {
+        // scale ≥ 2^52: the product is at least 2^52.
+        u64::MAX
+    } else if k > 126 {
+        // |product| < 2^84 · 2^−127.
+        0
+    } else {
+        // N = n · S as hi · 2^64 + lo (n < 2^32, S < 2^53: N < 2^85).
+        let low = n * (significand & 0xffff_ffff);
+        let high = n * (significand >> 32);
+        let (lo, carry) = low.overflowing_add(high << 32);
+        let hi = (high >> 32) + u64::from(carry);
+        let bit_len = if hi != 0 {
+            128 - hi.leading_zeros()
+        } else {
+            64 - lo.leading_zeros()
+        };
+        let (lo, hi) = add_pow2(lo, hi, (k - 1) as u32);
+        let (lo, hi) = if bit_len >= 54 {
+            add_pow2(lo, hi, bit_len - 54)
+        } else {
+            (lo, hi)
+        };
+        let k = k as u32;
+        if k >= 64 {
+            hi >> (k - 64)
+        } else if hi >> k != 0 {
+            u64::MAX
+        } else {
+            (lo >> k) | (hi << (64 - k))
+        }
+    };
+    if acc < 0 {
+        if magnitude >= 1 << 31 {
+            i32::MIN
+        } else {
+            -(magnitude as i32)
+        }
+    } else {
+        magnitude.min(i32::MAX as u64) as i32
+    }
+}
+
+/// `(lo, hi) + 2^bit` for a 128-bit value split in halves (`bit < 128`, no overflow).
+#[inline(always)]
+fn add_pow2(lo: u64, hi: u64, bit: u32) -> (u64, u64) {
+    if bit >= 64 {
+        (lo, hi + (1u64 << (bit - 64)))
+    } else {
+        let (lo, carry) = lo.overflowing_add(1u64 << bit);
+        (lo, hi + u64::from(carry))
+    }
+}
+
+/// A fully-connected layer on an int8 vector widened by [`widen_padded_before`] with
+/// `in_ch = in_len` and no padding before: `padded` holds the vector and, for an odd `in_len`,
+/// one more value the zero weight of the last pair multiplies ([`fc_row_len`] in all).
 #[derive(Clone, Copy, Debug)]
 pub struct FullyConnected<'a> {
     /// Weights packed by [`pack_weights`] (`row_in = in_len`).
     pub weights: &'a [i16],
     /// `bias − zp_in · Σ w` per output.
     pub bias: &'a [i32],
-    pub requant: Requant<'a>,
+    pub requant: FcRequant<'a>,
 }
 
 pub fn fully_connected<const IN_LEN: usize, const OUT_LEN: usize>(
@@ -368,7 +968,7 @@ fn fully_connected_impl(
     if out_len == 0
         || !weights_ok(params.weights, out_len * row)
         || params.bias.len() != out_len
-        || padded.len() < in_len + row
+        || padded.len() < row
         || output.len() != out_len
     {
         return Err(ShapeError);
@@ -393,7 +993,7 @@ fn fc_blocks<const BLOCK: usize>(
     let row = fc_row_len(in_len);
     let mut b = 0;
     while b < out_len {
-        // SAFETY: the vector read covers padded[in_len .. in_len + row]; the block's weights
+        // SAFETY: the vector read covers padded[..row]; the block's weights
         // are weights[b·row .. (b+BLOCK)·row]; b + j < out_len = output.len() (checked).
         unsafe {
             let mut acc = [0i32; BLOCK];
@@ -401,7 +1001,7 @@ fn fc_blocks<const BLOCK: usize>(
                 *a = *params.bias.get_unchecked(b + j);
             }
             let w = params.weights.as_ptr().add(b * row).cast::<u32>();
-            dsp::dot_block::<BLOCK>(padded.as_ptr().add(in_len), w, row / 2, &mut acc);
+            dsp::dot_block::<BLOCK>(padded.as_ptr(), w, row / 2, &mut acc);
             for (j, &a) in acc.iter().enumerate() {
                 *output.get_unchecked_mut(b + j) = params.requant.finish(a, b + j);
             }
@@ -430,6 +1030,13 @@ impl FastChannel {
     }
 }
 
+/// Whether requantisation with these shifts, zero point and clamp floor takes the
+/// one-rounding form (see `Requant::fast`): the `FAST` parameter of [`conv1d`] and
+/// [`depthwise1d`].
+pub fn requant_is_fast(shifts: &[i32], output_offset: i32, act_min: i32) -> bool {
+    act_min >= output_offset && shifts.iter().all(|&s| s <= -1)
+}
+
 impl Requant<'_> {
     /// Whether the one-rounding form applies: every shift is a right shift of at least one
     /// and the clamp's floor is at or above the zero point (ReLU-style). Then
@@ -438,7 +1045,7 @@ impl Requant<'_> {
     /// floor-divisions compose exactly, and negative ones end at or below the zero point
     /// either way, where the clamp maps them to `act_min`.
     fn fast(&self) -> bool {
-        self.act_min >= self.output_offset && self.shifts.iter().all(|&s| s <= -1)
+        requant_is_fast(self.shifts, self.output_offset, self.act_min)
     }
 
     #[inline(always)]
@@ -455,6 +1062,119 @@ impl Requant<'_> {
             multiplier: m,
             addend: (1i64 << 30) + (1i64 << (30 + e)),
             shift: e - 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kinglet_micro::fmath::round_f64;
+
+    /// The definition: TFLite's reference fully-connected requantisation.
+    fn by_definition(acc: i32, scale: f64) -> i32 {
+        round_f64(f64::from(acc) * scale) as i32
+    }
+
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            self.0 >> 11
+        }
+    }
+
+    #[test]
+    fn requantize_double_matches_the_definition_on_random_values() {
+        let mut rng = Lcg(1);
+        for _ in 0..200_000 {
+            let acc = match rng.next() % 3 {
+                0 => (rng.next() as i32) >> (rng.next() % 31),
+                1 => (rng.next() % 2001) as i32 - 1000,
+                _ => rng.next() as i32,
+            };
+            // Scales from 2^-40 to 2^12, plus products of typical f32 scales.
+            let scale = match rng.next() % 2 {
+                0 => {
+                    (rng.next() as f64 / (1u64 << 53) as f64)
+                        * 2f64.powi((rng.next() % 52) as i32 - 40)
+                }
+                _ => {
+                    let (a, b, c) = (
+                        1e-3 + (rng.next() % 1000) as f32 * 1e-4,
+                        1e-4 + (rng.next() % 1000) as f32 * 1e-5,
+                        1e-2 + (rng.next() % 1000) as f32 * 1e-3,
+                    );
+                    f64::from(a) * f64::from(b) / f64::from(c)
+                }
+            };
+            assert_eq!(
+                requantize_double(acc, scale),
+                by_definition(acc, scale),
+                "acc {acc} scale {scale:e}"
+            );
+        }
+    }
+
+    /// Products whose double rounding lands exactly on a half (`acc · scale` a hair off
+    /// `q + ½`, the rounded product exactly `q + ½`), exact halves, and extremes.
+    #[test]
+    fn requantize_double_matches_the_definition_at_ties() {
+        let mut rng = Lcg(2);
+        let mut double_rounded_ties = 0;
+        for _ in 0..100_000 {
+            let acc = ((rng.next() % 2_000_000) as i32 + 1)
+                * if rng.next().is_multiple_of(2) { 1 } else { -1 };
+            let q = (rng.next() % 300) as i32;
+            let scale = (f64::from(2 * q + 1) / 2.0 / f64::from(acc)).abs();
+            let product = f64::from(acc) * scale;
+            if product.abs().fract() == 0.5 {
+                // Is the exact product off the half? acc·S ≠ (2q+1)·2^(k−1).
+                let bits = scale.to_bits();
+                let sig = i128::from((bits & ((1u64 << 52) - 1)) | (1u64 << 52));
+                let k = 1075 - ((bits >> 52) & 0x7ff) as i32;
+                let exact = i128::from(acc.unsigned_abs()) * sig;
+                if exact != i128::from(2 * q + 1) << (k - 1) {
+                    double_rounded_ties += 1;
+                }
+            }
+            assert_eq!(
+                requantize_double(acc, scale),
+                by_definition(acc, scale),
+                "acc {acc} scale {scale:e}"
+            );
+        }
+        assert!(
+            double_rounded_ties > 1000,
+            "only {double_rounded_ties} double-rounded ties"
+        );
+        for (acc, scale) in [
+            (3, 0.5),
+            (-3, 0.5),
+            (-1, 0.5),
+            (1, 0.5),
+            (i32::MIN, 1.0),
+            (i32::MAX, 1.0),
+            (i32::MIN, 0.25),
+            (i32::MAX, 3.0),
+            (i32::MIN, 3.0),
+            (-5, 1e300),
+            (5, 1e300),
+            (7, 1e-300),
+            (7, 5e-324),
+            (7, 0.0),
+            (0, 1e10),
+            (i32::MIN, 2f64.powi(-31)),
+            (-140_172, 5.386_e-4),
+        ] {
+            assert_eq!(
+                requantize_double(acc, scale),
+                by_definition(acc, scale),
+                "acc {acc} scale {scale:e}"
+            );
         }
     }
 }

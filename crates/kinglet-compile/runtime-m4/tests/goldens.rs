@@ -1,19 +1,24 @@
 //! The DSP kernels (run here through their portable instruction models; the same code runs
 //! natively in the QEMU tests) against TFLite and the reference kernels, bit for bit:
 //! - fully connected: the TFLite goldens shared with kinglet-micro
-//!   (`kinglet-micro/tests/fixtures/tflite_goldens.txt`, `expected_opt` = TFLite's integer
-//!   requantisation, which TFLite Micro also uses);
-//! - 1D k=3 convolution (± fused max pool): kinglet-micro's `conv2d_i8` + `max_pool2d_i8`
-//!   (themselves checked against TFLite goldens) on seeded random shapes and quantisation,
-//!   since the shared goldens hold no HAR-shaped convolution.
+//!   (`kinglet-micro/tests/fixtures/tflite_goldens.txt`, `expected` = the interpreter's
+//!   reference kernels, which requantise in double precision);
+//! - 1D convolution with kernel 1 (pointwise), 3, 5, 7, SAME and VALID (± fused max pool),
+//!   and 1D depthwise convolution: kinglet-micro's `conv2d_i8`, `max_pool2d_i8` and
+//!   `depthwise_conv2d_i8` (themselves checked against TFLite goldens) on seeded random shapes
+//!   and quantisation, since the shared goldens hold no HAR-shaped convolution.
 use std::collections::BTreeMap;
 
 use kinglet_m4::{
-    Conv1dK3, FullyConnected, Requant, conv1d_k3_dyn, conv1d_k3_padded_len, conv1d_k3_row_len,
-    fc_row_len, fully_connected_dyn, pack_weights, widen_padded,
+    Conv1d, ConvWeights, Depthwise1d, FcRequant, FullyConnected, Requant, channel_block,
+    conv1d_dyn, conv1d_k3_padded_len, conv1d_padded_len, conv1d_row_len, conv1d_scratch_words,
+    depthwise_pairs, depthwise_row_len, depthwise1d_dyn, fc_row_len, fully_connected_dyn,
+    narrow_block_bytes, pack_depthwise_weights, pack_weights, pack_weights_narrow,
+    widen_channel_major, widen_padded_before,
 };
 use kinglet_micro::quant::{
-    FusedActivation, activation_range_quantized, conv_output_multipliers, legacy_output_multiplier,
+    FusedActivation, activation_range_quantized, conv_output_multipliers, fc_reference_scales,
+    multiply_by_quantized_multiplier,
 };
 use kinglet_micro::{ConvParams, PoolParams, QuantParams, Shape4, TensorMut, TensorRef};
 
@@ -98,14 +103,8 @@ fn fully_connected_matches_tflite_goldens() {
         let in_s: f32 = nums(&c, "in_scale")[0];
         let out_s: f32 = nums(&c, "out_scale")[0];
         let f_s: Vec<f32> = nums(&c, "filter_scale");
-        let (mut m, mut sh) = (vec![0; out_len], vec![0; out_len]);
-        if f_s.len() == 1 {
-            let (mm, ss) = legacy_output_multiplier(in_s, f_s[0], out_s).unwrap();
-            m.fill(mm);
-            sh.fill(ss);
-        } else {
-            conv_output_multipliers(in_s, &f_s, out_s, &mut m, &mut sh).unwrap();
-        }
+        let mut scales = vec![0f64; out_len];
+        fc_reference_scales(in_s, &f_s, out_s, &mut scales).unwrap();
         let in_zp: i32 = nums(&c, "in_zp")[0];
         let out_zp: i32 = nums(&c, "out_zp")[0];
         let (act_min, act_max) =
@@ -117,22 +116,22 @@ fn fully_connected_matches_tflite_goldens() {
         let params = FullyConnected {
             weights: &packed,
             bias: &bias,
-            requant: Requant {
-                multipliers: &m,
-                shifts: &sh,
+            requant: FcRequant {
+                scales: &scales,
                 output_offset: out_zp,
                 act_min,
                 act_max,
             },
         };
         let input: Vec<i8> = nums(&c, "input");
-        let expected: Vec<i8> = nums(&c, "expected_opt");
+        let expected: Vec<i8> = nums(&c, "expected");
         for b in 0..batches {
-            let mut padded = vec![0i16; conv1d_k3_padded_len(1, in_len)];
-            widen_padded(
+            let mut padded = vec![0i16; fc_row_len(in_len)];
+            widen_padded_before(
                 &input[b * in_len..(b + 1) * in_len],
                 in_len,
                 in_zp as i8,
+                0,
                 &mut padded,
             )
             .unwrap();
@@ -152,6 +151,50 @@ fn fully_connected_matches_tflite_goldens() {
     );
 }
 
+/// The fully-connected layer of a trained Little model (kinglet-compile's
+/// `little4_fc_tie.int8.tflite`), reduced to its accumulators: Q31 fixed point lands exactly on
+/// `−77312 / 2^10 = −75.5` for output 1 and rounds it away from zero (−76), while TFLite's
+/// reference kernel rounds `−140172 · 5.386e−4 = −75.4997` in double precision to −75.
+#[test]
+fn fully_connected_requantises_like_tflite_reference_at_a_fixed_point_tie() {
+    let in_s = f32::from_bits(0x3d68_3b25);
+    let out_s = f32::from_bits(0x3f23_c56d);
+    let f_s = [f32::from_bits(0x3bac_befe), f32::from_bits(0x3bc7_254f)];
+    let (out_zp, in_zp) = (-24, -128);
+    let accs = [238_515, -140_172];
+
+    // The tie: what fixed-point requantisation (TFLite's conv kernels, TFLite Micro) gives.
+    let (mut m, mut sh) = ([0; 2], [0; 2]);
+    conv_output_multipliers(in_s, &f_s, out_s, &mut m, &mut sh).unwrap();
+    let fixed: Vec<i32> = (0..2)
+        .map(|o| multiply_by_quantized_multiplier(accs[o], m[o], sh[o]) + out_zp)
+        .collect();
+    assert_eq!(fixed, [87, -100]);
+
+    // One input at the zero point: the accumulator is the bias.
+    let weights = [1i8, 1];
+    let mut packed = vec![0i16; 2 * fc_row_len(1)];
+    pack_weights(&weights, 2, 1, &mut packed).unwrap();
+    let bias = fold(&accs, &weights, 2, in_zp);
+    let mut scales = [0f64; 2];
+    fc_reference_scales(in_s, &f_s, out_s, &mut scales).unwrap();
+    let params = FullyConnected {
+        weights: &packed,
+        bias: &bias,
+        requant: FcRequant {
+            scales: &scales,
+            output_offset: out_zp,
+            act_min: -128,
+            act_max: 127,
+        },
+    };
+    let mut padded = vec![0i16; fc_row_len(1)];
+    widen_padded_before(&[in_zp as i8], 1, in_zp as i8, 0, &mut padded).unwrap();
+    let mut out = [0i8; 2];
+    fully_connected_dyn(1, 2, &params, &padded, &mut out).unwrap();
+    assert_eq!(out, [87, -99]);
+}
+
 struct Lcg(u32);
 impl Lcg {
     fn next(&mut self) -> u32 {
@@ -166,16 +209,41 @@ impl Lcg {
     }
 }
 
+/// Random requantisation for `channels` outputs; every fourth case has output scales small
+/// enough that some multipliers exceed 1 (left shifts).
+fn random_requant(rng: &mut Lcg, case: usize, channels: usize) -> (f32, Vec<i32>, Vec<i32>) {
+    let in_s = 0.002 + rng.unit() * 0.05;
+    let out_s = if case.is_multiple_of(4) {
+        0.00005 + rng.unit() * 0.0002
+    } else {
+        0.0005 + rng.unit() * 0.2
+    };
+    let f_s: Vec<f32> = (0..channels).map(|_| 0.001 + rng.unit() * 0.02).collect();
+    let (mut m, mut sh) = (vec![0; channels], vec![0; channels]);
+    conv_output_multipliers(in_s, &f_s, out_s, &mut m, &mut sh).unwrap();
+    (out_s, m, sh)
+}
+
 #[test]
-fn conv1d_k3_matches_reference_kernels() {
+fn conv1d_matches_reference_kernels() {
     let mut rng = Lcg(7);
     let channel_choices = [1usize, 2, 3, 4, 5, 6, 8, 9, 12, 16, 32];
     let mut left_shifts = 0;
-    for case in 0..400 {
-        let width = rng.range(1, 40) as usize;
+    let mut kernels_seen = [0usize; 8];
+    for case in 0..800 {
+        let kernel = [1usize, 3, 5, 7, 2][rng.range(0, 4) as usize];
+        let same = kernel == 1 || rng.range(0, 3) != 0;
+        let in_width = rng.range(kernel as i32, 40) as usize;
+        let width = if same {
+            in_width
+        } else {
+            in_width - kernel + 1
+        };
+        let pad_before = if same { (kernel - 1) / 2 } else { 0 };
         let in_ch = channel_choices[rng.range(0, 10) as usize];
         let out_ch = channel_choices[rng.range(0, 10) as usize];
         let pool = rng.range(0, 1) == 1 && width >= 2;
+        kernels_seen[kernel] += 1;
         let activation = [
             FusedActivation::None,
             FusedActivation::Relu,
@@ -183,27 +251,18 @@ fn conv1d_k3_matches_reference_kernels() {
         ][rng.range(0, 2) as usize];
         let in_zp = rng.range(-128, 127);
         let out_zp = rng.range(-128, 127);
-        let in_s = 0.002 + rng.unit() * 0.05;
-        // Output scales small enough that some multipliers exceed 1 (left shifts).
-        let out_s = if case % 4 == 0 {
-            0.00005 + rng.unit() * 0.0002
-        } else {
-            0.0005 + rng.unit() * 0.2
-        };
-        let f_s: Vec<f32> = (0..out_ch).map(|_| 0.001 + rng.unit() * 0.02).collect();
-        let (mut m, mut sh) = (vec![0; out_ch], vec![0; out_ch]);
-        conv_output_multipliers(in_s, &f_s, out_s, &mut m, &mut sh).unwrap();
+        let (out_s, m, sh) = random_requant(&mut rng, case, out_ch);
         left_shifts += usize::from(sh.iter().any(|&v| v > 0));
         let (act_min, act_max) = activation_range_quantized(activation, out_s, out_zp, -128, 127);
-        let weights: Vec<i8> = (0..out_ch * 3 * in_ch)
+        let weights: Vec<i8> = (0..out_ch * kernel * in_ch)
             .map(|_| rng.range(-127, 127) as i8)
             .collect();
         let bias: Vec<i32> = (0..out_ch).map(|_| rng.range(-20_000, 20_000)).collect();
-        let input: Vec<i8> = (0..width * in_ch)
+        let input: Vec<i8> = (0..in_width * in_ch)
             .map(|_| rng.range(-128, 127) as i8)
             .collect();
 
-        // Reference: conv (SAME, pad 1 left) then optional 1×2/2 VALID max pool.
+        // Reference: conv then optional 1×2/2 VALID max pool.
         let q = QuantParams {
             input_offset: -in_zp,
             filter_offset: 0,
@@ -213,15 +272,15 @@ fn conv1d_k3_matches_reference_kernels() {
             act_max,
         };
         let conv = ConvParams {
-            pad_left: 1,
+            pad_left: pad_before,
             ..ConvParams::unit()
         };
         let mut conv_out = vec![0i8; width * out_ch];
         kinglet_micro::conv2d::conv2d_i8(
             &conv,
             &q,
-            TensorRef::new(&input, Shape4::new(1, 1, width, in_ch)),
-            TensorRef::new(&weights, Shape4::new(out_ch, 1, 3, in_ch)),
+            TensorRef::new(&input, Shape4::new(1, 1, in_width, in_ch)),
+            TensorRef::new(&weights, Shape4::new(out_ch, 1, kernel, in_ch)),
             Some(&bias),
             TensorMut::new(&mut conv_out, Shape4::new(1, 1, width, out_ch)),
         )
@@ -250,13 +309,138 @@ fn conv1d_k3_matches_reference_kernels() {
             conv_out
         };
 
-        let mut packed = vec![0i16; out_ch * conv1d_k3_row_len(in_ch)];
-        pack_weights(&weights, out_ch, 3 * in_ch, &mut packed).unwrap();
+        let row = conv1d_row_len(in_ch, kernel);
+        let mut packed = vec![0i16; out_ch * row];
+        pack_weights(&weights, out_ch, kernel * in_ch, &mut packed).unwrap();
+        // The same weights kept int8 (word storage: the kernel reads them as words).
+        let block = channel_block(out_ch);
+        let narrow_len = out_ch / block * narrow_block_bytes(block, row);
+        let mut narrow = vec![0i8; narrow_len];
+        pack_weights_narrow(&weights, out_ch, kernel * in_ch, &mut narrow).unwrap();
+        let words: Vec<u32> = narrow
+            .chunks(4)
+            .map(|c| u32::from_le_bytes([c[0] as u8, c[1] as u8, c[2] as u8, c[3] as u8]))
+            .collect();
+        // SAFETY: `words` holds narrow_len bytes, 4-byte aligned.
+        let narrow = unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<i8>(), narrow_len) };
         let folded = fold(&bias, &weights, out_ch, in_zp);
-        let mut padded = vec![0i16; conv1d_k3_padded_len(width, in_ch)];
-        widen_padded(&input, in_ch, in_zp as i8, &mut padded).unwrap();
-        let params = Conv1dK3 {
+        let mut padded = vec![0i16; conv1d_padded_len(width, in_ch, kernel)];
+        widen_padded_before(&input, in_ch, in_zp as i8, pad_before, &mut padded).unwrap();
+        for weights in [ConvWeights::Wide(&packed), ConvWeights::Narrow(narrow)] {
+            let params = Conv1d {
+                width,
+                kernel,
+                weights,
+                bias: &folded,
+                requant: Requant {
+                    multipliers: &m,
+                    shifts: &sh,
+                    output_offset: out_zp,
+                    act_min,
+                    act_max,
+                },
+                pool,
+            };
+            let mut scratch = vec![0u32; conv1d_scratch_words(out_ch, row)];
+            let mut out = vec![0i8; expected.len()];
+            conv1d_dyn(in_ch, out_ch, &params, &padded, &mut out, &mut scratch).unwrap();
+            assert_eq!(
+                out, expected,
+                "case {case}: width {width} k {kernel} same {same} in {in_ch} out {out_ch} pool {pool} {activation:?} shifts {sh:?} {weights:?}"
+            );
+        }
+    }
+    assert!(
+        left_shifts >= 10,
+        "only {left_shifts} cases exercise left shifts"
+    );
+    assert!(
+        [1, 3, 5, 7].iter().all(|&k| kernels_seen[k] >= 100),
+        "{kernels_seen:?}"
+    );
+}
+
+#[test]
+fn depthwise1d_matches_reference_kernel() {
+    let mut rng = Lcg(11);
+    let channel_choices = [1usize, 2, 3, 4, 7, 16, 48, 64];
+    for case in 0..400 {
+        let kernel = rng.range(1, 9) as usize;
+        let same = rng.range(0, 3) != 0;
+        let in_width = rng.range(kernel as i32, 40) as usize;
+        let width = if same {
+            in_width
+        } else {
+            in_width - kernel + 1
+        };
+        let pad_before = if same { (kernel - 1) / 2 } else { 0 };
+        let channels = channel_choices[rng.range(0, 7) as usize];
+        let activation = [
+            FusedActivation::None,
+            FusedActivation::Relu,
+            FusedActivation::Relu6,
+        ][rng.range(0, 2) as usize];
+        let in_zp = rng.range(-128, 127);
+        let out_zp = rng.range(-128, 127);
+        let (out_s, m, sh) = random_requant(&mut rng, case, channels);
+        let (act_min, act_max) = activation_range_quantized(activation, out_s, out_zp, -128, 127);
+        let weights: Vec<i8> = (0..kernel * channels)
+            .map(|_| rng.range(-127, 127) as i8)
+            .collect();
+        let bias: Vec<i32> = (0..channels).map(|_| rng.range(-20_000, 20_000)).collect();
+        let input: Vec<i8> = (0..in_width * channels)
+            .map(|_| rng.range(-128, 127) as i8)
+            .collect();
+        let q = QuantParams {
+            input_offset: -in_zp,
+            filter_offset: 0,
+            output_offset: out_zp,
+            requant: kinglet_micro::Requant::new(&m, &sh),
+            act_min,
+            act_max,
+        };
+        let params = kinglet_micro::depthwise_conv2d::DepthwiseParams {
+            conv: ConvParams {
+                pad_left: pad_before,
+                ..ConvParams::unit()
+            },
+            depth_multiplier: 1,
+        };
+        let mut expected = vec![0i8; width * channels];
+        kinglet_micro::depthwise_conv2d::depthwise_conv2d_i8(
+            &params,
+            &q,
+            TensorRef::new(&input, Shape4::new(1, 1, in_width, channels)),
+            TensorRef::new(&weights, Shape4::new(1, 1, kernel, channels)),
+            Some(&bias),
+            TensorMut::new(&mut expected, Shape4::new(1, 1, width, channels)),
+        )
+        .unwrap();
+
+        let mut packed = vec![0i16; channels * 2 * depthwise_pairs(kernel)];
+        pack_depthwise_weights(&weights, channels, kernel, &mut packed).unwrap();
+        let folded: Vec<i32> = (0..channels)
+            .map(|c| {
+                let sum: i32 = (0..kernel)
+                    .map(|t| i32::from(weights[t * channels + c]))
+                    .sum();
+                bias[c] - in_zp * sum
+            })
+            .collect();
+        let row_len = depthwise_row_len(width, kernel);
+        let mut padded = vec![0i16; channels * row_len];
+        widen_channel_major(
+            &input,
+            channels,
+            in_zp as i8,
+            pad_before,
+            row_len,
+            &mut padded,
+        )
+        .unwrap();
+        let dw = Depthwise1d {
             width,
+            kernel,
             weights: &packed,
             bias: &folded,
             requant: Requant {
@@ -266,29 +450,25 @@ fn conv1d_k3_matches_reference_kernels() {
                 act_min,
                 act_max,
             },
-            pool,
         };
-        let mut out = vec![0i8; expected.len()];
-        conv1d_k3_dyn(in_ch, out_ch, &params, &padded, &mut out).unwrap();
+        let mut out = vec![0i8; width * channels];
+        depthwise1d_dyn(channels, &dw, &padded, &mut out).unwrap();
         assert_eq!(
             out, expected,
-            "case {case}: width {width} in {in_ch} out {out_ch} pool {pool} {activation:?} shifts {sh:?}"
+            "case {case}: width {width} k {kernel} same {same} channels {channels} {activation:?}"
         );
     }
-    assert!(
-        left_shifts >= 10,
-        "only {left_shifts} cases exercise left shifts"
-    );
 }
 
 #[test]
 fn kernels_reject_mismatched_buffers() {
-    let packed = vec![0i16; 4 * conv1d_k3_row_len(3)];
+    let packed = vec![0i16; 4 * conv1d_row_len(3, 3)];
     let bias = [0i32; 4];
     let (m, s) = ([1 << 30; 4], [-1; 4]);
-    let params = Conv1dK3 {
+    let params = Conv1d {
         width: 8,
-        weights: &packed,
+        kernel: 3,
+        weights: ConvWeights::Wide(&packed),
         bias: &bias,
         requant: Requant {
             multipliers: &m,
@@ -301,8 +481,70 @@ fn kernels_reject_mismatched_buffers() {
     };
     let padded = vec![0i16; conv1d_k3_padded_len(8, 3)];
     let mut out = vec![0i8; 8 * 4];
-    assert!(conv1d_k3_dyn(3, 4, &params, &padded, &mut out).is_ok());
-    assert!(conv1d_k3_dyn(3, 4, &params, &padded[1..], &mut out).is_err());
-    assert!(conv1d_k3_dyn(3, 4, &params, &padded, &mut out[1..]).is_err());
-    assert!(conv1d_k3_dyn(4, 4, &params, &padded, &mut out).is_err());
+    assert!(conv1d_dyn(3, 4, &params, &padded, &mut out, &mut []).is_ok());
+    assert!(conv1d_dyn(3, 4, &params, &padded[1..], &mut out, &mut []).is_err());
+    assert!(conv1d_dyn(3, 4, &params, &padded, &mut out[1..], &mut []).is_err());
+    assert!(conv1d_dyn(4, 4, &params, &padded, &mut out, &mut []).is_err());
+    // Narrow weights need their scratch words.
+    let narrow = [0u32; 4 * 10 / 4];
+    // SAFETY: 40 bytes of aligned, initialised storage.
+    let narrow = unsafe { std::slice::from_raw_parts(narrow.as_ptr().cast::<i8>(), 40) };
+    let params = Conv1d {
+        weights: ConvWeights::Narrow(narrow),
+        ..params
+    };
+    let mut scratch = [0u32; 20];
+    assert!(conv1d_dyn(3, 4, &params, &padded, &mut out, &mut scratch).is_ok());
+    assert!(conv1d_dyn(3, 4, &params, &padded, &mut out, &mut scratch[1..]).is_err());
+}
+
+/// The global average pool with compile-time requantisation against kinglet-micro's
+/// `mean_hw_i8` (TFLite reference `QuantizedMeanOrSum`), which derives it at run time.
+#[test]
+fn mean_matches_reference_kernel() {
+    use kinglet_micro::mean::{MeanQuant, mean_hw_i8};
+    use kinglet_micro::quant::quantize_multiplier;
+    let mut rng = Lcg(5);
+    for case in 0..300 {
+        let count = rng.range(1, 70) as usize;
+        let channels = rng.range(1, 70) as usize;
+        let q = MeanQuant {
+            input_scale: 0.001 + rng.unit() * 0.1,
+            input_zero_point: rng.range(-128, 127),
+            output_scale: 0.001 + rng.unit() * 0.1,
+            output_zero_point: rng.range(-128, 127),
+        };
+        let input: Vec<i8> = (0..count * channels)
+            .map(|_| rng.range(-128, 127) as i8)
+            .collect();
+        let mut expected = vec![0i8; channels];
+        mean_hw_i8(
+            &q,
+            TensorRef::new(&input, Shape4::new(1, count, 1, channels)),
+            &mut expected,
+        )
+        .unwrap();
+        // kinglet-compile's derivation (the kernel's `multiplier` and `shift`).
+        let (m, s) =
+            quantize_multiplier(f64::from(q.input_scale) / f64::from(q.output_scale)).unwrap();
+        let log2 = 63 - (count as u64).leading_zeros() as i32;
+        let k = log2.min(32).min(31 + s);
+        let multiplier = ((i64::from(m) << k) / count as i64) as i32;
+        let mut out = vec![0i8; channels];
+        kinglet_m4::mean_i8(
+            &input,
+            count,
+            channels,
+            q.input_zero_point,
+            q.output_zero_point,
+            multiplier,
+            s - k,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(
+            out, expected,
+            "case {case}: count {count} channels {channels}"
+        );
+    }
 }

@@ -22,7 +22,7 @@ use kinglet_graph::Graph;
 
 #[derive(Args, Debug)]
 pub struct CascadeArgs {
-    /// big-only, 1b6s, 1b1d, 1bdd, confidence or temporal-confidence.
+    /// big-only, 1b6s, 1b1d, 1bdd, confidence, temporal-confidence or signature.
     #[arg(long)]
     pub strategy: String,
     /// Big model (.tflite, or .kgl from `kinglet train`).
@@ -54,6 +54,10 @@ pub struct CascadeArgs {
     /// 1bdd (default 2000), confidence in [0, 1] for the confidence strategies (default 0.9).
     #[arg(long)]
     pub threshold: Option<f64>,
+    /// Signature strategy: one distance threshold per class, comma-separated in class order
+    /// (classes past the list use --threshold).
+    #[arg(long, value_delimiter = ',')]
+    pub thresholds: Vec<f64>,
     /// Confidence measure: max (max softmax), margin (top-2), entropy.
     #[arg(long, default_value = "max")]
     pub measure: String,
@@ -94,7 +98,8 @@ pub struct CascadeArgs {
     #[arg(long, default_value = "seed-tflm-cmsis-nn")]
     pub costs: String,
     /// Override one entry, `KEY=INSTRUCTIONS` or `KEY=PROFILE.json` (the `--json` output of
-    /// `kinglet profile`); KEY is big, little, little<k>, dual or l1_distance. Repeatable.
+    /// `kinglet profile`); KEY is big, reference (the model savings are counted against,
+    /// default big), little, little<k>, dual, l1_distance or signature. Repeatable.
     #[arg(long = "cost")]
     pub cost: Vec<String>,
     /// Battery capacity for the lifetime estimate (default a CR2032, 225 mAh).
@@ -116,6 +121,10 @@ pub struct CascadeArgs {
     /// against the host simulator and reports measured instructions per window.
     #[arg(long, default_value = "host")]
     pub target: String,
+    /// Where `--target cortex-m4` builds its firmware (default: target/kinglet-cascade-firmware
+    /// in the repository); give concurrent runs different folders.
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
     /// Windows embedded in the firmware for `--target cortex-m4` (the first N of --data).
     #[arg(long, default_value_t = 200)]
     pub firmware_windows: usize,
@@ -134,6 +143,12 @@ fn spec_from_args(a: &CascadeArgs) -> Result<StrategySpec> {
     spec.min_big_interval = a.min_interval;
     spec.max_big_interval = a.max_interval;
     spec.confirm_windows = a.confirm;
+    if !a.thresholds.is_empty() {
+        if kind != StrategyKind::Signature {
+            bail!("--thresholds is for the signature strategy (use --threshold)");
+        }
+        spec.thresholds = a.thresholds.clone();
+    }
     spec.to_core()?;
     Ok(spec)
 }
@@ -221,6 +236,7 @@ struct StreamModels {
     littles: Vec<GraphClassifier>,
     dual: Option<DualClassifier>,
     distances: Option<DistanceTable>,
+    signatures: Option<DistanceTable>,
 }
 
 impl StreamModels {
@@ -235,6 +251,10 @@ impl StreamModels {
             dual: self.dual.as_mut().map(|m| m as &mut dyn WindowClassifier),
             distance: self
                 .distances
+                .as_mut()
+                .map(|d| d as &mut dyn kinglet_adapt::WindowDistance),
+            signature: self
+                .signatures
                 .as_mut()
                 .map(|d| d as &mut dyn kinglet_adapt::WindowDistance),
         }
@@ -257,6 +277,7 @@ impl StreamModels {
                 .map(|m| OutputTable::compute(m, n))
                 .transpose()?,
             distances: self.distances.clone(),
+            signatures: self.signatures.clone(),
         })
     }
 }
@@ -306,7 +327,7 @@ fn open_stream(a: &CascadeArgs, spec: &StrategySpec, data_spec: &DataSpec) -> Re
         Some(p) => {
             let m = load_model(p, &data.channel_names)?;
             Some(
-                DualClassifier::new(&m.name, &m.graph, windows.clone())?
+                DualClassifier::new(&m.name, &m.graph, windows.clone(), m.normalise)?
                     .with_kernels(a.tflite_kernels)?,
             )
         }
@@ -317,6 +338,11 @@ fn open_stream(a: &CascadeArgs, spec: &StrategySpec, data_spec: &DataSpec) -> Re
     } else {
         None
     };
+    let signatures = if spec.kind == StrategyKind::Signature {
+        Some(windows.signature_distances()?)
+    } else {
+        None
+    };
     Ok(StreamModels {
         labels: data.labels.clone(),
         class_names: data.class_names.clone(),
@@ -324,6 +350,7 @@ fn open_stream(a: &CascadeArgs, spec: &StrategySpec, data_spec: &DataSpec) -> Re
         littles,
         dual,
         distances,
+        signatures,
     })
 }
 
@@ -478,11 +505,11 @@ pub fn run(a: CascadeArgs) -> Result<()> {
 /// `--target cortex-m4`: the strategy in QEMU next to the host simulator on the same int8 windows.
 fn run_on_cortex_m4(a: &CascadeArgs, spec: &StrategySpec) -> Result<()> {
     use kinglet_adapt::firmware::{
-        CascadeModel, Int8Windows, compare_with_host, default_work_dir, int8_input_quantisation,
+        CascadeModel, FloatWindows, Int8Windows, StreamWindows, compare_with_host, default_work_dir,
     };
-    if a.dual.is_some() || a.outputs.is_some() || a.budget.is_some() {
+    if a.outputs.is_some() || a.budget.is_some() {
         bail!(
-            "--target cortex-m4 takes --big, --little and --data (no --dual, --outputs or --budget yet)"
+            "--target cortex-m4 takes --big, --little, --dual and --data (no --outputs or --budget: calibrate on the host, then pass the thresholds)"
         );
     }
     let data = a.data.as_ref().context("--target cortex-m4 needs --data")?;
@@ -493,28 +520,25 @@ fn run_on_cortex_m4(a: &CascadeArgs, spec: &StrategySpec) -> Result<()> {
     let dataset = kinglet_data::spec::load(&data_spec, &LoadOptions::default())
         .with_context(|| format!("loading {data_spec}"))?;
     let windows = WindowData::from_dataset(&dataset).with_context(|| format!("{data_spec}"))?;
-    let load = |path: &PathBuf| -> Result<(String, Graph)> {
+    let load = |path: &PathBuf| -> Result<LoadedModel> {
         if path.extension().and_then(|e| e.to_str()) != Some("tflite") {
             bail!(
                 "{}: --target cortex-m4 runs int8 .tflite models (see `kinglet quantize`)",
                 path.display()
             );
         }
-        let name = path.file_stem().map_or_else(
-            || path.display().to_string(),
-            |s| s.to_string_lossy().into_owned(),
-        );
-        Ok((name, load_tflite(path)?))
+        load_model(path, &dataset.channel_names)
     };
     let big = load(a.big.as_ref().context("--big is required")?)?;
     let littles = a.little.iter().map(load).collect::<Result<Vec<_>>>()?;
+    let dual = a.dual.as_ref().map(load).transpose()?;
     let count = a.firmware_windows.min(windows.n);
     if count == 0 {
         bail!("--firmware-windows must be at least 1");
     }
-    let int8 = match a.input_scaling.as_str() {
+    let stream = match a.input_scaling.as_str() {
         // The seed's uint8 min-max scaling as int8 (q = u8 − 128; scale 1, zero point 0).
-        "seed" => Int8Windows {
+        "seed" => StreamWindows::Int8(Int8Windows {
             n: count,
             time: windows.time,
             channels: windows.channels,
@@ -524,31 +548,30 @@ fn run_on_cortex_m4(a: &CascadeArgs, spec: &StrategySpec) -> Result<()> {
                 .collect(),
             scale: 1.0,
             zero_point: 0,
-        },
-        "none" => {
-            let (scale, zero_point) = int8_input_quantisation(&big.1).with_context(|| {
-                format!(
-                    "{}: the firmware cascade needs one per-tensor int8 input",
-                    big.0
-                )
-            })?;
-            Int8Windows::quantise(&windows, 0, count, scale, zero_point)?
-        }
+        }),
+        // The windows as recorded: each model normalises and quantises them on the device.
+        "none" => StreamWindows::Float(FloatWindows::take(&windows, 0, count)?),
         other => bail!("--input-scaling {other}: expected seed or none"),
     };
-    fn model((name, graph): &(String, Graph)) -> CascadeModel<'_> {
+    let seed = matches!(stream, StreamWindows::Int8(_));
+    // Seed-scaled int8 windows go in as they are; float windows get each model's normalisation.
+    fn cascade_model(m: &LoadedModel, seed: bool) -> CascadeModel<'_> {
         CascadeModel {
-            name: name.as_str(),
-            graph,
+            name: m.name.as_str(),
+            graph: &m.graph,
+            normalise: if seed { None } else { m.normalise.as_ref() },
         }
     }
+    let model = |m| cascade_model(m, seed);
     let little_models: Vec<CascadeModel> = littles.iter().map(model).collect();
+    let dual_model = dual.as_ref().map(model);
     let cmp = compare_with_host(
         spec,
         &model(&big),
         &little_models,
-        &int8,
-        &default_work_dir(),
+        dual_model.as_ref(),
+        &stream,
+        &a.work_dir.clone().unwrap_or_else(default_work_dir),
     )?;
     let fw = &cmp.firmware;
     let mean_where = |big: bool| {
@@ -657,6 +680,11 @@ fn print(r: &CascadeRecord, board: &str, json: bool) -> Result<()> {
             "board": board,
             "energy_per_window_uj": headline.and_then(|e| e.total_uj_per_window),
             "inference_energy_per_window_uj": headline.and_then(|e| e.inference_uj_per_window),
+            // Inference energy against the reference model (`--cost reference=…`, else Big) on
+            // every window.
+            "inference_ratio_to_reference": headline.and_then(|e| {
+                Some(e.inference_uj_per_window? / e.big_only_inference_uj_per_window?)
+            }),
             "instructions_per_window": headline.map(|e| e.instructions_per_window),
             // Models without a measured instruction count (priced at 0) and board figures
             // not found: the energy numbers above are incomplete when either is non-empty.

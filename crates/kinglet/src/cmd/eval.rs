@@ -147,6 +147,14 @@ fn evaluate_tflite(args: &EvalArgs, data: &Dataset) -> Result<Classification> {
             path.display()
         );
     }
+    if task
+        .as_ref()
+        .and_then(|t| t.get("kind"))
+        .and_then(|k| k.as_str())
+        == Some("image")
+    {
+        return evaluate_image_tflite(args, &graph, meta.as_ref(), data);
+    }
     let layout = InputLayout::for_graph(&graph, &file_name)
         .with_context(|| format!("{}", path.display()))?;
     // Windows in the seed's channel order (what InputLayout indexes).
@@ -261,4 +269,89 @@ fn evaluate_tflite(args: &EvalArgs, data: &Dataset) -> Result<Classification> {
         );
     }
     Ok(Classification::new(&names, &labels, &predictions))
+}
+
+/// Runs a kinglet-exported image model (task `image` in its metadata) over every image:
+/// pixels standardised with the model's normalisation, fed `[height, width, channels]`.
+fn evaluate_image_tflite(
+    args: &EvalArgs,
+    graph: &kinglet_graph::Graph,
+    meta: Option<&serde_json::Value>,
+    data: &Dataset,
+) -> Result<Classification> {
+    let path = &args.model;
+    if args.input_scaling.is_some_and(|s| s != InputScaling::Model) || args.one_vs_rest.is_some() {
+        bail!(
+            "{}: image models take their stored normalisation; --input-scaling seed/none and --one-vs-rest do not apply",
+            path.display()
+        );
+    }
+    let norm = meta.and_then(|m| m.get("normalisation")).with_context(|| {
+        format!(
+            "{}: no kinglet normalisation in its metadata",
+            path.display()
+        )
+    })?;
+    let norm: kinglet_train::ChannelNormalisation = serde_json::from_value(norm.clone())
+        .with_context(|| format!("{}: malformed normalisation metadata", path.display()))?;
+    let channels = data.channels();
+    if norm.channels != data.channel_names || norm.mean.len() != channels {
+        bail!(
+            "{}: the model reads channels {:?}, the data has {:?}",
+            path.display(),
+            norm.channels,
+            data.channel_names
+        );
+    }
+    let input_len = graph
+        .inputs
+        .first()
+        .map(|&id| graph.tensor(id).elements())
+        .unwrap_or(0);
+    if graph.inputs.len() != 1 || input_len != data.sample_len() {
+        bail!(
+            "{}: expects one input of {input_len} values, the data's samples are {:?}",
+            path.display(),
+            data.sample_shape
+        );
+    }
+    let images: Vec<f32> = data
+        .data
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let c = i % channels;
+            (v - norm.mean[c]) / norm.std[c]
+        })
+        .collect();
+    let layout = InputLayout {
+        inputs: vec![(0..channels).collect()],
+    };
+    let outputs = evaluate_f32_with_kernels(
+        graph,
+        &layout,
+        images.chunks_exact(data.sample_len()),
+        channels,
+        args.tflite_kernels,
+    )?;
+    let predictions: Vec<u32> = outputs.predictions().iter().map(|&p| p as u32).collect();
+    let names = graph
+        .metadata_list(kinglet_graph::meta::CLASS_NAMES)
+        .unwrap_or(data.class_names.clone());
+    if names.len() != data.class_names.len() {
+        bail!(
+            "{}: {} classes, the data has {}",
+            path.display(),
+            names.len(),
+            data.class_names.len()
+        );
+    }
+    if let Some(&p) = predictions.iter().find(|&&p| p as usize >= names.len()) {
+        bail!(
+            "{}: predicted class {p} beyond the {} classes",
+            path.display(),
+            names.len()
+        );
+    }
+    Ok(Classification::new(&names, &data.labels, &predictions))
 }

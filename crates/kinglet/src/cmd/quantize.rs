@@ -37,6 +37,11 @@ pub struct QuantizeArgs {
     /// (99.99th; `percentile:P` for another) or `mse` (error-minimising clipping).
     #[arg(long, default_value = "minmax")]
     pub calibration: String,
+    /// `int8`: where activation ranges come from: `recorded` (those a `--qat` model carries,
+    /// see `kinglet train --qat`), `calibrate` (from the data, as for any float model) or
+    /// `auto` (recorded when the model has them).
+    #[arg(long, default_value = "auto")]
+    pub ranges: String,
     /// Number of calibration windows, spread evenly over the split.
     #[arg(long, default_value_t = 300)]
     pub windows: usize,
@@ -46,6 +51,12 @@ pub struct QuantizeArgs {
     /// Per-tensor FullyConnected weights (older converters) instead of per-channel.
     #[arg(long)]
     pub per_tensor_dense: bool,
+    /// `int8`: centre logit outputs (FullyConnected without activation; softmax and argmax
+    /// unchanged) and clip their range to ±this, so an overconfident classifier's huge
+    /// min/max logit range does not swallow its close decisions; `off` keeps the converter's
+    /// min/max range for them.
+    #[arg(long, default_value = "16")]
+    pub logit_clip: String,
     /// Also score the float and the int8 model on this data (e.g. `hapt:…:test`) and print
     /// both accuracies.
     #[arg(long)]
@@ -77,11 +88,33 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
     let (graph, all_samples, _) = load_with_samples(&args.model, &data)?;
     let picked = spread(all_samples.len(), args.windows);
     let samples: Vec<CalibrationSample> = picked.iter().map(|&i| all_samples[i].clone()).collect();
+    let logit_clip = match args.logit_clip.as_str() {
+        "off" => None,
+        text => match text.parse::<f32>() {
+            Ok(v) if v.is_finite() && v > 0.0 => Some(v),
+            _ => bail!("--logit-clip {text}: expected a positive number or `off`"),
+        },
+    };
     let config = PtqConfig {
         calibration,
         per_channel_fully_connected: !args.per_tensor_dense,
         float_io: args.float_io,
+        logit_clip,
     };
+    let has_ranges = graph
+        .metadata
+        .contains_key(kinglet_graph::meta::ACTIVATION_RANGES);
+    let use_recorded = match args.ranges.as_str() {
+        "auto" => has_ranges,
+        "recorded" if !has_ranges => bail!(
+            "--ranges recorded: {} carries no activation ranges (train it with --qat)",
+            args.model.display()
+        ),
+        "recorded" => true,
+        "calibrate" => false,
+        other => bail!("--ranges {other}: expected auto, recorded or calibrate"),
+    };
+    let mut recorded_used = 0;
     let quantised = match args.scheme.as_str() {
         "dynamic" => {
             let config = DynamicConfig {
@@ -100,12 +133,29 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         }
         "float16" => quantize_float16(&graph)
             .with_context(|| format!("quantising {}", args.model.display()))?,
+        _ if use_recorded => {
+            // The recorded logit range belongs to the uncentred logits: no logit clipping.
+            let config = PtqConfig {
+                logit_clip: None,
+                ..config
+            };
+            let (result, used) =
+                kinglet_compress::quantize_int8_with_recorded_ranges(&graph, &samples, &config)
+                    .with_context(|| format!("quantising {}", args.model.display()))?;
+            recorded_used = used;
+            result.graph
+        }
         _ => {
             quantize_int8(&graph, &samples, &config)
                 .with_context(|| format!("quantising {}", args.model.display()))?
                 .graph
         }
     };
+    // QAT's activation ranges mean nothing in a quantised file; they would only cost bytes.
+    let mut quantised = quantised;
+    quantised
+        .metadata
+        .remove(kinglet_graph::meta::ACTIVATION_RANGES);
     let float_top1 = predict(&graph, &samples)?;
     let quantised_top1 = predict(&quantised, &samples)?;
     let agreement = fraction_equal(&float_top1, &quantised_top1);
@@ -121,7 +171,12 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         quantised.weight_bytes(),
         graph.weight_bytes()
     );
-    let how = if args.scheme == "int8" {
+    let how = if args.scheme == "int8" && recorded_used > 0 {
+        format!(
+            "{recorded_used} activation ranges from quantisation-aware training; checked on {} windows of {spec}",
+            samples.len()
+        )
+    } else if args.scheme == "int8" {
         format!(
             "calibrated on {} windows of {spec} ({calibration:?})",
             samples.len()
@@ -297,8 +352,10 @@ fn samples_from_metadata(graph: &Graph, data: &Dataset) -> Result<Vec<Calibratio
                 graph.inputs.len()
             );
         }
-        let channels = data.sample_shape.get(1).copied().unwrap_or(1);
-        let time = data.sample_shape.first().copied().unwrap_or(0);
+        // Windows `[time, channels]` and images `[height, width, channels]` alike: the
+        // channels are the last axis, everything before it is one flattened time axis.
+        let channels = data.channels();
+        let time = data.sample_len() / channels.max(1);
         for (m, id) in maps.iter().zip(&graph.inputs) {
             if graph.tensor(*id).elements() != time * m.len() {
                 bail!(

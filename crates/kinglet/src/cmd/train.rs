@@ -1,6 +1,8 @@
 //! `kinglet train`: trains an architecture (preset or TOML file) on a dataset's `train` split,
 //! keeping the epoch that scores best on its `val` split (or, when the schedule sets
 //! `average_last`, the mean of the last epochs' weights), and writes a `.kgl` model.
+//! `--qat` trains quantisation-aware instead (from scratch, or fine-tuning `--init model.kgl`),
+//! storing the tracked activation ranges in the model for `kinglet quantize --scheme int8`.
 
 use std::path::{Path, PathBuf};
 
@@ -13,9 +15,10 @@ use kinglet_train::{Architecture, Progress, TrainOptions};
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// Preset name (big3, big1, little0..little5, dual, kinglet) or an architecture .toml file.
-    #[arg(long)]
-    pub arch: String,
+    /// Preset name (big3, big1, little0..little5, dual, kinglet, mnist-cnn) or an architecture
+    /// .toml file (optional with `--init`, whose architecture is used).
+    #[arg(long, required_unless_present = "init")]
+    pub arch: Option<String>,
     /// Training data, e.g. `hapt:../shared/data/hapt.zip` (split `train` unless given).
     #[arg(long)]
     pub data: String,
@@ -53,6 +56,23 @@ pub struct TrainArgs {
     /// No progress bar (one line per epoch instead).
     #[arg(long)]
     pub quiet: bool,
+    /// Quantisation-aware training: weights and activations are fake-quantised to int8 in
+    /// the forward pass (straight-through gradients) and the tracked activation ranges are
+    /// stored in the model, for `kinglet quantize --scheme int8` to use instead of
+    /// calibrating. From scratch, or fine-tuning the model given with `--init`.
+    #[arg(long)]
+    pub qat: bool,
+    /// Start from this trained `.kgl` model (its architecture and normalisation are kept);
+    /// needs `--qat`.
+    #[arg(long, requires = "qat")]
+    pub init: Option<PathBuf>,
+    /// `--qat` only: constant learning rate (default: the schedule's, or when fine-tuning a
+    /// tenth of the rate the schedule reaches at its last epoch).
+    #[arg(long, requires = "qat")]
+    pub lr: Option<f64>,
+    /// `--qat` only: decay of the moving averages tracking activation min/max.
+    #[arg(long, requires = "qat", default_value_t = kinglet_train::qat::DEFAULT_EMA_DECAY)]
+    pub ema_decay: f32,
     /// Instead of training, write the prepared (normalised) training inputs as `.npy` files
     /// into this folder (`x_<branch>.npy` as [n, time, channels], `y.npy`), for benchmarks.
     #[arg(long)]
@@ -63,6 +83,25 @@ struct Bar {
     bar: Option<ProgressBar>,
     started: std::time::Instant,
     epochs_done: usize,
+}
+
+impl Bar {
+    fn new(quiet: bool) -> Bar {
+        let bar = (!quiet).then(|| {
+            let bar = ProgressBar::new(0);
+            let style =
+                ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> ");
+            bar.set_style(style);
+            bar
+        });
+        Bar {
+            bar,
+            started: std::time::Instant::now(),
+            epochs_done: 0,
+        }
+    }
 }
 
 impl Progress for Bar {
@@ -117,7 +156,28 @@ fn load(spec: &DataSpec) -> Result<kinglet_data::Dataset> {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
-    let arch = Architecture::resolve(&args.arch)?;
+    let init = args
+        .init
+        .as_ref()
+        .map(|p| {
+            kinglet_train::TrainedModel::load(p).with_context(|| format!("loading {}", p.display()))
+        })
+        .transpose()?;
+    let arch = match (&args.arch, &init) {
+        (Some(name), Some(model)) => {
+            let arch = Architecture::resolve(name)?;
+            if arch != model.architecture {
+                bail!(
+                    "--arch {name} differs from the architecture of the --init model (`{}`); leave --arch out to use the model's",
+                    model.architecture.name
+                );
+            }
+            arch
+        }
+        (Some(name), None) => Architecture::resolve(name)?,
+        (None, Some(model)) => model.architecture.clone(),
+        (None, None) => bail!("--arch is required (or --init with a trained model)"),
+    };
     let mut spec = DataSpec::parse(&args.data)?;
     if !spec.split_given {
         spec = spec.with_split(Split::Train);
@@ -148,6 +208,16 @@ pub fn run(args: TrainArgs) -> Result<()> {
             _ => String::new(),
         }
     );
+    if args.qat {
+        return run_qat(
+            &args,
+            &arch,
+            init.as_ref(),
+            &train_set,
+            val_set.as_ref(),
+            &spec,
+        );
+    }
     let checkpoint = args
         .checkpoint
         .clone()
@@ -166,19 +236,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         stop_after: args.stop_after,
         data_description: spec.to_string(),
     };
-    let bar = (!args.quiet).then(|| {
-        let bar = ProgressBar::new(0);
-        let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ");
-        bar.set_style(style);
-        bar
-    });
-    let mut progress = Bar {
-        bar,
-        started: std::time::Instant::now(),
-        epochs_done: 0,
-    };
+    let mut progress = Bar::new(args.quiet);
     let outcome =
         kinglet_train::train(&arch, &train_set, val_set.as_ref(), &options, &mut progress)?;
     if let Some(bar) = &progress.bar {
@@ -211,6 +269,64 @@ pub fn run(args: TrainArgs) -> Result<()> {
     );
     // The model is complete; the checkpoint is only needed to resume.
     let _ = std::fs::remove_file(&checkpoint);
+    Ok(())
+}
+
+/// `--qat`: quantisation-aware training from scratch or from `--init`; no checkpoint (QAT
+/// runs are short).
+fn run_qat(
+    args: &TrainArgs,
+    arch: &Architecture,
+    init: Option<&kinglet_train::TrainedModel>,
+    train_set: &kinglet_data::Dataset,
+    val_set: Option<&kinglet_data::Dataset>,
+    spec: &DataSpec,
+) -> Result<()> {
+    if args.resume || args.checkpoint.is_some() || args.stop_after.is_some() {
+        bail!("--qat runs keep no checkpoint: --resume and --checkpoint do not apply");
+    }
+    let options = kinglet_train::qat::QatOptions {
+        seed: args.seed,
+        epochs: args.epochs.unwrap_or(if init.is_some() {
+            1
+        } else {
+            arch.training.epochs
+        }),
+        learning_rate: args.lr,
+        ema_decay: args.ema_decay,
+        data_description: spec.to_string(),
+    };
+    eprintln!(
+        "quantisation-aware training of `{}` for {} epoch(s){}",
+        arch.name,
+        options.epochs,
+        match &args.init {
+            Some(p) => format!(", starting from {}", p.display()),
+            None => " from scratch".into(),
+        }
+    );
+    let mut progress = Bar::new(args.quiet);
+    let outcome =
+        kinglet_train::qat::train_qat(arch, init, train_set, val_set, &options, &mut progress)?;
+    if let Some(bar) = &progress.bar {
+        bar.finish_and_clear();
+    }
+    if let Some(path) = &args.history {
+        let json = serde_json::to_vec_pretty(&outcome.history)?;
+        kinglet_train::model_file::write_atomic(path, &json)?;
+    }
+    outcome.model.save(&args.out)?;
+    let ranges = kinglet_train::qat::QatState::ranges_of(&outcome.model)?.len();
+    eprintln!(
+        "wrote {} ({ranges} activation ranges{})",
+        args.out.display(),
+        outcome
+            .model
+            .provenance
+            .validation_accuracy
+            .map(|a| format!(", fake-quantised val accuracy {a:.4}"))
+            .unwrap_or_default()
+    );
     Ok(())
 }
 

@@ -1,0 +1,163 @@
+//! `kinglet cascade` with the signature strategy on the committed UCI-HAR fixture windows:
+//! host simulation with energy, per-activity calibration, and the same cascade in QEMU next to
+//! the host simulator.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn kinglet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kinglet"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run kinglet")
+}
+
+fn repo(path: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+        .display()
+        .to_string()
+}
+
+fn data() -> String {
+    format!(
+        "uci-har:{}:test",
+        repo("crates/kinglet-data/tests/fixtures/uci-har")
+    )
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    assert!(
+        o.status.success(),
+        "kinglet failed:\n{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).expect("JSON on stdout")
+}
+
+fn common<'a>(big: &'a str, data: &'a str, boards: &'a str) -> Vec<&'a str> {
+    vec![
+        "cascade",
+        "--strategy",
+        "signature",
+        "--big",
+        big,
+        "--data",
+        data,
+        "--input-scaling",
+        "seed",
+        "--boards-dir",
+        boards,
+        "--json",
+    ]
+}
+
+#[test]
+fn signature_cascade_runs_calibrates_and_prices_the_check() {
+    let big = repo("crates/kinglet-graph/tests/fixtures/B_s123_3IN_91.tflite");
+    let (data, boards) = (data(), repo("boards"));
+    let mut args = common(&big, &data, &boards);
+    args.extend(["--threshold", "600", "--cost", "signature=3400"]);
+    let v = json(&kinglet(&args));
+    let n = v["n"].as_u64().unwrap();
+    let big_runs = v["big_runs"].as_u64().unwrap();
+    assert!(n >= 100, "fixture has {n} windows");
+    assert!((1..n).contains(&big_runs), "Big ran {big_runs} of {n}");
+    // Every window but the first is checked.
+    assert_eq!(v["little_runs"].as_u64(), Some(n - 1));
+    assert!(
+        !v["unmeasured"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u == "signature")
+    );
+    let accuracy = v["accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&accuracy));
+
+    // Calibration picks one threshold per activity.
+    args.extend(["--budget", "0.5pp", "--validation", &data]);
+    let c = json(&kinglet(&args));
+    let thresholds = c["spec"]["thresholds"].as_array().unwrap();
+    assert_eq!(thresholds.len(), 6, "{}", c["spec"]);
+    assert!(
+        c["calibration"]["chosen"]
+            .as_str()
+            .unwrap()
+            .starts_with("signature(d>")
+    );
+    assert!(c["calibration"]["within_budget"].as_bool().unwrap());
+}
+
+/// Both firmware cascades in one test: they share the firmware build directory.
+#[test]
+fn cascades_on_the_cortex_m4_match_the_host() {
+    signature_cascade_on_the_cortex_m4_matches_the_host();
+    dual_cascade_on_the_cortex_m4_matches_the_host();
+}
+
+fn signature_cascade_on_the_cortex_m4_matches_the_host() {
+    // An int8 model fed float windows: the device quantises them exactly as the host does.
+    let big = repo("crates/kinglet-graph/tests/fixtures/B_s123_1IN_int8.tflite");
+    let data = data();
+    let v = json(&kinglet(&[
+        "cascade",
+        "--target",
+        "cortex-m4",
+        "--strategy",
+        "signature",
+        "--threshold",
+        "400",
+        "--big",
+        &big,
+        "--data",
+        &data,
+        "--firmware-windows",
+        "40",
+        "--json",
+    ]));
+    assert_eq!(v["decisions_match_host"], true, "{v}");
+    assert_eq!(v["n"], 40);
+    let big_runs = v["big_runs"].as_u64().unwrap();
+    assert!((1..40).contains(&big_runs), "Big ran {big_runs} of 40");
+    // Windows without Big cost the check only: far less than those with it.
+    let (with, without) = (
+        v["instructions_per_big_window"].as_f64().unwrap(),
+        v["instructions_per_other_window"].as_f64().unwrap(),
+    );
+    assert!(without * 5.0 < with, "{without} vs {with}");
+}
+
+fn dual_cascade_on_the_cortex_m4_matches_the_host() {
+    // kinglet's own int8 Dual model (trained with `kinglet train --arch dual --merge-val
+    // --seed 1`, then `kinglet quantize --scheme int8`): previous and current total_acc windows,
+    // normalised and quantised on the device.
+    let big = repo("crates/kinglet-graph/tests/fixtures/B_s123_1IN_int8.tflite");
+    let dual = repo("crates/kinglet/tests/fixtures/dual.int8.tflite");
+    let data = data();
+    let v = json(&kinglet(&[
+        "cascade",
+        "--target",
+        "cortex-m4",
+        "--strategy",
+        "1b1d",
+        "--threshold",
+        "0.9",
+        "--big",
+        &big,
+        "--dual",
+        &dual,
+        "--data",
+        &data,
+        "--firmware-windows",
+        "40",
+        "--json",
+    ]));
+    assert_eq!(v["decisions_match_host"], true, "{v}");
+    assert_eq!(v["little_runs"], 39);
+    let big_runs = v["big_runs"].as_u64().unwrap();
+    assert!((1..40).contains(&big_runs), "Big ran {big_runs} of 40");
+}
