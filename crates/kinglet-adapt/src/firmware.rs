@@ -646,23 +646,7 @@ pub fn cascade_source(
         }
         // Float windows: each input's normalisation and quantisation, and the gather call.
         let (feed_consts, gather_call) = if float {
-            let (mean, std): (Vec<f32>, Vec<f32>) = match model.normalise {
-                Some(n) if n.mean.len() == channels && n.std.len() == channels => {
-                    (n.mean.clone(), n.std.clone())
-                }
-                Some(_) => {
-                    return Err(what(format!(
-                        "normalisation does not cover the windows' {channels} channels"
-                    )));
-                }
-                None => (vec![0.0; channels], vec![1.0; channels]),
-            };
-            let lits = |v: &[f32]| {
-                v.iter()
-                    .map(|&x| f32_literal(x))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
+            let norm = norm_literal(model, channels)?;
             let quants: Vec<String> = input_quant
                 .iter()
                 .map(|&(sc, zp)| format!("({}, {zp})", f32_literal(sc)))
@@ -670,11 +654,9 @@ pub fn cascade_source(
             (
                 format!(
                     "/// Per-channel (mean, std) the model was trained with.\n\
-                     const M{m}_NORM: ([f32; WINDOW_CHANNELS], [f32; WINDOW_CHANNELS]) = ([{}], [{}]);\n\
+                     const M{m}_NORM: ([f32; WINDOW_CHANNELS], [f32; WINDOW_CHANNELS]) = {norm};\n\
                      /// Each input's (scale, zero point).\n\
                      const M{m}_QUANT: [(f32, i32); {}] = [{}];\n",
-                    lits(&mean),
-                    lits(&std),
                     quants.len(),
                     quants.join(", ")
                 ),
@@ -771,6 +753,30 @@ pub fn cascade_source(
     Ok(s)
 }
 
+/// A model's per-channel `(mean, std)` as a Rust tuple-of-arrays literal in the windows' channel
+/// order (identity without a normalisation).
+fn norm_literal(model: &CascadeModel<'_>, channels: usize) -> Result<String, AdaptError> {
+    let (mean, std): (Vec<f32>, Vec<f32>) = match model.normalise {
+        Some(n) if n.mean.len() == channels && n.std.len() == channels => {
+            (n.mean.clone(), n.std.clone())
+        }
+        Some(_) => {
+            return Err(AdaptError::Invalid(format!(
+                "model `{}`: normalisation does not cover the windows' {channels} channels",
+                model.name
+            )));
+        }
+        None => (vec![0.0; channels], vec![1.0; channels]),
+    };
+    let list = |v: &[f32]| {
+        v.iter()
+            .map(|&x| f32_literal(x))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Ok(format!("([{}], [{}])", list(&mean), list(&std)))
+}
+
 /// The Dual model's runner: kinglet's `[1, 384, 2]` int8 input, the three normalised total_acc
 /// axes end to end with (previous, current) as the two channels — exactly as
 /// [`crate::models::DualClassifier`] feeds it on the host.
@@ -810,26 +816,9 @@ fn dual_source(
         (DType::I8, Some(q)) if q.is_per_tensor() => (q.scale[0], q.zero_point[0]),
         _ => return Err(what("needs a per-tensor int8 output".into())),
     };
-    let channels = windows.channels();
-    let (mean, std): (Vec<f32>, Vec<f32>) = match model.normalise {
-        Some(n) if n.mean.len() == channels && n.std.len() == channels => {
-            (n.mean.clone(), n.std.clone())
-        }
-        Some(_) => {
-            return Err(what(format!(
-                "normalisation does not cover the windows' {channels} channels"
-            )));
-        }
-        None => (vec![0.0; channels], vec![1.0; channels]),
-    };
-    let lits = |v: &[f32]| {
-        v.iter()
-            .map(|&x| f32_literal(x))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let norm = norm_literal(model, windows.channels())?;
     Ok(format!(
-        "const M{m}_NORM: ([f32; WINDOW_CHANNELS], [f32; WINDOW_CHANNELS]) = ([{}], [{}]);\n\n\
+        "const M{m}_NORM: ([f32; WINDOW_CHANNELS], [f32; WINDOW_CHANNELS]) = {norm};\n\n\
          /// The Dual model on the previous and the current window.\n\
          pub fn run_dual(arena: &mut [u8], previous: &[u8], window: &[u8], scores: &mut [f32; MAX_OUTPUTS]) -> Result<usize, ShapeError> {{\n    \
              let mut input = [0i8; m{m}::INPUT_LEN];\n    \
@@ -847,8 +836,6 @@ fn dual_source(
              let mut output = [0i8; m{m}::OUTPUT_LEN];\n    \
              m{m}::infer_in(arena, &input, &mut output)?;\n    \
              dequantise(&output, {out_scale}, {out_zero}, scores)\n}}\n",
-        lits(&mean),
-        lits(&std),
         first = S3_CHANNELS[0],
         scale = f32_literal(scale),
         out_scale = f32_literal(out_scale),
