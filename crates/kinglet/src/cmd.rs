@@ -5,6 +5,7 @@ pub mod data;
 pub mod eval;
 pub mod export;
 pub mod inspect;
+pub mod optimize;
 pub mod pipeline;
 pub mod profile;
 pub mod quantize;

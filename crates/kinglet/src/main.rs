@@ -43,6 +43,9 @@ enum Command {
     /// The whole flow on a data folder: windows, training, evaluation, int8, firmware profile,
     /// calibrated cascade, report. Each step is printed as the command that reproduces it.
     Pipeline(cmd::pipeline::PipelineArgs),
+    /// Compression steps alone and in sequence (`--pipeline int8,qat+dynamic,…`) on a trained
+    /// model: size, accuracy, host time and Cortex-M4 instructions of every variant, and a plot.
+    Optimize(cmd::optimize::OptimizeArgs),
     // SUBCOMMANDS (keep this marker: helpers add variants above it)
 }
 
@@ -80,6 +83,7 @@ fn run() -> anyhow::Result<()> {
         Command::Profile(args) => cmd::profile::run(args),
         Command::Quantize(args) => cmd::quantize::run(args),
         Command::Pipeline(args) => cmd::pipeline::run(args),
+        Command::Optimize(args) => cmd::optimize::run(args),
         // DISPATCH (keep this marker: helpers add arms above it)
     }
 }

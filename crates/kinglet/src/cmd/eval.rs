@@ -59,6 +59,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     let data = kinglet_data::spec::load(&spec, &LoadOptions::default())
         .with_context(|| format!("loading {spec}"))?;
+    let started = std::time::Instant::now();
     let result = if args.model.extension().is_some_and(|e| e == "tflite") {
         evaluate_tflite(&args, &data)?
     } else {
@@ -70,16 +71,26 @@ pub fn run(args: EvalArgs) -> Result<()> {
         let model = TrainedModel::load(&args.model)?;
         kinglet_train::evaluate(&model, &data)?
     };
+    // Host time per window, one process: input preparation and inference (and, for a .kgl,
+    // loading the model); a rough latency, for tables such as `kinglet optimize`'s.
+    let us_per_window = started.elapsed().as_secs_f64() * 1e6 / result.n().max(1) as f64;
     print(
         &result,
         &args.model.display().to_string(),
         &spec.to_string(),
         args.json,
+        us_per_window,
     )
 }
 
 /// Prints a classification report as text or as one JSON object.
-pub fn print(result: &Classification, model: &str, data: &str, json: bool) -> Result<()> {
+pub fn print(
+    result: &Classification,
+    model: &str,
+    data: &str,
+    json: bool,
+    us_per_window: f64,
+) -> Result<()> {
     if json {
         let per_class: Vec<serde_json::Value> = result
             .class_names
@@ -100,6 +111,7 @@ pub fn print(result: &Classification, model: &str, data: &str, json: bool) -> Re
             "class_names": result.class_names,
             "per_class": per_class,
             "confusion": result.confusion,
+            "host_us_per_window": us_per_window,
         });
         writeln!(std::io::stdout().lock(), "{out}")?;
     } else {

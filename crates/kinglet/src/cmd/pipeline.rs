@@ -41,17 +41,27 @@ const LITTLES: [&str; 6] = [
     "little0", "little1", "little2", "little3", "little4", "little5",
 ];
 
-struct Runner {
+/// Runs steps as this same binary with printed arguments; shared with `kinglet optimize`.
+pub(crate) struct Runner {
     exe: PathBuf,
     force: bool,
     step: usize,
-    log: Vec<String>,
+    pub(crate) log: Vec<String>,
 }
 
 impl Runner {
+    pub(crate) fn new(force: bool) -> Result<Self> {
+        Ok(Self {
+            exe: std::env::current_exe().context("locating the kinglet executable")?,
+            force,
+            step: 0,
+            log: Vec::new(),
+        })
+    }
+
     /// Runs `kinglet <args>` unless `output` exists; with `stdout_to`, captures standard output
     /// there atomically (a failed step leaves no file behind).
-    fn run(
+    pub(crate) fn run(
         &mut self,
         title: &str,
         output: &Path,
@@ -124,12 +134,7 @@ pub fn run(args: PipelineArgs) -> Result<()> {
         std::fs::create_dir_all(out.join(sub))
             .with_context(|| format!("creating {}", out.join(sub).display()))?;
     }
-    let mut runner = Runner {
-        exe: std::env::current_exe().context("locating the kinglet executable")?,
-        force: args.force,
-        step: 0,
-        log: Vec::new(),
-    };
+    let mut runner = Runner::new(args.force)?;
     let hapt_spec = format!("hapt:{}", hapt.display());
     let test_spec = format!("uci-har:{}:test", uci.display());
     let os = |parts: &[&str]| parts.iter().map(OsString::from).collect::<Vec<_>>();
@@ -495,7 +500,7 @@ fn print_summary(out: &Path, archs: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn which(program: &str) -> bool {
+pub(crate) fn which(program: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
@@ -511,7 +516,7 @@ fn shell_word(s: &str) -> String {
 }
 
 /// Writes through a temporary file in the same folder, then renames: never a half-written file.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))

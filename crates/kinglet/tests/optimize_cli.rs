@@ -1,0 +1,97 @@
+//! `kinglet optimize` on the committed MNIST fixture: every variant of a short pipeline is
+//! built, measured and tabulated, with the plot and the commands written beside it.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn kinglet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kinglet"))
+        .args(args)
+        .output()
+        .expect("run kinglet")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn optimize_measures_every_variant_of_the_pipeline() {
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../kinglet-train/tests/fixtures/mnist-tiny");
+    let data = format!("mnist:{}", fixture.display());
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("cnn.kgl");
+    let o = kinglet(&[
+        "train",
+        "--arch",
+        "mnist-cnn",
+        "--data",
+        &format!("{data}:train"),
+        "--epochs",
+        "3",
+        "--seed",
+        "1",
+        "--out",
+        model.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = dir.path().join("opt");
+    let o = kinglet(&[
+        "optimize",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        &data,
+        "--pipeline",
+        "float,dynamic,qat+int8",
+        "--windows",
+        "40",
+        "--no-firmware",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let rows: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("optimize.json")).unwrap()).unwrap();
+    let rows = rows.as_array().unwrap();
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| r["variant"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["float", "dynamic", "qat+int8"]);
+    let size = |i: usize| rows[i]["size_bytes"].as_u64().unwrap();
+    // int8 weights make the files about four times smaller than float.
+    assert!(size(1) * 3 < size(0) && size(2) * 3 < size(0), "{rows:?}");
+    for r in rows {
+        let a = r["accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&a));
+        assert!(Path::new(r["file"].as_str().unwrap()).exists());
+    }
+    let table = std::fs::read_to_string(out.join("optimize.md")).unwrap();
+    assert!(table.contains("| qat+int8 |"), "{table}");
+    let svg = std::fs::read_to_string(out.join("optimize.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("qat+int8"));
+    let commands = std::fs::read_to_string(out.join("commands.txt")).unwrap();
+    assert!(commands.contains("kinglet train --init") && commands.contains("--qat"));
+
+    // A variant in the wrong order is refused before anything runs.
+    let o = kinglet(&[
+        "optimize",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        &data,
+        "--pipeline",
+        "int8+qat",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("must come last"), "{}", text(&o));
+}
