@@ -3,15 +3,10 @@
 //! the host simulator.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn kinglet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kinglet"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run kinglet")
-}
+mod common;
+use common::kinglet;
 
 fn repo(path: &str) -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -2,22 +2,9 @@
 //! train, evaluate the `.kgl`, export, quantise with every scheme, evaluate each `.tflite`.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn kinglet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kinglet"))
-        .args(args)
-        .output()
-        .expect("run kinglet")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod common;
+use common::{kinglet, text};
 
 fn fixture(split: &str) -> String {
     let dir =

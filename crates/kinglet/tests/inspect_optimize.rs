@@ -2,14 +2,9 @@
 //! and the optimised model written with `--write` reads back and runs.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
 
-fn kinglet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kinglet"))
-        .args(args)
-        .output()
-        .expect("run kinglet")
-}
+mod common;
+use common::{kinglet, text};
 
 fn fixture(name: &str) -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -17,14 +12,6 @@ fn fixture(name: &str) -> String {
         .join(name)
         .display()
         .to_string()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[test]

@@ -4,7 +4,9 @@
 //! Then the CLI path: `train --qat` and `quantize --scheme int8` with recorded ranges.
 
 use std::path::Path;
-use std::process::{Command, Output};
+
+mod common;
+use common::{kinglet, text};
 
 use kinglet_compress::{PtqConfig, quantize_int8_with_recorded_ranges};
 use kinglet_data::Dataset;
@@ -108,21 +110,6 @@ fn int8_model_from_recorded_ranges_predicts_what_qat_simulated() {
     }
     // Integer requantisation may round an occasional near-tie differently.
     assert!(agree >= samples.len() - 2, "{agree} of {}", samples.len());
-}
-
-fn kinglet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kinglet"))
-        .args(args)
-        .output()
-        .expect("run kinglet")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[test]

@@ -2,26 +2,14 @@
 //! layout: 48 training and validation windows, 300 test windows of other subjects).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn kinglet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kinglet"))
-        .args(args)
-        .output()
-        .expect("run kinglet")
-}
+mod common;
+use common::{kinglet, text};
 
 fn fixture() -> String {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kinglet-data/tests/fixtures/uci-har");
     format!("uci-har:{}", dir.display())
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// A tiny architecture so the test trains in well under a second.
