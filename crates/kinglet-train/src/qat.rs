@@ -31,7 +31,7 @@ use burn::nn::conv::{Conv1d, Conv2d};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::module::{max_pool1d, max_pool2d};
 use burn::tensor::ops::MaxPoolOptions;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use kinglet_data::Dataset;
 use kinglet_data::metrics::Classification;
 use rand::seq::SliceRandom;
@@ -41,7 +41,10 @@ use crate::arch::Architecture;
 use crate::inputs::{ChannelNormalisation, Prepared, output_class_names, prepare};
 use crate::model_file::{Provenance, TrainedModel};
 use crate::network::{NamedTensor, Network};
-use crate::train::{EpochReport, Progress, TrainOutcome, batch_inputs, epoch_rng, loss_function};
+use crate::train::{
+    EpochReport, Progress, TrainOutcome, batch_inputs, batch_loss, diverged, epoch_rng,
+    loss_function,
+};
 
 /// Name prefix of the model tensors holding tracked activation ranges (`[min, max]`).
 pub const RANGE_PREFIX: &str = "qat:";
@@ -509,26 +512,10 @@ pub fn train_qat(
                 augmenting.then_some((augment, &mut rng)),
                 &device,
             );
-            let targets: Vec<i64> = idx.iter().map(|&i| prepared.targets[i] as i64).collect();
-            let targets =
-                Tensor::<1, Int>::from_data(TensorData::new(targets, [idx.len()]), &device);
             let logits = forward(&net, arch, inputs, &mut state);
-            let hits = logits
-                .clone()
-                .argmax(1)
-                .reshape([idx.len()])
-                .equal(targets.clone())
-                .int()
-                .sum();
-            let loss = loss_fn.forward(logits, targets);
-            let loss_value = loss.clone().into_scalar::<f32>() as f64;
-            if !loss_value.is_finite() {
-                return Err(Error::Data(format!(
-                    "QAT diverged: loss {loss_value} in epoch {}",
-                    epoch + 1
-                )));
-            }
-            let batch_correct = hits.into_scalar::<i64>() as usize;
+            let (loss, loss_value, batch_correct) =
+                batch_loss(logits, &prepared, idx, &loss_fn, &device)
+                    .map_err(|v| diverged("QAT", v, epoch))?;
             let grads = GradientsParams::from_grads(loss.backward(), &net);
             net = optim.step(lr, net, grads);
             loss_sum += loss_value * idx.len() as f64;
@@ -617,6 +604,7 @@ pub(crate) fn record_ranges(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::tensor::TensorData;
 
     fn tensor1(values: &[f32], device: &Device) -> Tensor<1> {
         Tensor::from_data(TensorData::new(values.to_vec(), [values.len()]), device)

@@ -391,26 +391,10 @@ pub fn train(
                 augmenting.then_some((augment, &mut rng)),
                 &device,
             );
-            let targets: Vec<i64> = idx.iter().map(|&i| prepared.targets[i] as i64).collect();
-            let targets =
-                Tensor::<1, Int>::from_data(TensorData::new(targets, [idx.len()]), &device);
             let logits = net.forward(inputs);
-            let hits = logits
-                .clone()
-                .argmax(1)
-                .reshape([idx.len()])
-                .equal(targets.clone())
-                .int()
-                .sum();
-            let loss = loss_fn.forward(logits, targets);
-            let loss_value = loss.clone().into_scalar::<f32>() as f64;
-            if !loss_value.is_finite() {
-                return Err(Error::Data(format!(
-                    "training diverged: loss {loss_value} in epoch {}",
-                    epoch + 1
-                )));
-            }
-            let batch_correct = hits.into_scalar::<i64>() as usize;
+            let (loss, loss_value, batch_correct) =
+                batch_loss(logits, &prepared, idx, &loss_fn, &device)
+                    .map_err(|v| diverged("training", v, epoch))?;
             let grads = GradientsParams::from_grads(loss.backward(), &net);
             net = optim.step(lr, net, grads);
             loss_sum += loss_value * idx.len() as f64;
@@ -517,6 +501,40 @@ pub fn train(
         history,
         complete,
     })
+}
+
+/// Cross-entropy of one batch's `logits` against the prepared targets of samples `idx`, with
+/// the loss as a number and the batch's correct predictions; `Err(loss)` when it is not finite.
+pub(crate) fn batch_loss(
+    logits: Tensor<2>,
+    prepared: &Prepared,
+    idx: &[usize],
+    loss_fn: &burn::nn::loss::CrossEntropyLoss,
+    device: &Device,
+) -> Result<(Tensor<1>, f64, usize), f64> {
+    let targets: Vec<i64> = idx.iter().map(|&i| prepared.targets[i] as i64).collect();
+    let targets = Tensor::<1, Int>::from_data(TensorData::new(targets, [idx.len()]), device);
+    let hits = logits
+        .clone()
+        .argmax(1)
+        .reshape([idx.len()])
+        .equal(targets.clone())
+        .int()
+        .sum();
+    let loss = loss_fn.forward(logits, targets);
+    let loss_value = loss.clone().into_scalar::<f32>() as f64;
+    if !loss_value.is_finite() {
+        return Err(loss_value);
+    }
+    Ok((loss, loss_value, hits.into_scalar::<i64>() as usize))
+}
+
+/// The error for a loss that stopped being finite (`what`: which training).
+pub(crate) fn diverged(what: &str, loss: f64, epoch: usize) -> Error {
+    Error::Data(format!(
+        "{what} diverged: loss {loss} in epoch {}",
+        epoch + 1
+    ))
 }
 
 /// Cross-entropy as the schedule asks: label smoothing, and per-class weights inversely
