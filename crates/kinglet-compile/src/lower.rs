@@ -158,6 +158,32 @@ impl<'g> Lowering<'g> {
         Ok((id, self.tensor(index, op, id)?))
     }
 
+    /// The op's optional constant int32 bias (input 2), which must hold `len` values (one per
+    /// entry of `what`).
+    fn bias(
+        &self,
+        index: usize,
+        op: &Op,
+        len: usize,
+        what: &str,
+    ) -> Result<Option<Vec<i32>>, CompileError> {
+        let Some(&b) = op.inputs.get(2) else {
+            return Ok(None);
+        };
+        let bias = self
+            .tensor(index, op, b)?
+            .data_i32()
+            .ok_or_else(|| op_err(index, op, "bias must be constant int32"))?;
+        if bias.len() != len {
+            return Err(op_err(
+                index,
+                op,
+                format!("bias length differs from the {what}"),
+            ));
+        }
+        Ok(Some(bias))
+    }
+
     fn input(&self, index: usize, op: &Op, slot: usize) -> Result<&'g Tensor, CompileError> {
         let id = *op
             .inputs
@@ -367,24 +393,10 @@ impl<'g> Lowering<'g> {
         let (xd, wd, yd) = filter_dims(index, op, x, w, y)?;
         let weights =
             i8_data(w).ok_or_else(|| op_err(index, op, "filter must be constant int8"))?;
-        let bias = match op.inputs.get(2) {
-            Some(&b) => Some(
-                self.tensor(index, op, b)?
-                    .data_i32()
-                    .ok_or_else(|| op_err(index, op, "bias must be constant int32"))?,
-            ),
-            None => None,
-        };
+        let out_ch = wd[0];
+        let bias = self.bias(index, op, out_ch, "output channels")?;
         let (_, xz) = activation_quant(x)
             .ok_or_else(|| op_err(index, op, "input must be per-tensor int8"))?;
-        let out_ch = wd[0];
-        if bias.as_ref().is_some_and(|b| b.len() != out_ch) {
-            return Err(op_err(
-                index,
-                op,
-                "bias length differs from the output channels",
-            ));
-        }
         let requant = self.requant(index, op, x, w, y, out_ch, activation, false)?;
         let macs = yd[1] * yd[2] * out_ch * wd[1] * wd[2] * wd[3];
         let src = self.src_loc(index, op)?;
@@ -576,21 +588,7 @@ impl<'g> Lowering<'g> {
         let batches = x.elements() / in_len;
         let weights =
             i8_data(w).ok_or_else(|| op_err(index, op, "weights must be constant int8"))?;
-        let bias = match op.inputs.get(2) {
-            Some(&b) => Some(
-                self.tensor(index, op, b)?
-                    .data_i32()
-                    .ok_or_else(|| op_err(index, op, "bias must be constant int32"))?,
-            ),
-            None => None,
-        };
-        if bias.as_ref().is_some_and(|b| b.len() != out_len) {
-            return Err(op_err(
-                index,
-                op,
-                "bias length differs from the output size",
-            ));
-        }
+        let bias = self.bias(index, op, out_len, "output size")?;
         let (_, xz) = activation_quant(x)
             .ok_or_else(|| op_err(index, op, "input must be per-tensor int8"))?;
         let requant = self.requant(index, op, x, w, y, out_len, activation, true)?;
@@ -672,21 +670,7 @@ impl<'g> Lowering<'g> {
         let weights =
             i8_data(w).ok_or_else(|| op_err(index, op, "filter must be constant int8"))?;
         let out_ch = yd[3];
-        let bias = match op.inputs.get(2) {
-            Some(&b) => Some(
-                self.tensor(index, op, b)?
-                    .data_i32()
-                    .ok_or_else(|| op_err(index, op, "bias must be constant int32"))?,
-            ),
-            None => None,
-        };
-        if bias.as_ref().is_some_and(|b| b.len() != out_ch) {
-            return Err(op_err(
-                index,
-                op,
-                "bias length differs from the output channels",
-            ));
-        }
+        let bias = self.bias(index, op, out_ch, "output channels")?;
         let (_, xz) = activation_quant(x)
             .ok_or_else(|| op_err(index, op, "input must be per-tensor int8"))?;
         let requant = self.requant(index, op, x, w, y, out_ch, activation, false)?;
