@@ -245,6 +245,17 @@ impl StreamWindows {
     }
 }
 
+/// Scale and zero point of a graph's first output, which the firmware cascade dequantises:
+/// it must be per-tensor int8.
+fn int8_output_quantisation(graph: &Graph) -> Result<(f32, i32), String> {
+    let output = graph.outputs.first().ok_or("no output")?;
+    let t = graph.tensor(*output);
+    match (&t.dtype, t.quant.as_ref()) {
+        (DType::I8, Some(q)) if q.is_per_tensor() => Ok((q.scale[0], q.zero_point[0])),
+        _ => Err("the firmware cascade needs a per-tensor int8 output".into()),
+    }
+}
+
 /// The host simulator and the firmware on the same windows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FirmwareComparison {
@@ -331,6 +342,19 @@ impl FirmwareCascadeRun {
             return 0.0;
         }
         self.instructions.iter().sum::<u64>() as f64 / self.instructions.len() as f64
+    }
+
+    /// Mean instructions over the windows where Big ran (`big`) or slept; `None` when there
+    /// are none.
+    pub fn mean_instructions_where(&self, big: bool) -> Option<f64> {
+        let picked: Vec<u64> = self
+            .windows
+            .iter()
+            .zip(&self.instructions)
+            .filter(|(w, _)| w.big == big)
+            .map(|(_, &n)| n)
+            .collect();
+        (!picked.is_empty()).then(|| picked.iter().sum::<u64>() as f64 / picked.len() as f64)
     }
 }
 
@@ -622,20 +646,7 @@ pub fn cascade_source(
                     .into(),
             ));
         }
-        let output = graph
-            .outputs
-            .first()
-            .copied()
-            .ok_or_else(|| what("no output".into()))?;
-        let out_t = graph.tensor(output);
-        let (scale, zero_point) = match (&out_t.dtype, out_t.quant.as_ref()) {
-            (DType::I8, Some(q)) if q.is_per_tensor() => (q.scale[0], q.zero_point[0]),
-            _ => {
-                return Err(what(
-                    "the firmware cascade needs a per-tensor int8 output".into(),
-                ));
-            }
-        };
+        let (scale, zero_point) = int8_output_quantisation(graph).map_err(what)?;
         let compiled = compile(graph, model.name).map_err(|e| what(e.to_string()))?;
         let picked: usize = layout.inputs.iter().map(Vec::len).sum();
         if compiled.dsp.input_len != time * picked {
@@ -757,14 +768,10 @@ pub fn cascade_source(
 /// order (identity without a normalisation).
 fn norm_literal(model: &CascadeModel<'_>, channels: usize) -> Result<String, AdaptError> {
     let (mean, std): (Vec<f32>, Vec<f32>) = match model.normalise {
-        Some(n) if n.mean.len() == channels && n.std.len() == channels => {
+        Some(n) => {
+            n.check(channels)
+                .map_err(|e| AdaptError::Invalid(format!("model `{}`: {e}", model.name)))?;
             (n.mean.clone(), n.std.clone())
-        }
-        Some(_) => {
-            return Err(AdaptError::Invalid(format!(
-                "model `{}`: normalisation does not cover the windows' {channels} channels",
-                model.name
-            )));
         }
         None => (vec![0.0; channels], vec![1.0; channels]),
     };
@@ -806,16 +813,7 @@ fn dual_source(
             )));
         }
     };
-    let output = graph
-        .outputs
-        .first()
-        .copied()
-        .ok_or_else(|| what("no output".into()))?;
-    let out_t = graph.tensor(output);
-    let (out_scale, out_zero) = match (&out_t.dtype, out_t.quant.as_ref()) {
-        (DType::I8, Some(q)) if q.is_per_tensor() => (q.scale[0], q.zero_point[0]),
-        _ => return Err(what("needs a per-tensor int8 output".into())),
-    };
+    let (out_scale, out_zero) = int8_output_quantisation(graph).map_err(what)?;
     let norm = norm_literal(model, windows.channels())?;
     Ok(format!(
         "const M{m}_NORM: ([f32; WINDOW_CHANNELS], [f32; WINDOW_CHANNELS]) = {norm};\n\n\

@@ -147,6 +147,18 @@ pub struct Normalise {
     pub std: Vec<f32>,
 }
 
+impl Normalise {
+    /// One mean and one non-zero std for each of the windows' `channels`.
+    pub fn check(&self, channels: usize) -> Result<(), String> {
+        if self.mean.len() != channels || self.std.len() != channels || self.std.contains(&0.0) {
+            return Err(format!(
+                "normalisation needs {channels} channels with non-zero std"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// How a graph's input is filled.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Feed {
@@ -227,15 +239,8 @@ impl GraphClassifier {
                 }
             });
         }
-        if let Some(n) = &normalise
-            && (n.mean.len() != windows.channels
-                || n.std.len() != windows.channels
-                || n.std.contains(&0.0))
-        {
-            return Err(err(&format!(
-                "normalisation needs {} channels with non-zero std",
-                windows.channels
-            )));
+        if let Some(n) = &normalise {
+            n.check(windows.channels).map_err(|e| err(&e))?;
         }
         let interp = Interpreter::new(graph).map_err(|e| err(&e))?;
         Ok(Self {
@@ -391,13 +396,8 @@ impl DualClassifier {
                 windows.channels
             )));
         }
-        if let Some(n) = &normalise
-            && (n.mean.len() != windows.channels || n.std.len() != windows.channels)
-        {
-            return Err(err(format!(
-                "normalisation needs {} channels",
-                windows.channels
-            )));
+        if let Some(n) = &normalise {
+            n.check(windows.channels).map_err(err)?;
         }
         let feed = match (t.dtype, &t.quant) {
             (DType::U8, _) => DualFeed::SeedU8,

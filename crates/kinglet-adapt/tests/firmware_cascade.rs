@@ -129,16 +129,7 @@ fn host_and_firmware(spec: &StrategySpec, little_path: &std::path::Path, littles
         "Big ran on {big_runs} windows"
     );
     // Windows on which Big ran cost more than those it slept through.
-    let mean = |big: bool| {
-        let v: Vec<u64> = fw
-            .windows
-            .iter()
-            .zip(&fw.instructions)
-            .filter(|(w, _)| w.big == big)
-            .map(|(_, n)| *n)
-            .collect();
-        v.iter().sum::<u64>() as f64 / v.len() as f64
-    };
+    let mean = |big: bool| fw.mean_instructions_where(big).unwrap();
     assert!(mean(true) > mean(false));
     eprintln!(
         "{}: {} windows identical; Big on {big_runs}; {:.0} instructions/window (Big windows {:.0}, others {:.0}); shared arena {} B",

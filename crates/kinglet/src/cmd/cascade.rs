@@ -574,16 +574,7 @@ fn run_on_cortex_m4(a: &CascadeArgs, spec: &StrategySpec) -> Result<()> {
         &a.work_dir.clone().unwrap_or_else(default_work_dir),
     )?;
     let fw = &cmp.firmware;
-    let mean_where = |big: bool| {
-        let v: Vec<u64> = fw
-            .windows
-            .iter()
-            .zip(&fw.instructions)
-            .filter(|(w, _)| w.big == big)
-            .map(|(_, n)| *n)
-            .collect();
-        (!v.is_empty()).then(|| v.iter().sum::<u64>() as f64 / v.len() as f64)
-    };
+    let mean_where = |big: bool| fw.mean_instructions_where(big);
     let labels = &dataset.labels[..count];
     let correct = fw
         .windows
