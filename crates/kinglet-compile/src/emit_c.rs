@@ -60,6 +60,41 @@ fn requant(out: &mut String, p: &str, r: &RequantData) -> String {
     format!("&{p}_rq")
 }
 
+/// A weighted layer's constants `<p>_w`, `<p>_b` (if any) and requantisation; returns the C
+/// expressions for the bias (`NULL` without one) and the requantisation.
+fn weighted_consts(
+    out: &mut String,
+    p: &str,
+    weights: &[i8],
+    bias: Option<&[i32]>,
+    r: &RequantData,
+) -> (String, String) {
+    array(out, "int8_t", &format!("{p}_w"), weights);
+    let b = match bias {
+        Some(b) => {
+            array(out, "int32_t", &format!("{p}_b"), b);
+            format!("{p}_b")
+        }
+        None => "NULL".into(),
+    };
+    (b, requant(out, p, r))
+}
+
+/// A convolution's shape constants `<p>_in`, `<p>_fd`, `<p>_out`, `<p>_g`.
+fn conv_dims(
+    out: &mut String,
+    p: &str,
+    input: &[usize],
+    filter: &[usize],
+    output: &[usize],
+    geometry: &[usize],
+) {
+    dims(out, &format!("{p}_in"), input);
+    dims(out, &format!("{p}_fd"), filter);
+    dims(out, &format!("{p}_out"), output);
+    dims(out, &format!("{p}_g"), geometry);
+}
+
 fn dims(out: &mut String, name: &str, d: &[usize]) {
     let v: Vec<String> = d.iter().map(usize::to_string).collect();
     let _ = writeln!(
@@ -252,19 +287,8 @@ pub fn emit_c(program: &Program, model_name: &str) -> (String, String) {
                 requant: r,
                 ..
             } => {
-                array(&mut consts, "int8_t", &format!("{s}_w"), weights);
-                let b = match bias {
-                    Some(b) => {
-                        array(&mut consts, "int32_t", &format!("{s}_b"), b);
-                        format!("{s}_b")
-                    }
-                    None => "NULL".into(),
-                };
-                let rq = requant(&mut consts, &s, r);
-                dims(&mut consts, &format!("{s}_in"), input);
-                dims(&mut consts, &format!("{s}_fd"), filter);
-                dims(&mut consts, &format!("{s}_out"), output);
-                dims(&mut consts, &format!("{s}_g"), geometry);
+                let (b, rq) = weighted_consts(&mut consts, &s, weights, bias.as_deref(), r);
+                conv_dims(&mut consts, &s, input, filter, output, geometry);
                 format!(
                     "kl_conv2d_i8({src8}, {s}_in, {s}_w, {s}_fd, {b}, {s}_out, {s}_g, {input_offset}, {rq}, {dst8});"
                 )
@@ -294,15 +318,7 @@ pub fn emit_c(program: &Program, model_name: &str) -> (String, String) {
                 requant: r,
                 ..
             } => {
-                array(&mut consts, "int8_t", &format!("{s}_w"), weights);
-                let b = match bias {
-                    Some(b) => {
-                        array(&mut consts, "int32_t", &format!("{s}_b"), b);
-                        format!("{s}_b")
-                    }
-                    None => "NULL".into(),
-                };
-                let rq = requant(&mut consts, &s, r);
+                let (b, rq) = weighted_consts(&mut consts, &s, weights, bias.as_deref(), r);
                 format!(
                     "kl_fully_connected_i8({src8}, {batches}, {in_len}, {out_len}, {s}_w, {b}, {input_offset}, {rq}, {dst8});"
                 )
@@ -320,19 +336,8 @@ pub fn emit_c(program: &Program, model_name: &str) -> (String, String) {
                 requant: r,
                 ..
             } => {
-                array(&mut consts, "int8_t", &format!("{s}_w"), weights);
-                let b = match bias {
-                    Some(b) => {
-                        array(&mut consts, "int32_t", &format!("{s}_b"), b);
-                        format!("{s}_b")
-                    }
-                    None => "NULL".into(),
-                };
-                let rq = requant(&mut consts, &s, r);
-                dims(&mut consts, &format!("{s}_in"), input);
-                dims(&mut consts, &format!("{s}_fd"), filter);
-                dims(&mut consts, &format!("{s}_out"), output);
-                dims(&mut consts, &format!("{s}_g"), geometry);
+                let (b, rq) = weighted_consts(&mut consts, &s, weights, bias.as_deref(), r);
+                conv_dims(&mut consts, &s, input, filter, output, geometry);
                 format!(
                     "kl_depthwise_conv2d_i8({src8}, {s}_in, {s}_w, {s}_fd, {b}, {s}_out, {s}_g, {depth_multiplier}, {input_offset}, {rq}, {dst8});"
                 )
