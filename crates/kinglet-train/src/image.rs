@@ -17,7 +17,7 @@ use kinglet_graph::{Activation, Graph, Hw, OpKind, Padding, TensorId};
 
 use crate::Error;
 use crate::arch::{Architecture, Augment, Block, Head, Padding as ArchPadding, Schedule, Task};
-use crate::lower::{folded_norm, get, graph_err};
+use crate::lower::{folded_norm, get, graph_err, graph_padding, lower_depthwise};
 use crate::model_file::TrainedModel;
 use crate::network::{NamedTensor, TensorSource, batch_norm, grab};
 
@@ -379,38 +379,12 @@ pub(crate) fn lower_blocks(
         let p = format!("branch0.block{i}");
         // Short op and tensor names: every byte counts against the seed's file sizes.
         let (dw_name, conv_name) = (format!("dw{i}"), format!("conv{i}"));
-        let padding = match block.padding {
-            ArchPadding::Same => Padding::Same,
-            ArchPadding::Valid => Padding::Valid,
-        };
+        let padding = graph_padding(block.padding);
         let (scale, shift) = folded_norm(model, &p, block.filters, block.batch_norm)?;
         let k = block.kernel;
         let conv_k = if block.separable {
-            // Depthwise [cin, 1, k, k] → TFLite [1, k, k, cin].
-            let wt = &get(model, &format!("{p}.depthwise.weight"))?.values;
-            let bias = &get(model, &format!("{p}.depthwise.bias"))?.values;
-            let mut dw = vec![0f32; k * k * cin];
-            for c in 0..cin {
-                for j in 0..k * k {
-                    dw[j * cin + c] = wt[c * k * k + j];
-                }
-            }
-            let wt = g
-                .add_constant_f32(format!("{dw_name}/filter"), &[1, k, k, cin], &dw)
-                .map_err(graph_err)?;
-            let bt = g
-                .add_constant_f32(format!("{dw_name}/bias"), &[cin], bias)
-                .map_err(graph_err)?;
-            let kind = OpKind::DepthwiseConv2D {
-                stride: Hw::ONE,
-                dilation: Hw::ONE,
-                padding,
-                depth_multiplier: 1,
-                activation: Activation::None,
-            };
-            x = g
-                .add_op_inferred(kind, &[x, wt, bt], dw_name)
-                .map_err(graph_err)?;
+            let names = (format!("{dw_name}/filter"), format!("{dw_name}/bias"));
+            x = lower_depthwise(g, model, &p, x, [k, k], cin, padding, names, dw_name)?;
             1
         } else {
             k

@@ -22,6 +22,54 @@ pub(crate) fn get<'a>(model: &'a TrainedModel, name: &str) -> Result<&'a NamedTe
         .ok_or_else(|| Error::Model(format!("weight `{name}` is missing")))
 }
 
+/// The graph's padding for a block's.
+pub(crate) fn graph_padding(padding: ArchPadding) -> Padding {
+    match padding {
+        ArchPadding::Same => Padding::Same,
+        ArchPadding::Valid => Padding::Valid,
+    }
+}
+
+/// Block `p`'s trained depthwise layer (weights `[cin, 1, kh, kw]` or `[cin, 1, kw]`) as a
+/// DEPTHWISE_CONV_2D on `x`, its filter laid out TFLite's way, `[1, kh, kw, cin]`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn lower_depthwise(
+    g: &mut Graph,
+    model: &TrainedModel,
+    p: &str,
+    x: TensorId,
+    [kh, kw]: [usize; 2],
+    cin: usize,
+    padding: Padding,
+    (filter_name, bias_name): (String, String),
+    op_name: String,
+) -> Result<TensorId, Error> {
+    let w = &get(model, &format!("{p}.depthwise.weight"))?.values;
+    let bias = &get(model, &format!("{p}.depthwise.bias"))?.values;
+    let taps = kh * kw;
+    let mut dw = vec![0f32; taps * cin];
+    for c in 0..cin {
+        for j in 0..taps {
+            dw[j * cin + c] = w[c * taps + j];
+        }
+    }
+    let wt = g
+        .add_constant_f32(filter_name, &[1, kh, kw, cin], &dw)
+        .map_err(graph_err)?;
+    let bt = g
+        .add_constant_f32(bias_name, &[cin], bias)
+        .map_err(graph_err)?;
+    let kind = OpKind::DepthwiseConv2D {
+        stride: Hw::ONE,
+        dilation: Hw::ONE,
+        padding,
+        depth_multiplier: 1,
+        activation: Activation::None,
+    };
+    g.add_op_inferred(kind, &[x, wt, bt], op_name)
+        .map_err(graph_err)
+}
+
 pub(crate) fn graph_err(e: kinglet_graph::GraphError) -> Error {
     Error::Model(format!("lowering: {e}"))
 }
@@ -81,38 +129,25 @@ pub fn lower(model: &TrainedModel) -> Result<Graph, Error> {
             .map_err(graph_err)?;
         for (i, block) in arch.blocks.iter().enumerate() {
             let p = format!("branch{b}.block{i}");
-            let padding = match block.padding {
-                ArchPadding::Same => Padding::Same,
-                ArchPadding::Valid => Padding::Valid,
-            };
+            let padding = graph_padding(block.padding);
             let (scale, shift) = folded_norm(model, &p, block.filters, block.batch_norm)?;
             let k = block.kernel;
             let conv_kernel = if block.separable {
-                // Depthwise [cin, 1, k] → TFLite [1, 1, k, cin].
-                let w = &get(model, &format!("{p}.depthwise.weight"))?.values;
-                let bias = &get(model, &format!("{p}.depthwise.bias"))?.values;
-                let mut dw = vec![0f32; k * cin];
-                for c in 0..cin {
-                    for j in 0..k {
-                        dw[j * cin + c] = w[c * k + j];
-                    }
-                }
-                let wt = g
-                    .add_constant_f32(format!("{p}/depthwise/filter"), &[1, 1, k, cin], &dw)
-                    .map_err(graph_err)?;
-                let bt = g
-                    .add_constant_f32(format!("{p}/depthwise/bias"), &[cin], bias)
-                    .map_err(graph_err)?;
-                let kind = OpKind::DepthwiseConv2D {
-                    stride: Hw::ONE,
-                    dilation: Hw::ONE,
+                let names = (
+                    format!("{p}/depthwise/filter"),
+                    format!("{p}/depthwise/bias"),
+                );
+                x = lower_depthwise(
+                    &mut g,
+                    model,
+                    &p,
+                    x,
+                    [1, k],
+                    cin,
                     padding,
-                    depth_multiplier: 1,
-                    activation: Activation::None,
-                };
-                x = g
-                    .add_op_inferred(kind, &[x, wt, bt], format!("{p}/depthwise"))
-                    .map_err(graph_err)?;
+                    names,
+                    format!("{p}/depthwise"),
+                )?;
                 1
             } else {
                 k
