@@ -249,6 +249,18 @@ fn branch(name: &str, channels: &[&str]) -> Branch {
     }
 }
 
+/// A 'same'-padded block with batch norm (kinglet's own networks).
+fn bn_block(filters: usize, kernel: usize, pool: usize, separable: bool) -> Block {
+    Block {
+        filters,
+        kernel,
+        pool,
+        padding: Padding::Same,
+        batch_norm: true,
+        separable,
+    }
+}
+
 fn plain_blocks(filters: &[usize]) -> Vec<Block> {
     filters
         .iter()
@@ -360,38 +372,10 @@ impl Architecture {
                 window: 128,
                 branches: vec![branch("merged", &all9)],
                 blocks: vec![
-                    Block {
-                        filters: 32,
-                        kernel: 7,
-                        pool: 2,
-                        padding: Padding::Same,
-                        batch_norm: true,
-                        separable: false,
-                    },
-                    Block {
-                        filters: 48,
-                        kernel: 5,
-                        pool: 2,
-                        padding: Padding::Same,
-                        batch_norm: true,
-                        separable: false,
-                    },
-                    Block {
-                        filters: 64,
-                        kernel: 5,
-                        pool: 2,
-                        padding: Padding::Same,
-                        batch_norm: true,
-                        separable: true,
-                    },
-                    Block {
-                        filters: 64,
-                        kernel: 5,
-                        pool: 1,
-                        padding: Padding::Same,
-                        batch_norm: true,
-                        separable: true,
-                    },
+                    bn_block(32, 7, 2, false),
+                    bn_block(48, 5, 2, false),
+                    bn_block(64, 5, 2, true),
+                    bn_block(64, 5, 1, true),
                 ],
                 head: Head {
                     global_average_pool: true,
@@ -407,30 +391,9 @@ impl Architecture {
                 window: 128,
                 branches: vec![branch("merged", &all9)],
                 blocks: vec![
-                    Block {
-                        filters: 16,
-                        kernel: 5,
-                        pool: 4,
-                        padding: Padding::Same,
-                        batch_norm: true,
-                        separable: false,
-                    },
-                    Block {
-                        filters: 32,
-                        kernel: 5,
-                        pool: 2,
-                        padding: Padding::Same,
-                        batch_norm: true,
-                        separable: false,
-                    },
-                    Block {
-                        filters: 48,
-                        kernel: 3,
-                        pool: 2,
-                        padding: Padding::Same,
-                        batch_norm: true,
-                        separable: true,
-                    },
+                    bn_block(16, 5, 4, false),
+                    bn_block(32, 5, 2, false),
+                    bn_block(48, 3, 2, true),
                 ],
                 head: Head {
                     global_average_pool: true,

@@ -404,4 +404,6 @@ fn bundled_architecture_files_parse() {
     assert_eq!(big3, Architecture::preset("big3").unwrap());
     let little1 = Architecture::resolve(dir.join("little-upstairs.toml").to_str().unwrap());
     assert_eq!(little1.unwrap(), Architecture::preset("little1").unwrap());
+    let lite = Architecture::resolve(dir.join("kinglet-lite.toml").to_str().unwrap());
+    assert_eq!(lite.unwrap(), Architecture::preset("kinglet-lite").unwrap());
 }
