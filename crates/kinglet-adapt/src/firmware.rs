@@ -21,7 +21,7 @@ use kinglet_graph::eval::InputLayout;
 use kinglet_graph::{DType, Graph};
 
 use crate::models::{
-    DualClassifier, GraphClassifier, Normalise, S3_CHANNELS, WindowData, output_kind,
+    DualClassifier, GraphClassifier, Normalise, S3_CHANNELS, WindowData, output_kind, quantise_i8,
     signature_distances,
 };
 use crate::simulate::{WindowRecord, parse_decisions_csv};
@@ -115,7 +115,7 @@ impl Int8Windows {
             channels: data.channels,
             data: values
                 .iter()
-                .map(|&v| ((v / scale).round() as i32 + zero_point).clamp(-128, 127) as i8)
+                .map(|&v| quantise_i8(v, scale, zero_point))
                 .collect(),
             scale,
             zero_point,

@@ -140,6 +140,12 @@ impl WindowData {
     }
 }
 
+/// How every int8 model input is fed from a float value: `round(v / scale) + zero_point`,
+/// clamped. The firmware cascade performs these same f32 operations on the device.
+pub fn quantise_i8(v: f32, scale: f32, zero_point: i32) -> i8 {
+    ((v / scale).round() as i32 + zero_point).clamp(-128, 127) as i8
+}
+
 /// Per-channel `(x − mean) / std` applied to float windows before an f32 or int8 graph.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Normalise {
@@ -293,8 +299,7 @@ impl WindowClassifier for GraphClassifier {
                     let v: Vec<i8> = (0..self.windows.time)
                         .flat_map(|t| picks.iter().map(move |&c| (t, c)))
                         .map(|(t, c)| {
-                            ((self.float_value(floats, t, c) / scale).round() as i32 + zero_point)
-                                .clamp(-128, 127) as i8
+                            quantise_i8(self.float_value(floats, t, c), scale, zero_point)
                         })
                         .collect();
                     self.interp.set_input(i, &v)
@@ -464,9 +469,7 @@ impl WindowClassifier for DualClassifier {
                     Some((scale, zero_point)) => {
                         let q: Vec<i8> = values
                             .iter()
-                            .map(|&v| {
-                                ((v / scale).round() as i32 + zero_point).clamp(-128, 127) as i8
-                            })
+                            .map(|&v| quantise_i8(v, *scale, *zero_point))
                             .collect();
                         self.interp.set_input(0, &q)
                     }
