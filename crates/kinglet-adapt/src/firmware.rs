@@ -229,8 +229,12 @@ impl StreamWindows {
         }
     }
 
-    /// The signature check's distances, from exactly the bytes the firmware reads.
-    fn signature_table(&self) -> Result<Option<crate::classifier::DistanceTable>, AdaptError> {
+    /// The signature check's distances, from exactly the bytes the firmware reads; `data` is
+    /// [`window_data`](Self::window_data), already made by the caller.
+    fn signature_table(
+        &self,
+        data: &WindowData,
+    ) -> Result<Option<crate::classifier::DistanceTable>, AdaptError> {
         if self.channels() <= S3_CHANNELS[2] {
             return Ok(None);
         }
@@ -240,7 +244,7 @@ impl StreamWindows {
                 let chunks: Vec<&[i8]> = w.data.chunks_exact(per).collect();
                 signature_distances(&chunks, w.channels)
             }
-            Self::Float(w) => w.window_data().signature_distances()?,
+            Self::Float(_) => data.signature_distances()?,
         }))
     }
 }
@@ -288,7 +292,7 @@ pub fn compare_with_host(
         StreamWindows::Int8(w) if w.channels > S3_CHANNELS[2] => Some(data.s3_distances()?),
         _ => None,
     };
-    let mut signatures = windows.signature_table()?;
+    let mut signatures = windows.signature_table(&data)?;
     let host = simulate(
         spec,
         &mut Models {
