@@ -489,6 +489,119 @@ static inline void kl_fully_connected_i8(const int8_t *input, int batches, int i
     }
 }
 
+/* Fully connected over pruned weights (kinglet-micro sparse_fully_connected_i8): only the
+ * non-zero weights are stored. Bitmask: per output row (in_len + 7) / 8 mask bytes, bit i % 8
+ * of byte i / 8 set when column i is non-zero; values row after row. Integer sums are
+ * order-independent, so the results equal kl_fully_connected_i8 on the dense weights. */
+static inline void kl_sparse_fc_bitmask_i8(const int8_t *input, int batches, int in_len,
+                                           int out_len, const uint8_t *masks,
+                                           const int8_t *values, const int32_t *bias,
+                                           int32_t input_offset, const kl_fc_requant *r,
+                                           int8_t *out) {
+    int b, o, j;
+    int row_bytes = (in_len + 7) / 8;
+    for (b = 0; b < batches; b++) {
+        const int8_t *x = input + b * in_len;
+        const int8_t *v = values;
+        for (o = 0; o < out_len; o++) {
+            int32_t acc = bias ? bias[o] : 0;
+            const uint8_t *m = masks + o * row_bytes;
+            for (j = 0; j < row_bytes; j++) {
+                unsigned bits = m[j];
+                while (bits) {
+                    int col = j * 8 + __builtin_ctz(bits);
+                    bits &= bits - 1;
+                    acc = (int32_t)((uint32_t)acc + (uint32_t)((x[col] + input_offset) * *v++));
+                }
+            }
+            out[b * out_len + o] = kl_finish_fc(r, acc, o);
+        }
+    }
+}
+
+/* Deltas: row o has row_lens[o] entries; each advances the column by deltas[k] (from column 0
+ * at the row start) and weighs it by values[k] (bridging entries of gaps > 255 weigh 0). */
+static inline void kl_sparse_fc_deltas_i8(const int8_t *input, int batches, int in_len,
+                                          int out_len, const uint16_t *row_lens,
+                                          const uint8_t *deltas, const int8_t *values,
+                                          const int32_t *bias, int32_t input_offset,
+                                          const kl_fc_requant *r, int8_t *out) {
+    int b, o, k, n;
+    for (b = 0; b < batches; b++) {
+        const int8_t *x = input + b * in_len;
+        k = 0;
+        for (o = 0; o < out_len; o++) {
+            int32_t acc = bias ? bias[o] : 0;
+            int col = 0;
+            for (n = 0; n < row_lens[o]; n++, k++) {
+                col += deltas[k];
+                acc = (int32_t)((uint32_t)acc + (uint32_t)((x[col] + input_offset) * values[k]));
+            }
+            out[b * out_len + o] = kl_finish_fc(r, acc, o);
+        }
+    }
+}
+
+/* Conv2D over pruned filters (kinglet-micro sparse_conv2d_i8): each output channel's
+ * kh*kw*in_c taps are one compressed row (masks != NULL: bitmask rows; else row_lens/deltas).
+ * Every output pixel gathers its window into patch (outside the image: the input zero point,
+ * which adds nothing) and runs the rows over it. dims and g as for kl_conv2d_i8. */
+static inline void kl_sparse_conv2d_i8(const int8_t *input, const int *in_d, const int *f_d,
+                                       const int *out_d, const int *g, const uint8_t *masks,
+                                       const uint16_t *row_lens, const uint8_t *deltas,
+                                       const int8_t *values, const int32_t *bias,
+                                       int32_t input_offset, const kl_requant *r, int8_t *patch,
+                                       int8_t *out) {
+    int n, oy, ox, o, ky, kx, c, j;
+    int ic = f_d[3];
+    int taps = f_d[1] * f_d[2] * ic;
+    int row_bytes = (taps + 7) / 8;
+    for (n = 0; n < out_d[0]; n++) {
+        const int8_t *image = input + n * in_d[1] * in_d[2] * in_d[3];
+        for (oy = 0; oy < out_d[1]; oy++) {
+            for (ox = 0; ox < out_d[2]; ox++) {
+                int8_t *p = patch;
+                const int8_t *v = values;
+                int k = 0;
+                for (ky = 0; ky < f_d[1]; ky++) {
+                    int iy = oy * g[0] + ky * g[2] - g[4];
+                    for (kx = 0; kx < f_d[2]; kx++) {
+                        int ix = ox * g[1] + kx * g[3] - g[5];
+                        int inside = iy >= 0 && iy < in_d[1] && ix >= 0 && ix < in_d[2];
+                        for (c = 0; c < ic; c++) {
+                            *p++ = inside ? image[(iy * in_d[2] + ix) * ic + c]
+                                          : (int8_t)(-input_offset);
+                        }
+                    }
+                }
+                for (o = 0; o < out_d[3]; o++) {
+                    int32_t acc = bias ? bias[o] : 0;
+                    if (masks) {
+                        const uint8_t *m = masks + o * row_bytes;
+                        for (j = 0; j < row_bytes; j++) {
+                            unsigned bits = m[j];
+                            while (bits) {
+                                int col = j * 8 + __builtin_ctz(bits);
+                                bits &= bits - 1;
+                                acc = (int32_t)((uint32_t)acc +
+                                                (uint32_t)((patch[col] + input_offset) * *v++));
+                            }
+                        }
+                    } else {
+                        int col = 0, e;
+                        for (e = 0; e < row_lens[o]; e++, k++) {
+                            col += deltas[k];
+                            acc = (int32_t)((uint32_t)acc +
+                                            (uint32_t)((patch[col] + input_offset) * values[k]));
+                        }
+                    }
+                    *out++ = kl_finish(r, acc, o);
+                }
+            }
+        }
+    }
+}
+
 /* Reference DepthwiseConv2D (TFLite DepthwiseConvPerChannel); filter [1, kh, kw, in_c·mult],
  * output channel ic·mult + m reads input channel ic; g as for kl_conv2d_i8. */
 static inline void kl_depthwise_conv2d_i8(const int8_t *input, const int *in_d, const int8_t *filter,

@@ -19,7 +19,7 @@ pub fn c_prefix(model_name: &str) -> String {
     }
 }
 
-fn array<T: std::fmt::Display>(out: &mut String, ty: &str, name: &str, values: &[T]) {
+pub(crate) fn array<T: std::fmt::Display>(out: &mut String, ty: &str, name: &str, values: &[T]) {
     let _ = write!(
         out,
         "static const {ty} {name}[{}] = {{",
@@ -37,7 +37,7 @@ fn array<T: std::fmt::Display>(out: &mut String, ty: &str, name: &str, values: &
     out.push_str("\n};\n");
 }
 
-fn requant(out: &mut String, p: &str, r: &RequantData) -> String {
+pub(crate) fn requant(out: &mut String, p: &str, r: &RequantData) -> String {
     if !r.scales.is_empty() {
         // `{:e}` prints the shortest decimal that reads back as the same double, which every
         // C99 compiler parses correctly rounded.
@@ -137,6 +137,24 @@ fn input_slot(program: &Program, offset: usize) -> usize {
 }
 
 /// `(header, source)` for `program` (the Cortex-M4 schedule).
+/// Whether the C output can express `program`: float models (float32, float16 weights,
+/// dynamic range) compile to Rust only for now.
+pub fn supports(program: &Program) -> Result<(), crate::CompileError> {
+    if program.io != crate::program::Elem::I8
+        || program
+            .steps
+            .iter()
+            .any(|s| matches!(s.kind, StepKind::Float(_)))
+    {
+        return Err(crate::CompileError::Unsupported(
+            "C output covers int8 models only; float32, float16 and dynamic-range models \
+             compile to Rust (`--lang rust`)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 pub fn emit_c(program: &Program, model_name: &str) -> (String, String) {
     let p = c_prefix(model_name);
     let up = p.to_uppercase();
@@ -183,6 +201,30 @@ pub fn emit_c(program: &Program, model_name: &str) -> (String, String) {
         let dst8 = ptr(program, step.kind.dst(), "int8_t");
         let dst16 = ptr(program, step.kind.dst(), "int16_t");
         let call = match &step.kind {
+            // `supports` rejects these programs before emission.
+            StepKind::Float(_) => "#error \"float steps have no C kernels\"".to_owned(),
+            StepKind::SparseFc(f) => crate::sparse::emit_c_call(&mut consts, &s, f, &src8, &dst8),
+            StepKind::SparseConv(c) => {
+                crate::sparse::emit_c_conv_call(&mut consts, &s, c, &src8, &dst8)
+            }
+            // No C DSP kernel for 2D convolutions yet: the reference kernel, on the filter and
+            // bias as TFLite stores them.
+            StepKind::DspConv2D(c) => {
+                let (b, rq) =
+                    weighted_consts(&mut consts, &s, &c.weights, c.bias.as_deref(), &c.requant);
+                conv_dims(&mut consts, &s, &c.input, &c.filter, &c.output, &c.geometry);
+                if c.depthwise {
+                    format!(
+                        "kl_depthwise_conv2d_i8({src8}, {s}_in, {s}_w, {s}_fd, {b}, {s}_out, {s}_g, 1, {}, {rq}, {dst8});",
+                        c.input_offset
+                    )
+                } else {
+                    format!(
+                        "kl_conv2d_i8({src8}, {s}_in, {s}_w, {s}_fd, {b}, {s}_out, {s}_g, {}, {rq}, {dst8});",
+                        c.input_offset
+                    )
+                }
+            }
             StepKind::Widen {
                 in_ch,
                 zero_point,

@@ -14,7 +14,7 @@ pub struct Origin<'a> {
     pub macs: usize,
 }
 
-fn array<T: std::fmt::Display>(out: &mut String, name: &str, ty: &str, values: &[T]) {
+pub(crate) fn array<T: std::fmt::Display>(out: &mut String, name: &str, ty: &str, values: &[T]) {
     let _ = write!(out, "    static {name}: [{ty}; {}] = [", values.len());
     for (i, v) in values.iter().enumerate() {
         if i % 24 == 0 {
@@ -45,7 +45,7 @@ fn aligned_array<T: std::fmt::Display>(out: &mut String, name: &str, ty: &str, v
     out.push_str("\n    ]);\n");
 }
 
-fn requant_arrays(out: &mut String, prefix: &str, r: &RequantData) {
+pub(crate) fn requant_arrays(out: &mut String, prefix: &str, r: &RequantData) {
     if r.scales.is_empty() {
         array(out, &format!("{prefix}_MULT"), "i32", &r.multipliers);
         array(out, &format!("{prefix}_SHIFT"), "i32", &r.shifts);
@@ -70,7 +70,63 @@ fn place(program: &Program, loc: Loc) -> Option<(String, Elem)> {
 
 /// `let (src, dst) = ...;` for a step.
 fn operands(program: &Program, src: Loc, dst: Loc) -> String {
-    let input = match src {
+    let input = input_expr(program, src);
+    match (place(program, src), place(program, dst)) {
+        (Some((s, se)), Some((d, de))) => format!(
+            "let (src, dst) = arena::split::<{}, {}>(arena, {s}, {d})?;",
+            se.rust(),
+            de.rust()
+        ),
+        (None, Some((d, de))) => {
+            format!(
+                "let src: &[InputElem] = {input};\n        let dst = arena::view_mut::<{}>(arena, {d})?;",
+                de.rust()
+            )
+        }
+        (Some((s, se)), None) => {
+            format!(
+                "let src = arena::view::<{}>(arena, {s})?;\n        let dst: &mut [OutputElem] = &mut output[..];",
+                se.rust()
+            )
+        }
+        (None, None) => {
+            format!(
+                "let src: &[InputElem] = {input};\n        let dst: &mut [OutputElem] = &mut output[..];"
+            )
+        }
+    }
+}
+
+/// `let (src, dst, scratch) = ...;` for a step with an arena scratch buffer.
+fn operands_with_scratch(program: &Program, src: Loc, dst: Loc, scratch: Loc) -> String {
+    let input = input_expr(program, src);
+    let Some((c, ce)) = place(program, scratch) else {
+        return operands(program, src, dst);
+    };
+    let ce = ce.rust();
+    match (place(program, src), place(program, dst)) {
+        (Some((s, se)), Some((d, de))) => format!(
+            "let (src, dst, scratch) = arena::split3::<{}, {}, {ce}>(arena, {s}, {d}, {c})?;",
+            se.rust(),
+            de.rust()
+        ),
+        (None, Some((d, de))) => format!(
+            "let src: &[InputElem] = {input};\n        let (dst, scratch) = arena::split_mut::<{}, {ce}>(arena, {d}, {c})?;",
+            de.rust()
+        ),
+        (Some((s, se)), None) => format!(
+            "let (src, scratch) = arena::split::<{}, {ce}>(arena, {s}, {c})?;\n        let dst: &mut [OutputElem] = &mut output[..];",
+            se.rust()
+        ),
+        (None, None) => format!(
+            "let src: &[InputElem] = {input};\n        let dst: &mut [OutputElem] = &mut output[..];\n        let scratch = arena::view_mut::<{ce}>(arena, {c})?;"
+        ),
+    }
+}
+
+/// The caller's array a step reads when its source is a graph input.
+fn input_expr(program: &Program, src: Loc) -> String {
+    match src {
         Loc::InputPart { offset, .. } => {
             // Graph input k starts at the sum of the sizes before it.
             let mut start = 0;
@@ -86,28 +142,6 @@ fn operands(program: &Program, src: Loc, dst: Loc) -> String {
             format!("inputs[{slot}]")
         }
         _ => "inputs[0]".to_owned(),
-    };
-    match (place(program, src), place(program, dst)) {
-        (Some((s, se)), Some((d, de))) => format!(
-            "let (src, dst) = arena::split::<{}, {}>(arena, {s}, {d})?;",
-            se.rust(),
-            de.rust()
-        ),
-        (None, Some((d, de))) => {
-            format!(
-                "let src: &[i8] = {input};\n        let dst = arena::view_mut::<{}>(arena, {d})?;",
-                de.rust()
-            )
-        }
-        (Some((s, se)), None) => {
-            format!(
-                "let src = arena::view::<{}>(arena, {s})?;\n        let dst: &mut [i8] = &mut output[..];",
-                se.rust()
-            )
-        }
-        (None, None) => {
-            format!("let src: &[i8] = {input};\n        let dst: &mut [i8] = &mut output[..];")
-        }
     }
 }
 
@@ -161,7 +195,7 @@ fn fast(r: &RequantData) -> bool {
     kinglet_m4::requant_is_fast(&r.shifts, r.output_offset, r.act_min)
 }
 
-fn ref_quant_expr(prefix: &str, r: &RequantData, input_offset: i32) -> String {
+pub(crate) fn ref_quant_expr(prefix: &str, r: &RequantData, input_offset: i32) -> String {
     let requant = if r.scales.is_empty() {
         format!("Requant::new(&{prefix}_MULT, &{prefix}_SHIFT)")
     } else {
@@ -229,8 +263,27 @@ fn schedule(program: &Program) -> String {
             let _ = writeln!(body, "    probe({});", step.layer);
         }
         let p = format!("S{i}");
-        let ops = operands(program, step.kind.src(), step.kind.dst());
+        let ops = match step.kind.scratch() {
+            Some(scratch) => {
+                operands_with_scratch(program, step.kind.src(), step.kind.dst(), scratch)
+            }
+            None => operands(program, step.kind.src(), step.kind.dst()),
+        };
         let call = match &step.kind {
+            StepKind::Float(f) => crate::float::emit_call(&mut consts, &p, f),
+            StepKind::SparseConv(c) => crate::sparse::emit_rust_conv_call(&mut consts, &p, c),
+            StepKind::DspConv2D(c) => {
+                aligned_array(&mut consts, &format!("{p}_W"), "i16", &c.packed);
+                array(&mut consts, &format!("{p}_B"), "i32", &c.folded_bias);
+                requant_arrays(&mut consts, &p, &c.requant);
+                c.rust_call(&p)
+            }
+            StepKind::SparseFc(f) => crate::sparse::emit_rust_call(
+                &mut consts,
+                &p,
+                f,
+                program.kernels == KernelSet::CortexM4,
+            ),
             StepKind::Widen {
                 in_ch,
                 zero_point,
@@ -453,7 +506,7 @@ fn schedule(program: &Program) -> String {
     }
     let _ = writeln!(body, "    probe(LAYER_COUNT);");
     format!(
-        "{consts}\n    /// The static schedule: one kernel call per step, `probe(layer)` before each layer. One\n    /// copy serves every probe (it is dynamic): the kernels are inlined here, so a copy per\n    /// probe type would double the code.\n    #[inline(never)]\n    pub(super) fn run_schedule(\n        arena: &mut [u8],\n        inputs: &[&[i8]; INPUT_COUNT],\n        output: &mut [i8; OUTPUT_LEN],\n        probe: &mut dyn FnMut(usize),\n    ) -> Result<(), ShapeError> {{\n    {}        Ok(())\n    }}\n",
+        "{consts}\n    /// The static schedule: one kernel call per step, `probe(layer)` before each layer. One\n    /// copy serves every probe (it is dynamic): the kernels are inlined here, so a copy per\n    /// probe type would double the code.\n    #[inline(never)]\n    pub(super) fn run_schedule(\n        arena: &mut [u8],\n        inputs: &[&[InputElem]; INPUT_COUNT],\n        output: &mut [OutputElem; OUTPUT_LEN],\n        probe: &mut dyn FnMut(usize),\n    ) -> Result<(), ShapeError> {{\n    {}        Ok(())\n    }}\n",
         body.replace("\n    ", "\n        ")
     )
 }
@@ -478,7 +531,11 @@ pub fn emit_module(dsp: &Program, reference: &Program, origin: &Origin) -> Strin
          use kinglet_m4::arena::{self, Place};\n\
          pub use kinglet_m4::ShapeError;\n\n",
     );
-    let _ = writeln!(s, "pub type InputElem = i8;\npub type OutputElem = i8;");
+    let _ = writeln!(
+        s,
+        "pub type InputElem = {io};\npub type OutputElem = {io};",
+        io = dsp.io.rust()
+    );
     let lens: Vec<String> = dsp.input_lens.iter().map(usize::to_string).collect();
     let _ = writeln!(
         s,
@@ -500,7 +557,7 @@ pub fn emit_module(dsp: &Program, reference: &Program, origin: &Origin) -> Strin
         .collect();
     let _ = writeln!(
         s,
-        "\n/// The graph inputs inside the end-to-end input array (constant bounds: no panic path).\nfn split_input(input: &[i8; INPUT_LEN]) -> [&[i8]; INPUT_COUNT] {{\n    [{}]\n}}",
+        "\n/// The graph inputs inside the end-to-end input array (constant bounds: no panic path).\nfn split_input(input: &[InputElem; INPUT_LEN]) -> [&[InputElem]; INPUT_COUNT] {{\n    [{}]\n}}",
         parts.join(", ")
     );
     let _ = writeln!(s, "pub const OUTPUT_LEN: usize = {};\n", dsp.output_len);
@@ -511,9 +568,9 @@ pub fn emit_module(dsp: &Program, reference: &Program, origin: &Origin) -> Strin
          pub const LAYER_COUNT: usize = if USE_DSP { dsp::LAYER_COUNT } else { reference::LAYER_COUNT };\n\
          pub const LAYER_NAMES: &[&str] = if USE_DSP { &dsp::LAYER_NAMES } else { &reference::LAYER_NAMES };\n\
          pub const LAYER_MACS: &[usize] = if USE_DSP { &dsp::LAYER_MACS } else { &reference::LAYER_MACS };\n\n\
-         fn run_schedule<P: FnMut(usize)>(\n    arena: &mut [u8],\n    input: &[i8; INPUT_LEN],\n    output: &mut [i8; OUTPUT_LEN],\n    probe: &mut P,\n) -> Result<(), ShapeError> {\n\
+         fn run_schedule<P: FnMut(usize)>(\n    arena: &mut [u8],\n    input: &[InputElem; INPUT_LEN],\n    output: &mut [OutputElem; OUTPUT_LEN],\n    probe: &mut P,\n) -> Result<(), ShapeError> {\n\
          \x20   run_schedule_inputs(arena, &split_input(input), output, probe)\n}\n\n\
-         fn run_schedule_inputs<P: FnMut(usize)>(\n    arena: &mut [u8],\n    inputs: &[&[i8]; INPUT_COUNT],\n    output: &mut [i8; OUTPUT_LEN],\n    probe: &mut P,\n) -> Result<(), ShapeError> {\n\
+         fn run_schedule_inputs<P: FnMut(usize)>(\n    arena: &mut [u8],\n    inputs: &[&[InputElem]; INPUT_COUNT],\n    output: &mut [OutputElem; OUTPUT_LEN],\n    probe: &mut P,\n) -> Result<(), ShapeError> {\n\
          \x20   if inputs.iter().zip(INPUT_LENS).any(|(input, len)| input.len() != len) {\n        return Err(ShapeError);\n    }\n\
          \x20   // Opaque to the optimiser, which would otherwise clone the whole schedule for the\n    // no-op probe of `infer`.\n    let probe: &mut dyn FnMut(usize) = core::hint::black_box(probe);\n\
          \x20   if USE_DSP {\n        dsp::run_schedule(arena, inputs, output, probe)\n    } else {\n        reference::run_schedule(arena, inputs, output, probe)\n    }\n}\n\n\
@@ -525,25 +582,25 @@ pub fn emit_module(dsp: &Program, reference: &Program, origin: &Origin) -> Strin
          impl Model {\n\
          \x20   pub const fn new() -> Self {\n        Model { arena: Arena([0; ARENA_BYTES]) }\n    }\n\n\
          \x20   /// One inference.\n\
-         \x20   pub fn infer(&mut self, input: &[i8; INPUT_LEN], output: &mut [i8; OUTPUT_LEN]) -> Result<(), ShapeError> {\n\
+         \x20   pub fn infer(&mut self, input: &[InputElem; INPUT_LEN], output: &mut [OutputElem; OUTPUT_LEN]) -> Result<(), ShapeError> {\n\
          \x20       run_schedule(&mut self.arena.0, input, output, &mut |_| {})\n    }\n\n\
          \x20   /// One inference calling `probe(layer)` before each layer and `probe(LAYER_COUNT)` at the\n\
          \x20   /// end (per-layer timing on the target).\n\
-         \x20   pub fn infer_probed<P: FnMut(usize)>(\n        &mut self,\n        input: &[i8; INPUT_LEN],\n        output: &mut [i8; OUTPUT_LEN],\n        probe: &mut P,\n    ) -> Result<(), ShapeError> {\n\
+         \x20   pub fn infer_probed<P: FnMut(usize)>(\n        &mut self,\n        input: &[InputElem; INPUT_LEN],\n        output: &mut [OutputElem; OUTPUT_LEN],\n        probe: &mut P,\n    ) -> Result<(), ShapeError> {\n\
          \x20       run_schedule(&mut self.arena.0, input, output, probe)\n    }\n\n\
          \x20   /// One inference on the graph inputs as separate slices, in graph order; each must hold\n\
          \x20   /// `INPUT_LENS[k]` values (else `ShapeError`).\n\
-         \x20   pub fn infer_inputs(&mut self, inputs: &[&[i8]; INPUT_COUNT], output: &mut [i8; OUTPUT_LEN]) -> Result<(), ShapeError> {\n\
+         \x20   pub fn infer_inputs(&mut self, inputs: &[&[InputElem]; INPUT_COUNT], output: &mut [OutputElem; OUTPUT_LEN]) -> Result<(), ShapeError> {\n\
          \x20       run_schedule_inputs(&mut self.arena.0, inputs, output, &mut |_| {})\n    }\n}\n\n\
          /// One inference in an arena the caller owns (at least `ARENA_BYTES`, 4-byte aligned),\n\
          /// so models that run one at a time can share one arena sized by the largest of them.\n\
-         pub fn infer_in(arena: &mut [u8], input: &[i8; INPUT_LEN], output: &mut [i8; OUTPUT_LEN]) -> Result<(), ShapeError> {\n\
+         pub fn infer_in(arena: &mut [u8], input: &[InputElem; INPUT_LEN], output: &mut [OutputElem; OUTPUT_LEN]) -> Result<(), ShapeError> {\n\
          \x20   match arena.get_mut(..ARENA_BYTES) {\n        Some(arena) => run_schedule(arena, input, output, &mut |_| {}),\n        None => Err(ShapeError),\n    }\n}\n\n",
     );
     for (name, program) in [("dsp", dsp), ("reference", reference)] {
         let _ = writeln!(
             s,
-            "#[allow(unused_imports, clippy::all)]\nmod {name} {{\n    use super::*;\n    use kinglet_micro::fully_connected::{{self, FcShape}};\n    use kinglet_micro::{{ConvParams, PoolParams, QuantParams, Requant, Shape4, TensorMut, TensorRef, conv2d, max_pool2d}};\n\n{}}}\n",
+            "#[allow(unused_imports, clippy::all)]\nmod {name} {{\n    use super::*;\n    use kinglet_micro::fully_connected::{{self, FcShape}};\n    use kinglet_micro::{{ActivationF32, ConvParams, PoolParams, QuantParams, Requant, Shape4, TensorMut, TensorRef, conv2d, max_pool2d}};\n\n{}}}\n",
             schedule(program)
         );
     }

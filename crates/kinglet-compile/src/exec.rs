@@ -77,6 +77,13 @@ pub fn run(program: &Program, input: &[i8]) -> Result<Vec<i8>, CompileError> {
             program.input_len
         )));
     }
+    if program.io != Elem::I8 {
+        return Err(CompileError::Unsupported(
+            "the host program runner takes int8 models; float models are checked in firmware \
+             against kinglet-graph's interpreter (`firmware::profile`)"
+                .into(),
+        ));
+    }
     let mut arena = Arena(vec![0; program.arena_bytes.div_ceil(4)]);
     let mut output = vec![0i8; program.output_len];
     let place = |loc: Loc| match loc {
@@ -149,6 +156,9 @@ pub fn run(program: &Program, input: &[i8]) -> Result<Vec<i8>, CompileError> {
                 None,
             ),
             (None, None) => (Some(input), None, Some(&mut output[..]), None),
+            (Some((_, Elem::F32)), _) | (_, Some((_, Elem::F32))) => {
+                return Err(fail("float buffer in an int8 program".into()));
+            }
         };
         let need8 = || src8.ok_or_else(|| fail("expected an int8 source".into()));
         let need16 = || src16.ok_or_else(|| fail("expected an int16 source".into()));
@@ -157,6 +167,42 @@ pub fn run(program: &Program, input: &[i8]) -> Result<Vec<i8>, CompileError> {
         };
         let micro = |r: Result<(), kinglet_micro::KernelError>| r.map_err(|e| fail(e.to_string()));
         match kind {
+            StepKind::Float(_) => return Err(fail("float step in an int8 program".into())),
+            StepKind::SparseConv(c) => {
+                let dst = dst8.ok_or_else(|| fail("conv writes int8".into()))?;
+                crate::sparse::run_conv(c, need8()?, dst).map_err(fail)?;
+            }
+            StepKind::DspConv2D(c) => {
+                let dst = dst8.ok_or_else(|| fail("conv writes int8".into()))?;
+                c.run(need8()?, dst).map_err(fail)?;
+            }
+            StepKind::SparseFc(f) => {
+                use kinglet_micro::sparse_fully_connected as sfc;
+                let dst = dst8.ok_or_else(|| fail("fc writes int8".into()))?;
+                let (x, weights, bias) = (need8()?, f.weights.weights(), f.bias.as_deref());
+                micro(
+                    if program.kernels == KernelSet::CortexM4 && !f.requant.scales.is_empty() {
+                        sfc::sparse_fully_connected_i8_with(
+                            f.shape(),
+                            f.input_offset,
+                            x,
+                            &weights,
+                            bias,
+                            dst,
+                            crate::sparse::dsp_finish(&f.requant),
+                        )
+                    } else {
+                        sfc::sparse_fully_connected_i8(
+                            f.shape(),
+                            &ref_quant(&f.requant, f.input_offset),
+                            x,
+                            &weights,
+                            bias,
+                            dst,
+                        )
+                    },
+                )?;
+            }
             StepKind::Widen {
                 in_ch,
                 zero_point,

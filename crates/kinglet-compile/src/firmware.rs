@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use crate::emit_rust::{Origin, emit_cargo_toml, emit_module};
 use crate::error::CompileError;
-use crate::lower::{lower, sanitize};
-use crate::program::{KernelSet, Program};
+use crate::lower::{lower_with, sanitize};
+use crate::program::{Elem, KernelSet, Program};
 use crate::qemu::{self, FirmwareKernels, FirmwareReport};
 
 /// Both schedules of one graph.
@@ -22,8 +22,17 @@ pub struct Compiled {
 }
 
 pub fn compile(graph: &Graph, model_name: &str) -> Result<Compiled, CompileError> {
-    let dsp = lower(graph, KernelSet::CortexM4)?;
-    let reference = lower(graph, KernelSet::Reference)?;
+    compile_with(graph, model_name, true)
+}
+
+/// [`compile`]; `sparse_weights: false` stores every weight dense (see [`crate::sparse`]).
+pub fn compile_with(
+    graph: &Graph,
+    model_name: &str,
+    sparse_weights: bool,
+) -> Result<Compiled, CompileError> {
+    let dsp = lower_with(graph, KernelSet::CortexM4, sparse_weights)?;
+    let reference = lower_with(graph, KernelSet::Reference, sparse_weights)?;
     let rust_module = emit_module(
         &dsp,
         &reference,
@@ -73,6 +82,7 @@ pub fn write_c(
     model_name: &str,
     out: &Path,
 ) -> Result<(PathBuf, PathBuf), CompileError> {
+    crate::emit_c::supports(&compiled.dsp)?;
     let (header, source) = crate::emit_c::emit_c(&compiled.dsp, model_name);
     let prefix = crate::emit_c::c_prefix(model_name);
     let (h, c) = (
@@ -103,6 +113,11 @@ pub struct Profile {
     pub outputs: Vec<i32>,
     /// The same input through kinglet-graph's host interpreter.
     pub host_outputs: Vec<i32>,
+    /// Outputs of a float model (float32, float16 weights, dynamic range; `outputs` is then
+    /// empty), run on [`crate::testinput::float_test_input`] of the input bytes.
+    pub float_outputs: Vec<f32>,
+    /// The host interpreter's float outputs for the same input.
+    pub host_float_outputs: Vec<f32>,
     /// Model + kernels: code and constant symbols the bare test harness does not have.
     pub flash_bytes: u64,
     /// Whole firmware image.
@@ -126,21 +141,27 @@ pub fn default_work_dir() -> PathBuf {
 }
 
 /// The generated module plus the embedded test input, as the firmware includes it.
+/// Float models run [`crate::testinput::float_test_input`] of `input`.
 pub fn firmware_module(compiled: &Compiled, input: &[i8]) -> String {
-    with_test_input(compiled.rust_module.clone(), input)
+    with_test_input(compiled.rust_module.clone(), input, compiled.dsp.io)
 }
 
-fn with_test_input(module: String, input: &[i8]) -> String {
+fn with_test_input(module: String, input: &[i8], io: Elem) -> String {
     let mut s = module;
     let _ = write!(
         s,
-        "\n/// Input the test application runs.\npub static TEST_INPUT: [i8; INPUT_LEN] = ["
+        "\n/// Input the test application runs.\npub static TEST_INPUT: [InputElem; INPUT_LEN] = ["
     );
+    let floats = crate::testinput::float_test_input(input);
     for (i, v) in input.iter().enumerate() {
         if i % 24 == 0 {
             s.push_str("\n    ");
         }
-        let _ = write!(s, "{v}, ");
+        let _ = match io {
+            // Debug keeps the decimal point; the values are exact binary fractions.
+            Elem::F32 => write!(s, "{:?}, ", floats[i]),
+            _ => write!(s, "{v}, "),
+        };
     }
     s.push_str("\n];\n");
     s
@@ -192,7 +213,21 @@ pub fn profile(
     lang: Lang,
     work_dir: &Path,
 ) -> Result<Profile, CompileError> {
-    let compiled = compile(graph, model_name)?;
+    profile_with(graph, model_name, input, kernels, lang, work_dir, true)
+}
+
+/// [`profile`]; `sparse_weights: false` compiles every weight dense (to measure what
+/// compressing pruned weights saves).
+pub fn profile_with(
+    graph: &Graph,
+    model_name: &str,
+    input: &[i8],
+    kernels: FirmwareKernels,
+    lang: Lang,
+    work_dir: &Path,
+    sparse_weights: bool,
+) -> Result<Profile, CompileError> {
+    let compiled = compile_with(graph, model_name, sparse_weights)?;
     if input.len() != compiled.dsp.input_len {
         return Err(CompileError::Run(format!(
             "input has {} values, {model_name} takes {}",
@@ -200,7 +235,16 @@ pub fn profile(
             compiled.dsp.input_len
         )));
     }
-    let host_outputs = host_outputs(graph, input)?;
+    let float = compiled.dsp.io == Elem::F32;
+    let (host_outputs, host_float_outputs) = if float {
+        let floats = crate::testinput::float_test_input(input);
+        (Vec::new(), host_float_outputs(graph, &floats)?)
+    } else {
+        (host_outputs(graph, input)?, Vec::new())
+    };
+    if lang == Lang::C {
+        crate::emit_c::supports(&compiled.dsp)?;
+    }
     let _guard = firmware_lock();
     let (_, baseline) = run_harness_locked(work_dir)?;
     let (tag, kernels) = match (lang, kernels) {
@@ -217,7 +261,10 @@ pub fn profile(
         }
         Lang::C => {
             let shim = crate::emit_c::firmware_shim(&compiled.dsp, model_name);
-            write_atomic(&module_path, with_test_input(shim, input).as_bytes())?;
+            write_atomic(
+                &module_path,
+                with_test_input(shim, input, Elem::I8).as_bytes(),
+            )?;
             let (_, c) = write_c(&compiled, model_name, &models.join("c"))?;
             Some(c.canonicalize().map_err(|e| CompileError::io(&c, e))?)
         }
@@ -273,6 +320,8 @@ pub fn profile(
         layers,
         outputs: report.outputs,
         host_outputs,
+        float_outputs: report.float_outputs,
+        host_float_outputs,
         flash_bytes: model_flash,
         flash_total_bytes: size.flash,
         model_constant_bytes: program.constant_bytes(),
@@ -308,4 +357,39 @@ pub fn host_outputs(graph: &Graph, input: &[i8]) -> Result<Vec<i32>, CompileErro
         .into_iter()
         .map(i32::from)
         .collect())
+}
+
+/// Outputs of kinglet-graph's host interpreter for a float model (float32, float16 weights —
+/// widened first, as `kinglet eval` does — or dynamic range); `input` holds the graph inputs
+/// end to end.
+pub fn host_float_outputs(graph: &Graph, input: &[f32]) -> Result<Vec<f32>, CompileError> {
+    let host = |e: kinglet_graph::GraphError| CompileError::Run(format!("host interpreter: {e}"));
+    let folded;
+    let graph = if graph
+        .tensors
+        .iter()
+        .any(|t| t.dtype == kinglet_graph::DType::F16)
+    {
+        folded = kinglet_graph::passes::fold_constants(graph, Default::default())
+            .map_err(|e| CompileError::Run(format!("widening float16 weights: {e}")))?
+            .0;
+        &folded
+    } else {
+        graph
+    };
+    let mut interp = kinglet_graph::Interpreter::new(graph).map_err(host)?;
+    let mut rest = input;
+    for (slot, &id) in graph.inputs.iter().enumerate() {
+        let len = graph.tensor(id).elements();
+        let Some((part, tail)) = rest.split_at_checked(len) else {
+            return Err(CompileError::Run(format!(
+                "input has {} values, fewer than the graph inputs need",
+                input.len()
+            )));
+        };
+        interp.set_input(slot, part).map_err(host)?;
+        rest = tail;
+    }
+    interp.invoke().map_err(host)?;
+    interp.output::<f32>(0).map_err(host)
 }

@@ -7,16 +7,21 @@
 //! ties them together for the `compile` and `profile` commands; [`exec`] runs a program on
 //! the host. The Cortex-M4 kernels live in `runtime-m4/` (crate `kinglet-m4`, `#![no_std]`),
 //! their C counterparts in `runtime-c/`; the QEMU test application in `firmware/qemu-app`.
+//! Int8 models compile to both languages; float models (float32, float16 weights, dynamic
+//! range) to Rust only, through [`float`].
 
+pub mod conv2d_dsp;
 pub mod emit_c;
 pub mod emit_rust;
 pub mod error;
 pub mod exec;
 pub mod firmware;
+pub mod float;
 pub mod lower;
 pub mod plan;
 pub mod program;
 pub mod qemu;
+pub mod sparse;
 pub mod testinput;
 
 pub use error::CompileError;

@@ -13,13 +13,29 @@ use kinglet_micro::quant::{
 
 use crate::error::CompileError;
 use crate::plan::plan_arena;
+
+mod float;
 use crate::program::{
     Buffer, ConvWeights, Dims, Elem, KernelSet, Layer, Loc, Program, RequantData, Step, StepKind,
 };
 
 /// Lowers `graph` (int8 activations, one or more inputs, one output) into a planned [`Program`].
+/// Pruned fully-connected weights are stored compressed where that saves flash
+/// ([`crate::sparse`]).
 pub fn lower(graph: &Graph, kernels: KernelSet) -> Result<Program, CompileError> {
     Lowering::new(graph, kernels)?.run()
+}
+
+/// [`lower`] with every weight stored dense (`sparse_weights: false`), e.g. to measure what
+/// compression saves.
+pub fn lower_with(
+    graph: &Graph,
+    kernels: KernelSet,
+    sparse_weights: bool,
+) -> Result<Program, CompileError> {
+    let mut lowering = Lowering::new(graph, kernels)?;
+    lowering.sparse_weights = sparse_weights;
+    lowering.run()
 }
 
 struct Lowering<'g> {
@@ -31,6 +47,12 @@ struct Lowering<'g> {
     layers: Vec<Layer>,
     /// How many ops still read each tensor (to decide whether a conv output may be fused away).
     readers: HashMap<TensorId, usize>,
+    /// A float model (float32 inputs and output), lowered by [`float`].
+    float: bool,
+    /// Float16 constants behind lowered DEQUANTIZE ops, by the DEQUANTIZE output.
+    half_consts: HashMap<TensorId, Vec<u16>>,
+    /// Whether pruned fully-connected weights may be stored compressed ([`crate::sparse`]).
+    sparse_weights: bool,
 }
 
 fn op_err(index: usize, op: &Op, message: impl Into<String>) -> CompileError {
@@ -101,14 +123,18 @@ impl<'g> Lowering<'g> {
             .inputs
             .iter()
             .map(|&id| ("input", id))
-            .chain([("output", graph.outputs[0])]);
-        for (what, id) in ends {
-            let t = graph.tensors.get(id.0).ok_or_else(|| {
-                CompileError::Unsupported(format!("graph {what} {id} does not exist"))
-            })?;
+            .chain([("output", graph.outputs[0])])
+            .map(|(what, id)| {
+                graph.tensors.get(id.0).map(|t| (what, t)).ok_or_else(|| {
+                    CompileError::Unsupported(format!("graph {what} {id} does not exist"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let float = float::is_float_model(&ends.iter().map(|&(_, t)| t).collect::<Vec<_>>())?;
+        for &(what, t) in ends.iter().filter(|_| !float) {
             if activation_quant(t).is_none() {
                 return Err(CompileError::Unsupported(format!(
-                    "graph {what} '{}' is {}; only per-tensor int8 models compile for now",
+                    "graph {what} '{}' is {}; compiled models are per-tensor int8 or float32",
                     t.name, t.dtype
                 )));
             }
@@ -139,6 +165,9 @@ impl<'g> Lowering<'g> {
             steps: Vec::new(),
             layers: Vec::new(),
             readers,
+            float,
+            half_consts: HashMap::new(),
+            sparse_weights: true,
         })
     }
 
@@ -234,6 +263,10 @@ impl<'g> Lowering<'g> {
         let mut index = 0;
         while index < ops.len() {
             let op = &ops[index];
+            if self.float {
+                index += self.float_op(index, op)?;
+                continue;
+            }
             let consumed = match &op.kind {
                 OpKind::Reshape { .. } => self.reshape(index, op)?,
                 OpKind::Conv2D { .. } => self.conv(index, op)?,
@@ -269,6 +302,7 @@ impl<'g> Lowering<'g> {
             input_len,
             input_lens,
             output_len,
+            io: if self.float { Elem::F32 } else { Elem::I8 },
             buffers: self.buffers,
             steps: self.steps,
             layers: self.layers,
@@ -401,6 +435,53 @@ impl<'g> Lowering<'g> {
         let macs = yd[1] * yd[2] * out_ch * wd[1] * wd[2] * wd[3];
         let src = self.src_loc(index, op)?;
 
+        // Pruned filters: compressed when that saves more flash than the sparse kernel's code
+        // costs.
+        let taps = kinglet_micro::fully_connected::FcShape {
+            batches: 1,
+            in_features: wd[1] * wd[2] * wd[3],
+            out_features: out_ch,
+        };
+        if self.sparse_weights
+            && let Some(compressed) = crate::sparse::compress_if_smaller(
+                taps,
+                &weights,
+                weights.len().saturating_sub(crate::sparse::CONV_CODE_BYTES),
+            )
+        {
+            let geometry = |input, k, s, d| {
+                axis_geometry(pad_kind(padding), input, k, s, d)
+                    .map(|g| g.pad_before)
+                    .map_err(|e| op_err(index, op, format!("geometry: {e}")))
+            };
+            let pad_top = geometry(xd[1], wd[1], stride.h, dilation.h)?;
+            let pad_left = geometry(xd[2], wd[2], stride.w, dilation.w)?;
+            let layer = self.push_layer(
+                "CONV_2D(sparse)".into(),
+                vec![index],
+                yd[1] * yd[2] * compressed.nonzero(),
+            );
+            let dst = self.dst_loc(out_id);
+            self.steps.push(Step {
+                layer,
+                kind: StepKind::SparseConv(crate::sparse::SparseConvStep {
+                    src,
+                    dst,
+                    input: xd,
+                    output: yd,
+                    filter: wd,
+                    geometry: [
+                        stride.h, stride.w, dilation.h, dilation.w, pad_top, pad_left,
+                    ],
+                    weights: compressed,
+                    bias,
+                    input_offset: -xz,
+                    requant,
+                }),
+            });
+            return Ok(1);
+        }
+
         // 1D convolutions (any kernel size, SAME or VALID; pointwise ones are kernel 1) run
         // on the DSP kernel; output position x reads the padded window starting at x.
         let kernel = wd[2];
@@ -499,6 +580,32 @@ impl<'g> Lowering<'g> {
         let pad_left = axis_geometry(pad_kind(padding), xd[2], wd[2], stride.w, dilation.w)
             .map_err(|e| op_err(index, op, format!("geometry: {e}")))?
             .pad_before;
+        let geometry = [
+            stride.h, stride.w, dilation.h, dilation.w, pad_top, pad_left,
+        ];
+        // Other 2D convolutions: kinglet-m4's 2D DSP kernel where the shape fits.
+        if self.kernels == KernelSet::CortexM4
+            && crate::conv2d_dsp::fits(xd, yd, wd, geometry)
+            && (-128..=127).contains(&xz)
+            && requant.scales.is_empty()
+        {
+            let padded = self.new_buffer(
+                &format!("op{index}_padded"),
+                Elem::I16,
+                crate::conv2d_dsp::DspConv2dStep::padded_len(xd, yd, wd, geometry),
+            );
+            let dst = self.dst_loc(out_id);
+            let step = crate::conv2d_dsp::DspConv2dStep::new(
+                src, dst, padded, xd, yd, wd, geometry, weights, bias, -xz, requant,
+            )
+            .ok_or_else(|| op_err(index, op, "filter size disagrees with its shape"))?;
+            let layer = self.push_layer("CONV_2D".into(), vec![index], macs);
+            self.steps.push(Step {
+                layer,
+                kind: StepKind::DspConv2D(step),
+            });
+            return Ok(1);
+        }
         let layer = self.push_layer("CONV_2D".into(), vec![index], macs);
         let dst = self.dst_loc(out_id);
         self.steps.push(Step {
@@ -593,12 +700,46 @@ impl<'g> Lowering<'g> {
             .ok_or_else(|| op_err(index, op, "input must be per-tensor int8"))?;
         let requant = self.requant(index, op, x, w, y, out_len, activation, true)?;
         let src = self.src_loc(index, op)?;
+        let dsp = self.kernels == KernelSet::CortexM4 && batches == 1;
+        // Pruned weights: compressed when that takes less flash than dense int8 (so also less
+        // than the DSP kernel's widened rows); unpruned layers keep their dense kernels.
+        let shape = kinglet_micro::fully_connected::FcShape {
+            batches,
+            in_features: in_len,
+            out_features: out_len,
+        };
+        if self.sparse_weights
+            && let Some(compressed) =
+                crate::sparse::compress_if_smaller(shape, &weights, weights.len())
+        {
+            let layer = self.push_layer(
+                "FULLY_CONNECTED(sparse)".into(),
+                vec![index],
+                batches * compressed.nonzero(),
+            );
+            let dst = self.dst_loc(out_id);
+            self.steps.push(Step {
+                layer,
+                kind: StepKind::SparseFc(crate::sparse::SparseFcStep {
+                    src,
+                    dst,
+                    batches,
+                    in_len,
+                    out_len,
+                    weights: compressed,
+                    bias,
+                    input_offset: -xz,
+                    requant,
+                }),
+            });
+            return Ok(1);
+        }
         let layer = self.push_layer(
             "FULLY_CONNECTED".into(),
             vec![index],
             batches * in_len * out_len,
         );
-        if self.kernels == KernelSet::CortexM4 && batches == 1 {
+        if dsp {
             let row = kinglet_m4::fc_row_len(in_len);
             let mut wide = vec![0i16; out_len * row];
             kinglet_m4::pack_weights(&weights, out_len, in_len, &mut wide)
@@ -745,6 +886,30 @@ impl<'g> Lowering<'g> {
                     bias: folded,
                     requant,
                 },
+            });
+            return Ok(1);
+        }
+        let geometry = [
+            stride.h, stride.w, dilation.h, dilation.w, pad_top, pad_left,
+        ];
+        // Other depthwise convolutions with multiplier 1: kinglet-m4's 2D depthwise kernel.
+        if self.kernels == KernelSet::CortexM4
+            && crate::conv2d_dsp::fits_depthwise(xd, yd, wd, geometry, depth_multiplier)
+            && (-128..=127).contains(&xz)
+            && requant.scales.is_empty()
+        {
+            let padded = self.new_buffer(
+                &format!("op{index}_planes"),
+                Elem::I16,
+                crate::conv2d_dsp::DspConv2dStep::depthwise_padded_len(yd, wd, geometry),
+            );
+            let step = crate::conv2d_dsp::DspConv2dStep::new_depthwise(
+                src, dst, padded, xd, yd, wd, geometry, weights, bias, -xz, requant,
+            )
+            .ok_or_else(|| op_err(index, op, "filter size disagrees with its shape"))?;
+            self.steps.push(Step {
+                layer,
+                kind: StepKind::DspConv2D(step),
             });
             return Ok(1);
         }

@@ -11,7 +11,10 @@ pub const ALIGN: usize = 4;
 pub fn plan_arena(buffers: &mut [Buffer], steps: &[Step]) -> usize {
     let mut live: Vec<Option<(usize, usize)>> = vec![None; buffers.len()];
     for (i, step) in steps.iter().enumerate() {
-        for loc in [step.kind.src(), step.kind.dst()] {
+        for loc in [step.kind.src(), step.kind.dst()]
+            .into_iter()
+            .chain(step.kind.scratch())
+        {
             if let Loc::Arena(b) = loc {
                 let range = live[b].get_or_insert((i, i));
                 range.0 = range.0.min(i);

@@ -4,8 +4,9 @@
 //! Two schedules come out of one graph: [`KernelSet::Reference`] calls kinglet-micro's
 //! reference kernels op by op (any target); [`KernelSet::CortexM4`] replaces the shapes HAR
 //! networks are made of (1D convolutions of any kernel size and pointwise ones, optionally
-//! with their 2-wide max pool, 1D depthwise convolutions and fully-connected layers) by
-//! kinglet-m4's DSP kernels and uses the reference kernels for the rest.
+//! with their 2-wide max pool, 1D depthwise convolutions and fully-connected layers) and
+//! other int8 2D convolutions ([`crate::conv2d_dsp`]) by kinglet-m4's DSP kernels and uses
+//! the reference kernels for the rest.
 
 /// Which kernels a schedule calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -21,6 +22,8 @@ pub enum KernelSet {
 pub enum Elem {
     I8,
     I16,
+    /// Float activations (float32, float16-weight and dynamic-range models).
+    F32,
 }
 
 impl Elem {
@@ -28,6 +31,7 @@ impl Elem {
         match self {
             Elem::I8 => 1,
             Elem::I16 => 2,
+            Elem::F32 => 4,
         }
     }
 
@@ -35,6 +39,7 @@ impl Elem {
         match self {
             Elem::I8 => "i8",
             Elem::I16 => "i16",
+            Elem::F32 => "f32",
         }
     }
 
@@ -42,6 +47,7 @@ impl Elem {
         match self {
             Elem::I8 => "int8_t",
             Elem::I16 => "int16_t",
+            Elem::F32 => "float",
         }
     }
 }
@@ -222,6 +228,16 @@ pub enum StepKind {
         input_offset: i32,
         requant: RequantData,
     },
+    /// A step of a float model (float32, float16 weights or dynamic range): see
+    /// [`crate::float`].
+    Float(crate::float::FloatStep),
+    /// An int8 fully-connected layer with pruned weights stored compressed: see
+    /// [`crate::sparse`].
+    SparseFc(crate::sparse::SparseFcStep),
+    /// An int8 convolution with pruned filters stored compressed: see [`crate::sparse`].
+    SparseConv(crate::sparse::SparseConvStep),
+    /// An int8 2D convolution on kinglet-m4's DSP kernel: see [`crate::conv2d_dsp`].
+    DspConv2D(crate::conv2d_dsp::DspConv2dStep),
     /// kinglet-micro `mean_hw_i8` over the view `[outer, reduced, 1, channels]` (TFLite
     /// reference `QuantizedMeanOrSum`); the Cortex-M4 schedule calls kinglet-m4 `mean_i8`
     /// with the precomputed `multiplier` and `shift` instead.
@@ -265,6 +281,10 @@ impl StepKind {
             | StepKind::RefDepthwiseConv2D { src, .. }
             | StepKind::RefMean { src, .. }
             | StepKind::ConcatPart { src, .. } => *src,
+            StepKind::Float(f) => f.src(),
+            StepKind::SparseFc(f) => f.src,
+            StepKind::SparseConv(c) => c.src,
+            StepKind::DspConv2D(c) => c.src,
         }
     }
 
@@ -282,6 +302,19 @@ impl StepKind {
             | StepKind::RefDepthwiseConv2D { dst, .. }
             | StepKind::RefMean { dst, .. }
             | StepKind::ConcatPart { dst, .. } => *dst,
+            StepKind::Float(f) => f.dst(),
+            StepKind::SparseFc(f) => f.dst,
+            StepKind::SparseConv(c) => c.dst,
+            StepKind::DspConv2D(c) => c.dst,
+        }
+    }
+
+    /// An arena buffer the step uses besides `src` and `dst` (a kernel's scratch).
+    pub fn scratch(&self) -> Option<Loc> {
+        match self {
+            StepKind::Float(f) => f.scratch(),
+            StepKind::DspConv2D(c) => Some(c.padded),
+            _ => None,
         }
     }
 
@@ -325,6 +358,10 @@ impl StepKind {
                 requant,
                 ..
             } => weights.len() + 4 * bias.as_ref().map_or(0, Vec::len) + rq(requant),
+            StepKind::Float(f) => f.constant_bytes(),
+            StepKind::SparseFc(f) => f.constant_bytes(),
+            StepKind::SparseConv(c) => c.constant_bytes(),
+            StepKind::DspConv2D(c) => c.constant_bytes(),
             _ => 0,
         }
     }
@@ -356,6 +393,9 @@ pub struct Program {
     /// Values of each graph input (one entry for single-input models).
     pub input_lens: Vec<usize>,
     pub output_len: usize,
+    /// Element type of the caller's input and output arrays: `I8` for int8 models, `F32`
+    /// for float ones.
+    pub io: Elem,
     pub buffers: Vec<Buffer>,
     pub steps: Vec<Step>,
     pub layers: Vec<Layer>,

@@ -200,6 +200,8 @@ pub struct FirmwareReport {
     /// instructions per window.
     pub checks: Vec<(String, u64)>,
     pub outputs: Vec<i32>,
+    /// Outputs of a float model (reported as bit patterns, so exact).
+    pub float_outputs: Vec<f32>,
     pub arena_bytes: Option<u64>,
     /// Deepest stack use of the whole program (from the reset stack pointer).
     pub stack_peak_bytes: u64,
@@ -240,6 +242,15 @@ pub fn parse_report(text: &str) -> Result<FirmwareReport, CompileError> {
                 r.outputs = it
                     .map(|v| {
                         v.parse()
+                            .map_err(|_| CompileError::Run(format!("malformed output in {line:?}")))
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            Some("outputs_f32") => {
+                r.float_outputs = it
+                    .map(|v| {
+                        u32::from_str_radix(v, 16)
+                            .map(f32::from_bits)
                             .map_err(|_| CompileError::Run(format!("malformed output in {line:?}")))
                     })
                     .collect::<Result<_, _>>()?;
@@ -337,6 +348,9 @@ mod tests {
         assert_eq!(r.instructions, Some(1234));
         assert_eq!(r.layers, vec![("CONV_2D".to_owned(), 1000)]);
         assert_eq!(r.outputs, vec![-44, 70]);
+        let r = parse_report("KINGLET outputs_f32 3f800000 c0000000\nKINGLET done\n").unwrap();
+        assert_eq!(r.float_outputs, vec![1.0, -2.0]);
+        assert!(parse_report("KINGLET outputs_f32 x3\nKINGLET done\n").is_err());
         assert!(parse_report("KINGLET known_loop 3001\n").is_err());
         assert!(parse_report("KINGLET known_loop x\nKINGLET done").is_err());
     }

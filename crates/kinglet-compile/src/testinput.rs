@@ -10,3 +10,9 @@ pub fn lcg_input(len: usize) -> Vec<i8> {
         })
         .collect()
 }
+
+/// The float test input of float models: the same LCG bytes scaled by 1/128 (exact in f32),
+/// so values lie in [-1, 1).
+pub fn float_test_input(bytes: &[i8]) -> Vec<f32> {
+    bytes.iter().map(|&b| f32::from(b) / 128.0).collect()
+}

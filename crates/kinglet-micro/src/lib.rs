@@ -59,6 +59,8 @@
 //! | Conv2D / Conv1D (1×N) | [`conv2d::conv2d_i8`] | [`conv2d::conv2d_u8`] | [`conv2d::conv2d_f32`] |
 //! | DepthwiseConv2D | [`depthwise_conv2d::depthwise_conv2d_i8`] | `_u8` | `_f32` |
 //! | FullyConnected | [`fully_connected::fully_connected_i8`] | `_u8` | `_f32` |
+//! | FullyConnected, pruned weights (bitmask / delta compressed) | [`sparse_fully_connected::sparse_fully_connected_i8`] | | |
+//! | Conv2D, pruned filters (same compression) | [`sparse_conv2d::sparse_conv2d_i8`] | | |
 //! | MaxPool2D | [`max_pool2d::max_pool2d_i8`] | `_u8` | `_f32` |
 //! | AveragePool2D | [`average_pool2d::average_pool2d_i8`] | `_u8` | `_f32` |
 //! | Mean over H,W | [`mean::mean_hw_i8`] | `_u8` | `_f32` |
@@ -83,6 +85,7 @@ pub mod dequantize;
 pub mod error;
 pub mod fmath;
 pub mod fully_connected;
+pub mod half;
 pub mod hybrid;
 pub mod max_pool2d;
 pub mod mean;
@@ -93,6 +96,8 @@ pub mod quant;
 pub mod quantize;
 pub mod reshape;
 pub mod softmax;
+pub mod sparse_conv2d;
+pub mod sparse_fully_connected;
 pub mod tensor;
 pub mod window;
 

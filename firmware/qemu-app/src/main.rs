@@ -261,6 +261,37 @@ fn l1_distance_check_instructions(empty: u32) -> u32 {
     region_instructions(before.wrapping_sub(after), empty)
 }
 
+/// How the report prints a model output: int8 in decimal (`KINGLET outputs`), f32 as its bit
+/// pattern in hex (`KINGLET outputs_f32`) so the host compares float outputs exactly.
+#[cfg(kinglet_model)]
+trait OutputValue: Copy {
+    const LINE: &'static str;
+    fn write(self, out: &mut Console);
+    fn bits(self) -> u32;
+}
+
+#[cfg(kinglet_model)]
+impl OutputValue for i8 {
+    const LINE: &'static str = "outputs";
+    fn write(self, out: &mut Console) {
+        out.text(format_args!(" {self}"));
+    }
+    fn bits(self) -> u32 {
+        u32::from(self as u8)
+    }
+}
+
+#[cfg(kinglet_model)]
+impl OutputValue for f32 {
+    const LINE: &'static str = "outputs_f32";
+    fn write(self, out: &mut Console) {
+        out.text(format_args!(" {:08x}", self.to_bits()));
+    }
+    fn bits(self) -> u32 {
+        self.to_bits()
+    }
+}
+
 #[cfg(kinglet_model)]
 #[inline(never)]
 fn infer_once(
@@ -341,14 +372,20 @@ fn run_model(out: &mut Console, empty: u32) {
             region_instructions(ticks, probe_ticks)
         ));
     }
-    out.text(format_args!("KINGLET outputs"));
-    for v in output.iter() {
-        out.text(format_args!(" {v}"));
+    out.text(format_args!(
+        "KINGLET {}",
+        <model::OutputElem as OutputValue>::LINE
+    ));
+    for &v in output.iter() {
+        v.write(out);
     }
     out.line(format_args!(""));
     out.line(format_args!(
         "KINGLET probed_outputs_match {}",
-        probed == output
+        probed
+            .iter()
+            .zip(&output)
+            .all(|(a, b)| a.bits() == b.bits())
     ));
 }
 

@@ -3,6 +3,7 @@
 //! with ReLU and a 2-wide max pool), 1D depthwise convolutions, small fully-connected layers
 //! and global average pooling, all int8 with TFLite-exact requantisation (fully-connected
 //! layers round in double precision like TFLite's reference kernel, see [`FcRequant`]).
+//! [`conv2d`] covers int8 2D convolutions (image models such as an MNIST CNN) the same way.
 //!
 //! All kernels are dot products of 16-bit pairs: activations are widened once per layer into
 //! a padded `i16` buffer and weights are stored widened (or int8, widened one block of output
@@ -22,7 +23,10 @@
 pub const HAS_DSP: bool = cfg!(kinglet_dsp);
 
 pub mod arena;
+pub mod conv2d;
+pub mod depthwise2d;
 pub mod dsp;
+pub mod float_conv;
 
 use kinglet_micro::quant::multiply_by_quantized_multiplier;
 

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::schema::{self, activation, builtin_op as op, padding, tensor_type};
+use super::sparse;
 use crate::error::GraphError;
 use crate::graph::{
     Activation, DType, Graph, Hw, Op, OpKind, Padding, QuantParams, Tensor, TensorId,
@@ -28,6 +29,7 @@ fn max_version(code: i32) -> Option<(&'static str, i32)> {
         op::PAD => ("PAD", 4),
         op::MEAN => ("MEAN", 3),
         op::QUANTIZE => ("QUANTIZE", 3),
+        op::DENSIFY => ("DENSIFY", 3),
         _ => return None,
     })
 }
@@ -109,9 +111,7 @@ pub fn read(bytes: &[u8]) -> Result<Graph, GraphError> {
                 )));
             }
         };
-        if t.has_sparsity() {
-            return Err(terr("sparse tensors are not supported".into()));
-        }
+        let sparsity = t.sparsity().map(read_sparsity).transpose().map_err(&terr)?;
         if t.is_variable() {
             return Err(terr("variable tensors are not supported".into()));
         }
@@ -168,7 +168,19 @@ pub fn read(bytes: &[u8]) -> Result<Graph, GraphError> {
             },
             None => None,
         };
-        let data = buffer_data(t.buffer(), &format!("tensor {i} ('{name}')"))?;
+        let mut data = buffer_data(t.buffer(), &format!("tensor {i} ('{name}')"))?;
+        if let Some(layout) = &sparsity {
+            // Sparse constants are expanded here; DENSIFY ops then just forward them.
+            let values = data.take().unwrap_or_default();
+            let elem_bytes = dtype.bits() / 8;
+            if elem_bytes == 0 {
+                return Err(terr(format!("sparse {dtype} tensors are not supported")));
+            }
+            data = Some(
+                sparse::densify(&shape, elem_bytes, layout, &values)
+                    .map_err(|m| terr(format!("sparse constant: {m}")))?,
+            );
+        }
         let tensor = Tensor {
             name,
             shape,
@@ -193,15 +205,15 @@ pub fn read(bytes: &[u8]) -> Result<Graph, GraphError> {
         }
         tensors.push(tensor);
     }
+    let tensor_count = tensors.len();
     let tensor_index = |v: i32, what: &str| -> Result<TensorId, GraphError> {
         usize::try_from(v)
             .ok()
-            .filter(|i| *i < tensors.len())
+            .filter(|i| *i < tensor_count)
             .map(TensorId)
             .ok_or_else(|| {
                 malformed(format!(
-                    "{what} refers to tensor {v}, subgraph has {}",
-                    tensors.len()
+                    "{what} refers to tensor {v}, subgraph has {tensor_count}"
                 ))
             })
     };
@@ -254,6 +266,15 @@ pub fn read(bytes: &[u8]) -> Result<Graph, GraphError> {
             )));
         }
         let what = format!("op {index} ({name})");
+        if code.code() == op::DENSIFY {
+            fold_densify(
+                index,
+                &ids_of(fb_op.inputs(), &tensor_index, &what)?,
+                &ids_of(fb_op.outputs(), &tensor_index, &what)?,
+                &mut tensors,
+            )?;
+            continue;
+        }
         let ids =
             |v: Option<flatbuffers::Vector<'_, i32>>| -> Result<Vec<Option<TensorId>>, GraphError> {
                 v.iter()
@@ -333,6 +354,95 @@ pub fn read(bytes: &[u8]) -> Result<Graph, GraphError> {
     graph.drop_unused_tensors();
     graph.validate()?;
     Ok(graph)
+}
+
+/// Tensor ids of an op's input or output list (absent optional tensors dropped).
+fn ids_of(
+    v: Option<flatbuffers::Vector<'_, i32>>,
+    tensor_index: &dyn Fn(i32, &str) -> Result<TensorId, GraphError>,
+    what: &str,
+) -> Result<Vec<TensorId>, GraphError> {
+    v.iter()
+        .flatten()
+        .filter(|i| *i >= 0)
+        .map(|i| tensor_index(i, what))
+        .collect()
+}
+
+/// Constant-folds DENSIFY: its input was expanded when read, so the output becomes that
+/// dense constant (with the output's own quantisation) and the op disappears.
+fn fold_densify(
+    index: usize,
+    inputs: &[TensorId],
+    outputs: &[TensorId],
+    tensors: &mut [Tensor],
+) -> Result<(), GraphError> {
+    let ([input], [output]) = (inputs, outputs) else {
+        return Err(GraphError::op(
+            index,
+            "DENSIFY",
+            format!(
+                "has {} inputs and {} outputs, expected 1 and 1",
+                inputs.len(),
+                outputs.len()
+            ),
+        ));
+    };
+    let (src, dst) = (&tensors[input.0], &tensors[output.0]);
+    let Some(data) = src.data.clone() else {
+        return Err(GraphError::op(
+            index,
+            "DENSIFY",
+            format!("input '{}' is not a constant", src.name),
+        ));
+    };
+    if src.dtype != dst.dtype || src.elements() != dst.elements() {
+        return Err(GraphError::op(
+            index,
+            "DENSIFY",
+            format!(
+                "input {:?} {} and output {:?} {} differ",
+                src.shape, src.dtype, dst.shape, dst.dtype
+            ),
+        ));
+    }
+    tensors[output.0].data = Some(data);
+    Ok(())
+}
+
+/// Reads a tensor's `SparsityParameters`.
+fn read_sparsity(p: schema::SparsityParameters<'_>) -> Result<sparse::SparseLayout, String> {
+    let dims =
+        |v: Option<flatbuffers::Vector<'_, i32>>, what: &str| -> Result<Vec<usize>, String> {
+            v.iter()
+                .flatten()
+                .map(|d| usize::try_from(d).map_err(|_| format!("sparsity {what} has entry {d}")))
+                .collect()
+        };
+    let mut levels = Vec::new();
+    for (level, m) in p.dim_metadata().iter().flatten().enumerate() {
+        let dense_size = usize::try_from(m.dense_size())
+            .map_err(|_| format!("sparsity level {level}: dense_size {}", m.dense_size()))?;
+        let csr = match m.format() {
+            schema::dimension_type::DENSE => None,
+            schema::dimension_type::SPARSE_CSR => match (m.array_segments(), m.array_indices()) {
+                (Some(s), Some(i)) => Some((s, i)),
+                _ => {
+                    return Err(format!(
+                        "sparsity level {level}: SPARSE_CSR without array_segments and \
+                         array_indices of a known type"
+                    ));
+                }
+            },
+            other => return Err(format!("sparsity level {level}: dimension type {other}")),
+        };
+        levels.push(sparse::Level { dense_size, csr });
+    }
+    Ok(sparse::SparseLayout {
+        traversal_order: dims(p.traversal_order(), "traversal_order")?,
+        block_map: dims(p.block_map(), "block_map")?,
+        levels,
+    })
 }
 
 /// Rejects shapes whose byte size overflows or exceeds [`crate::graph::MAX_TENSOR_BYTES`], so

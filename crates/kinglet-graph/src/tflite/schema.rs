@@ -71,6 +71,8 @@ pub mod builtin_op {
     pub const MEAN: i32 = 40;
     pub const SQUEEZE: i32 = 43;
     pub const EXPAND_DIMS: i32 = 70;
+    /// Expands a sparse constant (TF's converter puts one before each consumer of one).
+    pub const DENSIFY: i32 = 124;
 
     /// Names of builtin operators, for errors about unsupported ones.
     pub fn name(code: i32) -> &'static str {
@@ -117,6 +119,7 @@ pub mod builtin_op {
             98 => "LEAKY_RELU",
             114 => "QUANTIZE",
             117 => "HARD_SWISH",
+            124 => "DENSIFY",
             126 => "BATCH_MATMUL",
             _ => "(unnamed)",
         }
@@ -175,6 +178,10 @@ table_type!(QuantizationParameters);
 table_type!(Operator);
 table_type!(Buffer);
 table_type!(Metadata);
+table_type!(SparsityParameters);
+table_type!(DimensionMetadata);
+// Int32Vector / Uint16Vector / Uint8Vector: one `values` vector each.
+table_type!(IndexVector);
 // Any options table; which fields mean what depends on the op.
 table_type!(Options);
 
@@ -261,10 +268,79 @@ impl<'a> TensorT<'a> {
     pub fn is_variable(&self) -> bool {
         field::<bool>(&self.0, 5).unwrap_or(false)
     }
-    /// Present only for sparse tensors (unsupported); not dereferenced.
-    pub fn has_sparsity(&self) -> bool {
-        self.0.vtable().get(slot(6)) != 0
+    pub fn sparsity(&self) -> Option<SparsityParameters<'a>> {
+        field::<ForwardsUOffset<SparsityParameters<'a>>>(&self.0, 6)
     }
+}
+
+/// `DimensionMetadata.format` values.
+pub mod dimension_type {
+    pub const DENSE: i8 = 0;
+    pub const SPARSE_CSR: i8 = 1;
+}
+
+/// `SparseIndexVector` union discriminants.
+pub mod sparse_index_vector {
+    pub const INT32: u8 = 1;
+    pub const UINT16: u8 = 2;
+    pub const UINT8: u8 = 3;
+}
+
+impl<'a> SparsityParameters<'a> {
+    pub fn traversal_order(&self) -> Option<Vector<'a, i32>> {
+        field::<ForwardsUOffset<Vector<'a, i32>>>(&self.0, 0)
+    }
+    pub fn block_map(&self) -> Option<Vector<'a, i32>> {
+        field::<ForwardsUOffset<Vector<'a, i32>>>(&self.0, 1)
+    }
+    pub fn dim_metadata(&self) -> Option<Tables<'a, DimensionMetadata<'a>>> {
+        field::<ForwardsUOffset<Tables<'a, DimensionMetadata<'a>>>>(&self.0, 2)
+    }
+}
+
+impl<'a> DimensionMetadata<'a> {
+    pub fn format(&self) -> i8 {
+        field::<i8>(&self.0, 0).unwrap_or(dimension_type::DENSE)
+    }
+    pub fn dense_size(&self) -> i32 {
+        field::<i32>(&self.0, 1).unwrap_or(0)
+    }
+    /// CSR row starts, widened to `u32` (`None` when absent or of an unknown union type).
+    pub fn array_segments(&self) -> Option<Vec<u32>> {
+        index_vector(&self.0, 2, 3)
+    }
+    /// CSR column indices, widened to `u32`.
+    pub fn array_indices(&self) -> Option<Vec<u32>> {
+        index_vector(&self.0, 4, 5)
+    }
+}
+
+/// Reads a `SparseIndexVector` union (type field `type_id`, value field `value_id`). Negative
+/// int32 entries become `u32::MAX`, which every bounds check rejects.
+fn index_vector(t: &Table<'_>, type_id: u16, value_id: u16) -> Option<Vec<u32>> {
+    use sparse_index_vector as s;
+    let kind = field::<u8>(t, type_id).unwrap_or(0);
+    if !matches!(kind, s::INT32 | s::UINT16 | s::UINT8) {
+        // Unknown variants were not verified: never follow them.
+        return None;
+    }
+    let table = field::<ForwardsUOffset<IndexVector<'_>>>(t, value_id)?;
+    // `verify_index_vector` checked `values` with the element type read here.
+    Some(match kind {
+        s::INT32 => field::<ForwardsUOffset<Vector<'_, i32>>>(&table.0, 0)?
+            .iter()
+            .map(|v| u32::try_from(v).unwrap_or(u32::MAX))
+            .collect(),
+        s::UINT16 => field::<ForwardsUOffset<Vector<'_, u16>>>(&table.0, 0)?
+            .iter()
+            .map(u32::from)
+            .collect(),
+        s::UINT8 => field::<ForwardsUOffset<Vector<'_, u8>>>(&table.0, 0)?
+            .iter()
+            .map(u32::from)
+            .collect(),
+        _ => return None,
+    })
 }
 
 impl<'a> QuantizationParameters<'a> {
@@ -387,6 +463,74 @@ impl Verifiable for TensorT<'_> {
             .visit_field::<ForwardsUOffset<&str>>("name", slot(3), false)?
             .visit_field::<ForwardsUOffset<QuantizationParameters>>("quantization", slot(4), false)?
             .visit_field::<bool>("is_variable", slot(5), false)?
+            .visit_field::<ForwardsUOffset<SparsityParameters>>("sparsity", slot(6), false)?
+            .finish();
+        Ok(())
+    }
+}
+
+impl Verifiable for SparsityParameters<'_> {
+    fn run_verifier(v: &mut Verifier, pos: usize) -> Result<(), InvalidFlatbuffer> {
+        v.visit_table(pos)?
+            .visit_field::<ForwardsUOffset<Vector<i32>>>("traversal_order", slot(0), false)?
+            .visit_field::<ForwardsUOffset<Vector<i32>>>("block_map", slot(1), false)?
+            .visit_field::<ForwardsUOffset<Tables<DimensionMetadata>>>(
+                "dim_metadata",
+                slot(2),
+                false,
+            )?
+            .finish();
+        Ok(())
+    }
+}
+
+impl Verifiable for DimensionMetadata<'_> {
+    fn run_verifier(v: &mut Verifier, pos: usize) -> Result<(), InvalidFlatbuffer> {
+        v.visit_table(pos)?
+            .visit_field::<i8>("format", slot(0), false)?
+            .visit_field::<i32>("dense_size", slot(1), false)?
+            .visit_union::<u8, _>(
+                "array_segments_type",
+                slot(2),
+                "array_segments",
+                slot(3),
+                false,
+                verify_index_vector,
+            )?
+            .visit_union::<u8, _>(
+                "array_indices_type",
+                slot(4),
+                "array_indices",
+                slot(5),
+                false,
+                verify_index_vector,
+            )?
+            .finish();
+        Ok(())
+    }
+}
+
+/// Verifies a `SparseIndexVector` variant's `values` with its element type.
+fn verify_index_vector(key: u8, v: &mut Verifier, pos: usize) -> Result<(), InvalidFlatbuffer> {
+    use sparse_index_vector as s;
+    match key {
+        s::INT32 => {
+            v.verify_union_variant::<ForwardsUOffset<IndexVectorV<i32>>>("Int32Vector", pos)
+        }
+        s::UINT16 => {
+            v.verify_union_variant::<ForwardsUOffset<IndexVectorV<u16>>>("Uint16Vector", pos)
+        }
+        s::UINT8 => v.verify_union_variant::<ForwardsUOffset<IndexVectorV<u8>>>("Uint8Vector", pos),
+        _ => Ok(()),
+    }
+}
+
+/// Verifier of an index vector table whose `values` hold `T`.
+struct IndexVectorV<T>(std::marker::PhantomData<T>);
+impl<T: flatbuffers::SimpleToVerifyInSlice + 'static> Verifiable for IndexVectorV<T> {
+    fn run_verifier(v: &mut Verifier, pos: usize) -> Result<(), InvalidFlatbuffer> {
+        v.visit_table(pos)?
+            .visit_field::<ForwardsUOffset<Vector<T>>>("values", slot(0), false)?
             .finish();
         Ok(())
     }

@@ -2,7 +2,11 @@
 
 use flatbuffers::{FlatBufferBuilder, TableFinishedWIPOffset, WIPOffset};
 
-use super::schema::{activation, builtin_op as op, options_type as ot, padding, slot, tensor_type};
+use super::schema::{
+    activation, builtin_op as op, dimension_type, options_type as ot, padding, slot,
+    sparse_index_vector, tensor_type,
+};
+use super::sparse::{self, SparseLayout};
 use crate::error::GraphError;
 use crate::graph::{Activation, DType, Graph, OpKind, Padding, Tensor};
 
@@ -71,7 +75,7 @@ fn code_and_version(kind: &OpKind, input: DType, output: DType) -> (i32, i32) {
 
 /// Serialises a validated graph. Parameters kinglet keeps in the op kind (Reshape's shape,
 /// Mean's axes, Pad's paddings) become int32 constant inputs, as TFLite expects.
-pub fn write(graph: &Graph) -> Result<Vec<u8>, GraphError> {
+pub fn write(graph: &Graph, options: &super::WriteOptions) -> Result<Vec<u8>, GraphError> {
     graph.validate()?;
     // Tensors: the graph's, then parameter constants appended per op.
     let mut tensors: Vec<Tensor> = graph.tensors.clone();
@@ -110,6 +114,42 @@ pub fn write(graph: &Graph) -> Result<Vec<u8>, GraphError> {
             _ => {}
         }
         op_inputs.push(ins);
+    }
+
+    // Pruned weights: a sparse constant plus a DENSIFY into the original tensor, when smaller.
+    let mut sparsity: Vec<Option<SparseLayout>> = vec![None; tensors.len()];
+    let mut densify_ops: Vec<(i32, i32)> = Vec::new();
+    if options.sparse_weights {
+        for o in &graph.ops {
+            let weights = match o.kind {
+                OpKind::FullyConnected { .. }
+                | OpKind::Conv2D { .. }
+                | OpKind::DepthwiseConv2D { .. } => o.inputs.get(1).map(|t| t.0),
+                _ => None,
+            };
+            let Some(w) = weights else { continue };
+            if densify_ops.iter().any(|(_, out)| *out == w as i32) {
+                continue;
+            }
+            let t = &tensors[w];
+            let (Some(data), DType::I8 | DType::F32) = (&t.data, t.dtype) else {
+                continue;
+            };
+            let Some((layout, values, bytes)) = sparse::encode(&t.shape, t.dtype.bits() / 8, data)
+            else {
+                continue;
+            };
+            if bytes + DENSIFY_OVERHEAD >= data.len() {
+                continue;
+            }
+            let mut stored = t.clone();
+            stored.name = format!("{}_sparse", t.name);
+            stored.data = Some(values);
+            tensors.push(stored);
+            sparsity.push(Some(layout));
+            tensors[w].data = None;
+            densify_ops.push(((tensors.len() - 1) as i32, w as i32));
+        }
     }
 
     let mut fbb = FlatBufferBuilder::with_capacity(1024 + graph.weight_bytes() * 2);
@@ -152,9 +192,15 @@ pub fn write(graph: &Graph) -> Result<Vec<u8>, GraphError> {
             fbb.push_slot::<i32>(slot(6), q.axis as i32, 0);
             fbb.end_table(s)
         });
+        let sparse = sparsity[i]
+            .as_ref()
+            .map(|layout| write_sparsity(&mut fbb, layout));
         let s = fbb.start_table();
         fbb.push_slot_always(slot(0), shape);
         fbb.push_slot::<i8>(slot(1), dtype_code(t.dtype), 0);
+        if let Some(sparse) = sparse {
+            fbb.push_slot_always(slot(6), sparse);
+        }
         fbb.push_slot::<u32>(slot(2), buffer_of[i], 0);
         fbb.push_slot_always(slot(3), name);
         if let Some(q) = quant {
@@ -165,6 +211,19 @@ pub fn write(graph: &Graph) -> Result<Vec<u8>, GraphError> {
 
     let mut codes: Vec<(i32, i32)> = Vec::new();
     let mut fb_ops: Vec<Off> = Vec::new();
+    for (input, output) in &densify_ops {
+        if codes.iter().all(|c| c.0 != op::DENSIFY) {
+            codes.push((op::DENSIFY, 1));
+        }
+        let opcode_index = codes.iter().position(|c| c.0 == op::DENSIFY).unwrap_or(0);
+        let ins = fbb.create_vector(&[*input]);
+        let outs = fbb.create_vector(&[*output]);
+        let s = fbb.start_table();
+        fbb.push_slot::<u32>(slot(0), opcode_index as u32, 0);
+        fbb.push_slot_always(slot(1), ins);
+        fbb.push_slot_always(slot(2), outs);
+        fb_ops.push(fbb.end_table(s));
+    }
     for (o, ins) in graph.ops.iter().zip(&op_inputs) {
         let in_t = graph.tensor(o.inputs[0]).dtype;
         let out_t = graph.tensor(o.outputs[0]).dtype;
@@ -243,6 +302,78 @@ pub fn write(graph: &Graph) -> Result<Vec<u8>, GraphError> {
     let model = fbb.end_table(s);
     fbb.finish(model, Some("TFL3"));
     Ok(fbb.finished_data().to_vec())
+}
+
+/// Bytes a sparse constant costs beyond its layout: the extra tensor, its name and buffer,
+/// the DENSIFY op and its op code. Sparse storage is used only when it saves more.
+const DENSIFY_OVERHEAD: usize = 160;
+
+fn write_sparsity(fbb: &mut FlatBufferBuilder<'_>, layout: &SparseLayout) -> Off {
+    let mut levels = Vec::new();
+    for level in &layout.levels {
+        let csr = level.csr.as_ref().map(|(segments, indices)| {
+            (
+                write_index_vector(fbb, segments),
+                write_index_vector(fbb, indices),
+            )
+        });
+        let s = fbb.start_table();
+        fbb.push_slot_always::<i8>(
+            slot(0),
+            if csr.is_some() {
+                dimension_type::SPARSE_CSR
+            } else {
+                dimension_type::DENSE
+            },
+        );
+        fbb.push_slot_always::<i32>(slot(1), level.dense_size as i32);
+        if let Some(((seg_type, seg), (idx_type, idx))) = csr {
+            fbb.push_slot_always::<u8>(slot(2), seg_type);
+            fbb.push_slot_always(slot(3), seg);
+            fbb.push_slot_always::<u8>(slot(4), idx_type);
+            fbb.push_slot_always(slot(5), idx);
+        }
+        levels.push(fbb.end_table(s));
+    }
+    let order: Vec<i32> = layout.traversal_order.iter().map(|d| *d as i32).collect();
+    let order = fbb.create_vector(&order);
+    let block_map: Vec<i32> = layout.block_map.iter().map(|d| *d as i32).collect();
+    let block_map = fbb.create_vector(&block_map);
+    let levels = fbb.create_vector(&levels);
+    let s = fbb.start_table();
+    fbb.push_slot_always(slot(0), order);
+    if !layout.block_map.is_empty() {
+        fbb.push_slot_always(slot(1), block_map);
+    }
+    fbb.push_slot_always(slot(2), levels);
+    fbb.end_table(s)
+}
+
+/// A `SparseIndexVector` in the narrowest element type that holds `values`.
+fn write_index_vector(fbb: &mut FlatBufferBuilder<'_>, values: &[u32]) -> (u8, Off) {
+    let max = values.iter().copied().max().unwrap_or(0);
+    let (kind, vector) = if max <= u32::from(u8::MAX) {
+        let v: Vec<u8> = values.iter().map(|v| *v as u8).collect();
+        (
+            sparse_index_vector::UINT8,
+            fbb.create_vector(&v).as_union_value(),
+        )
+    } else if max <= u32::from(u16::MAX) {
+        let v: Vec<u16> = values.iter().map(|v| *v as u16).collect();
+        (
+            sparse_index_vector::UINT16,
+            fbb.create_vector(&v).as_union_value(),
+        )
+    } else {
+        let v: Vec<i32> = values.iter().map(|v| *v as i32).collect();
+        (
+            sparse_index_vector::INT32,
+            fbb.create_vector(&v).as_union_value(),
+        )
+    };
+    let s = fbb.start_table();
+    fbb.push_slot_always(slot(0), vector);
+    (kind, fbb.end_table(s))
 }
 
 fn write_options(fbb: &mut FlatBufferBuilder<'_>, kind: &OpKind) -> (u8, Option<Off>) {
