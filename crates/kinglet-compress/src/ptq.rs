@@ -222,6 +222,7 @@ pub(crate) fn quantize_int8_overriding(
 /// activation, with constant weights (and bias) and at least two outputs. Subtracting the
 /// mean weight row and the mean bias from every row shifts each sample's logits by the same
 /// amount, so softmax and argmax are exactly as before while the values sit around zero.
+/// In a pruned layer, weight columns with an exact zero keep their values.
 /// Returns the centred graph and the logit tensors.
 pub fn centre_logits(graph: &Graph) -> Result<(Graph, Vec<TensorId>), CompressError> {
     let mut g = graph.clone();
@@ -259,8 +260,15 @@ pub fn centre_logits(graph: &Graph) -> Result<(Graph, Vec<TensorId>), CompressEr
         if uses(op.inputs[1]) != 1 || bias.as_ref().is_some_and(|(b, _)| uses(*b) != 1) {
             continue;
         }
+        // Each input column shifts every logit by the same amount, so columns can be centred
+        // independently; in a pruned layer (at least half its weights exactly zero) a column
+        // holding a zero is left as it is, which keeps the zeros and their sparse storage.
+        let pruned = 2 * w.iter().filter(|v| **v == 0.0).count() >= w.len();
         let mut centred = w.clone();
         for c in 0..cols {
+            if pruned && (0..rows).any(|r| w[r * cols + c] == 0.0) {
+                continue;
+            }
             let mean = (0..rows).map(|r| f64::from(w[r * cols + c])).sum::<f64>() / rows as f64;
             for r in 0..rows {
                 centred[r * cols + c] = (f64::from(w[r * cols + c]) - mean) as f32;
@@ -827,6 +835,19 @@ mod tests {
                 usize::from(v[1] > v[0])
             })
             .collect()
+    }
+
+    #[test]
+    fn centring_keeps_the_zeros_of_a_pruned_layer() {
+        let (mut g, samples) = overconfident_logits();
+        let w = g.ops[0].inputs[1];
+        // Four of six weights pruned; only column 0 has no zero.
+        let pruned = [1000.0f32, 0.0, 0.0, 900.0, 0.0, -400.0];
+        g.tensors[w.0].data = Some(pruned.iter().flat_map(|v| v.to_le_bytes()).collect());
+        let (centred, _) = centre_logits(&g).unwrap();
+        let got = centred.tensor(w).data_f32().unwrap();
+        assert_eq!(got, vec![50.0, 0.0, 0.0, -50.0, 0.0, -400.0]);
+        assert_eq!(top1(&centred, &samples), top1(&g, &samples));
     }
 
     #[test]

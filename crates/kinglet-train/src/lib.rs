@@ -6,12 +6,15 @@
 use std::path::PathBuf;
 
 pub mod arch;
+pub mod distill;
 pub mod image;
 pub mod inputs;
 pub mod lower;
 pub mod model_file;
 pub mod network;
+pub mod prune;
 pub mod qat;
+pub mod separable;
 pub mod train;
 
 pub use arch::{Architecture, Task};

@@ -41,6 +41,13 @@ pub struct TrainOptions {
     pub stop_after: Option<usize>,
     /// Free-text description of the data, stored in the model's provenance.
     pub data_description: String,
+    /// Fine-tuning: start from this model's weights and normalisation (its architecture must
+    /// be the one trained) instead of a fresh initialisation.
+    pub init: Option<TrainedModel>,
+    /// A constant learning rate instead of the schedule's.
+    pub learning_rate: Option<f64>,
+    /// Distillation: mix this model's probabilities into the training targets.
+    pub teacher: Option<crate::distill::Teacher>,
 }
 
 /// Summary of one epoch.
@@ -300,13 +307,43 @@ pub fn train(
     options: &TrainOptions,
     progress: &mut dyn Progress,
 ) -> Result<TrainOutcome, Error> {
+    train_with_hook(arch, train, validation, options, progress, &mut NoHook)
+}
+
+/// Adjusts the network after every optimiser step (pruning keeps its masks applied this way),
+/// so variants of training reuse [`train`]'s loop rather than copying it.
+pub trait StepHook {
+    /// Called once before the first step with the number of steps this run will take.
+    fn run_started(&mut self, _steps: usize) {}
+    fn after_step(&mut self, net: Network) -> Result<Network, Error>;
+}
+
+/// The hook of plain training: leaves the network as the optimiser left it.
+struct NoHook;
+impl StepHook for NoHook {
+    fn after_step(&mut self, net: Network) -> Result<Network, Error> {
+        Ok(net)
+    }
+}
+
+/// [`train`] with `hook` run after every optimiser step.
+pub fn train_with_hook(
+    arch: &Architecture,
+    train: &Dataset,
+    validation: Option<&Dataset>,
+    options: &TrainOptions,
+    progress: &mut dyn Progress,
+    hook: &mut dyn StepHook,
+) -> Result<TrainOutcome, Error> {
     arch.validate().map_err(Error::Architecture)?;
     if train.is_empty() {
         return Err(Error::Data("the training set is empty".into()));
     }
     let epochs = options.epochs.unwrap_or(arch.training.epochs);
     let classes = train.class_names.len();
-    let fresh_norm = if arch.training.normalise {
+    let fresh_norm = if let Some(init) = &options.init {
+        init.normalisation.clone()
+    } else if arch.training.normalise {
         ChannelNormalisation::fit(train)?
     } else {
         ChannelNormalisation::identity(&train.channel_names)
@@ -352,6 +389,14 @@ pub fn train(
         best_tensors = c.best;
         history = c.header.history;
         norm = c.header.normalisation;
+    } else if let Some(init) = &options.init {
+        if init.dataset_classes != train.class_names {
+            return Err(Error::Data(format!(
+                "the initial model was trained on classes {:?}, the data has {:?}",
+                init.dataset_classes, train.class_names
+            )));
+        }
+        net = Network::from_tensors(arch, classes, init.tensors.clone(), &device)?;
     } else {
         net = Network::init(arch, classes, options.seed, &device)?;
     }
@@ -364,9 +409,15 @@ pub fn train(
     }
     let val_prepared = validation.map(|v| prepare(arch, v, &norm)).transpose()?;
     let loss_fn = loss_function(arch, &prepared, &device);
+    let taught = options
+        .teacher
+        .as_ref()
+        .map(|t| crate::distill::soft_targets(t, arch, train, &prepared).map(|s| (s, t.weight)))
+        .transpose()?;
     let batch = arch.training.batch_size;
     let n = prepared.len();
     let batches = n.div_ceil(batch);
+    hook.run_started(batches * epochs.saturating_sub(start_epoch));
     let averaging = arch.training.average_last > 0;
     let average_from = epochs.saturating_sub(arch.training.average_last);
 
@@ -375,7 +426,9 @@ pub fn train(
             break;
         }
         progress.epoch_started(epoch + 1, epochs, batches);
-        let lr = arch.training.learning_rate_at(epoch);
+        let lr = options
+            .learning_rate
+            .unwrap_or_else(|| arch.training.learning_rate_at(epoch));
         let mut rng = epoch_rng(options.seed, epoch);
         let mut order: Vec<usize> = (0..n).collect();
         order.shuffle(&mut rng);
@@ -392,11 +445,21 @@ pub fn train(
                 &device,
             );
             let logits = net.forward(inputs);
-            let (loss, loss_value, batch_correct) =
-                batch_loss(logits, &prepared, idx, &loss_fn, &device)
-                    .map_err(|v| diverged("training", v, epoch))?;
+            let (loss, loss_value, batch_correct) = match &taught {
+                Some((soft, weight)) => crate::distill::distilled_loss(
+                    logits,
+                    &prepared,
+                    idx,
+                    soft,
+                    *weight,
+                    arch.training.label_smoothing,
+                    &device,
+                ),
+                None => batch_loss(logits, &prepared, idx, &loss_fn, &device),
+            }
+            .map_err(|v| diverged("training", v, epoch))?;
             let grads = GradientsParams::from_grads(loss.backward(), &net);
-            net = optim.step(lr, net, grads);
+            net = hook.after_step(optim.step(lr, net, grads))?;
             loss_sum += loss_value * idx.len() as f64;
             correct += batch_correct;
             progress.batch_done(loss_value, batch_correct as f64 / idx.len() as f64);

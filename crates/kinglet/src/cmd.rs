@@ -8,7 +8,9 @@ pub mod inspect;
 pub mod optimize;
 pub mod pipeline;
 pub mod profile;
+pub mod prune;
 pub mod quantize;
 pub mod report;
+pub mod separable;
 pub mod train;
 // MODULES (keep this marker)

@@ -46,6 +46,12 @@ enum Command {
     /// Compression steps alone and in sequence (`--pipeline int8,qat+dynamic,…`) on a trained
     /// model: size, accuracy, host time and Cortex-M4 instructions of every variant, and a plot.
     Optimize(cmd::optimize::OptimizeArgs),
+    /// Magnitude pruning while fine-tuning a trained model: unstructured (kernels to a
+    /// sparsity, exact zeros) and/or structured (`--structured`: fewer filters, smaller graph).
+    Prune(cmd::prune::PruneArgs),
+    /// Convert a trained model's convolutions to depthwise-separable ones (rank-1 initialised
+    /// from the trained kernels) and fine-tune.
+    Separable(cmd::separable::SeparableArgs),
     // SUBCOMMANDS (keep this marker: helpers add variants above it)
 }
 
@@ -84,6 +90,8 @@ fn run() -> anyhow::Result<()> {
         Command::Quantize(args) => cmd::quantize::run(args),
         Command::Pipeline(args) => cmd::pipeline::run(args),
         Command::Optimize(args) => cmd::optimize::run(args),
+        Command::Prune(args) => cmd::prune::run(args),
+        Command::Separable(args) => cmd::separable::run(args),
         // DISPATCH (keep this marker: helpers add arms above it)
     }
 }

@@ -266,3 +266,70 @@ fn bad_inputs_are_clear_errors() {
         text(&o)
     );
 }
+
+#[test]
+fn a_little_learns_from_a_teacher_and_bad_teachers_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let arch = tiny_arch(dir.path());
+    let data = fixture();
+    let teacher = dir.path().join("teacher.kgl");
+    let o = kinglet(&[
+        "train",
+        "--arch",
+        arch.to_str().unwrap(),
+        "--data",
+        &data,
+        "--no-val",
+        "--out",
+        teacher.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    let little = |teacher: &Path, weight: &str, out: &Path| {
+        kinglet(&[
+            "train",
+            "--arch",
+            "little4",
+            "--epochs",
+            "2",
+            "--data",
+            &data,
+            "--no-val",
+            "--teacher",
+            teacher.to_str().unwrap(),
+            "--teacher-weight",
+            weight,
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ])
+    };
+    let taught = dir.path().join("taught.kgl");
+    let o = little(&teacher, "0.5", &taught);
+    assert!(o.status.success(), "{}", text(&o));
+    let e = json(&kinglet(&[
+        "eval",
+        "--model",
+        taught.to_str().unwrap(),
+        "--data",
+        &format!("{data}:test"),
+        "--json",
+    ]));
+    assert_eq!(e["n"], 300);
+
+    // A one-vs-rest model cannot teach: it does not know the six classes.
+    let o = little(&taught, "0.5", &dir.path().join("x.kgl"));
+    assert!(
+        !o.status.success() && text(&o).contains("must classify the dataset's classes"),
+        "{}",
+        text(&o)
+    );
+    let o = little(&teacher, "1.5", &dir.path().join("y.kgl"));
+    assert!(
+        !o.status.success() && text(&o).contains("must lie in [0, 1]"),
+        "{}",
+        text(&o)
+    );
+    assert!(!dir.path().join("x.kgl").exists() && !dir.path().join("y.kgl").exists());
+}

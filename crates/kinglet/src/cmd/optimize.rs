@@ -1,12 +1,16 @@
 //! `kinglet optimize`: compression steps alone and in sequence on one trained model, each
 //! variant measured the same way — file size, accuracy and host time from `kinglet eval`,
-//! Cortex-M4 instructions from `kinglet profile` — into a table and a plot.
+//! Cortex-M4 flash and instructions from `kinglet profile` (which runs the variant in QEMU and
+//! fails unless its outputs equal the host's) — into a table and a plot.
 //!
-//! A variant is a `+`-separated sequence of steps applied left to right: `qat` (fine-tune with
-//! quantisation-aware training, a `.kgl`), `graph-opt` (the graph passes, a float `.tflite`),
-//! then at most one final format: `float`, `int8`, `dynamic` or `float16`. Every step is this
-//! binary run with printed arguments (as in `kinglet pipeline`); shared prefixes run once, and a
-//! step whose output exists is skipped unless `--force`.
+//! A variant is a `+`-separated sequence of steps applied left to right: first the steps that
+//! retrain the `.kgl` model — `separable` (convert convolutions to depthwise-separable ones and
+//! fine-tune), `prune-filters` (structured pruning: drop whole filters), `prune` (magnitude
+//! pruning to exact zeros), `qat` (quantisation-aware fine-tuning) —, then `graph-opt` (the
+//! graph passes, a float `.tflite`), then at most one final format: `float`, `int8`, `dynamic`
+//! or `float16`. Every step is this binary run with printed arguments (as in `kinglet
+//! pipeline`); shared prefixes run once, and a step whose output exists is skipped unless
+//! `--force`.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -32,9 +36,16 @@ pub struct OptimizeArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "float,dynamic,float16,int8,graph-opt+int8,qat+dynamic,qat+int8"
+        default_value = "float,dynamic,float16,int8,prune+int8,prune-filters+int8,qat+dynamic,qat+int8,separable+int8,graph-opt+int8"
     )]
     pub pipeline: Vec<String>,
+    /// Final sparsity of the `prune` step (default: `kinglet prune`'s).
+    #[arg(long)]
+    pub sparsity: Option<f64>,
+    /// Fraction of each convolution's filters the `prune-filters` step removes (default:
+    /// `kinglet prune`'s).
+    #[arg(long)]
+    pub filters: Option<f64>,
     /// Where the variants, `optimize.md`, `optimize.json` and `optimize.svg` go.
     #[arg(long)]
     pub out: PathBuf,
@@ -49,9 +60,15 @@ pub struct OptimizeArgs {
     pub force: bool,
 }
 
+/// The share of each convolution's filters `prune-filters` removes unless `--filters` says.
+const DEFAULT_FILTER_FRACTION: f64 = 0.5;
+
 /// One step of a variant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Step {
+    Separable,
+    PruneFilters,
+    Prune,
     Qat,
     GraphOpt,
     Float,
@@ -63,6 +80,9 @@ enum Step {
 impl Step {
     fn parse(name: &str) -> Result<Self> {
         Ok(match name {
+            "separable" => Self::Separable,
+            "prune-filters" => Self::PruneFilters,
+            "prune" => Self::Prune,
             "qat" => Self::Qat,
             "graph-opt" => Self::GraphOpt,
             "float" => Self::Float,
@@ -70,13 +90,37 @@ impl Step {
             "dynamic" => Self::Dynamic,
             "float16" => Self::Float16,
             other => bail!(
-                "unknown step `{other}` (qat, graph-opt, float, int8, dynamic, float16; join with +)"
+                "unknown step `{other}` (separable, prune-filters, prune, qat, graph-opt, float, \
+                 int8, dynamic, float16; join with +)"
             ),
         })
     }
 
     fn is_format(self) -> bool {
-        !matches!(self, Self::Qat | Self::GraphOpt)
+        !matches!(self, Self::GraphOpt) && !self.retrains()
+    }
+
+    /// Steps that read and write a `.kgl` model.
+    fn retrains(self) -> bool {
+        matches!(
+            self,
+            Self::Separable | Self::PruneFilters | Self::Prune | Self::Qat
+        )
+    }
+
+    /// The step's name on the command line and in file names.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Separable => "separable",
+            Self::PruneFilters => "prune-filters",
+            Self::Prune => "prune",
+            Self::Qat => "qat",
+            Self::GraphOpt => "graph-opt",
+            Self::Float => "float",
+            Self::Int8 => "int8",
+            Self::Dynamic => "dynamic",
+            Self::Float16 => "float16",
+        }
     }
 }
 
@@ -94,8 +138,18 @@ fn parse_variant(text: &str) -> Result<Vec<Step>> {
         if steps[..i].contains(s) {
             bail!("variant `{text}`: {s:?} twice");
         }
-        if *s == Step::Qat && i > 0 {
-            bail!("variant `{text}`: qat trains the .kgl model, so it must come first");
+        if s.retrains() && steps[..i].iter().any(|p| !p.retrains()) {
+            bail!(
+                "variant `{text}`: {} retrains the .kgl model, so it must come before graph-opt \
+                 and the format",
+                s.name()
+            );
+        }
+        if *s == Step::Qat && steps[..i].contains(&Step::Prune) {
+            bail!(
+                "variant `{text}`: qat after prune would train the pruned weights back to \
+                 non-zero values; prune after qat instead"
+            );
         }
     }
     Ok(steps)
@@ -110,6 +164,8 @@ struct Row {
     accuracy: f64,
     host_us_per_window: f64,
     m4_instructions: Option<u64>,
+    /// Flash of the Cortex-M4 image (code and constants), from `kinglet profile`.
+    flash_bytes: Option<u64>,
     note: String,
 }
 
@@ -151,12 +207,53 @@ pub fn run(args: OptimizeArgs) -> Result<()> {
         let mut prefix = String::new();
         for &step in steps {
             prefix = if prefix.is_empty() {
-                format!("{step:?}").to_lowercase()
+                step.name().to_string()
             } else {
-                format!("{prefix}+{}", format!("{step:?}").to_lowercase())
+                format!("{prefix}+{}", step.name())
             };
-            let stem = prefix.replace('+', "_");
+            let stem = prefix.replace(['+', '-'], "_");
             let (out, argv, title) = match step {
+                Step::Separable => {
+                    let out = args.out.join(format!("{stem}.kgl"));
+                    let argv = os(&[
+                        "separable",
+                        "--model",
+                        &path(&current),
+                        "--data",
+                        &train,
+                        "--merge-val",
+                        "--out",
+                        &path(&out),
+                        "--quiet",
+                    ]);
+                    (out, argv, "depthwise-separable conversion and fine-tuning")
+                }
+                Step::PruneFilters | Step::Prune => {
+                    let out = args.out.join(format!("{stem}.kgl"));
+                    let mut argv = os(&[
+                        "prune",
+                        "--model",
+                        &path(&current),
+                        "--data",
+                        &train,
+                        "--merge-val",
+                        "--out",
+                        &path(&out),
+                        "--quiet",
+                    ]);
+                    if step == Step::Prune {
+                        if let Some(s) = args.sparsity {
+                            argv.extend(os(&["--sparsity", &s.to_string()]));
+                        }
+                        (out, argv, "magnitude pruning")
+                    } else {
+                        argv.extend(os(&[
+                            "--structured",
+                            &args.filters.unwrap_or(DEFAULT_FILTER_FRACTION).to_string(),
+                        ]));
+                        (out, argv, "structured pruning")
+                    }
+                }
                 Step::Qat => {
                     let out = args.out.join(format!("{stem}.kgl"));
                     let argv = os(&[
@@ -221,7 +318,9 @@ pub fn run(args: OptimizeArgs) -> Result<()> {
         }
         // A variant ending in a .kgl (e.g. `qat` alone) is measured as its float export.
         if current.extension().and_then(|e| e.to_str()) == Some("kgl") {
-            let out = args.out.join(format!("{}.tflite", name.replace('+', "_")));
+            let out = args
+                .out
+                .join(format!("{}.tflite", name.replace(['+', '-'], "_")));
             runner.run(
                 &format!("float .tflite → {name}"),
                 &out,
@@ -268,7 +367,7 @@ fn measure(
     firmware: bool,
 ) -> Result<Row> {
     let dir = file.parent().unwrap_or(Path::new("."));
-    let stem = name.replace('+', "_");
+    let stem = name.replace(['+', '-'], "_");
     let eval_json = dir.join(format!("{stem}.eval.json"));
     runner.run(
         &format!("evaluate {name}"),
@@ -287,14 +386,8 @@ fn measure(
     let size_bytes = std::fs::metadata(file)
         .with_context(|| format!("reading {}", file.display()))?
         .len();
-    let int8 = name.ends_with("int8");
-    let (m4_instructions, note) = if !int8 {
-        (
-            None,
-            "the Cortex-M4 compiler takes int8 models only".to_string(),
-        )
-    } else if !firmware {
-        (None, "QEMU not run".to_string())
+    let (m4_instructions, flash_bytes, note) = if !firmware {
+        (None, None, "QEMU not run".to_string())
     } else {
         let profile_json = dir.join(format!("{stem}.profile.json"));
         runner.run(
@@ -310,7 +403,11 @@ fn measure(
             Some(&profile_json),
         )?;
         let p = read_json(&profile_json)?;
-        (p["instructions"].as_u64(), String::new())
+        (
+            p["instructions"].as_u64(),
+            p["flash_bytes"].as_u64(),
+            String::new(),
+        )
     };
     Ok(Row {
         variant: name.to_string(),
@@ -321,6 +418,7 @@ fn measure(
             .with_context(|| format!("{}: no accuracy", eval_json.display()))?,
         host_us_per_window: e["host_us_per_window"].as_f64().unwrap_or(f64::NAN),
         m4_instructions,
+        flash_bytes,
         note,
     })
 }
@@ -333,18 +431,18 @@ fn read_json(path: &Path) -> Result<serde_json::Value> {
 fn markdown(rows: &[Row], model: &Path, eval: &str) -> String {
     let mut s = format!(
         "Variants of `{}`, scored on `{eval}`.\n\n\
-         | variant | size (bytes) | accuracy | host µs / window | Cortex-M4 instructions |\n\
-         |---|---:|---:|---:|---:|\n",
+         | variant | size `.tflite` (bytes) | Cortex-M4 flash (bytes) | accuracy | host µs / window | Cortex-M4 instructions |\n\
+         |---|---:|---:|---:|---:|---:|\n",
         model.display()
     );
     for r in rows {
-        let m4 = match r.m4_instructions {
-            Some(n) => n.to_string(),
-            None => format!("— ({})", r.note),
+        let (flash, m4) = match (r.flash_bytes, r.m4_instructions) {
+            (Some(f), Some(n)) => (f.to_string(), n.to_string()),
+            _ => ("—".to_string(), format!("— ({})", r.note)),
         };
         s += &format!(
-            "| {} | {} | {:.4} | {:.1} | {} |\n",
-            r.variant, r.size_bytes, r.accuracy, r.host_us_per_window, m4
+            "| {} | {} | {} | {:.4} | {:.1} | {} |\n",
+            r.variant, r.size_bytes, flash, r.accuracy, r.host_us_per_window, m4
         );
     }
     s
@@ -412,8 +510,20 @@ mod tests {
         assert_eq!(parse_variant("float16").unwrap(), [Step::Float16]);
         assert!(parse_variant("int8+dynamic").is_err());
         assert!(parse_variant("graph-opt+qat").is_err());
+        assert_eq!(
+            parse_variant("separable+prune-filters+qat+prune+int8").unwrap(),
+            [
+                Step::Separable,
+                Step::PruneFilters,
+                Step::Qat,
+                Step::Prune,
+                Step::Int8
+            ]
+        );
+        assert!(parse_variant("prune+qat+int8").is_err());
+        assert!(parse_variant("graph-opt+prune").is_err());
         assert!(parse_variant("int8+int8").is_err());
-        assert!(parse_variant("prune").is_err());
+        assert!(parse_variant("pruned").is_err());
     }
 
     #[test]

@@ -439,6 +439,36 @@ pub fn run(args: PipelineArgs) -> Result<()> {
         runner.run("report", &report.join("report.html"), &argv, None)?;
     }
 
+    // Every compression step and combination on the Big-3IN, each variant scored on the
+    // official test windows and run in QEMU (`kinglet optimize`, its own table and plot).
+    if let Some((_, big3)) = trained.iter().find(|(arch, _)| *arch == "big3") {
+        let dir = out.join("optimize");
+        let mut argv = os(&[
+            "optimize",
+            "--model",
+            &big3.display().to_string(),
+            "--data",
+            &format!("{hapt_spec}:train"),
+            "--eval",
+            &test_spec,
+            "--out",
+            &dir.display().to_string(),
+        ]);
+        if !qemu {
+            argv.push("--no-firmware".into());
+        }
+        let ran = runner.run(
+            "compression variants of big3",
+            &dir.join("optimize.md"),
+            &argv,
+            None,
+        );
+        if let Err(e) = ran {
+            eprintln!("     {e:#}");
+            failed.push("compression variants of big3".into());
+        }
+    }
+
     let commands = out.join("commands.txt");
     write_atomic(&commands, (runner.log.join("\n") + "\n").as_bytes())?;
     print_summary(out, &trained.iter().map(|(a, _)| *a).collect::<Vec<_>>())?;

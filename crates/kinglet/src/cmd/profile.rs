@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, ensure};
 use clap::{Args, ValueEnum};
-use kinglet_compile::firmware::{self, default_work_dir, profile};
+use kinglet_compile::firmware::{self, default_work_dir};
 use kinglet_compile::qemu::FirmwareKernels;
 use kinglet_compile::testinput::lcg_input;
 
@@ -39,6 +39,11 @@ pub struct ProfileArgs {
     /// Print the profile as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Compile every weight dense. By default a fully-connected layer or convolution whose
+    /// weights are mostly exact zeros (`kinglet prune`) keeps only the non-zero ones in flash
+    /// and runs a sparse kernel where that saves flash; this measures what it saves.
+    #[arg(long)]
+    pub dense_weights: bool,
 }
 
 pub fn run(args: ProfileArgs) -> Result<()> {
@@ -68,8 +73,16 @@ pub fn run(args: ProfileArgs) -> Result<()> {
         Lang::C => firmware::Lang::C,
     };
     let work_dir = args.work_dir.unwrap_or_else(default_work_dir);
-    let p = profile(&graph, &name, &input, kernels, lang, &work_dir)
-        .with_context(|| format!("profiling {} on QEMU mps2-an386", args.model.display()))?;
+    let p = firmware::profile_with(
+        &graph,
+        &name,
+        &input,
+        kernels,
+        lang,
+        &work_dir,
+        !args.dense_weights,
+    )
+    .with_context(|| format!("profiling {} on QEMU mps2-an386", args.model.display()))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&p)?);
     } else {
@@ -95,9 +108,21 @@ pub fn run(args: ProfileArgs) -> Result<()> {
             "  RAM                     {:>9} B (arena {} B + stack {} B)",
             p.ram_bytes, p.arena_bytes, p.stack_bytes
         );
-        let outs: Vec<String> = p.outputs.iter().map(i32::to_string).collect();
+        let outs: Vec<String> = if p.float_outputs.is_empty() {
+            p.outputs.iter().map(i32::to_string).collect()
+        } else {
+            p.float_outputs.iter().map(f32::to_string).collect()
+        };
         println!("  outputs                 {}", outs.join(" "));
     }
+    // Float outputs compare as bit patterns: exactly, NaN included.
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    ensure!(
+        bits(&p.float_outputs) == bits(&p.host_float_outputs),
+        "QEMU float outputs {:?} differ from the host interpreter's {:?}",
+        p.float_outputs,
+        p.host_float_outputs
+    );
     ensure!(
         p.outputs == p.host_outputs,
         "QEMU outputs {:?} differ from the host interpreter's {:?}",

@@ -64,6 +64,12 @@ pub struct QuantizeArgs {
     /// Output `.tflite` file (written atomically).
     #[arg(long)]
     pub out: PathBuf,
+    /// Write every weight dense. By default pruned weights (mostly exact zeros, see `kinglet
+    /// prune`) are stored in TFLite's sparse format behind DENSIFY ops whenever that makes the
+    /// file smaller; TFLite's builtin and reference kernels run such files, its default
+    /// XNNPACK delegate refuses int8 ones.
+    #[arg(long)]
+    pub dense_weights: bool,
 }
 
 pub fn run(args: QuantizeArgs) -> Result<()> {
@@ -159,7 +165,13 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
     let float_top1 = predict(&graph, &samples)?;
     let quantised_top1 = predict(&quantised, &samples)?;
     let agreement = fraction_equal(&float_top1, &quantised_top1);
-    kinglet_graph::tflite::write_tflite_file(&quantised, &args.out)?;
+    kinglet_graph::tflite::write_tflite_file_with(
+        &quantised,
+        &args.out,
+        &kinglet_graph::tflite::WriteOptions {
+            sparse_weights: !args.dense_weights,
+        },
+    )?;
     let file_bytes = std::fs::metadata(&args.out)
         .with_context(|| format!("reading back {}", args.out.display()))?
         .len();

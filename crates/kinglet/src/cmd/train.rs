@@ -73,20 +73,28 @@ pub struct TrainArgs {
     /// `--qat` only: decay of the moving averages tracking activation min/max.
     #[arg(long, requires = "qat", default_value_t = kinglet_train::qat::DEFAULT_EMA_DECAY)]
     pub ema_decay: f32,
+    /// Knowledge distillation: a trained model (`.kgl`) of the dataset's classes whose
+    /// probabilities are mixed into the targets (e.g. kinglet's default teaching a Little).
+    #[arg(long, conflicts_with = "qat")]
+    pub teacher: Option<PathBuf>,
+    /// Share of each target taken from the teacher.
+    #[arg(long, requires = "teacher", default_value_t = 0.5)]
+    pub teacher_weight: f32,
     /// Instead of training, write the prepared (normalised) training inputs as `.npy` files
     /// into this folder (`x_<branch>.npy` as [n, time, channels], `y.npy`), for benchmarks.
     #[arg(long)]
     pub export_inputs: Option<PathBuf>,
 }
 
-struct Bar {
-    bar: Option<ProgressBar>,
+/// The training progress bar (also drawn by other fine-tuning commands).
+pub(crate) struct Bar {
+    pub(crate) bar: Option<ProgressBar>,
     started: std::time::Instant,
     epochs_done: usize,
 }
 
 impl Bar {
-    fn new(quiet: bool) -> Bar {
+    pub(crate) fn new(quiet: bool) -> Bar {
         let bar = (!quiet).then(|| {
             let bar = ProgressBar::new(0);
             let style =
@@ -150,7 +158,7 @@ impl Progress for Bar {
     }
 }
 
-fn load(spec: &DataSpec) -> Result<kinglet_data::Dataset> {
+pub(crate) fn load(spec: &DataSpec) -> Result<kinglet_data::Dataset> {
     kinglet_data::spec::load(spec, &LoadOptions::default())
         .with_context(|| format!("loading {spec}"))
 }
@@ -234,7 +242,27 @@ pub fn run(args: TrainArgs) -> Result<()> {
         checkpoint: Some(checkpoint.clone()),
         resume: args.resume,
         stop_after: args.stop_after,
-        data_description: spec.to_string(),
+        data_description: match &args.teacher {
+            Some(t) => format!(
+                "{spec}, distilled from {} (weight {})",
+                t.display(),
+                args.teacher_weight
+            ),
+            None => spec.to_string(),
+        },
+        teacher: args
+            .teacher
+            .as_ref()
+            .map(|p| {
+                kinglet_train::TrainedModel::load(p)
+                    .with_context(|| format!("loading the teacher {}", p.display()))
+                    .map(|model| kinglet_train::distill::Teacher {
+                        model,
+                        weight: args.teacher_weight,
+                    })
+            })
+            .transpose()?,
+        ..Default::default()
     };
     let mut progress = Bar::new(args.quiet);
     let outcome =
@@ -331,7 +359,7 @@ fn run_qat(
 }
 
 /// Appends `extra`'s samples to `data`; both must come from the same source layout.
-fn append(data: &mut kinglet_data::Dataset, extra: kinglet_data::Dataset) -> Result<()> {
+pub(crate) fn append(data: &mut kinglet_data::Dataset, extra: kinglet_data::Dataset) -> Result<()> {
     if extra.sample_shape != data.sample_shape
         || extra.channel_names != data.channel_names
         || extra.class_names != data.class_names
