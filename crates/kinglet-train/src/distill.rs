@@ -63,12 +63,7 @@ pub(crate) fn soft_targets(
         ));
     }
     let device = Device::flex();
-    let net = Network::from_tensors(
-        &model.architecture,
-        model.dataset_classes.len(),
-        model.tensors.clone(),
-        &device,
-    )?;
+    let net = Network::from_model(model, &device)?;
     let seen = prepare(&model.architecture, data, &model.normalisation)?;
     if seen.len() != prepared.len() {
         return Err(Error::Data(format!(

@@ -322,6 +322,30 @@ pub(crate) fn read_container(path: &Path, kind: Kind) -> Result<(Vec<u8>, Vec<u8
     ))
 }
 
+/// A model of `arch` holding `tensors`, with classes `c0`, `c1`, … and identity
+/// normalisation: what the unit tests of model transformations start from.
+#[cfg(test)]
+pub(crate) fn test_model(
+    arch: Architecture,
+    classes: usize,
+    tensors: Vec<NamedTensor>,
+) -> TrainedModel {
+    let names: Vec<String> = (0..classes).map(|i| format!("c{i}")).collect();
+    let channels: Vec<String> = arch
+        .branches
+        .iter()
+        .flat_map(|b| b.channels.clone())
+        .collect();
+    TrainedModel {
+        class_names: crate::inputs::output_class_names(&arch, &names).unwrap(),
+        normalisation: ChannelNormalisation::identity(&channels),
+        architecture: arch,
+        dataset_classes: names,
+        tensors,
+        provenance: Provenance::default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

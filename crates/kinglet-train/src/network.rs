@@ -250,6 +250,16 @@ impl Network {
         Self::from_tensors(arch, classes, initial_tensors(arch, classes, seed), device)
     }
 
+    /// The network of a trained model (its architecture, classes and weights).
+    pub fn from_model(model: &crate::TrainedModel, device: &Device) -> Result<Self, Error> {
+        Self::from_tensors(
+            &model.architecture,
+            model.dataset_classes.len(),
+            model.tensors.clone(),
+            device,
+        )
+    }
+
     /// Rebuilds a network from saved tensors; every tensor must be used and shaped right.
     pub fn from_tensors(
         arch: &Architecture,

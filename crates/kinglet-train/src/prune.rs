@@ -622,12 +622,7 @@ pub fn remove_filters(
         ..model.clone()
     };
     // Every tensor must fit the rewritten architecture exactly.
-    Network::from_tensors(
-        &pruned.architecture,
-        pruned.dataset_classes.len(),
-        pruned.tensors.clone(),
-        &Device::flex(),
-    )?;
+    Network::from_model(&pruned, &Device::flex())?;
     Ok((pruned, changes))
 }
 
@@ -677,7 +672,7 @@ fn dense_rows(arch: &Architecture, kept: &[Vec<Vec<usize>>]) -> Result<Vec<usize
 mod tests {
     use super::*;
     use crate::arch::{Block, Head, Padding};
-    use crate::inputs::ChannelNormalisation;
+    use crate::model_file::test_model;
 
     fn schedule() -> PolynomialDecay {
         PolynomialDecay {
@@ -760,20 +755,7 @@ mod tests {
 
     fn model_of(arch: &Architecture, classes: usize, seed: u64) -> TrainedModel {
         let net = Network::init(arch, classes, seed, &Device::flex()).unwrap();
-        let dataset_classes: Vec<String> = (0..classes).map(|i| format!("c{i}")).collect();
-        let channels: Vec<String> = arch
-            .branches
-            .iter()
-            .flat_map(|b| b.channels.clone())
-            .collect();
-        TrainedModel {
-            class_names: crate::inputs::output_class_names(arch, &dataset_classes).unwrap(),
-            dataset_classes,
-            normalisation: ChannelNormalisation::identity(&channels),
-            architecture: arch.clone(),
-            tensors: net.named_tensors(),
-            provenance: Provenance::default(),
-        }
+        test_model(arch.clone(), classes, net.named_tensors())
     }
 
     /// Zeroes filter `o` (kernel and bias) of every block of every branch.
@@ -790,13 +772,7 @@ mod tests {
 
     fn logits(model: &TrainedModel, inputs: &[(usize, usize)], seed: u64) -> Vec<f32> {
         let device = Device::flex();
-        let net = Network::from_tensors(
-            &model.architecture,
-            model.dataset_classes.len(),
-            model.tensors.clone(),
-            &device,
-        )
-        .unwrap();
+        let net = Network::from_model(model, &device).unwrap();
         let mut state = seed;
         let xs = inputs
             .iter()

@@ -385,29 +385,11 @@ pub fn fine_tune(
 mod tests {
     use super::*;
     use crate::arch::Architecture;
-    use crate::inputs::ChannelNormalisation;
-    use crate::model_file::Provenance;
+    use crate::model_file::test_model;
     use crate::network::Network;
     use burn::tensor::{Device, Tensor, TensorData};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
-
-    fn model_from(arch: Architecture, classes: usize, tensors: Vec<NamedTensor>) -> TrainedModel {
-        let names: Vec<String> = (0..classes).map(|i| format!("c{i}")).collect();
-        let channels: Vec<String> = arch
-            .branches
-            .iter()
-            .flat_map(|b| b.channels.clone())
-            .collect();
-        TrainedModel {
-            class_names: crate::inputs::output_class_names(&arch, &names).unwrap(),
-            normalisation: ChannelNormalisation::identity(&channels),
-            architecture: arch,
-            dataset_classes: names,
-            tensors,
-            provenance: Provenance::default(),
-        }
-    }
 
     /// Random initial weights with every full kernel replaced by one of rank 1 per input
     /// channel (`W[o, c, :] = a[o, c] · d[c, :]`), and random biases and batch-norm statistics.
@@ -447,16 +429,13 @@ mod tests {
                     .for_each(|v| *v = rng.random_range(-0.5..0.5));
             }
         }
-        model_from(arch, classes, tensors)
+        test_model(arch, classes, tensors)
     }
 
     fn logits(model: &TrainedModel, inputs: &[Tensor<3>]) -> Vec<f32> {
         let device = Device::flex();
-        let classes = model.dataset_classes.len();
         // A plain (non-autodiff) device: batch norm uses its running statistics.
-        let net =
-            Network::from_tensors(&model.architecture, classes, model.tensors.clone(), &device)
-                .unwrap();
+        let net = Network::from_model(model, &device).unwrap();
         let y = net.forward(inputs.to_vec());
         y.into_data()
             .convert::<f32>()
@@ -602,7 +581,7 @@ mod tests {
         let arch = crate::image::mnist_cnn();
         let device = Device::flex();
         let net = Network::init(&arch, 10, 4, &device).unwrap();
-        let model = model_from(arch, 10, net.named_tensors());
+        let model = test_model(arch, 10, net.named_tensors());
         let conversion = convert(&model).unwrap();
         let converted = &conversion.model;
         // Exactly the from-scratch separable mnist-cnn (the seed's SeparableConv2D layer).

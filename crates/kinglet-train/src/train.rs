@@ -661,7 +661,7 @@ fn accumulate_mean(mean: &mut Vec<NamedTensor>, current: &[NamedTensor], count: 
 pub fn evaluate(model: &TrainedModel, data: &Dataset) -> Result<Classification, Error> {
     let device = Device::flex();
     let classes = model.dataset_classes.len();
-    let net = Network::from_tensors(&model.architecture, classes, model.tensors.clone(), &device)?;
+    let net = Network::from_model(model, &device)?;
     if data.class_names.len() != classes
         && !matches!(model.architecture.task, crate::arch::Task::Change)
     {

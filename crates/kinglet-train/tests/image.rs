@@ -1,23 +1,15 @@
 //! 2D image networks on the committed MNIST fixture (96 + 40 real images): training learns,
 //! the `.kgl` file holds them, and the lowered graph computes what burn computes.
 
-use std::path::Path;
+mod common;
+use common::mnist_fixture;
 
-use kinglet_data::spec::{DataSpec, LoadOptions, load};
 use kinglet_data::{Dataset, Split};
 use kinglet_graph::{Interpreter, OpKind};
 use kinglet_train::arch::{Architecture, Block, Padding};
 use kinglet_train::inputs::prepare;
 use kinglet_train::network::Network;
 use kinglet_train::{Silent, TrainOptions, TrainedModel, lower, train};
-
-fn fixture(split: Split) -> Dataset {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mnist-tiny");
-    let spec = DataSpec::parse(&format!("mnist:{}", dir.display()))
-        .unwrap()
-        .with_split(split);
-    load(&spec, &LoadOptions::default()).unwrap()
-}
 
 fn options(seed: u64, epochs: usize) -> TrainOptions {
     TrainOptions {
@@ -31,13 +23,7 @@ fn options(seed: u64, epochs: usize) -> TrainOptions {
 fn assert_graph_matches_burn(model: &TrainedModel, data: &Dataset) {
     let graph = lower(model).unwrap();
     let device = burn::tensor::Device::flex();
-    let net = Network::from_tensors(
-        &model.architecture,
-        model.dataset_classes.len(),
-        model.tensors.clone(),
-        &device,
-    )
-    .unwrap();
+    let net = Network::from_model(model, &device).unwrap();
     let prepared = prepare(&model.architecture, data, &model.normalisation).unwrap();
     let mut interp = Interpreter::new(&graph).unwrap();
     let input = &prepared.branches[0];
@@ -62,7 +48,7 @@ fn assert_graph_matches_burn(model: &TrainedModel, data: &Dataset) {
 
 #[test]
 fn mnist_cnn_learns_the_fixture_and_lowers_exactly() {
-    let (train_set, test_set) = (fixture(Split::Train), fixture(Split::Test));
+    let (train_set, test_set) = (mnist_fixture(Split::Train), mnist_fixture(Split::Test));
     assert_eq!((train_set.len(), test_set.len()), (88, 40));
     let mut arch = Architecture::preset("mnist-cnn").unwrap();
     // 88 images: smaller batches give the optimiser enough steps in a few epochs.
@@ -102,7 +88,7 @@ fn mnist_cnn_learns_the_fixture_and_lowers_exactly() {
 
 #[test]
 fn separable_batch_norm_same_padding_images_lower_exactly() {
-    let train_set = fixture(Split::Train);
+    let train_set = mnist_fixture(Split::Train);
     let mut arch = Architecture::preset("mnist-cnn").unwrap();
     arch.blocks = vec![
         Block {
@@ -143,7 +129,7 @@ fn wrong_image_size_is_a_clear_error() {
     };
     let err = train(
         &arch,
-        &fixture(Split::Train),
+        &mnist_fixture(Split::Train),
         None,
         &options(1, 1),
         &mut Silent,
@@ -159,7 +145,7 @@ fn wrong_image_size_is_a_clear_error() {
 #[test]
 fn interrupted_image_run_resumes_to_the_same_weights() {
     // Adam state maps back onto the 2D parameters by id: a resumed run takes the same steps.
-    let train_set = fixture(Split::Train);
+    let train_set = mnist_fixture(Split::Train);
     let mut arch = Architecture::preset("mnist-cnn").unwrap();
     arch.blocks[0].batch_norm = true;
     arch.training.batch_size = 16;

@@ -2,20 +2,12 @@
 //! through every optimiser step, small kernels stay dense by default, and structured pruning
 //! gives a smaller model that lowers to a smaller graph.
 
-use std::path::Path;
+mod common;
+use common::mnist_fixture;
 
-use kinglet_data::spec::{DataSpec, LoadOptions, load};
 use kinglet_data::{Dataset, Split};
 use kinglet_train::prune::{PruneOptions, prune, sparsity_report};
 use kinglet_train::{Architecture, Silent, TrainOptions, lower, train};
-
-fn fixture(split: Split) -> Dataset {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mnist-tiny");
-    let spec = DataSpec::parse(&format!("mnist:{}", dir.display()))
-        .unwrap()
-        .with_split(split);
-    load(&spec, &LoadOptions::default()).unwrap()
-}
 
 fn trained(data: &Dataset) -> kinglet_train::TrainedModel {
     let arch = Architecture::preset("mnist-cnn").unwrap();
@@ -31,7 +23,7 @@ fn trained(data: &Dataset) -> kinglet_train::TrainedModel {
 
 #[test]
 fn fine_tuning_keeps_the_masked_weights_at_zero() {
-    let data = fixture(Split::Train);
+    let data = mnist_fixture(Split::Train);
     let model = trained(&data);
     let options = PruneOptions {
         seed: 1,
@@ -44,7 +36,7 @@ fn fine_tuning_keeps_the_masked_weights_at_zero() {
     let outcome = prune(
         &model,
         &data,
-        Some(&fixture(Split::Test)),
+        Some(&mnist_fixture(Split::Test)),
         &options,
         &mut Silent,
     )
@@ -75,7 +67,7 @@ fn fine_tuning_keeps_the_masked_weights_at_zero() {
 
 #[test]
 fn structured_pruning_fine_tunes_a_smaller_model() {
-    let data = fixture(Split::Train);
+    let data = mnist_fixture(Split::Train);
     let model = trained(&data);
     let options = PruneOptions {
         epochs: 1,

@@ -110,13 +110,7 @@ fn training_learns_a_separable_problem() {
 /// Largest gap between the top logit and the runner-up over the prepared samples of `data`.
 fn largest_margin(model: &TrainedModel, data: &Dataset) -> f32 {
     let device = burn::tensor::Device::flex();
-    let net = Network::from_tensors(
-        &model.architecture,
-        model.dataset_classes.len(),
-        model.tensors.clone(),
-        &device,
-    )
-    .unwrap();
+    let net = Network::from_model(model, &device).unwrap();
     let prepared = prepare(&model.architecture, data, &model.normalisation).unwrap();
     let b = &prepared.branches[0];
     let input = burn::tensor::Tensor::<3>::from_data(
@@ -291,13 +285,7 @@ fn interrupted_run_resumes_to_the_same_result() {
 fn assert_graph_matches_burn(model: &TrainedModel, data: &Dataset) {
     let graph = lower(model).unwrap();
     let device = burn::tensor::Device::flex();
-    let net = Network::from_tensors(
-        &model.architecture,
-        model.dataset_classes.len(),
-        model.tensors.clone(),
-        &device,
-    )
-    .unwrap();
+    let net = Network::from_model(model, &device).unwrap();
     let prepared = prepare(&model.architecture, data, &model.normalisation).unwrap();
     let mut interp = Interpreter::new(&graph).unwrap();
     for i in 0..prepared.len().min(40) {

@@ -5,35 +5,18 @@
 use std::path::Path;
 
 mod common;
-use common::{kinglet, text};
+use common::{har, kinglet, mnist, run_ok, text, train};
 
 use kinglet_graph::DType;
 use kinglet_graph::tflite::read_tflite_file;
 use kinglet_train::TrainedModel;
 use kinglet_train::prune::sparsity_report;
 
-fn mnist(split: &str) -> String {
-    let dir =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../kinglet-train/tests/fixtures/mnist-tiny");
-    format!("mnist:{}:{split}", dir.display())
-}
-
-fn har() -> String {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kinglet-data/tests/fixtures/uci-har");
-    format!("uci-har:{}", dir.display())
-}
-
-fn run_ok(args: &[&str]) -> String {
-    let o = kinglet(args);
-    assert!(o.status.success(), "{args:?}: {}", text(&o));
-    text(&o)
-}
-
-fn train(arch: &str, data: &str, out: &str) {
-    run_ok(&[
-        "train", "--arch", arch, "--data", data, "--no-val", "--epochs", "2", "--seed", "1",
-        "--out", out, "--quiet",
-    ]);
+/// `kinglet prune` of `model` on `data` into `out`, then `extra`.
+fn prune_args<'a>(model: &'a str, data: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["prune", "--model", model, "--data", data, "--out", out];
+    args.extend_from_slice(extra);
+    args
 }
 
 /// Zero weights among the int8 constants of a `.tflite` file.
@@ -53,23 +36,22 @@ fn unstructured_pruning_keeps_exact_zeros_through_int8() {
     let dir = tempfile::tempdir().unwrap();
     let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
     let (float, pruned, int8) = (p("f.kgl"), p("p.kgl"), p("p.tflite"));
-    train("mnist-cnn", &mnist("train"), &float);
-    let out = run_ok(&[
-        "prune",
-        "--model",
+    let train_data = mnist("train");
+    train("mnist-cnn", &train_data, &float);
+    let out = run_ok(&prune_args(
         &float,
-        "--data",
-        &mnist("train"),
-        "--out",
+        &train_data,
         &pruned,
-        "--sparsity",
-        "0.7",
-        "--min-weights",
-        "0",
-        "--epochs",
-        "1",
-        "--quiet",
-    ]);
+        &[
+            "--sparsity",
+            "0.7",
+            "--min-weights",
+            "0",
+            "--epochs",
+            "1",
+            "--quiet",
+        ],
+    ));
     assert!(out.contains("output.weight"), "{out}");
     let model = TrainedModel::load(Path::new(&pruned)).unwrap();
     let layers = sparsity_report(&model);
@@ -91,7 +73,7 @@ fn unstructured_pruning_keeps_exact_zeros_through_int8() {
         "--model",
         &pruned,
         "--data",
-        &mnist("train"),
+        &train_data,
         "--scheme",
         "int8",
         // Centring the logits would subtract each column's mean from the output weights.
@@ -104,17 +86,12 @@ fn unstructured_pruning_keeps_exact_zeros_through_int8() {
     let eval = run_ok(&["eval", "--model", &int8, "--data", &mnist("test"), "--json"]);
     assert!(eval.contains("\"accuracy\""), "{eval}");
     // Bad input: a sparsity of 1 or more is refused with a clear message.
-    let o = kinglet(&[
-        "prune",
-        "--model",
+    let o = kinglet(&prune_args(
         &float,
-        "--data",
-        &mnist("train"),
-        "--out",
+        &train_data,
         &pruned,
-        "--sparsity",
-        "1.2",
-    ]);
+        &["--sparsity", "1.2"],
+    ));
     assert!(!o.status.success() && text(&o).contains("sparsity must be in [0, 1)"));
 }
 
@@ -132,20 +109,12 @@ fn structured_pruning_shrinks_big3_and_the_cnn() {
     ] {
         let (float, pruned, tflite) = (p("f.kgl"), p("s.kgl"), p("s.tflite"));
         train(arch, &data, &float);
-        let out = run_ok(&[
-            "prune",
-            "--model",
+        let out = run_ok(&prune_args(
             &float,
-            "--data",
             &data,
-            "--out",
             &pruned,
-            "--structured",
-            "0.5",
-            "--epochs",
-            "1",
-            "--quiet",
-        ]);
+            &["--structured", "0.5", "--epochs", "1", "--quiet"],
+        ));
         assert!(out.contains("filters"), "{out}");
         let before = TrainedModel::load(Path::new(&float)).unwrap();
         let after = TrainedModel::load(Path::new(&pruned)).unwrap();

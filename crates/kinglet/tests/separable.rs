@@ -5,34 +5,31 @@
 use std::path::Path;
 
 mod common;
-use common::{kinglet, text};
+use common::{har, kinglet, mnist, run_ok, text, train};
 
 use kinglet_graph::OpKind;
 use kinglet_graph::tflite::read_tflite_file;
 use kinglet_train::TrainedModel;
 
-fn mnist(split: &str) -> String {
-    let dir =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../kinglet-train/tests/fixtures/mnist-tiny");
-    format!("mnist:{}:{split}", dir.display())
-}
-
-fn har() -> String {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kinglet-data/tests/fixtures/uci-har");
-    format!("uci-har:{}", dir.display())
-}
-
-fn run_ok(args: &[&str]) -> String {
-    let o = kinglet(args);
-    assert!(o.status.success(), "{args:?}: {}", text(&o));
-    text(&o)
-}
-
-fn train(arch: &str, data: &str, out: &str) {
-    run_ok(&[
-        "train", "--arch", arch, "--data", data, "--no-val", "--epochs", "2", "--seed", "1",
-        "--out", out, "--quiet",
-    ]);
+/// `kinglet separable --no-val` of `model` on `data` into `out`, then `extra`.
+fn separable_args<'a>(
+    model: &'a str,
+    data: &'a str,
+    out: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "separable",
+        "--model",
+        model,
+        "--data",
+        data,
+        "--no-val",
+        "--out",
+        out,
+    ];
+    args.extend_from_slice(extra);
+    args
 }
 
 /// Number of DEPTHWISE_CONV_2D and CONV_2D ops in a `.tflite` file.
@@ -59,23 +56,14 @@ fn seed_cnn_converts_fine_tunes_and_quantises() {
     let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
     let (float, sep, report, int8) = (p("f.kgl"), p("s.kgl"), p("s.json"), p("s.tflite"));
     train("mnist-cnn", &mnist("train"), &float);
-    let out = run_ok(&[
-        "separable",
-        "--model",
+    let out = run_ok(&separable_args(
         &float,
-        "--data",
         &mnist("train"),
-        "--no-val",
-        "--epochs",
-        "1",
-        "--seed",
-        "1",
-        "--out",
         &sep,
-        "--report",
-        &report,
-        "--quiet",
-    ]);
+        &[
+            "--epochs", "1", "--seed", "1", "--report", &report, "--quiet",
+        ],
+    ));
     // The per-layer table comes before fine-tuning.
     let table = out.find("branch0.block0").expect("layer table");
     assert!(table < out.find("epoch   1").expect("epoch line"), "{out}");
@@ -113,16 +101,7 @@ fn seed_cnn_converts_fine_tunes_and_quantises() {
     assert!(accuracy > 0.1, "int8 accuracy {accuracy}");
 
     // Nothing is left to convert in a separable model.
-    let o = kinglet(&[
-        "separable",
-        "--model",
-        &sep,
-        "--data",
-        &mnist("train"),
-        "--no-val",
-        "--out",
-        &p("x.kgl"),
-    ]);
+    let o = kinglet(&separable_args(&sep, &mnist("train"), &p("x.kgl"), &[]));
     assert!(!o.status.success());
     assert!(text(&o).contains("no full convolution"), "{}", text(&o));
     assert!(!Path::new(&p("x.kgl")).exists());
@@ -134,19 +113,12 @@ fn three_branch_big_converts_every_branch() {
     let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
     let (float, sep, int8) = (p("b.kgl"), p("s.kgl"), p("s.tflite"));
     train("big3", &har(), &float);
-    let out = run_ok(&[
-        "separable",
-        "--model",
+    let out = run_ok(&separable_args(
         &float,
-        "--data",
         &har(),
-        "--no-val",
-        "--epochs",
-        "1",
-        "--out",
         &sep,
-        "--quiet",
-    ]);
+        &["--epochs", "1", "--quiet"],
+    ));
     for b in 0..3 {
         for i in 0..5 {
             assert!(out.contains(&format!("branch{b}.block{i}")), "{out}");
@@ -156,36 +128,21 @@ fn three_branch_big_converts_every_branch() {
     assert!(model.architecture.blocks.iter().all(|b| b.separable));
     // `--epochs 0` writes the converted model as it is; `--blocks` picks the blocks.
     let converted = p("c.kgl");
-    run_ok(&[
-        "separable",
-        "--model",
+    run_ok(&separable_args(
         &float,
-        "--data",
         &har(),
-        "--no-val",
-        "--blocks",
-        "3,4",
-        "--epochs",
-        "0",
-        "--out",
         &converted,
-        "--quiet",
-    ]);
+        &["--blocks", "3,4", "--epochs", "0", "--quiet"],
+    ));
     let c = TrainedModel::load(Path::new(&converted)).unwrap();
     let separable: Vec<bool> = c.architecture.blocks.iter().map(|b| b.separable).collect();
     assert_eq!(separable, [false, false, false, true, true]);
-    let o = kinglet(&[
-        "separable",
-        "--model",
+    let o = kinglet(&separable_args(
         &float,
-        "--data",
         &har(),
-        "--no-val",
-        "--blocks",
-        "5",
-        "--out",
         &p("x.kgl"),
-    ]);
+        &["--blocks", "5"],
+    ));
     assert!(!o.status.success());
     assert!(text(&o).contains("block 5 does not exist"), "{}", text(&o));
     run_ok(&[

@@ -5,12 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 mod common;
-use common::{kinglet, text};
-
-fn fixture() -> String {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kinglet-data/tests/fixtures/uci-har");
-    format!("uci-har:{}", dir.display())
-}
+use common::{har, kinglet, text};
 
 /// A tiny architecture so the test trains in well under a second.
 fn tiny_arch(dir: &Path) -> PathBuf {
@@ -54,7 +49,7 @@ fn train_then_eval_kgl_and_exported_tflite_agree() {
     let dir = tempfile::tempdir().unwrap();
     let arch = tiny_arch(dir.path());
     let model = dir.path().join("tiny.kgl");
-    let data = fixture();
+    let data = har();
     let o = kinglet(&[
         "train",
         "--arch",
@@ -158,7 +153,7 @@ constant_epochs = 30
     )
     .unwrap();
     let model = dir.path().join("plain.kgl");
-    let data = fixture();
+    let data = har();
     let o = kinglet(&[
         "train",
         "--arch",
@@ -190,7 +185,7 @@ constant_epochs = 30
 fn interrupted_training_resumes_from_its_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let arch = tiny_arch(dir.path());
-    let data = format!("{}:train", fixture());
+    let data = format!("{}:train", har());
     let (a, b) = (dir.path().join("a.kgl"), dir.path().join("b.kgl"));
     let train = |out: &Path, extra: &[&str]| {
         let mut args = vec![
@@ -228,7 +223,7 @@ fn interrupted_training_resumes_from_its_checkpoint() {
 #[test]
 fn bad_inputs_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let data = format!("{}:test", fixture());
+    let data = format!("{}:test", har());
     let o = kinglet(&[
         "train", "--arch", "nonsense", "--data", &data, "--out", "x.kgl",
     ]);
@@ -271,7 +266,7 @@ fn bad_inputs_are_clear_errors() {
 fn a_little_learns_from_a_teacher_and_bad_teachers_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let arch = tiny_arch(dir.path());
-    let data = fixture();
+    let data = har();
     let teacher = dir.path().join("teacher.kgl");
     let o = kinglet(&[
         "train",

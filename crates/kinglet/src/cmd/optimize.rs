@@ -199,6 +199,20 @@ pub fn run(args: OptimizeArgs) -> Result<()> {
     let os = |parts: &[&str]| parts.iter().map(OsString::from).collect::<Vec<_>>();
     let path = |p: &Path| p.display().to_string();
     let windows = args.windows.to_string();
+    // `separable` and `prune` fine-tune on the train split with its `val` split merged in.
+    let fine_tune = |command: &str, model: &Path, out: &Path| {
+        os(&[
+            command,
+            "--model",
+            &path(model),
+            "--data",
+            &train,
+            "--merge-val",
+            "--out",
+            &path(out),
+            "--quiet",
+        ])
+    };
 
     let mut rows = Vec::new();
     for (name, steps) in &variants {
@@ -215,32 +229,12 @@ pub fn run(args: OptimizeArgs) -> Result<()> {
             let (out, argv, title) = match step {
                 Step::Separable => {
                     let out = args.out.join(format!("{stem}.kgl"));
-                    let argv = os(&[
-                        "separable",
-                        "--model",
-                        &path(&current),
-                        "--data",
-                        &train,
-                        "--merge-val",
-                        "--out",
-                        &path(&out),
-                        "--quiet",
-                    ]);
+                    let argv = fine_tune("separable", &current, &out);
                     (out, argv, "depthwise-separable conversion and fine-tuning")
                 }
                 Step::PruneFilters | Step::Prune => {
                     let out = args.out.join(format!("{stem}.kgl"));
-                    let mut argv = os(&[
-                        "prune",
-                        "--model",
-                        &path(&current),
-                        "--data",
-                        &train,
-                        "--merge-val",
-                        "--out",
-                        &path(&out),
-                        "--quiet",
-                    ]);
+                    let mut argv = fine_tune("prune", &current, &out);
                     if step == Step::Prune {
                         if let Some(s) = args.sparsity {
                             argv.extend(os(&["--sparsity", &s.to_string()]));

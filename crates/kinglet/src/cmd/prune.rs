@@ -9,13 +9,13 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use kinglet_data::spec::{DataSpec, Split};
+use kinglet_data::spec::DataSpec;
 use kinglet_train::TrainedModel;
 use kinglet_train::prune::{
     DEFAULT_EPOCHS, DEFAULT_FREQUENCY, DEFAULT_MIN_WEIGHTS, DEFAULT_SPARSITY, PruneOptions,
 };
 
-use super::train::{Bar, append, load};
+use super::train::{Bar, load, load_train, train_spec};
 
 #[derive(Args, Debug)]
 pub struct PruneArgs {
@@ -69,16 +69,8 @@ pub struct PruneArgs {
 pub fn run(args: PruneArgs) -> Result<()> {
     let model = TrainedModel::load(&args.model)
         .with_context(|| format!("loading {}", args.model.display()))?;
-    let mut spec = DataSpec::parse(&args.data)?;
-    if !spec.split_given {
-        spec = spec.with_split(Split::Train);
-    }
-    let mut train_set = load(&spec)?;
-    if args.merge_val {
-        let val_spec = spec.with_split(Split::Val);
-        let extra = load(&val_spec)?;
-        append(&mut train_set, extra).with_context(|| format!("merging {val_spec}"))?;
-    }
+    let spec = train_spec(&args.data)?;
+    let train_set = load_train(&spec, args.merge_val)?;
     let val_set = args
         .val
         .as_deref()
@@ -124,9 +116,7 @@ pub fn run(args: PruneArgs) -> Result<()> {
         &options,
         &mut progress,
     )?;
-    if let Some(bar) = &progress.bar {
-        bar.finish_and_clear();
-    }
+    progress.clear();
     for f in &outcome.filters {
         println!("{:<20} filters {:>4} -> {:>4}", f.layer, f.before, f.after);
     }

@@ -8,11 +8,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use kinglet_data::spec::{DataSpec, Split};
 use kinglet_train::TrainedModel;
 use kinglet_train::separable::{FineTuneOptions, convert, convert_blocks, fine_tune};
 
-use super::train::{Bar, append, load};
+use super::train::{Bar, DataArgs, load, load_train};
 
 /// Default fine-tuning epochs and learning rate, chosen on the MNIST validation split (the
 /// last 5,000 training images) with a `mnist-cnn` trained on the other 55,000: after 10 epochs
@@ -26,18 +25,8 @@ pub struct SeparableArgs {
     /// The trained model (`.kgl`) whose convolutions are converted.
     #[arg(long)]
     pub model: PathBuf,
-    /// Fine-tuning data, e.g. `mnist:../shared/data/mnist` (split `train` unless given).
-    #[arg(long)]
-    pub data: String,
-    /// Validation data for best-epoch selection (default: the same source's `val` split).
-    #[arg(long)]
-    pub val: Option<String>,
-    /// Fine-tune without a validation split (keeps the last epoch).
-    #[arg(long, conflicts_with = "val")]
-    pub no_val: bool,
-    /// Fine-tune on the `val` split as well (no epoch selection then), as `train --merge-val`.
-    #[arg(long, conflicts_with_all = ["val", "no_val"])]
-    pub merge_val: bool,
+    #[command(flatten)]
+    pub data: DataArgs,
     /// Convert only these blocks (0-based indices, comma-separated, in every branch); default:
     /// every block with a full convolution.
     #[arg(long, value_delimiter = ',')]
@@ -99,15 +88,8 @@ pub fn run(args: SeparableArgs) -> Result<()> {
         );
     }
 
-    let mut spec = DataSpec::parse(&args.data)?;
-    if !spec.split_given {
-        spec = spec.with_split(Split::Train);
-    }
-    let val_spec = match (&args.val, args.no_val || args.merge_val) {
-        (_, true) => None,
-        (Some(v), _) => Some(DataSpec::parse(v)?),
-        (None, false) => Some(spec.with_split(Split::Val)),
-    };
+    let spec = args.data.train_spec()?;
+    let val_spec = args.data.val_spec(&spec)?;
     let val_set = val_spec.as_ref().map(load).transpose()?;
     if let (Some(s), Some(v)) = (&val_spec, &val_set) {
         let before = kinglet_train::evaluate(&conversion.model, v)
@@ -122,18 +104,13 @@ pub fn run(args: SeparableArgs) -> Result<()> {
     let (out_model, history) = if args.epochs == 0 {
         (conversion.model.clone(), Vec::new())
     } else {
-        let mut train_set = load(&spec)?;
-        if args.merge_val {
-            let val = spec.with_split(Split::Val);
-            let extra = load(&val)?;
-            append(&mut train_set, extra).with_context(|| format!("merging {val}"))?;
-        }
+        let train_set = load_train(&spec, args.data.merge_val)?;
         eprintln!(
             "fine-tuning for {} epoch(s) at lr {} on {} windows of {spec}{}",
             args.epochs,
             args.lr,
             train_set.len(),
-            if args.merge_val { " + val" } else { "" }
+            if args.data.merge_val { " + val" } else { "" }
         );
         let options = FineTuneOptions {
             seed: args.seed,
@@ -149,9 +126,7 @@ pub fn run(args: SeparableArgs) -> Result<()> {
             &options,
             &mut progress,
         )?;
-        if let Some(bar) = &progress.bar {
-            bar.finish_and_clear();
-        }
+        progress.clear();
         (outcome.model, outcome.history)
     };
     if let Some(path) = &args.report {

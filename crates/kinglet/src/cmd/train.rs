@@ -19,20 +19,8 @@ pub struct TrainArgs {
     /// .toml file (optional with `--init`, whose architecture is used).
     #[arg(long, required_unless_present = "init")]
     pub arch: Option<String>,
-    /// Training data, e.g. `hapt:../shared/data/hapt.zip` (split `train` unless given).
-    #[arg(long)]
-    pub data: String,
-    /// Validation data for best-epoch selection (default: the same source's `val` split).
-    #[arg(long)]
-    pub val: Option<String>,
-    /// Train without a validation split (keeps the last epoch).
-    #[arg(long, conflicts_with = "val")]
-    pub no_val: bool,
-    /// Train on the `val` split as well (no epoch selection then): with a weight-averaging
-    /// schedule (`average_last`) there is nothing to select, so the held-out subjects are
-    /// better spent as training data.
-    #[arg(long, conflicts_with_all = ["val", "no_val"])]
-    pub merge_val: bool,
+    #[command(flatten)]
+    pub data: DataArgs,
     /// Overrides the architecture's number of epochs.
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -86,9 +74,66 @@ pub struct TrainArgs {
     pub export_inputs: Option<PathBuf>,
 }
 
+/// The data arguments of `train` and of the commands that fine-tune with its loop.
+#[derive(Args, Debug)]
+pub struct DataArgs {
+    /// Training data, e.g. `hapt:../shared/data/hapt.zip` (split `train` unless given).
+    #[arg(long)]
+    pub data: String,
+    /// Validation data for best-epoch selection (default: the same source's `val` split).
+    #[arg(long)]
+    pub val: Option<String>,
+    /// Train without a validation split (keeps the last epoch).
+    #[arg(long, conflicts_with = "val")]
+    pub no_val: bool,
+    /// Train on the `val` split as well (no epoch selection then): with a weight-averaging
+    /// schedule (`average_last`) there is nothing to select, so the held-out subjects are
+    /// better spent as training data.
+    #[arg(long, conflicts_with_all = ["val", "no_val"])]
+    pub merge_val: bool,
+}
+
+impl DataArgs {
+    /// The `--data` spec, on its `train` split unless one was given.
+    pub(crate) fn train_spec(&self) -> Result<DataSpec> {
+        train_spec(&self.data)
+    }
+
+    /// The validation split: `--val`, else the source's `val` split, or none with
+    /// `--no-val` / `--merge-val`.
+    pub(crate) fn val_spec(&self, train: &DataSpec) -> Result<Option<DataSpec>> {
+        Ok(match (&self.val, self.no_val || self.merge_val) {
+            (_, true) => None,
+            (Some(v), _) => Some(DataSpec::parse(v)?),
+            (None, false) => Some(train.with_split(Split::Val)),
+        })
+    }
+}
+
+/// A `--data` spec, on its `train` split unless one was given.
+pub(crate) fn train_spec(data: &str) -> Result<DataSpec> {
+    let spec = DataSpec::parse(data)?;
+    Ok(if spec.split_given {
+        spec
+    } else {
+        spec.with_split(Split::Train)
+    })
+}
+
+/// Loads the training split, with the source's `val` split appended for `--merge-val`.
+pub(crate) fn load_train(spec: &DataSpec, merge_val: bool) -> Result<kinglet_data::Dataset> {
+    let mut train_set = load(spec)?;
+    if merge_val {
+        let val_spec = spec.with_split(Split::Val);
+        let extra = load(&val_spec)?;
+        append(&mut train_set, extra).with_context(|| format!("merging {val_spec}"))?;
+    }
+    Ok(train_set)
+}
+
 /// The training progress bar (also drawn by other fine-tuning commands).
 pub(crate) struct Bar {
-    pub(crate) bar: Option<ProgressBar>,
+    bar: Option<ProgressBar>,
     started: std::time::Instant,
     epochs_done: usize,
 }
@@ -108,6 +153,13 @@ impl Bar {
             bar,
             started: std::time::Instant::now(),
             epochs_done: 0,
+        }
+    }
+
+    /// Removes the bar once the run is over.
+    pub(crate) fn clear(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
         }
     }
 }
@@ -186,31 +238,19 @@ pub fn run(args: TrainArgs) -> Result<()> {
         (None, Some(model)) => model.architecture.clone(),
         (None, None) => bail!("--arch is required (or --init with a trained model)"),
     };
-    let mut spec = DataSpec::parse(&args.data)?;
-    if !spec.split_given {
-        spec = spec.with_split(Split::Train);
-    }
-    let mut train_set = load(&spec)?;
-    if args.merge_val {
-        let val_spec = spec.with_split(Split::Val);
-        let extra = load(&val_spec)?;
-        append(&mut train_set, extra).with_context(|| format!("merging {val_spec}"))?;
-    }
+    let spec = args.data.train_spec()?;
+    let train_set = load_train(&spec, args.data.merge_val)?;
     if let Some(dir) = &args.export_inputs {
         return export_inputs(&arch, &train_set, dir);
     }
-    let val_spec = match (&args.val, args.no_val || args.merge_val) {
-        (_, true) => None,
-        (Some(v), _) => Some(DataSpec::parse(v)?),
-        (None, false) => Some(spec.with_split(Split::Val)),
-    };
+    let val_spec = args.data.val_spec(&spec)?;
     let val_set = val_spec.as_ref().map(load).transpose()?;
     eprintln!(
         "training `{}` ({} parameters) on {} windows of {spec}{}{}",
         arch.name,
         arch.parameter_count(train_set.class_names.len()),
         train_set.len(),
-        if args.merge_val { " + val" } else { "" },
+        if args.data.merge_val { " + val" } else { "" },
         match (&val_spec, &val_set) {
             (Some(s), Some(v)) => format!(", selecting on {} windows of {s}", v.len()),
             _ => String::new(),
@@ -267,9 +307,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let mut progress = Bar::new(args.quiet);
     let outcome =
         kinglet_train::train(&arch, &train_set, val_set.as_ref(), &options, &mut progress)?;
-    if let Some(bar) = &progress.bar {
-        bar.finish_and_clear();
-    }
+    progress.clear();
     if let Some(path) = &args.history {
         let json = serde_json::to_vec_pretty(&outcome.history)?;
         kinglet_train::model_file::write_atomic(path, &json)?;
@@ -336,9 +374,7 @@ fn run_qat(
     let mut progress = Bar::new(args.quiet);
     let outcome =
         kinglet_train::qat::train_qat(arch, init, train_set, val_set, &options, &mut progress)?;
-    if let Some(bar) = &progress.bar {
-        bar.finish_and_clear();
-    }
+    progress.clear();
     if let Some(path) = &args.history {
         let json = serde_json::to_vec_pretty(&outcome.history)?;
         kinglet_train::model_file::write_atomic(path, &json)?;
@@ -359,7 +395,7 @@ fn run_qat(
 }
 
 /// Appends `extra`'s samples to `data`; both must come from the same source layout.
-pub(crate) fn append(data: &mut kinglet_data::Dataset, extra: kinglet_data::Dataset) -> Result<()> {
+fn append(data: &mut kinglet_data::Dataset, extra: kinglet_data::Dataset) -> Result<()> {
     if extra.sample_shape != data.sample_shape
         || extra.channel_names != data.channel_names
         || extra.class_names != data.class_names
