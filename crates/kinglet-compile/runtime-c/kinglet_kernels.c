@@ -489,6 +489,36 @@ static inline void kl_fully_connected_i8(const int8_t *input, int batches, int i
     }
 }
 
+/* acc plus (x[col] + input_offset) * w over one bitmask row (row_bytes mask bytes at m, bit
+ * i % 8 of byte i / 8 set when column i is non-zero); *v walks past the row's values. */
+static inline int32_t kl_sparse_row_bitmask(int32_t acc, const int8_t *x, const uint8_t *m,
+                                            int row_bytes, const int8_t **v,
+                                            int32_t input_offset) {
+    int j;
+    for (j = 0; j < row_bytes; j++) {
+        unsigned bits = m[j];
+        while (bits) {
+            int col = j * 8 + __builtin_ctz(bits);
+            bits &= bits - 1;
+            acc = (int32_t)((uint32_t)acc + (uint32_t)((x[col] + input_offset) * *(*v)++));
+        }
+    }
+    return acc;
+}
+
+/* acc plus (x[col] + input_offset) * values[n] over one delta row of len entries, each
+ * advancing col (from 0) by deltas[n]. */
+static inline int32_t kl_sparse_row_deltas(int32_t acc, const int8_t *x, int len,
+                                           const uint8_t *deltas, const int8_t *values,
+                                           int32_t input_offset) {
+    int n, col = 0;
+    for (n = 0; n < len; n++) {
+        col += deltas[n];
+        acc = (int32_t)((uint32_t)acc + (uint32_t)((x[col] + input_offset) * values[n]));
+    }
+    return acc;
+}
+
 /* Fully connected over pruned weights (kinglet-micro sparse_fully_connected_i8): only the
  * non-zero weights are stored. Bitmask: per output row (in_len + 7) / 8 mask bytes, bit i % 8
  * of byte i / 8 set when column i is non-zero; values row after row. Integer sums are
@@ -498,22 +528,14 @@ static inline void kl_sparse_fc_bitmask_i8(const int8_t *input, int batches, int
                                            const int8_t *values, const int32_t *bias,
                                            int32_t input_offset, const kl_fc_requant *r,
                                            int8_t *out) {
-    int b, o, j;
+    int b, o;
     int row_bytes = (in_len + 7) / 8;
     for (b = 0; b < batches; b++) {
         const int8_t *x = input + b * in_len;
         const int8_t *v = values;
         for (o = 0; o < out_len; o++) {
-            int32_t acc = bias ? bias[o] : 0;
-            const uint8_t *m = masks + o * row_bytes;
-            for (j = 0; j < row_bytes; j++) {
-                unsigned bits = m[j];
-                while (bits) {
-                    int col = j * 8 + __builtin_ctz(bits);
-                    bits &= bits - 1;
-                    acc = (int32_t)((uint32_t)acc + (uint32_t)((x[col] + input_offset) * *v++));
-                }
-            }
+            int32_t acc = kl_sparse_row_bitmask(bias ? bias[o] : 0, x, masks + o * row_bytes,
+                                                row_bytes, &v, input_offset);
             out[b * out_len + o] = kl_finish_fc(r, acc, o);
         }
     }
@@ -526,17 +548,14 @@ static inline void kl_sparse_fc_deltas_i8(const int8_t *input, int batches, int 
                                           const uint8_t *deltas, const int8_t *values,
                                           const int32_t *bias, int32_t input_offset,
                                           const kl_fc_requant *r, int8_t *out) {
-    int b, o, k, n;
+    int b, o, k;
     for (b = 0; b < batches; b++) {
         const int8_t *x = input + b * in_len;
         k = 0;
         for (o = 0; o < out_len; o++) {
-            int32_t acc = bias ? bias[o] : 0;
-            int col = 0;
-            for (n = 0; n < row_lens[o]; n++, k++) {
-                col += deltas[k];
-                acc = (int32_t)((uint32_t)acc + (uint32_t)((x[col] + input_offset) * values[k]));
-            }
+            int32_t acc = kl_sparse_row_deltas(bias ? bias[o] : 0, x, row_lens[o], deltas + k,
+                                               values + k, input_offset);
+            k += row_lens[o];
             out[b * out_len + o] = kl_finish_fc(r, acc, o);
         }
     }
@@ -552,7 +571,7 @@ static inline void kl_sparse_conv2d_i8(const int8_t *input, const int *in_d, con
                                        const int8_t *values, const int32_t *bias,
                                        int32_t input_offset, const kl_requant *r, int8_t *patch,
                                        int8_t *out) {
-    int n, oy, ox, o, ky, kx, c, j;
+    int n, oy, ox, o, ky, kx, c;
     int ic = f_d[3];
     int taps = f_d[1] * f_d[2] * ic;
     int row_bytes = (taps + 7) / 8;
@@ -577,23 +596,12 @@ static inline void kl_sparse_conv2d_i8(const int8_t *input, const int *in_d, con
                 for (o = 0; o < out_d[3]; o++) {
                     int32_t acc = bias ? bias[o] : 0;
                     if (masks) {
-                        const uint8_t *m = masks + o * row_bytes;
-                        for (j = 0; j < row_bytes; j++) {
-                            unsigned bits = m[j];
-                            while (bits) {
-                                int col = j * 8 + __builtin_ctz(bits);
-                                bits &= bits - 1;
-                                acc = (int32_t)((uint32_t)acc +
-                                                (uint32_t)((patch[col] + input_offset) * *v++));
-                            }
-                        }
+                        acc = kl_sparse_row_bitmask(acc, patch, masks + o * row_bytes, row_bytes,
+                                                    &v, input_offset);
                     } else {
-                        int col = 0, e;
-                        for (e = 0; e < row_lens[o]; e++, k++) {
-                            col += deltas[k];
-                            acc = (int32_t)((uint32_t)acc +
-                                            (uint32_t)((patch[col] + input_offset) * values[k]));
-                        }
+                        acc = kl_sparse_row_deltas(acc, patch, row_lens[o], deltas + k, values + k,
+                                                   input_offset);
+                        k += row_lens[o];
                     }
                     *out++ = kl_finish(r, acc, o);
                 }

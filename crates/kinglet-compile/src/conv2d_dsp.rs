@@ -99,17 +99,12 @@ impl DspConv2dStep {
         let mut packed = vec![0i16; channels * kh * row];
         kinglet_m4::depthwise2d::pack_depthwise2d_weights(&weights, channels, kh, kw, &mut packed)
             .ok()?;
-        // Channel c's taps are weights[t·channels + c].
-        let folded_bias = (0..channels)
-            .map(|c| {
-                let sum: i32 = (0..kh * kw)
-                    .map(|t| i32::from(weights[t * channels + c]))
-                    .sum();
-                bias.as_ref()
-                    .map_or(0, |b| b[c])
-                    .wrapping_sub(i32::from(zero_point).wrapping_mul(sum))
-            })
-            .collect();
+        let folded_bias = crate::lower::fold_zero_point_depthwise(
+            bias.as_deref(),
+            &weights,
+            channels,
+            i32::from(zero_point),
+        );
         Some(DspConv2dStep {
             depthwise: true,
             src,
@@ -141,7 +136,6 @@ impl DspConv2dStep {
     }
 
     fn depthwise_params(&self) -> kinglet_m4::depthwise2d::Depthwise2d<'_> {
-        let r = &self.requant;
         kinglet_m4::depthwise2d::Depthwise2d {
             input: [self.input[1], self.input[2]],
             output: [self.output[1], self.output[2]],
@@ -153,13 +147,7 @@ impl DspConv2dStep {
             zero_point: self.zero_point,
             weights: &self.packed,
             bias: &self.folded_bias,
-            requant: kinglet_m4::Requant {
-                multipliers: &r.multipliers,
-                shifts: &r.shifts,
-                output_offset: r.output_offset,
-                act_min: r.act_min,
-                act_max: r.act_max,
-            },
+            requant: self.requant.m4(),
         }
     }
 
@@ -187,18 +175,8 @@ impl DspConv2dStep {
         let mut packed = vec![0i16; out_ch * kh * kinglet_m4::conv2d::conv2d_row_len(kw, in_ch)];
         kinglet_m4::conv2d::pack_conv2d_weights(&weights, out_ch, kh, kw, in_ch, &mut packed)
             .ok()?;
-        let taps = kh * kw * in_ch;
-        let folded_bias = (0..out_ch)
-            .map(|o| {
-                let sum: i32 = weights[o * taps..(o + 1) * taps]
-                    .iter()
-                    .map(|&v| i32::from(v))
-                    .sum();
-                bias.as_ref()
-                    .map_or(0, |b| b[o])
-                    .wrapping_sub(i32::from(zero_point).wrapping_mul(sum))
-            })
-            .collect();
+        let folded_bias =
+            crate::lower::fold_zero_point(bias.as_deref(), &weights, out_ch, i32::from(zero_point));
         Some(DspConv2dStep {
             depthwise: false,
             src,
@@ -240,7 +218,6 @@ impl DspConv2dStep {
 
     /// The kernel parameters, for the host executor.
     pub fn params(&self) -> kinglet_m4::conv2d::Conv2d<'_> {
-        let r = &self.requant;
         kinglet_m4::conv2d::Conv2d {
             input: [self.input[1], self.input[2], self.input[3]],
             output: [self.output[1], self.output[2], self.output[3]],
@@ -251,13 +228,7 @@ impl DspConv2dStep {
             zero_point: self.zero_point,
             weights: &self.packed,
             bias: &self.folded_bias,
-            requant: kinglet_m4::Requant {
-                multipliers: &r.multipliers,
-                shifts: &r.shifts,
-                output_offset: r.output_offset,
-                act_min: r.act_min,
-                act_max: r.act_max,
-            },
+            requant: self.requant.m4(),
         }
     }
 

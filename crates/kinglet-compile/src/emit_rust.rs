@@ -207,7 +207,7 @@ pub(crate) fn ref_quant_expr(prefix: &str, r: &RequantData, input_offset: i32) -
     )
 }
 
-fn shape4(d: &[usize; 4]) -> String {
+pub(crate) fn shape4(d: &[usize; 4]) -> String {
     format!("Shape4::new({}, {}, {}, {})", d[0], d[1], d[2], d[3])
 }
 
@@ -638,7 +638,7 @@ fn filter_consts(
 }
 
 /// `ConvParams` literal from a step's geometry (strides, dilations, top/left padding).
-fn conv_params_expr(g: &[usize; 6]) -> String {
+pub(crate) fn conv_params_expr(g: &[usize; 6]) -> String {
     format!(
         "ConvParams {{ stride_h: {}, stride_w: {}, dilation_h: {}, dilation_w: {}, pad_top: {}, pad_left: {} }}",
         g[0], g[1], g[2], g[3], g[4], g[5]

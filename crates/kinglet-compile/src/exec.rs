@@ -5,10 +5,12 @@
 
 use kinglet_m4::arena::{self, Place};
 use kinglet_micro::fully_connected::{FcShape, fully_connected_i8};
-use kinglet_micro::{ConvParams, PoolParams, QuantParams, Requant, Shape4, TensorMut, TensorRef};
+use kinglet_micro::{PoolParams, QuantParams, Requant, Shape4, TensorMut, TensorRef};
 
 use crate::error::CompileError;
-use crate::program::{ConvWeights, Elem, KernelSet, Loc, Program, RequantData, StepKind};
+use crate::program::{
+    ConvWeights, Elem, KernelSet, Loc, Program, RequantData, StepKind, micro_conv_params,
+};
 
 /// Arena storage with 4-byte alignment, as the generated code declares it.
 struct Arena(Vec<u32>);
@@ -19,16 +21,6 @@ impl Arena {
         unsafe {
             std::slice::from_raw_parts_mut(self.0.as_mut_ptr().cast::<u8>(), self.0.len() * 4)
         }
-    }
-}
-
-fn requant(r: &RequantData) -> kinglet_m4::Requant<'_> {
-    kinglet_m4::Requant {
-        multipliers: &r.multipliers,
-        shifts: &r.shifts,
-        output_offset: r.output_offset,
-        act_min: r.act_min,
-        act_max: r.act_max,
     }
 }
 
@@ -274,7 +266,7 @@ pub fn run(program: &Program, input: &[i8]) -> Result<Vec<i8>, CompileError> {
                     kernel: *kernel,
                     weights,
                     bias,
-                    requant: requant(r),
+                    requant: r.m4(),
                     pool: *pool,
                 };
                 let dst = dst8.ok_or_else(|| fail("conv writes int8".into()))?;
@@ -301,7 +293,7 @@ pub fn run(program: &Program, input: &[i8]) -> Result<Vec<i8>, CompileError> {
                     kernel: *kernel,
                     weights,
                     bias,
-                    requant: requant(r),
+                    requant: r.m4(),
                 };
                 let dst = dst8.ok_or_else(|| fail("depthwise conv writes int8".into()))?;
                 m4(kinglet_m4::depthwise1d_dyn(
@@ -344,14 +336,7 @@ pub fn run(program: &Program, input: &[i8]) -> Result<Vec<i8>, CompileError> {
                 requant: r,
                 ..
             } => {
-                let params = ConvParams {
-                    stride_h: g[0],
-                    stride_w: g[1],
-                    dilation_h: g[2],
-                    dilation_w: g[3],
-                    pad_top: g[4],
-                    pad_left: g[5],
-                };
+                let params = micro_conv_params(g);
                 let dst = dst8.ok_or_else(|| fail("conv writes int8".into()))?;
                 micro(kinglet_micro::conv2d::conv2d_i8(
                     &params,
@@ -434,14 +419,7 @@ pub fn run(program: &Program, input: &[i8]) -> Result<Vec<i8>, CompileError> {
                 ..
             } => {
                 let params = kinglet_micro::depthwise_conv2d::DepthwiseParams {
-                    conv: ConvParams {
-                        stride_h: g[0],
-                        stride_w: g[1],
-                        dilation_h: g[2],
-                        dilation_w: g[3],
-                        pad_top: g[4],
-                        pad_left: g[5],
-                    },
+                    conv: micro_conv_params(g),
                     depth_multiplier: *depth_multiplier,
                 };
                 let dst = dst8.ok_or_else(|| fail("depthwise conv writes int8".into()))?;

@@ -336,6 +336,14 @@ pub fn profile_with(
 /// Outputs of kinglet-graph's host interpreter for `input` (the graph inputs end to end, in
 /// graph order, as the compiled model takes them).
 pub fn host_outputs(graph: &Graph, input: &[i8]) -> Result<Vec<i32>, CompileError> {
+    Ok(run_host::<i8>(graph, input)?
+        .into_iter()
+        .map(i32::from)
+        .collect())
+}
+
+/// Output 0 of kinglet-graph's host interpreter on `graph` fed `input` (its inputs end to end).
+fn run_host<T: kinglet_graph::Element>(graph: &Graph, input: &[T]) -> Result<Vec<T>, CompileError> {
     let host = |e: kinglet_graph::GraphError| CompileError::Run(format!("host interpreter: {e}"));
     let mut interp = kinglet_graph::Interpreter::new(graph).map_err(host)?;
     let mut rest = input;
@@ -351,19 +359,13 @@ pub fn host_outputs(graph: &Graph, input: &[i8]) -> Result<Vec<i32>, CompileErro
         rest = tail;
     }
     interp.invoke().map_err(host)?;
-    Ok(interp
-        .output::<i8>(0)
-        .map_err(host)?
-        .into_iter()
-        .map(i32::from)
-        .collect())
+    interp.output::<T>(0).map_err(host)
 }
 
 /// Outputs of kinglet-graph's host interpreter for a float model (float32, float16 weights —
 /// widened first, as `kinglet eval` does — or dynamic range); `input` holds the graph inputs
 /// end to end.
 pub fn host_float_outputs(graph: &Graph, input: &[f32]) -> Result<Vec<f32>, CompileError> {
-    let host = |e: kinglet_graph::GraphError| CompileError::Run(format!("host interpreter: {e}"));
     let folded;
     let graph = if graph
         .tensors
@@ -377,19 +379,5 @@ pub fn host_float_outputs(graph: &Graph, input: &[f32]) -> Result<Vec<f32>, Comp
     } else {
         graph
     };
-    let mut interp = kinglet_graph::Interpreter::new(graph).map_err(host)?;
-    let mut rest = input;
-    for (slot, &id) in graph.inputs.iter().enumerate() {
-        let len = graph.tensor(id).elements();
-        let Some((part, tail)) = rest.split_at_checked(len) else {
-            return Err(CompileError::Run(format!(
-                "input has {} values, fewer than the graph inputs need",
-                input.len()
-            )));
-        };
-        interp.set_input(slot, part).map_err(host)?;
-        rest = tail;
-    }
-    interp.invoke().map_err(host)?;
-    interp.output::<f32>(0).map_err(host)
+    run_host::<f32>(graph, input)
 }

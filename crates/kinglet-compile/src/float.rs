@@ -17,6 +17,7 @@
 
 use std::fmt::Write as _;
 
+use crate::emit_rust::{conv_params_expr, shape4};
 use crate::program::{Dims, Loc};
 
 /// Float constant data as stored in flash.
@@ -246,17 +247,6 @@ fn act_expr(act: &[f32; 2]) -> String {
     )
 }
 
-fn shape4(d: &Dims) -> String {
-    format!("Shape4::new({}, {}, {}, {})", d[0], d[1], d[2], d[3])
-}
-
-fn conv_params(g: &[usize; 6]) -> String {
-    format!(
-        "ConvParams {{ stride_h: {}, stride_w: {}, dilation_h: {}, dilation_w: {}, pad_top: {}, pad_left: {} }}",
-        g[0], g[1], g[2], g[3], g[4], g[5]
-    )
-}
-
 /// Emits a filter's constants and the statements widening its float16 parts into `scratch`;
 /// returns (statements, weights expression, bias expression).
 fn filter_operands(
@@ -324,7 +314,7 @@ pub(crate) fn emit_call(consts: &mut String, p: &str, step: &FloatStep) -> Strin
             let (widen, w, b) = filter_operands(consts, p, weights, bias.as_ref());
             format!(
                 "{widen}kinglet_m4::float_conv::conv2d_f32(\n            &kinglet_m4::float_conv::ConvF32 {{ geometry: {}, input: {input:?}, output: {output:?}, kernel: [{}, {}], filter: {w}, bias: {b}, act: [f32::from_bits({:#010x}), f32::from_bits({:#010x})] }},\n            src,\n            dst,\n        )?;",
-                conv_params(geometry),
+                conv_params_expr(geometry),
                 filter[1],
                 filter[2],
                 act[0].to_bits(),
@@ -344,7 +334,7 @@ pub(crate) fn emit_call(consts: &mut String, p: &str, step: &FloatStep) -> Strin
             let (widen, w, b) = filter_operands(consts, p, weights, bias.as_ref());
             format!(
                 "{widen}kinglet_micro::conv2d::conv2d_f32(\n            &{},\n            {},\n            TensorRef::new(src, {}),\n            TensorRef::new({w}, {}),\n            {b},\n            TensorMut::new(dst, {}),\n        )\n        .map_err(|_| ShapeError)?;",
-                conv_params(geometry),
+                conv_params_expr(geometry),
                 act_expr(act),
                 shape4(input),
                 shape4(filter),
@@ -365,7 +355,7 @@ pub(crate) fn emit_call(consts: &mut String, p: &str, step: &FloatStep) -> Strin
             let (widen, w, b) = filter_operands(consts, p, weights, bias.as_ref());
             format!(
                 "{widen}kinglet_micro::depthwise_conv2d::depthwise_conv2d_f32(\n            &kinglet_micro::depthwise_conv2d::DepthwiseParams {{ conv: {}, depth_multiplier: {depth_multiplier} }},\n            {},\n            TensorRef::new(src, {}),\n            TensorRef::new({w}, {}),\n            {b},\n            TensorMut::new(dst, {}),\n        )\n        .map_err(|_| ShapeError)?;",
-                conv_params(geometry),
+                conv_params_expr(geometry),
                 act_expr(act),
                 shape4(input),
                 shape4(filter),
@@ -470,7 +460,7 @@ pub(crate) fn emit_call(consts: &mut String, p: &str, step: &FloatStep) -> Strin
                     geometry,
                 } => format!(
                     "kinglet_micro::hybrid::conv2d_hybrid(\n            &{},\n            {},\n            TensorRef::new(src, {}),\n            TensorRef::new(&{p}_W, {}),\n            &{p}_S,\n            {b},\n            scratch,\n            TensorMut::new(dst, {}),\n        )\n        .map_err(|_| ShapeError)?;",
-                    conv_params(geometry),
+                    conv_params_expr(geometry),
                     act_expr(act),
                     shape4(input),
                     shape4(filter),
@@ -484,7 +474,7 @@ pub(crate) fn emit_call(consts: &mut String, p: &str, step: &FloatStep) -> Strin
                     depth_multiplier,
                 } => format!(
                     "kinglet_micro::hybrid::depthwise_conv2d_hybrid(\n            &kinglet_micro::depthwise_conv2d::DepthwiseParams {{ conv: {}, depth_multiplier: {depth_multiplier} }},\n            {},\n            TensorRef::new(src, {}),\n            TensorRef::new(&{p}_W, {}),\n            &{p}_S,\n            {b},\n            scratch,\n            TensorMut::new(dst, {}),\n        )\n        .map_err(|_| ShapeError)?;",
-                    conv_params(geometry),
+                    conv_params_expr(geometry),
                     act_expr(act),
                     shape4(input),
                     shape4(filter),

@@ -310,6 +310,77 @@ impl<'g> Lowering<'g> {
         })
     }
 
+    /// A convolution's geometry as steps store it: stride h, stride w, dilation h, dilation
+    /// w, pad top, pad left.
+    fn conv_geometry(
+        &self,
+        index: usize,
+        op: &Op,
+        xd: [usize; 4],
+        wd: [usize; 4],
+    ) -> Result<[usize; 6], CompileError> {
+        let (stride, dilation, padding) = match &op.kind {
+            OpKind::Conv2D {
+                stride,
+                dilation,
+                padding,
+                ..
+            }
+            | OpKind::DepthwiseConv2D {
+                stride,
+                dilation,
+                padding,
+                ..
+            } => (*stride, *dilation, *padding),
+            _ => unreachable!("dispatched on convolutions"),
+        };
+        let geometry = |size, k, s, d| {
+            axis_geometry(pad_kind(padding), size, k, s, d)
+                .map(|g| g.pad_before)
+                .map_err(|e| op_err(index, op, format!("geometry: {e}")))
+        };
+        Ok([
+            stride.h,
+            stride.w,
+            dilation.h,
+            dilation.w,
+            geometry(xd[1], wd[1], stride.h, dilation.h)?,
+            geometry(xd[2], wd[2], stride.w, dilation.w)?,
+        ])
+    }
+
+    /// A MAX_POOL_2D window as steps store it: filter h, filter w, stride h, stride w, pad
+    /// top, pad left.
+    fn pool_window(
+        &self,
+        index: usize,
+        op: &Op,
+        xd: [usize; 4],
+    ) -> Result<[usize; 6], CompileError> {
+        let OpKind::MaxPool2D {
+            filter,
+            stride,
+            padding,
+            ..
+        } = op.kind
+        else {
+            unreachable!("dispatched on MaxPool2D");
+        };
+        let pad = |size, k, s| {
+            axis_geometry(pad_kind(padding), size, k, s, 1)
+                .map(|g| g.pad_before)
+                .map_err(|e| op_err(index, op, format!("geometry: {e}")))
+        };
+        Ok([
+            filter.h,
+            filter.w,
+            stride.h,
+            stride.w,
+            pad(xd[1], filter.h, stride.h)?,
+            pad(xd[2], filter.w, stride.w)?,
+        ])
+    }
+
     fn push_layer(&mut self, name: String, ops: Vec<usize>, macs: usize) -> usize {
         self.layers.push(Layer { name, ops, macs });
         self.layers.len() - 1
@@ -449,13 +520,7 @@ impl<'g> Lowering<'g> {
                 weights.len().saturating_sub(crate::sparse::CONV_CODE_BYTES),
             )
         {
-            let geometry = |input, k, s, d| {
-                axis_geometry(pad_kind(padding), input, k, s, d)
-                    .map(|g| g.pad_before)
-                    .map_err(|e| op_err(index, op, format!("geometry: {e}")))
-            };
-            let pad_top = geometry(xd[1], wd[1], stride.h, dilation.h)?;
-            let pad_left = geometry(xd[2], wd[2], stride.w, dilation.w)?;
+            let geometry = self.conv_geometry(index, op, xd, wd)?;
             let layer = self.push_layer(
                 "CONV_2D(sparse)".into(),
                 vec![index],
@@ -470,9 +535,7 @@ impl<'g> Lowering<'g> {
                     input: xd,
                     output: yd,
                     filter: wd,
-                    geometry: [
-                        stride.h, stride.w, dilation.h, dilation.w, pad_top, pad_left,
-                    ],
+                    geometry,
                     weights: compressed,
                     bias,
                     input_offset: -xz,
@@ -574,15 +637,7 @@ impl<'g> Lowering<'g> {
             return Ok(if pool.is_some() { 2 } else { 1 });
         }
 
-        let pad_top = axis_geometry(pad_kind(padding), xd[1], wd[1], stride.h, dilation.h)
-            .map_err(|e| op_err(index, op, format!("geometry: {e}")))?
-            .pad_before;
-        let pad_left = axis_geometry(pad_kind(padding), xd[2], wd[2], stride.w, dilation.w)
-            .map_err(|e| op_err(index, op, format!("geometry: {e}")))?
-            .pad_before;
-        let geometry = [
-            stride.h, stride.w, dilation.h, dilation.w, pad_top, pad_left,
-        ];
+        let geometry = self.conv_geometry(index, op, xd, wd)?;
         // Other 2D convolutions: kinglet-m4's 2D DSP kernel where the shape fits.
         if self.kernels == KernelSet::CortexM4
             && crate::conv2d_dsp::fits(xd, yd, wd, geometry)
@@ -616,9 +671,7 @@ impl<'g> Lowering<'g> {
                 input: xd,
                 output: yd,
                 filter: wd,
-                geometry: [
-                    stride.h, stride.w, dilation.h, dilation.w, pad_top, pad_left,
-                ],
+                geometry,
                 weights,
                 bias,
                 input_offset: -xz,
@@ -629,13 +682,7 @@ impl<'g> Lowering<'g> {
     }
 
     fn max_pool(&mut self, index: usize, op: &Op) -> Result<usize, CompileError> {
-        let OpKind::MaxPool2D {
-            filter,
-            stride,
-            padding,
-            activation,
-        } = op.kind.clone()
-        else {
+        let OpKind::MaxPool2D { activation, .. } = op.kind.clone() else {
             unreachable!("dispatched on MaxPool2D");
         };
         let x = self.input(index, op, 0)?;
@@ -647,12 +694,7 @@ impl<'g> Lowering<'g> {
         let (ys, yz) = activation_quant(y)
             .ok_or_else(|| op_err(index, op, "output must be per-tensor int8"))?;
         let (act_min, act_max) = activation_range_quantized(fused(activation), ys, yz, -128, 127);
-        let pad_top = axis_geometry(pad_kind(padding), xd[1], filter.h, stride.h, 1)
-            .map_err(|e| op_err(index, op, format!("geometry: {e}")))?
-            .pad_before;
-        let pad_left = axis_geometry(pad_kind(padding), xd[2], filter.w, stride.w, 1)
-            .map_err(|e| op_err(index, op, format!("geometry: {e}")))?
-            .pad_before;
+        let window = self.pool_window(index, op, xd)?;
         let src = self.src_loc(index, op)?;
         let layer = self.push_layer("MAX_POOL_2D".into(), vec![index], 0);
         let dst = self.dst_loc(out_id);
@@ -663,7 +705,7 @@ impl<'g> Lowering<'g> {
                 dst,
                 input: xd,
                 output: yd,
-                window: [filter.h, filter.w, stride.h, stride.w, pad_top, pad_left],
+                window,
                 act_min,
                 act_max,
             },
@@ -678,21 +720,7 @@ impl<'g> Lowering<'g> {
         let x = self.input(index, op, 0)?;
         let w = self.input(index, op, 1)?;
         let (out_id, y) = self.output(index, op)?;
-        let [out_len, in_len] = w.shape.as_slice() else {
-            return Err(op_err(index, op, "weights must be 2D [out, in]"));
-        };
-        let (out_len, in_len) = (*out_len, *in_len);
-        if in_len == 0 || x.elements() % in_len != 0 {
-            return Err(op_err(
-                index,
-                op,
-                format!(
-                    "input of {} elements is not a multiple of {in_len}",
-                    x.elements()
-                ),
-            ));
-        }
-        let batches = x.elements() / in_len;
+        let (batches, in_len, out_len) = fc_dims(index, op, x, w)?;
         let weights =
             i8_data(w).ok_or_else(|| op_err(index, op, "weights must be constant int8"))?;
         let bias = self.bias(index, op, out_len, "output size")?;
@@ -815,13 +843,7 @@ impl<'g> Lowering<'g> {
         let (_, xz) = activation_quant(x)
             .ok_or_else(|| op_err(index, op, "input must be per-tensor int8"))?;
         let requant = self.requant(index, op, x, w, y, out_ch, activation, false)?;
-        let geometry = |size, k, s, d| {
-            axis_geometry(pad_kind(padding), size, k, s, d)
-                .map(|g| g.pad_before)
-                .map_err(|e| op_err(index, op, format!("geometry: {e}")))
-        };
-        let pad_top = geometry(xd[1], wd[1], stride.h, dilation.h)?;
-        let pad_left = geometry(xd[2], wd[2], stride.w, dilation.w)?;
+        let geometry = self.conv_geometry(index, op, xd, wd)?;
         let macs = yd[0] * yd[1] * yd[2] * out_ch * wd[1] * wd[2];
         let src = self.src_loc(index, op)?;
         let layer = self.push_layer("DEPTHWISE_CONV_2D".into(), vec![index], macs);
@@ -846,17 +868,7 @@ impl<'g> Lowering<'g> {
             let mut wide = vec![0i16; out_ch * per_channel];
             kinglet_m4::pack_depthwise_weights(&weights, out_ch, kernel, &mut wide)
                 .map_err(|_| op_err(index, op, "filter size disagrees with its shape"))?;
-            // Per channel c the taps are weights[t·channels + c]: fold them per channel.
-            let folded: Vec<i32> = (0..out_ch)
-                .map(|c| {
-                    let sum: i32 = (0..kernel)
-                        .map(|t| i32::from(weights[t * out_ch + c]))
-                        .sum();
-                    bias.as_ref()
-                        .map_or(0, |b| b[c])
-                        .wrapping_sub(xz.wrapping_mul(sum))
-                })
-                .collect();
+            let folded = fold_zero_point_depthwise(bias.as_deref(), &weights, out_ch, xz);
             let row_len = kinglet_m4::depthwise_row_len(width, kernel);
             let padded = self.new_buffer(
                 &format!("op{index}_channel_major"),
@@ -870,7 +882,7 @@ impl<'g> Lowering<'g> {
                     dst: padded,
                     channels: out_ch,
                     zero_point: xz as i8,
-                    pad_before: pad_left,
+                    pad_before: geometry[5],
                     row_len,
                 },
             });
@@ -889,9 +901,6 @@ impl<'g> Lowering<'g> {
             });
             return Ok(1);
         }
-        let geometry = [
-            stride.h, stride.w, dilation.h, dilation.w, pad_top, pad_left,
-        ];
         // Other depthwise convolutions with multiplier 1: kinglet-m4's 2D depthwise kernel.
         if self.kernels == KernelSet::CortexM4
             && crate::conv2d_dsp::fits_depthwise(xd, yd, wd, geometry, depth_multiplier)
@@ -921,9 +930,7 @@ impl<'g> Lowering<'g> {
                 input: xd,
                 output: yd,
                 filter: wd,
-                geometry: [
-                    stride.h, stride.w, dilation.h, dilation.w, pad_top, pad_left,
-                ],
+                geometry,
                 depth_multiplier,
                 weights,
                 bias,
@@ -1000,9 +1007,38 @@ impl<'g> Lowering<'g> {
         if activation != Activation::None {
             return Err(op_err(index, op, "a fused activation is not supported"));
         }
-        let (out_id, y) = self.output(index, op)?;
+        let (_, y) = self.output(index, op)?;
         let y_quant = activation_quant(y)
             .ok_or_else(|| op_err(index, op, "output must be per-tensor int8"))?;
+        self.concatenation_copies(index, op, axis, false, |slot, x| {
+            // TFLite quantises every CONCATENATION input like its output; a copy is then exact.
+            if activation_quant(x) != Some(y_quant) {
+                return Err(format!(
+                    "input {slot} is not quantised like the output (requantising concatenation is not compiled)"
+                ));
+            }
+            if x.shape.len() != y.shape.len() || x.shape[..axis] != y.shape[..axis] {
+                return Err(format!(
+                    "input {slot} shape {:?} does not fit output {:?}",
+                    x.shape, y.shape
+                ));
+            }
+            Ok(())
+        })
+    }
+
+    /// CONCATENATION as plain copies (`ConcatPart` steps), shared by the int8 and float
+    /// lowerings: `input_fits` rejects an input a copy would not carry over exactly, `float`
+    /// picks an f32 output buffer.
+    fn concatenation_copies(
+        &mut self,
+        index: usize,
+        op: &Op,
+        axis: usize,
+        float: bool,
+        input_fits: impl Fn(usize, &Tensor) -> Result<(), String>,
+    ) -> Result<usize, CompileError> {
+        let (out_id, y) = self.output(index, op)?;
         if axis >= y.shape.len() {
             return Err(op_err(index, op, format!("axis {axis} out of range")));
         }
@@ -1012,26 +1048,7 @@ impl<'g> Lowering<'g> {
         let mut dst_offset = 0;
         for slot in 0..op.inputs.len() {
             let x = self.input(index, op, slot)?;
-            // TFLite quantises every CONCATENATION input like its output; a copy is then exact.
-            if activation_quant(x) != Some(y_quant) {
-                return Err(op_err(
-                    index,
-                    op,
-                    format!(
-                        "input {slot} is not quantised like the output (requantising concatenation is not compiled)"
-                    ),
-                ));
-            }
-            if x.shape.len() != y.shape.len() || x.shape[..axis] != y.shape[..axis] {
-                return Err(op_err(
-                    index,
-                    op,
-                    format!(
-                        "input {slot} shape {:?} does not fit output {:?}",
-                        x.shape, y.shape
-                    ),
-                ));
-            }
+            input_fits(slot, x).map_err(|message| op_err(index, op, message))?;
             let src = self.locs.get(&op.inputs[slot]).copied().ok_or_else(|| {
                 op_err(
                     index,
@@ -1051,7 +1068,11 @@ impl<'g> Lowering<'g> {
             ));
         }
         let layer = self.push_layer("CONCATENATION".into(), vec![index], 0);
-        let dst = self.dst_loc(out_id);
+        let dst = if float {
+            self.float_dst(out_id)
+        } else {
+            self.dst_loc(out_id)
+        };
         for (src, src_inner, dst_offset) in parts {
             self.steps.push(Step {
                 layer,
@@ -1083,23 +1104,72 @@ pub const NARROW_SCRATCH_MAX_BYTES: usize = 2048;
 
 /// `bias − zp_in · Σ w` per output channel: padding cells and the widened activations keep
 /// the raw zero point, so the kernels never subtract it per MAC.
-fn fold_zero_point(
+pub(crate) fn fold_zero_point(
     bias: Option<&[i32]>,
     weights: &[i8],
     out_ch: usize,
     zero_point: i32,
 ) -> Vec<i32> {
     let row = weights.len() / out_ch.max(1);
-    (0..out_ch)
-        .map(|o| {
-            let sum: i32 = weights[o * row..(o + 1) * row]
-                .iter()
-                .map(|&v| i32::from(v))
-                .sum();
+    let sums = (0..out_ch).map(|o| {
+        weights[o * row..(o + 1) * row]
+            .iter()
+            .map(|&v| i32::from(v))
+            .sum()
+    });
+    fold_sums(bias, sums, zero_point)
+}
+
+/// [`fold_zero_point`] for a depthwise filter, whose channel `c` has the taps
+/// `weights[t·channels + c]`.
+pub(crate) fn fold_zero_point_depthwise(
+    bias: Option<&[i32]>,
+    weights: &[i8],
+    channels: usize,
+    zero_point: i32,
+) -> Vec<i32> {
+    let taps = weights.len() / channels.max(1);
+    let sums = (0..channels).map(|c| {
+        (0..taps)
+            .map(|t| i32::from(weights[t * channels + c]))
+            .sum()
+    });
+    fold_sums(bias, sums, zero_point)
+}
+
+/// `bias[o] − zero_point · sums[o]` per output channel (wrapping, as the kernels add).
+fn fold_sums(bias: Option<&[i32]>, sums: impl Iterator<Item = i32>, zero_point: i32) -> Vec<i32> {
+    sums.enumerate()
+        .map(|(o, sum)| {
             bias.map_or(0, |b| b[o])
                 .wrapping_sub(zero_point.wrapping_mul(sum))
         })
         .collect()
+}
+
+/// A FULLY_CONNECTED's (batches, in_len, out_len) from its 2D `[out, in]` weights; the
+/// input's element count must be a multiple of `in_len`.
+fn fc_dims(
+    index: usize,
+    op: &Op,
+    x: &Tensor,
+    w: &Tensor,
+) -> Result<(usize, usize, usize), CompileError> {
+    let [out_len, in_len] = w.shape.as_slice() else {
+        return Err(op_err(index, op, "weights must be 2D [out, in]"));
+    };
+    let (out_len, in_len) = (*out_len, *in_len);
+    if in_len == 0 || !x.elements().is_multiple_of(in_len) {
+        return Err(op_err(
+            index,
+            op,
+            format!(
+                "input of {} elements is not a multiple of {in_len}",
+                x.elements()
+            ),
+        ));
+    }
+    Ok((x.elements() / in_len, in_len, out_len))
 }
 
 fn pad_kind(p: Padding) -> PaddingKind {

@@ -96,6 +96,19 @@ pub struct RequantData {
     pub act_max: i32,
 }
 
+impl RequantData {
+    /// The per-channel constants as kinglet-m4's DSP kernels take them.
+    pub fn m4(&self) -> kinglet_m4::Requant<'_> {
+        kinglet_m4::Requant {
+            multipliers: &self.multipliers,
+            shifts: &self.shifts,
+            output_offset: self.output_offset,
+            act_min: self.act_min,
+            act_max: self.act_max,
+        }
+    }
+}
+
 /// Packed weights of a DSP convolution (kinglet-m4 `ConvWeights`).
 #[derive(Clone, Debug, PartialEq)]
 pub enum ConvWeights {
@@ -116,6 +129,18 @@ impl ConvWeights {
 
 /// NHWC dimensions of a reference kernel operand.
 pub type Dims = [usize; 4];
+
+/// kinglet-micro's `ConvParams` from a step's geometry (strides, dilations, top/left padding).
+pub fn micro_conv_params(g: &[usize; 6]) -> kinglet_micro::ConvParams {
+    kinglet_micro::ConvParams {
+        stride_h: g[0],
+        stride_w: g[1],
+        dilation_h: g[2],
+        dilation_w: g[3],
+        pad_top: g[4],
+        pad_left: g[5],
+    }
+}
 
 /// One kernel call.
 #[derive(Clone, Debug, PartialEq)]

@@ -129,15 +129,7 @@ impl SparseConvStep {
     }
 
     pub fn params(&self) -> kinglet_micro::ConvParams {
-        let g = self.geometry;
-        kinglet_micro::ConvParams {
-            stride_h: g[0],
-            stride_w: g[1],
-            dilation_h: g[2],
-            dilation_w: g[3],
-            pad_top: g[4],
-            pad_left: g[5],
-        }
+        crate::program::micro_conv_params(&self.geometry)
     }
 }
 
@@ -250,21 +242,14 @@ pub(crate) fn emit_rust_conv_call(consts: &mut String, p: &str, step: &SparseCon
     let weights = weights_rust(consts, p, &step.weights);
     let bias = bias_rust(consts, p, step.bias.as_deref());
     crate::emit_rust::requant_arrays(consts, p, &step.requant);
-    let g = step.geometry;
-    let dims = |d: &Dims| format!("Shape4::new({}, {}, {}, {})", d[0], d[1], d[2], d[3]);
     format!(
-        "{{\n            use kinglet_micro::sparse_fully_connected::SparseWeights;\n            let mut patch = [0i8; {}];\n            kinglet_micro::sparse_conv2d::sparse_conv2d_i8(\n                &ConvParams {{ stride_h: {}, stride_w: {}, dilation_h: {}, dilation_w: {}, pad_top: {}, pad_left: {} }},\n                &{},\n                TensorRef::new(src, {}),\n                {},\n                &{weights},\n                {bias},\n                TensorMut::new(dst, {}),\n                &mut patch,\n            )\n            .map_err(|_| ShapeError)?;\n        }}",
+        "{{\n            use kinglet_micro::sparse_fully_connected::SparseWeights;\n            let mut patch = [0i8; {}];\n            kinglet_micro::sparse_conv2d::sparse_conv2d_i8(\n                &{},\n                &{},\n                TensorRef::new(src, {}),\n                {},\n                &{weights},\n                {bias},\n                TensorMut::new(dst, {}),\n                &mut patch,\n            )\n            .map_err(|_| ShapeError)?;\n        }}",
         step.patch_len(),
-        g[0],
-        g[1],
-        g[2],
-        g[3],
-        g[4],
-        g[5],
+        crate::emit_rust::conv_params_expr(&step.geometry),
         crate::emit_rust::ref_quant_expr(p, &step.requant, step.input_offset),
-        dims(&step.input),
-        dims(&step.filter),
-        dims(&step.output),
+        crate::emit_rust::shape4(&step.input),
+        crate::emit_rust::shape4(&step.filter),
+        crate::emit_rust::shape4(&step.output),
     )
 }
 
@@ -330,11 +315,22 @@ pub(crate) fn emit_c_conv_call(
     ] {
         crate::emit_c::array(consts, "int", &format!("{s}_{name}"), d);
     }
-    let (masks, lens, deltas) = match &step.weights {
+    let [masks, lens, deltas] = sparse_arrays_c(consts, s, &step.weights);
+    format!(
+        "{{\n        int8_t patch[{}];\n        kl_sparse_conv2d_i8({src8}, {s}_in, {s}_fd, {s}_out, {s}_g, {masks}, {lens}, {deltas}, {s}_v, {bias}, {}, {rq}, patch, {dst8});\n    }}",
+        step.patch_len(),
+        step.input_offset
+    )
+}
+
+/// Appends the C arrays of sparse weights under prefix `s` (values as `<s>_v`); returns the
+/// names of the bitmask, row-length and delta arrays, `NULL` for those the encoding lacks.
+fn sparse_arrays_c(consts: &mut String, s: &str, weights: &SparseConst) -> [String; 3] {
+    match weights {
         SparseConst::Bitmask { masks, values } => {
             crate::emit_c::array(consts, "uint8_t", &format!("{s}_m"), masks);
             crate::emit_c::array(consts, "int8_t", &format!("{s}_v"), values);
-            (format!("{s}_m"), "NULL".to_owned(), "NULL".to_owned())
+            [format!("{s}_m"), "NULL".to_owned(), "NULL".to_owned()]
         }
         SparseConst::Deltas {
             row_lens,
@@ -344,14 +340,9 @@ pub(crate) fn emit_c_conv_call(
             crate::emit_c::array(consts, "uint16_t", &format!("{s}_l"), row_lens);
             crate::emit_c::array(consts, "uint8_t", &format!("{s}_d"), deltas);
             crate::emit_c::array(consts, "int8_t", &format!("{s}_v"), values);
-            ("NULL".to_owned(), format!("{s}_l"), format!("{s}_d"))
+            ["NULL".to_owned(), format!("{s}_l"), format!("{s}_d")]
         }
-    };
-    format!(
-        "{{\n        int8_t patch[{}];\n        kl_sparse_conv2d_i8({src8}, {s}_in, {s}_fd, {s}_out, {s}_g, {masks}, {lens}, {deltas}, {s}_v, {bias}, {}, {rq}, patch, {dst8});\n    }}",
-        step.patch_len(),
-        step.input_offset
-    )
+    }
 }
 
 /// The output stage the Cortex-M4 schedule uses (see [`emit_rust_call`]), for the host
@@ -377,26 +368,14 @@ pub(crate) fn emit_c_call(
     let rq = crate::emit_c::requant(consts, s, &step.requant);
     let (batches, in_len, out_len, x_off) =
         (step.batches, step.in_len, step.out_len, step.input_offset);
+    let [masks, lens, deltas] = sparse_arrays_c(consts, s, &step.weights);
     match &step.weights {
-        SparseConst::Bitmask { masks, values } => {
-            crate::emit_c::array(consts, "uint8_t", &format!("{s}_m"), masks);
-            crate::emit_c::array(consts, "int8_t", &format!("{s}_v"), values);
-            format!(
-                "kl_sparse_fc_bitmask_i8({src8}, {batches}, {in_len}, {out_len}, {s}_m, {s}_v, {bias}, {x_off}, {rq}, {dst8});"
-            )
-        }
-        SparseConst::Deltas {
-            row_lens,
-            deltas,
-            values,
-        } => {
-            crate::emit_c::array(consts, "uint16_t", &format!("{s}_l"), row_lens);
-            crate::emit_c::array(consts, "uint8_t", &format!("{s}_d"), deltas);
-            crate::emit_c::array(consts, "int8_t", &format!("{s}_v"), values);
-            format!(
-                "kl_sparse_fc_deltas_i8({src8}, {batches}, {in_len}, {out_len}, {s}_l, {s}_d, {s}_v, {bias}, {x_off}, {rq}, {dst8});"
-            )
-        }
+        SparseConst::Bitmask { .. } => format!(
+            "kl_sparse_fc_bitmask_i8({src8}, {batches}, {in_len}, {out_len}, {masks}, {s}_v, {bias}, {x_off}, {rq}, {dst8});"
+        ),
+        SparseConst::Deltas { .. } => format!(
+            "kl_sparse_fc_deltas_i8({src8}, {batches}, {in_len}, {out_len}, {lens}, {deltas}, {s}_v, {bias}, {x_off}, {rq}, {dst8});"
+        ),
     }
 }
 

@@ -11,19 +11,14 @@ use kinglet_compile::firmware::{Lang, profile};
 use kinglet_compile::program::StepKind;
 use kinglet_compile::qemu::FirmwareKernels;
 use kinglet_compile::testinput::lcg_input;
-use kinglet_compile::{KernelSet, exec, lower};
+use kinglet_compile::{KernelSet, lower};
 use kinglet_graph::{Activation, DType, Graph, Hw, OpKind, Padding, QuantParams, TensorId};
+
+mod common;
+use common::{Lcg, assert_host_exec_matches, filter_layer, varied_host_outputs};
 
 fn work_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kinglet-firmware")
-}
-
-struct Lcg(u32);
-impl Lcg {
-    fn range(&mut self, lo: i32, hi: i32) -> i32 {
-        self.0 = self.0.wrapping_mul(1_103_515_245).wrapping_add(12345);
-        lo + ((self.0 >> 8) as i32).rem_euclid(hi - lo + 1)
-    }
 }
 
 /// A Conv2D: (out_ch, kh, kw), stride, dilation, padding.
@@ -40,37 +35,14 @@ fn conv(
     out_q: (f32, i32),
 ) -> TensorId {
     let in_ch = *g.tensor(x).shape.last().unwrap();
-    let in_s = g.tensor(x).quant.as_ref().unwrap().scale[0];
-    let scales: Vec<f32> = (0..out_ch).map(|o| 0.003 + 0.0007 * o as f32).collect();
-    let w: Vec<i8> = (0..out_ch * kh * kw * in_ch)
-        .map(|_| rng.range(-127, 127) as i8)
-        .collect();
-    let w = g
-        .add_constant_i8(
-            "w",
-            &[out_ch, kh, kw, in_ch],
-            &w,
-            Some(QuantParams::per_axis(scales.clone(), vec![0; out_ch], 0)),
-        )
-        .unwrap();
-    let b: Vec<i32> = (0..out_ch).map(|_| rng.range(-3000, 3000)).collect();
-    let bias_q = QuantParams::per_axis(
-        scales.iter().map(|s| s * in_s).collect(),
-        vec![0; out_ch],
-        0,
-    );
-    let b = g
-        .add_constant_i32("b", &[out_ch], &b, Some(bias_q))
-        .unwrap();
     let kind = OpKind::Conv2D {
         stride,
         dilation,
         padding,
         activation: act,
     };
-    let y = g.add_op_inferred(kind, &[x, w, b], "conv").unwrap();
-    g.tensor_mut(y).quant = Some(QuantParams::per_tensor(out_q.0, out_q.1));
-    y
+    let scales = (0..out_ch).map(|o| 0.003 + 0.0007 * o as f32).collect();
+    filter_layer(g, rng, x, kind, [out_ch, kh, kw, in_ch], scales, out_q)
 }
 
 /// A depthwise Conv2D (multiplier 1): (kh, kw), stride, padding.
@@ -86,28 +58,6 @@ fn depthwise(
     out_q: (f32, i32),
 ) -> TensorId {
     let channels = *g.tensor(x).shape.last().unwrap();
-    let in_s = g.tensor(x).quant.as_ref().unwrap().scale[0];
-    let scales: Vec<f32> = (0..channels).map(|o| 0.01 + 0.002 * o as f32).collect();
-    let w: Vec<i8> = (0..kh * kw * channels)
-        .map(|_| rng.range(-127, 127) as i8)
-        .collect();
-    let w = g
-        .add_constant_i8(
-            "dw",
-            &[1, kh, kw, channels],
-            &w,
-            Some(QuantParams::per_axis(scales.clone(), vec![0; channels], 3)),
-        )
-        .unwrap();
-    let b: Vec<i32> = (0..channels).map(|_| rng.range(-3000, 3000)).collect();
-    let bias_q = QuantParams::per_axis(
-        scales.iter().map(|s| s * in_s).collect(),
-        vec![0; channels],
-        0,
-    );
-    let b = g
-        .add_constant_i32("db", &[channels], &b, Some(bias_q))
-        .unwrap();
     let kind = OpKind::DepthwiseConv2D {
         stride,
         dilation: Hw::ONE,
@@ -115,9 +65,8 @@ fn depthwise(
         depth_multiplier: 1,
         activation: act,
     };
-    let y = g.add_op_inferred(kind, &[x, w, b], "depthwise").unwrap();
-    g.tensor_mut(y).quant = Some(QuantParams::per_tensor(out_q.0, out_q.1));
-    y
+    let scales = (0..channels).map(|o| 0.01 + 0.002 * o as f32).collect();
+    filter_layer(g, rng, x, kind, [1, kh, kw, channels], scales, out_q)
 }
 
 fn graph() -> Graph {
@@ -223,9 +172,7 @@ fn graph() -> Graph {
 fn conv2d_dsp_kernel_on_host_and_in_qemu_matches_interpreter() {
     let graph = graph();
     let input = lcg_input(144);
-    let host = kinglet_compile::firmware::host_outputs(&graph, &input).expect("host interpreter");
-    let distinct: std::collections::BTreeSet<_> = host.iter().collect();
-    assert!(distinct.len() > 2, "degenerate test model: {host:?}");
+    let host = varied_host_outputs(&graph, &input);
     let dsp = lower(&graph, KernelSet::CortexM4).unwrap();
     let dsp_convs = (dsp.steps.iter())
         .filter(|s| matches!(s.kind, StepKind::DspConv2D(_)))
@@ -234,14 +181,7 @@ fn conv2d_dsp_kernel_on_host_and_in_qemu_matches_interpreter() {
         dsp_convs, 5,
         "every convolution should take a 2D DSP kernel"
     );
-    for kernels in [KernelSet::Reference, KernelSet::CortexM4] {
-        let out: Vec<i32> = exec::run(&lower(&graph, kernels).unwrap(), &input)
-            .unwrap()
-            .into_iter()
-            .map(i32::from)
-            .collect();
-        assert_eq!(out, host, "host exec {kernels:?}");
-    }
+    assert_host_exec_matches(&graph, &input, &host);
     for (kernels, lang) in [
         (FirmwareKernels::Dsp, Lang::Rust),
         (FirmwareKernels::Reference, Lang::Rust),

@@ -11,20 +11,11 @@ use kinglet_compile::testinput::lcg_input;
 use kinglet_compress::{DynamicConfig, quantize_dynamic, quantize_float16};
 use kinglet_graph::{Activation, DType, Graph, Hw, OpKind, Padding};
 
+mod common;
+use common::Lcg;
+
 fn work_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kinglet-firmware-float")
-}
-
-struct Lcg(u32);
-impl Lcg {
-    /// Uniform in [-0.5, 0.5) on a 2^-24 grid (mostly not representable as float16).
-    fn next(&mut self) -> f32 {
-        self.0 = self.0.wrapping_mul(1_103_515_245).wrapping_add(12345);
-        (self.0 >> 8) as f32 / 16_777_216.0 - 0.5
-    }
-    fn values(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| self.next()).collect()
-    }
 }
 
 /// x [1,12,12,2] → Conv2D 8×3×3 SAME ReLU → depthwise 3×3 VALID → max pool 2×2 → [1,200] →
@@ -34,9 +25,9 @@ fn float_cnn() -> Graph {
     let mut g = Graph::new();
     let x = g.add_input("x", &[1, 12, 12, 2], DType::F32, None);
     let w = g
-        .add_constant_f32("conv_w", &[8, 3, 3, 2], &rng.values(144))
+        .add_constant_f32("conv_w", &[8, 3, 3, 2], &rng.units(144))
         .unwrap();
-    let b = g.add_constant_f32("conv_b", &[8], &rng.values(8)).unwrap();
+    let b = g.add_constant_f32("conv_b", &[8], &rng.units(8)).unwrap();
     let conv = OpKind::Conv2D {
         stride: Hw::ONE,
         dilation: Hw::ONE,
@@ -45,9 +36,9 @@ fn float_cnn() -> Graph {
     };
     let c = g.add_op_inferred(conv, &[x, w, b], "conv").unwrap();
     let dw = g
-        .add_constant_f32("dw_w", &[1, 3, 3, 8], &rng.values(72))
+        .add_constant_f32("dw_w", &[1, 3, 3, 8], &rng.units(72))
         .unwrap();
-    let db = g.add_constant_f32("dw_b", &[8], &rng.values(8)).unwrap();
+    let db = g.add_constant_f32("dw_b", &[8], &rng.units(8)).unwrap();
     let depthwise = OpKind::DepthwiseConv2D {
         stride: Hw::ONE,
         dilation: Hw::ONE,
@@ -73,9 +64,9 @@ fn float_cnn() -> Graph {
         )
         .unwrap();
     let fw = g
-        .add_constant_f32("fc_w", &[10, 200], &rng.values(2000))
+        .add_constant_f32("fc_w", &[10, 200], &rng.units(2000))
         .unwrap();
-    let fb = g.add_constant_f32("fc_b", &[10], &rng.values(10)).unwrap();
+    let fb = g.add_constant_f32("fc_b", &[10], &rng.units(10)).unwrap();
     let fc = OpKind::FullyConnected {
         activation: Activation::None,
         keep_num_dims: false,
@@ -172,14 +163,14 @@ fn two_input_mlp() -> Graph {
         activation: Activation::None,
     };
     let x = g.add_op_inferred(cat, &[a, b], "cat").unwrap();
-    let w1 = g.add_constant_f32("w1", &[5, 7], &rng.values(35)).unwrap();
-    let b1 = g.add_constant_f32("b1", &[5], &rng.values(5)).unwrap();
+    let w1 = g.add_constant_f32("w1", &[5, 7], &rng.units(35)).unwrap();
+    let b1 = g.add_constant_f32("b1", &[5], &rng.units(5)).unwrap();
     let relu = OpKind::FullyConnected {
         activation: Activation::Relu,
         keep_num_dims: false,
     };
     let h = g.add_op_inferred(relu, &[x, w1, b1], "hidden").unwrap();
-    let w2 = g.add_constant_f32("w2", &[3, 5], &rng.values(15)).unwrap();
+    let w2 = g.add_constant_f32("w2", &[3, 5], &rng.units(15)).unwrap();
     let fc = OpKind::FullyConnected {
         activation: Activation::None,
         keep_num_dims: false,
@@ -211,7 +202,7 @@ fn single_layer() -> Graph {
         -0.25,
     ];
     let w = g.add_constant_f32("w", &[2, 6], &weights).unwrap();
-    let b = g.add_constant_f32("b", &[2], &rng.values(2)).unwrap();
+    let b = g.add_constant_f32("b", &[2], &rng.units(2)).unwrap();
     let fc = OpKind::FullyConnected {
         activation: Activation::None,
         keep_num_dims: false,
@@ -233,8 +224,8 @@ fn mean_then_dense() -> Graph {
         keep_dims: false,
     };
     let m = g.add_op_inferred(mean, &[x], "mean").unwrap();
-    let w = g.add_constant_f32("w", &[2, 6], &rng.values(12)).unwrap();
-    let b = g.add_constant_f32("b", &[2], &rng.values(2)).unwrap();
+    let w = g.add_constant_f32("w", &[2, 6], &rng.units(12)).unwrap();
+    let b = g.add_constant_f32("b", &[2], &rng.units(2)).unwrap();
     let fc = OpKind::FullyConnected {
         activation: Activation::None,
         keep_num_dims: false,

@@ -9,6 +9,9 @@ use kinglet_compile::testinput::lcg_input;
 use kinglet_compile::{KernelSet, exec, lower};
 use kinglet_graph::Graph;
 
+mod common;
+use common::{assert_host_exec_matches, varied_host_outputs};
+
 fn work_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kinglet-firmware")
 }
@@ -73,16 +76,7 @@ fn little_anchor_in_qemu_matches_tflite_and_host() {
 mod synthetic {
     use kinglet_graph::{Activation, DType, Graph, Hw, OpKind, Padding, QuantParams, TensorId};
 
-    struct Lcg(u32);
-    impl Lcg {
-        fn next(&mut self) -> i32 {
-            self.0 = self.0.wrapping_mul(1_103_515_245).wrapping_add(12345);
-            (self.0 >> 8) as i32
-        }
-        fn range(&mut self, lo: i32, hi: i32) -> i32 {
-            lo + self.next().rem_euclid(hi - lo + 1)
-        }
-    }
+    use crate::common::{Lcg, filter_layer};
 
     fn conv(
         g: &mut Graph,
@@ -105,37 +99,14 @@ mod synthetic {
         act: Activation,
         out_q: (f32, i32),
     ) -> TensorId {
-        let in_s = g.tensor(x).quant.as_ref().unwrap().scale[0];
-        let scales: Vec<f32> = (0..out_ch).map(|o| 0.004 + 0.001 * o as f32).collect();
-        let w: Vec<i8> = (0..out_ch * kernel * in_ch)
-            .map(|_| rng.range(-127, 127) as i8)
-            .collect();
-        let w = g
-            .add_constant_i8(
-                "w",
-                &[out_ch, 1, kernel, in_ch],
-                &w,
-                Some(QuantParams::per_axis(scales.clone(), vec![0; out_ch], 0)),
-            )
-            .unwrap();
-        let b: Vec<i32> = (0..out_ch).map(|_| rng.range(-3000, 3000)).collect();
-        let bias_q = QuantParams::per_axis(
-            scales.iter().map(|s| s * in_s).collect(),
-            vec![0; out_ch],
-            0,
-        );
-        let b = g
-            .add_constant_i32("b", &[out_ch], &b, Some(bias_q))
-            .unwrap();
         let kind = OpKind::Conv2D {
             stride: Hw::ONE,
             dilation: Hw::ONE,
             padding,
             activation: act,
         };
-        let y = g.add_op_inferred(kind, &[x, w, b], "conv").unwrap();
-        g.tensor_mut(y).quant = Some(QuantParams::per_tensor(out_q.0, out_q.1));
-        y
+        let scales = (0..out_ch).map(|o| 0.004 + 0.001 * o as f32).collect();
+        filter_layer(g, rng, x, kind, [out_ch, 1, kernel, in_ch], scales, out_q)
     }
 
     /// A 1D depthwise convolution (multiplier 1, SAME) with `kernel` taps.
@@ -147,28 +118,6 @@ mod synthetic {
         act: Activation,
         out_q: (f32, i32),
     ) -> TensorId {
-        let in_s = g.tensor(x).quant.as_ref().unwrap().scale[0];
-        let scales: Vec<f32> = (0..channels).map(|o| 0.01 + 0.002 * o as f32).collect();
-        let w: Vec<i8> = (0..kernel * channels)
-            .map(|_| rng.range(-127, 127) as i8)
-            .collect();
-        let w = g
-            .add_constant_i8(
-                "dw",
-                &[1, 1, kernel, channels],
-                &w,
-                Some(QuantParams::per_axis(scales.clone(), vec![0; channels], 3)),
-            )
-            .unwrap();
-        let b: Vec<i32> = (0..channels).map(|_| rng.range(-3000, 3000)).collect();
-        let bias_q = QuantParams::per_axis(
-            scales.iter().map(|s| s * in_s).collect(),
-            vec![0; channels],
-            0,
-        );
-        let b = g
-            .add_constant_i32("db", &[channels], &b, Some(bias_q))
-            .unwrap();
         let kind = OpKind::DepthwiseConv2D {
             stride: Hw::ONE,
             dilation: Hw::ONE,
@@ -176,9 +125,8 @@ mod synthetic {
             depth_multiplier: 1,
             activation: act,
         };
-        let y = g.add_op_inferred(kind, &[x, w, b], "depthwise").unwrap();
-        g.tensor_mut(y).quant = Some(QuantParams::per_tensor(out_q.0, out_q.1));
-        y
+        let scales = (0..channels).map(|o| 0.01 + 0.002 * o as f32).collect();
+        filter_layer(g, rng, x, kind, [1, 1, kernel, channels], scales, out_q)
     }
 
     /// Shapes and quantisation the anchor models do not reach: a two-channel block with an
@@ -273,9 +221,7 @@ mod synthetic {
 fn synthetic_shapes_in_qemu_match_host() {
     let graph = synthetic::graph();
     let input = lcg_input(60);
-    let host = kinglet_compile::firmware::host_outputs(&graph, &input).expect("host interpreter");
-    let distinct: std::collections::BTreeSet<_> = host.iter().collect();
-    assert!(distinct.len() > 2, "degenerate test model: {host:?}");
+    let host = varied_host_outputs(&graph, &input);
     let dsp = lower(&graph, KernelSet::CortexM4).unwrap();
     let reference_steps: Vec<String> = (dsp.steps.iter())
         .filter(|s| format!("{:?}", s.kind).starts_with("Ref"))
@@ -285,14 +231,7 @@ fn synthetic_shapes_in_qemu_match_host() {
         reference_steps.is_empty(),
         "every op should take a DSP kernel: {reference_steps:?}"
     );
-    for kernels in [KernelSet::Reference, KernelSet::CortexM4] {
-        let out: Vec<i32> = exec::run(&lower(&graph, kernels).unwrap(), &input)
-            .unwrap()
-            .into_iter()
-            .map(i32::from)
-            .collect();
-        assert_eq!(out, host, "host exec {kernels:?}");
-    }
+    assert_host_exec_matches(&graph, &input, &host);
     let p = profile(
         &graph,
         "synthetic",

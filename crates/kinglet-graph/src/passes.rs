@@ -353,25 +353,9 @@ pub fn remove_dead_ops(graph: &Graph) -> Result<(Graph, PassReport), GraphError>
 // ---------------------------------------------------------------------------------------------
 // Constant folding.
 
-/// Converts IEEE half-precision bits to f32 (exact: every f16 value is an f32 value).
-pub fn f16_to_f32(bits: u16) -> f32 {
-    let sign = u32::from(bits >> 15) << 31;
-    let exp = u32::from((bits >> 10) & 0x1f);
-    let mant = u32::from(bits & 0x3ff);
-    let out = match (exp, mant) {
-        (0, 0) => sign,
-        (0, m) => {
-            // Subnormal: value m·2^-24; normalise it for f32.
-            let shift = m.leading_zeros() - 21; // bring the top set bit to bit 10
-            let m = (m << shift) & 0x3ff;
-            let e = 127 - 15 + 1 - shift;
-            sign | (e << 23) | (m << 13)
-        }
-        (0x1f, m) => sign | 0x7f80_0000 | (m << 13),
-        (e, m) => sign | ((e + 127 - 15) << 23) | (m << 13),
-    };
-    f32::from_bits(out)
-}
+/// Half-precision bits to f32, exactly (kinglet-micro's conversion; re-exported for the
+/// compression crate).
+pub use kinglet_micro::half::f16_to_f32;
 
 /// Whether an op input position is an activation the kernels read from the arena (the
 /// others — filters, weights, biases — must be constants).
@@ -1078,20 +1062,6 @@ fn restore_swapped_names(graph: &mut Graph) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn f16_conversion_is_exact_on_all_classes() {
-        assert_eq!(f16_to_f32(0x3c00), 1.0);
-        assert_eq!(f16_to_f32(0xc000), -2.0);
-        assert_eq!(f16_to_f32(0x7bff), 65504.0);
-        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
-        assert_eq!(f16_to_f32(0x03ff), 1023.0 * 2f32.powi(-24));
-        assert_eq!(f16_to_f32(0x0400), 2f32.powi(-14));
-        assert_eq!(f16_to_f32(0x8000).to_bits(), 0x8000_0000);
-        assert_eq!(f16_to_f32(0x7c00), f32::INFINITY);
-        assert!(f16_to_f32(0x7e00).is_nan());
-        assert_eq!(f16_to_f32(0x3555), 0.333_251_95);
-    }
 
     #[test]
     fn composed_activation_is_the_tighter_clamp() {

@@ -4,9 +4,8 @@
 
 use kinglet_graph::{DType, Op, OpKind, Tensor, TensorId};
 use kinglet_micro::conv2d::ActivationF32;
-use kinglet_micro::padding::axis_geometry;
 
-use super::{Lowering, dims4, filter_dims, fused, op_err, pad_kind, sanitize};
+use super::{Lowering, dims4, fc_dims, filter_dims, fused, op_err, sanitize};
 use crate::error::CompileError;
 use crate::float::{FloatConst, FloatStep, HybridKind, widened_len};
 use crate::program::{Elem, KernelSet, Loc, Step, StepKind};
@@ -43,13 +42,32 @@ fn act_range(op: &Op) -> [f32; 2] {
 }
 
 impl Lowering<'_> {
+    /// Pushes a float op's one step as its own layer, writing the op's output location
+    /// (allocated after the scratch buffers the caller made, as buffers are numbered).
+    fn push_float_step(
+        &mut self,
+        name: String,
+        index: usize,
+        macs: usize,
+        out_id: TensorId,
+        step: impl FnOnce(Loc) -> FloatStep,
+    ) -> Result<usize, CompileError> {
+        let layer = self.push_layer(name, vec![index], macs);
+        let dst = self.float_dst(out_id);
+        self.steps.push(Step {
+            layer,
+            kind: StepKind::Float(step(dst)),
+        });
+        Ok(1)
+    }
+
     /// A new f32 arena buffer.
     fn float_buffer(&mut self, name: &str, len: usize) -> Loc {
         self.new_buffer(name, Elem::F32, len)
     }
 
     /// Location of a float op's output: the caller's output array or a new f32 buffer.
-    fn float_dst(&mut self, id: TensorId) -> Loc {
+    pub(super) fn float_dst(&mut self, id: TensorId) -> Loc {
         let loc = if self.graph.outputs[0] == id {
             Loc::Output
         } else {
@@ -166,43 +184,6 @@ impl Lowering<'_> {
         Ok(1)
     }
 
-    fn conv_geometry(
-        &self,
-        index: usize,
-        op: &Op,
-        xd: [usize; 4],
-        wd: [usize; 4],
-    ) -> Result<[usize; 6], CompileError> {
-        let (stride, dilation, padding) = match &op.kind {
-            OpKind::Conv2D {
-                stride,
-                dilation,
-                padding,
-                ..
-            }
-            | OpKind::DepthwiseConv2D {
-                stride,
-                dilation,
-                padding,
-                ..
-            } => (*stride, *dilation, *padding),
-            _ => unreachable!("dispatched on convolutions"),
-        };
-        let geometry = |size, k, s, d| {
-            axis_geometry(pad_kind(padding), size, k, s, d)
-                .map(|g| g.pad_before)
-                .map_err(|e| op_err(index, op, format!("geometry: {e}")))
-        };
-        Ok([
-            stride.h,
-            stride.w,
-            dilation.h,
-            dilation.w,
-            geometry(xd[1], wd[1], stride.h, dilation.h)?,
-            geometry(xd[2], wd[2], stride.w, dilation.w)?,
-        ])
-    }
-
     /// Per-output-channel hybrid weight scales (one scale is broadcast), as the host's
     /// `prepare_hybrid` takes them.
     fn hybrid_scales(
@@ -304,16 +285,13 @@ impl Lowering<'_> {
                     geometry,
                 },
             };
-            let layer = self.push_layer(format!("{name}(hybrid)"), vec![index], macs);
             let scratch = self.new_buffer(
                 &format!("op{index}_quantised_input"),
                 Elem::I8,
                 xd[1] * xd[2] * xd[3],
             );
-            let dst = self.float_dst(out_id);
-            self.steps.push(Step {
-                layer,
-                kind: StepKind::Float(FloatStep::Hybrid {
+            return self.push_float_step(format!("{name}(hybrid)"), index, macs, out_id, |dst| {
+                FloatStep::Hybrid {
                     src,
                     dst,
                     kind,
@@ -322,9 +300,8 @@ impl Lowering<'_> {
                     bias,
                     act,
                     scratch,
-                }),
+                }
             });
-            return Ok(1);
         }
         let mut weights = self.float_const(index, op, 1, "filter")?;
         let bias = self.float_bias(index, op, out_ch)?;
@@ -347,65 +324,50 @@ impl Lowering<'_> {
                 }
             };
         }
-        let layer = self.push_layer(name.into(), vec![index], macs);
         let widened = widened_len(&weights, bias.as_ref());
         let scratch =
             (widened > 0).then(|| self.float_buffer(&format!("op{index}_widened"), widened));
-        let dst = self.float_dst(out_id);
-        let step = match depth_multiplier {
-            Some(depth_multiplier) => FloatStep::DepthwiseConv2D {
-                src,
-                dst,
-                input: xd,
-                output: yd,
-                filter: wd,
-                geometry,
-                depth_multiplier,
-                weights,
-                bias,
-                act,
-                scratch,
+        self.push_float_step(
+            name.into(),
+            index,
+            macs,
+            out_id,
+            |dst| match depth_multiplier {
+                Some(depth_multiplier) => FloatStep::DepthwiseConv2D {
+                    src,
+                    dst,
+                    input: xd,
+                    output: yd,
+                    filter: wd,
+                    geometry,
+                    depth_multiplier,
+                    weights,
+                    bias,
+                    act,
+                    scratch,
+                },
+                None => FloatStep::Conv2D {
+                    src,
+                    dst,
+                    input: xd,
+                    output: yd,
+                    filter: wd,
+                    geometry,
+                    transposed,
+                    weights,
+                    bias,
+                    act,
+                    scratch,
+                },
             },
-            None => FloatStep::Conv2D {
-                src,
-                dst,
-                input: xd,
-                output: yd,
-                filter: wd,
-                geometry,
-                transposed,
-                weights,
-                bias,
-                act,
-                scratch,
-            },
-        };
-        self.steps.push(Step {
-            layer,
-            kind: StepKind::Float(step),
-        });
-        Ok(1)
+        )
     }
 
     fn float_fully_connected(&mut self, index: usize, op: &Op) -> Result<usize, CompileError> {
         let x = self.input(index, op, 0)?;
         let w = self.input(index, op, 1)?;
         let (out_id, _) = self.output(index, op)?;
-        let [out_len, in_len] = w.shape.as_slice() else {
-            return Err(op_err(index, op, "weights must be 2D [out, in]"));
-        };
-        let (out_len, in_len) = (*out_len, *in_len);
-        if in_len == 0 || x.elements() % in_len != 0 {
-            return Err(op_err(
-                index,
-                op,
-                format!(
-                    "input of {} elements is not a multiple of {in_len}",
-                    x.elements()
-                ),
-            ));
-        }
-        let batches = x.elements() / in_len;
+        let (batches, in_len, out_len) = fc_dims(index, op, x, w)?;
         let act = act_range(op);
         let src = self.src_loc(index, op)?;
         let macs = batches * in_len * out_len;
@@ -424,12 +386,13 @@ impl Lowering<'_> {
                 ));
             }
             let bias = self.hybrid_bias(index, op, out_len)?;
-            let layer = self.push_layer("FULLY_CONNECTED(hybrid)".into(), vec![index], macs);
             let scratch = self.new_buffer(&format!("op{index}_quantised_input"), Elem::I8, in_len);
-            let dst = self.float_dst(out_id);
-            self.steps.push(Step {
-                layer,
-                kind: StepKind::Float(FloatStep::Hybrid {
+            return self.push_float_step(
+                "FULLY_CONNECTED(hybrid)".into(),
+                index,
+                macs,
+                out_id,
+                |dst| FloatStep::Hybrid {
                     src,
                     dst,
                     kind: HybridKind::FullyConnected {
@@ -442,13 +405,11 @@ impl Lowering<'_> {
                     bias,
                     act,
                     scratch,
-                }),
-            });
-            return Ok(1);
+                },
+            );
         }
         let weights = self.float_const(index, op, 1, "weights")?;
         let bias = self.float_bias(index, op, out_len)?;
-        let layer = self.push_layer("FULLY_CONNECTED".into(), vec![index], macs);
         // One batch with float16 weights widens a row at a time (see `crate::float`).
         let widened = match &weights {
             FloatConst::F16(_) if batches == 1 => in_len,
@@ -456,10 +417,8 @@ impl Lowering<'_> {
         };
         let scratch =
             (widened > 0).then(|| self.float_buffer(&format!("op{index}_widened"), widened));
-        let dst = self.float_dst(out_id);
-        self.steps.push(Step {
-            layer,
-            kind: StepKind::Float(FloatStep::FullyConnected {
+        self.push_float_step("FULLY_CONNECTED".into(), index, macs, out_id, |dst| {
+            FloatStep::FullyConnected {
                 src,
                 dst,
                 batches,
@@ -469,55 +428,29 @@ impl Lowering<'_> {
                 bias,
                 act,
                 scratch,
-            }),
-        });
-        Ok(1)
+            }
+        })
     }
 
     fn float_max_pool(&mut self, index: usize, op: &Op) -> Result<usize, CompileError> {
-        let OpKind::MaxPool2D {
-            filter,
-            stride,
-            padding,
-            ..
-        } = op.kind.clone()
-        else {
-            unreachable!("dispatched on MaxPool2D");
-        };
         let x = self.input(index, op, 0)?;
         let (out_id, y) = self.output(index, op)?;
         let (xd, yd) = match (dims4(x), dims4(y)) {
             (Some(a), Some(b)) => (a, b),
             _ => return Err(op_err(index, op, "input and output must be 4D NHWC")),
         };
-        let pad = |size, k, s| {
-            axis_geometry(pad_kind(padding), size, k, s, 1)
-                .map(|g| g.pad_before)
-                .map_err(|e| op_err(index, op, format!("geometry: {e}")))
-        };
-        let window = [
-            filter.h,
-            filter.w,
-            stride.h,
-            stride.w,
-            pad(xd[1], filter.h, stride.h)?,
-            pad(xd[2], filter.w, stride.w)?,
-        ];
+        let window = self.pool_window(index, op, xd)?;
         let src = self.src_loc(index, op)?;
-        let layer = self.push_layer("MAX_POOL_2D".into(), vec![index], 0);
-        let dst = self.float_dst(out_id);
-        self.steps.push(Step {
-            layer,
-            kind: StepKind::Float(FloatStep::MaxPool2D {
+        self.push_float_step("MAX_POOL_2D".into(), index, 0, out_id, |dst| {
+            FloatStep::MaxPool2D {
                 src,
                 dst,
                 input: xd,
                 output: yd,
                 window,
                 act: act_range(op),
-            }),
-        });
-        Ok(1)
+            }
+        })
     }
 
     /// Float MEAN over one contiguous run of axes, viewed as `[outer, reduced, 1, inner]` as
@@ -550,13 +483,11 @@ impl Lowering<'_> {
             dims[last + 1..].iter().product(),
         ];
         let src = self.src_loc(index, op)?;
-        let layer = self.push_layer("MEAN".into(), vec![index], 0);
-        let dst = self.float_dst(out_id);
-        self.steps.push(Step {
-            layer,
-            kind: StepKind::Float(FloatStep::Mean { src, dst, view }),
-        });
-        Ok(1)
+        self.push_float_step("MEAN".into(), index, 0, out_id, |dst| FloatStep::Mean {
+            src,
+            dst,
+            view,
+        })
     }
 
     /// Float CONCATENATION: plain copies (`ConcatPart` steps over f32 buffers).
@@ -567,63 +498,19 @@ impl Lowering<'_> {
         if activation != kinglet_graph::Activation::None {
             return Err(op_err(index, op, "a fused activation is not supported"));
         }
-        let (out_id, y) = self.output(index, op)?;
-        if axis >= y.shape.len() {
-            return Err(op_err(index, op, format!("axis {axis} out of range")));
-        }
-        let outer: usize = y.shape[..axis].iter().product();
-        let dst_inner: usize = y.shape[axis..].iter().product();
-        let mut parts = Vec::with_capacity(op.inputs.len());
-        let mut dst_offset = 0;
-        for slot in 0..op.inputs.len() {
-            let x = self.input(index, op, slot)?;
+        let (_, y) = self.output(index, op)?;
+        self.concatenation_copies(index, op, axis, true, |slot, x| {
             if x.dtype != DType::F32
                 || x.shape.len() != y.shape.len()
                 || x.shape[..axis] != y.shape[..axis]
             {
-                return Err(op_err(
-                    index,
-                    op,
-                    format!(
-                        "input {slot} ({} {:?}) does not fit output {:?}",
-                        x.dtype, x.shape, y.shape
-                    ),
+                return Err(format!(
+                    "input {slot} ({} {:?}) does not fit output {:?}",
+                    x.dtype, x.shape, y.shape
                 ));
             }
-            let src = self.locs.get(&op.inputs[slot]).copied().ok_or_else(|| {
-                op_err(
-                    index,
-                    op,
-                    format!("input {slot} is neither a graph input nor produced earlier"),
-                )
-            })?;
-            let src_inner: usize = x.shape[axis..].iter().product();
-            parts.push((src, src_inner, dst_offset));
-            dst_offset += src_inner;
-        }
-        if dst_offset != dst_inner {
-            return Err(op_err(
-                index,
-                op,
-                "input sizes do not add up to the output size",
-            ));
-        }
-        let layer = self.push_layer("CONCATENATION".into(), vec![index], 0);
-        let dst = self.float_dst(out_id);
-        for (src, src_inner, dst_offset) in parts {
-            self.steps.push(Step {
-                layer,
-                kind: StepKind::ConcatPart {
-                    src,
-                    dst,
-                    outer,
-                    src_inner,
-                    dst_inner,
-                    dst_offset,
-                },
-            });
-        }
-        Ok(1)
+            Ok(())
+        })
     }
 }
 
