@@ -82,3 +82,73 @@ fn optimize_measures_every_variant_of_the_pipeline() {
     assert!(!o.status.success());
     assert!(text(&o).contains("must come last"), "{}", text(&o));
 }
+
+#[test]
+fn pruning_and_separable_steps_run_and_every_variant_runs_on_the_cortex_m4() {
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../kinglet-train/tests/fixtures/mnist-tiny");
+    let data = format!("mnist:{}", fixture.display());
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("cnn.kgl");
+    let o = kinglet(&[
+        "train",
+        "--arch",
+        "mnist-cnn",
+        "--data",
+        &format!("{data}:train"),
+        "--epochs",
+        "2",
+        "--seed",
+        "1",
+        "--out",
+        model.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = dir.path().join("opt");
+    let firmware = std::process::Command::new("qemu-system-arm")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let mut args = vec![
+        "optimize",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        &data,
+        "--pipeline",
+        "int8,prune+int8,prune-filters+int8,separable+float16",
+        "--sparsity",
+        "0.8",
+        "--windows",
+        "40",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    if !firmware {
+        args.push("--no-firmware");
+    }
+    let o = kinglet(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    let rows: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("optimize.json")).unwrap()).unwrap();
+    let rows = rows.as_array().unwrap();
+    let size = |i: usize| rows[i]["size_bytes"].as_u64().unwrap();
+    // 80 % pruned weights are stored sparse (CSR with 16-bit indices pays from about 67 %),
+    // fewer filters make a smaller network.
+    assert!(size(1) < size(0) && size(2) < size(0), "{rows:?}");
+    if firmware {
+        // `profile` fails unless QEMU's outputs equal the host's, so a number means a match.
+        for r in rows {
+            assert!(r["m4_instructions"].as_u64().is_some_and(|n| n > 0), "{r}");
+        }
+        let flash = |i: usize| rows[i]["flash_bytes"].as_u64().unwrap();
+        assert!(flash(1) < flash(0), "{rows:?}");
+    }
+    let commands = std::fs::read_to_string(out.join("commands.txt")).unwrap();
+    assert!(
+        commands.contains("kinglet prune") && commands.contains("--structured 0.5"),
+        "{commands}"
+    );
+    assert!(commands.contains("kinglet separable"), "{commands}");
+}
