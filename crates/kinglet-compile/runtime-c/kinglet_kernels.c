@@ -371,20 +371,37 @@ KL_HOT void kl_depthwise1d(const int16_t *padded, int width, int channels, int k
 }
 
 /* Fully connected on a widened vector (in_len values, one more zero point when in_len is
- * odd), packed weights. */
+ * odd), with `weights` (widened, packed) or `narrow` (int8, packed per block with bytes
+ * v0 v2 v1 v3 in every word: pair i of a block is bytes 0 and 2 of word i/2 when i is even,
+ * bytes 1 and 3 when odd), read in place. */
 static inline void kl_fully_connected_q15(const int16_t *vec, int in_len, int out_len,
-                                          const int16_t *weights, const int32_t *bias,
-                                          const kl_fc_requant *r, int8_t *out) {
+                                          const int16_t *weights, const int8_t *narrow,
+                                          const int32_t *bias, const kl_fc_requant *r,
+                                          int8_t *out) {
     int row = (in_len + 1) & ~1;
     int block = kl_channel_block(out_len);
+    int block_bytes = (block * row + 3) & ~3;
     int b;
     int j;
+    int k;
     for (b = 0; b < out_len; b += block) {
         int32_t acc[4] = {0, 0, 0, 0};
         for (j = 0; j < block; j++) {
             acc[j] = bias[b + j];
         }
-        kl_dot_block(vec, weights + b * row, row / 2, block, acc);
+        if (narrow) {
+            const int8_t *src = narrow + (b / block) * block_bytes;
+            for (k = 0; k < row / 2; k++) {
+                for (j = 0; j < block; j++) {
+                    int i = k * block + j;
+                    const int8_t *word = src + 4 * (i / 2) + (i & 1);
+                    uint32_t w = (uint16_t)(int16_t)word[0] | ((uint32_t)(uint16_t)(int16_t)word[2] << 16);
+                    acc[j] = kl_smlad(kl_pair(vec + 2 * k), w, acc[j]);
+                }
+            }
+        } else {
+            kl_dot_block(vec, weights + b * row, row / 2, block, acc);
+        }
         for (j = 0; j < block; j++) {
             out[b + j] = kl_finish_fc(r, acc[j], b + j);
         }

@@ -311,11 +311,20 @@ pub fn emit_c(program: &Program, model_name: &str) -> (String, String) {
                 requant: r,
                 ..
             } => {
-                array(&mut consts, "int16_t", &format!("{s}_w"), weights);
+                let (wide, narrow) = match weights {
+                    ConvWeights::Wide(w) => {
+                        array(&mut consts, "int16_t", &format!("{s}_w"), w);
+                        (format!("{s}_w"), "NULL".to_string())
+                    }
+                    ConvWeights::Narrow(w) => {
+                        array(&mut consts, "int8_t", &format!("{s}_w"), w);
+                        ("NULL".to_string(), format!("{s}_w"))
+                    }
+                };
                 array(&mut consts, "int32_t", &format!("{s}_b"), bias);
                 let rq = requant(&mut consts, &s, r);
                 format!(
-                    "kl_fully_connected_q15({src16}, {in_len}, {out_len}, {s}_w, {s}_b, {rq}, {dst8});"
+                    "kl_fully_connected_q15({src16}, {in_len}, {out_len}, {wide}, {narrow}, {s}_b, {rq}, {dst8});"
                 )
             }
             StepKind::RefConv2D {

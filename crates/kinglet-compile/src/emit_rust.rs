@@ -374,11 +374,20 @@ fn schedule(program: &Program) -> String {
                 requant,
                 ..
             } => {
-                aligned_array(&mut consts, &format!("{p}_W"), "i16", weights);
+                let (weights_expr, narrow) = match weights {
+                    ConvWeights::Wide(w) => {
+                        aligned_array(&mut consts, &format!("{p}_W"), "i16", w);
+                        (format!("kinglet_m4::ConvWeights::Wide(&{p}_W.0)"), false)
+                    }
+                    ConvWeights::Narrow(w) => {
+                        aligned_array(&mut consts, &format!("{p}_W"), "i8", w);
+                        (format!("kinglet_m4::ConvWeights::Narrow(&{p}_W.0)"), true)
+                    }
+                };
                 array(&mut consts, &format!("{p}_B"), "i32", bias);
                 requant_arrays(&mut consts, &p, requant);
                 format!(
-                    "kinglet_m4::fully_connected::<{in_len}, {out_len}>(\n            &kinglet_m4::FullyConnected {{ weights: &{p}_W.0, bias: &{p}_B, requant: {} }},\n            src,\n            dst,\n        )?;",
+                    "kinglet_m4::fully_connected::<{in_len}, {out_len}, {narrow}>(\n            &kinglet_m4::FullyConnected {{ weights: {weights_expr}, bias: &{p}_B, requant: {} }},\n            src,\n            dst,\n        )?;",
                     fc_requant_expr(&p, requant)
                 )
             }

@@ -240,31 +240,11 @@ pub fn run(program: &Program, input: &[i8]) -> Result<Vec<i8>, CompileError> {
             } => {
                 let row = kinglet_m4::conv1d_row_len(*in_ch, *kernel);
                 let mut scratch = vec![0u32; kinglet_m4::conv1d_scratch_words(*out_ch, row)];
-                // Narrow weights are read as words: copy them to 4-byte aligned storage, as
-                // the generated code declares them.
-                let narrow: Vec<u32>;
-                let weights = match weights {
-                    ConvWeights::Wide(w) => kinglet_m4::ConvWeights::Wide(w),
-                    ConvWeights::Narrow(w) => {
-                        narrow = (w.chunks(4))
-                            .map(|c| {
-                                let mut b = [0u8; 4];
-                                for (d, v) in b.iter_mut().zip(c) {
-                                    *d = *v as u8;
-                                }
-                                u32::from_ne_bytes(b)
-                            })
-                            .collect();
-                        // SAFETY: the words hold exactly w.len() bytes (rounded up), aligned.
-                        kinglet_m4::ConvWeights::Narrow(unsafe {
-                            std::slice::from_raw_parts(narrow.as_ptr().cast::<i8>(), w.len())
-                        })
-                    }
-                };
+                let words = narrow_words(weights);
                 let params = kinglet_m4::Conv1d {
                     width: *width,
                     kernel: *kernel,
-                    weights,
+                    weights: m4_weights(weights, &words),
                     bias,
                     requant: r.m4(),
                     pool: *pool,
@@ -311,8 +291,9 @@ pub fn run(program: &Program, input: &[i8]) -> Result<Vec<i8>, CompileError> {
                 requant: r,
                 ..
             } => {
+                let words = narrow_words(weights);
                 let params = kinglet_m4::FullyConnected {
-                    weights,
+                    weights: m4_weights(weights, &words),
                     bias,
                     requant: fc_requant(r),
                 };
@@ -498,4 +479,39 @@ pub fn run(program: &Program, input: &[i8]) -> Result<Vec<i8>, CompileError> {
         }
     }
     Ok(output)
+}
+
+/// Narrow weights are read as words: a 4-byte aligned copy of them, as the generated code
+/// declares them (empty for wide weights).
+fn narrow_words(weights: &ConvWeights) -> Vec<u32> {
+    match weights {
+        ConvWeights::Wide(_) => Vec::new(),
+        ConvWeights::Narrow(w) => w
+            .chunks(4)
+            .map(|c| {
+                let mut b = [0u8; 4];
+                for (d, v) in b.iter_mut().zip(c) {
+                    *d = *v as u8;
+                }
+                u32::from_ne_bytes(b)
+            })
+            .collect(),
+    }
+}
+
+/// kinglet-m4's view of `weights`, narrow ones read from `words` ([`narrow_words`]).
+fn m4_weights<'a>(weights: &'a ConvWeights, words: &'a [u32]) -> kinglet_m4::ConvWeights<'a> {
+    match weights {
+        ConvWeights::Wide(w) => kinglet_m4::ConvWeights::Wide(w),
+        ConvWeights::Narrow(w) => {
+            assert!(
+                words.len() * 4 >= w.len(),
+                "narrow_words made from these weights"
+            );
+            // SAFETY: the words hold w.len() bytes (rounded up to whole words), aligned.
+            kinglet_m4::ConvWeights::Narrow(unsafe {
+                std::slice::from_raw_parts(words.as_ptr().cast::<i8>(), w.len())
+            })
+        }
+    }
 }

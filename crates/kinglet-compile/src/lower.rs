@@ -729,8 +729,8 @@ impl<'g> Lowering<'g> {
         let requant = self.requant(index, op, x, w, y, out_len, activation, true)?;
         let src = self.src_loc(index, op)?;
         let dsp = self.kernels == KernelSet::CortexM4 && batches == 1;
-        // Pruned weights: compressed when that takes less flash than dense int8 (so also less
-        // than the DSP kernel's widened rows); unpruned layers keep their dense kernels.
+        // Pruned weights: compressed when that takes less flash than dense int8 (what the DSP
+        // kernel keeps too); unpruned layers keep their dense kernels.
         let shape = kinglet_micro::fully_connected::FcShape {
             batches,
             in_features: in_len,
@@ -768,9 +768,15 @@ impl<'g> Lowering<'g> {
             batches * in_len * out_len,
         );
         if dsp {
+            // int8 in flash, widened in registers as they are read (each weight is used once
+            // per inference): half the weight flash for one `SXTB16` per weight pair. The
+            // narrow kernel's code is no larger than the wide one's, so this pays for every
+            // layer (measured down to 288 weights).
             let row = kinglet_m4::fc_row_len(in_len);
-            let mut wide = vec![0i16; out_len * row];
-            kinglet_m4::pack_weights(&weights, out_len, in_len, &mut wide)
+            let block = kinglet_m4::channel_block(out_len);
+            let mut narrow =
+                vec![0i8; out_len / block * kinglet_m4::narrow_block_bytes(block, row)];
+            kinglet_m4::pack_weights_narrow(&weights, out_len, in_len, &mut narrow)
                 .map_err(|_| op_err(index, op, "weights size disagrees with their shape"))?;
             let folded = fold_zero_point(bias.as_deref(), &weights, out_len, xz);
             let padded = self.new_buffer(
@@ -796,7 +802,7 @@ impl<'g> Lowering<'g> {
                     dst,
                     in_len,
                     out_len,
-                    weights: wide,
+                    weights: ConvWeights::Narrow(narrow),
                     bias: folded,
                     requant,
                 },

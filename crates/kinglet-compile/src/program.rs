@@ -195,7 +195,7 @@ pub enum StepKind {
         dst: Loc,
         in_len: usize,
         out_len: usize,
-        weights: Vec<i16>,
+        weights: ConvWeights,
         bias: Vec<i32>,
         requant: RequantData,
     },
@@ -352,14 +352,14 @@ impl StepKind {
                 bias,
                 requant,
                 ..
-            } => weights.bytes() + 4 * bias.len() + rq(requant),
-            StepKind::Depthwise1d {
+            }
+            | StepKind::FullyConnectedQ15 {
                 weights,
                 bias,
                 requant,
                 ..
-            }
-            | StepKind::FullyConnectedQ15 {
+            } => weights.bytes() + 4 * bias.len() + rq(requant),
+            StepKind::Depthwise1d {
                 weights,
                 bias,
                 requant,

@@ -207,6 +207,192 @@ pub unsafe fn dot_block<const BLOCK: usize>(
     }
 }
 
+/// [`dot_block`] on weights kept int8 by [`crate::pack_weights_narrow`]: pair `i = k·BLOCK + j`
+/// is `SXTB16` of word `i / 2`, rotated right by 8 first when `i` is odd. Each weight pair is
+/// read straight from flash and widened in a register (one `SXTB16` per `SMLAD`), so a layer
+/// whose weights are used once per inference (fully connected) pays no scratch copy.
+///
+/// # Safety
+/// `window` must have `2·pairs` readable `i16`; `weights` `⌈pairs·BLOCK / 2⌉` readable
+/// 4-byte aligned words.
+#[inline(always)]
+pub unsafe fn dot_block_narrow<const BLOCK: usize>(
+    window: *const i16,
+    weights: *const u32,
+    pairs: usize,
+    acc: &mut [i32; BLOCK],
+) {
+    #[cfg(kinglet_dsp)]
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match BLOCK {
+            4 => return asm_dot4_narrow(window, weights, pairs, acc.as_mut_ptr()),
+            2 => return asm_dot2_narrow(window, weights, pairs, acc.as_mut_ptr()),
+            _ => {}
+        }
+    }
+    for k in 0..pairs {
+        // SAFETY: within the ranges the caller guarantees.
+        unsafe {
+            let a = read_pair(window.add(2 * k));
+            for (j, c) in acc.iter_mut().enumerate() {
+                let i = k * BLOCK + j;
+                let word = *weights.add(i / 2);
+                let w = sxtb16(if i.is_multiple_of(2) {
+                    word
+                } else {
+                    word.rotate_right(8)
+                });
+                *c = smlad(a, w, *c);
+            }
+        }
+    }
+}
+
+/// Four narrow channels: per pair one `LDR` of activations, one `LDRD` of two words (four
+/// int8 weight pairs), four `SXTB16` and four `SMLAD`; two pairs per loop iteration.
+#[cfg(kinglet_dsp)]
+#[inline(always)]
+unsafe fn asm_dot4_narrow(window: *const i16, weights: *const u32, pairs: usize, acc: *mut i32) {
+    // SAFETY: acc points at four accumulators (BLOCK = 4); memory ranges from the caller.
+    unsafe {
+        let (mut c0, mut c1, mut c2, mut c3) = (*acc, *acc.add(1), *acc.add(2), *acc.add(3));
+        let mut win = window;
+        let mut w = weights;
+        if pairs & 1 != 0 {
+            core::arch::asm!(
+                "ldr {a}, [{win}], #4",
+                "ldrd {w0}, {w1}, [{w}], #8",
+                "sxtb16 {t}, {w0}",
+                "smlad {c0}, {a}, {t}, {c0}",
+                "sxtb16 {t}, {w0}, ror #8",
+                "smlad {c1}, {a}, {t}, {c1}",
+                "sxtb16 {t}, {w1}",
+                "smlad {c2}, {a}, {t}, {c2}",
+                "sxtb16 {t}, {w1}, ror #8",
+                "smlad {c3}, {a}, {t}, {c3}",
+                win = inout(reg) win,
+                w = inout(reg) w,
+                a = out(reg) _,
+                w0 = out(reg) _,
+                w1 = out(reg) _,
+                t = out(reg) _,
+                c0 = inout(reg) c0,
+                c1 = inout(reg) c1,
+                c2 = inout(reg) c2,
+                c3 = inout(reg) c3,
+                options(nostack, readonly, preserves_flags),
+            );
+        }
+        let n = pairs >> 1;
+        if n > 0 {
+            core::arch::asm!(
+                "2:",
+                "ldr {a}, [{win}], #4",
+                "ldrd {w0}, {w1}, [{w}], #8",
+                "sxtb16 {t}, {w0}",
+                "smlad {c0}, {a}, {t}, {c0}",
+                "sxtb16 {t}, {w0}, ror #8",
+                "smlad {c1}, {a}, {t}, {c1}",
+                "sxtb16 {t}, {w1}",
+                "smlad {c2}, {a}, {t}, {c2}",
+                "sxtb16 {t}, {w1}, ror #8",
+                "smlad {c3}, {a}, {t}, {c3}",
+                "ldr {a}, [{win}], #4",
+                "ldrd {w0}, {w1}, [{w}], #8",
+                "sxtb16 {t}, {w0}",
+                "smlad {c0}, {a}, {t}, {c0}",
+                "sxtb16 {t}, {w0}, ror #8",
+                "smlad {c1}, {a}, {t}, {c1}",
+                "sxtb16 {t}, {w1}",
+                "smlad {c2}, {a}, {t}, {c2}",
+                "sxtb16 {t}, {w1}, ror #8",
+                "smlad {c3}, {a}, {t}, {c3}",
+                "subs {n}, #1",
+                "bne 2b",
+                n = inout(reg) n => _,
+                win = inout(reg) win => _,
+                w = inout(reg) w => _,
+                a = out(reg) _,
+                w0 = out(reg) _,
+                w1 = out(reg) _,
+                t = out(reg) _,
+                c0 = inout(reg) c0,
+                c1 = inout(reg) c1,
+                c2 = inout(reg) c2,
+                c3 = inout(reg) c3,
+                options(nostack, readonly),
+            );
+        }
+        *acc = c0;
+        *acc.add(1) = c1;
+        *acc.add(2) = c2;
+        *acc.add(3) = c3;
+    }
+}
+
+/// Two narrow channels: per pair one `LDR` of activations, one `LDR` of a word (two int8
+/// weight pairs), two `SXTB16` and two `SMLAD`; two pairs per loop iteration.
+#[cfg(kinglet_dsp)]
+#[inline(always)]
+unsafe fn asm_dot2_narrow(window: *const i16, weights: *const u32, pairs: usize, acc: *mut i32) {
+    // SAFETY: acc points at two accumulators (BLOCK = 2); memory ranges from the caller.
+    unsafe {
+        let (mut c0, mut c1) = (*acc, *acc.add(1));
+        let mut win = window;
+        let mut w = weights;
+        if pairs & 1 != 0 {
+            core::arch::asm!(
+                "ldr {a}, [{win}], #4",
+                "ldr {w0}, [{w}], #4",
+                "sxtb16 {t}, {w0}",
+                "smlad {c0}, {a}, {t}, {c0}",
+                "sxtb16 {t}, {w0}, ror #8",
+                "smlad {c1}, {a}, {t}, {c1}",
+                win = inout(reg) win,
+                w = inout(reg) w,
+                a = out(reg) _,
+                w0 = out(reg) _,
+                t = out(reg) _,
+                c0 = inout(reg) c0,
+                c1 = inout(reg) c1,
+                options(nostack, readonly, preserves_flags),
+            );
+        }
+        let n = pairs >> 1;
+        if n > 0 {
+            core::arch::asm!(
+                "2:",
+                "ldr {a}, [{win}], #4",
+                "ldr {w0}, [{w}], #4",
+                "sxtb16 {t}, {w0}",
+                "smlad {c0}, {a}, {t}, {c0}",
+                "sxtb16 {t}, {w0}, ror #8",
+                "smlad {c1}, {a}, {t}, {c1}",
+                "ldr {a}, [{win}], #4",
+                "ldr {w0}, [{w}], #4",
+                "sxtb16 {t}, {w0}",
+                "smlad {c0}, {a}, {t}, {c0}",
+                "sxtb16 {t}, {w0}, ror #8",
+                "smlad {c1}, {a}, {t}, {c1}",
+                "subs {n}, #1",
+                "bne 2b",
+                n = inout(reg) n => _,
+                win = inout(reg) win => _,
+                w = inout(reg) w => _,
+                a = out(reg) _,
+                w0 = out(reg) _,
+                t = out(reg) _,
+                c0 = inout(reg) c0,
+                c1 = inout(reg) c1,
+                options(nostack, readonly),
+            );
+        }
+        *acc = c0;
+        *acc.add(1) = c1;
+    }
+}
+
 /// Four channels: per pair one `LDR` of activations, one `LDM` of four weight pairs, four
 /// `SMLAD`; two pairs per loop iteration.
 #[cfg(kinglet_dsp)]

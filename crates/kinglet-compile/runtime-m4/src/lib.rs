@@ -441,6 +441,19 @@ fn weights_ok(weights: &[i16], len: usize) -> bool {
     weights.len() == len && (!HAS_DSP || (weights.as_ptr() as usize).is_multiple_of(4))
 }
 
+/// Whether packed weights of `out_ch` rows of `row` values have the right length and (read
+/// as words) alignment.
+fn packed_weights_ok(weights: ConvWeights, out_ch: usize, row: usize) -> bool {
+    match weights {
+        ConvWeights::Wide(w) => weights_ok(w, out_ch * row),
+        ConvWeights::Narrow(w) => {
+            let block = channel_block(out_ch);
+            w.len() == out_ch / block * narrow_block_bytes(block, row)
+                && (w.as_ptr() as usize).is_multiple_of(4)
+        }
+    }
+}
+
 fn conv_weights_ok(
     weights: ConvWeights,
     out_ch: usize,
@@ -934,19 +947,27 @@ fn add_pow2(lo: u64, hi: u64, bit: u32) -> (u64, u64) {
 /// one more value the zero weight of the last pair multiplies ([`fc_row_len`] in all).
 #[derive(Clone, Copy, Debug)]
 pub struct FullyConnected<'a> {
-    /// Weights packed by [`pack_weights`] (`row_in = in_len`).
-    pub weights: &'a [i16],
+    /// Weights packed by [`pack_weights`] or [`pack_weights_narrow`] (`row_in = in_len`).
+    /// Narrow weights are widened in registers as they are read (each is used once), so they
+    /// need no scratch buffer.
+    pub weights: ConvWeights<'a>,
     /// `bias − zp_in · Σ w` per output.
     pub bias: &'a [i32],
     pub requant: FcRequant<'a>,
 }
 
-pub fn fully_connected<const IN_LEN: usize, const OUT_LEN: usize>(
+/// Runs [`FullyConnected`]; `NARROW` says whether its weights are
+/// [`ConvWeights::Narrow`] (else `ShapeError`), so a model links only the kernel its layer
+/// uses.
+pub fn fully_connected<const IN_LEN: usize, const OUT_LEN: usize, const NARROW: bool>(
     params: &FullyConnected,
     padded: &[i16],
     output: &mut [i8],
 ) -> Result<(), ShapeError> {
-    fully_connected_impl(IN_LEN, OUT_LEN, params, padded, output)
+    if matches!(params.weights, ConvWeights::Narrow(_)) != NARROW {
+        return Err(ShapeError);
+    }
+    fully_connected_impl::<NARROW>(IN_LEN, OUT_LEN, params, padded, output)
 }
 
 /// [`fully_connected`] with sizes known only at run time (host execution, tests).
@@ -957,11 +978,19 @@ pub fn fully_connected_dyn(
     padded: &[i16],
     output: &mut [i8],
 ) -> Result<(), ShapeError> {
-    fully_connected_impl(in_len, out_len, params, padded, output)
+    match params.weights {
+        ConvWeights::Wide(_) => {
+            fully_connected_impl::<false>(in_len, out_len, params, padded, output)
+        }
+        ConvWeights::Narrow(_) => {
+            fully_connected_impl::<true>(in_len, out_len, params, padded, output)
+        }
+    }
 }
 
+/// `NARROW` must agree with `params.weights` (the callers check).
 #[inline(always)]
-fn fully_connected_impl(
+fn fully_connected_impl<const NARROW: bool>(
     in_len: usize,
     out_len: usize,
     params: &FullyConnected,
@@ -970,7 +999,7 @@ fn fully_connected_impl(
 ) -> Result<(), ShapeError> {
     let row = fc_row_len(in_len);
     if out_len == 0
-        || !weights_ok(params.weights, out_len * row)
+        || !packed_weights_ok(params.weights, out_len, row)
         || params.bias.len() != out_len
         || padded.len() < row
         || output.len() != out_len
@@ -979,15 +1008,15 @@ fn fully_connected_impl(
     }
     params.requant.check(out_len)?;
     match channel_block(out_len) {
-        4 => fc_blocks::<4>(in_len, out_len, params, padded, output),
-        2 => fc_blocks::<2>(in_len, out_len, params, padded, output),
-        _ => fc_blocks::<1>(in_len, out_len, params, padded, output),
+        4 => fc_blocks::<4, NARROW>(in_len, out_len, params, padded, output),
+        2 => fc_blocks::<2, NARROW>(in_len, out_len, params, padded, output),
+        _ => fc_blocks::<1, NARROW>(in_len, out_len, params, padded, output),
     }
     Ok(())
 }
 
 #[inline(always)]
-fn fc_blocks<const BLOCK: usize>(
+fn fc_blocks<const BLOCK: usize, const NARROW: bool>(
     in_len: usize,
     out_len: usize,
     params: &FullyConnected,
@@ -995,17 +1024,29 @@ fn fc_blocks<const BLOCK: usize>(
     output: &mut [i8],
 ) {
     let row = fc_row_len(in_len);
+    let weights = match params.weights {
+        ConvWeights::Wide(w) => w.as_ptr().cast::<u32>(),
+        ConvWeights::Narrow(w) => w.as_ptr().cast::<u32>(),
+    };
+    let narrow_block_words = narrow_block_bytes(BLOCK, row) / 4;
     let mut b = 0;
     while b < out_len {
-        // SAFETY: the vector read covers padded[..row]; the block's weights
-        // are weights[b·row .. (b+BLOCK)·row]; b + j < out_len = output.len() (checked).
+        // SAFETY: the vector read covers padded[..row]; the block's weights are
+        // weights[b·row .. (b+BLOCK)·row] (wide) or block b/BLOCK of narrow_block_bytes
+        // (narrow, whose ⌈BLOCK·row/4⌉ words dot_block_narrow reads); b + j < out_len =
+        // output.len() (checked).
         unsafe {
             let mut acc = [0i32; BLOCK];
             for (j, a) in acc.iter_mut().enumerate() {
                 *a = *params.bias.get_unchecked(b + j);
             }
-            let w = params.weights.as_ptr().add(b * row).cast::<u32>();
-            dsp::dot_block::<BLOCK>(padded.as_ptr(), w, row / 2, &mut acc);
+            if NARROW {
+                let w = weights.add(b / BLOCK * narrow_block_words);
+                dsp::dot_block_narrow::<BLOCK>(padded.as_ptr(), w, row / 2, &mut acc);
+            } else {
+                let w = weights.add(b * row / 2);
+                dsp::dot_block::<BLOCK>(padded.as_ptr(), w, row / 2, &mut acc);
+            }
             for (j, &a) in acc.iter().enumerate() {
                 *output.get_unchecked_mut(b + j) = params.requant.finish(a, b + j);
             }

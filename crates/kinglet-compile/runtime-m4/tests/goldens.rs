@@ -113,19 +113,25 @@ fn fully_connected_matches_tflite_goldens() {
         let mut packed = vec![0i16; out_len * fc_row_len(in_len)];
         pack_weights(&weights, out_len, in_len, &mut packed).unwrap();
         let bias = fold(&nums::<i32>(&c, "bias"), &weights, out_len, in_zp);
-        let params = FullyConnected {
-            weights: &packed,
-            bias: &bias,
-            requant: FcRequant {
-                scales: &scales,
-                output_offset: out_zp,
-                act_min,
-                act_max,
-            },
-        };
+        let (words, narrow_len) = narrow_fc_words(&weights, out_len, in_len);
+        // SAFETY: `words` holds narrow_len bytes, 4-byte aligned.
+        let narrow = unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<i8>(), narrow_len) };
         let input: Vec<i8> = nums(&c, "input");
         let expected: Vec<i8> = nums(&c, "expected");
-        for b in 0..batches {
+        for (weights, b) in [ConvWeights::Wide(&packed), ConvWeights::Narrow(narrow)]
+            .into_iter()
+            .flat_map(|w| (0..batches).map(move |b| (w, b)))
+        {
+            let params = FullyConnected {
+                weights,
+                bias: &bias,
+                requant: FcRequant {
+                    scales: &scales,
+                    output_offset: out_zp,
+                    act_min,
+                    act_max,
+                },
+            };
             let mut padded = vec![0i16; fc_row_len(in_len)];
             widen_padded_before(
                 &input[b * in_len..(b + 1) * in_len],
@@ -140,7 +146,7 @@ fn fully_connected_matches_tflite_goldens() {
             assert_eq!(
                 out,
                 expected[b * out_len..(b + 1) * out_len],
-                "batch {b} of {c:?}"
+                "batch {b} of {c:?} with {weights:?}"
             );
         }
         checked += 1;
@@ -179,7 +185,7 @@ fn fully_connected_requantises_like_tflite_reference_at_a_fixed_point_tie() {
     let mut scales = [0f64; 2];
     fc_reference_scales(in_s, &f_s, out_s, &mut scales).unwrap();
     let params = FullyConnected {
-        weights: &packed,
+        weights: ConvWeights::Wide(&packed),
         bias: &bias,
         requant: FcRequant {
             scales: &scales,
@@ -547,4 +553,124 @@ fn mean_matches_reference_kernel() {
             "case {case}: count {count} channels {channels}"
         );
     }
+}
+
+/// Packed weights kept int8, in word storage as the generated code declares them (the kernel
+/// reads them as words): the words and the byte length.
+fn narrow_fc_words(weights: &[i8], out_len: usize, in_len: usize) -> (Vec<u32>, usize) {
+    let block = channel_block(out_len);
+    let len = out_len / block * narrow_block_bytes(block, fc_row_len(in_len));
+    let mut narrow = vec![0i8; len];
+    pack_weights_narrow(weights, out_len, in_len, &mut narrow).unwrap();
+    let words = narrow
+        .chunks(4)
+        .map(|c| u32::from_le_bytes([c[0] as u8, c[1] as u8, c[2] as u8, c[3] as u8]))
+        .collect();
+    (words, len)
+}
+
+/// The fully-connected kernel with wide and narrow weights against kinglet-micro's
+/// `fully_connected_i8` (TFLite reference, double-precision requantisation) on random sizes:
+/// odd and even input lengths (a zero-padded last pair), 1-, 2- and 4-channel blocks, and
+/// extreme weights (−128 and 127 sign-extend differently from the bytes beside them).
+#[test]
+fn fully_connected_wide_and_narrow_match_reference_kernel() {
+    let mut rng = Lcg(11);
+    let mut blocks_seen = [0usize; 5];
+    for case in 0..600 {
+        let in_len = rng.range(1, 70) as usize;
+        let out_len = [1usize, 2, 3, 4, 5, 6, 8, 10, 12, 16][rng.range(0, 9) as usize];
+        blocks_seen[channel_block(out_len)] += 1;
+        let in_s = 0.002 + rng.unit() * 0.05;
+        let out_s = 0.01 + rng.unit() * 0.5;
+        let f_s: Vec<f32> = (0..out_len).map(|_| 0.001 + rng.unit() * 0.02).collect();
+        let mut scales = vec![0f64; out_len];
+        fc_reference_scales(in_s, &f_s, out_s, &mut scales).unwrap();
+        let in_zp = rng.range(-128, 127);
+        let out_zp = rng.range(-128, 127);
+        let relu = case % 3 == 0;
+        let activation = if relu {
+            FusedActivation::Relu
+        } else {
+            FusedActivation::None
+        };
+        let (act_min, act_max) = activation_range_quantized(activation, out_s, out_zp, -128, 127);
+        let weights: Vec<i8> = (0..out_len * in_len)
+            .map(|_| match rng.range(0, 7) {
+                0 => -128,
+                1 => 127,
+                _ => rng.range(-128, 127) as i8,
+            })
+            .collect();
+        let bias: Vec<i32> = (0..out_len).map(|_| rng.range(-5000, 5000)).collect();
+        let input: Vec<i8> = (0..in_len).map(|_| rng.range(-128, 127) as i8).collect();
+
+        let q = QuantParams {
+            input_offset: -in_zp,
+            filter_offset: 0,
+            output_offset: out_zp,
+            requant: kinglet_micro::Requant::double(&scales),
+            act_min,
+            act_max,
+        };
+        let mut expected = vec![0i8; out_len];
+        kinglet_micro::fully_connected::fully_connected_i8(
+            kinglet_micro::fully_connected::FcShape {
+                batches: 1,
+                in_features: in_len,
+                out_features: out_len,
+            },
+            &q,
+            &input,
+            &weights,
+            Some(&bias),
+            &mut expected,
+        )
+        .unwrap();
+
+        let mut packed = vec![0i16; out_len * fc_row_len(in_len)];
+        pack_weights(&weights, out_len, in_len, &mut packed).unwrap();
+        let (words, narrow_len) = narrow_fc_words(&weights, out_len, in_len);
+        // SAFETY: `words` holds narrow_len bytes, 4-byte aligned.
+        let narrow = unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<i8>(), narrow_len) };
+        let folded = fold(&bias, &weights, out_len, in_zp);
+        let mut padded = vec![0i16; fc_row_len(in_len)];
+        widen_padded_before(&input, in_len, in_zp as i8, 0, &mut padded).unwrap();
+        for weights in [ConvWeights::Wide(&packed), ConvWeights::Narrow(narrow)] {
+            let params = FullyConnected {
+                weights,
+                bias: &folded,
+                requant: FcRequant {
+                    scales: &scales,
+                    output_offset: out_zp,
+                    act_min,
+                    act_max,
+                },
+            };
+            let mut out = vec![0i8; out_len];
+            fully_connected_dyn(in_len, out_len, &params, &padded, &mut out).unwrap();
+            assert_eq!(
+                out, expected,
+                "case {case}: in {in_len} out {out_len} relu {relu} {weights:?}"
+            );
+        }
+        // A narrow buffer one byte short is refused, not read past.
+        let short = ConvWeights::Narrow(&narrow[..narrow_len - 1]);
+        let params = FullyConnected {
+            weights: short,
+            bias: &folded,
+            requant: FcRequant {
+                scales: &scales,
+                output_offset: out_zp,
+                act_min,
+                act_max,
+            },
+        };
+        let mut out = vec![0i8; out_len];
+        assert!(fully_connected_dyn(in_len, out_len, &params, &padded, &mut out).is_err());
+    }
+    assert!(
+        blocks_seen[1] >= 50 && blocks_seen[2] >= 50 && blocks_seen[4] >= 50,
+        "{blocks_seen:?}"
+    );
 }
