@@ -1,13 +1,14 @@
 //! `kinglet optimize` on the committed MNIST fixture: every variant of a short pipeline is
 //! built, measured and tabulated, with the plot and the commands written beside it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 mod common;
 use common::{kinglet, text};
 
-#[test]
-fn optimize_measures_every_variant_of_the_pipeline() {
+/// `mnist-cnn` trained for `epochs` on the committed MNIST fixture: the folder holding it, the
+/// data spec and the model path.
+fn trained_cnn(epochs: usize) -> (tempfile::TempDir, String, PathBuf) {
     let fixture =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../kinglet-train/tests/fixtures/mnist-tiny");
     let data = format!("mnist:{}", fixture.display());
@@ -20,7 +21,7 @@ fn optimize_measures_every_variant_of_the_pipeline() {
         "--data",
         &format!("{data}:train"),
         "--epochs",
-        "3",
+        &epochs.to_string(),
         "--seed",
         "1",
         "--out",
@@ -28,6 +29,12 @@ fn optimize_measures_every_variant_of_the_pipeline() {
         "--quiet",
     ]);
     assert!(o.status.success(), "{}", text(&o));
+    (dir, data, model)
+}
+
+#[test]
+fn optimize_measures_every_variant_of_the_pipeline() {
+    let (dir, data, model) = trained_cnn(3);
     let out = dir.path().join("opt");
     let o = kinglet(&[
         "optimize",
@@ -85,26 +92,7 @@ fn optimize_measures_every_variant_of_the_pipeline() {
 
 #[test]
 fn pruning_and_separable_steps_run_and_every_variant_runs_on_the_cortex_m4() {
-    let fixture =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../kinglet-train/tests/fixtures/mnist-tiny");
-    let data = format!("mnist:{}", fixture.display());
-    let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("cnn.kgl");
-    let o = kinglet(&[
-        "train",
-        "--arch",
-        "mnist-cnn",
-        "--data",
-        &format!("{data}:train"),
-        "--epochs",
-        "2",
-        "--seed",
-        "1",
-        "--out",
-        model.to_str().unwrap(),
-        "--quiet",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    let (dir, data, model) = trained_cnn(2);
     let out = dir.path().join("opt");
     let firmware = std::process::Command::new("qemu-system-arm")
         .arg("--version")
