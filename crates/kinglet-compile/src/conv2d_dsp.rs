@@ -75,9 +75,11 @@ pub fn fits_depthwise(
 }
 
 impl DspConv2dStep {
-    /// [`DspConv2dStep::new`] for a depthwise convolution ([`fits_depthwise`]).
+    /// Packs the filter and folds the zero point; `None` if the shape does not fit
+    /// ([`fits`], [`fits_depthwise`]) or the filter's size disagrees with it.
     #[allow(clippy::too_many_arguments)]
-    pub fn new_depthwise(
+    pub fn new(
+        depthwise: bool,
         src: Loc,
         dst: Loc,
         padded: Loc,
@@ -90,23 +92,40 @@ impl DspConv2dStep {
         input_offset: i32,
         requant: RequantData,
     ) -> Option<Self> {
-        if !fits_depthwise(input, output, filter, geometry, 1) {
-            return None;
-        }
         let zero_point = i8::try_from(-input_offset).ok()?;
-        let [_, kh, kw, channels] = filter;
-        let row = kinglet_m4::depthwise2d::depthwise2d_row_len(kw);
-        let mut packed = vec![0i16; channels * kh * row];
-        kinglet_m4::depthwise2d::pack_depthwise2d_weights(&weights, channels, kh, kw, &mut packed)
+        let zp = i32::from(zero_point);
+        let (packed, folded_bias) = if depthwise {
+            if !fits_depthwise(input, output, filter, geometry, 1) {
+                return None;
+            }
+            let [_, kh, kw, channels] = filter;
+            let row = kinglet_m4::depthwise2d::depthwise2d_row_len(kw);
+            let mut packed = vec![0i16; channels * kh * row];
+            kinglet_m4::depthwise2d::pack_depthwise2d_weights(
+                &weights,
+                channels,
+                kh,
+                kw,
+                &mut packed,
+            )
             .ok()?;
-        let folded_bias = crate::lower::fold_zero_point_depthwise(
-            bias.as_deref(),
-            &weights,
-            channels,
-            i32::from(zero_point),
-        );
+            let folded =
+                crate::lower::fold_zero_point_depthwise(bias.as_deref(), &weights, channels, zp);
+            (packed, folded)
+        } else {
+            if !fits(input, output, filter, geometry) {
+                return None;
+            }
+            let [out_ch, kh, kw, in_ch] = filter;
+            let row = kinglet_m4::conv2d::conv2d_row_len(kw, in_ch);
+            let mut packed = vec![0i16; out_ch * kh * row];
+            kinglet_m4::conv2d::pack_conv2d_weights(&weights, out_ch, kh, kw, in_ch, &mut packed)
+                .ok()?;
+            let folded = crate::lower::fold_zero_point(bias.as_deref(), &weights, out_ch, zp);
+            (packed, folded)
+        };
         Some(DspConv2dStep {
-            depthwise: true,
+            depthwise,
             src,
             dst,
             padded,
@@ -124,15 +143,31 @@ impl DspConv2dStep {
         })
     }
 
-    /// `i16` values of a depthwise step's padded planes.
-    pub fn depthwise_padded_len(output: Dims, filter: Dims, geometry: [usize; 6]) -> usize {
-        kinglet_m4::depthwise2d::depthwise2d_padded_len(
-            output[3],
-            [output[1], output[2]],
-            [filter[1], filter[2]],
-            [geometry[0], geometry[1]],
-            geometry[2],
-        )
+    /// `i16` values of the padded image (depthwise: padded planes) buffer.
+    pub fn padded_len(
+        depthwise: bool,
+        input: Dims,
+        output: Dims,
+        filter: Dims,
+        geometry: [usize; 6],
+    ) -> usize {
+        if depthwise {
+            kinglet_m4::depthwise2d::depthwise2d_padded_len(
+                output[3],
+                [output[1], output[2]],
+                [filter[1], filter[2]],
+                [geometry[0], geometry[1]],
+                geometry[2],
+            )
+        } else {
+            kinglet_m4::conv2d::conv2d_padded_len(
+                input[3],
+                [output[1], output[2], output[3]],
+                [filter[1], filter[2]],
+                [geometry[0], geometry[1]],
+                geometry[2],
+            )
+        }
     }
 
     fn depthwise_params(&self) -> kinglet_m4::depthwise2d::Depthwise2d<'_> {
@@ -149,62 +184,6 @@ impl DspConv2dStep {
             bias: &self.folded_bias,
             requant: self.requant.m4(),
         }
-    }
-
-    /// Packs the filter and folds the zero point; `None` if the shape does not fit
-    /// ([`fits`]) or the filter's size disagrees with it.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        src: Loc,
-        dst: Loc,
-        padded: Loc,
-        input: Dims,
-        output: Dims,
-        filter: Dims,
-        geometry: [usize; 6],
-        weights: Vec<i8>,
-        bias: Option<Vec<i32>>,
-        input_offset: i32,
-        requant: RequantData,
-    ) -> Option<Self> {
-        if !fits(input, output, filter, geometry) {
-            return None;
-        }
-        let zero_point = i8::try_from(-input_offset).ok()?;
-        let [out_ch, kh, kw, in_ch] = filter;
-        let mut packed = vec![0i16; out_ch * kh * kinglet_m4::conv2d::conv2d_row_len(kw, in_ch)];
-        kinglet_m4::conv2d::pack_conv2d_weights(&weights, out_ch, kh, kw, in_ch, &mut packed)
-            .ok()?;
-        let folded_bias =
-            crate::lower::fold_zero_point(bias.as_deref(), &weights, out_ch, i32::from(zero_point));
-        Some(DspConv2dStep {
-            depthwise: false,
-            src,
-            dst,
-            padded,
-            input,
-            output,
-            filter,
-            geometry,
-            zero_point,
-            packed,
-            folded_bias,
-            weights,
-            bias,
-            input_offset,
-            requant,
-        })
-    }
-
-    /// `i16` values of the padded image buffer.
-    pub fn padded_len(input: Dims, output: Dims, filter: Dims, geometry: [usize; 6]) -> usize {
-        kinglet_m4::conv2d::conv2d_padded_len(
-            input[3],
-            [output[1], output[2], output[3]],
-            [filter[1], filter[2]],
-            [geometry[0], geometry[1]],
-            geometry[2],
-        )
     }
 
     /// Constant bytes of the Rust (DSP) form: widened filter, folded bias, requantisation.
@@ -283,18 +262,23 @@ impl DspConv2dStep {
 
     /// Runs the step on the host (a fresh padded buffer stands in for the arena's).
     pub fn run(&self, input: &[i8], output: &mut [i8]) -> Result<(), String> {
+        let len = Self::padded_len(
+            self.depthwise,
+            self.input,
+            self.output,
+            self.filter,
+            self.geometry,
+        );
+        let mut padded = vec![0i16; len];
         if self.depthwise {
-            let len = Self::depthwise_padded_len(self.output, self.filter, self.geometry);
             return kinglet_m4::depthwise2d::depthwise2d_dyn(
                 &self.depthwise_params(),
                 input,
-                &mut vec![0i16; len],
+                &mut padded,
                 output,
             )
             .map_err(|_| "2D depthwise kernel rejected its buffers".to_owned());
         }
-        let mut padded =
-            vec![0i16; Self::padded_len(self.input, self.output, self.filter, self.geometry)];
         kinglet_m4::conv2d::conv2d_dyn(&self.params(), input, &mut padded, output)
             .map_err(|_| "2D convolution kernel rejected its buffers".to_owned())
     }

@@ -647,11 +647,11 @@ impl<'g> Lowering<'g> {
             let padded = self.new_buffer(
                 &format!("op{index}_padded"),
                 Elem::I16,
-                crate::conv2d_dsp::DspConv2dStep::padded_len(xd, yd, wd, geometry),
+                crate::conv2d_dsp::DspConv2dStep::padded_len(false, xd, yd, wd, geometry),
             );
             let dst = self.dst_loc(out_id);
             let step = crate::conv2d_dsp::DspConv2dStep::new(
-                src, dst, padded, xd, yd, wd, geometry, weights, bias, -xz, requant,
+                false, src, dst, padded, xd, yd, wd, geometry, weights, bias, -xz, requant,
             )
             .ok_or_else(|| op_err(index, op, "filter size disagrees with its shape"))?;
             let layer = self.push_layer("CONV_2D".into(), vec![index], macs);
@@ -916,10 +916,10 @@ impl<'g> Lowering<'g> {
             let padded = self.new_buffer(
                 &format!("op{index}_planes"),
                 Elem::I16,
-                crate::conv2d_dsp::DspConv2dStep::depthwise_padded_len(yd, wd, geometry),
+                crate::conv2d_dsp::DspConv2dStep::padded_len(true, xd, yd, wd, geometry),
             );
-            let step = crate::conv2d_dsp::DspConv2dStep::new_depthwise(
-                src, dst, padded, xd, yd, wd, geometry, weights, bias, -xz, requant,
+            let step = crate::conv2d_dsp::DspConv2dStep::new(
+                true, src, dst, padded, xd, yd, wd, geometry, weights, bias, -xz, requant,
             )
             .ok_or_else(|| op_err(index, op, "filter size disagrees with its shape"))?;
             self.steps.push(Step {
@@ -953,23 +953,7 @@ impl<'g> Lowering<'g> {
         };
         let x = self.input(index, op, 0)?;
         let (out_id, y) = self.output(index, op)?;
-        let (first, last) = match (axes.first(), axes.last()) {
-            (Some(&f), Some(&l)) if l + 1 - f == axes.len() && l < x.shape.len() => (f, l),
-            _ => {
-                return Err(op_err(
-                    index,
-                    op,
-                    format!("mean over axes {axes:?} (only one contiguous run compiles)"),
-                ));
-            }
-        };
-        let dims = &x.shape;
-        let view = [
-            dims[..first].iter().product(),
-            dims[first..=last].iter().product(),
-            1,
-            dims[last + 1..].iter().product(),
-        ];
+        let view = mean_view(index, op, &axes, &x.shape)?;
         let (is, iz) = activation_quant(x)
             .ok_or_else(|| op_err(index, op, "input must be per-tensor int8"))?;
         let (os, oz) = activation_quant(y)
@@ -1107,6 +1091,33 @@ pub const NARROW_WEIGHTS_MIN_COUNT: usize = 256;
 
 /// Largest stack buffer (one block of widened weights) a narrow-weight layer may use.
 pub const NARROW_SCRATCH_MAX_BYTES: usize = 2048;
+
+/// A MEAN over one contiguous run of axes as `[outer, reduced, 1, inner]`, the view the host
+/// interpreter reduces (int8 and float lowering alike).
+pub(crate) fn mean_view(
+    index: usize,
+    op: &Op,
+    axes: &[usize],
+    dims: &[usize],
+) -> Result<[usize; 4], CompileError> {
+    match (axes.first(), axes.last()) {
+        (Some(&first), Some(&last))
+            if last.checked_sub(first).map(|d| d + 1) == Some(axes.len()) && last < dims.len() =>
+        {
+            Ok([
+                dims[..first].iter().product(),
+                dims[first..=last].iter().product(),
+                1,
+                dims[last + 1..].iter().product(),
+            ])
+        }
+        _ => Err(op_err(
+            index,
+            op,
+            format!("mean over axes {axes:?} (only one contiguous run compiles)"),
+        )),
+    }
+}
 
 /// `bias − zp_in · Σ w` per output channel: padding cells and the widened activations keep
 /// the raw zero point, so the kernels never subtract it per MAC.

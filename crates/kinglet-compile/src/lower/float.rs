@@ -461,27 +461,7 @@ impl Lowering<'_> {
         };
         let x = self.input(index, op, 0)?;
         let (out_id, _) = self.output(index, op)?;
-        let (first, last) = match (axes.first(), axes.last()) {
-            (Some(&f), Some(&l))
-                if l.checked_sub(f).map(|d| d + 1) == Some(axes.len()) && l < x.shape.len() =>
-            {
-                (f, l)
-            }
-            _ => {
-                return Err(op_err(
-                    index,
-                    op,
-                    format!("mean over axes {axes:?} (only one contiguous run compiles)"),
-                ));
-            }
-        };
-        let dims = &x.shape;
-        let view = [
-            dims[..first].iter().product(),
-            dims[first..=last].iter().product(),
-            1,
-            dims[last + 1..].iter().product(),
-        ];
+        let view = super::mean_view(index, op, &axes, &x.shape)?;
         let src = self.src_loc(index, op)?;
         self.push_float_step("MEAN".into(), index, 0, out_id, |dst| FloatStep::Mean {
             src,
