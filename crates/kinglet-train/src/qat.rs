@@ -43,7 +43,7 @@ use crate::model_file::{Provenance, TrainedModel};
 use crate::network::{NamedTensor, Network};
 use crate::train::{
     EpochReport, Progress, TrainOutcome, batch_inputs, batch_loss, diverged, epoch_rng,
-    loss_function,
+    loss_function, prepare_sets,
 };
 
 /// Name prefix of the model tensors holding tracked activation ranges (`[min, max]`).
@@ -470,13 +470,7 @@ pub fn train_qat(
             (net, norm, BTreeMap::new())
         }
     };
-    let prepared = prepare(arch, train, &norm)?;
-    if prepared.is_empty() {
-        return Err(Error::Data(
-            "no training samples after preparing the task".into(),
-        ));
-    }
-    let val_prepared = validation.map(|v| prepare(arch, v, &norm)).transpose()?;
+    let (prepared, val_prepared) = prepare_sets(arch, train, validation, &norm)?;
     let loss_fn = loss_function(arch, &prepared, &device);
     let mut optim = AdamConfig::new().with_epsilon(1e-7).init();
     let batch = arch.training.batch_size;

@@ -401,13 +401,7 @@ pub fn train_with_hook(
         net = Network::init(arch, classes, options.seed, &device)?;
     }
 
-    let prepared = prepare(arch, train, &norm)?;
-    if prepared.is_empty() {
-        return Err(Error::Data(
-            "no training samples after preparing the task".into(),
-        ));
-    }
-    let val_prepared = validation.map(|v| prepare(arch, v, &norm)).transpose()?;
+    let (prepared, val_prepared) = prepare_sets(arch, train, validation, &norm)?;
     let loss_fn = loss_function(arch, &prepared, &device);
     let taught = options
         .teacher
@@ -564,6 +558,24 @@ pub fn train_with_hook(
         history,
         complete,
     })
+}
+
+/// The training and validation samples as `arch` sees them, normalised with `norm`; an error
+/// when no training sample is left.
+pub(crate) fn prepare_sets(
+    arch: &Architecture,
+    train: &Dataset,
+    validation: Option<&Dataset>,
+    norm: &ChannelNormalisation,
+) -> Result<(Prepared, Option<Prepared>), Error> {
+    let prepared = prepare(arch, train, norm)?;
+    if prepared.is_empty() {
+        return Err(Error::Data(
+            "no training samples after preparing the task".into(),
+        ));
+    }
+    let val_prepared = validation.map(|v| prepare(arch, v, norm)).transpose()?;
+    Ok((prepared, val_prepared))
 }
 
 /// Cross-entropy of one batch's `logits` against the prepared targets of samples `idx`, with

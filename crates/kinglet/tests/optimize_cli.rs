@@ -4,37 +4,21 @@
 use std::path::{Path, PathBuf};
 
 mod common;
-use common::{kinglet, text};
+use common::{kinglet, mnist, text, train};
 
-/// `mnist-cnn` trained for `epochs` on the committed MNIST fixture: the folder holding it, the
-/// data spec and the model path.
-fn trained_cnn(epochs: usize) -> (tempfile::TempDir, String, PathBuf) {
-    let fixture =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../kinglet-train/tests/fixtures/mnist-tiny");
-    let data = format!("mnist:{}", fixture.display());
+/// `mnist-cnn` trained for two epochs on the committed MNIST fixture: the folder holding it,
+/// the data spec and the model path.
+fn trained_cnn() -> (tempfile::TempDir, String, PathBuf) {
+    let data = mnist("train");
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("cnn.kgl");
-    let o = kinglet(&[
-        "train",
-        "--arch",
-        "mnist-cnn",
-        "--data",
-        &format!("{data}:train"),
-        "--epochs",
-        &epochs.to_string(),
-        "--seed",
-        "1",
-        "--out",
-        model.to_str().unwrap(),
-        "--quiet",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    train("mnist-cnn", &data, model.to_str().unwrap());
     (dir, data, model)
 }
 
 #[test]
 fn optimize_measures_every_variant_of_the_pipeline() {
-    let (dir, data, model) = trained_cnn(3);
+    let (dir, data, model) = trained_cnn();
     let out = dir.path().join("opt");
     let o = kinglet(&[
         "optimize",
@@ -92,7 +76,7 @@ fn optimize_measures_every_variant_of_the_pipeline() {
 
 #[test]
 fn pruning_and_separable_steps_run_and_every_variant_runs_on_the_cortex_m4() {
-    let (dir, data, model) = trained_cnn(2);
+    let (dir, data, model) = trained_cnn();
     let out = dir.path().join("opt");
     let firmware = std::process::Command::new("qemu-system-arm")
         .arg("--version")
