@@ -111,6 +111,12 @@ pub enum Strategy {
 /// Limits on how often Big runs, on top of any strategy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Guards {
+    /// After a Big run that a check asked for (an activity change), Big also runs on this
+    /// many following windows without a check (0 = none). A window that straddles a change
+    /// is often labelled by its old half; the next window, wholly in the new activity, then
+    /// sets the label the check will keep — what keeps continuous streams from sticking to
+    /// a wrong label after postural changes.
+    pub settle_windows: u8,
     /// After a Big run, Big may not run again for this many windows (0 = no limit).
     pub min_big_interval: u32,
     /// Big runs, without any check, once this many windows have passed since it last ran
@@ -123,6 +129,7 @@ pub struct Guards {
 impl Default for Guards {
     fn default() -> Self {
         Self {
+            settle_windows: 0,
             min_big_interval: 0,
             max_big_interval: 0,
             confirm_windows: 1,
@@ -200,6 +207,8 @@ pub struct Controller {
     alert: bool,
     /// True between `RunBig` and `big_result`.
     awaiting_big: bool,
+    /// Windows left on which Big runs without a check after a change (`settle_windows`).
+    settle_left: u8,
     /// The check handed out for the current window.
     current_check: Check,
 }
@@ -215,6 +224,7 @@ impl Controller {
             pending: 0,
             alert: false,
             awaiting_big: false,
+            settle_left: 0,
             current_check: Check::None,
         }
     }
@@ -241,6 +251,10 @@ impl Controller {
     pub fn check(&mut self) -> Check {
         let check = match self.label {
             None => Check::None,
+            Some(_) if self.settle_left > 0 => {
+                self.settle_left -= 1;
+                Check::None
+            }
             Some(_)
                 if self.guards.max_big_interval > 0
                     && self.since_big >= self.guards.max_big_interval =>
@@ -325,6 +339,7 @@ impl Controller {
             let allowed = self.since_big >= self.guards.min_big_interval;
             if confirmed && allowed {
                 // `since_big` was advanced for this window; grant_big resets it.
+                self.settle_left = self.guards.settle_windows;
                 return Ok(self.grant_big());
             }
         } else {

@@ -179,13 +179,44 @@ fn confirm_windows_debounces_wakeups() {
 }
 
 #[test]
+fn settle_windows_run_big_after_a_noticed_change_only() {
+    // Window 2 asks for Big (a change); with one settle window Big also runs on window 3
+    // without a check, then the checks resume. Windows 0 (first) and 5 (a second change)
+    // behave as without the guard, apart from 5's own settle window 6.
+    let same = [true, true, false, true, true, false, true, true];
+    let big = [1, 9, 2, 3, 9, 4, 5, 9];
+    let guards = Guards {
+        settle_windows: 1,
+        ..Guards::default()
+    };
+    let (labels, bigs) = run_same_stream(
+        Strategy::Dual {
+            rule: SameRule::Argmax,
+        },
+        guards,
+        &same,
+        &big,
+    );
+    assert_eq!(bigs, [0, 2, 3, 5, 6]);
+    assert_eq!(labels, [1, 1, 2, 3, 3, 4, 5, 5]);
+    let (_, bigs) = run_same_stream(
+        Strategy::Dual {
+            rule: SameRule::Argmax,
+        },
+        Guards::default(),
+        &same,
+        &big,
+    );
+    assert_eq!(bigs, [0, 2, 5]);
+}
+
+#[test]
 fn min_interval_defers_and_max_interval_forces_big() {
     let same = [true, false, false, false, true, true, true, true];
     let big = [1, 2, 3, 4, 5, 6, 7, 8];
     let guards = Guards {
         min_big_interval: 3,
-        max_big_interval: 0,
-        confirm_windows: 1,
+        ..Guards::default()
     };
     let (_, bigs) = run_same_stream(
         Strategy::Dual {
@@ -202,9 +233,8 @@ fn min_interval_defers_and_max_interval_forces_big() {
     );
 
     let guards = Guards {
-        min_big_interval: 0,
         max_big_interval: 2,
-        confirm_windows: 1,
+        ..Guards::default()
     };
     let (_, bigs) = run_same_stream(
         Strategy::Dual {

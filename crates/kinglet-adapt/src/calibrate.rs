@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::energy::{CostTable, instructions_per_window};
 use crate::strategy::StrategyKind;
-use crate::{AdaptError, RecordedStream, StrategySpec, evaluate, simulate};
+use crate::{AdaptError, RecordedStream, StrategySpec, evaluate_scored, simulate};
 
 /// One evaluated threshold.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -186,8 +186,9 @@ fn point(
 ) -> Result<SweepPoint, AdaptError> {
     let n = stream.len();
     let labels = stream.labels.clone();
+    let known = stream.known.clone();
     let run = simulate(spec, &mut stream.models(), n)?;
-    let e = evaluate(&run, &labels, class_names)?;
+    let e = evaluate_scored(&run, &labels, known.as_deref(), class_names)?;
     Ok(SweepPoint {
         label: spec.label(),
         spec: spec.clone(),

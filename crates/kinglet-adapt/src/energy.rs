@@ -329,6 +329,10 @@ impl Cell {
 pub struct EnergyReport {
     pub board: String,
     pub board_name: String,
+    /// Seconds between two windows (the stream's step over its sampling rate): the time
+    /// the MCU sleeps in and the battery drains over.
+    #[serde(default = "default_window_period")]
+    pub window_period_s: f64,
     /// Instructions executed for inference, mean per window.
     pub instructions_per_window: f64,
     pub inference_uj_per_window: Option<f64>,
@@ -349,13 +353,35 @@ pub struct EnergyReport {
     pub missing_figures: Vec<String>,
 }
 
-/// Prices a run on a board with measured instruction counts.
+fn default_window_period() -> f64 {
+    WINDOW_PERIOD_S
+}
+
+/// Prices a run on a board with measured instruction counts, a window every
+/// [`WINDOW_PERIOD_S`] (UCI-HAR's 64-sample step at 50 Hz).
 pub fn price_run(
     run: &StreamRun,
     board: &BoardProfile,
     costs: &CostTable,
     cell: &Cell,
 ) -> Result<EnergyReport, AdaptError> {
+    price_run_every(run, board, costs, cell, WINDOW_PERIOD_S)
+}
+
+/// [`price_run`] for windows `window_period_s` apart (e.g. WISDM's 100-sample step at 20 Hz:
+/// 5 s).
+pub fn price_run_every(
+    run: &StreamRun,
+    board: &BoardProfile,
+    costs: &CostTable,
+    cell: &Cell,
+    window_period_s: f64,
+) -> Result<EnergyReport, AdaptError> {
+    if !(window_period_s.is_finite() && window_period_s > 0.0) {
+        return Err(AdaptError::Invalid(format!(
+            "window period {window_period_s} s: expected a positive number of seconds"
+        )));
+    }
     let big = costs.costs.get("big");
     let mut unmeasured = std::collections::BTreeSet::new();
     if big.is_none() {
@@ -415,8 +441,8 @@ pub fn price_run(
     }
     let sleep = board
         .sleep_ua
-        .map(|s| s * v * (WINDOW_PERIOD_S - mean_active_s - wake_s.unwrap_or(0.0)).max(0.0));
-    // Wake-up is small next to 1.28 s of sleep; an unknown wake-up leaves it out of the total
+        .map(|s| s * v * (window_period_s - mean_active_s - wake_s.unwrap_or(0.0)).max(0.0));
+    // Wake-up is small next to a window period of sleep; an unknown wake-up leaves it out of the total
     // (named in `missing_figures`) rather than hiding the whole total.
     let total = match (inference, sleep) {
         (Some(a), Some(c)) => Some(a + c + wakeup.unwrap_or(0.0)),
@@ -424,12 +450,13 @@ pub fn price_run(
     };
     // Mean current in µA = µJ per window / (V · s per window); life = mAh / mA.
     let battery_life_days = total.map(|e| {
-        let ua = e / (v * WINDOW_PERIOD_S);
+        let ua = e / (v * window_period_s);
         cell.capacity_mah / (ua / 1000.0) / 24.0
     });
     Ok(EnergyReport {
         board: board.id.clone(),
         board_name: board.name.clone(),
+        window_period_s,
         instructions_per_window: mean_instr,
         inference_uj_per_window: inference,
         wakeup_uj_per_window: wakeup,
@@ -536,6 +563,26 @@ mod tests {
         assert!((e.max_latency_ms - 1.0).abs() < 1e-12);
         assert!((e.big_only_inference_uj_per_window.unwrap() - 0.02).abs() < 1e-12);
         assert!(e.missing_figures.is_empty() && e.unmeasured.is_empty());
+    }
+
+    #[test]
+    fn sleep_and_battery_follow_the_window_period() {
+        let at = |period: f64| {
+            price_run_every(
+                &run(),
+                &board(Some(100.0)),
+                &costs(),
+                &Cell::cr2032(),
+                period,
+            )
+            .unwrap()
+        };
+        let (uci, wisdm) = (at(1.28), at(5.0));
+        assert_eq!(uci.window_period_s, 1.28);
+        assert_eq!(uci.inference_uj_per_window, wisdm.inference_uj_per_window);
+        assert!(wisdm.sleep_uj_per_window > uci.sleep_uj_per_window);
+        assert!(wisdm.battery_life_days > uci.battery_life_days);
+        assert!(price_run_every(&run(), &board(None), &costs(), &Cell::cr2032(), 0.0).is_err());
     }
 
     #[test]

@@ -23,7 +23,10 @@ pub struct ChangeNotice {
 /// Everything measured on one pass over a labelled stream.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StreamEvaluation {
+    /// Windows processed (a stream's unknown windows included: they cost energy).
     pub n: usize,
+    /// Windows scored: those with a label.
+    pub scored: usize,
     pub accuracy: f64,
     pub macro_f1: f64,
     pub big_runs: usize,
@@ -44,14 +47,33 @@ pub fn evaluate(
     labels: &[u32],
     class_names: &[String],
 ) -> Result<StreamEvaluation, AdaptError> {
-    if labels.len() != run.windows.len() {
+    evaluate_scored(run, labels, None, class_names)
+}
+
+/// [`evaluate`] on a continuous stream: only windows whose `known` entry is true are scored
+/// (accuracy, F1 and the change-notice delay, which walks the scored windows in order), while
+/// invocation counts cover every window, as the energy does.
+pub fn evaluate_scored(
+    run: &StreamRun,
+    labels: &[u32],
+    known: Option<&[bool]>,
+    class_names: &[String],
+) -> Result<StreamEvaluation, AdaptError> {
+    if labels.len() != run.windows.len() || known.is_some_and(|k| k.len() != labels.len()) {
         return Err(AdaptError::Invalid(format!(
-            "{} labels for a run over {} windows",
+            "{} labels ({} known flags) for a run over {} windows",
             labels.len(),
+            known.map_or(labels.len(), <[bool]>::len),
             run.windows.len()
         )));
     }
-    let predictions = run.predictions();
+    let scored: Vec<usize> = (0..labels.len())
+        .filter(|&i| known.is_none_or(|k| k[i]))
+        .collect();
+    let all_predictions = run.predictions();
+    let labels: Vec<u32> = scored.iter().map(|&i| labels[i]).collect();
+    let labels = &labels[..];
+    let predictions: Vec<u32> = scored.iter().map(|&i| all_predictions[i]).collect();
     let k = class_names.len() as u32;
     if let Some(i) = labels.iter().position(|&l| l >= k) {
         return Err(AdaptError::Invalid(format!(
@@ -68,7 +90,8 @@ pub fn evaluate(
     let classification = Classification::new(class_names, labels, &predictions);
     let count = |f: fn(&CheckKind) -> bool| run.windows.iter().filter(|w| f(&w.check)).count();
     Ok(StreamEvaluation {
-        n: labels.len(),
+        n: run.windows.len(),
+        scored: labels.len(),
         accuracy: classification.accuracy(),
         macro_f1: classification.macro_f1(),
         big_runs: run.big_runs(),
@@ -126,6 +149,33 @@ pub fn change_notice(labels: &[u32], predictions: &[u32]) -> ChangeNotice {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_windows_are_processed_but_not_scored() {
+        use crate::{StrategySpec, WindowRecord, strategy::StrategyKind};
+        let rec = |big: bool, label: u8| WindowRecord {
+            check: if big {
+                CheckKind::None
+            } else {
+                CheckKind::Signature
+            },
+            big,
+            label,
+        };
+        let run = StreamRun {
+            strategy: StrategySpec::new(StrategyKind::Signature),
+            windows: vec![rec(true, 0), rec(true, 1), rec(false, 1), rec(false, 0)],
+        };
+        let names = vec!["a".to_string(), "b".to_string()];
+        // Window 1 is unknown (its label 0 is a placeholder): 3 scored, 2 of them right.
+        let known = [true, false, true, true];
+        let e = evaluate_scored(&run, &[0, 0, 1, 1], Some(&known), &names).unwrap();
+        assert_eq!((e.n, e.scored, e.big_runs, e.little_runs), (4, 3, 2, 2));
+        assert!((e.accuracy - 2.0 / 3.0).abs() < 1e-12);
+        // The change from window 0 to 2 (the unknown one skipped) is noticed at once.
+        assert_eq!((e.change_notice.changes, e.change_notice.noticed), (1, 1));
+        assert!(evaluate_scored(&run, &[0, 0, 1, 1], Some(&known[..3]), &names).is_err());
+    }
 
     #[test]
     fn change_notice_counts_delays_and_misses() {

@@ -21,8 +21,8 @@ use kinglet_graph::eval::InputLayout;
 use kinglet_graph::{DType, Graph};
 
 use crate::models::{
-    DualClassifier, GraphClassifier, Normalise, S3_CHANNELS, WindowData, output_kind, quantise_i8,
-    signature_distances,
+    AccelChannels, DualClassifier, GraphClassifier, Normalise, S3_CHANNELS, WindowData,
+    output_kind, quantise_i8, signature_distances,
 };
 use crate::simulate::{WindowRecord, parse_decisions_csv};
 use crate::{
@@ -87,6 +87,7 @@ impl Int8Windows {
             n: self.n,
             time: self.time,
             channels: self.channels,
+            accel: AccelChannels::by_count(self.channels),
             values: self
                 .data
                 .iter()
@@ -162,6 +163,8 @@ pub struct FloatWindows {
     pub n: usize,
     pub time: usize,
     pub channels: usize,
+    /// The accelerometer the signature check reads.
+    pub accel: Option<AccelChannels>,
     pub values: Vec<f32>,
 }
 
@@ -172,6 +175,7 @@ impl FloatWindows {
             n: count,
             time: data.time,
             channels: data.channels,
+            accel: data.accel,
             values: window_values(data, first, count)?.to_vec(),
         })
     }
@@ -183,6 +187,7 @@ impl FloatWindows {
             n: self.n,
             time: self.time,
             channels: self.channels,
+            accel: self.accel,
             values: self.values.clone(),
             seed_u8: vec![0; self.values.len()],
         }
@@ -235,10 +240,9 @@ impl StreamWindows {
         &self,
         data: &WindowData,
     ) -> Result<Option<crate::classifier::DistanceTable>, AdaptError> {
-        if self.channels() <= S3_CHANNELS[2] {
-            return Ok(None);
-        }
         Ok(Some(match self {
+            Self::Int8(w) if w.channels <= S3_CHANNELS[2] => return Ok(None),
+            Self::Float(_) if data.accel.is_none() => return Ok(None),
             Self::Int8(w) => {
                 let per = w.time * w.channels;
                 let chunks: Vec<&[i8]> = w.data.chunks_exact(per).collect();
@@ -472,11 +476,11 @@ pub fn cascade_source(
             littles.len()
         )));
     }
-    if matches!(
-        strategy,
-        Strategy::Distance { .. } | Strategy::Signature { .. }
-    ) && channels <= S3_CHANNELS[2]
-    {
+    // Float windows carry the signature's accelerometer bytes separately (any layout);
+    // seed-scaled int8 windows and 1BDD read total_acc at UCI-HAR's channels.
+    let reads_s3 = matches!(strategy, Strategy::Distance { .. })
+        || (matches!(strategy, Strategy::Signature { .. }) && !float);
+    if reads_s3 && channels <= S3_CHANNELS[2] {
         return Err(AdaptError::Invalid(format!(
             "{} needs total_acc (channels 6–8); the windows have {channels} channels",
             spec.label(),
@@ -494,12 +498,13 @@ pub fn cascade_source(
     let _ = writeln!(
         s,
         "pub const STRATEGY: Strategy = {};\n\
-         pub const GUARDS: Guards = Guards {{ min_big_interval: {}, max_big_interval: {}, confirm_windows: {} }};\n\
+         pub const GUARDS: Guards = Guards {{ settle_windows: {}, min_big_interval: {}, max_big_interval: {}, confirm_windows: {} }};\n\
          pub const WINDOW_COUNT: usize = {n};\n\
          pub const WINDOW_TIME: usize = {time};\n\
          pub const WINDOW_CHANNELS: usize = {channels};\n\
          const WINDOW_LEN: usize = WINDOW_TIME * WINDOW_CHANNELS;\n",
         strategy_literal(strategy),
+        guards.settle_windows,
         guards.min_big_interval,
         guards.max_big_interval,
         guards.confirm_windows,
@@ -877,7 +882,7 @@ pub fn run_in_qemu(
         }
         StreamWindows::Float(w) => {
             let bytes: Vec<u8> = w.values.iter().flat_map(|v| v.to_le_bytes()).collect();
-            let signature = if w.channels > S3_CHANNELS[2] {
+            let signature = if w.accel.is_some() {
                 w.window_data().signature_bytes()
             } else {
                 vec![0; w.n * w.time * 3]

@@ -22,7 +22,7 @@ pub mod strategy;
 pub use classifier::{OutputKind, OutputTable, WindowClassifier, WindowDistance};
 pub use energy::{BoardProfile, CostTable, EnergyReport};
 pub use error::AdaptError;
-pub use evaluate::{ChangeNotice, StreamEvaluation, evaluate};
+pub use evaluate::{ChangeNotice, StreamEvaluation, evaluate, evaluate_scored};
 pub use recorded::RecordedStream;
 pub use simulate::{CheckKind, Models, StreamRun, WindowRecord, simulate};
 pub use strategy::StrategySpec;

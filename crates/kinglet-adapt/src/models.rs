@@ -19,12 +19,55 @@ use crate::{AdaptError, OutputKind, WindowClassifier};
 /// Channels of the seed's total_acc sensor (s3) in a UCI-HAR window.
 pub const S3_CHANNELS: [usize; 3] = [6, 7, 8];
 
+/// Where a window's 3-axis accelerometer (gravity included) is, and the factor that turns its
+/// unit into g: the signature check reads it as an 8-bit ±2 g sensor would deliver it, whatever
+/// the dataset's layout and unit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AccelChannels {
+    pub index: [usize; 3],
+    pub to_g: f32,
+}
+
+/// Standard gravity, m/s² per g.
+const STANDARD_GRAVITY: f32 = 9.806_65;
+
+impl AccelChannels {
+    /// UCI-HAR's layout: total_acc (in g) at channels 6–8.
+    pub const UCI_HAR: AccelChannels = AccelChannels {
+        index: S3_CHANNELS,
+        to_g: 1.0,
+    };
+
+    /// By channel name: `total_acc_{x,y,z}` in g (UCI-HAR, HAPT) or `acc_{x,y,z}` in m/s²
+    /// (WISDM).
+    pub fn find(names: &[String]) -> Option<AccelChannels> {
+        let find = |prefix: &str| -> Option<[usize; 3]> {
+            let at = |axis: &str| names.iter().position(|n| *n == format!("{prefix}{axis}"));
+            Some([at("x")?, at("y")?, at("z")?])
+        };
+        if let Some(index) = find("total_acc_") {
+            return Some(AccelChannels { index, to_g: 1.0 });
+        }
+        find("acc_").map(|index| AccelChannels {
+            index,
+            to_g: 1.0 / STANDARD_GRAVITY,
+        })
+    }
+
+    /// For windows known only by their channel count: UCI-HAR's layout when it fits.
+    pub fn by_count(channels: usize) -> Option<AccelChannels> {
+        (channels > S3_CHANNELS[2]).then_some(Self::UCI_HAR)
+    }
+}
+
 /// The windows of a stream in two forms: float values and the seed's uint8 scaling.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WindowData {
     pub n: usize,
     pub time: usize,
     pub channels: usize,
+    /// The accelerometer the signature check reads, if the windows have one.
+    pub accel: Option<AccelChannels>,
     pub values: Vec<f32>,
     /// Per channel over the whole stream, `trunc(255 · (x − min)/(max − min))`.
     pub seed_u8: Vec<u8>,
@@ -53,6 +96,7 @@ impl WindowData {
             n: data.len(),
             time,
             channels,
+            accel: AccelChannels::find(&data.channel_names),
             values: data.data.clone(),
             seed_u8: kinglet_data::seed_uint8_scaling(data),
         })
@@ -113,26 +157,25 @@ fn signature_distances_of(windows: &[&[i8]], stride: usize, first_axis: usize) -
 }
 
 impl WindowData {
-    /// total_acc (in g) quantised to int8 at [`SIGNATURE_SCALE_G`] per step, as an 8-bit
-    /// ±2 g accelerometer would deliver it: `[n, time, 3]`. Empty without total_acc.
+    /// The accelerometer (in g) quantised to int8 at [`SIGNATURE_SCALE_G`] per step, as an
+    /// 8-bit ±2 g accelerometer would deliver it: `[n, time, 3]`. Empty without one.
     pub fn signature_bytes(&self) -> Vec<i8> {
-        if self.channels <= S3_CHANNELS[2] {
+        let Some(accel) = self.accel else {
             return Vec::new();
-        }
+        };
         self.values
             .chunks_exact(self.channels)
-            .flat_map(|step| S3_CHANNELS.map(|c| step[c]))
+            .flat_map(|step| accel.index.map(|c| step[c] * accel.to_g))
             .map(|v| (v / SIGNATURE_SCALE_G).round().clamp(-128.0, 127.0) as i8)
             .collect()
     }
 
     /// The signature strategy's distances over [`signature_bytes`](Self::signature_bytes).
     pub fn signature_distances(&self) -> Result<DistanceTable, AdaptError> {
-        if self.channels <= S3_CHANNELS[2] {
-            return Err(AdaptError::Invalid(format!(
-                "the signature strategy needs total_acc (channels 6–8); the windows have {} channels",
-                self.channels
-            )));
+        if self.accel.is_none() {
+            return Err(AdaptError::Invalid(
+                "the signature strategy needs a 3-axis accelerometer with gravity (channels total_acc_x/y/z in g, or acc_x/y/z in m/s²)".into(),
+            ));
         }
         let bytes = self.signature_bytes();
         let windows: Vec<&[i8]> = bytes.chunks_exact(self.time * 3).collect();
@@ -498,4 +541,38 @@ pub fn load_tflite(path: &std::path::Path) -> Result<Graph, AdaptError> {
         path: path.to_path_buf(),
         message: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_accelerometer_is_found_by_name_and_unit() {
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let uci = kinglet_data::uci_har::HAR_CHANNELS
+            .map(String::from)
+            .to_vec();
+        assert_eq!(AccelChannels::find(&uci), Some(AccelChannels::UCI_HAR));
+        let wisdm = names(&["acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z"]);
+        let a = AccelChannels::find(&wisdm).unwrap();
+        assert_eq!(a.index, [0, 1, 2]);
+        assert!((a.to_g * 9.806_65 - 1.0).abs() < 1e-6);
+        assert_eq!(AccelChannels::find(&names(&["gyro_x", "acc_x"])), None);
+        // 1 g along z in m/s² reads as 64 steps of 1/64 g, as UCI-HAR's 1.0 g does.
+        let data = WindowData {
+            n: 1,
+            time: 1,
+            channels: 6,
+            accel: Some(a),
+            values: vec![0.0, 0.0, 9.806_65, 0.0, 0.0, 0.0],
+            seed_u8: vec![0; 6],
+        };
+        assert_eq!(data.signature_bytes(), vec![0, 0, 64]);
+        let none = WindowData {
+            accel: None,
+            ..data
+        };
+        assert!(none.signature_distances().is_err());
+    }
 }

@@ -18,6 +18,8 @@ use crate::{AdaptError, Models, OutputKind, OutputTable};
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordedStream {
     pub labels: Vec<u32>,
+    /// On a continuous stream, which windows have a label to score (`None`: all).
+    pub known: Option<Vec<bool>>,
     pub big: OutputTable,
     pub littles: Vec<OutputTable>,
     pub dual: Option<OutputTable>,
@@ -181,6 +183,7 @@ impl RecordedStream {
         }
         Ok(Self {
             labels,
+            known: None,
             big,
             littles,
             dual,

@@ -19,6 +19,10 @@ pub struct CascadeRecord {
     /// Where the windows and model outputs came from.
     pub source: String,
     pub n: usize,
+    /// On a continuous stream: the windows with a label (accuracy counts these) and those
+    /// whose samples straddle an activity change. `None` on curated windows.
+    #[serde(default)]
+    pub stream: Option<StreamCounts>,
     pub accuracy: f64,
     pub macro_f1: f64,
     pub big_runs: usize,
@@ -29,6 +33,15 @@ pub struct CascadeRecord {
     pub costs_source: String,
     pub energy: Vec<EnergyReport>,
     pub calibration: Option<Calibration>,
+}
+
+/// See [`CascadeRecord::stream`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamCounts {
+    pub scored: usize,
+    pub straddling: usize,
+    pub window: usize,
+    pub step: usize,
 }
 
 impl CascadeRecord {
@@ -446,10 +459,21 @@ pub fn markdown(records: &[CascadeRecord]) -> String {
             c.mean_windows
         );
     }
+    let mut periods: Vec<f64> = records
+        .iter()
+        .flat_map(|r| r.energy.iter().map(|e| e.window_period_s))
+        .collect();
+    periods.sort_by(f64::total_cmp);
+    periods.dedup();
+    let periods: Vec<String> = periods.iter().map(|p| format!("{p}")).collect();
     let _ = writeln!(
         s,
         "\n## Energy per window (a window every {} s)\n",
-        crate::WINDOW_PERIOD_S
+        if periods.is_empty() {
+            crate::WINDOW_PERIOD_S.to_string()
+        } else {
+            periods.join(" / ")
+        }
     );
     let _ = writeln!(
         s,

@@ -110,6 +110,10 @@ pub struct StrategySpec {
     pub min_big_interval: u32,
     pub max_big_interval: u32,
     pub confirm_windows: u8,
+    /// Big also runs on this many windows after a change a check noticed (see
+    /// [`Guards::settle_windows`]).
+    #[serde(default)]
+    pub settle_windows: u8,
     /// Signature: one distance threshold per label (label k uses entry k; labels past the end
     /// use `threshold`). Empty for the other kinds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -145,6 +149,7 @@ impl StrategySpec {
             min_big_interval: 0,
             max_big_interval: 0,
             confirm_windows: 1,
+            settle_windows: 0,
             thresholds: Vec::new(),
         }
     }
@@ -178,6 +183,9 @@ impl StrategySpec {
         }
         if self.confirm_windows > 1 {
             s += &format!("+confirm {}", self.confirm_windows);
+        }
+        if self.settle_windows > 0 {
+            s += &format!("+settle {}", self.settle_windows);
         }
         s
     }
@@ -264,6 +272,7 @@ impl StrategySpec {
             },
         };
         let guards = Guards {
+            settle_windows: self.settle_windows,
             min_big_interval: self.min_big_interval,
             max_big_interval: self.max_big_interval,
             confirm_windows: self.confirm_windows.max(1),

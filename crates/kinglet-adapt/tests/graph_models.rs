@@ -37,6 +37,8 @@ fn int8_little_on_the_lcg_window_matches_tflite() {
         labels: vec![0],
         subjects: None,
         class_names: vec!["walking".into()],
+        sample_rate_hz: None,
+        stream: None,
     };
     let windows = Rc::new(WindowData::from_dataset(&ds).unwrap());
     let graph = load_tflite(

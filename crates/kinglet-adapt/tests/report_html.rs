@@ -46,6 +46,7 @@ fn record(kind: StrategyKind, calibrated: bool) -> CascadeRecord {
         .map(|b| price_run(&run, b, &costs, &Cell::cr2032()).unwrap())
         .collect();
     CascadeRecord {
+        stream: None,
         strategy: spec.label(),
         spec,
         source: "seed fixture".into(),

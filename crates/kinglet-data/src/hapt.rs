@@ -24,12 +24,22 @@
 //! as fit inside the segment. `labels.txt` counts samples from 1; the official windows start
 //! one sample earlier still, so window 0 of a segment starting at `s` covers 0-based
 //! samples `s − 2 ..= s + 125` ([`LABEL_START_OFFSET`]).
+//!
+//! Classes: the six basic activities (`classes=6`, UCI-HAR's task) or all twelve
+//! (`classes=12`: the six postural transitions STAND_TO_SIT … LIE_TO_STAND become labels
+//! 6–11). A transition window is cut by the same rule as an activity window: it lies wholly
+//! inside the transition's labelled segment, so a transition shorter than 128 samples
+//! (2.56 s) yields no window and a longer one yields one window per 64 samples. In a
+//! continuous stream ([`load_recordings`] with `stream`), each window on the fixed grid takes
+//! the majority label of its samples instead, transitions included (with `classes=6` their
+//! samples count as unlabelled).
 
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::filter::{Iir, median_filter};
+use crate::recording::{Grid, Recording};
 use crate::text::{parse_float_table, parse_int_table, parse_label_names};
 use crate::uci_har::{HAR_CHANNELS, WINDOW};
 use crate::{Activities, DataError, Dataset, Split};
@@ -447,10 +457,7 @@ pub fn windows(
     activities: Activities,
     keep_user: impl Fn(u32) -> bool,
 ) -> Dataset {
-    let classes = match activities {
-        Activities::BasicSix => 6,
-        Activities::AllTwelve => 12,
-    };
+    let classes = class_count(activities);
     let class_names: Vec<String> = data.activity_names.iter().take(classes).cloned().collect();
     let channels = HAR_CHANNELS.len();
     let mut out = Dataset {
@@ -460,6 +467,8 @@ pub fn windows(
         labels: Vec::new(),
         subjects: Some(Vec::new()),
         class_names,
+        sample_rate_hz: Some(SAMPLE_RATE_HZ as f32),
+        stream: None,
     };
     for s in &data.segments {
         if !keep_user(s.user) || s.activity as usize > classes {
@@ -478,6 +487,89 @@ pub fn windows(
         }
     }
     out
+}
+
+/// The recordings of users `keep_user` accepts with a label per sample: the segment's
+/// activity for samples inside a labelled segment (`labels.txt`'s 1-based bounds, inclusive),
+/// `None` elsewhere and for the postural transitions when `activities` is the basic six.
+pub fn recordings(
+    data: &HaptData,
+    activities: Activities,
+    keep_user: impl Fn(u32) -> bool,
+) -> Vec<Recording> {
+    let classes = class_count(activities);
+    let channel_names: Vec<String> = HAR_CHANNELS.iter().map(|s| s.to_string()).collect();
+    data.recordings
+        .values()
+        .filter(|r| keep_user(r.user))
+        .map(|r| {
+            let mut labels = vec![None; r.len];
+            for s in data
+                .segments
+                .iter()
+                .filter(|s| s.experiment == r.experiment)
+            {
+                if s.activity as usize > classes {
+                    continue;
+                }
+                let first = (s.start - 1).max(0) as usize;
+                let last = (s.end as usize).min(r.len);
+                for l in labels.iter_mut().take(last).skip(first) {
+                    *l = Some(s.activity - 1);
+                }
+            }
+            Recording {
+                subject: r.user,
+                id: r.experiment,
+                sample_rate_hz: SAMPLE_RATE_HZ as f32,
+                channel_names: channel_names.clone(),
+                signals: r.signals.clone(),
+                labels,
+            }
+        })
+        .collect()
+}
+
+/// One split of HAPT cut on another grid than UCI-HAR's: windows inside labelled segments
+/// (`stream == false`; for a window or step other than 128/64) or a continuous stream over
+/// each whole recording (see [`recording::stream_windows`](crate::recording::stream_windows)).
+pub fn load_recordings(
+    path: &Path,
+    split: Split,
+    activities: Activities,
+    grid: Grid,
+    stream: bool,
+) -> Result<Dataset, DataError> {
+    let keep = |u: u32| subject_in_split(u, split);
+    let data = read(path, keep, &Processing::default())?;
+    let recs = recordings(&data, activities, keep);
+    let class_names: Vec<String> = data
+        .activity_names
+        .iter()
+        .take(class_count(activities))
+        .cloned()
+        .collect();
+    let dataset = if stream {
+        crate::recording::stream_windows(&recs, grid, &class_names)?
+    } else {
+        crate::recording::segment_windows(&recs, grid, &class_names)?
+    };
+    if dataset.is_empty() {
+        return Err(DataError::Empty(format!(
+            "no windows of {} samples in split `{}` of {}",
+            grid.window,
+            split.name(),
+            path.display()
+        )));
+    }
+    Ok(dataset)
+}
+
+fn class_count(activities: Activities) -> usize {
+    match activities {
+        Activities::BasicSix => 6,
+        Activities::AllTwelve => 12,
+    }
 }
 
 /// Loads one split of HAPT as UCI-HAR-style windows.

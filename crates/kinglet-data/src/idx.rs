@@ -154,6 +154,8 @@ pub fn load(dir: &Path, split: Split, flavour: Flavour) -> Result<Dataset, DataE
         labels: labels[range.clone()].iter().map(|&l| l as u32).collect(),
         subjects: None,
         class_names,
+        sample_rate_hz: None,
+        stream: None,
     })
 }
 

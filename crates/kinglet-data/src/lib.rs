@@ -20,6 +20,41 @@ pub struct Dataset {
     pub subjects: Option<Vec<u32>>,
     /// Class names, indexed by label.
     pub class_names: Vec<String>,
+    /// Samples per second along the first axis, for time series whose source says so
+    /// (UCI-HAR and HAPT 50 Hz, WISDM 20 Hz); `None` for images.
+    pub sample_rate_hz: Option<f32>,
+    /// Set when the windows were cut on a fixed grid over whole recordings
+    /// ([`recording::stream_windows`]) rather than inside labelled segments.
+    pub stream: Option<StreamInfo>,
+}
+
+/// What a continuous stream knows about each of its windows beyond the label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamInfo {
+    /// Window length and step, in samples.
+    pub window: usize,
+    pub step: usize,
+    /// False where most of the window is unlabelled: its label is a placeholder (0) and it
+    /// is not scored, but a device would still process it.
+    pub known: Vec<bool>,
+    /// True where the window's samples carry more than one label (an activity change, or
+    /// labelled and unlabelled samples).
+    pub straddles: Vec<bool>,
+    /// The recording each window was cut from; consecutive windows of one recording overlap.
+    pub recording: Vec<u32>,
+}
+
+impl StreamInfo {
+    /// The same per-window facts for the windows at `indices`.
+    pub fn select(&self, indices: &[usize]) -> StreamInfo {
+        StreamInfo {
+            window: self.window,
+            step: self.step,
+            known: indices.iter().map(|&i| self.known[i]).collect(),
+            straddles: indices.iter().map(|&i| self.straddles[i]).collect(),
+            recording: indices.iter().map(|&i| self.recording[i]).collect(),
+        }
+    }
 }
 
 impl Dataset {
@@ -61,13 +96,36 @@ impl Dataset {
                 .as_ref()
                 .map(|s| indices.iter().map(|&i| s[i]).collect()),
             class_names: self.class_names.clone(),
+            sample_rate_hz: self.sample_rate_hz,
+            stream: self.stream.as_ref().map(|s| s.select(indices)),
         }
     }
 
-    /// Samples per class, indexed by label.
+    /// Whether window `i` has a label to score (always, outside streams).
+    pub fn is_known(&self, i: usize) -> bool {
+        self.stream.as_ref().is_none_or(|s| s.known[i])
+    }
+
+    /// The windows that have a label: all of them, outside streams.
+    pub fn known_indices(&self) -> Vec<usize> {
+        (0..self.len()).filter(|&i| self.is_known(i)).collect()
+    }
+
+    /// The labelled windows only, as an ordinary (non-stream) dataset: what training and
+    /// plain accuracy see of a stream.
+    pub fn labelled_only(&self) -> Dataset {
+        let mut out = self.select(&self.known_indices());
+        out.stream = None;
+        out
+    }
+
+    /// Labelled samples per class, indexed by label (a stream's unknown windows excluded).
     pub fn class_counts(&self) -> Vec<usize> {
         let mut counts = vec![0; self.class_names.len()];
-        for &l in &self.labels {
+        for (i, &l) in self.labels.iter().enumerate() {
+            if !self.is_known(i) {
+                continue;
+            }
             if let Some(c) = counts.get_mut(l as usize) {
                 *c += 1;
             }
@@ -89,10 +147,12 @@ pub mod idx;
 pub mod metrics;
 pub mod normalise;
 pub mod official;
+pub mod recording;
 pub mod spec;
 mod text;
 pub mod uci_har;
+pub mod wisdm;
 
 pub use error::DataError;
 pub use normalise::{Normalisation, seed_uint8_scaling};
-pub use spec::{Activities, DataSpec, LoadOptions, Source, Split, load};
+pub use spec::{Activities, DataSpec, LoadOptions, Source, Split, load, load_labelled};

@@ -122,6 +122,8 @@ mod tests {
             labels: vec![0; n],
             subjects: None,
             class_names: vec!["x".into()],
+            sample_rate_hz: None,
+            stream: None,
         }
     }
 

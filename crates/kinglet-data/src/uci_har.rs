@@ -176,6 +176,8 @@ pub fn load_official_split(root: &Path, split: &str) -> Result<Dataset, DataErro
         labels,
         subjects: Some(subjects),
         class_names,
+        sample_rate_hz: Some(50.0),
+        stream: None,
     })
 }
 

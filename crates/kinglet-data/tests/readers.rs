@@ -186,6 +186,46 @@ fn hapt_zip_splits_by_subject() {
 }
 
 #[test]
+fn hapt_classes_option_and_continuous_streams() {
+    let zip = fixture("hapt.zip");
+    let parse = |s: &str| DataSpec::parse(&format!("hapt:{}:{s}", zip.display())).unwrap();
+    // `classes=12` in the spec does what LoadOptions' AllTwelve does.
+    let twelve = load(&parse("test:classes=12"), &LoadOptions::default()).unwrap();
+    assert_eq!(twelve.class_names.len(), 12);
+    assert_eq!(twelve.class_counts()[6..].to_vec(), vec![1, 1, 0, 0, 0, 0]);
+
+    // A stream covers every recording on the fixed grid, the windows of the segment cut
+    // among them; transitions are unlabelled with six classes, labelled with twelve.
+    let six = load(&parse("test:stream"), &LoadOptions::default()).unwrap();
+    let s = six.stream.as_ref().unwrap();
+    assert_eq!((s.window, s.step), (128, 64));
+    assert!(s.known.iter().any(|k| !k) && s.straddles.iter().any(|k| *k));
+    assert!(six.len() > load(&parse("test"), &LoadOptions::default()).unwrap().len());
+    let twelve = load(&parse("test:classes=12:stream"), &LoadOptions::default()).unwrap();
+    let unknown = |d: &kinglet_data::Dataset| {
+        d.stream
+            .as_ref()
+            .unwrap()
+            .known
+            .iter()
+            .filter(|k| !**k)
+            .count()
+    };
+    assert_eq!(twelve.len(), six.len());
+    assert!(unknown(&twelve) < unknown(&six));
+    assert!(twelve.class_counts()[6..].iter().sum::<usize>() > 0);
+    // Training sees only labelled windows of a stream.
+    let labelled =
+        kinglet_data::load_labelled(&parse("test:stream"), &LoadOptions::default()).unwrap();
+    assert_eq!(labelled.len(), six.len() - unknown(&six));
+    assert!(labelled.stream.is_none());
+    // Another grid: windows of 100 samples every 50.
+    let other = load(&parse("test:window=100:step=50"), &LoadOptions::default()).unwrap();
+    assert_eq!(other.sample_shape, vec![100, 9]);
+    assert_eq!(other.sample_rate_hz, Some(50.0));
+}
+
+#[test]
 fn hapt_folder_reads_like_the_zip() {
     let dir = tempfile::tempdir().unwrap();
     let file = std::fs::File::open(fixture("hapt.zip")).unwrap();

@@ -20,6 +20,11 @@ pub struct ChannelNormalisation {
     pub channels: Vec<String>,
     pub mean: Vec<f32>,
     pub std: Vec<f32>,
+    /// Samples per second of the training windows: the input description travels with the
+    /// normalisation (into `.kgl` and `.tflite` metadata), so that data at another rate is
+    /// refused instead of silently misread. `None` for images and older model files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_rate_hz: Option<f32>,
 }
 
 impl ChannelNormalisation {
@@ -33,6 +38,7 @@ impl ChannelNormalisation {
             channels: data.channel_names.clone(),
             mean: n.mean,
             std: n.std,
+            sample_rate_hz: data.sample_rate_hz,
         })
     }
 
@@ -42,6 +48,20 @@ impl ChannelNormalisation {
             channels: channels.to_vec(),
             mean: vec![0.0; channels.len()],
             std: vec![1.0; channels.len()],
+            sample_rate_hz: None,
+        }
+    }
+
+    /// Refuses windows recorded at another rate than the training windows (when both know
+    /// theirs).
+    pub fn check_rate(&self, data: &Dataset) -> Result<(), Error> {
+        match (self.sample_rate_hz, data.sample_rate_hz) {
+            (Some(model), Some(d)) if (model - d).abs() > 1e-3 * model.abs().max(1.0) => {
+                Err(Error::Data(format!(
+                    "the model was trained on windows sampled at {model} Hz, the data is sampled at {d} Hz"
+                )))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -120,6 +140,7 @@ pub fn prepare(
     norm: &ChannelNormalisation,
 ) -> Result<Prepared, Error> {
     let c_all = channel_count(data)?;
+    norm.check_rate(data)?;
     if let Task::Image { height, width } = arch.task {
         // Images are windows of height·width pixels (row-major, channels last).
         if data.sample_shape[..] != [height, width, c_all] {
@@ -233,6 +254,21 @@ pub fn prepare(
 mod tests {
     use super::*;
 
+    #[test]
+    fn data_at_another_rate_is_refused() {
+        let mut d = tiny();
+        d.sample_rate_hz = Some(50.0);
+        let mut n = ChannelNormalisation::fit(&d).unwrap();
+        assert_eq!(n.sample_rate_hz, Some(50.0));
+        assert!(n.check_rate(&d).is_ok());
+        d.sample_rate_hz = Some(20.0);
+        let err = n.check_rate(&d).unwrap_err().to_string();
+        assert!(err.contains("50 Hz") && err.contains("20 Hz"), "{err}");
+        // Older model files know no rate and accept any.
+        n.sample_rate_hz = None;
+        assert!(n.check_rate(&d).is_ok());
+    }
+
     fn tiny() -> Dataset {
         // 3 windows of 2 samples × 2 channels.
         Dataset {
@@ -242,6 +278,8 @@ mod tests {
             labels: vec![0, 0, 1],
             subjects: Some(vec![1, 1, 1]),
             class_names: vec!["x".into(), "y".into()],
+            sample_rate_hz: None,
+            stream: None,
         }
     }
 

@@ -40,6 +40,8 @@ fn synthetic(n: usize, seed: u64) -> Dataset {
         labels,
         subjects: Some((0..n as u32).map(|i| i / 20).collect()),
         class_names: vec!["slow".into(), "medium".into(), "fast".into()],
+        sample_rate_hz: None,
+        stream: None,
     }
 }
 

@@ -92,6 +92,36 @@ fn signature_cascade_runs_calibrates_and_prices_the_check() {
 fn cascades_on_the_cortex_m4_match_the_host() {
     signature_cascade_on_the_cortex_m4_matches_the_host();
     dual_cascade_on_the_cortex_m4_matches_the_host();
+    settling_signature_cascade_on_a_stream_matches_the_host();
+}
+
+/// The settle guard on the device: on a continuous stream (windows that straddle changes),
+/// Big also runs on the window after each noticed change, as in the host simulator.
+fn settling_signature_cascade_on_a_stream_matches_the_host() {
+    let big = repo("crates/kinglet-graph/tests/fixtures/B_s123_1IN_int8.tflite");
+    let data = hapt_fixture("train");
+    let v = json(&kinglet(&[
+        "cascade",
+        "--target",
+        "cortex-m4",
+        "--strategy",
+        "signature",
+        "--threshold",
+        "400",
+        "--settle",
+        "1",
+        "--big",
+        &big,
+        "--data",
+        &data,
+        "--firmware-windows",
+        "50",
+        "--json",
+    ]));
+    assert_eq!(v["decisions_match_host"], true, "{v}");
+    assert_eq!(v["n"], 50);
+    let big_runs = v["big_runs"].as_u64().unwrap();
+    assert!((2..50).contains(&big_runs), "Big ran {big_runs} of 50");
 }
 
 fn signature_cascade_on_the_cortex_m4_matches_the_host() {
@@ -155,4 +185,72 @@ fn dual_cascade_on_the_cortex_m4_matches_the_host() {
     assert_eq!(v["little_runs"], 39);
     let big_runs = v["big_runs"].as_u64().unwrap();
     assert!((1..40).contains(&big_runs), "Big ran {big_runs} of 40");
+}
+
+fn hapt_fixture(split: &str) -> String {
+    format!(
+        "hapt:{}:{split}:stream",
+        repo("crates/kinglet-data/tests/fixtures/hapt.zip")
+    )
+}
+
+/// A continuous stream (fixed 128/64 grid over whole recordings): unlabelled windows are
+/// processed but not scored, straddling windows are counted, calibration runs on the
+/// validation subjects' stream, and the settle guard travels through the calibration.
+#[test]
+fn signature_cascade_calibrates_and_scores_on_a_continuous_stream() {
+    let big = repo("crates/kinglet-graph/tests/fixtures/B_s123_1IN_int8.tflite");
+    let (data, val, boards) = (hapt_fixture("test"), hapt_fixture("val"), repo("boards"));
+    let v = json(&kinglet(&[
+        "cascade",
+        "--strategy",
+        "signature",
+        "--settle",
+        "1",
+        "--big",
+        &big,
+        "--data",
+        &data,
+        "--validation",
+        &val,
+        "--budget",
+        "1pp",
+        "--boards-dir",
+        &boards,
+        "--cost",
+        "big=84041",
+        "--cost",
+        "signature=3175",
+        "--json",
+    ]));
+    let n = v["n"].as_u64().unwrap();
+    let stream = &v["stream"];
+    let scored = stream["scored"].as_u64().unwrap();
+    assert!(scored > 0 && scored < n, "{scored} of {n} windows scored");
+    assert!(stream["straddling"].as_u64().unwrap() > 0, "{stream}");
+    assert_eq!(
+        (stream["window"].as_u64(), stream["step"].as_u64()),
+        (Some(128), Some(64))
+    );
+    // Every window costs energy, scored or not: each is checked or runs Big (Big without a
+    // check on the first window and on each settle window).
+    let (big_runs, checks) = (
+        v["big_runs"].as_u64().unwrap(),
+        v["little_runs"].as_u64().unwrap(),
+    );
+    assert!(
+        checks < n && checks + big_runs >= n,
+        "{checks} checks, {big_runs} Big, {n}"
+    );
+    assert!(
+        v["calibration"]["chosen"]
+            .as_str()
+            .unwrap()
+            .ends_with("+settle 1"),
+        "{}",
+        v["calibration"]["chosen"]
+    );
+    // 64 samples at 50 Hz between windows.
+    let period = v["energy"][0]["window_period_s"].as_f64().unwrap();
+    assert!((period - 1.28).abs() < 1e-9, "{period}");
 }

@@ -9,13 +9,13 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use kinglet_adapt::calibrate::{Calibration, calibrate, parse_budget};
 use kinglet_adapt::classifier::DistanceTable;
-use kinglet_adapt::energy::{Cell, CostTable, price_run};
+use kinglet_adapt::energy::{Cell, CostTable, price_run_every};
 use kinglet_adapt::models::{DualClassifier, GraphClassifier, Normalise, WindowData, load_tflite};
-use kinglet_adapt::report::CascadeRecord;
+use kinglet_adapt::report::{CascadeRecord, StreamCounts};
 use kinglet_adapt::strategy::{StrategyKind, parse_measure};
 use kinglet_adapt::{
     BoardProfile, Models, OutputKind, OutputTable, RecordedStream, StrategySpec, WindowClassifier,
-    evaluate, simulate,
+    evaluate_scored, simulate,
 };
 use kinglet_data::spec::{DataSpec, LoadOptions, Split};
 use kinglet_graph::Graph;
@@ -76,6 +76,10 @@ pub struct CascadeArgs {
     /// Consecutive windows that must ask for Big before it wakes.
     #[arg(long, default_value_t = 1)]
     pub confirm: u8,
+    /// After a change a check noticed, Big also runs on this many following windows (the
+    /// first of them wholly in the new activity, where the noticing window straddles it).
+    #[arg(long, default_value_t = 0)]
+    pub settle: u8,
     /// Calibrate the threshold within this accuracy budget of Big-only, e.g. `0.5pp`.
     #[arg(long)]
     pub budget: Option<String>,
@@ -143,6 +147,7 @@ fn spec_from_args(a: &CascadeArgs) -> Result<StrategySpec> {
     spec.min_big_interval = a.min_interval;
     spec.max_big_interval = a.max_interval;
     spec.confirm_windows = a.confirm;
+    spec.settle_windows = a.settle;
     if !a.thresholds.is_empty() {
         if kind != StrategyKind::Signature {
             bail!("--thresholds is for the signature strategy (use --threshold)");
@@ -158,6 +163,23 @@ struct LoadedModel {
     name: String,
     graph: Graph,
     normalise: Option<Normalise>,
+    /// The training windows' sampling rate, where the model file records it.
+    sample_rate_hz: Option<f32>,
+}
+
+impl LoadedModel {
+    /// Refuses a stream sampled at another rate than the model's training windows.
+    fn check_rate(&self, data: &kinglet_data::Dataset) -> Result<()> {
+        if let (Some(m), Some(d)) = (self.sample_rate_hz, data.sample_rate_hz)
+            && (m - d).abs() > 1e-3 * m.abs().max(1.0)
+        {
+            bail!(
+                "{}: trained on windows sampled at {m} Hz, but the data is sampled at {d} Hz",
+                self.name
+            );
+        }
+        Ok(())
+    }
 }
 
 fn load_model(path: &Path, channel_names: &[String]) -> Result<LoadedModel> {
@@ -170,6 +192,7 @@ fn load_model(path: &Path, channel_names: &[String]) -> Result<LoadedModel> {
             let graph = load_tflite(path)?;
             // kinglet-written models carry their training normalisation in the metadata;
             // the seed's models have none and take seed-scaled or raw inputs instead.
+            let mut sample_rate_hz = None;
             let normalise = match graph.metadata.get(kinglet_graph::meta::NORMALISATION) {
                 Some(text) => {
                     let meta: serde_json::Value =
@@ -182,6 +205,7 @@ fn load_model(path: &Path, channel_names: &[String]) -> Result<LoadedModel> {
                     .with_context(|| {
                         format!("{}: malformed normalisation metadata", path.display())
                     })?;
+                    sample_rate_hz = n.sample_rate_hz;
                     Some(normalise_for(&n, channel_names))
                 }
                 None => None,
@@ -190,6 +214,7 @@ fn load_model(path: &Path, channel_names: &[String]) -> Result<LoadedModel> {
                 name,
                 graph,
                 normalise,
+                sample_rate_hz,
             })
         }
         Some("kgl") => {
@@ -202,6 +227,7 @@ fn load_model(path: &Path, channel_names: &[String]) -> Result<LoadedModel> {
                 name,
                 graph,
                 normalise,
+                sample_rate_hz: model.normalisation.sample_rate_hz,
             })
         }
         _ => bail!("{}: expected a .tflite or .kgl model", path.display()),
@@ -231,6 +257,11 @@ fn normalise_for(n: &kinglet_train::ChannelNormalisation, channel_names: &[Strin
 /// Every model of the cascade, running on one stream's windows.
 struct StreamModels {
     labels: Vec<u32>,
+    /// Continuous streams: which windows are scored, and the grid and straddle counts.
+    known: Option<Vec<bool>>,
+    counts: Option<StreamCounts>,
+    /// Seconds between windows, for the sleep and battery figures.
+    window_period_s: f64,
     class_names: Vec<String>,
     big: GraphClassifier,
     littles: Vec<GraphClassifier>,
@@ -265,6 +296,7 @@ impl StreamModels {
         let n = self.labels.len();
         Ok(RecordedStream {
             labels: self.labels.clone(),
+            known: self.known.clone(),
             big: OutputTable::compute(&mut self.big, n)?,
             littles: self
                 .littles
@@ -296,6 +328,7 @@ fn open_stream(a: &CascadeArgs, spec: &StrategySpec, data_spec: &DataSpec) -> Re
     };
     let open = |path: &Path| -> Result<GraphClassifier> {
         let m = load_model(path, &data.channel_names)?;
+        m.check_rate(&data)?;
         let uint8 = m
             .graph
             .inputs
@@ -343,8 +376,19 @@ fn open_stream(a: &CascadeArgs, spec: &StrategySpec, data_spec: &DataSpec) -> Re
     } else {
         None
     };
+    let counts = data.stream.as_ref().map(|s| StreamCounts {
+        scored: s.known.iter().filter(|k| **k).count(),
+        straddling: s.straddles.iter().filter(|k| **k).count(),
+        window: s.window,
+        step: s.step,
+    });
+    let window_period_s = kinglet_data::spec::window_period_s(data_spec, &data)
+        .unwrap_or(kinglet_adapt::WINDOW_PERIOD_S);
     Ok(StreamModels {
+        window_period_s,
         labels: data.labels.clone(),
+        known: data.stream.as_ref().map(|s| s.known.clone()),
+        counts,
         class_names: data.class_names.clone(),
         big,
         littles,
@@ -395,6 +439,9 @@ pub fn run(a: CascadeArgs) -> Result<()> {
     };
 
     let mut calibration: Option<Calibration> = None;
+    let mut known: Option<Vec<bool>> = None;
+    let mut counts: Option<StreamCounts> = None;
+    let mut window_period_s = kinglet_adapt::WINDOW_PERIOD_S;
     let (run, labels, class_names, source) = if let Some(path) = &a.outputs {
         let mut stream = RecordedStream::load_csv(path, outputs_kind)?;
         let class_names = uci_class_names(&stream);
@@ -442,6 +489,9 @@ pub fn run(a: CascadeArgs) -> Result<()> {
         let mut stream = open_stream(&a, &spec, &data_spec)?;
         let n = stream.labels.len();
         let run = simulate(&spec, &mut stream.models(), n)?;
+        known = stream.known.take();
+        counts = stream.counts;
+        window_period_s = stream.window_period_s;
         (
             run,
             stream.labels.clone(),
@@ -450,7 +500,7 @@ pub fn run(a: CascadeArgs) -> Result<()> {
         )
     };
 
-    let e = evaluate(&run, &labels, &class_names)?;
+    let e = evaluate_scored(&run, &labels, known.as_deref(), &class_names)?;
     let boards = BoardProfile::load_dir(&a.boards_dir).with_context(|| {
         format!(
             "reading board profiles from {} (set --boards-dir)",
@@ -475,13 +525,14 @@ pub fn run(a: CascadeArgs) -> Result<()> {
     }
     let energy = boards
         .iter()
-        .map(|b| price_run(&run, b, &costs, &cell))
+        .map(|b| price_run_every(&run, b, &costs, &cell, window_period_s))
         .collect::<Result<Vec<_>, _>>()?;
     let record = CascadeRecord {
         strategy: spec.label(),
         spec: spec.clone(),
         source,
         n: e.n,
+        stream: counts,
         accuracy: e.accuracy,
         macro_f1: e.macro_f1,
         big_runs: e.big_runs,
@@ -663,6 +714,7 @@ fn print(r: &CascadeRecord, board: &str, json: bool) -> Result<()> {
             "spec": r.spec,
             "data": r.source,
             "n": r.n,
+            "stream": r.stream,
             "accuracy": r.accuracy,
             "macro_f1": r.macro_f1,
             "big_runs": r.big_runs,
@@ -699,6 +751,12 @@ fn print(r: &CascadeRecord, board: &str, json: bool) -> Result<()> {
         return Ok(());
     }
     println!("strategy  {}\ndata      {}", r.strategy, r.source);
+    if let Some(c) = &r.stream {
+        println!(
+            "stream    {} windows on a {}/{} grid: {} scored (the rest unlabelled), {} straddle a change",
+            r.n, c.window, c.step, c.scored, c.straddling
+        );
+    }
     println!(
         "accuracy  {:.2} %   macro-F1 {:.4}   n {}\nBig runs  {}   little runs {}",
         r.accuracy * 100.0,

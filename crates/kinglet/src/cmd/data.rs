@@ -36,9 +36,10 @@ pub struct FetchArgs {
 
 #[derive(Args, Debug)]
 pub struct InfoArgs {
-    /// Data spec, `KIND:PATH[:train|val|test]`.
+    /// Data spec, `KIND:PATH[:train|val|test][:OPTION…]`, e.g. `hapt:hapt.zip:test:classes=12`,
+    /// `wisdm:DIR:train:activities=18`, `hapt:hapt.zip:val:stream`.
     pub spec: String,
-    /// HAPT: include the six postural transitions (12 classes).
+    /// HAPT: include the six postural transitions (12 classes; same as `:classes=12`).
     #[arg(long)]
     pub all_activities: bool,
     /// Print one JSON object.
@@ -118,6 +119,14 @@ fn run_info(a: InfoArgs) -> Result<()> {
             "channels": data.channel_names,
             "classes": classes,
             "subjects": subjects,
+            "sample_rate_hz": data.sample_rate_hz,
+            "stream": data.stream.as_ref().map(|s| serde_json::json!({
+                "window": s.window,
+                "step": s.step,
+                "unknown": s.known.iter().filter(|k| !**k).count(),
+                "straddling": s.straddles.iter().filter(|k| **k).count(),
+                "recordings": s.recording.iter().collect::<std::collections::BTreeSet<_>>().len(),
+            })),
         });
         println!("{out}");
         return Ok(());
@@ -128,7 +137,28 @@ fn run_info(a: InfoArgs) -> Result<()> {
         data.sample_shape
     );
     println!("channels: {}", data.channel_names.join(" "));
-    println!("per class:");
+    if let Some(rate) = data.sample_rate_hz {
+        println!("sample rate: {rate} Hz");
+    }
+    if let Some(s) = &data.stream {
+        let recordings: std::collections::BTreeSet<_> = s.recording.iter().collect();
+        println!(
+            "stream: {} recordings on a {}/{} grid; {} windows unknown (not scored), {} straddle a change",
+            recordings.len(),
+            s.window,
+            s.step,
+            s.known.iter().filter(|k| !**k).count(),
+            s.straddles.iter().filter(|k| **k).count()
+        );
+    }
+    println!(
+        "per class{}:",
+        if data.stream.is_some() {
+            " (labelled windows)"
+        } else {
+            ""
+        }
+    );
     for (name, count) in data.class_names.iter().zip(&per_class) {
         println!("  {name:20} {count:6}");
     }

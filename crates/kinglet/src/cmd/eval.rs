@@ -57,7 +57,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if !spec.split_given {
         spec = spec.with_split(Split::Test);
     }
-    let data = kinglet_data::spec::load(&spec, &LoadOptions::default())
+    let data = kinglet_data::spec::load_labelled(&spec, &LoadOptions::default())
         .with_context(|| format!("loading {spec}"))?;
     let started = std::time::Instant::now();
     let result = if args.model.extension().is_some_and(|e| e == "tflite") {

@@ -86,7 +86,7 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
     if !spec.split_given {
         spec = spec.with_split(Split::Train);
     }
-    let data = kinglet_data::spec::load(&spec, &LoadOptions::default())
+    let data = kinglet_data::spec::load_labelled(&spec, &LoadOptions::default())
         .with_context(|| format!("loading {spec}"))?;
     if data.is_empty() {
         bail!("{spec}: no windows to calibrate on");
@@ -206,7 +206,7 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         if !spec.split_given {
             spec = spec.with_split(Split::Test);
         }
-        let data = kinglet_data::spec::load(&spec, &LoadOptions::default())
+        let data = kinglet_data::spec::load_labelled(&spec, &LoadOptions::default())
             .with_context(|| format!("loading {spec}"))?;
         let (_, samples, targets) = load_with_samples(&args.model, &data)?;
         let float_acc = fraction_equal(&predict(&graph, &samples)?, &targets);
@@ -504,6 +504,8 @@ mod tests {
             labels: vec![0, 1],
             subjects: None,
             class_names: vec!["x".into(), "y".into()],
+            sample_rate_hz: None,
+            stream: None,
         }
     }
 

@@ -211,7 +211,7 @@ impl Progress for Bar {
 }
 
 pub(crate) fn load(spec: &DataSpec) -> Result<kinglet_data::Dataset> {
-    kinglet_data::spec::load(spec, &LoadOptions::default())
+    kinglet_data::spec::load_labelled(spec, &LoadOptions::default())
         .with_context(|| format!("loading {spec}"))
 }
 
