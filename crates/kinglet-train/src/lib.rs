@@ -20,7 +20,7 @@ pub mod train;
 pub use arch::{Architecture, Task};
 pub use inputs::ChannelNormalisation;
 pub use lower::lower;
-pub use model_file::{InputGroup, TrainedModel};
+pub use model_file::{InputGroup, ModelKind, TrainedModel};
 pub use train::{EpochReport, Progress, Silent, TrainOptions, TrainOutcome, evaluate, train};
 
 /// Everything that can go wrong while training, saving or loading.

@@ -220,7 +220,50 @@ pub(crate) fn unpack_tensors(
         .collect()
 }
 
-/// Writes `path` atomically: temporary file in the same directory, fsync, rename.
+/// What a model file holds, told by its first bytes (a `.kgl`'s magic, a `.tflite`'s `TFL3`
+/// flatbuffer identifier), so that a model works whatever the file is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelKind {
+    Kgl,
+    Tflite,
+}
+
+impl ModelKind {
+    /// Reads the first 8 bytes of `path`; a file too short or of neither kind is an error
+    /// naming it.
+    pub fn of(path: &Path) -> Result<ModelKind, Error> {
+        use std::io::Read;
+        let io = |e: std::io::Error| Error::Io {
+            path: path.to_path_buf(),
+            source: e,
+        };
+        let mut head = Vec::with_capacity(8);
+        std::fs::File::open(path)
+            .map_err(io)?
+            .take(8)
+            .read_to_end(&mut head)
+            .map_err(io)?;
+        ModelKind::from_head(&head).ok_or_else(|| Error::ModelFile {
+            path: path.to_path_buf(),
+            reason: "neither a kinglet model (.kgl) nor a TFLite flatbuffer (.tflite): unknown model type".into(),
+        })
+    }
+
+    /// The kind the first bytes of a file announce.
+    pub fn from_head(head: &[u8]) -> Option<ModelKind> {
+        if head.starts_with(MAGIC) {
+            Some(ModelKind::Kgl)
+        } else if head.get(4..8) == Some(b"TFL3") {
+            Some(ModelKind::Tflite)
+        } else {
+            None
+        }
+    }
+}
+
+/// Writes `path` atomically: temporary file in the same directory, fsync, rename. The file
+/// gets the permissions of any newly created file (0666 less the umask), not the 0600 of a
+/// private temporary file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -230,7 +273,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
         path: path.to_path_buf(),
         source: e,
     };
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io)?;
+    let mut builder = tempfile::Builder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut tmp = builder.tempfile_in(&dir).map_err(io)?;
     tmp.write_all(bytes).map_err(io)?;
     tmp.as_file().sync_all().map_err(io)?;
     tmp.persist(path).map_err(|e| io(e.error))?;
@@ -349,6 +398,25 @@ pub(crate) fn test_model(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn model_kind_comes_from_the_first_bytes() {
+        assert_eq!(ModelKind::from_head(b"KINGLET\0"), Some(ModelKind::Kgl));
+        assert_eq!(
+            ModelKind::from_head(b"\x1c\0\0\0TFL3"),
+            Some(ModelKind::Tflite)
+        );
+        assert_eq!(ModelKind::from_head(b"\x1c\0\0\0TFL"), None);
+        assert_eq!(ModelKind::from_head(b""), None);
+        let dir = tempfile::tempdir().unwrap();
+        let short = dir.path().join("m.kgl");
+        std::fs::write(&short, b"KING").unwrap();
+        let err = ModelKind::of(&short).unwrap_err().to_string();
+        assert!(
+            err.contains("m.kgl") && err.contains("unknown model type"),
+            "{err}"
+        );
+    }
 
     fn sample() -> TrainedModel {
         let arch = Architecture::preset("little2").unwrap();

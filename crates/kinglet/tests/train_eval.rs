@@ -328,3 +328,63 @@ fn a_little_learns_from_a_teacher_and_bad_teachers_are_refused() {
     );
     assert!(!dir.path().join("x.kgl").exists() && !dir.path().join("y.kgl").exists());
 }
+
+/// Model files are recognised by their bytes, whatever they are called, and are written with
+/// the permissions of any new file (not a private temporary file's 0600).
+#[test]
+fn models_without_an_extension_are_recognised_by_their_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let arch = tiny_arch(dir.path());
+    let model = dir.path().join("cnn");
+    let data = har();
+    common::train(
+        arch.to_str().unwrap(),
+        &format!("{data}:train"),
+        model.to_str().unwrap(),
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&model).unwrap().permissions().mode();
+        assert_ne!(
+            mode & 0o044,
+            0,
+            "mode {mode:o}: readable by group or others under a usual umask"
+        );
+    }
+    let e = json(&kinglet(&[
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        &format!("{data}:test"),
+        "--json",
+    ]));
+    assert_eq!(e["n"], 300);
+    let quantised = dir.path().join("cnn-int8");
+    common::run_ok(&[
+        "quantize",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        &format!("{data}:train"),
+        "--out",
+        quantised.to_str().unwrap(),
+    ]);
+    let q = json(&kinglet(&[
+        "eval",
+        "--model",
+        quantised.to_str().unwrap(),
+        "--data",
+        &format!("{data}:test"),
+        "--json",
+    ]));
+    assert_eq!(q["n"], 300);
+    common::run_ok(&["inspect", quantised.to_str().unwrap()]);
+    // Neither kind: the error names the file.
+    let junk = dir.path().join("junk.tflite");
+    std::fs::write(&junk, b"not a model at all").unwrap();
+    let o = kinglet(&["inspect", junk.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("junk.tflite"), "{}", text(&o));
+}

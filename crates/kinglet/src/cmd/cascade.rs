@@ -187,8 +187,8 @@ fn load_model(path: &Path, channel_names: &[String]) -> Result<LoadedModel> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string());
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("tflite") => {
+    match kinglet_train::ModelKind::of(path)? {
+        kinglet_train::ModelKind::Tflite => {
             let graph = load_tflite(path)?;
             // kinglet-written models carry their training normalisation in the metadata;
             // the seed's models have none and take seed-scaled or raw inputs instead.
@@ -217,7 +217,7 @@ fn load_model(path: &Path, channel_names: &[String]) -> Result<LoadedModel> {
                 sample_rate_hz,
             })
         }
-        Some("kgl") => {
+        kinglet_train::ModelKind::Kgl => {
             let model = kinglet_train::TrainedModel::load(path)
                 .with_context(|| format!("loading {}", path.display()))?;
             let graph = kinglet_train::lower(&model)
@@ -230,7 +230,6 @@ fn load_model(path: &Path, channel_names: &[String]) -> Result<LoadedModel> {
                 sample_rate_hz: model.normalisation.sample_rate_hz,
             })
         }
-        _ => bail!("{}: expected a .tflite or .kgl model", path.display()),
     }
 }
 
@@ -572,7 +571,7 @@ fn run_on_cortex_m4(a: &CascadeArgs, spec: &StrategySpec) -> Result<()> {
         .with_context(|| format!("loading {data_spec}"))?;
     let windows = WindowData::from_dataset(&dataset).with_context(|| format!("{data_spec}"))?;
     let load = |path: &PathBuf| -> Result<LoadedModel> {
-        if path.extension().and_then(|e| e.to_str()) != Some("tflite") {
+        if kinglet_train::ModelKind::of(path)? != kinglet_train::ModelKind::Tflite {
             bail!(
                 "{}: --target cortex-m4 runs int8 .tflite models (see `kinglet quantize`)",
                 path.display()

@@ -60,7 +60,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let data = kinglet_data::spec::load_labelled(&spec, &LoadOptions::default())
         .with_context(|| format!("loading {spec}"))?;
     let started = std::time::Instant::now();
-    let result = if args.model.extension().is_some_and(|e| e == "tflite") {
+    let kind = kinglet_train::ModelKind::of(&args.model)?;
+    let result = if kind == kinglet_train::ModelKind::Tflite {
         evaluate_tflite(&args, &data)?
     } else {
         if args.input_scaling.is_some() || args.one_vs_rest.is_some() {

@@ -26,18 +26,14 @@ pub struct ExportArgs {
 /// Loads any model kinglet understands as a graph: `.tflite` directly, `.kgl` through the
 /// training crate's lowering.
 pub fn load_graph(path: &Path) -> Result<Graph> {
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("tflite") => Ok(kinglet_graph::tflite::read_tflite_file(path)?),
-        Some("kgl") => {
+    match kinglet_train::ModelKind::of(path)? {
+        kinglet_train::ModelKind::Tflite => Ok(kinglet_graph::tflite::read_tflite_file(path)?),
+        kinglet_train::ModelKind::Kgl => {
             let model = kinglet_train::TrainedModel::load(path)
                 .with_context(|| format!("loading {}", path.display()))?;
             kinglet_train::lower(&model)
                 .with_context(|| format!("lowering {} to a graph", path.display()))
         }
-        _ => bail!(
-            "{}: unknown model type (expected .tflite or .kgl)",
-            path.display()
-        ),
     }
 }
 

@@ -170,14 +170,14 @@ struct Row {
 }
 
 pub fn run(args: OptimizeArgs) -> Result<()> {
-    if args.model.extension().and_then(|e| e.to_str()) != Some("kgl") {
+    if !args.model.exists() {
+        bail!("{}: no such model", args.model.display());
+    }
+    if kinglet_train::ModelKind::of(&args.model)? != kinglet_train::ModelKind::Kgl {
         bail!(
             "{}: `optimize` starts from a trained .kgl model",
             args.model.display()
         );
-    }
-    if !args.model.exists() {
-        bail!("{}: no such model", args.model.display());
     }
     let variants = args
         .pipeline

@@ -242,8 +242,8 @@ fn load_with_samples(
     path: &Path,
     data: &Dataset,
 ) -> Result<(Graph, Vec<CalibrationSample>, Vec<usize>)> {
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("kgl") => {
+    match kinglet_train::ModelKind::of(path)? {
+        kinglet_train::ModelKind::Kgl => {
             let model = kinglet_train::TrainedModel::load(path)
                 .with_context(|| format!("loading {}", path.display()))?;
             let graph = kinglet_train::lower(&model)
@@ -265,17 +265,13 @@ fn load_with_samples(
             let targets = prepared.targets.iter().map(|t| *t as usize).collect();
             Ok((graph, samples, targets))
         }
-        Some("tflite") => {
+        kinglet_train::ModelKind::Tflite => {
             let graph = kinglet_graph::tflite::read_tflite_file(path)?;
             let samples = samples_from_metadata(&graph, data)
                 .with_context(|| format!("{}: building calibration inputs", path.display()))?;
             let targets = targets_from_metadata(&graph, data);
             Ok((graph, samples, targets))
         }
-        _ => bail!(
-            "{}: unknown model type (expected .tflite or .kgl)",
-            path.display()
-        ),
     }
 }
 
