@@ -1,7 +1,24 @@
 //! Numeric text tables (whitespace- or comma-separated), with errors that point at the
 //! file and line, since the published datasets are hand-edited text files.
 
+use std::path::Path;
+
 use crate::DataError;
+
+/// Reads a text file whole; `.gz` files are decompressed (compressed copies keep committed
+/// fixtures small, and WISDM is distributed that way here).
+pub fn read_text(path: &Path) -> Result<String, DataError> {
+    if path.extension().is_some_and(|e| e == "gz") {
+        use std::io::Read;
+        let file = std::fs::File::open(path).map_err(|e| DataError::io(path.display(), e))?;
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(file)
+            .read_to_string(&mut text)
+            .map_err(|e| DataError::io(path.display(), e))?;
+        return Ok(text);
+    }
+    std::fs::read_to_string(path).map_err(|e| DataError::io(path.display(), e))
+}
 
 fn tokens(line: &str) -> impl Iterator<Item = &str> {
     line.split(|c: char| c == ',' || c.is_whitespace())

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::hapt::VAL_SUBJECTS;
-use crate::text::{parse_float_table, parse_int_table, parse_label_names};
+use crate::text::{parse_float_table, parse_int_table, parse_label_names, read_text};
 use crate::{DataError, Dataset, Split};
 
 /// Channel order of every HAR [`Dataset`] (the official file names without `_<split>`).
@@ -33,19 +33,6 @@ pub fn dataset_root(dir: &Path) -> PathBuf {
     } else {
         dir.to_path_buf()
     }
-}
-
-fn read_text(path: &Path) -> Result<String, DataError> {
-    if path.extension().is_some_and(|e| e == "gz") {
-        use std::io::Read;
-        let file = std::fs::File::open(path).map_err(|e| DataError::io(path.display(), e))?;
-        let mut text = String::new();
-        flate2::read::GzDecoder::new(file)
-            .read_to_string(&mut text)
-            .map_err(|e| DataError::io(path.display(), e))?;
-        return Ok(text);
-    }
-    std::fs::read_to_string(path).map_err(|e| DataError::io(path.display(), e))
 }
 
 /// Loads one split. `val` is the official training split restricted to

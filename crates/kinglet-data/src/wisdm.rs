@@ -39,6 +39,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::recording::Recording;
+use crate::text::read_text;
 use crate::{DataError, Split};
 
 /// The rate the dataset states; also the grid of resampled blocks.
@@ -226,19 +227,6 @@ pub fn layout(dir: &Path) -> Result<Layout, DataError> {
                  raw/phone/accel/, or accel/"
             .into(),
     })
-}
-
-fn read_text(path: &Path) -> Result<String, DataError> {
-    if path.extension().is_some_and(|e| e == "gz") {
-        use std::io::Read;
-        let file = std::fs::File::open(path).map_err(|e| DataError::io(path.display(), e))?;
-        let mut text = String::new();
-        flate2::read::GzDecoder::new(file)
-            .read_to_string(&mut text)
-            .map_err(|e| DataError::io(path.display(), e))?;
-        return Ok(text);
-    }
-    std::fs::read_to_string(path).map_err(|e| DataError::io(path.display(), e))
 }
 
 /// Parses `activity_key.txt` (`walking = A` lines) into (letter, name) in file order.
