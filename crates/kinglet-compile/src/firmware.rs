@@ -58,17 +58,18 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), CompileError> {
     std::fs::rename(&tmp, path).map_err(|e| CompileError::io(path, e))
 }
 
-/// Writes a `#![no_std]` crate (`Cargo.toml`, `src/lib.rs`) into `out` and returns its name.
+/// Writes a `#![no_std]` crate (`Cargo.toml`, `src/lib.rs`, the kernel crates it calls in
+/// `vendor/`) into `out` and returns its name.
 pub fn write_rust_crate(
     compiled: &Compiled,
     model_name: &str,
     out: &Path,
 ) -> Result<String, CompileError> {
     let crate_name = format!("kinglet-model-{}", sanitize(model_name).replace('_', "-"));
-    let abs = |p: PathBuf| p.canonicalize().map_err(|e| CompileError::io(&p, e));
+    crate::runtime_sources::write_vendored_runtime(out)?;
     write_atomic(
         &out.join("Cargo.toml"),
-        emit_cargo_toml(&crate_name, &abs(qemu::micro_dir())?, &abs(qemu::m4_dir())?).as_bytes(),
+        emit_cargo_toml(&crate_name).as_bytes(),
     )?;
     let lib = format!("#![no_std]\n{}", compiled.rust_module);
     write_atomic(&out.join("src/lib.rs"), lib.as_bytes())?;

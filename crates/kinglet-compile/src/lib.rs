@@ -21,6 +21,7 @@ pub mod lower;
 pub mod plan;
 pub mod program;
 pub mod qemu;
+pub mod runtime_sources;
 pub mod sparse;
 pub mod testinput;
 
