@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{AdaptError, CheckKind, StreamRun, WINDOW_PERIOD_S};
 
+include!(concat!(env!("OUT_DIR"), "/boards.rs"));
+
 /// An MCU as the energy model sees it. Every figure cites its datasheet in `sources`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -72,6 +74,18 @@ impl BoardProfile {
     pub fn load(path: &Path) -> Result<Self, AdaptError> {
         let text = std::fs::read_to_string(path).map_err(|e| AdaptError::io(path, e))?;
         Self::parse(&text, path)
+    }
+
+    /// The profiles of kinglet's `boards/` folder as it was built, sorted by id: what an
+    /// installed kinglet prices with when no `boards/` folder is at hand. Each is named
+    /// `built-in:boards/<file>` in errors.
+    pub fn built_in() -> Result<Vec<Self>, AdaptError> {
+        let mut out = BUILT_IN_BOARDS
+            .iter()
+            .map(|(name, text)| Self::parse(text, &Path::new("built-in:boards").join(name)))
+            .collect::<Result<Vec<_>, _>>()?;
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
     }
 
     /// All `*.toml` profiles in `dir`, sorted by id.
@@ -563,6 +577,14 @@ mod tests {
         assert!((e.max_latency_ms - 1.0).abs() < 1e-12);
         assert!((e.big_only_inference_uj_per_window.unwrap() - 0.02).abs() < 1e-12);
         assert!(e.missing_figures.is_empty() && e.unmeasured.is_empty());
+    }
+
+    #[test]
+    fn the_built_in_boards_are_the_boards_folder() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../boards");
+        let built_in = BoardProfile::built_in().unwrap();
+        assert_eq!(built_in, BoardProfile::load_dir(&dir).unwrap());
+        assert!(built_in.iter().any(|b| b.id == "apollo3"), "{built_in:?}");
     }
 
     #[test]

@@ -368,7 +368,7 @@ impl FirmwareCascadeRun {
 
 /// Where cascade firmware builds go unless told otherwise.
 pub fn default_work_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/kinglet-cascade-firmware")
+    kinglet_compile::runtime_sources::data_dir().join("work/cascade-firmware")
 }
 
 fn f32_literal(v: f32) -> String {

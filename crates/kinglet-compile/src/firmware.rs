@@ -136,9 +136,9 @@ pub struct Profile {
     pub checks: std::collections::BTreeMap<String, u64>,
 }
 
-/// Where firmware builds go unless told otherwise.
+/// Where firmware builds go unless told otherwise: kinglet's data folder (no checkout needed).
 pub fn default_work_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/kinglet-firmware")
+    crate::runtime_sources::data_dir().join("work/firmware")
 }
 
 /// The generated module plus the embedded test input, as the firmware includes it.

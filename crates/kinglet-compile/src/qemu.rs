@@ -19,19 +19,11 @@ pub enum FirmwareKernels {
     Reference,
 }
 
-/// The firmware test application's cargo project.
-pub fn firmware_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../firmware/qemu-app")
-}
-
-/// kinglet-micro's source directory (generated crates depend on it by path).
-pub fn micro_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../kinglet-micro")
-}
-
-/// kinglet-m4's source directory.
-pub fn m4_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("runtime-m4")
+/// The firmware test application's cargo project: the copy kinglet carries, unpacked into
+/// its data folder ([`crate::runtime_sources::firmware_project`]), so that an installed
+/// kinglet builds it with no checkout present.
+pub fn firmware_dir() -> Result<PathBuf, CompileError> {
+    crate::runtime_sources::firmware_project()
 }
 
 /// Builds the firmware (release, thumbv7em-none-eabihf) into `target_dir`; with `model_rs`
@@ -71,7 +63,7 @@ fn build_app(
     kernels: FirmwareKernels,
     target_dir: &Path,
 ) -> Result<PathBuf, CompileError> {
-    let dir = firmware_dir();
+    let dir = firmware_dir()?;
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     // The project's .cargo/config.toml (target, linker script) is found from the working
     // directory; flags inherited from an outer cargo must not override it.

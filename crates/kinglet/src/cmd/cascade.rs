@@ -94,8 +94,10 @@ pub struct CascadeArgs {
     pub tflite_kernels: kinglet_graph::TfliteKernels,
     #[arg(long, default_value = "apollo3")]
     pub board: String,
-    #[arg(long, default_value = "boards")]
-    pub boards_dir: PathBuf,
+    /// Board profiles (`*.toml`): default `boards/` in the working directory when there is
+    /// one, else the profiles built into kinglet.
+    #[arg(long)]
+    pub boards_dir: Option<PathBuf>,
     /// Instruction counts per inference: `seed-tflm-cmsis-nn` (default: the seed's models on
     /// TensorFlow Lite Micro + CMSIS-NN), `seed-tflm-reference`, or a JSON cost table
     /// (kinglet_adapt::energy::CostTable).
@@ -125,8 +127,9 @@ pub struct CascadeArgs {
     /// against the host simulator and reports measured instructions per window.
     #[arg(long, default_value = "host")]
     pub target: String,
-    /// Where `--target cortex-m4` builds its firmware (default: target/kinglet-cascade-firmware
-    /// in the repository); give concurrent runs different folders.
+    /// Where `--target cortex-m4` builds its firmware (default: work/cascade-firmware in
+    /// kinglet's data folder, `$KINGLET_HOME` or ~/.cache/kinglet); give concurrent runs
+    /// different folders.
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
     /// Windows embedded in the firmware for `--target cortex-m4` (the first N of --data).
@@ -500,18 +503,12 @@ pub fn run(a: CascadeArgs) -> Result<()> {
     };
 
     let e = evaluate_scored(&run, &labels, known.as_deref(), &class_names)?;
-    let boards = BoardProfile::load_dir(&a.boards_dir).with_context(|| {
-        format!(
-            "reading board profiles from {} (set --boards-dir)",
-            a.boards_dir.display()
-        )
-    })?;
+    let (boards, boards_source) = load_boards(a.boards_dir.as_deref())?;
     if !boards.iter().any(|b| b.id == a.board) {
         let ids: Vec<&str> = boards.iter().map(|b| b.id.as_str()).collect();
         bail!(
-            "no board profile `{}` in {} (have: {})",
+            "no board profile `{}` in {boards_source} (have: {})",
             a.board,
-            a.boards_dir.display(),
             ids.join(", ")
         );
     }
@@ -550,6 +547,30 @@ pub fn run(a: CascadeArgs) -> Result<()> {
         write_atomic(path, &run.decisions_csv())?;
     }
     print(&record, &a.board, a.json)
+}
+
+/// The board profiles `--boards-dir` names, else `./boards`, else those built into kinglet;
+/// with where they came from.
+fn load_boards(dir: Option<&Path>) -> Result<(Vec<BoardProfile>, String)> {
+    let dir = match dir {
+        Some(d) => Some(d.to_path_buf()),
+        None => Some(PathBuf::from("boards")).filter(|d| d.is_dir()),
+    };
+    match dir {
+        Some(d) => {
+            let boards = BoardProfile::load_dir(&d).with_context(|| {
+                format!(
+                    "reading board profiles from {} (set --boards-dir)",
+                    d.display()
+                )
+            })?;
+            Ok((boards, d.display().to_string()))
+        }
+        None => Ok((
+            BoardProfile::built_in()?,
+            "the profiles built into kinglet".into(),
+        )),
+    }
 }
 
 /// `--target cortex-m4`: the strategy in QEMU next to the host simulator on the same int8 windows.

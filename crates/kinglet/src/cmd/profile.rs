@@ -33,7 +33,8 @@ pub struct ProfileArgs {
     /// Run the Rust output or the C99 output (compiled with arm-none-eabi-gcc).
     #[arg(long, value_enum, default_value = "rust")]
     pub lang: Lang,
-    /// Where firmware builds go (default: target/kinglet-firmware in the repository).
+    /// Where firmware builds go (default: work/firmware in kinglet's data folder,
+    /// `$KINGLET_HOME` or ~/.cache/kinglet).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
     /// Print the profile as JSON.
