@@ -3,7 +3,7 @@
 //! Per window: each model that ran costs `instructions × cycles_per_instruction` cycles at the
 //! board's clock, drawing `active_ua_per_mhz × clock_mhz` from the supply; the MCU wakes once
 //! per window (wake-up time at active current) and sleeps for the rest of the
-//! [`WINDOW_PERIOD_S`](crate::WINDOW_PERIOD_S). A figure missing from a board profile leaves
+//! [`WINDOW_PERIOD_S`]. A figure missing from a board profile leaves
 //! the quantities that need it empty (an unknown wake-up time only drops the wake-up term from
 //! the total) and is named in `missing_figures`; a model without a measured instruction count
 //! is priced at zero and named in `unmeasured`.

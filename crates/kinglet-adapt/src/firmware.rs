@@ -4,7 +4,7 @@
 //! cascade mode, runs it on the emulated Cortex-M4F and reads back its per-window decisions
 //! and instruction counts.
 //!
-//! The firmware runs [`kinglet_adapt_core::Controller`] exactly as [`crate::simulate`] does:
+//! The firmware runs [`kinglet_adapt_core::Controller`] exactly as [`crate::simulate()`] does:
 //! same check order, the models' int8 outputs dequantised with `scale · (q − zero_point)` (the
 //! host interpreter's formula), softmax from the core for logit outputs before same/changed
 //! rules and confidences, argmax of Big's raw scores for its label. So the host simulator over

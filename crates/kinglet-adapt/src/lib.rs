@@ -4,7 +4,7 @@
 //! datasheet board profiles, threshold calibration, and the HTML/Markdown report.
 //!
 //! Typical use: build the models as [`WindowClassifier`]s (or load recorded outputs with
-//! [`RecordedStream`]), pick a [`StrategySpec`], call [`simulate`], then [`evaluate`] the run
+//! [`RecordedStream`]), pick a [`StrategySpec`], call [`simulate()`], then [`evaluate()`] the run
 //! and price it with [`energy::price_run`] on a [`BoardProfile`].
 
 pub mod calibrate;

@@ -36,7 +36,7 @@ impl RecordedStream {
         self.labels.is_empty()
     }
 
-    /// The models for [`simulate`](crate::simulate), borrowing this stream's tables.
+    /// The models for [`simulate`](crate::simulate()), borrowing this stream's tables.
     pub fn models(&mut self) -> Models<'_> {
         Models {
             big: &mut self.big,

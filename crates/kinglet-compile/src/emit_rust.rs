@@ -1,7 +1,7 @@
 //! Rust source for a compiled model: one module holding both schedules, chosen at compile
 //! time — kinglet-m4's DSP kernels on Cortex-M4/M7 (`target_feature = "dsp"`), kinglet-micro's
 //! reference kernels everywhere else (Cortex-M3, RISC-V, the host). Weights are `static`
-//! arrays (flash), the arena is a field of [`Model`] sized by the plan, and `infer` is the
+//! arrays (flash), the arena is a field of `Model` sized by the plan, and `infer` is the
 //! whole API.
 
 use std::fmt::Write as _;

@@ -27,7 +27,7 @@ pub enum Source {
 /// HAR sources split by subject: `test` = the UCI-HAR test subjects
 /// [`TEST_SUBJECTS`](crate::hapt::TEST_SUBJECTS), `val` = the training subjects
 /// [`VAL_SUBJECTS`](crate::hapt::VAL_SUBJECTS), `train` = the other training subjects;
-/// WISDM by [`wisdm::subject_in_split`](crate::wisdm::subject_in_split).
+/// WISDM by [`crate::wisdm::subject_in_split`].
 /// MNIST-style sources: `test` = the t10k files, `val` = the last 5,000 training images,
 /// `train` = the first 55,000.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

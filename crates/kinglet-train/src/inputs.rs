@@ -70,6 +70,43 @@ impl ChannelNormalisation {
     }
 }
 
+/// One sample as a graph's inputs: a channels-last `Vec<f32>` per input, in graph order (the
+/// same shape as kinglet-compress's calibration samples).
+pub type GraphInput = Vec<Vec<f32>>;
+
+/// Each sample of `data` as the inputs of the model's lowered graph ([`crate::lower()`]): one
+/// channels-last `Vec<f32>` per branch, normalised as the model was trained; with the
+/// expected output index of each sample. What post-training quantisation calibrates on and
+/// what a host interpreter is fed.
+pub fn graph_inputs(
+    model: &crate::TrainedModel,
+    data: &Dataset,
+) -> Result<(Vec<GraphInput>, Vec<usize>), Error> {
+    let prepared = prepare(&model.architecture, data, &model.normalisation)?;
+    let samples = (0..prepared.len())
+        .map(|i| {
+            prepared
+                .branches
+                .iter()
+                .map(|b| channels_last(b.sample(i), b.channels, b.length))
+                .collect()
+        })
+        .collect();
+    let targets = prepared.targets.iter().map(|&t| t as usize).collect();
+    Ok((samples, targets))
+}
+
+/// `[channels, length]` (how branches hold a sample) to `[length, channels]` (graph order).
+fn channels_last(values: &[f32], channels: usize, length: usize) -> Vec<f32> {
+    let mut out = vec![0.0; values.len()];
+    for c in 0..channels {
+        for t in 0..length {
+            out[t * channels + c] = values[c * length + t];
+        }
+    }
+    out
+}
+
 fn channel_count(data: &Dataset) -> Result<usize, Error> {
     match data.sample_shape.as_slice() {
         [_, c] | [_, _, c] if *c > 0 => Ok(*c),
@@ -253,6 +290,15 @@ pub fn prepare(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn channels_last_transposes() {
+        // 2 channels × 3 steps: [a0 a1 a2 | b0 b1 b2] → [a0 b0 a1 b1 a2 b2]
+        assert_eq!(
+            channels_last(&[1.0, 2.0, 3.0, 10.0, 20.0, 30.0], 2, 3),
+            vec![1.0, 10.0, 2.0, 20.0, 3.0, 30.0]
+        );
+    }
 
     #[test]
     fn data_at_another_rate_is_refused() {

@@ -18,7 +18,7 @@ pub mod separable;
 pub mod train;
 
 pub use arch::{Architecture, Task};
-pub use inputs::ChannelNormalisation;
+pub use inputs::{ChannelNormalisation, GraphInput, graph_inputs};
 pub use lower::lower;
 pub use model_file::{InputGroup, ModelKind, TrainedModel};
 pub use train::{EpochReport, Progress, Silent, TrainOptions, TrainOutcome, evaluate, train};

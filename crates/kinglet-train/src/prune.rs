@@ -1,4 +1,4 @@
-//! Pruning of a trained model, followed by fine-tuning in [`crate::train`]'s loop.
+//! Pruning of a trained model, followed by fine-tuning in [`crate::train()`]'s loop.
 //!
 //! - Unstructured magnitude pruning (as TensorFlow Model Optimization's `prune_low_magnitude`
 //!   with a [`PolynomialDecay`] schedule): every convolution, depthwise and dense kernel (not

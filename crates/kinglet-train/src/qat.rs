@@ -16,7 +16,7 @@
 //!   activations they are zero where the value was clipped to the range.
 //!
 //! The tracked ranges travel with the model as tensors `qat:<graph tensor name>` holding
-//! `[min, max]` (see docs/model-format.md); [`crate::lower`] copies them into the graph's
+//! `[min, max]` (see docs/model-format.md); [`crate::lower()`] copies them into the graph's
 //! [`kinglet_graph::meta::ACTIVATION_RANGES`] metadata, from which `kinglet quantize --scheme
 //! int8` takes the activation parameters instead of calibrating.
 //!
@@ -241,7 +241,7 @@ fn quantised_linear(layer: &Linear) -> Linear {
 }
 
 /// [`Network::forward`] with fake quantisation. Activation names are the tensor names
-/// [`crate::lower`] gives the matching graph tensors.
+/// [`crate::lower()`] gives the matching graph tensors.
 pub fn forward(
     net: &Network,
     arch: &Architecture,

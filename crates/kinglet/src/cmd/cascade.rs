@@ -105,7 +105,7 @@ pub struct CascadeArgs {
     pub costs: String,
     /// Override one entry, `KEY=INSTRUCTIONS` or `KEY=PROFILE.json` (the `--json` output of
     /// `kinglet profile`); KEY is big, reference (the model savings are counted against,
-    /// default big), little, little<k>, dual, l1_distance or signature. Repeatable.
+    /// default big), little, `little<k>`, dual, l1_distance or signature. Repeatable.
     #[arg(long = "cost")]
     pub cost: Vec<String>,
     /// Battery capacity for the lifetime estimate (default a CR2032, 225 mAh).

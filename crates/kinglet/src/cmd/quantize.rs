@@ -248,21 +248,8 @@ fn load_with_samples(
                 .with_context(|| format!("loading {}", path.display()))?;
             let graph = kinglet_train::lower(&model)
                 .with_context(|| format!("lowering {}", path.display()))?;
-            let prepared =
-                kinglet_train::inputs::prepare(&model.architecture, data, &model.normalisation)
-                    .with_context(|| {
-                        format!("preparing calibration windows for {}", path.display())
-                    })?;
-            let samples = (0..prepared.len())
-                .map(|i| {
-                    prepared
-                        .branches
-                        .iter()
-                        .map(|b| channels_last(b.sample(i), b.channels, b.length))
-                        .collect()
-                })
-                .collect();
-            let targets = prepared.targets.iter().map(|t| *t as usize).collect();
+            let (samples, targets) = kinglet_train::graph_inputs(&model, data)
+                .with_context(|| format!("preparing calibration windows for {}", path.display()))?;
             Ok((graph, samples, targets))
         }
         kinglet_train::ModelKind::Tflite => {
@@ -273,17 +260,6 @@ fn load_with_samples(
             Ok((graph, samples, targets))
         }
     }
-}
-
-/// `[channels, length]` → `[length, channels]`.
-fn channels_last(values: &[f32], channels: usize, length: usize) -> Vec<f32> {
-    let mut out = vec![0.0; values.len()];
-    for c in 0..channels {
-        for t in 0..length {
-            out[t * channels + c] = values[c * length + t];
-        }
-    }
-    out
 }
 
 /// Inputs for a `.tflite` model: from kinglet's normalisation metadata when the model was
@@ -542,14 +518,5 @@ mod tests {
         two.add_input("x", &[1, 3, 3], kinglet_graph::DType::F32, None);
         two.add_input("y", &[1, 3, 3], kinglet_graph::DType::F32, None);
         assert!(samples_from_metadata(&two, &dataset()).is_err());
-    }
-
-    #[test]
-    fn channels_last_transposes() {
-        // 2 channels × 3 steps: [a0 a1 a2 | b0 b1 b2] → [a0 b0 a1 b1 a2 b2]
-        assert_eq!(
-            channels_last(&[1.0, 2.0, 3.0, 10.0, 20.0, 30.0], 2, 3),
-            vec![1.0, 10.0, 2.0, 20.0, 3.0, 30.0]
-        );
     }
 }
