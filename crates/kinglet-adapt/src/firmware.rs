@@ -17,7 +17,6 @@ use std::time::Duration;
 use kinglet_adapt_core::{ConfidenceMeasure, SameRule, Strategy};
 use kinglet_compile::firmware::{compile, write_atomic};
 use kinglet_compile::qemu;
-use kinglet_graph::eval::InputLayout;
 use kinglet_graph::{DType, Graph};
 
 use crate::models::{
@@ -87,6 +86,7 @@ impl Int8Windows {
             n: self.n,
             time: self.time,
             channels: self.channels,
+            channel_names: crate::models::default_channel_names(self.channels),
             accel: AccelChannels::by_count(self.channels),
             values: self
                 .data
@@ -163,6 +163,7 @@ pub struct FloatWindows {
     pub n: usize,
     pub time: usize,
     pub channels: usize,
+    pub channel_names: Vec<String>,
     /// The accelerometer the signature check reads.
     pub accel: Option<AccelChannels>,
     pub values: Vec<f32>,
@@ -175,6 +176,7 @@ impl FloatWindows {
             n: count,
             time: data.time,
             channels: data.channels,
+            channel_names: data.channel_names.clone(),
             accel: data.accel,
             values: window_values(data, first, count)?.to_vec(),
         })
@@ -187,6 +189,7 @@ impl FloatWindows {
             n: self.n,
             time: self.time,
             channels: self.channels,
+            channel_names: self.channel_names.clone(),
             accel: self.accel,
             values: self.values.clone(),
             seed_u8: vec![0; self.values.len()],
@@ -619,7 +622,11 @@ pub fn cascade_source(
             logits.push(output_kind(graph) == OutputKind::Logits);
             continue;
         }
-        let layout = InputLayout::for_graph(graph, model.name).map_err(|e| what(e.to_string()))?;
+        let window_channels = match windows {
+            StreamWindows::Float(w) => w.channel_names.clone(),
+            StreamWindows::Int8(w) => crate::models::default_channel_names(w.channels),
+        };
+        let layout = crate::models::input_layout(graph, model.name, &window_channels)?;
         let mut input_quant = Vec::new();
         for (i, (&input, picks)) in graph.inputs.iter().zip(&layout.inputs).enumerate() {
             if let Some(&c) = picks.iter().find(|&&c| c >= channels) {

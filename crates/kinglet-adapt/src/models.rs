@@ -60,12 +60,102 @@ impl AccelChannels {
     }
 }
 
+/// Channel names for windows known only by their count: UCI-HAR's nine when they fit (the
+/// seed's int8 windows), else `channel0`, `channel1`, ….
+pub fn default_channel_names(channels: usize) -> Vec<String> {
+    if channels == kinglet_graph::eval::SEED_CHANNELS.len() {
+        kinglet_graph::eval::SEED_CHANNELS
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    } else {
+        (0..channels).map(|c| format!("channel{c}")).collect()
+    }
+}
+
+/// Which window channels feed each graph input. A kinglet model names its inputs' channels
+/// in its normalisation metadata, so it runs on any dataset whose windows have those
+/// channels, in any order; the seed's models (no metadata) follow UCI-HAR's channel order by
+/// their file names ([`InputLayout::for_graph`]).
+pub fn input_layout(
+    graph: &Graph,
+    name: &str,
+    channel_names: &[String],
+) -> Result<InputLayout, AdaptError> {
+    let err = |m: String| AdaptError::Invalid(format!("model `{name}`: {m}"));
+    let described: Option<Vec<Vec<String>>> = graph
+        .metadata
+        .get(kinglet_graph::meta::NORMALISATION)
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
+        .and_then(|v| {
+            v.get("inputs")?
+                .as_array()?
+                .iter()
+                .map(|input| serde_json::from_value(input.get("channels")?.clone()).ok())
+                .collect()
+        });
+    let Some(inputs) = described else {
+        // The seed's conventions index UCI-HAR's channel order; find those channels by name.
+        let seed = InputLayout::for_graph(graph, name).map_err(|e| err(e.to_string()))?;
+        let by_name = |i: usize| -> Result<usize, AdaptError> {
+            let wanted = kinglet_graph::eval::SEED_CHANNELS[i];
+            channel_names
+                .iter()
+                .position(|n| n == wanted)
+                .ok_or_else(|| {
+                    err(format!(
+                        "reads channel `{wanted}`, the windows have {}",
+                        channel_names.join(", ")
+                    ))
+                })
+        };
+        let inputs = seed
+            .inputs
+            .iter()
+            .map(|picks| picks.iter().map(|&i| by_name(i)).collect())
+            .collect::<Result<_, _>>()?;
+        return Ok(InputLayout { inputs });
+    };
+    if inputs.len() != graph.inputs.len() {
+        return Err(err(format!(
+            "its metadata describes {} inputs, the graph has {}",
+            inputs.len(),
+            graph.inputs.len()
+        )));
+    }
+    let mut layout = Vec::with_capacity(inputs.len());
+    for (channels, &id) in inputs.iter().zip(&graph.inputs) {
+        let picks = channels
+            .iter()
+            .map(|c| {
+                channel_names.iter().position(|n| n == c).ok_or_else(|| {
+                    err(format!(
+                        "reads channel `{c}`, the windows have {}",
+                        channel_names.join(", ")
+                    ))
+                })
+            })
+            .collect::<Result<Vec<usize>, _>>()?;
+        let shape = &graph.tensor(id).shape;
+        if shape.last() != Some(&picks.len()) {
+            return Err(err(format!(
+                "an input of shape {shape:?} is described with {} channels",
+                picks.len()
+            )));
+        }
+        layout.push(picks);
+    }
+    Ok(InputLayout { inputs: layout })
+}
+
 /// The windows of a stream in two forms: float values and the seed's uint8 scaling.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WindowData {
     pub n: usize,
     pub time: usize,
     pub channels: usize,
+    /// What each channel is (`total_acc_x`, `acc_x`, …): models find their inputs by name.
+    pub channel_names: Vec<String>,
     /// The accelerometer the signature check reads, if the windows have one.
     pub accel: Option<AccelChannels>,
     pub values: Vec<f32>,
@@ -96,6 +186,7 @@ impl WindowData {
             n: data.len(),
             time,
             channels,
+            channel_names: data.channel_names.clone(),
             accel: AccelChannels::find(&data.channel_names),
             values: data.data.clone(),
             seed_u8: kinglet_data::seed_uint8_scaling(data),
@@ -263,7 +354,7 @@ impl GraphClassifier {
         normalise: Option<Normalise>,
     ) -> Result<Self, AdaptError> {
         let err = |e: &dyn std::fmt::Display| AdaptError::Invalid(format!("model `{name}`: {e}"));
-        let layout = InputLayout::for_graph(graph, name).map_err(|e| err(&e))?;
+        let layout = input_layout(graph, name, &windows.channel_names)?;
         let mut feeds = Vec::new();
         for (i, id) in graph.inputs.iter().enumerate() {
             let t = graph.tensor(*id);
@@ -564,6 +655,7 @@ mod tests {
             n: 1,
             time: 1,
             channels: 6,
+            channel_names: wisdm.clone(),
             accel: Some(a),
             values: vec![0.0, 0.0, 9.806_65, 0.0, 0.0, 0.0],
             seed_u8: vec![0; 6],

@@ -110,6 +110,45 @@ epochs = 2
     ]);
     assert!(v["n"].as_u64().unwrap() > 0, "{v}");
 
+    // Its int8 .tflite finds its three channels by name among WISDM's, on the host and in a
+    // cascade over a WISDM stream (priced over 20 samples at 20 Hz: a window every second).
+    let int8 = dir.path().join("m.int8.tflite");
+    let o = kinglet(&[
+        "quantize",
+        "--model",
+        &model.display().to_string(),
+        "--data",
+        &data,
+        "--out",
+        &int8.display().to_string(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let q = json(&[
+        "eval",
+        "--model",
+        &int8.display().to_string(),
+        "--data",
+        &wisdm("test:activities=ABCDEF:sensors=accel:window=40:step=20"),
+        "--json",
+    ]);
+    assert_eq!(q["n"], v["n"]);
+    let c = json(&[
+        "cascade",
+        "--strategy",
+        "signature",
+        "--threshold",
+        "500",
+        "--big",
+        &int8.display().to_string(),
+        "--data",
+        &wisdm("test:activities=ABCDEF:sensors=accel:window=40:step=20:stream"),
+        "--cost",
+        "big=50000",
+        "--json",
+    ]);
+    assert!(c["stream"]["scored"].as_u64().unwrap() > 0, "{c}");
+    assert_eq!(c["energy"][0]["window_period_s"], 1.0);
+
     // The model remembers 20 Hz: 40-sample windows of 50 Hz HAPT data are refused.
     let hapt = format!(
         "hapt:{}:test:window=40:step=20",

@@ -11,7 +11,7 @@ use kinglet_data::Dataset;
 use kinglet_data::metrics::Classification;
 use kinglet_data::spec::{DataSpec, LoadOptions, Split};
 use kinglet_graph::eval::{
-    InputLayout, SEED_CHANNELS, evaluate_f32_with_kernels, evaluate_with_kernels, seed_scale_u8,
+    InputLayout, evaluate_f32_with_kernels, evaluate_with_kernels, seed_scale_u8,
 };
 use kinglet_train::TrainedModel;
 
@@ -168,24 +168,12 @@ fn evaluate_tflite(args: &EvalArgs, data: &Dataset) -> Result<Classification> {
     {
         return evaluate_image_tflite(args, &graph, meta.as_ref(), data);
     }
-    let layout = InputLayout::for_graph(&graph, &file_name)
+    // Which of the dataset's channels feed each input: by name, whatever the dataset.
+    let layout = kinglet_adapt::models::input_layout(&graph, &file_name, &data.channel_names)
         .with_context(|| format!("{}", path.display()))?;
-    // Windows in the seed's channel order (what InputLayout indexes).
-    let picks: Vec<usize> = SEED_CHANNELS
-        .iter()
-        .map(|c| {
-            data.channel_names
-                .iter()
-                .position(|n| n == c)
-                .with_context(|| format!("the dataset has no channel `{c}`"))
-        })
-        .collect::<Result<_>>()?;
     let c_all = data.channels();
-    let mut windows: Vec<f32> = Vec::with_capacity(data.len() * data.sample_shape[0] * 9);
-    for row in data.data.chunks_exact(c_all) {
-        windows.extend(picks.iter().map(|&i| row[i]));
-    }
-    let step = data.sample_shape[0] * 9;
+    let mut windows: Vec<f32> = data.data.clone();
+    let step = data.sample_shape[0] * c_all;
     let scaling = args.input_scaling.unwrap_or(if meta.is_some() {
         InputScaling::Model
     } else {
@@ -194,12 +182,12 @@ fn evaluate_tflite(args: &EvalArgs, data: &Dataset) -> Result<Classification> {
     let outputs = match scaling {
         InputScaling::Seed => {
             let raw: Vec<f64> = windows.iter().map(|&v| v as f64).collect();
-            let scaled = seed_scale_u8(&raw, 9);
+            let scaled = seed_scale_u8(&raw, c_all);
             evaluate_with_kernels(
                 &graph,
                 &layout,
                 scaled.chunks_exact(step),
-                9,
+                c_all,
                 args.tflite_kernels,
             )?
         }
@@ -215,20 +203,21 @@ fn evaluate_tflite(args: &EvalArgs, data: &Dataset) -> Result<Classification> {
                 })?;
             let norm: kinglet_train::ChannelNormalisation = serde_json::from_value(norm.clone())
                 .with_context(|| format!("{}: malformed normalisation metadata", path.display()))?;
+            norm.check_rate(data)?;
             let mut affine = Vec::new();
-            for c in SEED_CHANNELS {
+            for c in &data.channel_names {
                 let i = norm.channels.iter().position(|n| n == c);
                 affine.push(i.map(|i| (norm.mean[i], norm.std[i])).unwrap_or((0.0, 1.0)));
             }
             for (i, v) in windows.iter_mut().enumerate() {
-                let (m, s) = affine[i % 9];
+                let (m, s) = affine[i % c_all];
                 *v = (*v - m) / s;
             }
             evaluate_f32_with_kernels(
                 &graph,
                 &layout,
                 windows.chunks_exact(step),
-                9,
+                c_all,
                 args.tflite_kernels,
             )?
         }
@@ -236,7 +225,7 @@ fn evaluate_tflite(args: &EvalArgs, data: &Dataset) -> Result<Classification> {
             &graph,
             &layout,
             windows.chunks_exact(step),
-            9,
+            c_all,
             args.tflite_kernels,
         )?,
     };
