@@ -32,7 +32,12 @@ fn int8_little_on_the_lcg_window_matches_tflite() {
     }
     let ds = Dataset {
         sample_shape: vec![128, 9],
-        channel_names: (0..9).map(|c| format!("c{c}")).collect(),
+        // UCI-HAR's layout (total_acc at channels 6–8): the seed's models find their
+        // sensors by these names.
+        channel_names: kinglet_data::uci_har::HAR_CHANNELS
+            .iter()
+            .map(|c| c.to_string())
+            .collect(),
         data,
         labels: vec![0],
         subjects: None,
