@@ -44,6 +44,18 @@ fn json(o: &Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(o)))
 }
 
+/// `kinglet eval --model MODEL --data DATA --json`, which must succeed.
+fn eval_json(model: &Path, data: &str) -> serde_json::Value {
+    json(&kinglet(&[
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data,
+        "--json",
+    ]))
+}
+
 #[test]
 fn train_then_eval_kgl_and_exported_tflite_agree() {
     let dir = tempfile::tempdir().unwrap();
@@ -352,15 +364,7 @@ fn models_without_an_extension_are_recognised_by_their_bytes() {
             "mode {mode:o}: readable by group or others under a usual umask"
         );
     }
-    let e = json(&kinglet(&[
-        "eval",
-        "--model",
-        model.to_str().unwrap(),
-        "--data",
-        &format!("{data}:test"),
-        "--json",
-    ]));
-    assert_eq!(e["n"], 300);
+    assert_eq!(eval_json(&model, &format!("{data}:test"))["n"], 300);
     let quantised = dir.path().join("cnn-int8");
     common::run_ok(&[
         "quantize",
@@ -371,15 +375,7 @@ fn models_without_an_extension_are_recognised_by_their_bytes() {
         "--out",
         quantised.to_str().unwrap(),
     ]);
-    let q = json(&kinglet(&[
-        "eval",
-        "--model",
-        quantised.to_str().unwrap(),
-        "--data",
-        &format!("{data}:test"),
-        "--json",
-    ]));
-    assert_eq!(q["n"], 300);
+    assert_eq!(eval_json(&quantised, &format!("{data}:test"))["n"], 300);
     common::run_ok(&["inspect", quantised.to_str().unwrap()]);
     // Neither kind: the error names the file.
     let junk = dir.path().join("junk.tflite");

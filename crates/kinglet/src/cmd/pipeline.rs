@@ -313,18 +313,7 @@ pub fn run(args: PipelineArgs) -> Result<()> {
         let Some(big) = find(big_arch) else { continue };
         let record = out.join(format!("cascade/{strategy}.json"));
         let summary = out.join(format!("cascade/{strategy}.summary.json"));
-        let mut argv = os(&[
-            "cascade",
-            "--strategy",
-            strategy,
-            "--big",
-            &big.display().to_string(),
-            "--data",
-            &test_spec,
-            "--json",
-            "--save",
-            &record.display().to_string(),
-        ]);
+        let mut argv = cascade_argv(strategy, &big, &test_spec, &record);
         // Thresholds calibrated on the validation subjects. The signature check's six
         // per-activity thresholds get the tighter budget: with three subjects, 0.5 pp lets one
         // posture threshold drift high on some trainings (see BENCHMARKS.md).
@@ -387,18 +376,7 @@ pub fn run(args: PipelineArgs) -> Result<()> {
                 let name = format!("{strategy}.{stream_name}");
                 let record = out.join(format!("cascade/{name}.json"));
                 let summary = out.join(format!("cascade/{name}.summary.json"));
-                let mut argv = os(&[
-                    "cascade",
-                    "--strategy",
-                    strategy,
-                    "--big",
-                    &lite.display().to_string(),
-                    "--data",
-                    stream_spec,
-                    "--json",
-                    "--save",
-                    &record.display().to_string(),
-                ]);
+                let mut argv = cascade_argv(strategy, &lite, stream_spec, &record);
                 if strategy == "signature" {
                     argv.extend(os(&[
                         "--budget",
@@ -544,6 +522,26 @@ pub fn run(args: PipelineArgs) -> Result<()> {
         bail!("steps failed: {}", failed.join(", "));
     }
     Ok(())
+}
+
+/// `kinglet cascade` of `strategy` with `big` over `data`, printing JSON and saving the full
+/// record to `record`; callers add calibration and costs.
+fn cascade_argv(strategy: &str, big: &Path, data: &str, record: &Path) -> Vec<OsString> {
+    [
+        "cascade",
+        "--strategy",
+        strategy,
+        "--big",
+        &big.display().to_string(),
+        "--data",
+        data,
+        "--json",
+        "--save",
+        &record.display().to_string(),
+    ]
+    .iter()
+    .map(OsString::from)
+    .collect()
 }
 
 /// One line per model: float and int8 accuracy on the official test windows, and the
