@@ -493,22 +493,19 @@ pub fn windows(
 /// activity for samples inside a labelled segment (`labels.txt`'s 1-based bounds, inclusive),
 /// `None` elsewhere and for the postural transitions when `activities` is the basic six.
 pub fn recordings(
-    data: &HaptData,
+    data: HaptData,
     activities: Activities,
     keep_user: impl Fn(u32) -> bool,
 ) -> Vec<Recording> {
     let classes = class_count(activities);
     let channel_names: Vec<String> = HAR_CHANNELS.iter().map(|s| s.to_string()).collect();
+    let segments = data.segments;
     data.recordings
-        .values()
+        .into_values()
         .filter(|r| keep_user(r.user))
         .map(|r| {
             let mut labels = vec![None; r.len];
-            for s in data
-                .segments
-                .iter()
-                .filter(|s| s.experiment == r.experiment)
-            {
+            for s in segments.iter().filter(|s| s.experiment == r.experiment) {
                 if s.activity as usize > classes {
                     continue;
                 }
@@ -523,7 +520,7 @@ pub fn recordings(
                 id: r.experiment,
                 sample_rate_hz: SAMPLE_RATE_HZ as f32,
                 channel_names: channel_names.clone(),
-                signals: r.signals.clone(),
+                signals: r.signals,
                 labels,
             }
         })
@@ -542,27 +539,20 @@ pub fn load_recordings(
 ) -> Result<Dataset, DataError> {
     let keep = |u: u32| subject_in_split(u, split);
     let data = read(path, keep, &Processing::default())?;
-    let recs = recordings(&data, activities, keep);
     let class_names: Vec<String> = data
         .activity_names
         .iter()
         .take(class_count(activities))
         .cloned()
         .collect();
-    let dataset = if stream {
-        crate::recording::stream_windows(&recs, grid, &class_names)?
-    } else {
-        crate::recording::segment_windows(&recs, grid, &class_names)?
-    };
-    if dataset.is_empty() {
-        return Err(DataError::Empty(format!(
-            "no windows of {} samples in split `{}` of {}",
-            grid.window,
-            split.name(),
-            path.display()
-        )));
-    }
-    Ok(dataset)
+    let recs = recordings(data, activities, keep);
+    crate::recording::cut(
+        &recs,
+        grid,
+        &class_names,
+        stream,
+        &format!("split `{}` of {}", split.name(), path.display()),
+    )
 }
 
 fn class_count(activities: Activities) -> usize {

@@ -104,6 +104,41 @@ fn check_compatible(recordings: &[Recording]) -> Result<(), DataError> {
     Ok(())
 }
 
+/// Appends samples `start..start + window` of `r` to `out` as one window labelled `label`.
+fn push_window(out: &mut Dataset, r: &Recording, start: usize, window: usize, label: u32) {
+    let c = r.channels();
+    out.data
+        .extend_from_slice(&r.signals[start * c..(start + window) * c]);
+    out.labels.push(label);
+    if let Some(subjects) = out.subjects.as_mut() {
+        subjects.push(r.subject);
+    }
+}
+
+/// The windows of `recordings` on `grid`: a continuous stream ([`stream_windows`]) or windows
+/// inside labelled runs ([`segment_windows`]). None at all is an error naming `what`, the
+/// dataset and split asked for.
+pub fn cut(
+    recordings: &[Recording],
+    grid: Grid,
+    class_names: &[String],
+    stream: bool,
+    what: &str,
+) -> Result<Dataset, DataError> {
+    let dataset = if stream {
+        stream_windows(recordings, grid, class_names)?
+    } else {
+        segment_windows(recordings, grid, class_names)?
+    };
+    if dataset.is_empty() {
+        return Err(DataError::Empty(format!(
+            "no windows of {} samples in {what}",
+            grid.window
+        )));
+    }
+    Ok(dataset)
+}
+
 /// Windows that lie wholly inside one run of equally labelled samples, the first at the
 /// run's start, then every `grid.step` samples, as many as fit: the curated kind of window
 /// benchmark datasets publish. Unlabelled samples yield no window.
@@ -114,7 +149,6 @@ pub fn segment_windows(
 ) -> Result<Dataset, DataError> {
     check_compatible(recordings)?;
     let mut out = empty_like(recordings, grid, class_names);
-    let c = out.channels();
     for r in recordings {
         let mut run_start = 0;
         while run_start < r.len() {
@@ -126,12 +160,7 @@ pub fn segment_windows(
             if let Some(label) = label {
                 let mut s = run_start;
                 while s + grid.window <= run_end {
-                    out.data
-                        .extend_from_slice(&r.signals[s * c..(s + grid.window) * c]);
-                    out.labels.push(label);
-                    if let Some(subjects) = out.subjects.as_mut() {
-                        subjects.push(r.subject);
-                    }
+                    push_window(&mut out, r, s, grid.window, label);
                     s += grid.step;
                 }
             }
@@ -154,7 +183,6 @@ pub fn stream_windows(
 ) -> Result<Dataset, DataError> {
     check_compatible(recordings)?;
     let mut out = empty_like(recordings, grid, class_names);
-    let c = out.channels();
     let classes = class_names.len();
     let mut info = StreamInfo {
         window: grid.window,
@@ -163,12 +191,14 @@ pub fn stream_windows(
         straddles: Vec::new(),
         recording: Vec::new(),
     };
+    // Per class (and unlabelled, last): samples in the window, and where it was last seen.
     let mut votes = vec![0usize; classes + 1];
+    let mut last_seen = vec![0usize; classes + 1];
     for r in recordings {
         let mut s = 0;
         while s + grid.window <= r.len() {
-            votes.iter_mut().for_each(|v| *v = 0);
-            let mut last_seen = vec![0usize; classes + 1];
+            votes.fill(0);
+            last_seen.fill(0);
             for (k, l) in r.labels[s..s + grid.window].iter().enumerate() {
                 let slot = l.map_or(classes, |l| (l as usize).min(classes));
                 votes[slot] += 1;
@@ -178,13 +208,8 @@ pub fn stream_windows(
             let best = (0..=classes)
                 .max_by_key(|&k| (votes[k], last_seen[k]))
                 .unwrap_or(classes);
-            out.data
-                .extend_from_slice(&r.signals[s * c..(s + grid.window) * c]);
-            out.labels
-                .push(if best < classes { best as u32 } else { 0 });
-            if let Some(subjects) = out.subjects.as_mut() {
-                subjects.push(r.subject);
-            }
+            let label = if best < classes { best as u32 } else { 0 };
+            push_window(&mut out, r, s, grid.window, label);
             info.known.push(best < classes);
             info.straddles.push(kinds > 1);
             info.recording.push(r.id);

@@ -184,13 +184,6 @@ impl DataSpec {
             options: self.options.clone(),
         }
     }
-
-    /// The same spec read as a continuous stream (or not).
-    pub fn with_stream(&self, stream: bool) -> DataSpec {
-        let mut out = self.clone();
-        out.options.stream = stream;
-        out
-    }
 }
 
 impl std::fmt::Display for DataSpec {
@@ -294,20 +287,13 @@ pub fn load(spec: &DataSpec, options: &LoadOptions) -> Result<Dataset, DataError
             for note in &data.notes {
                 eprintln!("note: {note}");
             }
-            let cut = if o.stream {
-                recording::stream_windows(&data.recordings, grid, &data.class_names)?
-            } else {
-                recording::segment_windows(&data.recordings, grid, &data.class_names)?
-            };
-            if cut.is_empty() {
-                return Err(DataError::Empty(format!(
-                    "no windows of {} samples in split `{}` of {}",
-                    grid.window,
-                    spec.split.name(),
-                    dir.display()
-                )));
-            }
-            Ok(cut)
+            recording::cut(
+                &data.recordings,
+                grid,
+                &data.class_names,
+                o.stream,
+                &format!("split `{}` of {}", spec.split.name(), dir.display()),
+            )
         }
         Source::Mnist(dir) => idx::load(dir, spec.split, idx::Flavour::Mnist),
         Source::FashionMnist(dir) => idx::load(dir, spec.split, idx::Flavour::FashionMnist),
