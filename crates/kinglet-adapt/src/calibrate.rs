@@ -185,10 +185,8 @@ fn point(
     class_names: &[String],
 ) -> Result<SweepPoint, AdaptError> {
     let n = stream.len();
-    let labels = stream.labels.clone();
-    let known = stream.known.clone();
     let run = simulate(spec, &mut stream.models(), n)?;
-    let e = evaluate_scored(&run, &labels, known.as_deref(), class_names)?;
+    let e = evaluate_scored(&run, &stream.labels, stream.known.as_deref(), class_names)?;
     Ok(SweepPoint {
         label: spec.label(),
         spec: spec.clone(),
