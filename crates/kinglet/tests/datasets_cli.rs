@@ -154,19 +154,26 @@ epochs = 2
         "hapt:{}:test:window=40:step=20",
         fixture("hapt.zip").display()
     );
-    let o = kinglet(&[
-        "eval",
-        "--model",
-        &model.display().to_string(),
-        "--data",
-        &hapt,
-    ]);
-    assert!(!o.status.success());
-    let message = text(&o);
-    assert!(
-        message.contains("20 Hz") && message.contains("50 Hz"),
-        "{message}"
-    );
+    for args in [
+        vec!["eval", "--model", model.to_str().unwrap(), "--data", &hapt],
+        vec![
+            "cascade",
+            "--strategy",
+            "big-only",
+            "--big",
+            int8.to_str().unwrap(),
+            "--data",
+            &hapt,
+        ],
+    ] {
+        let o = kinglet(&args);
+        assert!(!o.status.success(), "{args:?}");
+        let message = text(&o);
+        assert!(
+            message.contains("20 Hz") && message.contains("50 Hz"),
+            "{args:?}: {message}"
+        );
+    }
 }
 
 #[test]

@@ -166,26 +166,16 @@ struct LoadedModel {
     name: String,
     graph: Graph,
     normalise: Option<Normalise>,
-    /// The training windows' sampling rate, where the model file records it.
-    sample_rate_hz: Option<f32>,
 }
 
-impl LoadedModel {
-    /// Refuses a stream sampled at another rate than the model's training windows.
-    fn check_rate(&self, data: &kinglet_data::Dataset) -> Result<()> {
-        if let (Some(m), Some(d)) = (self.sample_rate_hz, data.sample_rate_hz)
-            && (m - d).abs() > 1e-3 * m.abs().max(1.0)
-        {
-            bail!(
-                "{}: trained on windows sampled at {m} Hz, but the data is sampled at {d} Hz",
-                self.name
-            );
-        }
-        Ok(())
-    }
-}
-
-fn load_model(path: &Path, channel_names: &[String]) -> Result<LoadedModel> {
+/// Opens a model for the windows of `data`: its normalisation in `data`'s channel order, and
+/// a refusal if the model was trained on windows sampled at another rate.
+fn load_model(path: &Path, data: &kinglet_data::Dataset) -> Result<LoadedModel> {
+    let trained = |n: &kinglet_train::ChannelNormalisation| -> Result<Normalise> {
+        n.check_rate(data)
+            .with_context(|| format!("{}", path.display()))?;
+        Ok(normalise_for(n, &data.channel_names))
+    };
     let name = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -195,7 +185,6 @@ fn load_model(path: &Path, channel_names: &[String]) -> Result<LoadedModel> {
             let graph = load_tflite(path)?;
             // kinglet-written models carry their training normalisation in the metadata;
             // the seed's models have none and take seed-scaled or raw inputs instead.
-            let mut sample_rate_hz = None;
             let normalise = match graph.metadata.get(kinglet_graph::meta::NORMALISATION) {
                 Some(text) => {
                     let meta: serde_json::Value =
@@ -208,8 +197,7 @@ fn load_model(path: &Path, channel_names: &[String]) -> Result<LoadedModel> {
                     .with_context(|| {
                         format!("{}: malformed normalisation metadata", path.display())
                     })?;
-                    sample_rate_hz = n.sample_rate_hz;
-                    Some(normalise_for(&n, channel_names))
+                    Some(trained(&n)?)
                 }
                 None => None,
             };
@@ -217,7 +205,6 @@ fn load_model(path: &Path, channel_names: &[String]) -> Result<LoadedModel> {
                 name,
                 graph,
                 normalise,
-                sample_rate_hz,
             })
         }
         kinglet_train::ModelKind::Kgl => {
@@ -225,12 +212,11 @@ fn load_model(path: &Path, channel_names: &[String]) -> Result<LoadedModel> {
                 .with_context(|| format!("loading {}", path.display()))?;
             let graph = kinglet_train::lower(&model)
                 .with_context(|| format!("lowering {}", path.display()))?;
-            let normalise = Some(normalise_for(&model.normalisation, channel_names));
+            let normalise = Some(trained(&model.normalisation)?);
             Ok(LoadedModel {
                 name,
                 graph,
                 normalise,
-                sample_rate_hz: model.normalisation.sample_rate_hz,
             })
         }
     }
@@ -329,8 +315,7 @@ fn open_stream(a: &CascadeArgs, spec: &StrategySpec, data_spec: &DataSpec) -> Re
         other => bail!("--input-scaling {other}: expected seed or none"),
     };
     let open = |path: &Path| -> Result<GraphClassifier> {
-        let m = load_model(path, &data.channel_names)?;
-        m.check_rate(&data)?;
+        let m = load_model(path, &data)?;
         let uint8 = m
             .graph
             .inputs
@@ -360,7 +345,7 @@ fn open_stream(a: &CascadeArgs, spec: &StrategySpec, data_spec: &DataSpec) -> Re
         .collect::<Result<Vec<_>>>()?;
     let dual = match &a.dual {
         Some(p) => {
-            let m = load_model(p, &data.channel_names)?;
+            let m = load_model(p, &data)?;
             Some(
                 DualClassifier::new(&m.name, &m.graph, windows.clone(), m.normalise)?
                     .with_kernels(a.tflite_kernels)?,
@@ -598,7 +583,7 @@ fn run_on_cortex_m4(a: &CascadeArgs, spec: &StrategySpec) -> Result<()> {
                 path.display()
             );
         }
-        load_model(path, &dataset.channel_names)
+        load_model(path, &dataset)
     };
     let big = load(a.big.as_ref().context("--big is required")?)?;
     let littles = a.little.iter().map(load).collect::<Result<Vec<_>>>()?;
