@@ -14,6 +14,7 @@ pub mod float16;
 pub mod params;
 pub mod ptq;
 pub mod recorded;
+pub mod subbyte;
 
 pub use calibrate::Calibration;
 pub use dynamic::{DynamicConfig, quantize_dynamic};

@@ -17,10 +17,11 @@
 
 use std::collections::BTreeMap;
 
-use kinglet_graph::{DType, Graph, Interpreter, OpKind, QuantParams, TensorId};
+use kinglet_graph::{DType, Graph, Interpreter, OpKind, QuantParams, TensorId, pack_signed};
 
 use crate::calibrate::{Calibration, TensorObserver};
 use crate::error::CompressError;
+use crate::subbyte::{quantize_sub_byte, sub_byte_scales, weight_dtype};
 use crate::params::{
     activation_params, per_channel_scales, quantize_bias, quantize_per_tensor, quantize_with_scales,
 };
@@ -46,6 +47,9 @@ pub struct PtqConfig {
     /// above it, so two classes never saturate together on the calibration data. `None`
     /// keeps the converter's min/max range.
     pub logit_clip: Option<f32>,
+    /// Weight bit width (8, 4 or 2) of every Conv2D, DepthwiseConv2D and FullyConnected
+    /// layer, in op order (see [`crate::subbyte`]); empty means int8 everywhere.
+    pub weight_bits: Vec<u32>,
 }
 
 /// Default for [`PtqConfig::logit_clip`] where a caller opts in: centred logits within ±16
@@ -59,6 +63,7 @@ impl Default for PtqConfig {
             per_channel_fully_connected: true,
             float_io: false,
             logit_clip: None,
+            weight_bits: Vec::new(),
         }
     }
 }
@@ -155,6 +160,14 @@ pub(crate) fn quantize_int8_overriding(
     overrides: &BTreeMap<usize, (f32, f32)>,
 ) -> Result<PtqResult, CompressError> {
     check_float_graph(graph)?;
+    let layers = crate::subbyte::weighted_layers(graph);
+    if !config.weight_bits.is_empty() && config.weight_bits.len() != layers.len() {
+        return Err(CompressError::Unsupported(format!(
+            "{} weight bit widths for {} weighted layers",
+            config.weight_bits.len(),
+            layers.len()
+        )));
+    }
     let centred;
     let (graph, logits) = match config.logit_clip {
         Some(limit) if !(limit.is_finite() && limit > 0.0) => {
@@ -203,7 +216,19 @@ pub(crate) fn quantize_int8_overriding(
     q.metadata.insert(
         PTQ_METADATA.to_owned(),
         format!(
-            "int8 per-channel weights, calibration {:?} on {} samples{}{}",
+            "{} per-channel weights, calibration {:?} on {} samples{}{}",
+            match crate::subbyte::scheme_name(&config.weight_bits) {
+                "mixed" => format!(
+                    "mixed ({})",
+                    config
+                        .weight_bits
+                        .iter()
+                        .map(|b| b.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+                name => name.to_owned(),
+            },
             config.calibration,
             samples.len(),
             match (config.logit_clip, logits.len()) {
@@ -531,6 +556,7 @@ fn quantize_constants(
     config: &PtqConfig,
 ) -> Result<(), CompressError> {
     let mut done: BTreeMap<usize, &'static str> = BTreeMap::new();
+    let mut layer = 0;
     for (index, op) in float.ops.iter().enumerate() {
         let name = op.kind.name();
         let err = |m: String| CompressError::Unsupported(format!("op {index} ({name}): {m}"));
@@ -546,9 +572,17 @@ fn quantize_constants(
             let values = wt
                 .data_f32()
                 .ok_or_else(|| err(format!("weights '{}' are not a float constant", wt.name)))?;
-            let mut scales = match axis {
-                Some(axis) => per_channel_scales(&values, &wt.shape, axis),
-                None => vec![quantize_per_tensor(&values).1],
+            let bits = config.weight_bits.get(layer).copied().unwrap_or(8);
+            layer += 1;
+            let mut scales = match (axis, bits) {
+                (Some(axis), 8) => per_channel_scales(&values, &wt.shape, axis),
+                (None, 8) => vec![quantize_per_tensor(&values).1],
+                (axis, bits) => sub_byte_scales(
+                    &values,
+                    if axis.is_some() { &wt.shape } else { &[] },
+                    axis.unwrap_or(0),
+                    bits,
+                ),
             };
             if let Some(prev) = done.insert(weights.0, name) {
                 return Err(err(format!(
@@ -585,15 +619,19 @@ fn quantize_constants(
                 target.quant = Some(bq);
                 target.data = Some(qb.iter().flat_map(|v| v.to_le_bytes()).collect());
             }
-            let qw = quantize_with_scales(&values, &wt.shape, axis.unwrap_or(0), &scales);
+            let qw = if bits == 8 {
+                quantize_with_scales(&values, &wt.shape, axis.unwrap_or(0), &scales)
+            } else {
+                quantize_sub_byte(&values, &wt.shape, axis.unwrap_or(0), &scales, bits)
+            };
             let wq = match axis {
                 Some(axis) => QuantParams::per_axis(scales.clone(), vec![0; scales.len()], axis),
                 None => QuantParams::per_tensor(scales[0], 0),
             };
             let target = &mut q.tensors[weights.0];
-            target.dtype = DType::I8;
+            target.dtype = weight_dtype(bits)?;
             target.quant = Some(wq);
-            target.data = Some(qw.iter().map(|v| *v as u8).collect());
+            target.data = Some(pack_signed(&qw, bits));
             continue;
         }
         // Any other constant operand (e.g. a constant addend) is quantised like an

@@ -25,8 +25,8 @@ impl fmt::Display for TensorId {
     }
 }
 
-/// Element type of a tensor. Sizes are given in bits so that packed sub-byte types
-/// (4- and 2-bit weights, a later issue) fit the same byte-size arithmetic.
+/// Element type of a tensor. Sizes are given in bits so that the packed sub-byte weight types
+/// fit the same byte-size arithmetic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
     F32,
@@ -34,6 +34,12 @@ pub enum DType {
     I8,
     U8,
     I32,
+    /// 4-bit signed integers packed two per byte, the first element in the low nibble
+    /// (TFLite's `INT4`); kinglet uses it for constant weights only.
+    I4,
+    /// 2-bit signed integers packed four per byte, the first element in the lowest two bits
+    /// (TFLite's `INT2`); constant weights only.
+    I2,
 }
 
 impl DType {
@@ -42,6 +48,8 @@ impl DType {
             DType::F32 | DType::I32 => 32,
             DType::F16 => 16,
             DType::I8 | DType::U8 => 8,
+            DType::I4 => 4,
+            DType::I2 => 2,
         }
     }
 
@@ -57,12 +65,62 @@ impl DType {
             DType::I8 => "i8",
             DType::U8 => "u8",
             DType::I32 => "i32",
+            DType::I4 => "i4",
+            DType::I2 => "i2",
         }
     }
 
     pub fn is_quantized_integer(self) -> bool {
         matches!(self, DType::I8 | DType::U8)
     }
+
+    /// The packed signed type of a weight bit width (8, 4 or 2).
+    pub fn signed_weights(bits: u32) -> Option<DType> {
+        match bits {
+            8 => Some(DType::I8),
+            4 => Some(DType::I4),
+            2 => Some(DType::I2),
+            _ => None,
+        }
+    }
+
+    /// Whether constants of this type hold signed integer weights (int8 or packed sub-byte).
+    pub fn is_signed_weights(self) -> bool {
+        matches!(self, DType::I8 | DType::I4 | DType::I2)
+    }
+}
+
+/// Packs signed values of `bits` (4 or 2) bits each, lowest bits first within a byte, as
+/// TFLite's `INT4` and `INT2` tensors store them; values outside the width are truncated to
+/// their low bits, so callers clamp first. `bits = 8` stores plain int8.
+pub fn pack_signed(values: &[i8], bits: u32) -> Vec<u8> {
+    if bits >= 8 {
+        return values.iter().map(|&v| v as u8).collect();
+    }
+    let per_byte = (8 / bits) as usize;
+    let mask = (1u8 << bits) - 1;
+    let mut out = vec![0u8; values.len().div_ceil(per_byte)];
+    for (i, &v) in values.iter().enumerate() {
+        out[i / per_byte] |= ((v as u8) & mask) << ((i % per_byte) as u32 * bits);
+    }
+    out
+}
+
+/// The first `len` signed values of `bits` bits each from `packed` (see [`pack_signed`]),
+/// sign-extended to int8. Missing bytes read as zeros; the graph validator checks lengths.
+pub fn unpack_signed(packed: &[u8], bits: u32, len: usize) -> Vec<i8> {
+    if bits >= 8 {
+        return packed.iter().take(len).map(|&b| b as i8).collect();
+    }
+    let per_byte = (8 / bits) as usize;
+    let shift_up = 8 - bits;
+    (0..len)
+        .map(|i| {
+            let byte = packed.get(i / per_byte).copied().unwrap_or(0);
+            let field = byte >> ((i % per_byte) as u32 * bits);
+            ((field << shift_up) as i8) >> shift_up
+        })
+        .collect()
 }
 
 impl fmt::Display for DType {
@@ -133,6 +191,18 @@ impl Tensor {
                 .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect()
         })
+    }
+
+    /// Constant weights as int8 values, unpacking sub-byte types; `None` for other types.
+    pub fn weights_i8(&self) -> Option<Vec<i8>> {
+        let d = self.data.as_ref()?;
+        let bits = match self.dtype {
+            DType::I8 => 8,
+            DType::I4 => 4,
+            DType::I2 => 2,
+            _ => return None,
+        };
+        Some(unpack_signed(d, bits, self.elements()))
     }
 
     /// Constant data as f32 values.

@@ -470,8 +470,24 @@ impl Graph {
                 quantized(x)?;
             }
             _ => {
-                for id in op.inputs.iter().take(2) {
+                let weighted = matches!(
+                    op.kind,
+                    OpKind::Conv2D { .. }
+                        | OpKind::DepthwiseConv2D { .. }
+                        | OpKind::FullyConnected { .. }
+                );
+                for (pos, id) in op.inputs.iter().take(2).enumerate() {
                     let t = self.tensor(*id);
+                    if matches!(t.dtype, DType::I4 | DType::I2) && weighted && pos == 1 {
+                        // Packed sub-byte weights: constant, per-channel symmetric, int8 input.
+                        if !t.is_constant() || t.quant.is_none() || x.dtype != DType::I8 {
+                            return Err(err(format!(
+                                "{} weights '{}' must be a quantised constant of an int8 layer",
+                                t.dtype, t.name
+                            )));
+                        }
+                        continue;
+                    }
                     if !matches!(t.dtype, DType::F32 | DType::I8 | DType::U8) {
                         return Err(err(format!(
                             "tensor '{}' has unsupported type {}",
@@ -480,12 +496,7 @@ impl Graph {
                     }
                     quantized(t)?;
                 }
-                if matches!(
-                    op.kind,
-                    OpKind::Conv2D { .. }
-                        | OpKind::DepthwiseConv2D { .. }
-                        | OpKind::FullyConnected { .. }
-                ) {
+                if weighted {
                     if let Some(b) = op.inputs.get(2) {
                         let b = self.tensor(*b);
                         let want = if x.dtype == DType::F32 {

@@ -104,6 +104,8 @@ pub fn read(bytes: &[u8]) -> Result<Graph, GraphError> {
             tensor_type::INT32 => DType::I32,
             tensor_type::UINT8 => DType::U8,
             tensor_type::INT8 => DType::I8,
+            tensor_type::INT4 => DType::I4,
+            tensor_type::INT2 => DType::I2,
             other => {
                 return Err(terr(format!(
                     "unsupported tensor type {} ({other})",

@@ -22,10 +22,12 @@ pub mod tensor_type {
     pub const INT32: i8 = 2;
     pub const UINT8: i8 = 3;
     pub const INT8: i8 = 9;
+    pub const INT4: i8 = 17;
+    pub const INT2: i8 = 19;
 
     /// Names of all schema tensor types, for errors about unsupported ones.
     pub fn name(t: i8) -> &'static str {
-        const NAMES: [&str; 19] = [
+        const NAMES: [&str; 23] = [
             "FLOAT32",
             "FLOAT16",
             "INT32",
@@ -45,6 +47,10 @@ pub mod tensor_type {
             "UINT16",
             "INT4",
             "BFLOAT16",
+            "INT2",
+            "UINT4",
+            "FLOAT8_E4M3FN",
+            "FLOAT8_E5M2",
         ];
         usize::try_from(t)
             .ok()

@@ -19,6 +19,8 @@ fn dtype_code(d: DType) -> i8 {
         DType::I32 => tensor_type::INT32,
         DType::U8 => tensor_type::UINT8,
         DType::I8 => tensor_type::INT8,
+        DType::I4 => tensor_type::INT4,
+        DType::I2 => tensor_type::INT2,
     }
 }
 

@@ -24,11 +24,17 @@ pub struct QuantizeArgs {
     /// Calibration data, e.g. `uci-har:../shared/data/uci-har` (split `train` unless given).
     #[arg(long)]
     pub data: String,
-    /// Quantisation scheme: `int8` (full-integer, per-channel weights), `dynamic` (int8
-    /// weights, float activations: TFLite's dynamic range / hybrid ops) or `float16` (half
-    /// float weights behind DEQUANTIZE, float activations).
+    /// Quantisation scheme: `int8` (full-integer, per-channel weights), `w4a8` / `w2a8` (4- or
+    /// 2-bit per-channel weights packed as TFLite INT4 / INT2, int8 activations), `mixed` (a
+    /// weight width per layer, `--bits`), `dynamic` (int8 weights, float activations: TFLite's
+    /// dynamic range / hybrid ops) or `float16` (half float weights behind DEQUANTIZE, float
+    /// activations).
     #[arg(long, default_value = "int8")]
     pub scheme: String,
+    /// `mixed`: weight bit width (8, 4 or 2) per Conv2D / DepthwiseConv2D / FullyConnected
+    /// layer in op order, e.g. `8,4,4,2,8` (`kinglet inspect` lists the layers).
+    #[arg(long)]
+    pub bits: Option<String>,
     /// `dynamic` only: weight tensors with fewer elements stay float (the TFLite converter's
     /// default, 1024).
     #[arg(long, default_value_t = 1024)]
@@ -73,9 +79,13 @@ pub struct QuantizeArgs {
 }
 
 pub fn run(args: QuantizeArgs) -> Result<()> {
-    match args.scheme.as_str() {
-        "int8" | "dynamic" | "float16" => {}
-        other => bail!("--scheme {other}: unknown scheme (expected int8, dynamic or float16)"),
+    match (args.scheme.as_str(), &args.bits) {
+        ("mixed", None) => bail!("--scheme mixed needs --bits (a width per weighted layer)"),
+        ("mixed", Some(_)) | ("int8" | "w4a8" | "w2a8" | "dynamic" | "float16", None) => {}
+        (other, Some(_)) => bail!("--bits applies to --scheme mixed, not {other}"),
+        (other, None) => bail!(
+            "--scheme {other}: unknown scheme (expected int8, w4a8, w2a8, mixed, dynamic or float16)"
+        ),
     }
     let calibration =
         Calibration::parse(&args.calibration).map_err(|e| anyhow::anyhow!("--calibration: {e}"))?;
@@ -101,11 +111,20 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
             _ => bail!("--logit-clip {text}: expected a positive number or `off`"),
         },
     };
+    let layers = kinglet_compress::subbyte::weighted_layers(&graph).len();
+    let weight_bits = match (args.scheme.as_str(), &args.bits) {
+        ("w4a8", _) => vec![4; layers],
+        ("w2a8", _) => vec![2; layers],
+        (_, Some(bits)) => kinglet_compress::subbyte::parse_bits(bits, layers)
+            .with_context(|| format!("--bits {bits}"))?,
+        _ => Vec::new(),
+    };
     let config = PtqConfig {
         calibration,
         per_channel_fully_connected: !args.per_tensor_dense,
         float_io: args.float_io,
         logit_clip,
+        weight_bits,
     };
     let has_ranges = graph
         .metadata
@@ -183,12 +202,13 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         quantised.weight_bytes(),
         graph.weight_bytes()
     );
-    let how = if args.scheme == "int8" && recorded_used > 0 {
+    let integer = matches!(args.scheme.as_str(), "int8" | "w4a8" | "w2a8" | "mixed");
+    let how = if integer && recorded_used > 0 {
         format!(
             "{recorded_used} activation ranges from quantisation-aware training; checked on {} windows of {spec}",
             samples.len()
         )
-    } else if args.scheme == "int8" {
+    } else if integer {
         format!(
             "calibrated on {} windows of {spec} ({calibration:?})",
             samples.len()
