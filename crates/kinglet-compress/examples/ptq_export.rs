@@ -1,5 +1,5 @@
 //! Quantises every float model of the PTQ reference bundle with kinglet and writes the
-//! int8 `.tflite` files plus a `manifest.json`, for `scripts/diff_ptq_export.py` to run in
+//! int8 (and sub-byte weight) `.tflite` files plus a `manifest.json`, for `scripts/diff_ptq_export.py` to run in
 //! the TFLite interpreter. Usage:
 //! `cargo run --release -p kinglet-compress --example ptq_export -- <ptq bundle> <out dir>`
 
@@ -40,6 +40,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             if index % every != 0 {
                 continue;
             }
+            let config = kinglet_compress::PtqConfig {
+                weight_bits: common::sub_byte_bits(suffix, &float),
+                ..config
+            };
             let q = quantize_int8(&float, &samples, &config)?;
             let bytes = q.graph.to_tflite_bytes()?;
             let file = format!("{}-{suffix}.tflite", case.name.replace('/', "-"));

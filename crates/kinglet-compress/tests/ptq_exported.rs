@@ -1,4 +1,5 @@
-//! Models quantised by kinglet, exported as `.tflite` and run in the TFLite interpreter
+//! Models quantised by kinglet (int8, and 4/2-bit weights), exported as `.tflite` and run in
+//! the TFLite interpreter
 //! (`scripts/diff_ptq_export.py` records those outputs): kinglet's interpreter must give
 //! identical outputs on the same files, and today's PTQ must still produce exactly the
 //! quantisation stored in them (so the goldens describe the current code).
@@ -21,6 +22,13 @@ fn exported_models_match_tflite_and_current_ptq() {
         .collect();
     let (_, cases) = common::read_diff_bundle("ptq_exported.kgd.gz");
     assert!(cases.len() >= 40, "only {} exported cases", cases.len());
+    for (config, least) in [("w4a8", 20), ("mixed", 10)] {
+        let n = cases
+            .iter()
+            .filter(|c| c.info["config"].as_str() == Some(config))
+            .count();
+        assert!(n >= least, "only {n} exported {config} cases");
+    }
     let mut failures = Vec::new();
     for case in &cases {
         if let Err(e) = common::run_case(&case.model, &case.samples) {
@@ -42,7 +50,11 @@ fn exported_models_match_tflite_and_current_ptq() {
                 .iter()
                 .map(|s| s.iter().map(|a| a.f32s()).collect())
                 .collect();
-            let ours = quantize_int8(&float, &samples, config).map_err(|e| e.to_string())?;
+            let config = kinglet_compress::PtqConfig {
+                weight_bits: common::sub_byte_bits(case.info["config"].as_str().unwrap_or(""), &float),
+                ..config.clone()
+            };
+            let ours = quantize_int8(&float, &samples, &config).map_err(|e| e.to_string())?;
             let stored = Graph::from_tflite_bytes(&case.model).map_err(|e| e.to_string())?;
             Ok(common::compare_graphs(&ours.graph, &stored, 0.0))
         })();

@@ -466,11 +466,11 @@ fn prepare_op(graph: &Graph, index: usize, kernels: TfliteKernels) -> Result<Pre
                 km::quant::conv_output_multipliers(in_s, &wq.scale, out_s, &mut m, &mut s)
                     .map_err(kerr)?;
                 // The optimized per-channel FC runs on ruy, whose x86 kernels round the final
-                // shift's ties up; so does TFLite's optimized depthwise kernel for int4
-                // filters (measured: 0 of 100 windows differ this way, 100 of 100 without).
+                // shift's ties up; so does TFLite's optimized per-channel depthwise kernel
+                // (seen first on int4 filters, where 100 of 100 windows differed without it,
+                // then on an int8 depthwise layer fed by int4 convolutions).
                 let ties_up = match kind {
-                    Weighted::FullyConnected => true,
-                    Weighted::Depthwise { .. } => weights.dtype == DType::I4,
+                    Weighted::FullyConnected | Weighted::Depthwise { .. } => true,
                     Weighted::Conv => false,
                 };
                 if builtin && ties_up {

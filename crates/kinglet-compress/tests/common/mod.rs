@@ -232,7 +232,31 @@ pub fn export_configs() -> Vec<(&'static str, kinglet_compress::PtqConfig, usize
             },
             5,
         ),
+        // Sub-byte weights: every weighted layer at 4 bits, or alternating 4 and 8 bits with
+        // fully-connected layers at 2 (TFLite's CONV_2D and DEPTHWISE_CONV_2D kernels take
+        // INT4 filters but not INT2; FULLY_CONNECTED takes both). `weight_bits` is filled per
+        // model by [`sub_byte_bits`].
+        ("w4a8", PtqConfig::default(), 1),
+        ("mixed", PtqConfig::default(), 2),
     ]
+}
+
+/// The weight widths export config `name` gives `float`'s weighted layers (empty: int8).
+pub fn sub_byte_bits(name: &str, float: &kinglet_graph::Graph) -> Vec<u32> {
+    let layers = kinglet_compress::subbyte::weighted_layers(float);
+    match name {
+        "w4a8" => vec![4; layers.len()],
+        "mixed" => layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| match (l.kind, i % 2) {
+                ("FULLY_CONNECTED", _) => 2,
+                (_, 0) => 4,
+                _ => 8,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// Relative scale tolerance: float32 rounding of calibration ranges computed by two
