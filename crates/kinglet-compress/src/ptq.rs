@@ -210,6 +210,8 @@ pub(crate) fn quantize_int8_overriding(
     }
     quantize_constants(graph, &mut q, &params, config)?;
     insert_requantize(&mut q, &plan.requantize);
+    // Learned clipping has been applied; in a quantised file it would only cost bytes.
+    q.metadata.remove(kinglet_graph::meta::WEIGHT_CLIPS);
     if config.float_io {
         add_float_edges(&mut q);
     }
@@ -557,6 +559,7 @@ fn quantize_constants(
 ) -> Result<(), CompressError> {
     let mut done: BTreeMap<usize, &'static str> = BTreeMap::new();
     let mut layer = 0;
+    let clips = crate::subbyte::learned_clips(float)?;
     for (index, op) in float.ops.iter().enumerate() {
         let name = op.kind.name();
         let err = |m: String| CompressError::Unsupported(format!("op {index} ({name}): {m}"));
@@ -577,6 +580,15 @@ fn quantize_constants(
             let mut scales = match (axis, bits) {
                 (Some(axis), 8) => per_channel_scales(&values, &wt.shape, axis),
                 (None, 8) => vec![quantize_per_tensor(&values).1],
+                // Clipping learnt at this width by QAT, where it fits the layer.
+                (Some(axis), bits)
+                    if clips.get(&wt.name).is_some_and(|(b, r)| {
+                        *b == bits && Some(&r.len()) == wt.shape.get(axis)
+                    }) =>
+                {
+                    let ratios = &clips[&wt.name].1;
+                    crate::subbyte::clipped_scales(&values, &wt.shape, axis, bits, ratios)
+                }
                 (axis, bits) => sub_byte_scales(
                     &values,
                     if axis.is_some() { &wt.shape } else { &[] },

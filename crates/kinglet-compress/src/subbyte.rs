@@ -158,6 +158,70 @@ pub fn sub_byte_scales(values: &[f32], shape: &[usize], axis: usize, bits: u32) 
         .collect()
 }
 
+/// Weight clipping learnt by quantisation-aware training, read from the graph's
+/// [`kinglet_graph::meta::WEIGHT_CLIPS`] metadata: width and per-channel ratios by weight
+/// tensor name. Malformed lines are errors naming the line.
+pub fn learned_clips(
+    graph: &Graph,
+) -> Result<std::collections::BTreeMap<String, (u32, Vec<f32>)>, CompressError> {
+    let mut out = std::collections::BTreeMap::new();
+    let Some(text) = graph.metadata.get(kinglet_graph::meta::WEIGHT_CLIPS) else {
+        return Ok(out);
+    };
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let bad = || {
+            CompressError::Unsupported(format!(
+                "{} line {}: expected name<TAB>bits<TAB>ratio,…, got '{line}'",
+                kinglet_graph::meta::WEIGHT_CLIPS,
+                n + 1
+            ))
+        };
+        let mut fields = line.split('\t');
+        let (Some(name), Some(bits), Some(ratios), None) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            return Err(bad());
+        };
+        let bits: u32 = bits.parse().map_err(|_| bad())?;
+        let ratios = ratios
+            .split(',')
+            .map(|r| r.parse::<f32>().ok().filter(|v| v.is_finite() && *v > 0.0))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(bad)?;
+        out.insert(name.to_owned(), (bits, ratios));
+    }
+    Ok(out)
+}
+
+/// Per-channel scales from learned clipping ratios: `ratio_c · max|w_c| / Q`.
+pub fn clipped_scales(
+    values: &[f32],
+    shape: &[usize],
+    axis: usize,
+    bits: u32,
+    ratios: &[f32],
+) -> Vec<f32> {
+    let channels = shape.get(axis).copied().unwrap_or(1).max(1);
+    let inner: usize = shape.iter().skip(axis + 1).product::<usize>().max(1);
+    let mut max_abs = vec![0.0f32; channels];
+    for (i, v) in values.iter().enumerate() {
+        let c = (i / inner) % channels;
+        max_abs[c] = max_abs[c].max(v.abs());
+    }
+    let qmax = weight_qmax(bits) as f32;
+    max_abs
+        .iter()
+        .zip(ratios)
+        .map(|(m, r)| {
+            if *m > 0.0 {
+                r * m / qmax
+            } else {
+                crate::params::weight_scale(0.0)
+            }
+        })
+        .collect()
+}
+
 /// `round(w / scale)` clamped to `±(2^(bits−1) − 1)`, one scale per channel along `axis` (or
 /// one in total).
 pub fn quantize_sub_byte(

@@ -363,6 +363,11 @@ pub mod meta {
     /// Activation ranges learnt by quantisation-aware training, one `name<TAB>min<TAB>max`
     /// line per tensor; int8 quantisation uses them instead of calibrating.
     pub const ACTIVATION_RANGES: &str = "kinglet.activation_ranges";
+    /// Weight clipping learnt by sub-byte quantisation-aware training, one
+    /// `name<TAB>bits<TAB>ratio,ratio,…` line per weight tensor (a ratio per output channel:
+    /// the channel's scale is `ratio · max|w| / (2^(bits−1) − 1)`); 4- and 2-bit quantisation
+    /// uses it instead of searching the clipping.
+    pub const WEIGHT_CLIPS: &str = "kinglet.weight_clips";
 }
 
 /// A model: tensors, ops in execution order, graph inputs/outputs and string metadata.

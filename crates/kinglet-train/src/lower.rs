@@ -298,6 +298,7 @@ pub fn lower(model: &TrainedModel) -> Result<Graph, Error> {
     g.metadata
         .insert(meta::NORMALISATION.to_string(), norm.to_string());
     crate::qat::record_ranges(&mut g, model)?;
+    crate::qat::record_clips(&mut g, model)?;
     Ok(g)
 }
 

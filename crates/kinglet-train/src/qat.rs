@@ -141,6 +141,207 @@ pub fn fake_quant_weight<const D: usize>(w: Tensor<D>, axis: usize) -> Tensor<D>
     straight_through(y, w)
 }
 
+/// Name prefix of the model tensors holding learned weight clipping: `[bits, α_0, …, α_C−1]`
+/// for the graph weight tensor named after the prefix (see docs/model-format.md).
+pub const CLIP_PREFIX: &str = "qat-clip:";
+
+/// Largest magnitude (in steps) of a symmetric `bits`-bit weight: 7 at 4 bits, 1 at 2.
+pub fn weight_qmax(bits: u32) -> f32 {
+    ((1i32 << (bits - 1)) - 1) as f32
+}
+
+/// Symmetric per-channel `bits`-bit quantise-dequantise of a weight tensor (output channels
+/// along `axis`) with a learned clipping ratio per channel: `scale_c = α_c · max|w_c| / Q`,
+/// `q = clamp(round(w / scale), −Q, Q)`, `y = q · scale`, Q = 2^(bits−1) − 1. The clipping is
+/// learned the LSQ way (Esser et al. 2020): rounding passes gradients straight through, so the
+/// gradient reaching the scale is `round(v) − v` inside the range and ±Q where clipped, scaled
+/// by `1/√(N·Q)` per channel of N weights. Parametrising by `α` rather than the scale keeps the
+/// value meaningful after batch-norm folding, which multiplies a channel's weights and its
+/// scale alike.
+pub fn fake_quant_weight_clipped<const D: usize>(
+    w: Tensor<D>,
+    axis: usize,
+    bits: u32,
+    alpha: Tensor<1>,
+) -> Tensor<D> {
+    let qmax = weight_qmax(bits);
+    let moved = w.swap_dims(0, axis);
+    let dims = moved.dims();
+    let channels = dims[0];
+    let per = dims.iter().skip(1).product::<usize>();
+    let flat: Tensor<2> = moved.reshape([channels, per]);
+    let max_abs = flat
+        .clone()
+        .detach()
+        .abs()
+        .max_dim(1)
+        .clamp_min((NEAR_ZERO_RANGE / 2.0) as f32);
+    let gradient_scale = 1.0 / ((per as f32) * qmax).sqrt();
+    let alpha = alpha.clone().detach() + (alpha.clone() - alpha.detach()).mul_scalar(gradient_scale);
+    let scale = alpha.reshape([channels, 1]) * max_abs.div_scalar(qmax);
+    let clipped = (flat / scale.clone()).clamp(-qmax, qmax);
+    let q = straight_through(round_half_away(clipped.clone().detach()), clipped);
+    (q * scale).reshape(dims).swap_dims(0, axis)
+}
+
+/// The clipping ratio among `k/32` (k = 8…32) of a channel's largest magnitude that quantises
+/// `weights` to `bits` bits with the least squared error: where learned clipping starts (the
+/// same search post-training quantisation makes).
+pub fn mse_clip_ratio(weights: &[f32], bits: u32) -> f32 {
+    let qmax = weight_qmax(bits);
+    let max_abs = weights.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    if !(max_abs.is_finite() && max_abs > 0.0) {
+        return 1.0;
+    }
+    let error = |ratio: f32| -> f64 {
+        let scale = ratio * max_abs / qmax;
+        weights
+            .iter()
+            .map(|v| f64::from(v - (v / scale).round().clamp(-qmax, qmax) * scale).powi(2))
+            .sum()
+    };
+    (8..=32)
+        .map(|k| k as f32 / 32.0)
+        .map(|r| (error(r), r))
+        .fold((f64::INFINITY, 1.0), |best, c| if c.0 < best.0 { c } else { best })
+        .1
+}
+
+/// Learned clipping ratios, one parameter vector per sub-byte layer, optimised beside the
+/// network.
+#[derive(Module, Debug)]
+pub struct WeightClips {
+    pub alphas: Vec<Param<Tensor<1>>>,
+}
+
+/// How the weights of each layer are fake-quantised: widths in graph op order (the order
+/// [`forward`] meets the layers in) and, for sub-byte layers, learned clipping.
+#[derive(Debug, Clone)]
+pub struct WeightQuant {
+    /// Bit width per weighted layer; layers past its end take the width of their learned
+    /// clipping if any, else 8 (so an empty list with no clipping means int8 everywhere).
+    pub bits: Vec<u32>,
+    /// One entry per sub-byte layer in order, created when the layer is first met.
+    pub clips: WeightClips,
+    /// Graph weight tensor name and width of each sub-byte layer, in the order of `clips`.
+    pub layers: Vec<(String, u32)>,
+    /// Clipping a model already learned (width and ratios by graph weight tensor name): the
+    /// starting point where the width agrees.
+    pub learned: BTreeMap<String, (u32, Vec<f32>)>,
+    layer: usize,
+    sub_byte: usize,
+}
+
+impl Default for WeightQuant {
+    fn default() -> Self {
+        WeightQuant::new(Vec::new(), BTreeMap::new())
+    }
+}
+
+impl WeightQuant {
+    pub fn new(bits: Vec<u32>, learned: BTreeMap<String, (u32, Vec<f32>)>) -> Self {
+        WeightQuant {
+            bits,
+            clips: WeightClips { alphas: Vec::new() },
+            layers: Vec::new(),
+            learned,
+            layer: 0,
+            sub_byte: 0,
+        }
+    }
+
+    /// A copy for inference: the learned ratios so far, fixed, and the same widths.
+    pub fn frozen(&self) -> WeightQuant {
+        let mut learned = self.learned.clone();
+        for ((name, bits), alpha) in self.layers.iter().zip(&self.clips.alphas) {
+            let ratios = alpha.val().into_data().try_to_vec::<f32>().unwrap_or_default();
+            learned.insert(name.clone(), (*bits, ratios));
+        }
+        WeightQuant::new(self.bits.clone(), learned)
+    }
+
+    fn start_pass(&mut self) {
+        self.layer = 0;
+        self.sub_byte = 0;
+    }
+
+    /// Fake-quantises the weights of the next layer (graph weight tensor `name`).
+    fn weights<const D: usize>(&mut self, w: Tensor<D>, axis: usize, name: &str) -> Tensor<D> {
+        let learned = self.learned.get(name);
+        let bits = match self.bits.get(self.layer) {
+            Some(b) => *b,
+            None => learned.map_or(8, |(b, _)| *b),
+        };
+        self.layer += 1;
+        if bits >= 8 {
+            return fake_quant_weight(w, axis);
+        }
+        if self.clips.alphas.len() <= self.sub_byte {
+            let alphas = match learned {
+                Some((b, ratios)) if *b == bits => ratios.clone(),
+                _ => {
+                    let moved = w.clone().detach().swap_dims(0, axis);
+                    let channels = moved.dims()[0].max(1);
+                    let values: Vec<f32> = moved.into_data().try_to_vec().unwrap_or_default();
+                    values
+                        .chunks((values.len() / channels).max(1))
+                        .map(|c| mse_clip_ratio(c, bits))
+                        .collect()
+                }
+            };
+            let alpha = Tensor::<1>::from_floats(alphas.as_slice(), &w.device());
+            self.clips.alphas.push(Param::from_tensor(alpha));
+            self.layers.push((name.to_string(), bits));
+        }
+        let alpha = self.clips.alphas[self.sub_byte].val();
+        self.sub_byte += 1;
+        fake_quant_weight_clipped(w, axis, bits, alpha)
+    }
+
+    /// The learned clipping as model tensors (`qat-clip:<name>` = `[bits, α…]`).
+    pub fn clip_tensors(&self) -> Vec<NamedTensor> {
+        self.layers
+            .iter()
+            .zip(&self.clips.alphas)
+            .map(|((name, bits), alpha)| {
+                let mut values = vec![*bits as f32];
+                values.extend(alpha.val().into_data().try_to_vec::<f32>().unwrap_or_default());
+                NamedTensor {
+                    name: format!("{CLIP_PREFIX}{name}"),
+                    shape: vec![values.len()],
+                    values,
+                }
+            })
+            .collect()
+    }
+
+    /// Learned clipping stored in a model: ratios by graph weight tensor name, with widths.
+    pub fn clips_of(model: &TrainedModel) -> Result<BTreeMap<String, (u32, Vec<f32>)>, Error> {
+        let mut out = BTreeMap::new();
+        for t in &model.tensors {
+            let Some(name) = t.name.strip_prefix(CLIP_PREFIX) else {
+                continue;
+            };
+            match t.values.split_first() {
+                Some((bits, ratios))
+                    if (*bits == 4.0 || *bits == 2.0)
+                        && !ratios.is_empty()
+                        && ratios.iter().all(|r| r.is_finite() && *r > 0.0) =>
+                {
+                    out.insert(name.to_string(), (*bits as u32, ratios.to_vec()));
+                }
+                _ => {
+                    return Err(Error::Model(format!(
+                        "weight clipping `{}` must hold a width (4 or 2) and positive ratios, got {:?}",
+                        t.name, t.values
+                    )));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// Tracked activation ranges and whether this pass updates them.
 #[derive(Debug, Clone)]
 pub struct QatState {
@@ -149,6 +350,8 @@ pub struct QatState {
     /// Update the ranges from each batch (training); otherwise use them as they are.
     pub training: bool,
     pub ema_decay: f32,
+    /// Weight widths and learned clipping.
+    pub weights: WeightQuant,
 }
 
 impl QatState {
@@ -157,7 +360,14 @@ impl QatState {
             ranges,
             training,
             ema_decay,
+            weights: WeightQuant::default(),
         }
+    }
+
+    /// [`QatState::new`] with weight widths and learned clipping.
+    pub fn with_weights(mut self, weights: WeightQuant) -> Self {
+        self.weights = weights;
+        self
     }
 
     /// Ranges stored in a model (`qat:` tensors); empty for a model trained without QAT.
@@ -219,25 +429,31 @@ impl QatState {
     }
 }
 
-/// A copy of a convolution whose kernel is fake-quantised per output channel (axis 0 of
-/// burn's `[out, in/groups, k…]`, which for a depthwise convolution is its channel).
-fn quantised_conv1d(conv: &Conv1d) -> Conv1d {
-    let mut c = conv.clone();
-    c.weight = Param::initialized(ParamId::new(), fake_quant_weight(conv.weight.val(), 0));
-    c
-}
+/// Copies of the weighted layers with fake-quantised kernels: per output channel (axis 0 of
+/// burn's `[out, in/groups, k…]`, which for a depthwise convolution is its channel; Dense
+/// weights are burn `[in, out]`, output channels on axis 1), named after their graph weight
+/// tensors.
+impl QatState {
+    fn conv1d(&mut self, conv: &Conv1d, name: &str) -> Conv1d {
+        let mut c = conv.clone();
+        let w = self.weights.weights(conv.weight.val(), 0, name);
+        c.weight = Param::initialized(ParamId::new(), w);
+        c
+    }
 
-fn quantised_conv2d(conv: &Conv2d) -> Conv2d {
-    let mut c = conv.clone();
-    c.weight = Param::initialized(ParamId::new(), fake_quant_weight(conv.weight.val(), 0));
-    c
-}
+    fn conv2d(&mut self, conv: &Conv2d, name: &str) -> Conv2d {
+        let mut c = conv.clone();
+        let w = self.weights.weights(conv.weight.val(), 0, name);
+        c.weight = Param::initialized(ParamId::new(), w);
+        c
+    }
 
-/// Dense weights are burn `[in, out]`: output channels on axis 1.
-fn quantised_linear(layer: &Linear) -> Linear {
-    let mut l = layer.clone();
-    l.weight = Param::initialized(ParamId::new(), fake_quant_weight(layer.weight.val(), 1));
-    l
+    fn linear(&mut self, layer: &Linear, name: &str) -> Linear {
+        let mut l = layer.clone();
+        let w = self.weights.weights(layer.weight.val(), 1, name);
+        l.weight = Param::initialized(ParamId::new(), w);
+        l
+    }
 }
 
 /// [`Network::forward`] with fake quantisation. Activation names are the tensor names
@@ -250,16 +466,17 @@ pub fn forward(
 ) -> Tensor<2> {
     let mut features = Vec::with_capacity(inputs.len());
     let concatenated = arch.branches.len() > 1;
+    qat.weights.start_pass();
     if let (Some(image), Some(x)) = (&net.image, inputs.first()) {
         let [batch, channels, _] = x.dims();
         let x = qat.activation(&arch.branches[0].name, x.clone());
         let mut x: Tensor<4> = x.reshape([batch, channels, image.height, image.width]);
         for (i, block) in image.blocks.iter().enumerate() {
             if let Some(dw) = &block.depthwise {
-                x = quantised_conv2d(dw).forward(x);
+                x = qat.conv2d(dw, &format!("dw{i}/filter")).forward(x);
                 x = qat.activation(&format!("dw{i}"), x);
             }
-            x = quantised_conv2d(&block.conv).forward(x);
+            x = qat.conv2d(&block.conv, &format!("conv{i}/filter")).forward(x);
             if let Some(norm) = &block.norm {
                 x = norm.forward(x);
             }
@@ -287,10 +504,10 @@ pub fn forward(
         for (i, block) in branch.blocks.iter().enumerate() {
             let p = format!("branch{b}.block{i}");
             if let Some(dw) = &block.depthwise {
-                x = quantised_conv1d(dw).forward(x);
+                x = qat.conv1d(dw, &format!("{p}/depthwise/filter")).forward(x);
                 x = qat.activation(&format!("{p}/depthwise"), x);
             }
-            x = quantised_conv1d(&block.conv).forward(x);
+            x = qat.conv1d(&block.conv, &format!("{p}/conv/filter")).forward(x);
             if let Some(norm) = &block.norm {
                 x = norm.forward(x);
             }
@@ -324,11 +541,33 @@ pub fn forward(
         qat.activation("concat", Tensor::cat(features, 1))
     };
     for (i, layer) in net.hidden.iter().enumerate() {
-        let y = burn::tensor::activation::relu(quantised_linear(layer).forward(h));
+        let y = burn::tensor::activation::relu(qat.linear(layer, &format!("hidden{i}/weights")).forward(h));
         h = qat.activation(&format!("hidden{i}"), y);
     }
-    let logits = quantised_linear(&net.output).forward(h);
+    let logits = qat.linear(&net.output, "output/weights").forward(h);
     qat.activation("output", logits)
+}
+
+/// Learned clipping ratios move this many times faster than the weights: Adam steps are about
+/// the learning rate in size whatever the gradient's scale, and a ratio near 1 must travel a
+/// few tenths within a one-epoch fine-tune at a tenth of the final rate.
+pub const CLIP_RATE_FACTOR: f64 = 10.0;
+
+/// Conv, depthwise and Dense layers of `net`: the layers whose weights take a bit width.
+pub fn weighted_layer_count(net: &Network) -> usize {
+    let image = net.image.as_ref().map_or(0, |i| {
+        i.blocks
+            .iter()
+            .map(|b| 1 + usize::from(b.depthwise.is_some()))
+            .sum()
+    });
+    let branches: usize = net
+        .branches
+        .iter()
+        .flat_map(|b| &b.blocks)
+        .map(|b| 1 + usize::from(b.depthwise.is_some()))
+        .sum();
+    image + branches + net.hidden.len() + 1
 }
 
 /// Options of [`train_qat`].
@@ -343,6 +582,9 @@ pub struct QatOptions {
     pub ema_decay: f32,
     /// Free-text description of the data, stored in the model's provenance.
     pub data_description: String,
+    /// Weight bit width (8, 4 or 2) per Conv/Depthwise/Dense layer in graph op order, or one
+    /// for all; empty keeps int8 (or, when fine-tuning, the widths the model learned).
+    pub weight_bits: Vec<u32>,
 }
 
 impl Default for QatOptions {
@@ -353,6 +595,7 @@ impl Default for QatOptions {
             learning_rate: None,
             ema_decay: DEFAULT_EMA_DECAY,
             data_description: String::new(),
+            weight_bits: Vec::new(),
         }
     }
 }
@@ -362,10 +605,12 @@ pub fn predict(
     net: &Network,
     arch: &Architecture,
     ranges: &BTreeMap<String, (f32, f32)>,
+    weights: &WeightQuant,
     prepared: &Prepared,
     device: &Device,
 ) -> Vec<u32> {
-    let mut state = QatState::new(ranges.clone(), false, DEFAULT_EMA_DECAY);
+    let mut state =
+        QatState::new(ranges.clone(), false, DEFAULT_EMA_DECAY).with_weights(weights.frozen());
     let mut out = Vec::with_capacity(prepared.len());
     let all: Vec<usize> = (0..prepared.len()).collect();
     for chunk in all.chunks(512) {
@@ -405,7 +650,15 @@ pub fn predictions(model: &TrainedModel, data: &Dataset) -> Result<(Prepared, Ve
     let classes = model.dataset_classes.len();
     let net = Network::from_tensors(&model.architecture, classes, model.tensors.clone(), &device)?;
     let prepared = prepare(&model.architecture, data, &model.normalisation)?;
-    let pred = predict(&net, &model.architecture, &ranges, &prepared, &device);
+    let weights = WeightQuant::new(Vec::new(), WeightQuant::clips_of(model)?);
+    let pred = predict(
+        &net,
+        &model.architecture,
+        &ranges,
+        &weights,
+        &prepared,
+        &device,
+    );
     Ok((prepared, pred))
 }
 
@@ -470,9 +723,32 @@ pub fn train_qat(
             (net, norm, BTreeMap::new())
         }
     };
+    let layers = weighted_layer_count(&net);
+    let weight_bits = match options.weight_bits.as_slice() {
+        [] => Vec::new(),
+        [b] => vec![*b; layers],
+        bits if bits.len() == layers => bits.to_vec(),
+        bits => {
+            return Err(Error::Data(format!(
+                "{} weight bit widths for a network with {layers} weighted layers (one per layer in op order, or one for all)",
+                bits.len()
+            )));
+        }
+    };
+    if let Some(b) = weight_bits.iter().find(|b| ![8, 4, 2].contains(*b)) {
+        return Err(Error::Data(format!(
+            "a weight bit width of {b}: QAT trains 8-, 4- or 2-bit weights"
+        )));
+    }
+    let learned = match init {
+        Some(model) => WeightQuant::clips_of(model)?,
+        None => BTreeMap::new(),
+    };
+    let mut weight_quant = WeightQuant::new(weight_bits, learned);
     let (prepared, val_prepared) = prepare_sets(arch, train, validation, &norm)?;
     let loss_fn = loss_function(arch, &prepared, &device);
     let mut optim = AdamConfig::new().with_epsilon(1e-7).init();
+    let mut clip_optim = AdamConfig::new().with_epsilon(1e-7).init();
     let batch = arch.training.batch_size;
     let n = prepared.len();
     let batches = n.div_ceil(batch);
@@ -498,7 +774,8 @@ pub fn train_qat(
             augment.scale > 0.0 || augment.noise > 0.0 || augment.shift > 0 || augment.rotate > 0.0;
         let started = Instant::now();
         let (mut loss_sum, mut correct) = (0.0f64, 0usize);
-        let mut state = QatState::new(std::mem::take(&mut ranges), true, options.ema_decay);
+        let mut state = QatState::new(std::mem::take(&mut ranges), true, options.ema_decay)
+            .with_weights(std::mem::take(&mut weight_quant));
         for idx in order.chunks(batch) {
             let inputs = batch_inputs(
                 &prepared,
@@ -510,17 +787,27 @@ pub fn train_qat(
             let (loss, loss_value, batch_correct) =
                 batch_loss(logits, &prepared, idx, &loss_fn, &device)
                     .map_err(|v| diverged("QAT", v, epoch))?;
-            let grads = GradientsParams::from_grads(loss.backward(), &net);
-            net = optim.step(lr, net, grads);
+            let mut grads = loss.backward();
+            let net_grads = GradientsParams::from_module(&mut grads, &net);
+            net = optim.step(lr, net, net_grads);
+            if !state.weights.clips.alphas.is_empty() {
+                let clips = std::mem::replace(
+                    &mut state.weights.clips,
+                    WeightClips { alphas: Vec::new() },
+                );
+                let clip_grads = GradientsParams::from_module(&mut grads, &clips);
+                state.weights.clips = clip_optim.step(CLIP_RATE_FACTOR * lr, clips, clip_grads);
+            }
             loss_sum += loss_value * idx.len() as f64;
             correct += batch_correct;
             progress.batch_done(loss_value, batch_correct as f64 / idx.len() as f64);
         }
         let train_seconds = started.elapsed().as_secs_f64();
         ranges = state.ranges;
+        weight_quant = state.weights;
         let eval_net = net.valid();
         let val = val_prepared.as_ref().map(|v| {
-            let pred = predict(&eval_net, arch, &ranges, v, &infer_device);
+            let pred = predict(&eval_net, arch, &ranges, &weight_quant, v, &infer_device);
             Classification::new(&v.class_names, &v.targets, &pred)
         });
         let report = EpochReport {
@@ -537,6 +824,7 @@ pub fn train_qat(
         if is_best {
             let mut tensors = eval_net.named_tensors();
             tensors.extend(QatState::new(ranges.clone(), false, 0.0).range_tensors());
+            tensors.extend(weight_quant.clip_tensors());
             best = Some((score, epoch + 1, tensors));
         }
         progress.epoch_done(&report, is_best);
@@ -592,6 +880,42 @@ pub(crate) fn record_ranges(
     graph
         .metadata
         .insert(kinglet_graph::meta::ACTIVATION_RANGES.to_string(), text);
+    Ok(())
+}
+
+/// Copies a model's learned weight clipping into `graph`'s
+/// [`kinglet_graph::meta::WEIGHT_CLIPS`] metadata, checking each names a weight tensor with
+/// one output channel per ratio.
+pub(crate) fn record_clips(graph: &mut kinglet_graph::Graph, model: &TrainedModel) -> Result<(), Error> {
+    let clips = WeightQuant::clips_of(model)?;
+    if clips.is_empty() {
+        return Ok(());
+    }
+    let mut text = String::new();
+    for (name, (bits, ratios)) in &clips {
+        let Some(t) = graph.tensors.iter().find(|t| &t.name == name) else {
+            return Err(Error::Model(format!(
+                "weight clipping `{CLIP_PREFIX}{name}` names no tensor of the lowered graph"
+            )));
+        };
+        // Output channels: axis 0 of Conv2D/FC weights, axis 3 of depthwise `[1, kh, kw, out]`.
+        let channels = if name.contains("depthwise") || name.starts_with("dw") {
+            t.shape.last().copied().unwrap_or(0)
+        } else {
+            t.shape.first().copied().unwrap_or(0)
+        };
+        if channels != ratios.len() {
+            return Err(Error::Model(format!(
+                "weight clipping `{CLIP_PREFIX}{name}` has {} ratios for {channels} output channels",
+                ratios.len()
+            )));
+        }
+        let list: Vec<String> = ratios.iter().map(|r| format!("{r:?}")).collect();
+        text.push_str(&format!("{name}\t{bits}\t{}\n", list.join(",")));
+    }
+    graph
+        .metadata
+        .insert(kinglet_graph::meta::WEIGHT_CLIPS.to_string(), text);
     Ok(())
 }
 

@@ -61,6 +61,11 @@ pub struct TrainArgs {
     /// `--qat` only: decay of the moving averages tracking activation min/max.
     #[arg(long, requires = "qat", default_value_t = kinglet_train::qat::DEFAULT_EMA_DECAY)]
     pub ema_decay: f32,
+    /// `--qat` only: weight bit width (8, 4 or 2) for every Conv/Depthwise/Dense layer, or one
+    /// per layer in op order (`8,4,4,2,8`); sub-byte layers learn their clipping per channel.
+    /// Quantise the result with the same widths (`quantize --scheme w4a8`, or `mixed --bits`).
+    #[arg(long, requires = "qat")]
+    pub bits: Option<String>,
     /// Knowledge distillation: a trained model (`.kgl`) of the dataset's classes whose
     /// probabilities are mixed into the targets (e.g. kinglet's default teaching a Little).
     #[arg(long, conflicts_with = "qat")]
@@ -361,6 +366,17 @@ fn run_qat(
         learning_rate: args.lr,
         ema_decay: args.ema_decay,
         data_description: spec.to_string(),
+        weight_bits: match &args.bits {
+            None => Vec::new(),
+            Some(text) => text
+                .split(',')
+                .map(|b| {
+                    b.trim()
+                        .parse::<u32>()
+                        .map_err(|_| anyhow::anyhow!("--bits {text}: '{b}' is not a bit width"))
+                })
+                .collect::<Result<_>>()?,
+        },
     };
     eprintln!(
         "quantisation-aware training of `{}` for {} epoch(s){}",
@@ -381,8 +397,9 @@ fn run_qat(
     }
     outcome.model.save(&args.out)?;
     let ranges = kinglet_train::qat::QatState::ranges_of(&outcome.model)?.len();
+    let clips = kinglet_train::qat::WeightQuant::clips_of(&outcome.model)?.len();
     eprintln!(
-        "wrote {} ({ranges} activation ranges{})",
+        "wrote {} ({ranges} activation ranges, {clips} learned weight clippings{})",
         args.out.display(),
         outcome
             .model
