@@ -30,6 +30,8 @@
 //! # }
 //! ```
 
+pub mod jobs;
+
 pub use kinglet_adapt as adapt;
 pub use kinglet_compile as compile;
 pub use kinglet_compress as compress;
