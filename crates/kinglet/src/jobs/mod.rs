@@ -14,5 +14,7 @@
 //! | command | job |
 //! |---|---|
 //! | `kinglet train` | [`train::run`] |
+//! | `kinglet eval` | [`eval::run`] |
 
+pub mod eval;
 pub mod train;
