@@ -15,6 +15,8 @@
 //! |---|---|
 //! | `kinglet train` | [`train::run`] |
 //! | `kinglet eval` | [`eval::run`] |
+//! | `kinglet cascade` | [`cascade::run`] |
 
+pub mod cascade;
 pub mod eval;
 pub mod train;
