@@ -16,7 +16,12 @@
 //! | `kinglet train` | [`train::run`] |
 //! | `kinglet eval` | [`eval::run`] |
 //! | `kinglet cascade` | [`cascade::run`] |
+//! | `kinglet pipeline` | [`pipeline::run`] |
+//! | `kinglet optimize` | [`optimize::run`] |
 
 pub mod cascade;
 pub mod eval;
+pub mod optimize;
+pub mod pipeline;
+pub mod steps;
 pub mod train;
