@@ -16,6 +16,7 @@
 //! | `kinglet train` | [`train::run`] |
 //! | `kinglet eval` | [`eval::run`] |
 //! | `kinglet cascade` | [`cascade::run`] |
+//! | `kinglet quantize` | [`quantize::run`] |
 //! | `kinglet pipeline` | [`pipeline::run`] |
 //! | `kinglet optimize` | [`optimize::run`] |
 
@@ -23,5 +24,6 @@ pub mod cascade;
 pub mod eval;
 pub mod optimize;
 pub mod pipeline;
+pub mod quantize;
 pub mod steps;
 pub mod train;
