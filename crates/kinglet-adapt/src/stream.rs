@@ -11,7 +11,7 @@ use crate::classifier::DistanceTable;
 use crate::models::{DualClassifier, GraphClassifier, WindowData};
 use crate::report::StreamCounts;
 use crate::strategy::StrategyKind;
-use crate::{AdaptError, Models, OutputTable, RecordedStream, WindowClassifier, WindowDistance};
+use crate::{AdaptError, Models, OutputTable, RecordedStream};
 
 /// The cascade's models on one stream, with the labels they are scored against.
 pub struct StreamModels {
@@ -76,23 +76,13 @@ impl StreamModels {
 
     /// The models as [`crate::simulate()`] takes them.
     pub fn models(&mut self) -> Models<'_> {
-        Models {
-            big: &mut self.big,
-            littles: self
-                .littles
-                .iter_mut()
-                .map(|m| m as &mut dyn WindowClassifier)
-                .collect(),
-            dual: self.dual.as_mut().map(|m| m as &mut dyn WindowClassifier),
-            distance: self
-                .distances
-                .as_mut()
-                .map(|d| d as &mut dyn WindowDistance),
-            signature: self
-                .signatures
-                .as_mut()
-                .map(|d| d as &mut dyn WindowDistance),
-        }
+        Models::borrow(
+            &mut self.big,
+            &mut self.littles,
+            self.dual.as_mut(),
+            self.distances.as_mut(),
+            self.signatures.as_mut(),
+        )
     }
 
     /// Runs every model on every window once, for threshold sweeps.

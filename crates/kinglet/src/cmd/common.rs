@@ -1,6 +1,7 @@
 //! Command-line plumbing shared by several commands: the training progress bar and the data
 //! arguments of the commands that train or fine-tune.
 
+use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use kinglet::jobs::train::{DataChoice, TrainFeedback};
@@ -130,4 +131,9 @@ impl TrainFeedback for Bar {
     fn training_done(&mut self) {
         self.clear();
     }
+}
+
+/// This `kinglet` executable, which the `pipeline` and `optimize` jobs run for every step.
+pub(crate) fn this_executable() -> Result<std::path::PathBuf> {
+    std::env::current_exe().context("locating the kinglet executable")
 }

@@ -14,9 +14,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use kinglet::jobs::optimize::OptimizeJob;
+
+use super::common::this_executable;
 
 #[derive(Args, Debug)]
 pub struct OptimizeArgs {
@@ -59,7 +61,7 @@ pub struct OptimizeArgs {
 
 pub fn run(args: OptimizeArgs) -> Result<()> {
     let job = OptimizeJob {
-        kinglet: std::env::current_exe().context("locating the kinglet executable")?,
+        kinglet: this_executable()?,
         model: args.model,
         data: args.data,
         eval: args.eval,

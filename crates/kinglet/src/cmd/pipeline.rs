@@ -9,9 +9,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use kinglet::jobs::pipeline::PipelineJob;
+
+use super::common::this_executable;
 
 #[derive(Args, Debug)]
 pub struct PipelineArgs {
@@ -36,7 +38,7 @@ pub struct PipelineArgs {
 
 pub fn run(args: PipelineArgs) -> Result<()> {
     let job = PipelineJob {
-        kinglet: std::env::current_exe().context("locating the kinglet executable")?,
+        kinglet: this_executable()?,
         data: args.data,
         out: args.out,
         epochs: args.epochs,

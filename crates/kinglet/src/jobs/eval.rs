@@ -2,7 +2,7 @@
 //! (accuracy, macro-F1, per-class precision and recall, confusion matrix) and times it.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use kinglet_data::Dataset;
@@ -190,17 +190,7 @@ fn evaluate_tflite(job: &EvalJob, data: &Dataset) -> Result<Classification> {
             )?
         }
         InputScaling::Model => {
-            let norm = meta
-                .as_ref()
-                .and_then(|m| m.get("normalisation"))
-                .with_context(|| {
-                    format!(
-                        "{}: no kinglet normalisation in its metadata",
-                        path.display()
-                    )
-                })?;
-            let norm: kinglet_train::ChannelNormalisation = serde_json::from_value(norm.clone())
-                .with_context(|| format!("{}: malformed normalisation metadata", path.display()))?;
+            let norm = stored_normalisation(meta.as_ref(), path)?;
             norm.check_rate(data)?;
             let mut affine = Vec::new();
             for c in &data.channel_names {
@@ -286,14 +276,7 @@ fn evaluate_image_tflite(
             path.display()
         );
     }
-    let norm = meta.and_then(|m| m.get("normalisation")).with_context(|| {
-        format!(
-            "{}: no kinglet normalisation in its metadata",
-            path.display()
-        )
-    })?;
-    let norm: kinglet_train::ChannelNormalisation = serde_json::from_value(norm.clone())
-        .with_context(|| format!("{}: malformed normalisation metadata", path.display()))?;
+    let norm = stored_normalisation(meta, path)?;
     let channels = data.channels();
     if norm.channels != data.channel_names || norm.mean.len() != channels {
         bail!(
@@ -354,4 +337,19 @@ fn evaluate_image_tflite(
         );
     }
     Ok(Classification::new(&names, &data.labels, &predictions))
+}
+
+/// The standardisation a kinglet-exported `.tflite` carries in its metadata.
+fn stored_normalisation(
+    meta: Option<&serde_json::Value>,
+    path: &Path,
+) -> Result<kinglet_train::ChannelNormalisation> {
+    let norm = meta.and_then(|m| m.get("normalisation")).with_context(|| {
+        format!(
+            "{}: no kinglet normalisation in its metadata",
+            path.display()
+        )
+    })?;
+    serde_json::from_value(norm.clone())
+        .with_context(|| format!("{}: malformed normalisation metadata", path.display()))
 }

@@ -42,7 +42,7 @@ const LITTLES: [&str; 6] = [
 /// streams the noticing window straddles the change (see BENCHMARKS.md, issue 11).
 const SIGNATURE_SETTLE: &str = "1";
 
-/// Runs `kinglet pipeline`: every step as a `kinglet` command (see [`steps`](super::steps)),
+/// Runs `kinglet pipeline`: every step as a `kinglet` command (see [`steps`]),
 /// the summary table written to `out`; steps that may fail without stopping the rest (the
 /// firmware ones, the compression variants) are named in the final error.
 pub fn run(args: &PipelineJob, summary: &mut dyn Write) -> Result<()> {

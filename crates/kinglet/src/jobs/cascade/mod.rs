@@ -83,9 +83,9 @@ pub struct CascadeJob {
 #[derive(Debug)]
 pub enum CascadeOutcome {
     /// On the host: the record `kinglet report` reads (see [`CascadeRecord::summary_text`]).
-    Host(CascadeRecord),
+    Host(Box<CascadeRecord>),
     /// On the emulated Cortex-M4.
-    CortexM4(FirmwareCascade),
+    CortexM4(Box<FirmwareCascade>),
 }
 
 /// The strategy `job` describes, checked.
@@ -118,8 +118,10 @@ pub fn strategy_spec(job: &CascadeJob) -> Result<StrategySpec> {
 pub fn run(job: &CascadeJob) -> Result<CascadeOutcome> {
     let spec = strategy_spec(job)?;
     match job.target.as_str() {
-        "host" => run_on_host(job, spec).map(CascadeOutcome::Host),
-        "cortex-m4" => firmware::run_on_cortex_m4(job, &spec).map(CascadeOutcome::CortexM4),
+        "host" => run_on_host(job, spec).map(|r| CascadeOutcome::Host(Box::new(r))),
+        "cortex-m4" => {
+            firmware::run_on_cortex_m4(job, &spec).map(|r| CascadeOutcome::CortexM4(Box::new(r)))
+        }
         other => bail!("--target {other}: expected host or cortex-m4"),
     }
 }
@@ -252,16 +254,10 @@ fn uci_class_names(stream: &RecordedStream) -> Vec<String> {
         .first()
         .map_or(0, Vec::len)
         .max(stream.labels.iter().max().map_or(0, |m| *m as usize + 1));
-    let uci = [
-        "WALKING",
-        "WALKING_UPSTAIRS",
-        "WALKING_DOWNSTAIRS",
-        "SITTING",
-        "STANDING",
-        "LAYING",
-    ];
+    // UCI-HAR's six activities are the first six of HAPT's.
+    let uci = &kinglet_data::hapt::DEFAULT_ACTIVITY_NAMES[..6];
     if k == uci.len() {
-        uci.map(String::from).to_vec()
+        uci.iter().map(|s| s.to_string()).collect()
     } else {
         (0..k).map(|i| format!("class{i}")).collect()
     }
