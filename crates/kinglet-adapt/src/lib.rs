@@ -18,6 +18,7 @@ pub mod recorded;
 pub mod report;
 pub mod simulate;
 pub mod strategy;
+pub mod stream;
 
 pub use classifier::{OutputKind, OutputTable, WindowClassifier, WindowDistance};
 pub use energy::{BoardProfile, CostTable, EnergyReport};

@@ -38,26 +38,13 @@ impl RecordedStream {
 
     /// The models for [`simulate`](crate::simulate()), borrowing this stream's tables.
     pub fn models(&mut self) -> Models<'_> {
-        Models {
-            big: &mut self.big,
-            littles: self
-                .littles
-                .iter_mut()
-                .map(|t| t as &mut dyn crate::WindowClassifier)
-                .collect(),
-            dual: self
-                .dual
-                .as_mut()
-                .map(|t| t as &mut dyn crate::WindowClassifier),
-            distance: self
-                .distances
-                .as_mut()
-                .map(|t| t as &mut dyn crate::WindowDistance),
-            signature: self
-                .signatures
-                .as_mut()
-                .map(|t| t as &mut dyn crate::WindowDistance),
-        }
+        Models::borrow(
+            &mut self.big,
+            &mut self.littles,
+            self.dual.as_mut(),
+            self.distances.as_mut(),
+            self.signatures.as_mut(),
+        )
     }
 
     /// Reads the CSV format above; `kind` says whether the outputs are logits or probabilities.

@@ -55,6 +55,148 @@ impl CascadeRecord {
     }
 }
 
+/// `kinglet cascade`'s summary of a record: the headline figures on one board, as one JSON
+/// object or as text. Here beside the record so that every program showing a cascade run
+/// shows the same figures under the same names.
+impl CascadeRecord {
+    /// The summary as one JSON object, with `board`'s energy as the headline.
+    pub fn summary_json(&self, board: &str) -> serde_json::Value {
+        let r = self;
+        let headline = r.energy.iter().find(|e| e.board == board);
+        serde_json::json!({
+            "strategy": r.strategy,
+            "spec": r.spec,
+            "data": r.source,
+            "n": r.n,
+            "stream": r.stream,
+            "accuracy": r.accuracy,
+            "macro_f1": r.macro_f1,
+            "big_runs": r.big_runs,
+            "little_runs": r.little_runs,
+            "change_notice": r.change_notice,
+            "board": board,
+            "energy_per_window_uj": headline.and_then(|e| e.total_uj_per_window),
+            "inference_energy_per_window_uj": headline.and_then(|e| e.inference_uj_per_window),
+            // Inference energy against the reference model (`--cost reference=…`, else Big) on
+            // every window.
+            "inference_ratio_to_reference": headline.and_then(|e| {
+                Some(e.inference_uj_per_window? / e.big_only_inference_uj_per_window?)
+            }),
+            "instructions_per_window": headline.map(|e| e.instructions_per_window),
+            // Models without a measured instruction count (priced at 0) and board figures
+            // not found: the energy numbers above are incomplete when either is non-empty.
+            "unmeasured": headline.map(|e| e.unmeasured.clone()).unwrap_or_default(),
+            "missing_figures": headline.map(|e| e.missing_figures.clone()).unwrap_or_default(),
+            "energy": r.energy,
+            "costs_source": r.costs_source,
+            "calibration": r.calibration.as_ref().map(|c| serde_json::json!({
+                "budget_pp": c.budget_pp,
+                "reference_accuracy": c.reference_accuracy,
+                "within_budget": c.within_budget,
+                "chosen": c.chosen.label,
+                "chosen_accuracy": c.chosen.accuracy,
+                "front": c.front.iter().map(|p| serde_json::json!({
+                    "label": p.label, "accuracy": p.accuracy, "instructions_per_window": p.instructions_per_window
+                })).collect::<Vec<_>>(),
+            })),
+            "confusion": r.confusion,
+        })
+    }
+
+    /// The summary as text: accuracy, runs, change notice, calibration, and one energy line
+    /// per board.
+    pub fn summary_text(&self) -> String {
+        let r = self;
+        let mut s = String::new();
+        let _ = writeln!(s, "strategy  {}\ndata      {}", r.strategy, r.source);
+        if let Some(c) = &r.stream {
+            let _ = writeln!(
+                s,
+                "stream    {} windows on a {}/{} grid: {} scored (the rest unlabelled), {} straddle a change",
+                r.n, c.window, c.step, c.scored, c.straddling
+            );
+        }
+        let _ = writeln!(
+            s,
+            "accuracy  {:.2} %   macro-F1 {:.4}   n {}\nBig runs  {}   little runs {}",
+            r.accuracy * 100.0,
+            r.macro_f1,
+            r.n,
+            r.big_runs,
+            r.little_runs
+        );
+        let c = &r.change_notice;
+        let _ = writeln!(
+            s,
+            "activity changes {}: noticed {}, mean {:.2} / median {:.1} / max {} windows to notice",
+            c.changes, c.noticed, c.mean_windows, c.median_windows, c.max_windows
+        );
+        if let Some(cal) = &r.calibration {
+            let _ = writeln!(
+                s,
+                "calibrated within {:.2} pp of Big-only ({:.2} %): {} ({:.2} % on the calibration stream){}",
+                cal.budget_pp,
+                cal.reference_accuracy * 100.0,
+                cal.chosen.label,
+                cal.chosen.accuracy * 100.0,
+                if cal.within_budget {
+                    ""
+                } else {
+                    " — budget not met, most accurate point taken"
+                }
+            );
+        }
+        let _ = writeln!(s, "instruction counts: {}", r.costs_source);
+        let na = |v: Option<f64>, d: usize| v.map_or("n/a".to_string(), |v| format!("{v:.d$}"));
+        let _ = writeln!(
+            s,
+            "{:<10} {:>12} {:>13} {:>10} {:>12} {:>10} {:>10}",
+            "board",
+            "instr/window",
+            "inference µJ",
+            "×Big-only",
+            "total µJ",
+            "latency ms",
+            "battery d"
+        );
+        for e in &r.energy {
+            let ratio = match (
+                e.inference_uj_per_window,
+                e.big_only_inference_uj_per_window,
+            ) {
+                (Some(x), Some(b)) if b > 0.0 => format!("{:.3}", x / b),
+                _ => "n/a".into(),
+            };
+            let _ = writeln!(
+                s,
+                "{:<10} {:>12.0} {:>13} {:>10} {:>12} {:>10.3} {:>10}",
+                e.board,
+                e.instructions_per_window,
+                na(e.inference_uj_per_window, 3),
+                ratio,
+                na(e.total_uj_per_window, 3),
+                e.mean_latency_ms,
+                na(e.battery_life_days, 0)
+            );
+            if !e.unmeasured.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "           no measured instruction count for: {} (priced at 0)",
+                    e.unmeasured.join(", ")
+                );
+            }
+            if !e.missing_figures.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "           datasheet figures not found: {}",
+                    e.missing_figures.join(", ")
+                );
+            }
+        }
+        s
+    }
+}
+
 /// Paths written by [`write_report`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReportFiles {

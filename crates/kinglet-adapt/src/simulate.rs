@@ -18,6 +18,29 @@ pub struct Models<'a> {
     pub signature: Option<&'a mut dyn WindowDistance>,
 }
 
+impl<'a> Models<'a> {
+    /// Borrows a cascade's owned models (recorded tables or live classifiers alike), as the
+    /// simulator takes them.
+    pub fn borrow<L: WindowClassifier + 'a, D: WindowClassifier + 'a>(
+        big: &'a mut dyn WindowClassifier,
+        littles: &'a mut [L],
+        dual: Option<&'a mut D>,
+        distance: Option<&'a mut crate::classifier::DistanceTable>,
+        signature: Option<&'a mut crate::classifier::DistanceTable>,
+    ) -> Self {
+        Models {
+            big,
+            littles: littles
+                .iter_mut()
+                .map(|m| m as &mut dyn WindowClassifier)
+                .collect(),
+            dual: dual.map(|m| m as &mut dyn WindowClassifier),
+            distance: distance.map(|d| d as &mut dyn WindowDistance),
+            signature: signature.map(|d| d as &mut dyn WindowDistance),
+        }
+    }
+}
+
 /// What was measured on a window before the decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

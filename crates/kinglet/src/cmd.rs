@@ -1,5 +1,6 @@
 //! One module per subcommand.
 pub mod cascade;
+pub mod common;
 pub mod compile;
 pub mod data;
 pub mod eval;

@@ -10,6 +10,10 @@
 //! | firmware code, the emulated Cortex-M4 | [`compile`] | [`compile::firmware::compile`], [`compile::firmware::profile`] |
 //! | big–little strategies, energy, reports | [`adapt`] | [`adapt::simulate()`], [`adapt::evaluate()`] |
 //!
+//! Whole commands (a training run with its checkpoint, a cascade from model files, the
+//! pipeline) are in [`jobs`]: each takes the plain config struct the `kinglet` binary builds
+//! from its arguments, so a program gets the command's files, messages and errors.
+//!
 //! From recordings to a profiled int8 model in a few lines (`cargo run --release -p kinglet
 //! --example quickstart`; the profile needs QEMU and the Arm targets of `scripts/setup.sh`):
 //!
@@ -29,6 +33,8 @@
 //! # Ok(())
 //! # }
 //! ```
+
+pub mod jobs;
 
 pub use kinglet_adapt as adapt;
 pub use kinglet_compile as compile;

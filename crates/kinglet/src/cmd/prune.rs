@@ -15,7 +15,9 @@ use kinglet_train::prune::{
     DEFAULT_EPOCHS, DEFAULT_FREQUENCY, DEFAULT_MIN_WEIGHTS, DEFAULT_SPARSITY, PruneOptions,
 };
 
-use super::train::{Bar, load, load_train, train_spec};
+use kinglet::jobs::train::{load, load_train, train_spec};
+
+use super::common::Bar;
 
 #[derive(Args, Debug)]
 pub struct PruneArgs {

@@ -11,7 +11,9 @@ use clap::Args;
 use kinglet_train::TrainedModel;
 use kinglet_train::separable::{FineTuneOptions, convert, convert_blocks, fine_tune};
 
-use super::train::{Bar, DataArgs, load, load_train};
+use kinglet::jobs::train::{load, load_train};
+
+use super::common::{Bar, DataArgs};
 
 /// Default fine-tuning epochs and learning rate, chosen on the MNIST validation split (the
 /// last 5,000 training images) with a `mnist-cnn` trained on the other 55,000: after 10 epochs
@@ -88,8 +90,9 @@ pub fn run(args: SeparableArgs) -> Result<()> {
         );
     }
 
-    let spec = args.data.train_spec()?;
-    let val_spec = args.data.val_spec(&spec)?;
+    let data = args.data.choice();
+    let spec = data.train_spec()?;
+    let val_spec = data.val_spec(&spec)?;
     let val_set = val_spec.as_ref().map(load).transpose()?;
     if let (Some(s), Some(v)) = (&val_spec, &val_set) {
         let before = kinglet_train::evaluate(&conversion.model, v)
