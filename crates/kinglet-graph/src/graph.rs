@@ -4,7 +4,7 @@
 //! activations are NHWC (a 1D signal of length N is `[batch, 1, N, channels]`), Conv2D
 //! filters are OHWI `[out, kh, kw, in]`, DepthwiseConv2D filters are `[1, kh, kw, out]`,
 //! FullyConnected weights are `[out, in]`, biases are `[out]` (int32 for quantised graphs,
-//! f32 for float graphs). Constant data is stored little-endian, row-major.
+//! f32 for float graphs; int64 for the 16×8 scheme's int16 activations). Constant data is stored little-endian, row-major.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -33,14 +33,19 @@ pub enum DType {
     F16,
     I8,
     U8,
+    /// int16 activations of the 16×8 scheme (symmetric, zero point 0).
+    I16,
     I32,
+    /// Biases of the 16×8 scheme: int16 × int8 products summed over a filter overflow int32.
+    I64,
 }
 
 impl DType {
     pub fn bits(self) -> usize {
         match self {
+            DType::I64 => 64,
             DType::F32 | DType::I32 => 32,
-            DType::F16 => 16,
+            DType::F16 | DType::I16 => 16,
             DType::I8 | DType::U8 => 8,
         }
     }
@@ -56,12 +61,15 @@ impl DType {
             DType::F16 => "f16",
             DType::I8 => "i8",
             DType::U8 => "u8",
+            DType::I16 => "i16",
             DType::I32 => "i32",
+            DType::I64 => "i64",
         }
     }
 
+    /// Quantised activation or weight types (not biases).
     pub fn is_quantized_integer(self) -> bool {
-        matches!(self, DType::I8 | DType::U8)
+        matches!(self, DType::I8 | DType::U8 | DType::I16)
     }
 }
 

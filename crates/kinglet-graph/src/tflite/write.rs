@@ -19,6 +19,8 @@ fn dtype_code(d: DType) -> i8 {
         DType::I32 => tensor_type::INT32,
         DType::U8 => tensor_type::UINT8,
         DType::I8 => tensor_type::INT8,
+        DType::I16 => tensor_type::INT16,
+        DType::I64 => tensor_type::INT64,
     }
 }
 
