@@ -1,4 +1,4 @@
-//! `kinglet quantize --model <model> --data <calibration spec> [--scheme int8|dynamic|float16]
+//! `kinglet quantize --model <model> --data <calibration spec> [--scheme int8|dynamic|float16|a16w8]
 //! [--calibration minmax|percentile|mse] --out <file.tflite>`: post-training quantisation of a
 //! float model: full-integer int8 calibrated on windows of a dataset, dynamic range (int8
 //! weights, float activations) or float16 weights; the latter two use the data only to report
@@ -25,8 +25,9 @@ pub struct QuantizeArgs {
     #[arg(long)]
     pub data: String,
     /// Quantisation scheme: `int8` (full-integer, per-channel weights), `dynamic` (int8
-    /// weights, float activations: TFLite's dynamic range / hybrid ops) or `float16` (half
-    /// float weights behind DEQUANTIZE, float activations).
+    /// weights, float activations: TFLite's dynamic range / hybrid ops), `float16` (half
+    /// float weights behind DEQUANTIZE, float activations) or `a16w8` (TFLite's 16×8:
+    /// int16 activations, int8 weights, int64 biases).
     #[arg(long, default_value = "int8")]
     pub scheme: String,
     /// `dynamic` only: weight tensors with fewer elements stay float (the TFLite converter's
@@ -74,8 +75,10 @@ pub struct QuantizeArgs {
 
 pub fn run(args: QuantizeArgs) -> Result<()> {
     match args.scheme.as_str() {
-        "int8" | "dynamic" | "float16" => {}
-        other => bail!("--scheme {other}: unknown scheme (expected int8, dynamic or float16)"),
+        "int8" | "dynamic" | "float16" | "a16w8" => {}
+        other => {
+            bail!("--scheme {other}: unknown scheme (expected int8, dynamic, float16 or a16w8)")
+        }
     }
     let calibration =
         Calibration::parse(&args.calibration).map_err(|e| anyhow::anyhow!("--calibration: {e}"))?;
@@ -139,6 +142,11 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         }
         "float16" => quantize_float16(&graph)
             .with_context(|| format!("quantising {}", args.model.display()))?,
+        "a16w8" => {
+            kinglet_compress::quantize_a16w8(&graph, &samples, &config)
+                .with_context(|| format!("quantising {}", args.model.display()))?
+                .graph
+        }
         _ if use_recorded => {
             // The recorded logit range belongs to the uncentred logits: no logit clipping.
             let config = PtqConfig {
@@ -188,7 +196,7 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
             "{recorded_used} activation ranges from quantisation-aware training; checked on {} windows of {spec}",
             samples.len()
         )
-    } else if args.scheme == "int8" {
+    } else if args.scheme == "int8" || args.scheme == "a16w8" {
         format!(
             "calibrated on {} windows of {spec} ({calibration:?})",
             samples.len()
@@ -425,26 +433,10 @@ fn predict(graph: &Graph, samples: &[CalibrationSample]) -> Result<Vec<usize>> {
     let mut out = Vec::with_capacity(samples.len());
     for sample in samples {
         for (i, values) in sample.iter().enumerate() {
-            let id = *graph
-                .inputs
-                .get(i)
-                .context("sample has more inputs than the model")?;
-            let t = graph.tensor(id);
-            match t.dtype {
-                kinglet_graph::DType::F32 => interpreter.set_input(i, values)?,
-                _ => {
-                    let qp = t
-                        .quant
-                        .as_ref()
-                        .context("int8 input without quantisation parameters")?;
-                    let (s, z) = (qp.scale[0], qp.zero_point[0]);
-                    let bytes: Vec<i8> = values
-                        .iter()
-                        .map(|v| ((v / s).round() as i32 + z).clamp(-128, 127) as i8)
-                        .collect();
-                    interpreter.set_input(i, &bytes)?;
-                }
+            if i >= graph.inputs.len() {
+                bail!("sample has more inputs than the model");
             }
+            interpreter.set_input_real(i, values)?;
         }
         interpreter.invoke()?;
         out.push(argmax(&interpreter.output_f32(0)?));
