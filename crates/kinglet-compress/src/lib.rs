@@ -5,8 +5,10 @@
 //! so models kinglet quantises run unchanged, with identical outputs, in the TFLite
 //! interpreter. [`quantize_float16`] stores weights as half floats (no calibration).
 //! Calibration chooses activation ranges by min/max (the converter's choice),
-//! percentile or an MSE-optimal clipping search ([`Calibration`]).
+//! percentile or an MSE-optimal clipping search ([`Calibration`]). [`quantize_a16w8`] is
+//! TFLite's 16×8 scheme (int16 activations, int8 weights) on the same machinery.
 
+pub mod a16w8;
 pub mod calibrate;
 pub mod dynamic;
 pub mod error;
@@ -16,6 +18,7 @@ pub mod ptq;
 pub mod recorded;
 pub mod subbyte;
 
+pub use a16w8::quantize_a16w8;
 pub use calibrate::Calibration;
 pub use dynamic::{DynamicConfig, quantize_dynamic};
 pub use error::CompressError;

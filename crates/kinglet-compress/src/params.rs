@@ -51,6 +51,45 @@ pub fn activation_params(min: f32, max: f32) -> (f32, i32) {
     (scale, zero_point)
 }
 
+/// Largest int16 activation magnitude: the 16×8 scheme's activations are symmetric.
+pub const INT16_MAX: i32 = 32767;
+
+/// Scale and zero point of an int16 activation whose calibrated values span `[min, max]`
+/// (the converter's `GetSymmetricQuantizationParams` with half range 32767): zero point 0,
+/// scale `max(|min|, |max|) / 32767` in single precision, the range first widened to contain
+/// 0 and to at least [`NEAR_ZERO_RANGE`] so that the scale is never 0.
+pub fn activation_params_int16(min: f32, max: f32) -> (f32, i32) {
+    let finite = |v: f32| if v.is_finite() { f64::from(v) } else { 0.0 };
+    let (rmin, rmax) = effective_range(finite(min), finite(max));
+    let half_range = (rmin as f32).abs().max(rmax as f32);
+    (half_range / INT16_MAX as f32, 0)
+}
+
+/// int64 bias of the 16×8 scheme (the converter's `SymmetricPerChannelBiasQuantize<int64_t>`):
+/// scales `input_scale · weight_scale[c]` (one scale in total with one weight scale), values
+/// `round(bias · (1/scale))` in single precision. int64 has room for any bias, so weight
+/// scales are never raised as for int32.
+pub fn quantize_bias_i64(
+    bias: &[f32],
+    input_scale: f32,
+    weight_scales: &[f32],
+) -> (Vec<i64>, Vec<f32>) {
+    let scales: Vec<f32> = weight_scales
+        .iter()
+        .map(|w| (f64::from(input_scale) * f64::from(*w)) as f32)
+        .collect();
+    let values = bias
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let s = scales[if scales.len() == 1 { 0 } else { i }];
+            let q = f64::from((b * inverse(s)).round());
+            q.clamp(-(i64::MAX as f64), i64::MAX as f64) as i64
+        })
+        .collect();
+    (values, scales)
+}
+
 /// Symmetric int8 scale for weights whose largest magnitude is `max_abs`: `2·max_abs / 254`
 /// in single precision (equal to `max_abs / 127`); an all-zero channel gets the scale of
 /// the minimal range, `1e-6 / 254`.
@@ -265,6 +304,26 @@ mod tests {
         assert!((s[0] - 0.001).abs() < 1e-9 && (s[1] - 0.002).abs() < 1e-9);
         assert_eq!(q, vec![500, -125]);
         assert_eq!(w, vec![0.01, 0.02]);
+    }
+
+    #[test]
+    fn int16_activations_are_symmetric() {
+        let (s, zp) = activation_params_int16(-0.5, 3.2767);
+        assert_eq!(zp, 0);
+        assert!((s - 1e-4).abs() < 1e-10, "{s}");
+        // An all-negative range is as wide on the positive side.
+        assert_eq!(activation_params_int16(-2.0, -1.0), (2.0 / 32767.0, 0));
+        let (s, _) = activation_params_int16(0.0, 0.0);
+        assert!(s > 0.0 && s < 1e-10);
+    }
+
+    #[test]
+    fn int64_bias_is_never_clamped_to_int32() {
+        // A bias of 1 over a tiny input · weight scale far exceeds int32.
+        let (q, s) = quantize_bias_i64(&[1.0, -0.5], 1e-5, &[1e-6, 0.5]);
+        assert!((f64::from(s[0]) - 1e-11).abs() < 1e-17);
+        assert!(q[0] > i64::from(i32::MAX), "{}", q[0]);
+        assert_eq!(q[1], -100_000);
     }
 
     #[test]

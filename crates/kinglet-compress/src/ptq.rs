@@ -23,7 +23,8 @@ use crate::calibrate::{Calibration, TensorObserver};
 use crate::error::CompressError;
 use crate::subbyte::{quantize_sub_byte, sub_byte_scales, weight_dtype};
 use crate::params::{
-    activation_params, per_channel_scales, quantize_bias, quantize_per_tensor, quantize_with_scales,
+    INT16_MAX, activation_params, activation_params_int16, per_channel_scales, quantize_bias,
+    quantize_bias_i64, quantize_per_tensor, quantize_with_scales,
 };
 
 /// Metadata key recording how a graph was quantised.
@@ -159,6 +160,69 @@ pub(crate) fn quantize_int8_overriding(
     config: &PtqConfig,
     overrides: &BTreeMap<usize, (f32, f32)>,
 ) -> Result<PtqResult, CompressError> {
+    quantize_full_integer(graph, samples, config, overrides, Activations::Int8)
+}
+
+/// Activation width of a full-integer scheme; weights are int8 per channel in both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Activations {
+    /// TFLite's int8 scheme: asymmetric int8 activations, int32 biases.
+    Int8,
+    /// TFLite's 16×8 scheme: symmetric int16 activations, int64 biases.
+    Int16,
+}
+
+impl Activations {
+    fn dtype(self) -> DType {
+        match self {
+            Activations::Int8 => DType::I8,
+            Activations::Int16 => DType::I16,
+        }
+    }
+
+    /// Scale and zero point of an activation calibrated over `[lo, hi]`.
+    fn params(self, lo: f32, hi: f32) -> (f32, i32) {
+        match self {
+            Activations::Int8 => activation_params(lo, hi),
+            Activations::Int16 => activation_params_int16(lo, hi),
+        }
+    }
+
+    /// The fixed output parameters TFLite's softmax kernels require.
+    fn softmax(self) -> (f32, i32) {
+        match self {
+            Activations::Int8 => SOFTMAX_OUTPUT,
+            Activations::Int16 => SOFTMAX_OUTPUT_INT16,
+        }
+    }
+
+    /// Quantised bytes of a constant operand with `(scale, zero point)`.
+    fn constant_bytes(self, values: &[f32], (scale, zp): (f32, i32)) -> Vec<u8> {
+        let q = |v: f32, lo: f64, hi: f64| {
+            ((f64::from(v) / f64::from(scale)).round() + f64::from(zp)).clamp(lo, hi)
+        };
+        match self {
+            Activations::Int8 => values
+                .iter()
+                .map(|v| q(*v, -128.0, 127.0) as i8 as u8)
+                .collect(),
+            Activations::Int16 => values
+                .iter()
+                .flat_map(|v| (q(*v, -32768.0, f64::from(INT16_MAX)) as i16).to_le_bytes())
+                .collect(),
+        }
+    }
+}
+
+/// Full-integer quantisation with int8 weights and `acts` activations: the int8 and 16×8
+/// schemes differ only in activation parameters, softmax range and bias width.
+pub(crate) fn quantize_full_integer(
+    graph: &Graph,
+    samples: &[CalibrationSample],
+    config: &PtqConfig,
+    overrides: &BTreeMap<usize, (f32, f32)>,
+    acts: Activations,
+) -> Result<PtqResult, CompressError> {
     check_float_graph(graph)?;
     let layers = crate::subbyte::weighted_layers(graph);
     if !config.weight_bits.is_empty() && config.weight_bits.len() != layers.len() {
@@ -200,16 +264,16 @@ pub(crate) fn quantize_int8_overriding(
         }
     }
     ranges.extend(overrides.iter().map(|(id, r)| (*id, *r)));
-    let plan = assign_activation_params(graph, &ranges)?;
+    let plan = assign_activation_params(graph, &ranges, acts)?;
     let params = plan.params;
     let mut q = graph.clone();
     for (id, (scale, zp)) in &params {
         let t = &mut q.tensors[*id];
-        t.dtype = DType::I8;
+        t.dtype = acts.dtype();
         t.quant = Some(QuantParams::per_tensor(*scale, *zp));
     }
-    quantize_constants(graph, &mut q, &params, config)?;
-    insert_requantize(&mut q, &plan.requantize);
+    quantize_constants(graph, &mut q, &params, config, acts)?;
+    insert_requantize(&mut q, &plan.requantize, acts.dtype());
     // Learned clipping has been applied; in a quantised file it would only cost bytes.
     q.metadata.remove(kinglet_graph::meta::WEIGHT_CLIPS);
     if config.float_io {
@@ -218,7 +282,11 @@ pub(crate) fn quantize_int8_overriding(
     q.metadata.insert(
         PTQ_METADATA.to_owned(),
         format!(
-            "{} per-channel weights, calibration {:?} on {} samples{}{}",
+            "{}{} per-channel weights, calibration {:?} on {} samples{}{}",
+            match acts {
+                Activations::Int8 => "",
+                Activations::Int16 => "int16 activations (16x8), ",
+            },
             match crate::subbyte::scheme_name(&config.weight_bits) {
                 "mixed" => format!(
                     "mixed ({})",
@@ -404,6 +472,7 @@ fn range_of(
 fn assign_activation_params(
     graph: &Graph,
     ranges: &BTreeMap<usize, (f32, f32)>,
+    acts: Activations,
 ) -> Result<ActivationPlan, CompressError> {
     let n = graph.tensors.len();
     let mut parent: Vec<usize> = (0..n).collect();
@@ -489,7 +558,7 @@ fn assign_activation_params(
             Some(r) => *r,
             None => range_of(ranges, graph, *id)?,
         };
-        params.insert(id.0, activation_params(lo, hi));
+        params.insert(id.0, acts.params(lo, hi));
     }
     // Softmax fixes its output range; anything sharing parameters with it follows.
     for op in &graph.ops {
@@ -497,7 +566,7 @@ fn assign_activation_params(
             let root = find(&mut parent, op.outputs[0].0);
             for id in &activations {
                 if find(&mut parent, id.0) == root {
-                    params.insert(id.0, SOFTMAX_OUTPUT);
+                    params.insert(id.0, acts.softmax());
                 }
             }
         }
@@ -520,9 +589,10 @@ struct ActivationPlan {
     requantize: Vec<(usize, usize, (f32, i32))>,
 }
 
-/// Inserts a QUANTIZE (int8 → int8) op before each listed op input. Ops are handled from
-/// the last to the first so that insertions never shift an index still to be visited.
-fn insert_requantize(q: &mut Graph, plan: &[(usize, usize, (f32, i32))]) {
+/// Inserts a QUANTIZE (int8 → int8, or int16 → int16) op before each listed op input. Ops
+/// are handled from the last to the first so that insertions never shift an index still to
+/// be visited.
+fn insert_requantize(q: &mut Graph, plan: &[(usize, usize, (f32, i32))], dtype: DType) {
     let mut ops: Vec<usize> = plan.iter().map(|(op, _, _)| *op).collect();
     ops.sort_unstable();
     ops.dedup();
@@ -534,7 +604,7 @@ fn insert_requantize(q: &mut Graph, plan: &[(usize, usize, (f32, i32))]) {
             let requantised = q.add_activation(
                 format!("{}_requantized", t.name),
                 &t.shape,
-                DType::I8,
+                dtype,
                 Some(QuantParams::per_tensor(*scale, *zero_point)),
             );
             q.ops[op].inputs[*position] = requantised;
@@ -551,11 +621,15 @@ fn insert_requantize(q: &mut Graph, plan: &[(usize, usize, (f32, i32))]) {
 /// The fixed int8 output parameters of Softmax: `[0, 1)` in steps of 1/256.
 pub const SOFTMAX_OUTPUT: (f32, i32) = (1.0 / 256.0, -128);
 
+/// The fixed int16 output parameters of Softmax: `[0, 1)` in steps of 1/32768.
+pub const SOFTMAX_OUTPUT_INT16: (f32, i32) = (1.0 / 32768.0, 0);
+
 fn quantize_constants(
     float: &Graph,
     q: &mut Graph,
     params: &BTreeMap<usize, (f32, i32)>,
     config: &PtqConfig,
+    acts: Activations,
 ) -> Result<(), CompressError> {
     let mut done: BTreeMap<usize, &'static str> = BTreeMap::new();
     let mut layer = 0;
@@ -616,8 +690,19 @@ fn quantize_constants(
                     )));
                 }
                 let (input_scale, _) = params[&input.0];
-                let (qb, bscales, adjusted) = quantize_bias(&bv, input_scale, &scales);
-                scales = adjusted;
+                let (dtype, data, bscales) = match acts {
+                    Activations::Int8 => {
+                        let (qb, bscales, adjusted) = quantize_bias(&bv, input_scale, &scales);
+                        scales = adjusted;
+                        let data = qb.iter().flat_map(|v| v.to_le_bytes()).collect();
+                        (DType::I32, data, bscales)
+                    }
+                    Activations::Int16 => {
+                        let (qb, bscales) = quantize_bias_i64(&bv, input_scale, &scales);
+                        let data = qb.iter().flat_map(|v| v.to_le_bytes()).collect();
+                        (DType::I64, data, bscales)
+                    }
+                };
                 if done.insert(bias.0, name).is_some() {
                     return Err(err(format!("bias '{}' is shared between ops", bt.name)));
                 }
@@ -627,9 +712,9 @@ fn quantize_constants(
                     QuantParams::per_axis(bscales.clone(), vec![0; bscales.len()], 0)
                 };
                 let target = &mut q.tensors[bias.0];
-                target.dtype = DType::I32;
+                target.dtype = dtype;
                 target.quant = Some(bq);
-                target.data = Some(qb.iter().flat_map(|v| v.to_le_bytes()).collect());
+                target.data = Some(data);
             }
             let qw = if bits == 8 {
                 quantize_with_scales(&values, &wt.shape, axis.unwrap_or(0), &scales)
@@ -659,16 +744,10 @@ fn quantize_constants(
                 .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| {
                     (a.min(*v), b.max(*v))
                 });
-            let (scale, zp) = activation_params(lo, hi);
-            let data = values
-                .iter()
-                .map(|v| {
-                    ((f64::from(*v) / f64::from(scale)).round() + f64::from(zp))
-                        .clamp(-128.0, 127.0) as i8 as u8
-                })
-                .collect();
+            let (scale, zp) = acts.params(lo, hi);
+            let data = acts.constant_bytes(&values, (scale, zp));
             let target = &mut q.tensors[input.0];
-            target.dtype = DType::I8;
+            target.dtype = acts.dtype();
             target.quant = Some(QuantParams::per_tensor(scale, zp));
             target.data = Some(data);
         }

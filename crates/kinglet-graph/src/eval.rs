@@ -160,47 +160,7 @@ impl InputLayout {
                 .chunks_exact(channels)
                 .flat_map(|step| picks.iter().map(|c| step[*c]))
                 .collect();
-            let t = interp.graph().tensor(interp.graph().inputs[i]).clone();
-            let quant = |lo: f32, hi: f32| -> Result<Vec<f32>, GraphError> {
-                let q = t
-                    .quant
-                    .as_ref()
-                    .filter(|q| q.is_per_tensor())
-                    .ok_or_else(|| {
-                        GraphError::Runtime(format!(
-                            "input {i} ('{}') needs per-tensor quantisation",
-                            t.name
-                        ))
-                    })?;
-                let (s, z) = (q.scale[0], q.zero_point[0] as f32);
-                Ok(values
-                    .iter()
-                    .map(|x| ((x / s).round() + z).clamp(lo, hi))
-                    .collect())
-            };
-            match t.dtype {
-                crate::DType::F32 => interp.set_input(i, &values)?,
-                crate::DType::I8 => interp.set_input(
-                    i,
-                    &quant(-128.0, 127.0)?
-                        .iter()
-                        .map(|v| *v as i8)
-                        .collect::<Vec<_>>(),
-                )?,
-                crate::DType::U8 => interp.set_input(
-                    i,
-                    &quant(0.0, 255.0)?
-                        .iter()
-                        .map(|v| *v as u8)
-                        .collect::<Vec<_>>(),
-                )?,
-                other => {
-                    return Err(GraphError::Runtime(format!(
-                        "input {i} ('{}') has type {other}",
-                        t.name
-                    )));
-                }
-            }
+            interp.set_input_real(i, &values)?;
         }
         Ok(())
     }

@@ -4,7 +4,7 @@
 //! activations are NHWC (a 1D signal of length N is `[batch, 1, N, channels]`), Conv2D
 //! filters are OHWI `[out, kh, kw, in]`, DepthwiseConv2D filters are `[1, kh, kw, out]`,
 //! FullyConnected weights are `[out, in]`, biases are `[out]` (int32 for quantised graphs,
-//! f32 for float graphs). Constant data is stored little-endian, row-major.
+//! f32 for float graphs; int64 for the 16×8 scheme's int16 activations). Constant data is stored little-endian, row-major.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -33,6 +33,8 @@ pub enum DType {
     F16,
     I8,
     U8,
+    /// int16 activations of the 16×8 scheme (symmetric, zero point 0).
+    I16,
     I32,
     /// 4-bit signed integers packed two per byte, the first element in the low nibble
     /// (TFLite's `INT4`); kinglet uses it for constant weights only.
@@ -40,13 +42,16 @@ pub enum DType {
     /// 2-bit signed integers packed four per byte, the first element in the lowest two bits
     /// (TFLite's `INT2`); constant weights only.
     I2,
+    /// Biases of the 16×8 scheme: int16 × int8 products summed over a filter overflow int32.
+    I64,
 }
 
 impl DType {
     pub fn bits(self) -> usize {
         match self {
+            DType::I64 => 64,
             DType::F32 | DType::I32 => 32,
-            DType::F16 => 16,
+            DType::F16 | DType::I16 => 16,
             DType::I8 | DType::U8 => 8,
             DType::I4 => 4,
             DType::I2 => 2,
@@ -64,14 +69,17 @@ impl DType {
             DType::F16 => "f16",
             DType::I8 => "i8",
             DType::U8 => "u8",
+            DType::I16 => "i16",
             DType::I32 => "i32",
             DType::I4 => "i4",
             DType::I2 => "i2",
+            DType::I64 => "i64",
         }
     }
 
+    /// Quantised activation or weight types (not biases).
     pub fn is_quantized_integer(self) -> bool {
-        matches!(self, DType::I8 | DType::U8)
+        matches!(self, DType::I8 | DType::U8 | DType::I16)
     }
 
     /// The packed signed type of a weight bit width (8, 4 or 2).

@@ -5,6 +5,7 @@
 use std::ops::Range;
 
 mod conv1d;
+mod s16;
 
 use kinglet_micro as km;
 use kinglet_micro::{KernelError, Shape4, TensorMut, TensorRef};
@@ -38,6 +39,7 @@ macro_rules! element {
 element!(f32, DType::F32);
 element!(i8, DType::I8);
 element!(u8, DType::U8);
+element!(i16, DType::I16);
 element!(i32, DType::I32);
 
 /// Constant data copied into typed, aligned storage once.
@@ -57,7 +59,8 @@ impl Const {
             DType::I32 => Const::I32(d.chunks_exact(4).map(i32::read_le).collect()),
             DType::I8 | DType::I4 | DType::I2 => Const::I8(t.weights_i8()?),
             DType::U8 => Const::U8(d.clone()),
-            DType::F16 => return None,
+            // 16×8 constants are read by the int16 preparation itself.
+            DType::F16 | DType::I16 | DType::I64 => return None,
         })
     }
 }
@@ -273,6 +276,8 @@ enum Kernel {
         scale: f32,
         zero_point: i32,
     },
+    /// An op of the 16×8 scheme (int16 activations).
+    S16(Box<s16::Kernel16>),
     /// Dynamic-range op: float activations, int8 weights with per-channel (conv, depthwise)
     /// or per-tensor (fully connected) scales.
     Hybrid {
@@ -348,6 +353,7 @@ fn type_range(d: DType) -> (i32, i32) {
     match d {
         DType::I8 => (-128, 127),
         DType::U8 => (0, 255),
+        DType::I16 => (-32768, 32767),
         _ => (i32::MIN, i32::MAX),
     }
 }
@@ -381,6 +387,17 @@ fn prepare_op(graph: &Graph, index: usize, kernels: TfliteKernels) -> Result<Pre
         .map(|t| shape4(&graph.tensor(*t).shape))
         .collect::<Result<_, _>>()?;
     let out_shape = shape4(&out.shape)?;
+    if x.dtype == DType::I16 || out.dtype == DType::I16 {
+        return Ok(Prepared {
+            kernel: Kernel::S16(Box::new(s16::prepare(graph, op, &in_shapes, kernels)?)),
+            dtype: x.dtype,
+            out_dtype: out.dtype,
+            in_shapes,
+            out_shape,
+            inputs: op.inputs.clone(),
+            output: op.outputs[0],
+        });
+    }
     let quantized = x.dtype.is_quantized_integer();
     if !matches!(x.dtype, DType::F32 | DType::I8 | DType::U8) {
         return Err(format!("input type {} is not executable", x.dtype));
@@ -498,21 +515,8 @@ fn prepare_op(graph: &Graph, index: usize, kernels: TfliteKernels) -> Result<Pre
                   filter_w: usize,
                   stride: crate::Hw,
                   dilation: crate::Hw,
-                  padding: Padding|
-     -> Result<km::ConvParams, String> {
-        let s = in_shapes[0];
-        let gh = km::axis_geometry(pad_kind(padding), s.h, filter_h, stride.h, dilation.h)
-            .map_err(kerr)?;
-        let gw = km::axis_geometry(pad_kind(padding), s.w, filter_w, stride.w, dilation.w)
-            .map_err(kerr)?;
-        Ok(km::ConvParams {
-            stride_h: stride.h,
-            stride_w: stride.w,
-            dilation_h: dilation.h,
-            dilation_w: dilation.w,
-            pad_top: gh.pad_before,
-            pad_left: gw.pad_before,
-        })
+                  padding: Padding| {
+        window_params(in_shapes[0], filter_h, filter_w, stride, dilation, padding)
     };
     let pool_quant = |act: Activation| -> Result<(i32, i32), String> {
         if quantized { act_q(act) } else { Ok((0, 0)) }
@@ -646,15 +650,7 @@ fn prepare_op(graph: &Graph, index: usize, kernels: TfliteKernels) -> Result<Pre
             padding,
             activation,
         } => {
-            let c = window(filter.h, filter.w, *stride, crate::Hw::ONE, *padding)?;
-            let params = km::PoolParams {
-                filter_h: filter.h,
-                filter_w: filter.w,
-                stride_h: stride.h,
-                stride_w: stride.w,
-                pad_top: c.pad_top,
-                pad_left: c.pad_left,
-            };
+            let params = pool_params(in_shapes[0], *filter, *stride, *padding)?;
             let (act_min, act_max) = pool_quant(*activation)?;
             if matches!(op.kind, OpKind::MaxPool2D { .. }) {
                 Kernel::MaxPool {
@@ -675,21 +671,7 @@ fn prepare_op(graph: &Graph, index: usize, kernels: TfliteKernels) -> Result<Pre
         OpKind::Mean { axes, .. } => {
             // Any contiguous run of axes is a spatial mean of the view [outer, reduced, 1,
             // inner]: e.g. axes [1, 2] of NHWC, or axis [1] of a [n, time, c] signal.
-            let (first, last) = match (axes.first(), axes.last()) {
-                (Some(f), Some(l)) if l - f + 1 == axes.len() => (*f, *l),
-                _ => {
-                    return Err(format!(
-                        "the mean over non-contiguous axes {axes:?} is not executable"
-                    ));
-                }
-            };
-            let dims = &x.shape;
-            let view = Shape4::new(
-                dims[..first].iter().product(),
-                dims[first..=last].iter().product(),
-                1,
-                dims[last + 1..].iter().product(),
-            );
+            let view = mean_view(&x.shape, axes)?;
             let quant = if quantized {
                 let (is, iz) = quant1(x)?;
                 let (os, oz) = quant1(out)?;
@@ -769,15 +751,7 @@ fn prepare_op(graph: &Graph, index: usize, kernels: TfliteKernels) -> Result<Pre
         }
         OpKind::Reshape { .. } => Kernel::Copy,
         OpKind::Pad { paddings } => {
-            let r = paddings.len();
-            if r > 4 {
-                return Err(format!("rank {r} > 4"));
-            }
-            let (mut before, mut after) = ([0; 4], [0; 4]);
-            for (i, [b, a]) in paddings.iter().enumerate() {
-                before[4 - r + i] = *b;
-                after[4 - r + i] = *a;
-            }
+            let (before, after) = pad_widths(paddings)?;
             let zero_point = if quantized { quant1(x)?.1 } else { 0 };
             Kernel::Pad {
                 before,
@@ -857,6 +831,80 @@ fn prepare_op(graph: &Graph, index: usize, kernels: TfliteKernels) -> Result<Pre
         inputs: op.inputs.clone(),
         output: op.outputs[0],
     })
+}
+
+/// Pad's `(before, after)` widths as 4D arrays (leading dimensions unpadded).
+fn pad_widths(paddings: &[[usize; 2]]) -> Result<([usize; 4], [usize; 4]), String> {
+    let r = paddings.len();
+    if r > 4 {
+        return Err(format!("rank {r} > 4"));
+    }
+    let (mut before, mut after) = ([0; 4], [0; 4]);
+    for (i, [b, a]) in paddings.iter().enumerate() {
+        before[4 - r + i] = *b;
+        after[4 - r + i] = *a;
+    }
+    Ok((before, after))
+}
+
+/// Window, stride and leading padding of a pool over an NHWC input.
+fn pool_params(
+    input: Shape4,
+    filter: crate::Hw,
+    stride: crate::Hw,
+    padding: Padding,
+) -> Result<km::PoolParams, String> {
+    let c = window_params(input, filter.h, filter.w, stride, crate::Hw::ONE, padding)?;
+    Ok(km::PoolParams {
+        filter_h: filter.h,
+        filter_w: filter.w,
+        stride_h: stride.h,
+        stride_w: stride.w,
+        pad_top: c.pad_top,
+        pad_left: c.pad_left,
+    })
+}
+
+/// Stride, dilation and leading padding of a window over an NHWC input.
+fn window_params(
+    input: Shape4,
+    filter_h: usize,
+    filter_w: usize,
+    stride: crate::Hw,
+    dilation: crate::Hw,
+    padding: Padding,
+) -> Result<km::ConvParams, String> {
+    let gh = km::axis_geometry(pad_kind(padding), input.h, filter_h, stride.h, dilation.h)
+        .map_err(kerr)?;
+    let gw = km::axis_geometry(pad_kind(padding), input.w, filter_w, stride.w, dilation.w)
+        .map_err(kerr)?;
+    Ok(km::ConvParams {
+        stride_h: stride.h,
+        stride_w: stride.w,
+        dilation_h: dilation.h,
+        dilation_w: dilation.w,
+        pad_top: gh.pad_before,
+        pad_left: gw.pad_before,
+    })
+}
+
+/// The input of a mean as `[outer, reduced, 1, inner]`: any contiguous run of axes is a
+/// spatial mean of that view, e.g. axes `[1, 2]` of NHWC or axis `[1]` of `[n, time, c]`.
+fn mean_view(dims: &[usize], axes: &[usize]) -> Result<Shape4, String> {
+    let (first, last) = match (axes.first(), axes.last()) {
+        (Some(f), Some(l)) if l - f + 1 == axes.len() => (*f, *l),
+        _ => {
+            return Err(format!(
+                "the mean over non-contiguous axes {axes:?} is not executable"
+            ));
+        }
+    };
+    Ok(Shape4::new(
+        dims[..first].iter().product(),
+        dims[first..=last].iter().product(),
+        1,
+        dims[last + 1..].iter().product(),
+    ))
 }
 
 /// The hybrid kernel of a float-input Conv2D, DepthwiseConv2D or FullyConnected whose weights
@@ -1036,9 +1084,12 @@ macro_rules! q8_dispatch {
 
 fn run_op(p: &Prepared, arena: &mut [u8], plan: &ArenaPlan) -> Result<(), String> {
     let out_range = plan.range(p.output).ok_or("output is not planned")?;
-    if let Kernel::Copy = p.kernel
-        && p.inputs.first().is_some_and(|i| plan.aliased(*i, p.output))
-    {
+    let copy = match &p.kernel {
+        Kernel::Copy => true,
+        Kernel::S16(k) => matches!(**k, s16::Kernel16::Copy),
+        _ => false,
+    };
+    if copy && p.inputs.first().is_some_and(|i| plan.aliased(*i, p.output)) {
         return Ok(());
     }
     match &p.kernel {
@@ -1094,6 +1145,7 @@ fn run_op(p: &Prepared, arena: &mut [u8], plan: &ArenaPlan) -> Result<(), String
     let i8m = km::tensor::bytes_as_i8_mut;
     match &p.kernel {
         Kernel::Fused | Kernel::CopyPooled { .. } | Kernel::Conv1d { .. } => Ok(()),
+        Kernel::S16(k) => s16::run(k, &p.in_shapes, os, &ins, out),
         Kernel::Conv {
             params,
             filter,
@@ -1804,6 +1856,40 @@ impl Interpreter {
         Ok(())
     }
 
+    /// Sets graph input `i` from real values: copied into a float input, quantised
+    /// (`round(x / scale) + zero_point`, clamped to the type) into an integer one.
+    pub fn set_input_real(&mut self, i: usize, values: &[f32]) -> Result<(), GraphError> {
+        let (id, _) = self.io_tensor(&self.graph.inputs, i, "input")?;
+        let t = self.graph.tensor(id);
+        if t.dtype == DType::F32 {
+            return self.set_input(i, values);
+        }
+        let q = t
+            .quant
+            .as_ref()
+            .filter(|q| q.is_per_tensor())
+            .ok_or_else(|| {
+                GraphError::Runtime(format!(
+                    "input {i} ('{}') needs per-tensor quantisation",
+                    t.name
+                ))
+            })?;
+        let (s, z) = (q.scale[0], q.zero_point[0] as f32);
+        let (lo, hi) = type_range(t.dtype);
+        let quantized = values
+            .iter()
+            .map(|x| ((x / s).round() + z).clamp(lo as f32, hi as f32));
+        match t.dtype {
+            DType::I8 => self.set_input(i, &quantized.map(|v| v as i8).collect::<Vec<_>>()),
+            DType::U8 => self.set_input(i, &quantized.map(|v| v as u8).collect::<Vec<_>>()),
+            DType::I16 => self.set_input(i, &quantized.map(|v| v as i16).collect::<Vec<_>>()),
+            other => Err(GraphError::Runtime(format!(
+                "input {i} ('{}') has type {other}",
+                t.name
+            ))),
+        }
+    }
+
     /// Copies raw little-endian bytes into graph input `i`.
     pub fn set_input_bytes(&mut self, i: usize, bytes: &[u8]) -> Result<(), GraphError> {
         let (_, range) = self.io_tensor(&self.graph.inputs, i, "input")?;
@@ -1859,6 +1945,14 @@ impl Interpreter {
         let t = self.graph.tensor(id);
         match t.dtype {
             DType::F32 => self.output::<f32>(i),
+            DType::I16 => {
+                let (s, z) = quant1(t).map_err(GraphError::Runtime)?;
+                Ok(self
+                    .output::<i16>(i)?
+                    .iter()
+                    .map(|q| s * (i32::from(*q) - z) as f32)
+                    .collect())
+            }
             DType::I8 | DType::U8 => {
                 let (s, z) = quant1(t).map_err(GraphError::Runtime)?;
                 let raw = self.output_bytes(i)?;

@@ -456,7 +456,10 @@ impl Graph {
         match &op.kind {
             OpKind::Quantize => {
                 if !out.dtype.is_quantized_integer() {
-                    return Err(err(format!("output must be i8 or u8, is {}", out.dtype)));
+                    return Err(err(format!(
+                        "output must be i8, u8 or i16, is {}",
+                        out.dtype
+                    )));
                 }
                 quantized(out)?;
                 if x.dtype != DType::F32 {
@@ -488,7 +491,7 @@ impl Graph {
                         }
                         continue;
                     }
-                    if !matches!(t.dtype, DType::F32 | DType::I8 | DType::U8) {
+                    if !matches!(t.dtype, DType::F32 | DType::I8 | DType::U8 | DType::I16) {
                         return Err(err(format!(
                             "tensor '{}' has unsupported type {}",
                             t.name, t.dtype
@@ -499,10 +502,12 @@ impl Graph {
                 if weighted {
                     if let Some(b) = op.inputs.get(2) {
                         let b = self.tensor(*b);
-                        let want = if x.dtype == DType::F32 {
-                            DType::F32
-                        } else {
-                            DType::I32
+                        let want = match x.dtype {
+                            DType::F32 => DType::F32,
+                            // As the TFLite converter writes 16×8 biases (its kernels also take
+                            // int32, which kinglet does not produce).
+                            DType::I16 => DType::I64,
+                            _ => DType::I32,
                         };
                         if b.dtype != want {
                             return Err(err(format!(

@@ -56,11 +56,23 @@ impl AddParams {
         act_min: i32,
         act_max: i32,
     ) -> Result<Self, KernelError> {
+        Self::with_left_shift(in1, in2, out, act_min, act_max, 20)
+    }
+
+    /// [`AddParams::new`] with another pre-scaling shift: TFLite shifts int16 inputs by 15
+    /// instead of 20, leaving the headroom their wider values need.
+    pub(crate) fn with_left_shift(
+        in1: QuantScale,
+        in2: QuantScale,
+        out: QuantScale,
+        act_min: i32,
+        act_max: i32,
+        left_shift: i32,
+    ) -> Result<Self, KernelError> {
         ensure_param(
             in1.scale > 0.0 && in2.scale > 0.0 && out.scale > 0.0,
             "add: scales must be positive",
         )?;
-        let left_shift = 20;
         let twice_max_input_scale = (2.0 * in1.scale.max(in2.scale)) as f64;
         let real1 = in1.scale as f64 / twice_max_input_scale;
         let real2 = in2.scale as f64 / twice_max_input_scale;
@@ -172,7 +184,7 @@ fn for_each_broadcast<A: Copy, B: Copy, C>(
     Ok(())
 }
 
-fn add_q8<T: Quant8>(
+pub(crate) fn add_q8<T: Quant8>(
     p: &AddParams,
     a: TensorRef<'_, T>,
     b: TensorRef<'_, T>,

@@ -30,7 +30,7 @@ pub fn average_pool2d_u8(
     avg_pool_q8(p, act_min, act_max, input, output)
 }
 
-fn avg_pool_q8<T: Quant8>(
+pub(crate) fn avg_pool_q8<T: Quant8>(
     p: &PoolParams,
     act_min: i32,
     act_max: i32,

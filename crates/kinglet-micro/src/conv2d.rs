@@ -524,12 +524,38 @@ pub fn conv2d_f32(
     output: TensorMut<'_, f32>,
 ) -> Result<(), KernelError> {
     check_conv_shapes(p, &input, &filter, bias, &output)?;
+    conv_fold(
+        p,
+        &input,
+        &filter,
+        output,
+        0.0f32,
+        |acc, f, x| acc + f * x,
+        |acc, o| act.apply(bias.map_or(acc, |b| acc + b[o])),
+    );
+    Ok(())
+}
+
+/// The reference convolution loop, shared by kernels whose accumulators differ (f32, and the
+/// int64 of the 16×8 scheme): per output value, `mac` folds every in-bounds tap `(filter,
+/// input)` into `zero` in filter order, then `finish(acc, out_channel)` gives the output.
+/// Shapes must have passed [`check_conv_shapes`].
+#[inline(always)]
+pub(crate) fn conv_fold<X: Copy, F: Copy, O, A: Copy>(
+    p: &ConvParams,
+    input: &TensorRef<'_, X>,
+    filter: &TensorRef<'_, F>,
+    output: TensorMut<'_, O>,
+    zero: A,
+    mac: impl Fn(A, F, X) -> A,
+    finish: impl Fn(A, usize) -> O,
+) {
     let (ih, iw, ic) = (input.shape.h, input.shape.w, input.shape.c);
     let (kh, kw) = (filter.shape.h, filter.shape.w);
     let (oh, ow, oc) = (output.shape.h, output.shape.w, output.shape.c);
     let filter_len = kh * kw * ic;
     if oc == 0 || output.data.is_empty() {
-        return Ok(());
+        return;
     }
     let mut out_pixels = output.data.chunks_exact_mut(oc);
     for b in 0..input.shape.n {
@@ -541,11 +567,11 @@ pub fn conv2d_f32(
                 let x0 = (ox * p.stride_w) as isize - p.pad_left as isize;
                 let (kx_lo, kx_hi) = tap_range(x0, kw, p.dilation_w, iw);
                 let Some(out_px) = out_pixels.next() else {
-                    return Ok(());
+                    return;
                 };
                 let filters = filter.data.chunks_exact(filter_len.max(1));
                 for (o, (out_v, f_o)) in out_px.iter_mut().zip(filters).enumerate() {
-                    let mut acc = 0.0f32;
+                    let mut acc = zero;
                     for ky in ky_lo..ky_hi {
                         let iy = (y0 + (ky * p.dilation_h) as isize) as usize;
                         let row = &image[iy * iw * ic..(iy + 1) * iw * ic];
@@ -554,19 +580,15 @@ pub fn conv2d_f32(
                             let ix = (x0 + (kx * p.dilation_w) as isize) as usize;
                             let taps = f_row[kx * ic..(kx + 1) * ic].iter();
                             for (&f, &x) in taps.zip(&row[ix * ic..(ix + 1) * ic]) {
-                                acc += f * x;
+                                acc = mac(acc, f, x);
                             }
                         }
                     }
-                    if let Some(b) = bias {
-                        acc += b[o];
-                    }
-                    *out_v = act.apply(acc);
+                    *out_v = finish(acc, o);
                 }
             }
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -135,13 +135,38 @@ pub fn depthwise_conv2d_f32(
     output: TensorMut<'_, f32>,
 ) -> Result<(), KernelError> {
     check_shapes(p, &input, &filter, bias, &output)?;
+    depthwise_fold(
+        p,
+        &input,
+        &filter,
+        output,
+        0.0f32,
+        |acc, f, x| acc + x * f,
+        |acc, o| act.apply(bias.map_or(acc, |b| acc + b[o])),
+    );
+    Ok(())
+}
+
+/// The reference depthwise loop, shared by kernels whose accumulators differ (f32, and the
+/// int64 of the 16×8 scheme): `mac` folds every in-bounds tap `(filter, input)` into `zero`,
+/// then `finish(acc, out_channel)` gives the output. Shapes must have passed `check_shapes`.
+#[inline(always)]
+pub(crate) fn depthwise_fold<X: Copy, F: Copy, O, A: Copy>(
+    p: &DepthwiseParams,
+    input: &TensorRef<'_, X>,
+    filter: &TensorRef<'_, F>,
+    output: TensorMut<'_, O>,
+    zero: A,
+    mac: impl Fn(A, F, X) -> A,
+    finish: impl Fn(A, usize) -> O,
+) {
     let c = &p.conv;
     let (ih, iw, ic) = (input.shape.h, input.shape.w, input.shape.c);
     let (kh, kw) = (filter.shape.h, filter.shape.w);
     let (oh, ow, oc) = (output.shape.h, output.shape.w, output.shape.c);
     let dm = p.depth_multiplier;
     if oc == 0 || output.data.is_empty() {
-        return Ok(());
+        return;
     }
     let mut out_pixels = output.data.chunks_exact_mut(oc);
     for b in 0..input.shape.n {
@@ -153,28 +178,27 @@ pub fn depthwise_conv2d_f32(
                 let x0 = (ox * c.stride_w) as isize - c.pad_left as isize;
                 let (kx_lo, kx_hi) = tap_range(x0, kw, c.dilation_w, iw);
                 let Some(out_px) = out_pixels.next() else {
-                    return Ok(());
+                    return;
                 };
                 for (o, out_v) in out_px.iter_mut().enumerate() {
                     let ch = o / dm;
-                    let mut acc = 0.0f32;
+                    let mut acc = zero;
                     for ky in ky_lo..ky_hi {
                         let iy = (y0 + (ky * c.dilation_h) as isize) as usize;
                         for kx in kx_lo..kx_hi {
                             let ix = (x0 + (kx * c.dilation_w) as isize) as usize;
-                            acc += image[(iy * iw + ix) * ic + ch]
-                                * filter.data[(ky * kw + kx) * oc + o];
+                            acc = mac(
+                                acc,
+                                filter.data[(ky * kw + kx) * oc + o],
+                                image[(iy * iw + ix) * ic + ch],
+                            );
                         }
                     }
-                    if let Some(b) = bias {
-                        acc += b[o];
-                    }
-                    *out_v = act.apply(acc);
+                    *out_v = finish(acc, o);
                 }
             }
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]

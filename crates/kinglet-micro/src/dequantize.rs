@@ -5,7 +5,7 @@
 use crate::error::{KernelError, check_len};
 use crate::tensor::Quant8;
 
-fn dequantize_q8<T: Quant8>(
+pub(crate) fn dequantize_q8<T: Quant8>(
     input: &[T],
     scale: f32,
     zero_point: i32,

@@ -71,6 +71,12 @@
 //! | Softmax | [`softmax::softmax_i8`] | `_u8` | `_f32` |
 //! | Quantize | [`quantize::quantize_f32_to_i8`], [`quantize::requantize`] | `_u8` | |
 //! | Dequantize | [`dequantize::dequantize_i8`] | `_u8` | |
+//!
+//! The 16×8 scheme (int16 activations, int8 weights, int64 biases) has its own module,
+//! [`s16`], one op per file: `conv2d_s16`, `depthwise_conv2d_s16`, `fully_connected_s16`,
+//! `max_pool2d_s16`, `average_pool2d_s16`, `mean_hw_s16`, `add_s16`, `softmax_s16`,
+//! `concatenation_s16`, `quantize_f32_to_s16`, `requantize_s16`, `dequantize_s16`
+//! (reshape is the generic [`reshape::reshape`]).
 #![cfg_attr(not(test), no_std)]
 #![warn(missing_docs)]
 
@@ -95,6 +101,7 @@ pub mod pool;
 pub mod quant;
 pub mod quantize;
 pub mod reshape;
+pub mod s16;
 pub mod softmax;
 pub mod sparse_conv2d;
 pub mod sparse_fully_connected;

@@ -27,7 +27,7 @@ pub fn max_pool2d_u8(
     max_pool_q8(p, act_min, act_max, input, output)
 }
 
-fn max_pool_q8<T: Quant8>(
+pub(crate) fn max_pool_q8<T: Quant8>(
     p: &PoolParams,
     act_min: i32,
     act_max: i32,

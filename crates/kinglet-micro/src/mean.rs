@@ -35,7 +35,7 @@ fn check(input: &TensorRef<'_, impl Copy>, out_len: usize) -> Result<(), KernelE
 /// `multiply_by_quantized_multiplier(sum − zp_in · count) + zp_out`, clamped.
 /// This matches both reference and optimized kernels for `keep_dims = false` and the
 /// reference kernels for `keep_dims = true`.
-fn mean_q8<T: Quant8>(
+pub(crate) fn mean_q8<T: Quant8>(
     q: &MeanQuant,
     input: TensorRef<'_, T>,
     output: &mut [T],

@@ -18,7 +18,7 @@ pub enum QuantizeRounding {
     ReciprocalTiesEven,
 }
 
-fn quantize_q8<T: Quant8>(
+pub(crate) fn quantize_q8<T: Quant8>(
     rounding: QuantizeRounding,
     input: &[f32],
     scale: f32,

@@ -120,8 +120,10 @@ impl<'a, T> TensorMut<'a, T> {
     }
 }
 
-/// 8-bit quantised element (`i8` or `u8`). Lets one kernel body serve both the TFLite int8
-/// scheme and the legacy uint8 scheme; the arithmetic is identical once widened to `i32`.
+/// Quantised activation element (`i8`, `u8`, and `i16` for the 16×8 scheme). Lets one kernel
+/// body serve the TFLite int8 scheme and the legacy uint8 scheme, and the kernels whose
+/// arithmetic does not depend on the width (pools, concatenation, requantisation) serve int16
+/// too; the arithmetic is identical once widened to `i32`.
 pub trait Quant8: Copy + Default + PartialOrd + 'static {
     /// Smallest representable value as `i32`.
     const MIN: i32;
@@ -156,6 +158,19 @@ impl Quant8 for u8 {
     #[inline(always)]
     fn from_i32_saturating(v: i32) -> Self {
         v.clamp(<Self as Quant8>::MIN, <Self as Quant8>::MAX) as u8
+    }
+}
+
+impl Quant8 for i16 {
+    const MIN: i32 = i16::MIN as i32;
+    const MAX: i32 = i16::MAX as i32;
+    #[inline(always)]
+    fn to_i32(self) -> i32 {
+        self as i32
+    }
+    #[inline(always)]
+    fn from_i32_saturating(v: i32) -> Self {
+        v.clamp(<Self as Quant8>::MIN, <Self as Quant8>::MAX) as i16
     }
 }
 
@@ -204,6 +219,7 @@ macro_rules! word_views {
 
 word_views!(f32, bytes_as_f32, bytes_as_f32_mut);
 word_views!(i32, bytes_as_i32, bytes_as_i32_mut);
+word_views!(i16, bytes_as_i16, bytes_as_i16_mut);
 
 #[cfg(test)]
 mod tests {

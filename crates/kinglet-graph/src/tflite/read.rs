@@ -106,6 +106,8 @@ pub fn read(bytes: &[u8]) -> Result<Graph, GraphError> {
             tensor_type::INT8 => DType::I8,
             tensor_type::INT4 => DType::I4,
             tensor_type::INT2 => DType::I2,
+            tensor_type::INT16 => DType::I16,
+            tensor_type::INT64 => DType::I64,
             other => {
                 return Err(terr(format!(
                     "unsupported tensor type {} ({other})",

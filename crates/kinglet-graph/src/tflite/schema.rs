@@ -21,6 +21,8 @@ pub mod tensor_type {
     pub const FLOAT16: i8 = 1;
     pub const INT32: i8 = 2;
     pub const UINT8: i8 = 3;
+    pub const INT64: i8 = 4;
+    pub const INT16: i8 = 7;
     pub const INT8: i8 = 9;
     pub const INT4: i8 = 17;
     pub const INT2: i8 = 19;

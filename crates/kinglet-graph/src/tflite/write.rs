@@ -21,6 +21,8 @@ fn dtype_code(d: DType) -> i8 {
         DType::I8 => tensor_type::INT8,
         DType::I4 => tensor_type::INT4,
         DType::I2 => tensor_type::INT2,
+        DType::I16 => tensor_type::INT16,
+        DType::I64 => tensor_type::INT64,
     }
 }
 

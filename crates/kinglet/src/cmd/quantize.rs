@@ -1,4 +1,4 @@
-//! `kinglet quantize --model <model> --data <calibration spec> [--scheme int8|w4a8|w2a8|mixed|dynamic|float16]
+//! `kinglet quantize --model <model> --data <calibration spec> [--scheme int8|w4a8|w2a8|mixed|a16w8|dynamic|float16]
 //! [--calibration minmax|percentile|mse] --out <file.tflite>`: post-training quantisation of a
 //! float model: full-integer int8 calibrated on windows of a dataset, dynamic range (int8
 //! weights, float activations) or float16 weights; the latter two use the data only to report
@@ -20,7 +20,8 @@ pub struct QuantizeArgs {
     pub data: String,
     /// Quantisation scheme: `int8` (full-integer, per-channel weights), `w4a8` / `w2a8` (4- or
     /// 2-bit per-channel weights packed as TFLite INT4 / INT2, int8 activations), `mixed` (a
-    /// weight width per layer, `--bits`), `dynamic` (int8 weights, float activations: TFLite's
+    /// weight width per layer, `--bits`), `a16w8` (TFLite's 16×8: int16 activations, int8
+    /// weights, int64 biases), `dynamic` (int8 weights, float activations: TFLite's
     /// dynamic range / hybrid ops) or `float16` (half float weights behind DEQUANTIZE, float
     /// activations).
     #[arg(long, default_value = "int8")]

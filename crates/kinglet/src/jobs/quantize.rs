@@ -1,4 +1,4 @@
-//! `kinglet quantize` as a library call (`kinglet quantize --model <model> --data <calibration spec> [--scheme int8|w4a8|w2a8|mixed|dynamic|float16]
+//! `kinglet quantize` as a library call (`kinglet quantize --model <model> --data <calibration spec> [--scheme int8|w4a8|w2a8|mixed|a16w8|dynamic|float16]
 //! [--calibration minmax|percentile|mse] --out <file.tflite>`: post-training quantisation of a
 //! float model: full-integer int8 calibrated on windows of a dataset, dynamic range (int8
 //! weights, float activations) or float16 weights; the latter two use the data only to report
@@ -26,7 +26,8 @@ pub struct QuantizeJob {
     /// `mixed`: weight bit width (8, 4 or 2) per weighted layer in op order (`8,4,4,2,8`).
     pub bits: Option<String>,
     /// Quantisation scheme: `int8` (full-integer, per-channel weights), `w4a8` / `w2a8`
-    /// (4- / 2-bit weights, int8 activations), `mixed` (see `bits`), `dynamic` (int8
+    /// (4- / 2-bit weights, int8 activations), `mixed` (see `bits`), `a16w8` (TFLite's 16×8:
+    /// int16 activations, int8 weights, int64 biases), `dynamic` (int8
     /// weights, float activations: TFLite's dynamic range / hybrid ops) or `float16` (half
     /// float weights behind DEQUANTIZE, float activations).
     pub scheme: String,
@@ -68,10 +69,11 @@ pub struct QuantizeJob {
 pub fn run(args: &QuantizeJob, out: &mut dyn Write) -> Result<()> {
     match (args.scheme.as_str(), &args.bits) {
         ("mixed", None) => bail!("--scheme mixed needs --bits (a width per weighted layer)"),
-        ("mixed", Some(_)) | ("int8" | "w4a8" | "w2a8" | "dynamic" | "float16", None) => {}
+        ("mixed", Some(_))
+        | ("int8" | "w4a8" | "w2a8" | "a16w8" | "dynamic" | "float16", None) => {}
         (other, Some(_)) => bail!("--bits applies to --scheme mixed, not {other}"),
         (other, None) => bail!(
-            "--scheme {other}: unknown scheme (expected int8, w4a8, w2a8, mixed, dynamic or float16)"
+            "--scheme {other}: unknown scheme (expected int8, w4a8, w2a8, mixed, a16w8, dynamic or float16)"
         ),
     }
     let calibration =
@@ -145,6 +147,11 @@ pub fn run(args: &QuantizeJob, out: &mut dyn Write) -> Result<()> {
         }
         "float16" => quantize_float16(&graph)
             .with_context(|| format!("quantising {}", args.model.display()))?,
+        "a16w8" => {
+            kinglet_compress::quantize_a16w8(&graph, &samples, &config)
+                .with_context(|| format!("quantising {}", args.model.display()))?
+                .graph
+        }
         _ if use_recorded => {
             // The recorded logit range belongs to the uncentred logits: no logit clipping.
             let config = PtqConfig {
@@ -190,7 +197,10 @@ pub fn run(args: &QuantizeJob, out: &mut dyn Write) -> Result<()> {
         quantised.weight_bytes(),
         graph.weight_bytes()
     )?;
-    let integer = matches!(args.scheme.as_str(), "int8" | "w4a8" | "w2a8" | "mixed");
+    let integer = matches!(
+        args.scheme.as_str(),
+        "int8" | "w4a8" | "w2a8" | "mixed" | "a16w8"
+    );
     let how = if integer && recorded_used > 0 {
         format!(
             "{recorded_used} activation ranges from quantisation-aware training; checked on {} windows of {spec}",
@@ -435,26 +445,10 @@ fn predict(graph: &Graph, samples: &[CalibrationSample]) -> Result<Vec<usize>> {
     let mut out = Vec::with_capacity(samples.len());
     for sample in samples {
         for (i, values) in sample.iter().enumerate() {
-            let id = *graph
-                .inputs
-                .get(i)
-                .context("sample has more inputs than the model")?;
-            let t = graph.tensor(id);
-            match t.dtype {
-                kinglet_graph::DType::F32 => interpreter.set_input(i, values)?,
-                _ => {
-                    let qp = t
-                        .quant
-                        .as_ref()
-                        .context("int8 input without quantisation parameters")?;
-                    let (s, z) = (qp.scale[0], qp.zero_point[0]);
-                    let bytes: Vec<i8> = values
-                        .iter()
-                        .map(|v| ((v / s).round() as i32 + z).clamp(-128, 127) as i8)
-                        .collect();
-                    interpreter.set_input(i, &bytes)?;
-                }
+            if i >= graph.inputs.len() {
+                bail!("sample has more inputs than the model");
             }
+            interpreter.set_input_real(i, values)?;
         }
         interpreter.invoke()?;
         out.push(argmax(&interpreter.output_f32(0)?));
