@@ -61,6 +61,16 @@ fn bytes_of(words: &[u32], len: usize) -> &[u8] {
     unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), len) }
 }
 
+/// For sub-byte `bits`, `len` bytes filled by `pack` in word storage (empty for int8).
+fn sub_byte_words(bits: u32, len: usize, pack: impl FnOnce(&mut [u8])) -> Vec<u32> {
+    if bits == 8 {
+        return Vec::new();
+    }
+    let mut bytes = vec![0u8; len];
+    pack(&mut bytes);
+    words_of(&bytes)
+}
+
 /// `ConvWeights` of `bits` bits over `bytes` (sub-byte only).
 fn sub_byte(bits: u32, bytes: &[u8]) -> ConvWeights<'_> {
     match bits {
@@ -379,13 +389,9 @@ fn conv1d_matches_reference_kernels() {
         let narrow = unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<i8>(), narrow_len) };
         // And packed in 4 or 2 bits when they fit.
         let sub_len = out_ch / block * packed_block_bytes(bits, block, row);
-        let mut sub = vec![0u8; sub_len];
-        let sub_words = if bits < 8 {
-            pack_weights_bits(&weights, out_ch, kernel * in_ch, bits, &mut sub).unwrap();
-            words_of(&sub)
-        } else {
-            Vec::new()
-        };
+        let sub_words = sub_byte_words(bits, sub_len, |b| {
+            pack_weights_bits(&weights, out_ch, kernel * in_ch, bits, b).unwrap()
+        });
         let folded = fold(&bias, &weights, out_ch, in_zp);
         let mut padded = vec![0i16; conv1d_padded_len(width, in_ch, kernel)];
         widen_padded_before(&input, in_ch, in_zp as i8, pad_before, &mut padded).unwrap();
@@ -511,14 +517,10 @@ fn depthwise1d_matches_reference_kernel() {
         )
         .unwrap();
         let sub_len = channels * depthwise_packed_channel_bytes(bits, kernel);
-        let mut sub = vec![0u8; sub_len];
         let mut variants = vec![ConvWeights::Wide(&packed)];
-        let sub_words = if bits < 8 {
-            pack_depthwise_weights_bits(&weights, channels, kernel, bits, &mut sub).unwrap();
-            words_of(&sub)
-        } else {
-            Vec::new()
-        };
+        let sub_words = sub_byte_words(bits, sub_len, |b| {
+            pack_depthwise_weights_bits(&weights, channels, kernel, bits, b).unwrap()
+        });
         if bits < 8 {
             variants.push(sub_byte(bits, bytes_of(&sub_words, sub_len)));
         }
@@ -757,13 +759,9 @@ fn fully_connected_wide_and_narrow_match_reference_kernel() {
         widen_padded_before(&input, in_len, in_zp as i8, 0, &mut padded).unwrap();
         let block = channel_block(out_len);
         let sub_len = out_len / block * packed_block_bytes(bits, block, fc_row_len(in_len));
-        let mut sub = vec![0u8; sub_len];
-        let sub_words = if bits < 8 {
-            pack_weights_bits(&weights, out_len, in_len, bits, &mut sub).unwrap();
-            words_of(&sub)
-        } else {
-            Vec::new()
-        };
+        let sub_words = sub_byte_words(bits, sub_len, |b| {
+            pack_weights_bits(&weights, out_len, in_len, bits, b).unwrap()
+        });
         let mut variants = vec![ConvWeights::Wide(&packed), ConvWeights::Narrow(narrow)];
         if bits < 8 {
             variants.push(sub_byte(bits, bytes_of(&sub_words, sub_len)));
