@@ -45,7 +45,7 @@ pub const PACKED_FC_MAX_ROW: usize = 1 << 16;
 /// module documentation; `out` is cleared first and must hold [`packed_bytes`] bytes.
 /// `ShapeError` if a value does not fit in `bits` signed bits or `out` has the wrong length.
 pub fn pack_values(
-    values: impl Iterator<Item = i8> + ExactSizeIterator,
+    values: impl ExactSizeIterator<Item = i8>,
     bits: u32,
     out: &mut [u8],
 ) -> Result<(), ShapeError> {
