@@ -21,10 +21,10 @@ use kinglet_graph::{DType, Graph, Interpreter, OpKind, QuantParams, TensorId, pa
 
 use crate::calibrate::{Calibration, TensorObserver};
 use crate::error::CompressError;
-use crate::subbyte::{quantize_sub_byte, sub_byte_scales, weight_dtype};
 use crate::params::{
     activation_params, per_channel_scales, quantize_bias, quantize_per_tensor, quantize_with_scales,
 };
+use crate::subbyte::{quantize_sub_byte, sub_byte_scales, weight_dtype};
 
 /// Metadata key recording how a graph was quantised.
 pub const PTQ_METADATA: &str = "kinglet.ptq";
