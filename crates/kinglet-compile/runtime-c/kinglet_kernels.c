@@ -239,6 +239,23 @@ static inline void kl_widen_channel_major(const int8_t *input, int width, int ch
     }
 }
 
+/* Value t of weights packed `bits` (8, 4 or 2) bits a value by kinglet-m4's `subbyte`: words
+ * of 32/bits values; value u of a word lies in byte {0, 2, 1, 3}[u % 4], bits bits·(u / 4)
+ * upwards, two's complement. */
+static inline int16_t kl_packed_value(const uint8_t *packed, int t, int bits) {
+    static const int byte_of[4] = {0, 2, 1, 3};
+    int per_word = 32 / bits;
+    int u = t % per_word;
+    int field = (packed[4 * (t / per_word) + byte_of[u % 4]] >> (bits * (u / 4))) & ((1 << bits) - 1);
+    return (int16_t)(field >= (1 << (bits - 1)) ? field - (1 << bits) : field);
+}
+
+/* Bytes of `values` weights packed `bits` bits a value in whole words. */
+static inline int kl_packed_bytes(int values, int bits) {
+    int per_word = 32 / bits;
+    return 4 * ((values + per_word - 1) / per_word);
+}
+
 /* acc[j] += window · weights of channel j of a packed block (pair k of channel j at word
  * k·block + j); one loop per block size so the accumulators stay in registers. */
 KL_HOT void kl_dot_block(const int16_t *window, const int16_t *weights, int pairs, int block,
@@ -280,10 +297,10 @@ KL_HOT void kl_dot_block(const int16_t *window, const int16_t *weights, int pair
 /* 1D convolution, any kernel size, stride 1, on a widened padded signal (output x reads the
  * window starting at position x; `width` outputs before pooling); with `pool` a 2-wide
  * stride-2 max pool is fused. `bias` has the input zero point folded in. Weights are either
- * `weights` (widened) or `narrow` (int8, packed per block with bytes v0 v2 v1 v3 in every
- * word), which each block widens into `scratch` before its positions run. */
+ * `weights` (widened) or `packed` (`bits` = 8, 4 or 2 bits a value, per block in the order of
+ * kl_packed_value), which each block unpacks into `scratch` before its positions run. */
 KL_HOT void kl_conv1d(const int16_t *padded, int width, int in_ch, int out_ch, int kernel,
-                             int pool, const int16_t *weights, const int8_t *narrow,
+                             int pool, const int16_t *weights, const uint8_t *packed, int bits,
                              int16_t *scratch, const int32_t *bias, const kl_requant *r,
                              int8_t *out) {
     int row = (kernel * in_ch + 1) & ~1;
@@ -295,15 +312,11 @@ KL_HOT void kl_conv1d(const int16_t *padded, int width, int in_ch, int out_ch, i
     int j;
     for (b = 0; b < out_ch; b += block) {
         const int16_t *w;
-        if (narrow) {
-            int block_bytes = (block * row + 3) & ~3;
-            const int8_t *src = narrow + (b / block) * block_bytes;
+        if (packed) {
+            const uint8_t *src = packed + (b / block) * kl_packed_bytes(block * row, bits);
             int i;
-            for (i = 0; i < block_bytes; i += 4) {
-                scratch[i] = src[i];
-                scratch[i + 1] = src[i + 2];
-                scratch[i + 2] = src[i + 1];
-                scratch[i + 3] = src[i + 3];
+            for (i = 0; i < block * row; i++) {
+                scratch[i] = kl_packed_value(src, i, bits);
             }
             w = scratch;
         } else {
@@ -348,18 +361,31 @@ KL_HOT void kl_conv1d(const int16_t *padded, int width, int in_ch, int out_ch, i
 }
 
 /* 1D depthwise convolution, multiplier 1, stride 1, on channel-major rows of row_len values:
- * output x of channel c = taps of channel c (pairs, zero-padded) · row c from position x. */
+ * output x of channel c = taps of channel c (pairs, zero-padded) · row c from position x.
+ * Taps are `weights` (widened) or `packed` (`bits` bits a value, each channel in whole words),
+ * unpacked once per channel. */
 KL_HOT void kl_depthwise1d(const int16_t *padded, int width, int channels, int kernel,
-                                  int row_len, const int16_t *weights, const int32_t *bias,
-                                  const kl_requant *r, int8_t *out) {
+                                  int row_len, const int16_t *weights, const uint8_t *packed,
+                                  int bits, const int32_t *bias, const kl_requant *r,
+                                  int8_t *out) {
     int pairs = (kernel + 1) / 2;
     int fast = kl_requant_fast(r, channels);
     int c;
     int x;
     int p;
+    int16_t taps[16];
     for (c = 0; c < channels; c++) {
         const int16_t *row = padded + c * row_len;
-        const int16_t *w = weights + 2 * pairs * c;
+        const int16_t *w;
+        if (packed) {
+            const uint8_t *src = packed + c * kl_packed_bytes(2 * pairs, bits);
+            for (p = 0; p < 2 * pairs; p++) {
+                taps[p] = kl_packed_value(src, p, bits);
+            }
+            w = taps;
+        } else {
+            w = weights + 2 * pairs * c;
+        }
         for (x = 0; x < width; x++) {
             int32_t acc = bias[c];
             for (p = 0; p < pairs; p++) {
@@ -371,16 +397,14 @@ KL_HOT void kl_depthwise1d(const int16_t *padded, int width, int channels, int k
 }
 
 /* Fully connected on a widened vector (in_len values, one more zero point when in_len is
- * odd), with `weights` (widened, packed) or `narrow` (int8, packed per block with bytes
- * v0 v2 v1 v3 in every word: pair i of a block is bytes 0 and 2 of word i/2 when i is even,
- * bytes 1 and 3 when odd), read in place. */
+ * odd), with `weights` (widened, packed) or `packed` (`bits` bits a value per block in the
+ * order of kl_packed_value: pair i of a block is values 2i and 2i + 1), read in place. */
 static inline void kl_fully_connected_q15(const int16_t *vec, int in_len, int out_len,
-                                          const int16_t *weights, const int8_t *narrow,
-                                          const int32_t *bias, const kl_fc_requant *r,
-                                          int8_t *out) {
+                                          const int16_t *weights, const uint8_t *packed,
+                                          int bits, const int32_t *bias,
+                                          const kl_fc_requant *r, int8_t *out) {
     int row = (in_len + 1) & ~1;
     int block = kl_channel_block(out_len);
-    int block_bytes = (block * row + 3) & ~3;
     int b;
     int j;
     int k;
@@ -389,13 +413,13 @@ static inline void kl_fully_connected_q15(const int16_t *vec, int in_len, int ou
         for (j = 0; j < block; j++) {
             acc[j] = bias[b + j];
         }
-        if (narrow) {
-            const int8_t *src = narrow + (b / block) * block_bytes;
+        if (packed) {
+            const uint8_t *src = packed + (b / block) * kl_packed_bytes(block * row, bits);
             for (k = 0; k < row / 2; k++) {
                 for (j = 0; j < block; j++) {
                     int i = k * block + j;
-                    const int8_t *word = src + 4 * (i / 2) + (i & 1);
-                    uint32_t w = (uint16_t)(int16_t)word[0] | ((uint32_t)(uint16_t)(int16_t)word[2] << 16);
+                    uint32_t w = (uint16_t)kl_packed_value(src, 2 * i, bits) |
+                                 ((uint32_t)(uint16_t)kl_packed_value(src, 2 * i + 1, bits) << 16);
                     acc[j] = kl_smlad(kl_pair(vec + 2 * k), w, acc[j]);
                 }
             }

@@ -81,6 +81,22 @@ fn weighted_consts(
 }
 
 /// A convolution's shape constants `<p>_in`, `<p>_fd`, `<p>_out`, `<p>_g`.
+/// Declares a DSP step's weights `{p}_w` and returns the kernel arguments: the widened
+/// array or `NULL`, the packed array or `NULL`, and bits per packed value (0 for widened).
+fn weight_consts(out: &mut String, p: &str, weights: &ConvWeights) -> (String, String, u32) {
+    let name = format!("{p}_w");
+    match (weights, weights.packed_bytes()) {
+        (ConvWeights::Wide(w), _) => {
+            array(out, "int16_t", &name, w);
+            (name, "NULL".into(), 0)
+        }
+        (_, bytes) => {
+            array(out, "uint8_t", &name, &bytes.unwrap_or_default());
+            ("NULL".into(), name, weights.bits())
+        }
+    }
+}
+
 fn conv_dims(
     out: &mut String,
     p: &str,
@@ -267,23 +283,19 @@ pub fn emit_c(program: &Program, model_name: &str) -> (String, String) {
                 array(&mut consts, "int32_t", &format!("{s}_b"), bias);
                 let rq = requant(&mut consts, &s, r);
                 let pool = i32::from(*pool);
-                match weights {
-                    ConvWeights::Wide(w) => {
-                        array(&mut consts, "int16_t", &format!("{s}_w"), w);
-                        format!(
-                            "kl_conv1d({src16}, {width}, {in_ch}, {out_ch}, {kernel}, {pool}, {s}_w, NULL, NULL, {s}_b, {rq}, {dst8});"
-                        )
-                    }
-                    ConvWeights::Narrow(w) => {
-                        array(&mut consts, "int8_t", &format!("{s}_w"), w);
-                        // One block of widened weights, on the stack.
-                        let row = kinglet_m4::conv1d_row_len(*in_ch, *kernel);
-                        let words = kinglet_m4::conv1d_scratch_words(*out_ch, row);
-                        format!(
-                            "{{\n        int16_t scratch[{}];\n        kl_conv1d({src16}, {width}, {in_ch}, {out_ch}, {kernel}, {pool}, NULL, {s}_w, scratch, {s}_b, {rq}, {dst8});\n    }}",
-                            2 * words
-                        )
-                    }
+                let (wide, packed, bits) = weight_consts(&mut consts, &s, weights);
+                if packed == "NULL" {
+                    format!(
+                        "kl_conv1d({src16}, {width}, {in_ch}, {out_ch}, {kernel}, {pool}, {wide}, NULL, 0, NULL, {s}_b, {rq}, {dst8});"
+                    )
+                } else {
+                    // One block of widened weights, on the stack.
+                    let row = kinglet_m4::conv1d_row_len(*in_ch, *kernel);
+                    let words = kinglet_m4::subbyte::packed_scratch_words(bits, *out_ch, row);
+                    format!(
+                        "{{\n        int16_t scratch[{}];\n        kl_conv1d({src16}, {width}, {in_ch}, {out_ch}, {kernel}, {pool}, NULL, {packed}, {bits}, scratch, {s}_b, {rq}, {dst8});\n    }}",
+                        2 * words
+                    )
                 }
             }
             StepKind::Depthwise1d {
@@ -295,12 +307,12 @@ pub fn emit_c(program: &Program, model_name: &str) -> (String, String) {
                 requant: r,
                 ..
             } => {
-                array(&mut consts, "int16_t", &format!("{s}_w"), weights);
+                let (wide, packed, bits) = weight_consts(&mut consts, &s, weights);
                 array(&mut consts, "int32_t", &format!("{s}_b"), bias);
                 let rq = requant(&mut consts, &s, r);
                 let row_len = kinglet_m4::depthwise_row_len(*width, *kernel);
                 format!(
-                    "kl_depthwise1d({src16}, {width}, {channels}, {kernel}, {row_len}, {s}_w, {s}_b, {rq}, {dst8});"
+                    "kl_depthwise1d({src16}, {width}, {channels}, {kernel}, {row_len}, {wide}, {packed}, {bits}, {s}_b, {rq}, {dst8});"
                 )
             }
             StepKind::FullyConnectedQ15 {
@@ -311,20 +323,11 @@ pub fn emit_c(program: &Program, model_name: &str) -> (String, String) {
                 requant: r,
                 ..
             } => {
-                let (wide, narrow) = match weights {
-                    ConvWeights::Wide(w) => {
-                        array(&mut consts, "int16_t", &format!("{s}_w"), w);
-                        (format!("{s}_w"), "NULL".to_string())
-                    }
-                    ConvWeights::Narrow(w) => {
-                        array(&mut consts, "int8_t", &format!("{s}_w"), w);
-                        ("NULL".to_string(), format!("{s}_w"))
-                    }
-                };
+                let (wide, packed, bits) = weight_consts(&mut consts, &s, weights);
                 array(&mut consts, "int32_t", &format!("{s}_b"), bias);
                 let rq = requant(&mut consts, &s, r);
                 format!(
-                    "kl_fully_connected_q15({src16}, {in_len}, {out_len}, {wide}, {narrow}, {s}_b, {rq}, {dst8});"
+                    "kl_fully_connected_q15({src16}, {in_len}, {out_len}, {wide}, {packed}, {bits}, {s}_b, {rq}, {dst8});"
                 )
             }
             StepKind::RefConv2D {

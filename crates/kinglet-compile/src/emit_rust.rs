@@ -159,6 +159,26 @@ fn fc_requant_expr(prefix: &str, r: &RequantData) -> String {
     )
 }
 
+/// Declares `weights` as the aligned constant `name` and returns the kinglet-m4
+/// `ConvWeights` expression over it.
+fn weights_const(out: &mut String, name: &str, weights: &ConvWeights) -> String {
+    let variant = match weights {
+        ConvWeights::Wide(w) => {
+            aligned_array(out, name, "i16", w);
+            "Wide"
+        }
+        ConvWeights::Narrow(w) => {
+            aligned_array(out, name, "i8", w);
+            "Narrow"
+        }
+        ConvWeights::Int4(w) | ConvWeights::Int2(w) => {
+            aligned_array(out, name, "u8", w);
+            if weights.bits() == 4 { "Int4" } else { "Int2" }
+        }
+    };
+    format!("kinglet_m4::ConvWeights::{variant}(&{name}.0)")
+}
+
 /// What makes two kernel calls the same function instance (`None`: not a shared kernel).
 fn instance_key(kind: &StepKind) -> Option<String> {
     match kind {
@@ -174,7 +194,7 @@ fn instance_key(kind: &StepKind) -> Option<String> {
         } => Some(format!(
             "conv {in_ch} {out_ch} {kernel} {width} {pool} {} {}",
             fast(requant),
-            matches!(weights, ConvWeights::Narrow(_))
+            weights.bits()
         )),
         StepKind::Depthwise1d {
             width,
@@ -317,18 +337,10 @@ fn schedule(program: &Program) -> String {
                 ..
             } => {
                 let row = kinglet_m4::conv1d_row_len(*in_ch, *kernel);
-                let (weights_expr, scratch) = match weights {
-                    ConvWeights::Wide(w) => {
-                        aligned_array(&mut consts, &format!("{p}_W"), "i16", w);
-                        (format!("kinglet_m4::ConvWeights::Wide(&{p}_W.0)"), 0)
-                    }
-                    ConvWeights::Narrow(w) => {
-                        aligned_array(&mut consts, &format!("{p}_W"), "i8", w);
-                        (
-                            format!("kinglet_m4::ConvWeights::Narrow(&{p}_W.0)"),
-                            kinglet_m4::conv1d_scratch_words(*out_ch, row),
-                        )
-                    }
+                let weights_expr = weights_const(&mut consts, &format!("{p}_W"), weights);
+                let scratch = match weights.bits() {
+                    16 => 0,
+                    bits => kinglet_m4::subbyte::packed_scratch_words(bits, *out_ch, row),
                 };
                 array(&mut consts, &format!("{p}_B"), "i32", bias);
                 requant_arrays(&mut consts, &p, requant);
@@ -352,11 +364,11 @@ fn schedule(program: &Program) -> String {
                 requant,
                 ..
             } => {
-                aligned_array(&mut consts, &format!("{p}_W"), "i16", weights);
+                let weights_expr = weights_const(&mut consts, &format!("{p}_W"), weights);
                 array(&mut consts, &format!("{p}_B"), "i32", bias);
                 requant_arrays(&mut consts, &p, requant);
                 format!(
-                    "kinglet_m4::depthwise1d{}::<{channels}, {kernel}{}>(\n            &kinglet_m4::Depthwise1d {{ width: {width}, kernel: {kernel}, weights: &{p}_W.0, bias: &{p}_B, requant: {} }},\n            src,\n            dst,\n        )?;",
+                    "kinglet_m4::depthwise1d{}::<{channels}, {kernel}{}>(\n            &kinglet_m4::Depthwise1d {{ width: {width}, kernel: {kernel}, weights: {weights_expr}, bias: &{p}_B, requant: {} }},\n            src,\n            dst,\n        )?;",
                     shared(&step.kind),
                     if shared(&step.kind).is_empty() {
                         String::new()
@@ -374,20 +386,12 @@ fn schedule(program: &Program) -> String {
                 requant,
                 ..
             } => {
-                let (weights_expr, narrow) = match weights {
-                    ConvWeights::Wide(w) => {
-                        aligned_array(&mut consts, &format!("{p}_W"), "i16", w);
-                        (format!("kinglet_m4::ConvWeights::Wide(&{p}_W.0)"), false)
-                    }
-                    ConvWeights::Narrow(w) => {
-                        aligned_array(&mut consts, &format!("{p}_W"), "i8", w);
-                        (format!("kinglet_m4::ConvWeights::Narrow(&{p}_W.0)"), true)
-                    }
-                };
+                let weights_expr = weights_const(&mut consts, &format!("{p}_W"), weights);
+                let bits = weights.bits();
                 array(&mut consts, &format!("{p}_B"), "i32", bias);
                 requant_arrays(&mut consts, &p, requant);
                 format!(
-                    "kinglet_m4::fully_connected::<{in_len}, {out_len}, {narrow}>(\n            &kinglet_m4::FullyConnected {{ weights: {weights_expr}, bias: &{p}_B, requant: {} }},\n            src,\n            dst,\n        )?;",
+                    "kinglet_m4::fully_connected::<{in_len}, {out_len}, {bits}>(\n            &kinglet_m4::FullyConnected {{ weights: {weights_expr}, bias: &{p}_B, requant: {} }},\n            src,\n            dst,\n        )?;",
                     fc_requant_expr(&p, requant)
                 )
             }

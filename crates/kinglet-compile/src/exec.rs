@@ -239,7 +239,11 @@ pub fn run(program: &Program, input: &[i8]) -> Result<Vec<i8>, CompileError> {
                 ..
             } => {
                 let row = kinglet_m4::conv1d_row_len(*in_ch, *kernel);
-                let mut scratch = vec![0u32; kinglet_m4::conv1d_scratch_words(*out_ch, row)];
+                let scratch_words = match weights.bits() {
+                    16 => 0,
+                    bits => kinglet_m4::subbyte::packed_scratch_words(bits, *out_ch, row),
+                };
+                let mut scratch = vec![0u32; scratch_words];
                 let words = narrow_words(weights);
                 let params = kinglet_m4::Conv1d {
                     width: *width,
@@ -268,10 +272,11 @@ pub fn run(program: &Program, input: &[i8]) -> Result<Vec<i8>, CompileError> {
                 requant: r,
                 ..
             } => {
+                let words = narrow_words(weights);
                 let params = kinglet_m4::Depthwise1d {
                     width: *width,
                     kernel: *kernel,
-                    weights,
+                    weights: m4_weights(weights, &words),
                     bias,
                     requant: r.m4(),
                 };
@@ -481,37 +486,40 @@ pub fn run(program: &Program, input: &[i8]) -> Result<Vec<i8>, CompileError> {
     Ok(output)
 }
 
-/// Narrow weights are read as words: a 4-byte aligned copy of them, as the generated code
-/// declares them (empty for wide weights).
+/// Narrow and sub-byte weights are read as words: a 4-byte aligned copy of them, as the
+/// generated code declares them (empty for wide weights).
 fn narrow_words(weights: &ConvWeights) -> Vec<u32> {
-    match weights {
-        ConvWeights::Wide(_) => Vec::new(),
-        ConvWeights::Narrow(w) => w
+    weights.packed_bytes().map_or_else(Vec::new, |bytes| {
+        bytes
             .chunks(4)
             .map(|c| {
                 let mut b = [0u8; 4];
-                for (d, v) in b.iter_mut().zip(c) {
-                    *d = *v as u8;
-                }
+                b[..c.len()].copy_from_slice(c);
                 u32::from_ne_bytes(b)
             })
-            .collect(),
-    }
+            .collect()
+    })
 }
 
-/// kinglet-m4's view of `weights`, narrow ones read from `words` ([`narrow_words`]).
+/// kinglet-m4's view of `weights`, narrow and sub-byte ones read from `words`
+/// ([`narrow_words`]).
 fn m4_weights<'a>(weights: &'a ConvWeights, words: &'a [u32]) -> kinglet_m4::ConvWeights<'a> {
+    let len = weights.bytes();
+    let bytes = || {
+        assert!(
+            words.len() * 4 >= len,
+            "narrow_words made from these weights"
+        );
+        // SAFETY: the words hold `len` bytes (rounded up to whole words), aligned.
+        unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), len) }
+    };
     match weights {
         ConvWeights::Wide(w) => kinglet_m4::ConvWeights::Wide(w),
-        ConvWeights::Narrow(w) => {
-            assert!(
-                words.len() * 4 >= w.len(),
-                "narrow_words made from these weights"
-            );
-            // SAFETY: the words hold w.len() bytes (rounded up to whole words), aligned.
-            kinglet_m4::ConvWeights::Narrow(unsafe {
-                std::slice::from_raw_parts(words.as_ptr().cast::<i8>(), w.len())
-            })
-        }
+        // SAFETY: u8 and i8 have the same layout.
+        ConvWeights::Narrow(_) => kinglet_m4::ConvWeights::Narrow(unsafe {
+            std::slice::from_raw_parts(bytes().as_ptr().cast::<i8>(), len)
+        }),
+        ConvWeights::Int4(_) => kinglet_m4::ConvWeights::Int4(bytes()),
+        ConvWeights::Int2(_) => kinglet_m4::ConvWeights::Int2(bytes()),
     }
 }

@@ -134,6 +134,8 @@ pub struct Profile {
     /// Instructions per window of the adaptive checks the harness measures beside the model
     /// (`signature`: kinglet-adapt-core's signature check), same image, same core.
     pub checks: std::collections::BTreeMap<String, u64>,
+    /// [`Program::notes`] of the schedule that ran (e.g. sub-byte weights stored as int8).
+    pub notes: Vec<String>,
 }
 
 /// Where firmware builds go unless told otherwise: kinglet's data folder (no checkout needed).
@@ -331,6 +333,7 @@ pub fn profile_with(
         stack_bytes: stack,
         known_loop_instructions: report.known_loop,
         checks: report.checks.into_iter().collect(),
+        notes: program.notes.clone(),
     })
 }
 

@@ -53,6 +53,8 @@ struct Lowering<'g> {
     half_consts: HashMap<TensorId, Vec<u16>>,
     /// Whether pruned fully-connected weights may be stored compressed ([`crate::sparse`]).
     sparse_weights: bool,
+    /// [`Program::notes`].
+    notes: Vec<String>,
 }
 
 fn op_err(index: usize, op: &Op, message: impl Into<String>) -> CompileError {
@@ -96,12 +98,31 @@ fn dims4(t: &Tensor) -> Option<Dims> {
     }
 }
 
+/// Constant int8 or packed sub-byte weights as int8 values.
 fn i8_data(t: &Tensor) -> Option<Vec<i8>> {
-    (t.dtype == DType::I8).then(|| {
-        t.data
-            .as_ref()
-            .map(|d| d.iter().map(|b| *b as i8).collect())
-    })?
+    t.weights_i8()
+}
+
+/// Bits per weight of a weight tensor (8 unless it is packed sub-byte).
+fn weight_bits(t: &Tensor) -> u32 {
+    match t.dtype {
+        DType::I4 => 4,
+        DType::I2 => 2,
+        _ => 8,
+    }
+}
+
+/// Flash bytes of `count` weights as `t` stores them.
+fn stored_weight_bytes(t: &Tensor, count: usize) -> usize {
+    (count * weight_bits(t) as usize).div_ceil(8)
+}
+
+/// Sub-byte weights kept packed: kinglet-m4 `ConvWeights::Int4` or `Int2` over `bytes`.
+fn sub_byte_weights(bits: u32, bytes: Vec<u8>) -> ConvWeights {
+    match bits {
+        4 => ConvWeights::Int4(bytes),
+        _ => ConvWeights::Int2(bytes),
+    }
 }
 
 /// (scale, zero point) of a per-tensor quantised int8 activation.
@@ -168,6 +189,7 @@ impl<'g> Lowering<'g> {
             float,
             half_consts: HashMap::new(),
             sparse_weights: true,
+            notes: Vec::new(),
         })
     }
 
@@ -307,6 +329,7 @@ impl<'g> Lowering<'g> {
             steps: self.steps,
             layers: self.layers,
             arena_bytes,
+            notes: self.notes,
         })
     }
 
@@ -379,6 +402,19 @@ impl<'g> Lowering<'g> {
             pad(xd[1], filter.h, stride.h)?,
             pad(xd[2], filter.w, stride.w)?,
         ])
+    }
+
+    /// Says that op `index` stores its sub-byte weights `w` as int8 in flash (`why`: no
+    /// packed kernel runs it), so a fallback never widens flash silently.
+    fn note_int8_weights(&mut self, index: usize, op: &Op, w: &Tensor, why: &str) {
+        if weight_bits(w) < 8 {
+            self.notes.push(format!(
+                "op {index} ({}): {} weights '{}' stored as int8 in flash ({why})",
+                op.kind.name(),
+                w.dtype,
+                w.name
+            ));
+        }
     }
 
     fn push_layer(&mut self, name: String, ops: Vec<usize>, macs: usize) -> usize {
@@ -517,7 +553,8 @@ impl<'g> Lowering<'g> {
             && let Some(compressed) = crate::sparse::compress_if_smaller(
                 taps,
                 &weights,
-                weights.len().saturating_sub(crate::sparse::CONV_CODE_BYTES),
+                stored_weight_bytes(w, weights.len())
+                    .saturating_sub(crate::sparse::CONV_CODE_BYTES),
             )
         {
             let geometry = self.conv_geometry(index, op, xd, wd)?;
@@ -588,7 +625,31 @@ impl<'g> Lowering<'g> {
             let narrow = width >= NARROW_WEIGHTS_MIN_POSITIONS
                 && weights.len() >= NARROW_WEIGHTS_MIN_COUNT
                 && 4 * kinglet_m4::conv1d_scratch_words(out_ch, row) <= NARROW_SCRATCH_MAX_BYTES;
-            let packed = if narrow {
+            // Sub-byte weights stay packed whatever the layer's size (their point is flash).
+            let bits = weight_bits(w);
+            let sub_byte = bits < 8
+                && 4 * kinglet_m4::subbyte::packed_scratch_words(bits, out_ch, row)
+                    <= NARROW_SCRATCH_MAX_BYTES;
+            if bits < 8 && !sub_byte {
+                self.note_int8_weights(index, op, w, "unpacking a block of them needs more stack than NARROW_SCRATCH_MAX_BYTES; widened to i16");
+            }
+            let packed = if sub_byte {
+                let block = kinglet_m4::channel_block(out_ch);
+                let mut bytes = vec![
+                    0u8;
+                    out_ch / block
+                        * kinglet_m4::subbyte::packed_block_bytes(bits, block, row)
+                ];
+                kinglet_m4::subbyte::pack_weights_bits(
+                    &weights,
+                    out_ch,
+                    kernel * in_ch,
+                    bits,
+                    &mut bytes,
+                )
+                .map_err(packing)?;
+                sub_byte_weights(bits, bytes)
+            } else if narrow {
                 let block = kinglet_m4::channel_block(out_ch);
                 let mut narrow =
                     vec![0i8; out_ch / block * kinglet_m4::narrow_block_bytes(block, row)];
@@ -654,6 +715,12 @@ impl<'g> Lowering<'g> {
                 false, src, dst, padded, xd, yd, wd, geometry, weights, bias, -xz, requant,
             )
             .ok_or_else(|| op_err(index, op, "filter size disagrees with its shape"))?;
+            self.note_int8_weights(
+                index,
+                op,
+                w,
+                "the 2D convolution kernel has no packed variant",
+            );
             let layer = self.push_layer("CONV_2D".into(), vec![index], macs);
             self.steps.push(Step {
                 layer,
@@ -661,6 +728,7 @@ impl<'g> Lowering<'g> {
             });
             return Ok(1);
         }
+        self.note_int8_weights(index, op, w, "reference kernel");
         let layer = self.push_layer("CONV_2D".into(), vec![index], macs);
         let dst = self.dst_loc(out_id);
         self.steps.push(Step {
@@ -737,8 +805,11 @@ impl<'g> Lowering<'g> {
             out_features: out_len,
         };
         if self.sparse_weights
-            && let Some(compressed) =
-                crate::sparse::compress_if_smaller(shape, &weights, weights.len())
+            && let Some(compressed) = crate::sparse::compress_if_smaller(
+                shape,
+                &weights,
+                stored_weight_bytes(w, weights.len()),
+            )
         {
             let layer = self.push_layer(
                 "FULLY_CONNECTED(sparse)".into(),
@@ -774,10 +845,26 @@ impl<'g> Lowering<'g> {
             // layer (measured down to 288 weights).
             let row = kinglet_m4::fc_row_len(in_len);
             let block = kinglet_m4::channel_block(out_len);
-            let mut narrow =
-                vec![0i8; out_len / block * kinglet_m4::narrow_block_bytes(block, row)];
-            kinglet_m4::pack_weights_narrow(&weights, out_len, in_len, &mut narrow)
-                .map_err(|_| op_err(index, op, "weights size disagrees with their shape"))?;
+            let packing = |_| op_err(index, op, "weights size disagrees with their shape");
+            // Sub-byte weights are unpacked in registers too (kinglet-m4 subbyte).
+            let bits = weight_bits(w);
+            let packed = if bits < 8 && row <= kinglet_m4::subbyte::PACKED_FC_MAX_ROW {
+                let mut bytes = vec![
+                    0u8;
+                    out_len / block
+                        * kinglet_m4::subbyte::packed_block_bytes(bits, block, row)
+                ];
+                kinglet_m4::subbyte::pack_weights_bits(&weights, out_len, in_len, bits, &mut bytes)
+                    .map_err(packing)?;
+                sub_byte_weights(bits, bytes)
+            } else {
+                self.note_int8_weights(index, op, w, "row longer than the packed kernel takes");
+                let mut narrow =
+                    vec![0i8; out_len / block * kinglet_m4::narrow_block_bytes(block, row)];
+                kinglet_m4::pack_weights_narrow(&weights, out_len, in_len, &mut narrow)
+                    .map_err(packing)?;
+                ConvWeights::Narrow(narrow)
+            };
             let folded = fold_zero_point(bias.as_deref(), &weights, out_len, xz);
             let padded = self.new_buffer(
                 &format!("op{index}_widened"),
@@ -802,12 +889,13 @@ impl<'g> Lowering<'g> {
                     dst,
                     in_len,
                     out_len,
-                    weights: ConvWeights::Narrow(narrow),
+                    weights: packed,
                     bias: folded,
                     requant,
                 },
             });
         } else {
+            self.note_int8_weights(index, op, w, "reference kernel");
             let dst = self.dst_loc(out_id);
             self.steps.push(Step {
                 layer,
@@ -870,10 +958,23 @@ impl<'g> Lowering<'g> {
             && axis_geometry(pad_kind(padding), xd[2], kernel, 1, 1).is_ok_and(|g| g.out == yd[2]);
         if is_har_depthwise {
             let width = yd[2];
-            let per_channel = 2 * kinglet_m4::depthwise_pairs(kernel);
-            let mut wide = vec![0i16; out_ch * per_channel];
-            kinglet_m4::pack_depthwise_weights(&weights, out_ch, kernel, &mut wide)
-                .map_err(|_| op_err(index, op, "filter size disagrees with its shape"))?;
+            let packing = |_| op_err(index, op, "filter size disagrees with its shape");
+            let bits = weight_bits(w);
+            let packed = if bits < 8 {
+                let per_channel = kinglet_m4::subbyte::depthwise_packed_channel_bytes(bits, kernel);
+                let mut bytes = vec![0u8; out_ch * per_channel];
+                kinglet_m4::subbyte::pack_depthwise_weights_bits(
+                    &weights, out_ch, kernel, bits, &mut bytes,
+                )
+                .map_err(packing)?;
+                sub_byte_weights(bits, bytes)
+            } else {
+                let per_channel = 2 * kinglet_m4::depthwise_pairs(kernel);
+                let mut wide = vec![0i16; out_ch * per_channel];
+                kinglet_m4::pack_depthwise_weights(&weights, out_ch, kernel, &mut wide)
+                    .map_err(packing)?;
+                ConvWeights::Wide(wide)
+            };
             let folded = fold_zero_point_depthwise(bias.as_deref(), &weights, out_ch, xz);
             let row_len = kinglet_m4::depthwise_row_len(width, kernel);
             let padded = self.new_buffer(
@@ -900,7 +1001,7 @@ impl<'g> Lowering<'g> {
                     width,
                     channels: out_ch,
                     kernel,
-                    weights: wide,
+                    weights: packed,
                     bias: folded,
                     requant,
                 },
@@ -922,12 +1023,19 @@ impl<'g> Lowering<'g> {
                 true, src, dst, padded, xd, yd, wd, geometry, weights, bias, -xz, requant,
             )
             .ok_or_else(|| op_err(index, op, "filter size disagrees with its shape"))?;
+            self.note_int8_weights(
+                index,
+                op,
+                w,
+                "the 2D depthwise kernel has no packed variant",
+            );
             self.steps.push(Step {
                 layer,
                 kind: StepKind::DspConv2D(step),
             });
             return Ok(1);
         }
+        self.note_int8_weights(index, op, w, "reference kernel");
         self.steps.push(Step {
             layer,
             kind: StepKind::RefDepthwiseConv2D {

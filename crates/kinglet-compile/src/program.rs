@@ -116,6 +116,11 @@ pub enum ConvWeights {
     Wide(Vec<i16>),
     /// int8 in flash, widened a block at a time (kinglet-m4 `pack_weights_narrow`).
     Narrow(Vec<i8>),
+    /// Packed 4-bit weights of a w4a8 or mixed model, kept packed in flash (kinglet-m4
+    /// `subbyte`).
+    Int4(Vec<u8>),
+    /// Packed 2-bit weights, as [`ConvWeights::Int4`].
+    Int2(Vec<u8>),
 }
 
 impl ConvWeights {
@@ -123,6 +128,26 @@ impl ConvWeights {
         match self {
             ConvWeights::Wide(w) => 2 * w.len(),
             ConvWeights::Narrow(w) => w.len(),
+            ConvWeights::Int4(w) | ConvWeights::Int2(w) => w.len(),
+        }
+    }
+
+    /// Bits per stored weight, as kinglet-m4 `ConvWeights::bits` (16 for widened ones).
+    pub fn bits(&self) -> u32 {
+        match self {
+            ConvWeights::Wide(_) => 16,
+            ConvWeights::Narrow(_) => 8,
+            ConvWeights::Int4(_) => 4,
+            ConvWeights::Int2(_) => 2,
+        }
+    }
+
+    /// The stored bytes of int8 and sub-byte weights (`None` for widened ones).
+    pub fn packed_bytes(&self) -> Option<Vec<u8>> {
+        match self {
+            ConvWeights::Wide(_) => None,
+            ConvWeights::Narrow(w) => Some(w.iter().map(|&v| v as u8).collect()),
+            ConvWeights::Int4(w) | ConvWeights::Int2(w) => Some(w.clone()),
         }
     }
 }
@@ -178,14 +203,15 @@ pub enum StepKind {
         bias: Vec<i32>,
         requant: RequantData,
     },
-    /// kinglet-m4 `depthwise1d` (multiplier 1) on a channel-major buffer.
+    /// kinglet-m4 `depthwise1d` (multiplier 1) on a channel-major buffer; weights `Wide`,
+    /// `Int4` or `Int2`.
     Depthwise1d {
         src: Loc,
         dst: Loc,
         width: usize,
         channels: usize,
         kernel: usize,
-        weights: Vec<i16>,
+        weights: ConvWeights,
         bias: Vec<i32>,
         requant: RequantData,
     },
@@ -353,18 +379,18 @@ impl StepKind {
                 requant,
                 ..
             }
+            | StepKind::Depthwise1d {
+                weights,
+                bias,
+                requant,
+                ..
+            }
             | StepKind::FullyConnectedQ15 {
                 weights,
                 bias,
                 requant,
                 ..
             } => weights.bytes() + 4 * bias.len() + rq(requant),
-            StepKind::Depthwise1d {
-                weights,
-                bias,
-                requant,
-                ..
-            } => 2 * weights.len() + 4 * bias.len() + rq(requant),
             StepKind::RefConv2D {
                 weights,
                 bias,
@@ -426,6 +452,9 @@ pub struct Program {
     pub layers: Vec<Layer>,
     /// Arena size in bytes (multiple of 4).
     pub arena_bytes: usize,
+    /// What the lowering wants the user to know, e.g. sub-byte weights it had to store as
+    /// int8 because no packed kernel runs that layer.
+    pub notes: Vec<String>,
 }
 
 impl Program {

@@ -21,11 +21,11 @@ use kinglet_graph::{DType, Graph, Interpreter, OpKind, QuantParams, TensorId, pa
 
 use crate::calibrate::{Calibration, TensorObserver};
 use crate::error::CompressError;
-use crate::subbyte::{quantize_sub_byte, sub_byte_scales, weight_dtype};
 use crate::params::{
     INT16_MAX, activation_params, activation_params_int16, per_channel_scales, quantize_bias,
     quantize_bias_i64, quantize_per_tensor, quantize_with_scales,
 };
+use crate::subbyte::{quantize_sub_byte, sub_byte_scales, weight_dtype};
 
 /// Metadata key recording how a graph was quantised.
 pub const PTQ_METADATA: &str = "kinglet.ptq";

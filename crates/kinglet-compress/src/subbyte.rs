@@ -290,13 +290,18 @@ mod tests {
         let e = parse_bits("16", 3).unwrap_err().to_string();
         assert!(e.contains("a16w8"), "{e}");
         let e = parse_bits("8,4", 3).unwrap_err().to_string();
-        assert!(e.contains("2 bit widths") && e.contains("3 weighted layers"), "{e}");
+        assert!(
+            e.contains("2 bit widths") && e.contains("3 weighted layers"),
+            "{e}"
+        );
         assert!(parse_bits("8,x", 2).is_err());
     }
 
     #[test]
     fn sub_byte_weights_stay_in_their_symmetric_range() {
-        let w: Vec<f32> = (0..40).map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0).collect();
+        let w: Vec<f32> = (0..40)
+            .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
+            .collect();
         for bits in [4, 2] {
             let scales = sub_byte_scales(&w, &[2, 20], 0, bits);
             let q = quantize_sub_byte(&w, &[2, 20], 0, &scales, bits);
@@ -308,7 +313,9 @@ mod tests {
                 let max_abs = ch.iter().fold(0.0f32, |m, v| m.max(v.abs()));
                 let err = |s: f32| -> f32 {
                     ch.iter()
-                        .map(|v| (v - (v / s).round().clamp(-(qmax as f32), qmax as f32) * s).powi(2))
+                        .map(|v| {
+                            (v - (v / s).round().clamp(-(qmax as f32), qmax as f32) * s).powi(2)
+                        })
                         .sum()
                 };
                 assert!(err(*s) <= err(max_abs / qmax as f32) + 1e-6);

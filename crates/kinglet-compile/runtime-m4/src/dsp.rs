@@ -173,6 +173,35 @@ pub fn sxtb16(w: u32) -> u32 {
     lo | (hi << 16)
 }
 
+/// `SSUB8`: byte-wise signed `a − b` (wrapping; the GE flags it sets are not used).
+#[cfg(kinglet_dsp)]
+#[inline(always)]
+pub fn ssub8(a: u32, b: u32) -> u32 {
+    let out: u32;
+    // SAFETY: register-only arithmetic (it writes the APSR.GE bits, hence no preserves_flags).
+    unsafe {
+        core::arch::asm!(
+            "ssub8 {out}, {a}, {b}",
+            out = lateout(reg) out,
+            a = in(reg) a,
+            b = in(reg) b,
+            options(pure, nomem, nostack),
+        );
+    }
+    out
+}
+
+/// `SSUB8`: byte-wise signed `a − b` (wrapping; the GE flags it sets are not used).
+#[cfg(not(kinglet_dsp))]
+#[inline(always)]
+pub fn ssub8(a: u32, b: u32) -> u32 {
+    let x = a.to_le_bytes();
+    let y = b.to_le_bytes();
+    u32::from_le_bytes(core::array::from_fn(|i| {
+        (x[i] as i8).wrapping_sub(y[i] as i8) as u8
+    }))
+}
+
 /// `acc[j] += Σ_k pair(window, k) · pair(weights, k, j)` over `pairs` pairs, with
 /// `weights` packed by [`crate::pack_weights`] for a block of `BLOCK` channels (pair `k` of
 /// channel `j` at word `k·BLOCK + j`).
@@ -539,6 +568,12 @@ mod tests {
     fn sxtb16_takes_bytes_0_and_2() {
         assert_eq!(sxtb16(0x7f80_ff01), 0xff80_0001);
         assert_eq!(sxtb16(0x7f80_ff01u32.rotate_right(8)), 0x007f_ffff);
+    }
+
+    #[test]
+    fn ssub8_subtracts_bytes_without_borrow() {
+        assert_eq!(ssub8(0x0f00_0807, 0x0808_0808), 0x07f8_00ff);
+        assert_eq!(ssub8(0x8000_7f01, 0x0101_ff02), 0x7fff_80ff);
     }
 
     #[test]

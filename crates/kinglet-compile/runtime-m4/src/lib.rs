@@ -27,6 +27,7 @@ pub mod conv2d;
 pub mod depthwise2d;
 pub mod dsp;
 pub mod float_conv;
+pub mod subbyte;
 
 use kinglet_micro::quant::multiply_by_quantized_multiplier;
 
@@ -388,17 +389,73 @@ pub enum ConvWeights<'a> {
     Wide(&'a [i16]),
     /// Packed by [`pack_weights_narrow`].
     Narrow(&'a [i8]),
+    /// 4-bit weights packed by [`subbyte::pack_weights_bits`] (or
+    /// [`subbyte::pack_depthwise_weights_bits`]), unpacked like narrow ones.
+    Int4(&'a [u8]),
+    /// 2-bit weights, as [`ConvWeights::Int4`].
+    Int2(&'a [u8]),
+}
+
+impl<'a> ConvWeights<'a> {
+    /// Bits per stored weight (16 for widened weights).
+    pub const fn bits(&self) -> u32 {
+        match self {
+            ConvWeights::Wide(_) => 16,
+            ConvWeights::Narrow(_) => 8,
+            ConvWeights::Int4(_) => 4,
+            ConvWeights::Int2(_) => 2,
+        }
+    }
+
+    /// Widened weights, or the stored bytes of int8 and sub-byte ones (which the kernels
+    /// read as words) with their width.
+    fn storage(&self) -> Storage<'a> {
+        match *self {
+            ConvWeights::Wide(w) => Storage::Wide(w),
+            // SAFETY: i8 and u8 have the same size and alignment; every bit pattern is valid.
+            ConvWeights::Narrow(w) => Storage::Packed(
+                unsafe { core::slice::from_raw_parts(w.as_ptr().cast::<u8>(), w.len()) },
+                8,
+            ),
+            ConvWeights::Int4(w) => Storage::Packed(w, 4),
+            ConvWeights::Int2(w) => Storage::Packed(w, 2),
+        }
+    }
+}
+
+/// [`ConvWeights`] as the kernels read them.
+#[derive(Clone, Copy)]
+enum Storage<'a> {
+    Wide(&'a [i16]),
+    /// Bytes and bits per weight (8, 4 or 2).
+    Packed(&'a [u8], u32),
+}
+
+/// Unpacks `words` words of `bits`-bit weights (see [`subbyte::unpack_words`]).
+///
+/// # Safety
+/// As [`subbyte::unpack_words`].
+#[inline(always)]
+unsafe fn unpack_words(bits: u32, src: *const u32, words: usize, dst: *mut u32) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match bits {
+            4 => subbyte::unpack_words::<4>(src, words, dst),
+            2 => subbyte::unpack_words::<2>(src, words, dst),
+            _ => subbyte::unpack_words::<8>(src, words, dst),
+        }
+    }
 }
 
 /// Bytes of one block of [`pack_weights_narrow`] output: `block · row` values rounded up to
 /// whole words.
 pub const fn narrow_block_bytes(block: usize, row: usize) -> usize {
-    (block * row + 3) & !3
+    subbyte::packed_block_bytes(8, block, row)
 }
 
 /// Stack words [`conv1d`] needs for narrow weights of `out_ch` filters with rows of `row`.
 pub const fn conv1d_scratch_words(out_ch: usize, row: usize) -> usize {
-    narrow_block_bytes(channel_block(out_ch), row) / 2
+    subbyte::packed_scratch_words(8, out_ch, row)
 }
 
 /// Packs int8 weights like [`pack_weights`] but keeps them int8: per block of
@@ -412,28 +469,10 @@ pub fn pack_weights_narrow(
     row_in: usize,
     packed: &mut [i8],
 ) -> Result<(), ShapeError> {
-    let row = (row_in + 1) & !1;
-    let block = channel_block(out_ch);
-    let block_bytes = narrow_block_bytes(block, row);
-    if weights.len() != out_ch * row_in || packed.len() != out_ch / block * block_bytes {
-        return Err(ShapeError);
-    }
-    packed.fill(0);
-    for (bi, dst) in packed.chunks_exact_mut(block_bytes).enumerate() {
-        let b = bi * block;
-        let mut t = 0;
-        for k in 0..row / 2 {
-            for j in 0..block {
-                for v in [2 * k, 2 * k + 1] {
-                    if v < row_in {
-                        dst[(t & !3) | [0, 2, 1, 3][t & 3]] = weights[(b + j) * row_in + v];
-                    }
-                    t += 1;
-                }
-            }
-        }
-    }
-    Ok(())
+    // SAFETY: i8 and u8 have the same size and alignment; every bit pattern is valid.
+    let bytes =
+        unsafe { core::slice::from_raw_parts_mut(packed.as_mut_ptr().cast::<u8>(), packed.len()) };
+    subbyte::pack_weights_bits(weights, out_ch, row_in, 8, bytes)
 }
 
 fn weights_ok(weights: &[i16], len: usize) -> bool {
@@ -444,11 +483,11 @@ fn weights_ok(weights: &[i16], len: usize) -> bool {
 /// Whether packed weights of `out_ch` rows of `row` values have the right length and (read
 /// as words) alignment.
 fn packed_weights_ok(weights: ConvWeights, out_ch: usize, row: usize) -> bool {
-    match weights {
-        ConvWeights::Wide(w) => weights_ok(w, out_ch * row),
-        ConvWeights::Narrow(w) => {
+    match weights.storage() {
+        Storage::Wide(w) => weights_ok(w, out_ch * row),
+        Storage::Packed(w, bits) => {
             let block = channel_block(out_ch);
-            w.len() == out_ch / block * narrow_block_bytes(block, row)
+            w.len() == out_ch / block * subbyte::packed_block_bytes(bits, block, row)
                 && (w.as_ptr() as usize).is_multiple_of(4)
         }
     }
@@ -460,15 +499,9 @@ fn conv_weights_ok(
     row: usize,
     scratch: &[core::mem::MaybeUninit<u32>],
 ) -> bool {
-    match weights {
-        ConvWeights::Wide(w) => weights_ok(w, out_ch * row),
-        ConvWeights::Narrow(w) => {
-            let block = channel_block(out_ch);
-            w.len() == out_ch / block * narrow_block_bytes(block, row)
-                && (w.as_ptr() as usize).is_multiple_of(4)
-                && scratch.len() >= conv1d_scratch_words(out_ch, row)
-        }
-    }
+    packed_weights_ok(weights, out_ch, row)
+        && (matches!(weights, ConvWeights::Wide(_))
+            || scratch.len() >= subbyte::packed_scratch_words(weights.bits(), out_ch, row))
 }
 
 #[inline(always)]
@@ -534,14 +567,14 @@ fn conv_rows<const BLOCK: usize, const FAST: bool>(
         // (width−1)·in_ch + kernel·in_ch + 1 ≤ conv1d_padded_len; outputs are written below
         // out_len.
         unsafe {
-            // Narrow weights: the block's words widen into `scratch` (checked to hold
-            // conv1d_scratch_words), giving the wide layout.
-            let w = match params.weights {
-                ConvWeights::Wide(w) => w.as_ptr().add(b * row).cast::<u32>(),
-                ConvWeights::Narrow(w) => {
-                    let bytes = narrow_block_bytes(BLOCK, row);
+            // Narrow and sub-byte weights: the block's words unpack into `scratch` (checked to
+            // hold packed_scratch_words), giving the wide layout.
+            let w = match params.weights.storage() {
+                Storage::Wide(w) => w.as_ptr().add(b * row).cast::<u32>(),
+                Storage::Packed(w, bits) => {
+                    let bytes = subbyte::packed_block_bytes(bits, BLOCK, row);
                     let src = w.as_ptr().add(b / BLOCK * bytes).cast::<u32>();
-                    dsp::widen_words(src, bytes / 4, scratch);
+                    unpack_words(bits, src, bytes / 4, scratch);
                     scratch.cast_const()
                 }
             };
@@ -605,9 +638,10 @@ pub struct Depthwise1d<'a> {
     pub width: usize,
     /// Kernel size (taps), at most [`DEPTHWISE_MAX_KERNEL`].
     pub kernel: usize,
-    /// Per channel, its `kernel` taps widened and padded with zeros to
-    /// `2 · depthwise_pairs(kernel)` values.
-    pub weights: &'a [i16],
+    /// Per channel, its `kernel` taps padded with zeros to `2 · depthwise_pairs(kernel)`
+    /// values: widened ([`pack_depthwise_weights`]) or packed in whole words per channel
+    /// ([`subbyte::pack_depthwise_weights_bits`]), unpacked into registers once per channel.
+    pub weights: ConvWeights<'a>,
     /// `bias − zp_in · Σ w` per channel.
     pub bias: &'a [i32],
     pub requant: Requant<'a>,
@@ -670,7 +704,7 @@ fn depthwise1d_impl(
     if channels == 0
         || kernel == 0
         || kernel > DEPTHWISE_MAX_KERNEL
-        || params.weights.len() != channels * 2 * pairs
+        || !depthwise_weights_ok(params.weights, channels, kernel)
         || params.bias.len() != channels
         || padded.len() != channels * depthwise_row_len(width, kernel)
         || output.len() != width * channels
@@ -684,6 +718,16 @@ fn depthwise1d_impl(
         depthwise_rows::<false>(channels, pairs, params, padded, output);
     }
     Ok(())
+}
+
+fn depthwise_weights_ok(weights: ConvWeights, channels: usize, kernel: usize) -> bool {
+    match weights.storage() {
+        Storage::Wide(w) => weights_ok(w, channels * 2 * depthwise_pairs(kernel)),
+        Storage::Packed(w, bits) => {
+            w.len() == channels * subbyte::depthwise_packed_channel_bytes(bits, kernel)
+                && (w.as_ptr() as usize).is_multiple_of(4)
+        }
+    }
 }
 
 /// Channel outside (its taps and requantisation constants in registers), positions inside.
@@ -706,9 +750,19 @@ fn depthwise_rows<const FAST: bool>(
         // width + 2·pairs − 2 ≤ width + kernel − 1 < row_len.
         unsafe {
             let mut taps = [0u32; DEPTHWISE_MAX_KERNEL / 2];
-            let w = params.weights.as_ptr().add(2 * pairs * c);
-            for (p, t) in taps.iter_mut().enumerate().take(pairs) {
-                *t = dsp::read_pair(w.add(2 * p));
+            match params.weights.storage() {
+                Storage::Wide(w) => {
+                    let w = w.as_ptr().add(2 * pairs * c);
+                    for (p, t) in taps.iter_mut().enumerate().take(pairs) {
+                        *t = dsp::read_pair(w.add(2 * p));
+                    }
+                }
+                Storage::Packed(w, bits) => {
+                    // A channel's 2·pairs ≤ 16 values fill at most 8 words of pairs.
+                    let bytes = subbyte::depthwise_packed_channel_bytes(bits, params.kernel);
+                    let src = w.as_ptr().add(c * bytes).cast::<u32>();
+                    unpack_words(bits, src, bytes / 4, taps.as_mut_ptr());
+                }
             }
             let bias = *params.bias.get_unchecked(c);
             let fast_ch = if FAST {
@@ -956,18 +1010,17 @@ pub struct FullyConnected<'a> {
     pub requant: FcRequant<'a>,
 }
 
-/// Runs [`FullyConnected`]; `NARROW` says whether its weights are
-/// [`ConvWeights::Narrow`] (else `ShapeError`), so a model links only the kernel its layer
-/// uses.
-pub fn fully_connected<const IN_LEN: usize, const OUT_LEN: usize, const NARROW: bool>(
+/// Runs [`FullyConnected`]; `BITS` is its weights' [`ConvWeights::bits`] (else
+/// `ShapeError`), so a model links only the kernel its layer uses.
+pub fn fully_connected<const IN_LEN: usize, const OUT_LEN: usize, const BITS: u32>(
     params: &FullyConnected,
     padded: &[i16],
     output: &mut [i8],
 ) -> Result<(), ShapeError> {
-    if matches!(params.weights, ConvWeights::Narrow(_)) != NARROW {
+    if params.weights.bits() != BITS {
         return Err(ShapeError);
     }
-    fully_connected_impl::<NARROW>(IN_LEN, OUT_LEN, params, padded, output)
+    fully_connected_impl::<BITS>(IN_LEN, OUT_LEN, params, padded, output)
 }
 
 /// [`fully_connected`] with sizes known only at run time (host execution, tests).
@@ -978,19 +1031,17 @@ pub fn fully_connected_dyn(
     padded: &[i16],
     output: &mut [i8],
 ) -> Result<(), ShapeError> {
-    match params.weights {
-        ConvWeights::Wide(_) => {
-            fully_connected_impl::<false>(in_len, out_len, params, padded, output)
-        }
-        ConvWeights::Narrow(_) => {
-            fully_connected_impl::<true>(in_len, out_len, params, padded, output)
-        }
+    match params.weights.bits() {
+        16 => fully_connected_impl::<16>(in_len, out_len, params, padded, output),
+        8 => fully_connected_impl::<8>(in_len, out_len, params, padded, output),
+        4 => fully_connected_impl::<4>(in_len, out_len, params, padded, output),
+        _ => fully_connected_impl::<2>(in_len, out_len, params, padded, output),
     }
 }
 
-/// `NARROW` must agree with `params.weights` (the callers check).
+/// `BITS` must agree with `params.weights` (the callers check).
 #[inline(always)]
-fn fully_connected_impl<const NARROW: bool>(
+fn fully_connected_impl<const BITS: u32>(
     in_len: usize,
     out_len: usize,
     params: &FullyConnected,
@@ -999,6 +1050,7 @@ fn fully_connected_impl<const NARROW: bool>(
 ) -> Result<(), ShapeError> {
     let row = fc_row_len(in_len);
     if out_len == 0
+        || (BITS < 8 && row > subbyte::PACKED_FC_MAX_ROW)
         || !packed_weights_ok(params.weights, out_len, row)
         || params.bias.len() != out_len
         || padded.len() < row
@@ -1008,15 +1060,15 @@ fn fully_connected_impl<const NARROW: bool>(
     }
     params.requant.check(out_len)?;
     match channel_block(out_len) {
-        4 => fc_blocks::<4, NARROW>(in_len, out_len, params, padded, output),
-        2 => fc_blocks::<2, NARROW>(in_len, out_len, params, padded, output),
-        _ => fc_blocks::<1, NARROW>(in_len, out_len, params, padded, output),
+        4 => fc_blocks::<4, BITS>(in_len, out_len, params, padded, output),
+        2 => fc_blocks::<2, BITS>(in_len, out_len, params, padded, output),
+        _ => fc_blocks::<1, BITS>(in_len, out_len, params, padded, output),
     }
     Ok(())
 }
 
 #[inline(always)]
-fn fc_blocks<const BLOCK: usize, const NARROW: bool>(
+fn fc_blocks<const BLOCK: usize, const BITS: u32>(
     in_len: usize,
     out_len: usize,
     params: &FullyConnected,
@@ -1024,11 +1076,11 @@ fn fc_blocks<const BLOCK: usize, const NARROW: bool>(
     output: &mut [i8],
 ) {
     let row = fc_row_len(in_len);
-    let weights = match params.weights {
-        ConvWeights::Wide(w) => w.as_ptr().cast::<u32>(),
-        ConvWeights::Narrow(w) => w.as_ptr().cast::<u32>(),
+    let weights = match params.weights.storage() {
+        Storage::Wide(w) => w.as_ptr().cast::<u32>(),
+        Storage::Packed(w, _) => w.as_ptr().cast::<u32>(),
     };
-    let narrow_block_words = narrow_block_bytes(BLOCK, row) / 4;
+    let packed_block_words = subbyte::packed_block_bytes(BITS, BLOCK, row) / 4;
     let mut b = 0;
     while b < out_len {
         // SAFETY: the vector read covers padded[..row]; the block's weights are
@@ -1040,8 +1092,25 @@ fn fc_blocks<const BLOCK: usize, const NARROW: bool>(
             for (j, a) in acc.iter_mut().enumerate() {
                 *a = *params.bias.get_unchecked(b + j);
             }
-            if NARROW {
-                let w = weights.add(b / BLOCK * narrow_block_words);
+            if BITS < 8 {
+                // Sub-byte pairs come scaled by 2^(8−BITS) (see subbyte::scaled_pairs): the
+                // dot product accumulates from zero, then divides exactly (row ≤
+                // PACKED_FC_MAX_ROW keeps it in range) before the bias joins it.
+                let w = weights.add(b / BLOCK * packed_block_words);
+                let mut dot = [0i32; BLOCK];
+                match BITS {
+                    4 => {
+                        subbyte::dot_block_packed::<BLOCK, 4>(padded.as_ptr(), w, row / 2, &mut dot)
+                    }
+                    _ => {
+                        subbyte::dot_block_packed::<BLOCK, 2>(padded.as_ptr(), w, row / 2, &mut dot)
+                    }
+                }
+                for (a, d) in acc.iter_mut().zip(dot) {
+                    *a = a.wrapping_add(d >> (8 - BITS));
+                }
+            } else if BITS == 8 {
+                let w = weights.add(b / BLOCK * packed_block_words);
                 dsp::dot_block_narrow::<BLOCK>(padded.as_ptr(), w, row / 2, &mut acc);
             } else {
                 let w = weights.add(b * row / 2);

@@ -6,21 +6,78 @@
 //! - 1D convolution with kernel 1 (pointwise), 3, 5, 7, SAME and VALID (± fused max pool),
 //!   and 1D depthwise convolution: kinglet-micro's `conv2d_i8`, `max_pool2d_i8` and
 //!   `depthwise_conv2d_i8` (themselves checked against TFLite goldens) on seeded random shapes
-//!   and quantisation, since the shared goldens hold no HAR-shaped convolution.
+//!   and quantisation, since the shared goldens hold no HAR-shaped convolution;
+//! - every kernel also with packed 4- and 2-bit weights (a third of the random cases each
+//!   draw weights in [-8, 7] or [-2, 1]), unpacked in the scratch or in registers.
 use std::collections::BTreeMap;
 
+use kinglet_m4::subbyte::{
+    PACKED_FC_MAX_ROW, depthwise_packed_channel_bytes, pack_depthwise_weights_bits,
+    pack_weights_bits, packed_block_bytes, packed_scratch_words,
+};
 use kinglet_m4::{
     Conv1d, ConvWeights, Depthwise1d, FcRequant, FullyConnected, Requant, channel_block,
-    conv1d_dyn, conv1d_k3_padded_len, conv1d_padded_len, conv1d_row_len, conv1d_scratch_words,
-    depthwise_pairs, depthwise_row_len, depthwise1d_dyn, fc_row_len, fully_connected_dyn,
-    narrow_block_bytes, pack_depthwise_weights, pack_weights, pack_weights_narrow,
-    widen_channel_major, widen_padded_before,
+    conv1d_dyn, conv1d_k3_padded_len, conv1d_padded_len, conv1d_row_len, depthwise_pairs,
+    depthwise_row_len, depthwise1d_dyn, fc_row_len, fully_connected_dyn, narrow_block_bytes,
+    pack_depthwise_weights, pack_weights, pack_weights_narrow, widen_channel_major,
+    widen_padded_before,
 };
 use kinglet_micro::quant::{
     FusedActivation, activation_range_quantized, conv_output_multipliers, fc_reference_scales,
     multiply_by_quantized_multiplier,
 };
 use kinglet_micro::{ConvParams, PoolParams, QuantParams, Shape4, TensorMut, TensorRef};
+
+/// Bits of the weights random case `case` draws: 8, 4, 2 in turn.
+fn case_bits(case: usize) -> u32 {
+    [8, 4, 2][case % 3]
+}
+
+/// A random weight of `bits` bits (int8 ones avoid −128, as TFLite's symmetric ones do).
+fn random_weight(rng: &mut Lcg, bits: u32) -> i8 {
+    match bits {
+        8 => rng.range(-127, 127) as i8,
+        _ => rng.range(-(1 << (bits - 1)), (1 << (bits - 1)) - 1) as i8,
+    }
+}
+
+/// Packed bytes in word storage, as the generated code declares them (the kernels read
+/// them as words).
+fn words_of(bytes: &[u8]) -> Vec<u32> {
+    bytes
+        .chunks(4)
+        .map(|c| {
+            let mut w = [0u8; 4];
+            w[..c.len()].copy_from_slice(c);
+            u32::from_le_bytes(w)
+        })
+        .collect()
+}
+
+/// `words` viewed as the `len` bytes they hold.
+fn bytes_of(words: &[u32], len: usize) -> &[u8] {
+    assert!(4 * words.len() >= len);
+    // SAFETY: `words` holds at least `len` initialised bytes.
+    unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), len) }
+}
+
+/// For sub-byte `bits`, `len` bytes filled by `pack` in word storage (empty for int8).
+fn sub_byte_words(bits: u32, len: usize, pack: impl FnOnce(&mut [u8])) -> Vec<u32> {
+    if bits == 8 {
+        return Vec::new();
+    }
+    let mut bytes = vec![0u8; len];
+    pack(&mut bytes);
+    words_of(&bytes)
+}
+
+/// `ConvWeights` of `bits` bits over `bytes` (sub-byte only).
+fn sub_byte(bits: u32, bytes: &[u8]) -> ConvWeights<'_> {
+    match bits {
+        4 => ConvWeights::Int4(bytes),
+        _ => ConvWeights::Int2(bytes),
+    }
+}
 
 fn fold(bias: &[i32], weights: &[i8], out: usize, zp: i32) -> Vec<i32> {
     let row = weights.len() / out;
@@ -260,8 +317,9 @@ fn conv1d_matches_reference_kernels() {
         let (out_s, m, sh) = random_requant(&mut rng, case, out_ch);
         left_shifts += usize::from(sh.iter().any(|&v| v > 0));
         let (act_min, act_max) = activation_range_quantized(activation, out_s, out_zp, -128, 127);
+        let bits = case_bits(case);
         let weights: Vec<i8> = (0..out_ch * kernel * in_ch)
-            .map(|_| rng.range(-127, 127) as i8)
+            .map(|_| random_weight(&mut rng, bits))
             .collect();
         let bias: Vec<i32> = (0..out_ch).map(|_| rng.range(-20_000, 20_000)).collect();
         let input: Vec<i8> = (0..in_width * in_ch)
@@ -329,10 +387,19 @@ fn conv1d_matches_reference_kernels() {
             .collect();
         // SAFETY: `words` holds narrow_len bytes, 4-byte aligned.
         let narrow = unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<i8>(), narrow_len) };
+        // And packed in 4 or 2 bits when they fit.
+        let sub_len = out_ch / block * packed_block_bytes(bits, block, row);
+        let sub_words = sub_byte_words(bits, sub_len, |b| {
+            pack_weights_bits(&weights, out_ch, kernel * in_ch, bits, b).unwrap()
+        });
         let folded = fold(&bias, &weights, out_ch, in_zp);
         let mut padded = vec![0i16; conv1d_padded_len(width, in_ch, kernel)];
         widen_padded_before(&input, in_ch, in_zp as i8, pad_before, &mut padded).unwrap();
-        for weights in [ConvWeights::Wide(&packed), ConvWeights::Narrow(narrow)] {
+        let mut variants = vec![ConvWeights::Wide(&packed), ConvWeights::Narrow(narrow)];
+        if bits < 8 {
+            variants.push(sub_byte(bits, bytes_of(&sub_words, sub_len)));
+        }
+        for weights in variants {
             let params = Conv1d {
                 width,
                 kernel,
@@ -347,7 +414,11 @@ fn conv1d_matches_reference_kernels() {
                 },
                 pool,
             };
-            let mut scratch = vec![0u32; conv1d_scratch_words(out_ch, row)];
+            let scratch_words = match weights.bits() {
+                16 => 0,
+                bits => packed_scratch_words(bits, out_ch, row),
+            };
+            let mut scratch = vec![0u32; scratch_words];
             let mut out = vec![0i8; expected.len()];
             conv1d_dyn(in_ch, out_ch, &params, &padded, &mut out, &mut scratch).unwrap();
             assert_eq!(
@@ -390,8 +461,9 @@ fn depthwise1d_matches_reference_kernel() {
         let out_zp = rng.range(-128, 127);
         let (out_s, m, sh) = random_requant(&mut rng, case, channels);
         let (act_min, act_max) = activation_range_quantized(activation, out_s, out_zp, -128, 127);
+        let bits = case_bits(case);
         let weights: Vec<i8> = (0..kernel * channels)
-            .map(|_| rng.range(-127, 127) as i8)
+            .map(|_| random_weight(&mut rng, bits))
             .collect();
         let bias: Vec<i32> = (0..channels).map(|_| rng.range(-20_000, 20_000)).collect();
         let input: Vec<i8> = (0..in_width * channels)
@@ -444,25 +516,35 @@ fn depthwise1d_matches_reference_kernel() {
             &mut padded,
         )
         .unwrap();
-        let dw = Depthwise1d {
-            width,
-            kernel,
-            weights: &packed,
-            bias: &folded,
-            requant: Requant {
-                multipliers: &m,
-                shifts: &sh,
-                output_offset: out_zp,
-                act_min,
-                act_max,
-            },
-        };
-        let mut out = vec![0i8; width * channels];
-        depthwise1d_dyn(channels, &dw, &padded, &mut out).unwrap();
-        assert_eq!(
-            out, expected,
-            "case {case}: width {width} k {kernel} same {same} channels {channels} {activation:?}"
-        );
+        let sub_len = channels * depthwise_packed_channel_bytes(bits, kernel);
+        let mut variants = vec![ConvWeights::Wide(&packed)];
+        let sub_words = sub_byte_words(bits, sub_len, |b| {
+            pack_depthwise_weights_bits(&weights, channels, kernel, bits, b).unwrap()
+        });
+        if bits < 8 {
+            variants.push(sub_byte(bits, bytes_of(&sub_words, sub_len)));
+        }
+        for weights in variants {
+            let dw = Depthwise1d {
+                width,
+                kernel,
+                weights,
+                bias: &folded,
+                requant: Requant {
+                    multipliers: &m,
+                    shifts: &sh,
+                    output_offset: out_zp,
+                    act_min,
+                    act_max,
+                },
+            };
+            let mut out = vec![0i8; width * channels];
+            depthwise1d_dyn(channels, &dw, &padded, &mut out).unwrap();
+            assert_eq!(
+                out, expected,
+                "case {case}: width {width} k {kernel} same {same} channels {channels} {activation:?} {weights:?}"
+            );
+        }
     }
 }
 
@@ -502,6 +584,40 @@ fn kernels_reject_mismatched_buffers() {
     let mut scratch = [0u32; 20];
     assert!(conv1d_dyn(3, 4, &params, &padded, &mut out, &mut scratch).is_ok());
     assert!(conv1d_dyn(3, 4, &params, &padded, &mut out, &mut scratch[1..]).is_err());
+    // Packed 4-bit weights: one block of 4 × 10 values in 5 words, unpacked into 20 words.
+    let int4 = [0u32; 5];
+    let params = Conv1d {
+        weights: ConvWeights::Int4(bytes_of(&int4, 20)),
+        ..params
+    };
+    assert!(conv1d_dyn(3, 4, &params, &padded, &mut out, &mut scratch).is_ok());
+    assert!(conv1d_dyn(3, 4, &params, &padded, &mut out, &mut scratch[1..]).is_err());
+    let params = Conv1d {
+        weights: ConvWeights::Int4(bytes_of(&int4, 16)),
+        ..params
+    };
+    assert!(conv1d_dyn(3, 4, &params, &padded, &mut out, &mut scratch).is_err());
+    // A packed fully-connected row longer than its scaled accumulators take is refused.
+    let in_len = PACKED_FC_MAX_ROW + 2;
+    let words = vec![0u32; packed_block_bytes(2, 1, in_len) / 4];
+    let params = FullyConnected {
+        weights: ConvWeights::Int2(bytes_of(&words, 4 * words.len())),
+        bias: &bias[..1],
+        requant: FcRequant {
+            scales: &[1.0],
+            output_offset: 0,
+            act_min: -128,
+            act_max: 127,
+        },
+    };
+    let vector = vec![0i16; in_len];
+    let mut one = [0i8; 1];
+    assert!(fully_connected_dyn(in_len, 1, &params, &vector, &mut one).is_err());
+    let params = FullyConnected {
+        weights: ConvWeights::Int2(bytes_of(&words, packed_block_bytes(2, 1, in_len - 4))),
+        ..params
+    };
+    assert!(fully_connected_dyn(in_len - 4, 1, &params, &vector, &mut one).is_ok());
 }
 
 /// The global average pool with compile-time requantisation against kinglet-micro's
@@ -595,11 +711,16 @@ fn fully_connected_wide_and_narrow_match_reference_kernel() {
             FusedActivation::None
         };
         let (act_min, act_max) = activation_range_quantized(activation, out_s, out_zp, -128, 127);
+        let bits = case_bits(case);
         let weights: Vec<i8> = (0..out_len * in_len)
-            .map(|_| match rng.range(0, 7) {
-                0 => -128,
-                1 => 127,
-                _ => rng.range(-128, 127) as i8,
+            .map(|_| match (bits, rng.range(0, 7)) {
+                (8, 0) => -128,
+                (8, 1) => 127,
+                (8, _) => rng.range(-128, 127) as i8,
+                // The extremes of the narrower ranges, often.
+                (_, 0) => -(1 << (bits - 1)),
+                (_, 1) => (1 << (bits - 1)) - 1,
+                _ => random_weight(&mut rng, bits),
             })
             .collect();
         let bias: Vec<i32> = (0..out_len).map(|_| rng.range(-5000, 5000)).collect();
@@ -636,7 +757,16 @@ fn fully_connected_wide_and_narrow_match_reference_kernel() {
         let folded = fold(&bias, &weights, out_len, in_zp);
         let mut padded = vec![0i16; fc_row_len(in_len)];
         widen_padded_before(&input, in_len, in_zp as i8, 0, &mut padded).unwrap();
-        for weights in [ConvWeights::Wide(&packed), ConvWeights::Narrow(narrow)] {
+        let block = channel_block(out_len);
+        let sub_len = out_len / block * packed_block_bytes(bits, block, fc_row_len(in_len));
+        let sub_words = sub_byte_words(bits, sub_len, |b| {
+            pack_weights_bits(&weights, out_len, in_len, bits, b).unwrap()
+        });
+        let mut variants = vec![ConvWeights::Wide(&packed), ConvWeights::Narrow(narrow)];
+        if bits < 8 {
+            variants.push(sub_byte(bits, bytes_of(&sub_words, sub_len)));
+        }
+        for weights in variants {
             let params = FullyConnected {
                 weights,
                 bias: &folded,

@@ -44,6 +44,15 @@ pub fn run(args: CompileArgs) -> Result<()> {
         .unwrap_or_default();
     let compiled =
         compile(&graph, &name).with_context(|| format!("compiling {}", args.model.display()))?;
+    // Sub-byte weights a packed kernel cannot run are stored as int8: say so.
+    for note in &compiled.dsp.notes {
+        eprintln!("note: {note}");
+    }
+    if let Lang::Rust = args.lang {
+        for note in &compiled.reference.notes {
+            eprintln!("note: portable schedule (targets without the DSP extension): {note}");
+        }
+    }
     match args.lang {
         Lang::Rust => {
             let crate_name = write_rust_crate(&compiled, &name, &args.out)

@@ -84,6 +84,9 @@ pub fn run(args: ProfileArgs) -> Result<()> {
         !args.dense_weights,
     )
     .with_context(|| format!("profiling {} on QEMU mps2-an386", args.model.display()))?;
+    for note in &p.notes {
+        eprintln!("note: {note}");
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&p)?);
     } else {
