@@ -9,6 +9,7 @@
 //! TFLite's 16×8 scheme (int16 activations, int8 weights) on the same machinery.
 
 pub mod a16w8;
+pub mod bitwidth;
 pub mod calibrate;
 pub mod dynamic;
 pub mod error;

@@ -268,10 +268,10 @@ impl Network {
         device: &Device,
     ) -> Result<Self, Error> {
         let mut src = TensorSource {
-            // Activation ranges of quantisation-aware training are not weights.
+            // Activation ranges and weight clipping of quantisation-aware training are not weights.
             by_name: tensors
                 .into_iter()
-                .filter(|t| !t.name.starts_with(crate::qat::RANGE_PREFIX))
+                .filter(|t| !crate::qat::is_qat_record(&t.name))
                 .map(|t| (t.name.clone(), t))
                 .collect(),
             next_id: 0,

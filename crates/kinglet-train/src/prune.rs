@@ -445,8 +445,7 @@ fn fine_tune(
 /// activations, so the ranges would be stale.
 fn without_ranges(model: &TrainedModel) -> TrainedModel {
     let mut m = model.clone();
-    m.tensors
-        .retain(|t| !t.name.starts_with(crate::qat::RANGE_PREFIX));
+    m.tensors.retain(|t| !crate::qat::is_qat_record(&t.name));
     m
 }
 
@@ -584,7 +583,7 @@ pub fn remove_filters(
     };
     let mut tensors = Vec::with_capacity(model.tensors.len());
     for t in &model.tensors {
-        if t.name.starts_with(crate::qat::RANGE_PREFIX) {
+        if crate::qat::is_qat_record(&t.name) {
             continue;
         }
         if t.name == first_dense {

@@ -300,7 +300,7 @@ pub fn convert_blocks(model: &TrainedModel, targets: &[usize]) -> Result<Convers
     }
     let mut tensors = Vec::with_capacity(model.tensors.len() + replacements.len() * 2);
     for t in &model.tensors {
-        if t.name.starts_with(crate::qat::RANGE_PREFIX) {
+        if crate::qat::is_qat_record(&t.name) {
             continue;
         }
         match replacements.remove(&t.name) {

@@ -71,9 +71,31 @@ pub struct QuantizeArgs {
     /// XNNPACK delegate refuses int8 ones.
     #[arg(long)]
     pub dense_weights: bool,
+    /// Choose a weight width (8, 4 or 2) per layer so that packed weights and biases fit this
+    /// many bytes (`3kB`, `2KiB`, `1500`) with the least accuracy lost on `--validation`, then
+    /// fine-tune a `.kgl` model with QAT at those widths (scheme `mixed`).
+    #[arg(long)]
+    pub weight_budget: Option<String>,
+    /// As `--weight-budget`, for the size of the whole `.tflite` file.
+    #[arg(long)]
+    pub flash_budget: Option<String>,
+    /// Validation windows the widths are chosen on (default: the `--data` source's `val`
+    /// split).
+    #[arg(long)]
+    pub validation: Option<String>,
+    /// QAT epochs at the chosen widths (`.kgl` models; 0 keeps post-training quantisation).
+    #[arg(long, default_value_t = 2)]
+    pub fine_tune_epochs: usize,
+}
+
+/// The `val` split of the `--data` source (`hapt:DIR:train` → `hapt:DIR:val`).
+fn validation_split(data: &str) -> Option<String> {
+    let spec = kinglet_data::spec::DataSpec::parse(data).ok()?;
+    Some(spec.with_split(kinglet_data::spec::Split::Val).to_string())
 }
 
 pub fn run(args: QuantizeArgs) -> Result<()> {
+    let validation = args.validation.or_else(|| validation_split(&args.data));
     let job = QuantizeJob {
         model: args.model,
         data: args.data,
@@ -89,6 +111,12 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         eval: args.eval,
         out: args.out,
         dense_weights: args.dense_weights,
+        budget: kinglet::jobs::bitwidth::BudgetChoice {
+            weight_budget: args.weight_budget,
+            flash_budget: args.flash_budget,
+            validation,
+            fine_tune_epochs: args.fine_tune_epochs,
+        },
     };
     kinglet::jobs::quantize::run(&job, &mut std::io::stdout().lock())
 }

@@ -20,6 +20,7 @@
 //! | `kinglet pipeline` | [`pipeline::run`] |
 //! | `kinglet optimize` | [`optimize::run`] |
 
+pub mod bitwidth;
 pub mod cascade;
 pub mod eval;
 pub mod optimize;

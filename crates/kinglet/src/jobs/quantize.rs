@@ -62,15 +62,29 @@ pub struct QuantizeJob {
     /// file smaller; TFLite's builtin and reference kernels run such files, its default
     /// XNNPACK delegate refuses int8 ones.
     pub dense_weights: bool,
+    /// Choose a weight width per layer for a memory budget (scheme `mixed`).
+    pub budget: super::bitwidth::BudgetChoice,
 }
 
 /// Runs `kinglet quantize`: quantises the model, writes it to `args.out` and what it wrote
 /// and how well it agrees with the float model to `out`.
 pub fn run(args: &QuantizeJob, out: &mut dyn Write) -> Result<()> {
+    let budget = args.budget.budget()?;
+    if budget.is_some()
+        && (!matches!(args.scheme.as_str(), "int8" | "mixed") || args.bits.is_some())
+    {
+        bail!(
+            "a budget chooses the widths itself (scheme mixed): drop --scheme {} / --bits",
+            args.scheme
+        );
+    }
     match (args.scheme.as_str(), &args.bits) {
-        ("mixed", None) => bail!("--scheme mixed needs --bits (a width per weighted layer)"),
-        ("mixed", Some(_))
-        | ("int8" | "w4a8" | "w2a8" | "a16w8" | "dynamic" | "float16", None) => {}
+        ("mixed", None) if budget.is_some() => {}
+        ("mixed", None) => {
+            bail!("--scheme mixed needs --bits or a budget (--weight-budget, --flash-budget)")
+        }
+        ("mixed", Some(_)) | ("int8" | "w4a8" | "w2a8" | "a16w8" | "dynamic" | "float16", None) => {
+        }
         (other, Some(_)) => bail!("--bits applies to --scheme mixed, not {other}"),
         (other, None) => bail!(
             "--scheme {other}: unknown scheme (expected int8, w4a8, w2a8, mixed, a16w8, dynamic or float16)"
@@ -108,12 +122,35 @@ pub fn run(args: &QuantizeJob, out: &mut dyn Write) -> Result<()> {
             .with_context(|| format!("--bits {bits}"))?,
         _ => Vec::new(),
     };
-    let config = PtqConfig {
+    let mut config = PtqConfig {
         calibration,
         per_channel_fully_connected: !args.per_tensor_dense,
         float_io: args.float_io,
         logit_clip,
         weight_bits,
+    };
+    let (graph, samples, scheme) = match budget {
+        None => (graph, samples, args.scheme.clone()),
+        Some(budget) => {
+            let chosen = super::bitwidth::choose_and_fine_tune(
+                &args.model,
+                graph,
+                samples,
+                &data,
+                &spec.to_string(),
+                &config,
+                &args.budget,
+                budget,
+                out,
+            )?;
+            config.weight_bits = chosen.choice.bits.clone();
+            if let Some(model) = &chosen.fine_tuned {
+                let path = args.out.with_extension("kgl");
+                model.save(&path)?;
+                writeln!(out, "wrote the fine-tuned model {}", path.display())?;
+            }
+            (chosen.graph, chosen.samples, "mixed".to_owned())
+        }
     };
     let has_ranges = graph
         .metadata
@@ -129,7 +166,7 @@ pub fn run(args: &QuantizeJob, out: &mut dyn Write) -> Result<()> {
         other => bail!("--ranges {other}: expected auto, recorded or calibrate"),
     };
     let mut recorded_used = 0;
-    let quantised = match args.scheme.as_str() {
+    let quantised = match scheme.as_str() {
         "dynamic" => {
             let config = DynamicConfig {
                 min_elements: args.min_elements,
@@ -192,13 +229,13 @@ pub fn run(args: &QuantizeJob, out: &mut dyn Write) -> Result<()> {
         out,
         "wrote {} ({}, {file_bytes} bytes, {} ops, {} weight bytes; float model {} weight bytes)",
         args.out.display(),
-        args.scheme,
+        scheme,
         quantised.ops.len(),
         quantised.weight_bytes(),
         graph.weight_bytes()
     )?;
     let integer = matches!(
-        args.scheme.as_str(),
+        scheme.as_str(),
         "int8" | "w4a8" | "w2a8" | "mixed" | "a16w8"
     );
     let how = if integer && recorded_used > 0 {
@@ -217,7 +254,7 @@ pub fn run(args: &QuantizeJob, out: &mut dyn Write) -> Result<()> {
     writeln!(
         out,
         "{how}; {} top-1 agrees with float on {:.2} % of them",
-        args.scheme,
+        scheme,
         100.0 * agreement
     )?;
     if let Some(eval) = &args.eval {
@@ -235,7 +272,7 @@ pub fn run(args: &QuantizeJob, out: &mut dyn Write) -> Result<()> {
             "{spec}: {} windows, float accuracy {:.2} %, {} accuracy {:.2} % ({:+.2} pp)",
             samples.len(),
             100.0 * float_acc,
-            args.scheme,
+            scheme,
             100.0 * quantised_acc,
             100.0 * (quantised_acc - float_acc)
         )?;
@@ -249,7 +286,7 @@ fn fraction_equal(a: &[usize], b: &[usize]) -> f64 {
 
 /// `count` indices spread evenly over `0..n` (all of them when `count >= n`), so that a
 /// subject-ordered split contributes windows from every subject.
-fn spread(n: usize, count: usize) -> Vec<usize> {
+pub(crate) fn spread(n: usize, count: usize) -> Vec<usize> {
     if count >= n {
         return (0..n).collect();
     }
@@ -258,7 +295,7 @@ fn spread(n: usize, count: usize) -> Vec<usize> {
 
 /// The float graph and, for every sample built from `data`, the graph's input values and
 /// the expected output index.
-fn load_with_samples(
+pub(crate) fn load_with_samples(
     path: &Path,
     data: &Dataset,
 ) -> Result<(Graph, Vec<CalibrationSample>, Vec<usize>)> {
