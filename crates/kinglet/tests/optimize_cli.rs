@@ -27,7 +27,7 @@ fn optimize_measures_every_variant_of_the_pipeline() {
         "--data",
         &data,
         "--pipeline",
-        "float,dynamic,qat+int8",
+        "float,dynamic,qat+int8,w4a8,qat+w2a8,a16w8",
         "--windows",
         "40",
         "--no-firmware",
@@ -42,10 +42,16 @@ fn optimize_measures_every_variant_of_the_pipeline() {
         .iter()
         .map(|r| r["variant"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["float", "dynamic", "qat+int8"]);
+    assert_eq!(
+        names,
+        ["float", "dynamic", "qat+int8", "w4a8", "qat+w2a8", "a16w8"]
+    );
     let size = |i: usize| rows[i]["size_bytes"].as_u64().unwrap();
-    // int8 weights make the files about four times smaller than float.
+    // int8 weights make the files about four times smaller than float, and 4- and 2-bit
+    // weights smaller again; 16-bit activations leave the weights int8.
     assert!(size(1) * 3 < size(0) && size(2) * 3 < size(0), "{rows:?}");
+    assert!(size(4) < size(3) && size(3) < size(2), "{rows:?}");
+    assert!(size(5) * 3 < size(0), "{rows:?}");
     for r in rows {
         let a = r["accuracy"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&a));
@@ -57,6 +63,10 @@ fn optimize_measures_every_variant_of_the_pipeline() {
     assert!(svg.starts_with("<svg") && svg.contains("qat+int8"));
     let commands = std::fs::read_to_string(out.join("commands.txt")).unwrap();
     assert!(commands.contains("kinglet train --init") && commands.contains("--qat"));
+    assert!(
+        commands.contains("--bits 2") && commands.contains("--scheme w2a8"),
+        "{commands}"
+    );
 
     // A variant in the wrong order is refused before anything runs.
     let o = kinglet(&[

@@ -60,6 +60,9 @@ enum Step {
     GraphOpt,
     Float,
     Int8,
+    W4a8,
+    W2a8,
+    A16w8,
     Dynamic,
     Float16,
 }
@@ -74,11 +77,14 @@ impl Step {
             "graph-opt" => Self::GraphOpt,
             "float" => Self::Float,
             "int8" => Self::Int8,
+            "w4a8" => Self::W4a8,
+            "w2a8" => Self::W2a8,
+            "a16w8" => Self::A16w8,
             "dynamic" => Self::Dynamic,
             "float16" => Self::Float16,
             other => bail!(
                 "unknown step `{other}` (separable, prune-filters, prune, qat, graph-opt, float, \
-                 int8, dynamic, float16; join with +)"
+                 int8, w4a8, w2a8, a16w8, dynamic, float16; join with +)"
             ),
         })
     }
@@ -105,6 +111,9 @@ impl Step {
             Self::GraphOpt => "graph-opt",
             Self::Float => "float",
             Self::Int8 => "int8",
+            Self::W4a8 => "w4a8",
+            Self::W2a8 => "w2a8",
+            Self::A16w8 => "a16w8",
             Self::Dynamic => "dynamic",
             Self::Float16 => "float16",
         }
@@ -239,7 +248,7 @@ pub fn run(args: &OptimizeJob, table_out: &mut dyn Write) -> Result<()> {
                 }
                 Step::Qat => {
                     let out = args.out.join(format!("{stem}.kgl"));
-                    let argv = os(&[
+                    let mut argv = os(&[
                         "train",
                         "--init",
                         &path(&current),
@@ -251,6 +260,12 @@ pub fn run(args: &OptimizeJob, table_out: &mut dyn Write) -> Result<()> {
                         &path(&out),
                         "--quiet",
                     ]);
+                    // QAT trains at the widths the variant's format stores.
+                    match steps.last() {
+                        Some(Step::W4a8) => argv.extend(os(&["--bits", "4"])),
+                        Some(Step::W2a8) => argv.extend(os(&["--bits", "2"])),
+                        _ => {}
+                    }
                     (out, argv, "quantisation-aware fine-tuning")
                 }
                 Step::GraphOpt => {
@@ -273,12 +288,13 @@ pub fn run(args: &OptimizeJob, table_out: &mut dyn Write) -> Result<()> {
                     let argv = os(&["export", "--model", &path(&current), "--out", &path(&out)]);
                     (out, argv, "float .tflite")
                 }
-                Step::Int8 | Step::Dynamic | Step::Float16 => {
-                    let scheme = match step {
-                        Step::Int8 => "int8",
-                        Step::Dynamic => "dynamic",
-                        _ => "float16",
-                    };
+                Step::Int8
+                | Step::W4a8
+                | Step::W2a8
+                | Step::A16w8
+                | Step::Dynamic
+                | Step::Float16 => {
+                    let scheme = step.name();
                     let out = args.out.join(format!("{stem}.tflite"));
                     let argv = os(&[
                         "quantize",
@@ -491,6 +507,8 @@ mod tests {
             [Step::Qat, Step::GraphOpt, Step::Int8]
         );
         assert_eq!(parse_variant("float16").unwrap(), [Step::Float16]);
+        assert_eq!(parse_variant("qat+w4a8").unwrap(), [Step::Qat, Step::W4a8]);
+        assert!(parse_variant("w2a8+a16w8").is_err());
         assert!(parse_variant("int8+dynamic").is_err());
         assert!(parse_variant("graph-opt+qat").is_err());
         assert_eq!(
