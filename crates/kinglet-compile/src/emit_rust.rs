@@ -291,6 +291,7 @@ fn schedule(program: &Program) -> String {
         };
         let call = match &step.kind {
             StepKind::Float(f) => crate::float::emit_call(&mut consts, &p, f),
+            StepKind::S16(s) => crate::s16::emit_rust_call(&mut consts, &p, s),
             StepKind::SparseConv(c) => crate::sparse::emit_rust_conv_call(&mut consts, &p, c),
             StepKind::DspConv2D(c) => {
                 aligned_array(&mut consts, &format!("{p}_W"), "i16", &c.packed);
