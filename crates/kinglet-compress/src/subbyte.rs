@@ -168,7 +168,11 @@ pub fn learned_clips(
     let Some(text) = graph.metadata.get(kinglet_graph::meta::WEIGHT_CLIPS) else {
         return Ok(out);
     };
-    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         let bad = || {
             CompressError::Unsupported(format!(
                 "{} line {}: expected name<TAB>bits<TAB>ratio,…, got '{line}'",

@@ -51,7 +51,10 @@ fn exported_models_match_tflite_and_current_ptq() {
                 .map(|s| s.iter().map(|a| a.f32s()).collect())
                 .collect();
             let config = kinglet_compress::PtqConfig {
-                weight_bits: common::sub_byte_bits(case.info["config"].as_str().unwrap_or(""), &float),
+                weight_bits: common::sub_byte_bits(
+                    case.info["config"].as_str().unwrap_or(""),
+                    &float,
+                ),
                 ..config.clone()
             };
             let ours = quantize_int8(&float, &samples, &config).map_err(|e| e.to_string())?;

@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use kinglet_graph::{DType, Graph, Interpreter, TfliteKernels};
 
 fn fixture(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join(rel)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(rel)
 }
 
 /// The seed README's byte generator (one stream across windows).
@@ -30,7 +32,11 @@ fn own_sub_byte_models_match_tflite_in_every_kernel_configuration() {
             .unwrap();
     let windows = golden["header"]["windows"].as_u64().unwrap() as usize;
     let models = golden["models"].as_object().unwrap();
-    assert!(models.len() >= 4, "only {} models in the golden", models.len());
+    assert!(
+        models.len() >= 4,
+        "only {} models in the golden",
+        models.len()
+    );
     let mut checked = 0;
     let mut failures = Vec::new();
     for (file, expected) in models {

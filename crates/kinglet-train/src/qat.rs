@@ -177,7 +177,8 @@ pub fn fake_quant_weight_clipped<const D: usize>(
         .max_dim(1)
         .clamp_min((NEAR_ZERO_RANGE / 2.0) as f32);
     let gradient_scale = 1.0 / ((per as f32) * qmax).sqrt();
-    let alpha = alpha.clone().detach() + (alpha.clone() - alpha.detach()).mul_scalar(gradient_scale);
+    let alpha =
+        alpha.clone().detach() + (alpha.clone() - alpha.detach()).mul_scalar(gradient_scale);
     let scale = alpha.reshape([channels, 1]) * max_abs.div_scalar(qmax);
     let clipped = (flat / scale.clone()).clamp(-qmax, qmax);
     let q = straight_through(round_half_away(clipped.clone().detach()), clipped);
@@ -203,7 +204,10 @@ pub fn mse_clip_ratio(weights: &[f32], bits: u32) -> f32 {
     (8..=32)
         .map(|k| k as f32 / 32.0)
         .map(|r| (error(r), r))
-        .fold((f64::INFINITY, 1.0), |best, c| if c.0 < best.0 { c } else { best })
+        .fold(
+            (f64::INFINITY, 1.0),
+            |best, c| if c.0 < best.0 { c } else { best },
+        )
         .1
 }
 
@@ -254,7 +258,11 @@ impl WeightQuant {
     pub fn frozen(&self) -> WeightQuant {
         let mut learned = self.learned.clone();
         for ((name, bits), alpha) in self.layers.iter().zip(&self.clips.alphas) {
-            let ratios = alpha.val().into_data().try_to_vec::<f32>().unwrap_or_default();
+            let ratios = alpha
+                .val()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap_or_default();
             learned.insert(name.clone(), (*bits, ratios));
         }
         WeightQuant::new(self.bits.clone(), learned)
@@ -305,7 +313,13 @@ impl WeightQuant {
             .zip(&self.clips.alphas)
             .map(|((name, bits), alpha)| {
                 let mut values = vec![*bits as f32];
-                values.extend(alpha.val().into_data().try_to_vec::<f32>().unwrap_or_default());
+                values.extend(
+                    alpha
+                        .val()
+                        .into_data()
+                        .try_to_vec::<f32>()
+                        .unwrap_or_default(),
+                );
                 NamedTensor {
                     name: format!("{CLIP_PREFIX}{name}"),
                     shape: vec![values.len()],
@@ -476,7 +490,9 @@ pub fn forward(
                 x = qat.conv2d(dw, &format!("dw{i}/filter")).forward(x);
                 x = qat.activation(&format!("dw{i}"), x);
             }
-            x = qat.conv2d(&block.conv, &format!("conv{i}/filter")).forward(x);
+            x = qat
+                .conv2d(&block.conv, &format!("conv{i}/filter"))
+                .forward(x);
             if let Some(norm) = &block.norm {
                 x = norm.forward(x);
             }
@@ -507,7 +523,9 @@ pub fn forward(
                 x = qat.conv1d(dw, &format!("{p}/depthwise/filter")).forward(x);
                 x = qat.activation(&format!("{p}/depthwise"), x);
             }
-            x = qat.conv1d(&block.conv, &format!("{p}/conv/filter")).forward(x);
+            x = qat
+                .conv1d(&block.conv, &format!("{p}/conv/filter"))
+                .forward(x);
             if let Some(norm) = &block.norm {
                 x = norm.forward(x);
             }
@@ -541,7 +559,9 @@ pub fn forward(
         qat.activation("concat", Tensor::cat(features, 1))
     };
     for (i, layer) in net.hidden.iter().enumerate() {
-        let y = burn::tensor::activation::relu(qat.linear(layer, &format!("hidden{i}/weights")).forward(h));
+        let y = burn::tensor::activation::relu(
+            qat.linear(layer, &format!("hidden{i}/weights")).forward(h),
+        );
         h = qat.activation(&format!("hidden{i}"), y);
     }
     let logits = qat.linear(&net.output, "output/weights").forward(h);
@@ -791,10 +811,8 @@ pub fn train_qat(
             let net_grads = GradientsParams::from_module(&mut grads, &net);
             net = optim.step(lr, net, net_grads);
             if !state.weights.clips.alphas.is_empty() {
-                let clips = std::mem::replace(
-                    &mut state.weights.clips,
-                    WeightClips { alphas: Vec::new() },
-                );
+                let clips =
+                    std::mem::replace(&mut state.weights.clips, WeightClips { alphas: Vec::new() });
                 let clip_grads = GradientsParams::from_module(&mut grads, &clips);
                 state.weights.clips = clip_optim.step(CLIP_RATE_FACTOR * lr, clips, clip_grads);
             }
@@ -886,7 +904,10 @@ pub(crate) fn record_ranges(
 /// Copies a model's learned weight clipping into `graph`'s
 /// [`kinglet_graph::meta::WEIGHT_CLIPS`] metadata, checking each names a weight tensor with
 /// one output channel per ratio.
-pub(crate) fn record_clips(graph: &mut kinglet_graph::Graph, model: &TrainedModel) -> Result<(), Error> {
+pub(crate) fn record_clips(
+    graph: &mut kinglet_graph::Graph,
+    model: &TrainedModel,
+) -> Result<(), Error> {
     let clips = WeightQuant::clips_of(model)?;
     if clips.is_empty() {
         return Ok(());

@@ -69,8 +69,8 @@ pub struct QuantizeJob {
 pub fn run(args: &QuantizeJob, out: &mut dyn Write) -> Result<()> {
     match (args.scheme.as_str(), &args.bits) {
         ("mixed", None) => bail!("--scheme mixed needs --bits (a width per weighted layer)"),
-        ("mixed", Some(_))
-        | ("int8" | "w4a8" | "w2a8" | "a16w8" | "dynamic" | "float16", None) => {}
+        ("mixed", Some(_)) | ("int8" | "w4a8" | "w2a8" | "a16w8" | "dynamic" | "float16", None) => {
+        }
         (other, Some(_)) => bail!("--bits applies to --scheme mixed, not {other}"),
         (other, None) => bail!(
             "--scheme {other}: unknown scheme (expected int8, w4a8, w2a8, mixed, a16w8, dynamic or float16)"
