@@ -5,11 +5,12 @@
 
 use kinglet_m4::arena::{self, Place};
 use kinglet_micro::fully_connected::{FcShape, fully_connected_i8};
-use kinglet_micro::{PoolParams, QuantParams, Requant, Shape4, TensorMut, TensorRef};
+use kinglet_micro::{QuantParams, Requant, Shape4, TensorMut, TensorRef};
 
 use crate::error::CompileError;
 use crate::program::{
     ConvWeights, Elem, KernelSet, Loc, Program, RequantData, StepKind, micro_conv_params,
+    micro_pool_params,
 };
 
 /// Arena storage with 4-byte alignment, as the generated code declares it.
@@ -379,14 +380,7 @@ fn run_io<T: IoElem>(program: &Program, input: &[T]) -> Result<Vec<T>, CompileEr
                 act_max,
                 ..
             } => {
-                let params = PoolParams {
-                    filter_h: w[0],
-                    filter_w: w[1],
-                    stride_h: w[2],
-                    stride_w: w[3],
-                    pad_top: w[4],
-                    pad_left: w[5],
-                };
+                let params = micro_pool_params(w);
                 let dst = dst8.ok_or_else(|| fail("pool writes int8".into()))?;
                 micro(kinglet_micro::max_pool2d::max_pool2d_i8(
                     &params,

@@ -167,6 +167,19 @@ pub fn micro_conv_params(g: &[usize; 6]) -> kinglet_micro::ConvParams {
     }
 }
 
+/// kinglet-micro's `PoolParams` from a pool step's window (filter h, filter w, stride h,
+/// stride w, pad top, pad left).
+pub fn micro_pool_params(w: &[usize; 6]) -> kinglet_micro::PoolParams {
+    kinglet_micro::PoolParams {
+        filter_h: w[0],
+        filter_w: w[1],
+        stride_h: w[2],
+        stride_w: w[3],
+        pad_top: w[4],
+        pad_left: w[5],
+    }
+}
+
 /// One kernel call.
 #[derive(Clone, Debug, PartialEq)]
 pub enum StepKind {

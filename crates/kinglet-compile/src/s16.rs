@@ -12,10 +12,10 @@
 use std::fmt::Write as _;
 
 use kinglet_micro::s16::softmax::{LUT_LEN, SoftmaxS16};
-use kinglet_micro::{PoolParams, Shape4, TensorMut, TensorRef};
+use kinglet_micro::{Shape4, TensorMut, TensorRef};
 
-use crate::emit_rust::{array, conv_params_expr, shape4};
-use crate::program::{Dims, Loc, micro_conv_params};
+use crate::emit_rust::{array, conv_params_expr, pool_call, shape4};
+use crate::program::{Dims, Loc, micro_conv_params, micro_pool_params};
 
 /// Requantisation of an int16 convolution or depthwise convolution: a Q31 multiplier and a
 /// shift per output channel, reduced to Q15 by the kernel (kinglet-micro `Quant16`).
@@ -174,17 +174,6 @@ fn shape(d: Dims) -> Shape4 {
     Shape4::new(d[0], d[1], d[2], d[3])
 }
 
-fn pool_params(w: &[usize; 6]) -> PoolParams {
-    PoolParams {
-        filter_h: w[0],
-        filter_w: w[1],
-        stride_h: w[2],
-        stride_w: w[3],
-        pad_top: w[4],
-        pad_left: w[5],
-    }
-}
-
 /// Runs one step on the host (what the firmware runs, for [`crate::exec`]).
 pub(crate) fn run(step: &S16Step, src: &[i16], dst: &mut [i16]) -> Result<(), String> {
     use kinglet_micro::s16;
@@ -267,7 +256,7 @@ pub(crate) fn run(step: &S16Step, src: &[i16], dst: &mut [i16]) -> Result<(), St
                 s16::max_pool2d::max_pool2d_s16
             };
             pool(
-                &pool_params(window),
+                &micro_pool_params(window),
                 *act_min,
                 *act_max,
                 TensorRef::new(src, shape(*input)),
@@ -384,21 +373,17 @@ pub(crate) fn emit_rust_call(consts: &mut String, p: &str, step: &S16Step) -> St
             act_min,
             act_max,
             ..
-        } => format!(
-            "kinglet_micro::s16::{}(\n            &PoolParams {{ filter_h: {}, filter_w: {}, stride_h: {}, stride_w: {}, pad_top: {}, pad_left: {} }},\n            {act_min},\n            {act_max},\n            TensorRef::new(src, {}),\n            TensorMut::new(dst, {}),\n        )\n        .map_err(|_| ShapeError)?;",
+        } => pool_call(
             if *average {
-                "average_pool2d::average_pool2d_s16"
+                "kinglet_micro::s16::average_pool2d::average_pool2d_s16"
             } else {
-                "max_pool2d::max_pool2d_s16"
+                "kinglet_micro::s16::max_pool2d::max_pool2d_s16"
             },
-            w[0],
-            w[1],
-            w[2],
-            w[3],
-            w[4],
-            w[5],
-            shape4(input),
-            shape4(output)
+            w,
+            *act_min,
+            *act_max,
+            input,
+            output,
         ),
         S16Step::Mean { view, scales, .. } => format!(
             "kinglet_micro::s16::mean::mean_hw_s16(\n            &kinglet_micro::mean::MeanQuant {{ input_scale: f32::from_bits({:#x}), input_zero_point: 0, output_scale: f32::from_bits({:#x}), output_zero_point: 0 }},\n            TensorRef::new(src, {}),\n            dst,\n        )\n        .map_err(|_| ShapeError)?;",
