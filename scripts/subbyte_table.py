@@ -50,7 +50,7 @@ def main():
             size = os.path.getsize(path) if os.path.exists(path) and suffix != "kgl" else None
             log = os.path.join(out, name.replace(".tflite", ".log"))
             wb = "–"
-            if os.path.exists(log):
+            if suffix != "kgl" and os.path.exists(log):
                 for line in open(log):
                     if " weight bytes;" in line:
                         wb = line.split(" weight bytes;")[0].rsplit(" ", 1)[1]

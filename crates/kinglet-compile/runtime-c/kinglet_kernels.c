@@ -716,3 +716,264 @@ static inline void kl_mean_i8(const int8_t *input, int outer, int count, int cha
         }
     }
 }
+
+/* ---- TFLite's 16x8 scheme (a16w8): int16 activations (symmetric, zero point 0), int8
+ * weights, int64 biases; ports of kinglet-micro's s16 kernels, which match TFLite's reference
+ * int16 kernels bit for bit. ---- */
+
+typedef struct {
+    const int32_t *multipliers;
+    const int32_t *shifts;
+    int32_t act_min;
+    int32_t act_max;
+} kl_requant16;
+
+/* TFLite's 64-bit MultiplyByQuantizedMultiplier: the Q31 multiplier rounded to Q15, then
+ * x·m15 shifted right by 15 − shift rounding half up (shift in -31..7). Wraps where TFLite's
+ * would overflow, as kinglet-micro does; the final narrowing keeps the low 32 bits. */
+static inline int32_t kl_mbqm64(int64_t x, int32_t multiplier, int32_t shift) {
+    int32_t reduced = multiplier < 0x7FFF0000 ? (multiplier + (1 << 15)) >> 16 : 0x7FFF;
+    int total_shift = 15 - (int)shift;
+    uint64_t rounded = (uint64_t)x * (uint64_t)(int64_t)reduced + ((uint64_t)1 << (total_shift - 1));
+    return (int32_t)(uint32_t)(uint64_t)((int64_t)rounded >> total_shift);
+}
+
+static inline int16_t kl_clamp16(int32_t v, int32_t lo, int32_t hi) {
+    if (v < lo) {
+        v = lo;
+    }
+    if (v > hi) {
+        v = hi;
+    }
+    return (int16_t)v;
+}
+
+/* Bias, requantisation and clamp of one int64 accumulator of output channel ch. */
+static inline int16_t kl_finish16(const kl_requant16 *r, int64_t acc, const int64_t *bias, int ch) {
+    if (bias) {
+        acc = (int64_t)((uint64_t)acc + (uint64_t)bias[ch]);
+    }
+    return kl_clamp16(kl_mbqm64(acc, r->multipliers[ch], r->shifts[ch]), r->act_min, r->act_max);
+}
+
+/* int16 × int8 convolution (NHWC input, OHWI filter) and depthwise convolution (filter
+ * [1, kh, kw, in_c·mult], output channel ic·mult + m reads input channel ic) in one loop:
+ * mult 0 selects the plain convolution. int64 sums over in-bounds taps; g as for kl_conv2d_i8. */
+static inline void kl_conv_s16(const int16_t *input, const int *in_d, const int8_t *filter,
+                               const int *f_d, const int64_t *bias, const int *out_d,
+                               const int *g, int mult, const kl_requant16 *r, int16_t *out) {
+    int n, oy, ox, o, ky, kx, c;
+    int depth = mult > 0 ? 1 : in_d[3];
+    for (n = 0; n < out_d[0]; n++) {
+        for (oy = 0; oy < out_d[1]; oy++) {
+            for (ox = 0; ox < out_d[2]; ox++) {
+                for (o = 0; o < out_d[3]; o++) {
+                    int64_t acc = 0;
+                    for (ky = 0; ky < f_d[1]; ky++) {
+                        int iy = oy * g[0] + ky * g[2] - g[4];
+                        if (iy < 0 || iy >= in_d[1]) {
+                            continue;
+                        }
+                        for (kx = 0; kx < f_d[2]; kx++) {
+                            int ix = ox * g[1] + kx * g[3] - g[5];
+                            const int16_t *x;
+                            const int8_t *w;
+                            if (ix < 0 || ix >= in_d[2]) {
+                                continue;
+                            }
+                            x = input + ((n * in_d[1] + iy) * in_d[2] + ix) * in_d[3];
+                            if (mult > 0) {
+                                x += o / mult;
+                                w = filter + (ky * f_d[2] + kx) * f_d[3] + o;
+                            } else {
+                                w = filter + ((o * f_d[1] + ky) * f_d[2] + kx) * f_d[3];
+                            }
+                            for (c = 0; c < depth; c++) {
+                                acc = (int64_t)((uint64_t)acc + (uint64_t)(int64_t)((int32_t)w[c] * (int32_t)x[c]));
+                            }
+                        }
+                    }
+                    out[((n * out_d[1] + oy) * out_d[2] + ox) * out_d[3] + o] = kl_finish16(r, acc, bias, o);
+                }
+            }
+        }
+    }
+}
+
+static inline void kl_conv2d_s16(const int16_t *input, const int *in_d, const int8_t *filter,
+                                 const int *f_d, const int64_t *bias, const int *out_d,
+                                 const int *g, const kl_requant16 *r, int16_t *out) {
+    kl_conv_s16(input, in_d, filter, f_d, bias, out_d, g, 0, r, out);
+}
+
+static inline void kl_depthwise_conv2d_s16(const int16_t *input, const int *in_d, const int8_t *filter,
+                                           const int *f_d, const int64_t *bias, const int *out_d,
+                                           const int *g, int mult, const kl_requant16 *r, int16_t *out) {
+    kl_conv_s16(input, in_d, filter, f_d, bias, out_d, g, mult, r, out);
+}
+
+/* kinglet-micro round_f64: half away from zero, exact (x − trunc(x) is representable). */
+static inline double kl_round_half_away(double x) {
+    double t, frac;
+    if (x != x || x >= 4503599627370496.0 || x <= -4503599627370496.0) {
+        return x;
+    }
+    t = (double)(int64_t)x;
+    frac = x - t;
+    if (frac >= 0.5) {
+        return t + 1.0;
+    }
+    if (frac <= -0.5) {
+        return t - 1.0;
+    }
+    return t;
+}
+
+/* int16 × int8 fully connected, weights [out][in], requantised as TFLite's reference kernel:
+ * round(acc · scale) in double precision, saturated to int32 (as Rust's `as` does), clamped. */
+static inline void kl_fully_connected_s16(const int16_t *input, int batches, int in_len, int out_len,
+                                          const int8_t *weights, const int64_t *bias,
+                                          const double *scales, int32_t act_min, int32_t act_max,
+                                          int16_t *out) {
+    int b, o, i;
+    for (b = 0; b < batches; b++) {
+        for (o = 0; o < out_len; o++) {
+            int64_t acc = 0;
+            double v;
+            int32_t q;
+            for (i = 0; i < in_len; i++) {
+                acc = (int64_t)((uint64_t)acc + (uint64_t)(int64_t)((int32_t)weights[o * in_len + i] * (int32_t)input[b * in_len + i]));
+            }
+            if (bias) {
+                acc = (int64_t)((uint64_t)acc + (uint64_t)bias[o]);
+            }
+            v = kl_round_half_away((double)acc * scales[o]);
+            if (v != v) {
+                q = 0;
+            } else if (v >= 2147483647.0) {
+                q = INT32_MAX;
+            } else if (v <= -2147483648.0) {
+                q = INT32_MIN;
+            } else {
+                q = (int32_t)v;
+            }
+            out[b * out_len + o] = kl_clamp16(q, act_min, act_max);
+        }
+    }
+}
+
+/* int16 max (average = 0) or average pool over in-bounds taps; window: filter h,w, stride
+ * h,w, pad top,left. A max over no taps stays at -32768; the average rounds half away from
+ * zero (the lowering refuses windows entirely in padding). */
+static inline void kl_pool2d_s16(const int16_t *input, const int *in_d, const int *out_d,
+                                 const int *win, int average, int32_t act_min, int32_t act_max,
+                                 int16_t *out) {
+    int n, oy, ox, c, ky, kx;
+    for (n = 0; n < out_d[0]; n++) {
+        for (oy = 0; oy < out_d[1]; oy++) {
+            for (ox = 0; ox < out_d[2]; ox++) {
+                for (c = 0; c < out_d[3]; c++) {
+                    int32_t m = -32768;
+                    int32_t sum = 0;
+                    int32_t count = 0;
+                    for (ky = 0; ky < win[0]; ky++) {
+                        int iy = oy * win[2] + ky - win[4];
+                        if (iy < 0 || iy >= in_d[1]) {
+                            continue;
+                        }
+                        for (kx = 0; kx < win[1]; kx++) {
+                            int ix = ox * win[3] + kx - win[5];
+                            int32_t v;
+                            if (ix < 0 || ix >= in_d[2]) {
+                                continue;
+                            }
+                            v = input[((n * in_d[1] + iy) * in_d[2] + ix) * in_d[3] + c];
+                            m = v > m ? v : m;
+                            sum = (int32_t)((uint32_t)sum + (uint32_t)v);
+                            count++;
+                        }
+                    }
+                    if (average && count > 0) {
+                        m = sum > 0 ? (sum + count / 2) / count : (sum - count / 2) / count;
+                    }
+                    out[((n * out_d[1] + oy) * out_d[2] + ox) * out_d[3] + c] = kl_clamp16(m, act_min, act_max);
+                }
+            }
+        }
+    }
+}
+
+/* int16 mean of [outer, count, channels] over count; multiplier and shift absorb 1/count
+ * (see kinglet-micro mean_q8). Zero points are 0 in this scheme. */
+static inline void kl_mean_s16(const int16_t *input, int outer, int count, int channels,
+                               int32_t multiplier, int32_t shift, int16_t *out) {
+    int n, i, c;
+    for (n = 0; n < outer; n++) {
+        for (c = 0; c < channels; c++) {
+            int32_t sum = 0;
+            for (i = 0; i < count; i++) {
+                sum = (int32_t)((uint32_t)sum + (uint32_t)input[(n * count + i) * channels + c]);
+            }
+            out[n * channels + c] = kl_clamp16(kl_mbqm(sum, multiplier, shift), -32768, 32767);
+        }
+    }
+}
+
+/* TFLite's lut_lookup_with_interpolation for int16 input (513-entry tables). */
+static inline int16_t kl_lut16(int16_t value, const int16_t *lut) {
+    int32_t index = 256 + ((int32_t)value >> 7);
+    int32_t offset = (int32_t)value & 0x7f;
+    int32_t base = lut[index];
+    int32_t slope = (int32_t)lut[index + 1] - base;
+    return (int16_t)(base + ((slope * offset + 64) >> 7));
+}
+
+/* Leading zero bits of a 32-bit value (32 for 0). */
+static inline int kl_clz32(uint32_t x) {
+    int n = 0;
+    if (x == 0) {
+        return 32;
+    }
+    while (!(x & 0x80000000u)) {
+        x <<= 1;
+        n++;
+    }
+    return n;
+}
+
+/* TFLite reference SoftmaxInt16 over rows of depth values (output scale 1/32768), with the
+ * tables and input rescaling the compiler precomputed (kinglet-micro SoftmaxS16). The lowering
+ * bounds depth so that the row sum, at least 32767, keeps headroom in int32. */
+static inline void kl_softmax_s16(const int16_t *input, int rows, int depth, const int16_t *exp_lut,
+                                  const int16_t *recip_lut, int32_t input_multiplier,
+                                  int32_t input_left_shift, int16_t *out) {
+    int row, i;
+    for (row = 0; row < rows; row++) {
+        const int16_t *x = input + row * depth;
+        int16_t *y = out + row * depth;
+        int16_t max = -32768;
+        uint32_t sum = 0;
+        int headroom_plus_one, right_shift;
+        int64_t shifted, reciprocal, round;
+        int32_t sym_shifted;
+        for (i = 0; i < depth; i++) {
+            max = x[i] > max ? x[i] : max;
+        }
+        for (i = 0; i < depth; i++) {
+            int32_t scaled = kl_mbqm((int32_t)x[i] - (int32_t)max, input_multiplier, input_left_shift);
+            int64_t sym = (int64_t)scaled + 32767;
+            y[i] = kl_lut16(sym < -32768 ? -32768 : sym > 32767 ? 32767 : (int16_t)sym, exp_lut);
+            sum += (uint32_t)(int32_t)y[i];
+        }
+        headroom_plus_one = kl_clz32(sum);
+        shifted = (((int64_t)sum << (headroom_plus_one - 1)) + (1 << 13)) >> 14;
+        sym_shifted = (int32_t)((uint32_t)(int32_t)shifted - (uint32_t)((1 << 15) + (1 << 16)));
+        reciprocal = kl_lut16(kl_clamp16(sym_shifted, -32768, 32767), recip_lut);
+        right_shift = 31 - headroom_plus_one;
+        round = right_shift > 0 ? (int64_t)1 << (right_shift - 1) : 0;
+        for (i = 0; i < depth; i++) {
+            int64_t r = ((int64_t)y[i] * reciprocal + round) >> right_shift;
+            y[i] = kl_clamp16((int32_t)r, 0, 32767);
+        }
+    }
+}

@@ -291,6 +291,7 @@ fn schedule(program: &Program) -> String {
         };
         let call = match &step.kind {
             StepKind::Float(f) => crate::float::emit_call(&mut consts, &p, f),
+            StepKind::S16(s) => crate::s16::emit_rust_call(&mut consts, &p, s),
             StepKind::SparseConv(c) => crate::sparse::emit_rust_conv_call(&mut consts, &p, c),
             StepKind::DspConv2D(c) => {
                 aligned_array(&mut consts, &format!("{p}_W"), "i16", &c.packed);
@@ -423,16 +424,13 @@ fn schedule(program: &Program) -> String {
                 act_min,
                 act_max,
                 ..
-            } => format!(
-                "max_pool2d::max_pool2d_i8(\n            &PoolParams {{ filter_h: {}, filter_w: {}, stride_h: {}, stride_w: {}, pad_top: {}, pad_left: {} }},\n            {act_min},\n            {act_max},\n            TensorRef::new(src, {}),\n            TensorMut::new(dst, {}),\n        )\n        .map_err(|_| ShapeError)?;",
-                w[0],
-                w[1],
-                w[2],
-                w[3],
-                w[4],
-                w[5],
-                shape4(input),
-                shape4(output)
+            } => pool_call(
+                "max_pool2d::max_pool2d_i8",
+                w,
+                *act_min,
+                *act_max,
+                input,
+                output,
             ),
             StepKind::RefFullyConnected {
                 batches,
@@ -652,6 +650,29 @@ fn filter_consts(
     } else {
         "None".into()
     }
+}
+
+/// A call of the integer pool `kernel` (kinglet-micro's signature: params, clamp, input,
+/// output) on window `w` (filter h, w, stride h, w, pad top, left).
+pub(crate) fn pool_call(
+    kernel: &str,
+    w: &[usize; 6],
+    act_min: i32,
+    act_max: i32,
+    input: &[usize; 4],
+    output: &[usize; 4],
+) -> String {
+    format!(
+        "{kernel}(\n            &PoolParams {{ filter_h: {}, filter_w: {}, stride_h: {}, stride_w: {}, pad_top: {}, pad_left: {} }},\n            {act_min},\n            {act_max},\n            TensorRef::new(src, {}),\n            TensorMut::new(dst, {}),\n        )\n        .map_err(|_| ShapeError)?;",
+        w[0],
+        w[1],
+        w[2],
+        w[3],
+        w[4],
+        w[5],
+        shape4(input),
+        shape4(output)
+    )
 }
 
 /// `ConvParams` literal from a step's geometry (strides, dilations, top/left padding).

@@ -5,11 +5,12 @@
 
 use kinglet_m4::arena::{self, Place};
 use kinglet_micro::fully_connected::{FcShape, fully_connected_i8};
-use kinglet_micro::{PoolParams, QuantParams, Requant, Shape4, TensorMut, TensorRef};
+use kinglet_micro::{QuantParams, Requant, Shape4, TensorMut, TensorRef};
 
 use crate::error::CompileError;
 use crate::program::{
     ConvWeights, Elem, KernelSet, Loc, Program, RequantData, StepKind, micro_conv_params,
+    micro_pool_params,
 };
 
 /// Arena storage with 4-byte alignment, as the generated code declares it.
@@ -60,8 +61,45 @@ type Operands<'a> = (
     Option<&'a mut [i16]>,
 );
 
-/// Runs `program` on `input`, returning the output.
+/// Element type of the caller's input and output arrays of an integer program, as the
+/// int8 or int16 view a step takes.
+trait IoElem: Copy + Default {
+    const ELEM: Elem;
+    fn views(s: &[Self]) -> (Option<&[i8]>, Option<&[i16]>);
+    fn views_mut(s: &mut [Self]) -> (Option<&mut [i8]>, Option<&mut [i16]>);
+}
+
+impl IoElem for i8 {
+    const ELEM: Elem = Elem::I8;
+    fn views(s: &[i8]) -> (Option<&[i8]>, Option<&[i16]>) {
+        (Some(s), None)
+    }
+    fn views_mut(s: &mut [i8]) -> (Option<&mut [i8]>, Option<&mut [i16]>) {
+        (Some(s), None)
+    }
+}
+
+impl IoElem for i16 {
+    const ELEM: Elem = Elem::I16;
+    fn views(s: &[i16]) -> (Option<&[i8]>, Option<&[i16]>) {
+        (None, Some(s))
+    }
+    fn views_mut(s: &mut [i16]) -> (Option<&mut [i8]>, Option<&mut [i16]>) {
+        (None, Some(s))
+    }
+}
+
+/// Runs the int8 `program` on `input`, returning the output.
 pub fn run(program: &Program, input: &[i8]) -> Result<Vec<i8>, CompileError> {
+    run_io(program, input)
+}
+
+/// Runs the a16w8 (int16 input and output) `program` on `input`, returning the output.
+pub fn run_i16(program: &Program, input: &[i16]) -> Result<Vec<i16>, CompileError> {
+    run_io(program, input)
+}
+
+fn run_io<T: IoElem>(program: &Program, input: &[T]) -> Result<Vec<T>, CompileError> {
     if input.len() != program.input_len {
         return Err(CompileError::Run(format!(
             "input has {} values, the model takes {}",
@@ -69,15 +107,16 @@ pub fn run(program: &Program, input: &[i8]) -> Result<Vec<i8>, CompileError> {
             program.input_len
         )));
     }
-    if program.io != Elem::I8 {
-        return Err(CompileError::Unsupported(
-            "the host program runner takes int8 models; float models are checked in firmware \
-             against kinglet-graph's interpreter (`firmware::profile`)"
-                .into(),
-        ));
+    if program.io != T::ELEM {
+        return Err(CompileError::Unsupported(format!(
+            "this program takes {} input; the host program runner was given {} (float models \
+             are checked in firmware against kinglet-graph's interpreter, `firmware::profile`)",
+            program.io.rust(),
+            T::ELEM.rust()
+        )));
     }
     let mut arena = Arena(vec![0; program.arena_bytes.div_ceil(4)]);
-    let mut output = vec![0i8; program.output_len];
+    let mut output = vec![T::default(); program.output_len];
     let place = |loc: Loc| match loc {
         Loc::Arena(b) => {
             let buf = &program.buffers[b];
@@ -123,31 +162,31 @@ pub fn run(program: &Program, input: &[i8]) -> Result<Vec<i8>, CompileError> {
                     .map_err(|_| fail("arena split".into()))?;
                 (None, Some(a), None, Some(b))
             }
-            (None, Some((d, Elem::I8))) => (
-                Some(input),
-                None,
-                Some(arena::view_mut::<i8>(bytes, d).map_err(|_| fail("view".into()))?),
-                None,
-            ),
-            (None, Some((d, Elem::I16))) => (
-                Some(input),
-                None,
-                None,
-                Some(arena::view_mut::<i16>(bytes, d).map_err(|_| fail("view".into()))?),
-            ),
-            (Some((s, Elem::I8)), None) => (
-                Some(arena::view::<i8>(bytes, s).map_err(|_| fail("view".into()))?),
-                None,
-                Some(&mut output[..]),
-                None,
-            ),
-            (Some((s, Elem::I16)), None) => (
-                None,
-                Some(arena::view::<i16>(bytes, s).map_err(|_| fail("view".into()))?),
-                Some(&mut output[..]),
-                None,
-            ),
-            (None, None) => (Some(input), None, Some(&mut output[..]), None),
+            (None, Some((d, Elem::I8))) => {
+                let (a, b) = T::views(input);
+                let view = arena::view_mut::<i8>(bytes, d).map_err(|_| fail("view".into()))?;
+                (a, b, Some(view), None)
+            }
+            (None, Some((d, Elem::I16))) => {
+                let (a, b) = T::views(input);
+                let view = arena::view_mut::<i16>(bytes, d).map_err(|_| fail("view".into()))?;
+                (a, b, None, Some(view))
+            }
+            (Some((s, Elem::I8)), None) => {
+                let (c, d) = T::views_mut(&mut output);
+                let view = arena::view::<i8>(bytes, s).map_err(|_| fail("view".into()))?;
+                (Some(view), None, c, d)
+            }
+            (Some((s, Elem::I16)), None) => {
+                let (c, d) = T::views_mut(&mut output);
+                let view = arena::view::<i16>(bytes, s).map_err(|_| fail("view".into()))?;
+                (None, Some(view), c, d)
+            }
+            (None, None) => {
+                let (a, b) = T::views(input);
+                let (c, d) = T::views_mut(&mut output);
+                (a, b, c, d)
+            }
             (Some((_, Elem::F32)), _) | (_, Some((_, Elem::F32))) => {
                 return Err(fail("float buffer in an int8 program".into()));
             }
@@ -341,14 +380,7 @@ pub fn run(program: &Program, input: &[i8]) -> Result<Vec<i8>, CompileError> {
                 act_max,
                 ..
             } => {
-                let params = PoolParams {
-                    filter_h: w[0],
-                    filter_w: w[1],
-                    stride_h: w[2],
-                    stride_w: w[3],
-                    pad_top: w[4],
-                    pad_left: w[5],
-                };
+                let params = micro_pool_params(w);
                 let dst = dst8.ok_or_else(|| fail("pool writes int8".into()))?;
                 micro(kinglet_micro::max_pool2d::max_pool2d_i8(
                     &params,
@@ -383,14 +415,7 @@ pub fn run(program: &Program, input: &[i8]) -> Result<Vec<i8>, CompileError> {
                 ))?;
             }
             StepKind::Copy { len, .. } => {
-                let (src, dst) = (
-                    need8()?,
-                    dst8.ok_or_else(|| fail("copy writes int8".into()))?,
-                );
-                if src.len() < *len || dst.len() < *len {
-                    return Err(fail("copy out of range".into()));
-                }
-                dst[..*len].copy_from_slice(&src[..*len]);
+                copy_rows((src8, src16, dst8, dst16), 1, *len, *len, 0).map_err(fail)?;
             }
             StepKind::RefDepthwiseConv2D {
                 input: xd,
@@ -465,25 +490,59 @@ pub fn run(program: &Program, input: &[i8]) -> Result<Vec<i8>, CompileError> {
                 dst_offset,
                 ..
             } => {
-                let (src, dst) = (
-                    need8()?,
-                    dst8.ok_or_else(|| fail("concatenation writes int8".into()))?,
-                );
-                if src.len() < outer * src_inner
-                    || dst.len() < outer * dst_inner
-                    || dst_offset + src_inner > *dst_inner
-                {
-                    return Err(fail("concatenation out of range".into()));
-                }
-                for row in 0..*outer {
-                    let to = row * dst_inner + dst_offset;
-                    dst[to..to + src_inner]
-                        .copy_from_slice(&src[row * src_inner..(row + 1) * src_inner]);
-                }
+                copy_rows(
+                    (src8, src16, dst8, dst16),
+                    *outer,
+                    *src_inner,
+                    *dst_inner,
+                    *dst_offset,
+                )
+                .map_err(fail)?;
+            }
+            StepKind::S16(s) => {
+                let dst = dst16.ok_or_else(|| fail("int16 steps write int16".into()))?;
+                crate::s16::run(s, need16()?, dst).map_err(fail)?;
             }
         }
     }
     Ok(output)
+}
+
+/// For each of `outer` rows, `src_inner` values of the source go to
+/// `dst[row·dst_inner + dst_offset ..]` (a CONCATENATION part; a copy is one row), int8 to
+/// int8 or int16 to int16.
+fn copy_rows(
+    operands: Operands,
+    outer: usize,
+    src_inner: usize,
+    dst_inner: usize,
+    dst_offset: usize,
+) -> Result<(), String> {
+    fn rows<T: Copy>(
+        src: &[T],
+        dst: &mut [T],
+        outer: usize,
+        src_inner: usize,
+        dst_inner: usize,
+        dst_offset: usize,
+    ) -> Result<(), String> {
+        if src.len() < outer * src_inner
+            || dst.len() < outer * dst_inner
+            || dst_offset + src_inner > dst_inner
+        {
+            return Err("copy out of range".into());
+        }
+        for row in 0..outer {
+            let to = row * dst_inner + dst_offset;
+            dst[to..to + src_inner].copy_from_slice(&src[row * src_inner..(row + 1) * src_inner]);
+        }
+        Ok(())
+    }
+    match operands {
+        (Some(s), _, Some(d), _) => rows(s, d, outer, src_inner, dst_inner, dst_offset),
+        (_, Some(s), _, Some(d)) => rows(s, d, outer, src_inner, dst_inner, dst_offset),
+        _ => Err("a copy keeps its element type".into()),
+    }
 }
 
 /// Narrow and sub-byte weights are read as words: a 4-byte aligned copy of them, as the

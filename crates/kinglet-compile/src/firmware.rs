@@ -144,7 +144,8 @@ pub fn default_work_dir() -> PathBuf {
 }
 
 /// The generated module plus the embedded test input, as the firmware includes it.
-/// Float models run [`crate::testinput::float_test_input`] of `input`.
+/// Float models run [`crate::testinput::float_test_input`] of `input`, a16w8 models its
+/// [`crate::testinput::int16_test_input`].
 pub fn firmware_module(compiled: &Compiled, input: &[i8]) -> String {
     with_test_input(compiled.rust_module.clone(), input, compiled.dsp.io)
 }
@@ -156,6 +157,7 @@ fn with_test_input(module: String, input: &[i8], io: Elem) -> String {
         "\n/// Input the test application runs.\npub static TEST_INPUT: [InputElem; INPUT_LEN] = ["
     );
     let floats = crate::testinput::float_test_input(input);
+    let wide = crate::testinput::int16_test_input(input);
     for (i, v) in input.iter().enumerate() {
         if i % 24 == 0 {
             s.push_str("\n    ");
@@ -163,7 +165,8 @@ fn with_test_input(module: String, input: &[i8], io: Elem) -> String {
         let _ = match io {
             // Debug keeps the decimal point; the values are exact binary fractions.
             Elem::F32 => write!(s, "{:?}, ", floats[i]),
-            _ => write!(s, "{v}, "),
+            Elem::I16 => write!(s, "{}, ", wide[i]),
+            Elem::I8 => write!(s, "{v}, "),
         };
     }
     s.push_str("\n];\n");
@@ -205,8 +208,10 @@ pub enum Lang {
     C,
 }
 
-/// Compiles `graph`, runs it in QEMU on `input` and measures it. `kernels` applies to Rust
-/// output; C output always runs its Cortex-M4 schedule. `input` holds the graph inputs end to
+/// Compiles `graph`, runs it in QEMU on `input` and measures it (a16w8 models on
+/// [`crate::testinput::int16_test_input`] of `input`, float ones on its
+/// [`crate::testinput::float_test_input`]). `kernels` applies to Rust output; C output always
+/// runs its Cortex-M4 schedule. `input` holds the graph inputs end to
 /// end in graph order (the LCG stream fills input 0, then input 1, …).
 pub fn profile(
     graph: &Graph,
@@ -238,12 +243,16 @@ pub fn profile_with(
             compiled.dsp.input_len
         )));
     }
-    let float = compiled.dsp.io == Elem::F32;
-    let (host_outputs, host_float_outputs) = if float {
-        let floats = crate::testinput::float_test_input(input);
-        (Vec::new(), host_float_outputs(graph, &floats)?)
-    } else {
-        (host_outputs(graph, input)?, Vec::new())
+    let (host_outputs, host_float_outputs) = match compiled.dsp.io {
+        Elem::F32 => {
+            let floats = crate::testinput::float_test_input(input);
+            (Vec::new(), host_float_outputs(graph, &floats)?)
+        }
+        Elem::I16 => (
+            host_outputs_i16(graph, &crate::testinput::int16_test_input(input))?,
+            Vec::new(),
+        ),
+        Elem::I8 => (host_outputs(graph, input)?, Vec::new()),
     };
     if lang == Lang::C {
         crate::emit_c::supports(&compiled.dsp)?;
@@ -266,7 +275,7 @@ pub fn profile_with(
             let shim = crate::emit_c::firmware_shim(&compiled.dsp, model_name);
             write_atomic(
                 &module_path,
-                with_test_input(shim, input, Elem::I8).as_bytes(),
+                with_test_input(shim, input, compiled.dsp.io).as_bytes(),
             )?;
             let (_, c) = write_c(&compiled, model_name, &models.join("c"))?;
             Some(c.canonicalize().map_err(|e| CompileError::io(&c, e))?)
@@ -341,6 +350,14 @@ pub fn profile_with(
 /// graph order, as the compiled model takes them).
 pub fn host_outputs(graph: &Graph, input: &[i8]) -> Result<Vec<i32>, CompileError> {
     Ok(run_host::<i8>(graph, input)?
+        .into_iter()
+        .map(i32::from)
+        .collect())
+}
+
+/// [`host_outputs`] for an a16w8 model (int16 inputs and output).
+pub fn host_outputs_i16(graph: &Graph, input: &[i16]) -> Result<Vec<i32>, CompileError> {
+    Ok(run_host::<i16>(graph, input)?
         .into_iter()
         .map(i32::from)
         .collect())

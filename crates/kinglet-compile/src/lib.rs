@@ -7,8 +7,8 @@
 //! ties them together for the `compile` and `profile` commands; [`exec`] runs a program on
 //! the host. The Cortex-M4 kernels live in `runtime-m4/` (crate `kinglet-m4`, `#![no_std]`),
 //! their C counterparts in `runtime-c/`; the QEMU test application in `firmware/qemu-app`.
-//! Int8 models compile to both languages; float models (float32, float16 weights, dynamic
-//! range) to Rust only, through [`float`].
+//! Int8 and a16w8 (int16 activations, [`s16`]) models compile to both languages; float models
+//! (float32, float16 weights, dynamic range) to Rust only, through [`float`].
 
 pub mod conv2d_dsp;
 pub mod emit_c;
@@ -22,6 +22,7 @@ pub mod plan;
 pub mod program;
 pub mod qemu;
 pub mod runtime_sources;
+pub mod s16;
 pub mod sparse;
 pub mod testinput;
 

@@ -15,6 +15,7 @@ use crate::error::CompileError;
 use crate::plan::plan_arena;
 
 mod float;
+mod s16;
 use crate::program::{
     Buffer, ConvWeights, Dims, Elem, KernelSet, Layer, Loc, Program, RequantData, Step, StepKind,
 };
@@ -49,6 +50,8 @@ struct Lowering<'g> {
     readers: HashMap<TensorId, usize>,
     /// A float model (float32 inputs and output), lowered by [`float`].
     float: bool,
+    /// An a16w8 model (int16 inputs and output), lowered by [`s16`].
+    s16: bool,
     /// Float16 constants behind lowered DEQUANTIZE ops, by the DEQUANTIZE output.
     half_consts: HashMap<TensorId, Vec<u16>>,
     /// Whether pruned fully-connected weights may be stored compressed ([`crate::sparse`]).
@@ -152,10 +155,17 @@ impl<'g> Lowering<'g> {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let float = float::is_float_model(&ends.iter().map(|&(_, t)| t).collect::<Vec<_>>())?;
+        let s16 = !float && ends.iter().any(|(_, t)| t.dtype == DType::I16);
         for &(what, t) in ends.iter().filter(|_| !float) {
-            if activation_quant(t).is_none() {
+            let fits = if s16 {
+                s16::scale16(t).is_some()
+            } else {
+                activation_quant(t).is_some()
+            };
+            if !fits {
                 return Err(CompileError::Unsupported(format!(
-                    "graph {what} '{}' is {}; compiled models are per-tensor int8 or float32",
+                    "graph {what} '{}' is {}; compiled models are per-tensor int8, symmetric \
+                     int16 (a16w8, at every input and the output) or float32",
                     t.name, t.dtype
                 )));
             }
@@ -187,6 +197,7 @@ impl<'g> Lowering<'g> {
             layers: Vec::new(),
             readers,
             float,
+            s16,
             half_consts: HashMap::new(),
             sparse_weights: true,
             notes: Vec::new(),
@@ -267,14 +278,20 @@ impl<'g> Lowering<'g> {
         Loc::Arena(self.buffers.len() - 1)
     }
 
-    /// Location for an op's output tensor: the caller's output array or a new arena buffer.
+    /// Location for an op's output tensor: the caller's output array or a new arena buffer
+    /// (int16 for a16w8 activations, else int8).
     fn dst_loc(&mut self, id: TensorId) -> Loc {
         let loc = if self.graph.outputs[0] == id {
             Loc::Output
         } else {
             let t = self.graph.tensor(id);
             let name = format!("t{}_{}", id.0, sanitize(&t.name));
-            self.new_buffer(&name, Elem::I8, t.elements())
+            let elem = if t.dtype == DType::I16 {
+                Elem::I16
+            } else {
+                Elem::I8
+            };
+            self.new_buffer(&name, elem, t.elements())
         };
         self.locs.insert(id, loc);
         loc
@@ -287,6 +304,10 @@ impl<'g> Lowering<'g> {
             let op = &ops[index];
             if self.float {
                 index += self.float_op(index, op)?;
+                continue;
+            }
+            if self.s16 {
+                index += self.s16_op(index, op)?;
                 continue;
             }
             let consumed = match &op.kind {
@@ -324,7 +345,11 @@ impl<'g> Lowering<'g> {
             input_len,
             input_lens,
             output_len,
-            io: if self.float { Elem::F32 } else { Elem::I8 },
+            io: match (self.float, self.s16) {
+                (true, _) => Elem::F32,
+                (_, true) => Elem::I16,
+                _ => Elem::I8,
+            },
             buffers: self.buffers,
             steps: self.steps,
             layers: self.layers,
@@ -372,7 +397,7 @@ impl<'g> Lowering<'g> {
         ])
     }
 
-    /// A MAX_POOL_2D window as steps store it: filter h, filter w, stride h, stride w, pad
+    /// A MAX_POOL_2D or AVERAGE_POOL_2D window as steps store it: filter h, filter w, stride h, stride w, pad
     /// top, pad left.
     fn pool_window(
         &self,
@@ -380,14 +405,20 @@ impl<'g> Lowering<'g> {
         op: &Op,
         xd: [usize; 4],
     ) -> Result<[usize; 6], CompileError> {
-        let OpKind::MaxPool2D {
+        let (OpKind::MaxPool2D {
             filter,
             stride,
             padding,
             ..
-        } = op.kind
+        }
+        | OpKind::AvgPool2D {
+            filter,
+            stride,
+            padding,
+            ..
+        }) = op.kind
         else {
-            unreachable!("dispatched on MaxPool2D");
+            unreachable!("dispatched on pools");
         };
         let pad = |size, k, s| {
             axis_geometry(pad_kind(padding), size, k, s, 1)
@@ -468,31 +499,11 @@ impl<'g> Lowering<'g> {
             .ok_or_else(|| op_err(index, op, "input must be per-tensor int8"))?;
         let (ys, yz) = activation_quant(y)
             .ok_or_else(|| op_err(index, op, "output must be per-tensor int8"))?;
-        let wq = w
-            .quant
-            .as_ref()
-            .ok_or_else(|| op_err(index, op, "weights are not quantised"))?;
-        if wq.zero_point.iter().any(|&z| z != 0) {
-            return Err(op_err(
-                index,
-                op,
-                "int8 weights must be symmetric (zero point 0)",
-            ));
-        }
-        if wq.scale.len() != 1 && wq.scale.len() != channels {
-            return Err(op_err(
-                index,
-                op,
-                format!(
-                    "{} weight scales for {channels} output channels",
-                    wq.scale.len()
-                ),
-            ));
-        }
+        let wq = weight_scales(index, op, w, channels)?;
         let (mut multipliers, mut shifts, mut scales) = (Vec::new(), Vec::new(), Vec::new());
         if fully_connected {
             scales = vec![0.0; channels];
-            fc_reference_scales(xs, &wq.scale, ys, &mut scales)
+            fc_reference_scales(xs, wq, ys, &mut scales)
                 .map_err(|e| op_err(index, op, format!("requantisation: {e}")))?;
             if let Some(bad) = scales.iter().position(|s| !s.is_finite()) {
                 return Err(op_err(
@@ -504,7 +515,7 @@ impl<'g> Lowering<'g> {
         } else {
             multipliers = vec![0; channels];
             shifts = vec![0; channels];
-            conv_output_multipliers(xs, &wq.scale, ys, &mut multipliers, &mut shifts)
+            conv_output_multipliers(xs, wq, ys, &mut multipliers, &mut shifts)
                 .map_err(|e| op_err(index, op, format!("requantisation: {e}")))?;
         }
         let (act_min, act_max) = activation_range_quantized(fused(act), ys, yz, -128, 127);
@@ -1070,15 +1081,7 @@ impl<'g> Lowering<'g> {
         if count == 0 || !(is > 0.0 && os > 0.0) {
             return Err(op_err(index, op, "empty mean or non-positive scales"));
         }
-        // kinglet-micro's mean_hw_i8 derivation, for the C kernel.
-        let (multiplier, shift) = quantize_multiplier(f64::from(is) / f64::from(os))
-            .and_then(|(m, s)| check_shift(s).map(|()| (m, s)))
-            .map_err(|e| op_err(index, op, format!("requantisation: {e}")))?;
-        let count = count as i64;
-        let log2 = 63 - (count as u64).leading_zeros() as i32;
-        let k = log2.min(32).min(31 + shift);
-        let multiplier = ((i64::from(multiplier) << k) / count) as i32;
-        let shift = shift - k;
+        let (multiplier, shift) = mean_requant(index, op, is, os, count)?;
         let src = self.src_loc(index, op)?;
         let layer = self.push_layer("MEAN".into(), vec![index], 0);
         let dst = self.dst_loc(out_id);
@@ -1225,6 +1228,56 @@ pub(crate) fn mean_view(
             format!("mean over axes {axes:?} (only one contiguous run compiles)"),
         )),
     }
+}
+
+/// The symmetric per-tensor or per-channel scales of weights `w` for `channels` outputs.
+fn weight_scales<'t>(
+    index: usize,
+    op: &Op,
+    w: &'t Tensor,
+    channels: usize,
+) -> Result<&'t [f32], CompileError> {
+    let wq = w
+        .quant
+        .as_ref()
+        .ok_or_else(|| op_err(index, op, "weights are not quantised"))?;
+    if wq.zero_point.iter().any(|&z| z != 0) {
+        return Err(op_err(
+            index,
+            op,
+            "int8 weights must be symmetric (zero point 0)",
+        ));
+    }
+    if wq.scale.len() != 1 && wq.scale.len() != channels {
+        return Err(op_err(
+            index,
+            op,
+            format!(
+                "{} weight scales for {channels} output channels",
+                wq.scale.len()
+            ),
+        ));
+    }
+    Ok(&wq.scale)
+}
+
+/// The integer requantisation kinglet-micro's 8- and 16-bit means derive from the scales and
+/// the reduced `count`, precomputed for the C kernels: `mbqm(Σx − zp_in·count, multiplier,
+/// shift) + zp_out`.
+fn mean_requant(
+    index: usize,
+    op: &Op,
+    input_scale: f32,
+    output_scale: f32,
+    count: usize,
+) -> Result<(i32, i32), CompileError> {
+    let (multiplier, shift) = quantize_multiplier(f64::from(input_scale) / f64::from(output_scale))
+        .and_then(|(m, s)| check_shift(s).map(|()| (m, s)))
+        .map_err(|e| op_err(index, op, format!("requantisation: {e}")))?;
+    let count = count as i64;
+    let log2 = 63 - (count as u64).leading_zeros() as i32;
+    let k = log2.min(32).min(31 + shift);
+    Ok((((i64::from(multiplier) << k) / count) as i32, shift - k))
 }
 
 /// `bias − zp_in · Σ w` per output channel: padding cells and the widened activations keep

@@ -167,6 +167,19 @@ pub fn micro_conv_params(g: &[usize; 6]) -> kinglet_micro::ConvParams {
     }
 }
 
+/// kinglet-micro's `PoolParams` from a pool step's window (filter h, filter w, stride h,
+/// stride w, pad top, pad left).
+pub fn micro_pool_params(w: &[usize; 6]) -> kinglet_micro::PoolParams {
+    kinglet_micro::PoolParams {
+        filter_h: w[0],
+        filter_w: w[1],
+        stride_h: w[2],
+        stride_w: w[3],
+        pad_top: w[4],
+        pad_left: w[5],
+    }
+}
+
 /// One kernel call.
 #[derive(Clone, Debug, PartialEq)]
 pub enum StepKind {
@@ -289,6 +302,8 @@ pub enum StepKind {
     SparseConv(crate::sparse::SparseConvStep),
     /// An int8 2D convolution on kinglet-m4's DSP kernel: see [`crate::conv2d_dsp`].
     DspConv2D(crate::conv2d_dsp::DspConv2dStep),
+    /// A step of an a16w8 model (int16 activations): see [`crate::s16`].
+    S16(crate::s16::S16Step),
     /// kinglet-micro `mean_hw_i8` over the view `[outer, reduced, 1, channels]` (TFLite
     /// reference `QuantizedMeanOrSum`); the Cortex-M4 schedule calls kinglet-m4 `mean_i8`
     /// with the precomputed `multiplier` and `shift` instead.
@@ -336,6 +351,7 @@ impl StepKind {
             StepKind::SparseFc(f) => f.src,
             StepKind::SparseConv(c) => c.src,
             StepKind::DspConv2D(c) => c.src,
+            StepKind::S16(s) => s.src(),
         }
     }
 
@@ -357,6 +373,7 @@ impl StepKind {
             StepKind::SparseFc(f) => f.dst,
             StepKind::SparseConv(c) => c.dst,
             StepKind::DspConv2D(c) => c.dst,
+            StepKind::S16(s) => s.dst(),
         }
     }
 
@@ -413,6 +430,7 @@ impl StepKind {
             StepKind::SparseFc(f) => f.constant_bytes(),
             StepKind::SparseConv(c) => c.constant_bytes(),
             StepKind::DspConv2D(c) => c.constant_bytes(),
+            StepKind::S16(s) => s.constant_bytes(),
             _ => 0,
         }
     }
@@ -444,8 +462,8 @@ pub struct Program {
     /// Values of each graph input (one entry for single-input models).
     pub input_lens: Vec<usize>,
     pub output_len: usize,
-    /// Element type of the caller's input and output arrays: `I8` for int8 models, `F32`
-    /// for float ones.
+    /// Element type of the caller's input and output arrays: `I8` for int8 models, `I16`
+    /// for a16w8 ones, `F32` for float ones.
     pub io: Elem,
     pub buffers: Vec<Buffer>,
     pub steps: Vec<Step>,

@@ -16,3 +16,13 @@ pub fn lcg_input(len: usize) -> Vec<i8> {
 pub fn float_test_input(bytes: &[i8]) -> Vec<f32> {
     bytes.iter().map(|&b| f32::from(b) / 128.0).collect()
 }
+
+/// The int16 test input of a16w8 models: each LCG byte is the high byte of its value and,
+/// multiplied by 37, the low byte, so the values cover the whole int16 range with varied low
+/// bits (a byte-only stream would leave them zero).
+pub fn int16_test_input(bytes: &[i8]) -> Vec<i16> {
+    bytes
+        .iter()
+        .map(|&b| i16::from_be_bytes([b as u8, (b as u8).wrapping_mul(37)]))
+        .collect()
+}

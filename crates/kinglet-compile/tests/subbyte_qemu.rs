@@ -15,94 +15,10 @@ use kinglet_compress::{PtqConfig, quantize_int8};
 use kinglet_graph::{Activation, DType, Graph, Hw, OpKind, Padding};
 
 mod common;
-use common::Lcg;
+use common::{CHANNELS, Lcg, WIDTH, float_har_cnn};
 
 fn work_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kinglet-firmware-subbyte")
-}
-
-const WIDTH: usize = 64;
-const CHANNELS: usize = 6;
-
-/// x [1,1,64,6] → conv 1×5 SAME ReLU (8) → max pool 1×2 → depthwise 1×3 SAME → pointwise conv
-/// ReLU (12) → [1,384] → fully connected 16 ReLU → fully connected 6.
-fn float_har_cnn() -> Graph {
-    let mut rng = Lcg(41);
-    let mut g = Graph::new();
-    let x = g.add_input("x", &[1, 1, WIDTH, CHANNELS], DType::F32, None);
-    let conv = |activation| OpKind::Conv2D {
-        stride: Hw::ONE,
-        dilation: Hw::ONE,
-        padding: Padding::Same,
-        activation,
-    };
-    let w = g
-        .add_constant_f32("c1_w", &[8, 1, 5, CHANNELS], &rng.units(8 * 5 * CHANNELS))
-        .unwrap();
-    let b = g.add_constant_f32("c1_b", &[8], &rng.units(8)).unwrap();
-    let c1 = g
-        .add_op_inferred(conv(Activation::Relu), &[x, w, b], "c1")
-        .unwrap();
-    let pool = OpKind::MaxPool2D {
-        filter: Hw::new(1, 2),
-        stride: Hw::new(1, 2),
-        padding: Padding::Valid,
-        activation: Activation::None,
-    };
-    let p = g.add_op_inferred(pool, &[c1], "pool").unwrap();
-    let dw = g
-        .add_constant_f32("dw_w", &[1, 1, 3, 8], &rng.units(24))
-        .unwrap();
-    let db = g.add_constant_f32("dw_b", &[8], &rng.units(8)).unwrap();
-    let depthwise = OpKind::DepthwiseConv2D {
-        stride: Hw::ONE,
-        dilation: Hw::ONE,
-        padding: Padding::Same,
-        depth_multiplier: 1,
-        activation: Activation::None,
-    };
-    let d = g.add_op_inferred(depthwise, &[p, dw, db], "dw").unwrap();
-    let pw = g
-        .add_constant_f32("pw_w", &[12, 1, 1, 8], &rng.units(96))
-        .unwrap();
-    let pb = g.add_constant_f32("pw_b", &[12], &rng.units(12)).unwrap();
-    let c2 = g
-        .add_op_inferred(conv(Activation::Relu), &[d, pw, pb], "pw")
-        .unwrap();
-    let flat = g
-        .add_op_inferred(
-            OpKind::Reshape {
-                new_shape: vec![1, WIDTH / 2 * 12],
-            },
-            &[c2],
-            "flat",
-        )
-        .unwrap();
-    let fc = |activation| OpKind::FullyConnected {
-        activation,
-        keep_num_dims: false,
-    };
-    let f1w = g
-        .add_constant_f32(
-            "f1_w",
-            &[16, WIDTH / 2 * 12],
-            &rng.units(16 * WIDTH / 2 * 12),
-        )
-        .unwrap();
-    let f1b = g.add_constant_f32("f1_b", &[16], &rng.units(16)).unwrap();
-    let f1 = g
-        .add_op_inferred(fc(Activation::Relu), &[flat, f1w, f1b], "f1")
-        .unwrap();
-    let f2w = g
-        .add_constant_f32("f2_w", &[6, 16], &rng.units(96))
-        .unwrap();
-    let f2b = g.add_constant_f32("f2_b", &[6], &rng.units(6)).unwrap();
-    let y = g
-        .add_op_inferred(fc(Activation::None), &[f1, f2w, f2b], "logits")
-        .unwrap();
-    g.outputs = vec![y];
-    g.validate().unwrap();
-    g
 }
 
 /// `graph` quantised with weight widths `bits` (one per weighted layer), calibrated on 32

@@ -120,7 +120,7 @@ pub fn quantize_weight(value: f32, scale: f32) -> i8 {
 }
 
 /// Largest magnitude per channel along `axis`.
-fn channel_max_abs(values: &[f32], shape: &[usize], axis: usize) -> Vec<f32> {
+pub(crate) fn channel_max_abs(values: &[f32], shape: &[usize], axis: usize) -> Vec<f32> {
     let channels = shape.get(axis).copied().unwrap_or(1).max(1);
     let inner: usize = shape.iter().skip(axis + 1).product::<usize>().max(1);
     let mut max_abs = vec![0.0f32; channels];

@@ -205,15 +205,8 @@ pub fn clipped_scales(
     bits: u32,
     ratios: &[f32],
 ) -> Vec<f32> {
-    let channels = shape.get(axis).copied().unwrap_or(1).max(1);
-    let inner: usize = shape.iter().skip(axis + 1).product::<usize>().max(1);
-    let mut max_abs = vec![0.0f32; channels];
-    for (i, v) in values.iter().enumerate() {
-        let c = (i / inner) % channels;
-        max_abs[c] = max_abs[c].max(v.abs());
-    }
     let qmax = weight_qmax(bits) as f32;
-    max_abs
+    crate::params::channel_max_abs(values, shape, axis)
         .iter()
         .zip(ratios)
         .map(|(m, r)| {

@@ -37,6 +37,24 @@ fn weight_types(model: &str) -> Vec<String> {
         .collect()
 }
 
+/// Training starts learned clipping where post-training quantisation's search ends (the rule
+/// is restated in kinglet-train, which sits before kinglet-compress in the crate chain).
+#[test]
+fn qat_starts_from_the_clipping_ptq_searches() {
+    for bits in [4, 2] {
+        for seed in 0..50u32 {
+            let w: Vec<f32> = (0..24)
+                .map(|i| (((i * 7919 + seed * 104_729) % 1000) as f32 / 500.0 - 1.0).powi(3))
+                .collect();
+            let ratio = kinglet_train::qat::mse_clip_ratio(&w, bits);
+            let max_abs = w.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let qmax = kinglet_compress::subbyte::weight_qmax(bits) as f32;
+            let scale = kinglet_compress::subbyte::sub_byte_scales(&w, &[1, 24], 0, bits)[0];
+            assert_eq!(ratio * max_abs / qmax, scale, "bits {bits} seed {seed}");
+        }
+    }
+}
+
 #[test]
 fn sub_byte_qat_predicts_what_the_packed_graph_predicts() {
     let dir = tempfile::tempdir().unwrap();

@@ -265,7 +265,7 @@ fn l1_distance_check_instructions(empty: u32) -> u32 {
     region_instructions(before.wrapping_sub(after), empty)
 }
 
-/// How the report prints a model output: int8 in decimal (`KINGLET outputs`), f32 as its bit
+/// How the report prints a model output: int8 and int16 in decimal (`KINGLET outputs`), f32 as its bit
 /// pattern in hex (`KINGLET outputs_f32`) so the host compares float outputs exactly.
 #[cfg(kinglet_model)]
 trait OutputValue: Copy {
@@ -282,6 +282,17 @@ impl OutputValue for i8 {
     }
     fn bits(self) -> u32 {
         u32::from(self as u8)
+    }
+}
+
+#[cfg(kinglet_model)]
+impl OutputValue for i16 {
+    const LINE: &'static str = "outputs";
+    fn write(self, out: &mut Console) {
+        out.text(format_args!(" {self}"));
+    }
+    fn bits(self) -> u32 {
+        u32::from(self as u16)
     }
 }
 
