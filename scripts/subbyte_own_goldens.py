@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""TFLite goldens for kinglet's own sub-byte models (crates/kinglet-compress/tests/fixtures/own).
+"""TFLite goldens for kinglet's own sub-byte and 16x8 models (crates/kinglet-compress/tests/fixtures/own).
 
 The fixtures are kinglet-lite and big3 (trained on HAPT by the main job) quantised by kinglet:
   kinglet quantize --model out/models/kinglet-lite.kgl --data hapt:../shared/data/hapt.zip:train \
       --scheme w4a8 --out crates/kinglet-compress/tests/fixtures/own/kinglet-lite.w4a8.tflite
   (the same for big3.w4a8; --scheme mixed --bits 4,4,8,4,8 -> kinglet-lite.mixed-44848,
-   --bits 8,4,4,8,2 -> kinglet-lite.mixed-84482)
+   --bits 8,4,4,8,2 -> kinglet-lite.mixed-84482; kinglet-lite.a16w8 is
+   `bash scripts/subbyte_table.sh`'s out/subbyte/kinglet-lite.a16w8.tflite)
 
 Runs each in ai_edge_litert on WINDOWS inputs of LCG bytes (the seed README generator, one
 stream across windows) with the three kernel configurations kinglet reproduces (BUILTIN_REF,
@@ -54,15 +55,16 @@ def main():
             it = Interpreter(model_path=path, experimental_op_resolver_type=resolver)
             it.allocate_tensors()
             ins, (out,) = it.get_input_details(), it.get_output_details()
-            sizes = [int(np.prod(d["shape"])) for d in ins]
+            # Bytes per input (int16 inputs take two LCG bytes per value, little-endian).
+            sizes = [int(np.prod(d["shape"])) * np.dtype(d["dtype"]).itemsize for d in ins]
             n = sum(sizes)
-            raw = lcg_bytes(n * WINDOWS).view(np.int8)
+            raw = lcg_bytes(n * WINDOWS)
             outputs = []
             for w in range(WINDOWS):
                 x = raw[w * n:(w + 1) * n]
                 at = 0
                 for d, size in zip(ins, sizes):
-                    it.set_tensor(d["index"], x[at:at + size].reshape(d["shape"]))
+                    it.set_tensor(d["index"], x[at:at + size].view(d["dtype"]).reshape(d["shape"]))
                     at += size
                 it.invoke()
                 outputs.append(it.get_tensor(out["index"]).reshape(-1).tolist())

@@ -48,7 +48,8 @@ def main():
         it = Interpreter(model_path=path, experimental_op_resolver_type=resolver)
         it.allocate_tensors()
         ins, outs = it.get_input_details(), it.get_output_details()
-        counts = [int(np.prod(d["shape"])) for d in ins]
+        # Bytes per input: int16 inputs (a16w8) take two LCG bytes per value.
+        counts = [int(np.prod(d["shape"])) * (1 if d["dtype"] == np.float32 else np.dtype(d["dtype"]).itemsize) for d in ins]
         raw = lcg_bytes(sum(counts) * args.windows)
         feeds, at = [], 0
         for _ in range(args.windows):

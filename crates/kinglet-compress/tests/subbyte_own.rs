@@ -1,5 +1,5 @@
-//! kinglet's own sub-byte models (kinglet-lite and big3 trained on HAPT, quantised to w4a8 and
-//! two mixed 8/4/2-bit assignments) against the TFLite interpreter: the committed files run in
+//! kinglet's own sub-byte and 16×8 models (kinglet-lite and big3 trained on HAPT, quantised to
+//! w4a8, two mixed 8/4/2-bit assignments and a16w8) against the TFLite interpreter: the committed files run in
 //! ai_edge_litert with its reference, optimized builtin and default (XNNPACK) kernels
 //! (`scripts/subbyte_own_goldens.py` records the outputs), and kinglet's interpreter in the
 //! matching configuration must give the same int8 outputs bit for bit.
@@ -46,8 +46,8 @@ fn own_sub_byte_models_match_tflite_in_every_kernel_configuration() {
             graph
                 .tensors
                 .iter()
-                .any(|t| matches!(t.dtype, DType::I4 | DType::I2)),
-            "{file} has no sub-byte weights"
+                .any(|t| matches!(t.dtype, DType::I4 | DType::I2 | DType::I16)),
+            "{file} has neither sub-byte weights nor int16 activations"
         );
         let sizes: Vec<usize> = graph
             .inputs
@@ -68,12 +68,15 @@ fn own_sub_byte_models_match_tflite_in_every_kernel_configuration() {
                     at += size;
                 }
                 interp.invoke().unwrap();
-                let got: Vec<i64> = interp
-                    .output_bytes(0)
-                    .unwrap()
-                    .iter()
-                    .map(|b| i64::from(*b as i8))
-                    .collect();
+                let out = graph.tensor(graph.outputs[0]).dtype;
+                let bytes = interp.output_bytes(0).unwrap();
+                let got: Vec<i64> = match out {
+                    DType::I16 => bytes
+                        .chunks_exact(2)
+                        .map(|c| i64::from(i16::from_le_bytes([c[0], c[1]])))
+                        .collect(),
+                    _ => bytes.iter().map(|b| i64::from(*b as i8)).collect(),
+                };
                 let want: Vec<i64> = row
                     .as_array()
                     .unwrap()
@@ -87,7 +90,7 @@ fn own_sub_byte_models_match_tflite_in_every_kernel_configuration() {
             }
         }
     }
-    assert!(checked >= 4 * 3 * windows);
+    assert!(checked >= 5 * 3 * windows);
     assert!(
         failures.is_empty(),
         "{} of {checked} windows differ:\n{}",
