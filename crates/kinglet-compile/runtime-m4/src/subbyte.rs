@@ -198,7 +198,7 @@ fn scaled_pairs<const BITS: u32>(w: u32) -> [u32; 8] {
 
 /// `acc[j] += 2^(8−BITS) · Σ_k pair(window, k) · pair(weights, k, j)` over `pairs` pairs, on
 /// one block of [`pack_weights_bits`] output (4- or 2-bit), unpacked in registers word by
-/// word (see [`scaled_pairs`]); a word holds whole pairs of every channel of the block, since
+/// word (see `scaled_pairs`); a word holds whole pairs of every channel of the block, since
 /// `16 / BITS` is a multiple of `BLOCK`.
 ///
 /// # Safety
