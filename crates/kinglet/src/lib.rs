@@ -6,7 +6,7 @@
 //! | datasets, streams, normalisation | [`data`] | [`data::DataSpec::parse`], [`data::load`] |
 //! | training, the `.kgl` file, lowering to a graph | [`train`] | [`train::train()`], [`train::evaluate()`], [`train::lower()`], [`train::graph_inputs`] |
 //! | graph IR, `.tflite` in and out, host interpreter | [`graph`] | [`graph::Graph`], [`graph::tflite`] |
-//! | post-training quantisation | [`compress`] | [`compress::quantize_int8`] |
+//! | post-training quantisation (int8, 4/2-bit and mixed weights, 16×8), bit widths for a budget | [`compress`] | [`compress::quantize_int8`], [`compress::quantize_a16w8`], [`compress::bitwidth::choose_bits`] |
 //! | firmware code, the emulated Cortex-M4 | [`compile`] | [`compile::firmware::compile`], [`compile::firmware::profile`] |
 //! | big–little strategies, energy, reports | [`adapt`] | [`adapt::simulate()`], [`adapt::evaluate()`] |
 //!
