@@ -90,7 +90,12 @@ pub fn parse_idx_u8(bytes: &[u8], name: &str) -> Result<(Vec<usize>, Vec<u8>), D
             ]) as usize
         })
         .collect();
-    let count: usize = dims.iter().product();
+    // Dimensions are untrusted u32s: their product can exceed any real file.
+    let count = dims
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .filter(|&n| n <= bytes.len())
+        .ok_or_else(|| bad(format!("dimensions {dims:?} exceed the file")))?;
     if bytes.len() != header + count {
         return Err(bad(format!(
             "{} data bytes, dimensions {dims:?} need {count}",
