@@ -372,7 +372,7 @@ pub(crate) fn parse_container(
     let header_len = read_len(16).ok_or_else(|| bad("truncated header length".into()))?;
     let header_end = 24usize
         .checked_add(header_len)
-        .filter(|&e| e + 8 <= body.len());
+        .filter(|&e| e.checked_add(8).is_some_and(|end| end <= body.len()));
     let header_end = header_end.ok_or_else(|| {
         bad(format!(
             "truncated: header of {header_len} bytes does not fit"
