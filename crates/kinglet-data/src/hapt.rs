@@ -113,11 +113,15 @@ pub struct HaptData {
     pub recordings: BTreeMap<u32, ProcessedRecording>,
 }
 
+/// A zip archive's bytes: a file, or bytes already in memory.
+trait ReadSeek: Read + std::io::Seek {}
+impl<T: Read + std::io::Seek> ReadSeek for T {}
+
 /// The published archive or a folder unpacked from it.
 enum RawSource {
     Zip {
         path: PathBuf,
-        archive: zip::ZipArchive<std::fs::File>,
+        archive: zip::ZipArchive<Box<dyn ReadSeek>>,
         names: BTreeMap<String, usize>,
     },
     Dir {
@@ -156,7 +160,12 @@ impl RawSource {
             });
         }
         let file = std::fs::File::open(path).map_err(|e| DataError::io(path.display(), e))?;
-        let archive = zip::ZipArchive::new(file).map_err(|source| DataError::Zip {
+        RawSource::zip(path, Box::new(file))
+    }
+
+    /// The archive read from `reader`; `path` only names it in errors.
+    fn zip(path: &Path, reader: Box<dyn ReadSeek>) -> Result<RawSource, DataError> {
+        let archive = zip::ZipArchive::new(reader).map_err(|source| DataError::Zip {
             path: path.display().to_string(),
             source,
         })?;
@@ -307,7 +316,26 @@ pub fn read(
     keep_user: impl Fn(u32) -> bool,
     processing: &Processing,
 ) -> Result<HaptData, DataError> {
-    let mut source = RawSource::open(path)?;
+    read_source(RawSource::open(path)?, keep_user, processing)
+}
+
+/// [`read`] on the published archive's bytes already in memory (an upload, a fuzzer's
+/// input); errors name the archive `<memory>`.
+pub fn read_zip_bytes(
+    bytes: &[u8],
+    keep_user: impl Fn(u32) -> bool,
+    processing: &Processing,
+) -> Result<HaptData, DataError> {
+    let reader = Box::new(std::io::Cursor::new(bytes.to_vec()));
+    let source = RawSource::zip(Path::new("<memory>"), reader)?;
+    read_source(source, keep_user, processing)
+}
+
+fn read_source(
+    mut source: RawSource,
+    keep_user: impl Fn(u32) -> bool,
+    processing: &Processing,
+) -> Result<HaptData, DataError> {
     let labels_text = source.read("labels.txt")?;
     let segments = parse_segments(&labels_text, &source.display("labels.txt"))?;
     let activity_names = match source.read("../activity_labels.txt") {

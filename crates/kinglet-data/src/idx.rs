@@ -90,7 +90,12 @@ pub fn parse_idx_u8(bytes: &[u8], name: &str) -> Result<(Vec<usize>, Vec<u8>), D
             ]) as usize
         })
         .collect();
-    let count: usize = dims.iter().product();
+    // Dimensions are untrusted u32s: their product can exceed any real file.
+    let count = dims
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .filter(|&n| n <= bytes.len())
+        .ok_or_else(|| bad(format!("dimensions {dims:?} exceed the file")))?;
     if bytes.len() != header + count {
         return Err(bad(format!(
             "{} data bytes, dimensions {dims:?} need {count}",
@@ -111,8 +116,25 @@ pub fn load(dir: &Path, split: Split, flavour: Flavour) -> Result<Dataset, DataE
     let lab_path = find(dir, &format!("{prefix}-labels-idx1-ubyte"))?;
     let img_name = img_path.display().to_string();
     let lab_name = lab_path.display().to_string();
-    let (idims, pixels) = parse_idx_u8(&read_maybe_gz(&img_path)?, &img_name)?;
-    let (ldims, labels) = parse_idx_u8(&read_maybe_gz(&lab_path)?, &lab_name)?;
+    from_bytes(
+        (&read_maybe_gz(&img_path)?, &img_name),
+        (&read_maybe_gz(&lab_path)?, &lab_name),
+        split,
+        flavour,
+    )
+}
+
+/// [`load`] on the (uncompressed) image and label files already in memory, each as
+/// `(bytes, name)`, the name only for errors.
+pub fn from_bytes(
+    images: (&[u8], &str),
+    labels: (&[u8], &str),
+    split: Split,
+    flavour: Flavour,
+) -> Result<Dataset, DataError> {
+    let (img_name, lab_name) = (images.1.to_string(), labels.1.to_string());
+    let (idims, pixels) = parse_idx_u8(images.0, &img_name)?;
+    let (ldims, labels) = parse_idx_u8(labels.0, &lab_name)?;
     if idims.len() != 3 || ldims.len() != 1 {
         return Err(DataError::BadFormat {
             path: img_name,

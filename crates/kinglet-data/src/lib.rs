@@ -149,7 +149,7 @@ pub mod normalise;
 pub mod official;
 pub mod recording;
 pub mod spec;
-mod text;
+pub mod text;
 pub mod uci_har;
 pub mod wisdm;
 

@@ -555,24 +555,74 @@ struct Context<'a> {
 
 fn read_subject(job: &Job, cx: &Context) -> Result<SubjectResult, DataError> {
     let accel_name = job.accel.display().to_string();
-    let accel = parse_file(
-        &read_text(&job.accel)?,
-        &accel_name,
+    let accel_text = read_text(&job.accel)?;
+    let gyro = match (&job.gyro, cx.sensors) {
+        (Some(path), Sensors::AccelGyro) => Some((path.display().to_string(), read_text(path)?)),
+        _ => None,
+    };
+    subject_from_text(
         job.subject,
-        cx.key_index,
-        cx.key_path,
-    )?;
+        (&accel_name, &accel_text),
+        gyro.as_ref().map(|(n, t)| (n.as_str(), t.as_str())),
+        cx,
+    )
+}
+
+/// [`read`] for one subject whose files are already in memory (`activity_key.txt`, the
+/// accelerometer file and, for [`Sensors::AccelGyro`], the gyroscope file): the same checks
+/// and resampling without a dataset folder, e.g. for a fuzzer.
+pub fn parse_subject(
+    key_text: &str,
+    accel_text: &str,
+    gyro_text: Option<&str>,
+    subject: u32,
+    options: &WisdmOptions,
+) -> Result<Recording, DataError> {
+    let key_path = "activity_key.txt";
+    let key = parse_activity_key(key_text, key_path)?;
+    let letters = options.activities.letters(&key, key_path)?;
+    if gyro_text.is_none() && options.sensors == Sensors::AccelGyro {
+        return Err(DataError::MissingFile {
+            path: format!("data_{subject}_gyro_phone.txt"),
+        });
+    }
+    let cx = Context {
+        key: &key,
+        key_index: &KeyIndex::new(&key),
+        key_path,
+        class_of: &class_of(&key, &letters),
+        sensors: options.sensors,
+    };
+    let accel = (format!("data_{subject}_accel_phone.txt"), accel_text);
+    let gyro = gyro_text.map(|t| (format!("data_{subject}_gyro_phone.txt"), t));
+    subject_from_text(
+        subject,
+        (&accel.0, accel.1),
+        gyro.as_ref().map(|(n, t)| (n.as_str(), *t)),
+        &cx,
+    )
+    .map(|r| r.recording)
+}
+
+/// Class per activity-key entry: its position among the selected `letters`.
+fn class_of(key: &[(char, String)], letters: &[char]) -> Vec<Option<u32>> {
+    key.iter()
+        .map(|(k, _)| letters.iter().position(|c| c == k).map(|i| i as u32))
+        .collect()
+}
+
+/// [`read_subject`] after the files are read: `accel` and `gyro` are `(name, text)`.
+fn subject_from_text(
+    subject: u32,
+    accel: (&str, &str),
+    gyro: Option<(&str, &str)>,
+    cx: &Context,
+) -> Result<SubjectResult, DataError> {
+    let accel = parse_file(accel.1, accel.0, subject, cx.key_index, cx.key_path)?;
     // Gyroscope samples grouped by activity, each group in time order.
-    let gyro: Option<Vec<Vec<Sample>>> = match (&job.gyro, cx.sensors) {
-        (Some(path), Sensors::AccelGyro) => {
-            let name = path.display().to_string();
-            let blocks = parse_file(
-                &read_text(path)?,
-                &name,
-                job.subject,
-                cx.key_index,
-                cx.key_path,
-            )?;
+    let gyro: Option<Vec<Vec<Sample>>> = match (gyro, cx.sensors) {
+        (Some((name, text)), Sensors::AccelGyro) => {
+            let blocks = parse_file(text, name, subject, cx.key_index, cx.key_path)?;
             let mut groups = vec![Vec::new(); cx.key.len()];
             for b in blocks {
                 groups[b.activity].extend(b.samples);
@@ -630,8 +680,8 @@ fn read_subject(job: &Job, cx: &Context) -> Result<SubjectResult, DataError> {
     }
     Ok(SubjectResult {
         recording: Recording {
-            subject: job.subject,
-            id: job.subject,
+            subject,
+            id: subject,
             sample_rate_hz: SAMPLE_RATE_HZ,
             channel_names: channels,
             signals,
@@ -658,10 +708,7 @@ pub fn read(
         .iter()
         .filter_map(|c| key.iter().find(|(k, _)| k == c).map(|(_, n)| n.clone()))
         .collect();
-    let class_of: Vec<Option<u32>> = key
-        .iter()
-        .map(|(k, _)| letters.iter().position(|c| c == k).map(|i| i as u32))
-        .collect();
+    let class_of = class_of(&key, &letters);
 
     let accel_dir = layout.phone.join("accel");
     let gyro_dir = layout.phone.join("gyro");

@@ -17,7 +17,7 @@ use kinglet_graph::{Activation, Graph, Hw, OpKind, Padding, TensorId};
 
 use crate::Error;
 use crate::arch::{Architecture, Augment, Block, Head, Padding as ArchPadding, Schedule, Task};
-use crate::lower::{folded_norm, get, graph_err, graph_padding, lower_depthwise};
+use crate::lower::{folded_norm, get_values, graph_err, graph_padding, lower_depthwise};
 use crate::model_file::TrainedModel;
 use crate::network::{NamedTensor, TensorSource, batch_norm, grab};
 
@@ -390,10 +390,10 @@ pub(crate) fn lower_blocks(
             k
         };
         // Conv [out, cin, kk, kk] → OHWI [out, kk, kk, cin], scaled by the folded batch norm.
-        let wt = &get(model, &format!("{p}.conv.weight"))?.values;
-        let bias = &get(model, &format!("{p}.conv.bias"))?.values;
         let out = block.filters;
         let area = conv_k * conv_k;
+        let wt = get_values(model, &format!("{p}.conv.weight"), out * cin * area)?;
+        let bias = get_values(model, &format!("{p}.conv.bias"), out)?;
         let mut filter = vec![0f32; out * area * cin];
         for o in 0..out {
             for c in 0..cin {

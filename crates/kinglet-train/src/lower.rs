@@ -22,6 +22,23 @@ pub(crate) fn get<'a>(model: &'a TrainedModel, name: &str) -> Result<&'a NamedTe
         .ok_or_else(|| Error::Model(format!("weight `{name}` is missing")))
 }
 
+/// Values of weight `name`, which must hold `len` of them: a `.kgl` file names its tensors
+/// and shapes itself, so a corrupt one can disagree with its own architecture.
+pub(crate) fn get_values<'a>(
+    model: &'a TrainedModel,
+    name: &str,
+    len: usize,
+) -> Result<&'a [f32], Error> {
+    let values = &get(model, name)?.values;
+    if values.len() != len {
+        return Err(Error::Model(format!(
+            "weight `{name}` holds {} values, the architecture needs {len}",
+            values.len()
+        )));
+    }
+    Ok(values)
+}
+
 /// The graph's padding for a block's.
 pub(crate) fn graph_padding(padding: ArchPadding) -> Padding {
     match padding {
@@ -44,9 +61,9 @@ pub(crate) fn lower_depthwise(
     (filter_name, bias_name): (String, String),
     op_name: String,
 ) -> Result<TensorId, Error> {
-    let w = &get(model, &format!("{p}.depthwise.weight"))?.values;
-    let bias = &get(model, &format!("{p}.depthwise.bias"))?.values;
     let taps = kh * kw;
+    let w = get_values(model, &format!("{p}.depthwise.weight"), taps * cin)?;
+    let bias = get_values(model, &format!("{p}.depthwise.bias"), cin)?;
     let mut dw = vec![0f32; taps * cin];
     for c in 0..cin {
         for j in 0..taps {
@@ -84,10 +101,10 @@ pub(crate) fn folded_norm(
     if !has_norm {
         return Ok((vec![1.0; filters], vec![0.0; filters]));
     }
-    let gamma = &get(model, &format!("{prefix}.norm.gamma"))?.values;
-    let beta = &get(model, &format!("{prefix}.norm.beta"))?.values;
-    let mean = &get(model, &format!("{prefix}.norm.running_mean"))?.values;
-    let var = &get(model, &format!("{prefix}.norm.running_var"))?.values;
+    let gamma = get_values(model, &format!("{prefix}.norm.gamma"), filters)?;
+    let beta = get_values(model, &format!("{prefix}.norm.beta"), filters)?;
+    let mean = get_values(model, &format!("{prefix}.norm.running_mean"), filters)?;
+    let var = get_values(model, &format!("{prefix}.norm.running_var"), filters)?;
     let mut scale = Vec::with_capacity(filters);
     let mut shift = Vec::with_capacity(filters);
     for c in 0..filters {
@@ -153,9 +170,9 @@ pub fn lower(model: &TrainedModel) -> Result<Graph, Error> {
                 k
             };
             // Conv [out, cin, kk] → OHWI [out, 1, kk, cin], scaled by the folded batch norm.
-            let w = &get(model, &format!("{p}.conv.weight"))?.values;
-            let bias = &get(model, &format!("{p}.conv.bias"))?.values;
             let out = block.filters;
+            let w = get_values(model, &format!("{p}.conv.weight"), out * cin * conv_kernel)?;
+            let bias = get_values(model, &format!("{p}.conv.bias"), out)?;
             let mut filter = vec![0f32; out * conv_kernel * cin];
             for o in 0..out {
                 for c in 0..cin {
@@ -256,8 +273,8 @@ pub fn lower(model: &TrainedModel) -> Result<Graph, Error> {
         .collect();
     for (name, out, activation) in layers {
         // burn Linear [in, out] → TFLite FULLY_CONNECTED [out, in].
-        let w = &get(model, &format!("{name}.weight"))?.values;
-        let bias = &get(model, &format!("{name}.bias"))?.values;
+        let w = get_values(model, &format!("{name}.weight"), width * out)?;
+        let bias = get_values(model, &format!("{name}.bias"), out)?;
         let mut wt = vec![0f32; out * width];
         for i in 0..width {
             for o in 0..out {

@@ -141,7 +141,22 @@ impl TrainedModel {
 
     /// Reads and checks a model file.
     pub fn load(path: &Path) -> Result<TrainedModel, Error> {
-        let (json, payload) = read_container(path, Kind::Model)?;
+        let bytes = std::fs::read(path).map_err(|e| Error::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        Self::parse(&bytes, path)
+    }
+
+    /// [`TrainedModel::load`] on a file's contents already in memory (a download, an
+    /// upload, a fuzzer's input); errors name the file `<memory>`.
+    pub fn from_bytes(bytes: &[u8]) -> Result<TrainedModel, Error> {
+        Self::parse(bytes, Path::new("<memory>"))
+    }
+
+    /// `path` only names the source in errors.
+    fn parse(bytes: &[u8], path: &Path) -> Result<TrainedModel, Error> {
+        let (json, payload) = parse_container(bytes, path, Kind::Model)?;
         let header: ModelHeader = serde_json::from_slice(&json).map_err(|e| Error::ModelFile {
             path: path.to_path_buf(),
             reason: format!("header: {e}"),
@@ -310,6 +325,15 @@ pub(crate) fn read_container(path: &Path, kind: Kind) -> Result<(Vec<u8>, Vec<u8
         path: path.to_path_buf(),
         source: e,
     })?;
+    parse_container(&bytes, path, kind)
+}
+
+/// [`read_container`] on bytes in memory; `path` only names the source in errors.
+pub(crate) fn parse_container(
+    bytes: &[u8],
+    path: &Path,
+    kind: Kind,
+) -> Result<(Vec<u8>, Vec<u8>), Error> {
     let bad = |reason: String| Error::ModelFile {
         path: path.to_path_buf(),
         reason,
@@ -348,7 +372,7 @@ pub(crate) fn read_container(path: &Path, kind: Kind) -> Result<(Vec<u8>, Vec<u8
     let header_len = read_len(16).ok_or_else(|| bad("truncated header length".into()))?;
     let header_end = 24usize
         .checked_add(header_len)
-        .filter(|&e| e + 8 <= body.len());
+        .filter(|&e| e.checked_add(8).is_some_and(|end| end <= body.len()));
     let header_end = header_end.ok_or_else(|| {
         bad(format!(
             "truncated: header of {header_len} bytes does not fit"
