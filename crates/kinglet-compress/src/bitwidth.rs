@@ -72,7 +72,7 @@ pub struct BitChoice {
     /// Validation accuracy of the int8 model and of the chosen assignment (measured jointly).
     pub int8_accuracy: f64,
     pub accuracy: f64,
-    /// Accuracy lost by each layer alone at 4 and at 2 bits (rows in op order).
+    /// Accuracy lost by each layer alone at 4 and at 2 bits (rows in op order; negative: gained).
     pub sensitivity: Vec<(String, f64, f64)>,
 }
 
@@ -97,19 +97,6 @@ pub fn accuracy(graph: &Graph, validation: &Validation) -> Result<f64, CompressE
         correct += usize::from(best == *target);
     }
     Ok(correct as f64 / validation.samples.len().max(1) as f64)
-}
-
-/// Size of `float` quantised with `bits`, as `budget` counts it.
-fn budgeted_size(
-    float: &Graph,
-    bits: &[u32],
-    budget: Budget,
-    quantise: &dyn Fn(&[u32]) -> Result<Graph, CompressError>,
-) -> Result<usize, CompressError> {
-    match budget {
-        Budget::Weights(_) => Ok(weight_bytes(float, &weighted_layers(float), bits)),
-        Budget::File(_) => Ok(quantise(bits)?.to_tflite_bytes()?.len()),
-    }
 }
 
 /// Picks a weight width from {8, 4, 2} per layer of `float` so that the quantised model meets
@@ -139,8 +126,21 @@ pub fn choose_bits(
         };
         Ok(quantize_int8(float, samples, &config)?.graph)
     };
+    // The size as the budget counts it: weight bytes need no quantisation, a file does.
+    let size_of = |bits: &[u32], quantised: Option<&Graph>| -> Result<usize, CompressError> {
+        match (budget, quantised) {
+            (Budget::Weights(_), _) => Ok(weight_bytes(float, &layers, bits)),
+            (Budget::File(_), Some(q)) => Ok(q.to_tflite_bytes()?.len()),
+            (Budget::File(_), None) => Ok(quantise(bits)?.to_tflite_bytes()?.len()),
+        }
+    };
+    // Size and validation accuracy from one quantisation.
+    let assess = |bits: &[u32]| -> Result<(usize, f64), CompressError> {
+        let q = quantise(bits)?;
+        Ok((size_of(bits, Some(&q))?, accuracy(&q, validation)?))
+    };
     let smallest = vec![2; layers.len()];
-    let smallest_size = budgeted_size(float, &smallest, budget, &quantise)?;
+    let smallest_size = size_of(&smallest, None)?;
     if smallest_size > limit {
         return Err(CompressError::Unsupported(format!(
             "no assignment of 8/4/2-bit weights meets {limit} bytes: the smallest, every layer at 2 bits, takes {smallest_size} bytes ({})",
@@ -151,15 +151,16 @@ pub fn choose_bits(
         )));
     }
     let int8 = vec![8; layers.len()];
-    let int8_accuracy = accuracy(&quantise(&int8)?, validation)?;
-    // loss[l][w]: accuracy lost with layer l alone at WEIGHT_BITS[w].
-    let mut loss = vec![[0.0f64; 3]; layers.len()];
+    let (int8_size, int8_accuracy) = assess(&int8)?;
+    // Reported only: the accuracy each layer loses alone at 4 and at 2 bits.
+    let mut sensitivity = Vec::with_capacity(layers.len());
     for (l, layer) in layers.iter().enumerate() {
-        for (w, &b) in WEIGHT_BITS.iter().enumerate().skip(1) {
+        let mut lost = [0.0f64; 2];
+        for (w, b) in [4u32, 2].into_iter().enumerate() {
             let mut bits = int8.clone();
             bits[l] = b;
             let acc = accuracy(&quantise(&bits)?, validation)?;
-            loss[l][w] = (int8_accuracy - acc).max(0.0);
+            lost[w] = int8_accuracy - acc;
             progress(&format!(
                 "layer {l} ({} '{}') at {b} bits: validation {:.2} % ({:+.2} pp)",
                 layer.kind,
@@ -168,20 +169,15 @@ pub fn choose_bits(
                 100.0 * (acc - int8_accuracy)
             ));
         }
-        // A narrower width never counts as cheaper in accuracy than a wider one.
-        loss[l][2] = loss[l][2].max(loss[l][1]);
+        sensitivity.push((layer.name.clone(), lost[0], lost[1]));
     }
     let level = |b: u32| WEIGHT_BITS.iter().position(|x| *x == b).unwrap_or(0);
-    let measure =
-        |bits: &[u32]| -> Result<f64, CompressError> { accuracy(&quantise(bits)?, validation) };
-    let mut bits = int8.clone();
-    let mut size = budgeted_size(float, &bits, budget, &quantise)?;
-    let mut current = int8_accuracy;
+    let (mut bits, mut size, mut current) = (int8, int8_size, int8_accuracy);
     // Narrow: the step losing the least measured accuracy per byte saved first. Every
     // candidate is measured jointly with the widths already chosen (losses do not add up:
     // two layers at 2 bits can cost far more than each alone).
     while size > limit {
-        let mut best: Option<(f64, usize, f64)> = None;
+        let mut best: Option<(f64, usize, usize, f64)> = None;
         for l in 0..layers.len() {
             let from = level(bits[l]);
             if from + 1 >= WEIGHT_BITS.len() {
@@ -192,16 +188,17 @@ pub fn choose_bits(
             let saved = weight_bytes(float, &layers, &bits)
                 .saturating_sub(weight_bytes(float, &layers, &trial))
                 .max(1) as f64;
-            let acc = measure(&trial)?;
+            let (trial_size, acc) = assess(&trial)?;
             let score = ((current - acc).max(0.0) + 1e-9) / saved;
-            if best.is_none_or(|(s, _, _)| score < s) {
-                best = Some((score, l, acc));
+            if best.is_none_or(|(s, ..)| score < s) {
+                best = Some((score, l, trial_size, acc));
             }
         }
-        let Some((_, l, acc)) = best else { break };
+        let Some((_, l, trial_size, acc)) = best else {
+            break;
+        };
         bits[l] = WEIGHT_BITS[level(bits[l]) + 1];
-        current = acc;
-        size = budgeted_size(float, &bits, budget, &quantise)?;
+        (size, current) = (trial_size, acc);
         progress(&format!(
             "narrowed layer {l} to {} bits: {size} bytes, validation {:.2} %",
             bits[l],
@@ -210,7 +207,7 @@ pub fn choose_bits(
     }
     // Widen again where room is left: the largest measured gain first.
     loop {
-        let mut best: Option<(f64, usize)> = None;
+        let mut best: Option<(f64, usize, usize)> = None;
         for l in 0..layers.len() {
             let from = level(bits[l]);
             if from == 0 {
@@ -218,30 +215,27 @@ pub fn choose_bits(
             }
             let mut trial = bits.clone();
             trial[l] = WEIGHT_BITS[from - 1];
-            if budgeted_size(float, &trial, budget, &quantise)? > limit {
+            // Weight bytes rule a candidate out before it is quantised.
+            if matches!(budget, Budget::Weights(_)) && size_of(&trial, None)? > limit {
                 continue;
             }
-            let acc = measure(&trial)?;
-            if acc > current && best.is_none_or(|(a, _)| acc > a) {
-                best = Some((acc, l));
+            let (trial_size, acc) = assess(&trial)?;
+            if trial_size <= limit && acc > current && best.is_none_or(|(a, ..)| acc > a) {
+                best = Some((acc, l, trial_size));
             }
         }
-        let Some((acc, l)) = best else { break };
+        let Some((acc, l, trial_size)) = best else {
+            break;
+        };
         bits[l] = WEIGHT_BITS[level(bits[l]) - 1];
-        current = acc;
-        size = budgeted_size(float, &bits, budget, &quantise)?;
+        (size, current) = (trial_size, acc);
     }
-    let accuracy = accuracy(&quantise(&bits)?, validation)?;
     Ok(BitChoice {
         bits,
         bytes: size,
         int8_accuracy,
-        accuracy,
-        sensitivity: layers
-            .iter()
-            .zip(&loss)
-            .map(|(layer, l)| (layer.name.clone(), l[1], l[2]))
-            .collect(),
+        accuracy: current,
+        sensitivity,
     })
 }
 

@@ -82,9 +82,8 @@ pub fn weighted_layers(graph: &Graph) -> Vec<WeightedLayer> {
         .collect()
 }
 
-/// Parses a per-layer list of bit widths (`8,4,4,2,8`) for a graph with `layers` weighted
-/// layers. A single width applies to every layer.
-pub fn parse_bits(spec: &str, layers: usize) -> Result<Vec<u32>, CompressError> {
+/// Parses a list of weight bit widths (`8,4,4,2,8`, or one width), each checked.
+pub fn parse_bit_list(spec: &str) -> Result<Vec<u32>, CompressError> {
     let bits = spec
         .split(',')
         .map(|s| {
@@ -97,6 +96,13 @@ pub fn parse_bits(spec: &str, layers: usize) -> Result<Vec<u32>, CompressError> 
     for b in &bits {
         check_weight_bits(*b)?;
     }
+    Ok(bits)
+}
+
+/// Parses a per-layer list of bit widths (`8,4,4,2,8`) for a graph with `layers` weighted
+/// layers. A single width applies to every layer.
+pub fn parse_bits(spec: &str, layers: usize) -> Result<Vec<u32>, CompressError> {
+    let bits = parse_bit_list(spec)?;
     match bits.len() {
         1 => Ok(vec![bits[0]; layers]),
         n if n == layers => Ok(bits),

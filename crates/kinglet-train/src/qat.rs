@@ -580,9 +580,11 @@ pub fn forward(
 }
 
 /// Fine-tuning to 4- or 2-bit weights runs at this multiple of the schedule's final rate: the
-/// weights must move to a much coarser grid, which a tenth of the final rate does too slowly
-/// (kinglet-lite at widths 4,2,4,2,4, six epochs: best validation 96.05 % at 3× the final rate,
-/// 95.31 % at a tenth, 94.76 % at 10×).
+/// weights must move to a much coarser grid than int8's. The evidence is thin (BENCHMARKS.md,
+/// "Precisions"): kinglet-lite trained on the training subjects alone, w4a8, three epochs,
+/// validation 87.96 % at 3× against 87.50 % at a tenth; at widths 4,2,4,2,4 on a model whose
+/// training saw the validation subjects, 3× and a tenth tie at 96.05 % and 10× falls to
+/// 94.76 %.
 pub const SUB_BYTE_FINE_TUNE_RATE_FACTOR: f64 = 3.0;
 
 /// Learned clipping ratios move this many times faster than the weights: Adam steps are about

@@ -191,6 +191,7 @@ fn cli_schemes_widths_and_budgets() {
             vec!["--weight-budget", "10"],
             "the smallest, every layer at 2 bits, takes",
         ),
+        (vec!["--flash-budget", "10"], "bytes (.tflite file)"),
         (vec!["--weight-budget", "3 parsecs"], "unknown unit"),
     ] {
         let o = quantize(&args, &p("bad.tflite"));

@@ -264,16 +264,11 @@ fn run_qat(
         learning_rate: qat.lr,
         ema_decay: qat.ema_decay,
         data_description: spec.to_string(),
+        // The layer count is the network's; train_qat checks the list against it.
         weight_bits: match &qat.bits {
             None => Vec::new(),
-            Some(text) => text
-                .split(',')
-                .map(|b| {
-                    b.trim()
-                        .parse::<u32>()
-                        .map_err(|_| anyhow::anyhow!("--bits {text}: '{b}' is not a bit width"))
-                })
-                .collect::<Result<_>>()?,
+            Some(text) => kinglet_compress::subbyte::parse_bit_list(text)
+                .with_context(|| format!("--bits {text}"))?,
         },
     };
     feedback.note(&format!(
