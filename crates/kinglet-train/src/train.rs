@@ -92,13 +92,37 @@ struct CheckpointHeader {
     epochs: usize,
     epochs_done: usize,
     best_epoch: usize,
+    /// Minus infinity until an epoch is eligible as best (JSON has no infinities: `null`).
+    #[serde(with = "score_or_null")]
     best_score: f64,
     history: Vec<EpochReport>,
     normalisation: ChannelNormalisation,
+    /// The run's data description (and teacher): a checkpoint of other data is not resumed.
+    /// Empty in checkpoints written before it was recorded.
+    #[serde(default)]
+    data: String,
     current: Vec<TensorEntry>,
     best: Vec<TensorEntry>,
     optimizer_offset: usize,
     optimizer_len: usize,
+}
+
+/// The best score as JSON: a number, or `null` for "none yet" (minus infinity), which
+/// `serde_json` would otherwise write as `null` and then refuse to read back.
+mod score_or_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(score: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if score.is_finite() {
+            s.serialize_some(score)
+        } else {
+            s.serialize_none()
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NEG_INFINITY))
+    }
 }
 
 struct Checkpoint {
@@ -126,6 +150,7 @@ fn save_checkpoint(path: &Path, c: &Checkpoint) -> Result<(), Error> {
         architecture: c.header.architecture.clone(),
         normalisation: c.header.normalisation.clone(),
         history: c.header.history.clone(),
+        data: c.header.data.clone(),
         ..c.header
     };
     let json = serde_json::to_vec_pretty(&header).map_err(|e| Error::Model(e.to_string()))?;
@@ -367,6 +392,16 @@ pub fn train_with_hook(
     if let Some(path) = resume_from {
         let c = load_checkpoint(path)?;
         let h = &c.header;
+        let other_data = !h.data.is_empty() && h.data != options.data_description;
+        if other_data {
+            return Err(Error::ModelFile {
+                path: path.clone(),
+                reason: format!(
+                    "checkpoint is of a run on `{}`, this run is on `{}`",
+                    h.data, options.data_description
+                ),
+            });
+        }
         if h.architecture != *arch || h.seed != options.seed {
             return Err(Error::ModelFile {
                 path: path.clone(),
@@ -510,6 +545,7 @@ pub fn train_with_hook(
                     best_score,
                     history: history.clone(),
                     normalisation: norm.clone(),
+                    data: options.data_description.clone(),
                     current: vec![],
                     best: vec![],
                     optimizer_offset: 0,
@@ -689,6 +725,24 @@ pub fn evaluate(model: &TrainedModel, data: &Dataset) -> Result<Classification, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_best_score_not_yet_set_survives_the_checkpoint_header() {
+        // Found by the kill test: averaging networks checkpointed before their first eligible
+        // epoch wrote `null` and could not be resumed.
+        #[derive(Serialize, Deserialize)]
+        struct Header {
+            #[serde(with = "score_or_null")]
+            best_score: f64,
+        }
+        for score in [f64::NEG_INFINITY, 0.8125] {
+            let json = serde_json::to_string(&Header { best_score: score }).unwrap();
+            let back: Header = serde_json::from_str(&json).unwrap();
+            assert_eq!(back.best_score, score, "{json}");
+        }
+        let old: Header = serde_json::from_str(r#"{"best_score": null}"#).unwrap();
+        assert_eq!(old.best_score, f64::NEG_INFINITY);
+    }
 
     #[test]
     fn balanced_weights_equalise_class_totals() {

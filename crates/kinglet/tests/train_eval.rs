@@ -218,15 +218,49 @@ fn interrupted_training_resumes_from_its_checkpoint() {
     let o = train(&b, &["--stop-after", "1"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(!b.exists() && dir.path().join("b.kgl.ckpt").exists());
-    // Starting over without --resume would silently discard the checkpoint: refused.
-    let o = train(&b, &[]);
+    // The checkpoint of another run (here another seed) is refused, not silently discarded.
+    let other_seed = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--arch",
+            arch.to_str().unwrap(),
+            "--data",
+            &data,
+            "--seed",
+            "6",
+            "--quiet",
+            "--out",
+            b.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        kinglet(&args)
+    };
+    let o = other_seed(&[]);
     assert!(
-        !o.status.success() && text(&o).contains("--resume"),
+        !o.status.success() && text(&o).contains("seed 5") && text(&o).contains("--restart"),
         "{}",
         text(&o)
     );
-    let o = train(&b, &["--resume"]);
+    assert!(dir.path().join("b.kgl.ckpt").exists() && !b.exists());
+    // A rerun with the same arguments continues from the checkpoint (as after a kill).
+    let o = train(&b, &[]);
     assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("resuming from"), "{}", text(&o));
+    assert!(!dir.path().join("b.kgl.ckpt").exists());
+    // --resume insists on a checkpoint; --restart starts over (same seed, same result).
+    let o = train(&b, &["--resume"]);
+    assert!(
+        !o.status.success() && text(&o).contains("does not exist"),
+        "{}",
+        text(&o)
+    );
+    assert!(train(&b, &["--stop-after", "1"]).status.success());
+    let o = train(&b, &["--restart"]);
+    assert!(
+        o.status.success() && !text(&o).contains("resuming"),
+        "{}",
+        text(&o)
+    );
     let ta = kinglet_train::TrainedModel::load(&a).unwrap();
     let tb = kinglet_train::TrainedModel::load(&b).unwrap();
     assert_eq!(ta.tensors, tb.tensors);

@@ -31,9 +31,13 @@ pub struct TrainArgs {
     /// Checkpoint written after every epoch (default: `<out>.ckpt`).
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
-    /// Continue an interrupted run from its checkpoint.
-    #[arg(long)]
+    /// Continue an interrupted run from its checkpoint (what a rerun with the same arguments
+    /// does anyway when the checkpoint exists; with this flag a missing one is an error).
+    #[arg(long, conflicts_with = "restart")]
     pub resume: bool,
+    /// Discard the checkpoint of an earlier run and start over.
+    #[arg(long)]
+    pub restart: bool,
     /// Stop after this many epochs (checkpoint kept, no model written unless all epochs ran).
     #[arg(long, hide = true)]
     pub stop_after: Option<usize>,
@@ -87,6 +91,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         out: args.out,
         checkpoint: args.checkpoint,
         resume: args.resume,
+        restart: args.restart,
         stop_after: args.stop_after,
         history: args.history,
         qat: args.qat.then_some(QatChoice {

@@ -95,8 +95,11 @@ pub struct TrainJob {
     pub out: PathBuf,
     /// Checkpoint written after every epoch (default: `<out>.ckpt`).
     pub checkpoint: Option<PathBuf>,
-    /// Continue an interrupted run from its checkpoint.
+    /// Insist on continuing from the checkpoint (an error if there is none); a checkpoint
+    /// present is resumed anyway.
     pub resume: bool,
+    /// Discard an existing checkpoint and start over.
+    pub restart: bool,
     /// Stop after this many epochs (checkpoint kept, no model written).
     pub stop_after: Option<usize>,
     /// Where the per-epoch history goes as JSON.
@@ -172,9 +175,18 @@ pub fn run(job: &TrainJob, feedback: &mut dyn TrainFeedback) -> Result<()> {
         .checkpoint
         .clone()
         .unwrap_or_else(|| with_suffix(&job.out, ".ckpt"));
-    if !job.resume && checkpoint.exists() {
+    // A rerun with the same arguments continues where a killed run stopped; a checkpoint of
+    // another run is refused by the training loop rather than silently discarded.
+    if job.restart && checkpoint.exists() {
+        std::fs::remove_file(&checkpoint)
+            .with_context(|| format!("removing {}", checkpoint.display()))?;
+    }
+    let resuming = checkpoint.exists();
+    if resuming {
+        feedback.note(&format!("resuming from {}", checkpoint.display()));
+    } else if job.resume {
         bail!(
-            "{} exists: pass --resume to continue that run, or delete it to start over",
+            "--resume: {} does not exist (nothing to continue)",
             checkpoint.display()
         );
     }
@@ -182,7 +194,7 @@ pub fn run(job: &TrainJob, feedback: &mut dyn TrainFeedback) -> Result<()> {
         seed: job.seed,
         epochs: job.epochs,
         checkpoint: Some(checkpoint.clone()),
-        resume: job.resume,
+        resume: resuming,
         stop_after: job.stop_after,
         data_description: match &job.teacher {
             Some((t, weight)) => {
@@ -204,7 +216,17 @@ pub fn run(job: &TrainJob, feedback: &mut dyn TrainFeedback) -> Result<()> {
             .transpose()?,
         ..Default::default()
     };
-    let outcome = kinglet_train::train(&arch, &train_set, val_set.as_ref(), &options, feedback)?;
+    let outcome = kinglet_train::train(&arch, &train_set, val_set.as_ref(), &options, feedback)
+        .with_context(|| {
+            if resuming {
+                format!(
+                    "resuming from {} (pass --restart to discard it and start over)",
+                    checkpoint.display()
+                )
+            } else {
+                "training".to_string()
+            }
+        })?;
     feedback.training_done();
     write_history(job, &outcome.history)?;
     if !outcome.complete {
@@ -251,8 +273,8 @@ fn run_qat(
     spec: &DataSpec,
     feedback: &mut dyn TrainFeedback,
 ) -> Result<()> {
-    if job.resume || job.checkpoint.is_some() || job.stop_after.is_some() {
-        bail!("--qat runs keep no checkpoint: --resume and --checkpoint do not apply");
+    if job.resume || job.restart || job.checkpoint.is_some() || job.stop_after.is_some() {
+        bail!("--qat runs keep no checkpoint: --resume, --restart and --checkpoint do not apply");
     }
     let options = kinglet_train::qat::QatOptions {
         seed: job.seed,
