@@ -16,10 +16,6 @@ for target in "${targets[@]}"; do
     features=()
     [ "$target" = kgl ] && features=(--features kgl)
     (cd fuzz && cargo +nightly fuzz build "${features[@]}" "$target")
-done
-for target in "${targets[@]}"; do
-    features=()
-    [ "$target" = kgl ] && features=(--features kgl)
     work="out/fuzz/corpus-$target"
     artifacts="out/fuzz/artifacts-$target"
     mkdir -p "$work" "$artifacts"

@@ -367,6 +367,102 @@ impl WeightQuant {
     }
 }
 
+/// Learned activation ranges (LSQ-style): each activation's `[min, max]` becomes
+/// `[min₀ · a, max₀ · b]` with factors `(a, b)` learned by gradient descent from the range the
+/// moving averages had found (`min₀, max₀`). The gradient reaching a factor weighs what
+/// clipping costs against what a coarser step costs, through the same straight-through
+/// quantiser the forward pass uses, scaled by `1/√(N·127)` for N values as in LSQ (Esser et
+/// al. 2020); factors move relative to the starting range, so one learning rate suits ranges
+/// of any size. PACT clips only the top of ReLU outputs; this learns both ends of any range.
+#[derive(Module, Debug)]
+pub struct ActivationClips {
+    pub factors: Vec<Param<Tensor<1>>>,
+}
+
+/// Which activations learn their ranges, from where, and their factors.
+#[derive(Debug, Clone)]
+pub struct RangeLearning {
+    pub clips: ActivationClips,
+    /// Graph tensor name and starting range of each entry of `clips`, in the same order.
+    pub starts: Vec<(String, (f32, f32))>,
+}
+
+impl Default for RangeLearning {
+    fn default() -> Self {
+        RangeLearning {
+            clips: ActivationClips {
+                factors: Vec::new(),
+            },
+            starts: Vec::new(),
+        }
+    }
+}
+
+impl RangeLearning {
+    /// The learned ranges, as the forward pass and the deployed model use them.
+    pub fn ranges(&self) -> Vec<(String, (f32, f32))> {
+        self.starts
+            .iter()
+            .zip(&self.clips.factors)
+            .map(|((name, (lo, hi)), factors)| {
+                let f = clamped_ratios(factors);
+                let (a, b) = (f.first().copied(), f.get(1).copied());
+                (name.clone(), (lo * a.unwrap_or(1.0), hi * b.unwrap_or(1.0)))
+            })
+            .collect()
+    }
+}
+
+/// [`fake_quant_activation`] over a learned range: the forward value is exactly the int8
+/// quantiser's over `[min₀·a, max₀·b]` (so the deployed model computes it), and the factors
+/// `(a, b)` receive LSQ gradients through a differentiable copy of the same quantiser.
+fn fake_quant_activation_learned<const D: usize>(
+    x: Tensor<D>,
+    (lo0, hi0): (f32, f32),
+    factors: Tensor<1>,
+) -> Tensor<D> {
+    let f: Vec<f32> = factors
+        .clone()
+        .detach()
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| v.clamp(CLIP_RATIO_RANGE.0, CLIP_RATIO_RANGE.1))
+        .collect();
+    let (a, b) = (
+        f.first().copied().unwrap_or(1.0),
+        f.get(1).copied().unwrap_or(1.0),
+    );
+    let exact = fake_quant_activation(x.clone(), lo0 * a, hi0 * b);
+    let count = x.dims().iter().product::<usize>().max(1);
+    let gradient_scale = 1.0 / ((count as f32) * INT8_MAX as f32).sqrt();
+    let factors = factors
+        .clone()
+        .detach()
+        .add((factors.clone() - factors.detach()).mul_scalar(gradient_scale))
+        .clamp(CLIP_RATIO_RANGE.0, CLIP_RATIO_RANGE.1);
+    let bounds = factors * Tensor::<1>::from_floats([lo0, hi0], &x.device());
+    let lo = bounds.clone().narrow(0, 0, 1);
+    let hi = bounds.narrow(0, 1, 1);
+    let levels = (INT8_MAX - INT8_MIN) as f32;
+    // Keep the step away from zero so a collapsing range cannot divide by it.
+    let scale = (hi - lo.clone())
+        .div_scalar(levels)
+        .clamp_min((NEAR_ZERO_RANGE / levels as f64) as f32);
+    let zero_point = {
+        let z = lo.div(scale.clone()).neg().add_scalar(INT8_MIN as f32);
+        straight_through(round_half_away(z.clone().detach()), z)
+    };
+    let scale = scale.reshape([1; D]);
+    let zero_point = zero_point.reshape([1; D]);
+    let v = x.detach().div(scale.clone());
+    let q = (straight_through(round_half_away(v.clone().detach()), v) + zero_point.clone())
+        .clamp(INT8_MIN as f32, INT8_MAX as f32);
+    let differentiable = (q - zero_point) * scale;
+    exact + (differentiable.clone() - differentiable.detach())
+}
+
 /// Tracked activation ranges and whether this pass updates them.
 #[derive(Debug, Clone)]
 pub struct QatState {
@@ -377,6 +473,9 @@ pub struct QatState {
     pub ema_decay: f32,
     /// Weight widths and learned clipping.
     pub weights: WeightQuant,
+    /// When set (training), activations whose range is already known learn it instead of
+    /// following the moving averages.
+    pub learned_ranges: Option<RangeLearning>,
 }
 
 impl QatState {
@@ -386,6 +485,23 @@ impl QatState {
             training,
             ema_decay,
             weights: WeightQuant::default(),
+            learned_ranges: None,
+        }
+    }
+
+    /// [`QatState::new`] learning the ranges it already has (see [`RangeLearning`]).
+    pub fn with_range_learning(mut self, learning: Option<RangeLearning>) -> Self {
+        self.learned_ranges = learning;
+        self
+    }
+
+    /// Puts the learned ranges where the forward pass, validation and the saved model read
+    /// them; called after every optimiser step.
+    pub fn sync_learned_ranges(&mut self) {
+        if let Some(learning) = &self.learned_ranges {
+            for (name, range) in learning.ranges() {
+                self.ranges.insert(name, range);
+            }
         }
     }
 
@@ -432,6 +548,22 @@ impl QatState {
     /// Fake-quantises the activation called `name` (its graph tensor name), first folding
     /// this batch's min and max into the moving average when training.
     pub fn activation<const D: usize>(&mut self, name: &str, x: Tensor<D>) -> Tensor<D> {
+        if self.training
+            && let Some(learning) = self.learned_ranges.as_mut()
+            && let Some(&known) = self.ranges.get(name)
+        {
+            let index = match learning.starts.iter().position(|(n, _)| n == name) {
+                Some(i) => i,
+                None => {
+                    learning.starts.push((name.to_string(), known));
+                    let ones = Tensor::<1>::from_floats([1.0, 1.0], &x.device());
+                    learning.clips.factors.push(Param::from_tensor(ones));
+                    learning.starts.len() - 1
+                }
+            };
+            let factors = learning.clips.factors[index].val();
+            return fake_quant_activation_learned(x, learning.starts[index].1, factors);
+        }
         if self.training {
             let lo = x.clone().detach().min().into_scalar::<f32>();
             let hi = x.clone().detach().max().into_scalar::<f32>();
@@ -624,6 +756,14 @@ pub struct QatOptions {
     /// Weight bit width (8, 4 or 2) per Conv/Depthwise/Dense layer in graph op order, or one
     /// for all; empty keeps int8 (or, when fine-tuning, the widths the model learned).
     pub weight_bits: Vec<u32>,
+    /// Distillation during QAT: the fake-quantised network also learns the teacher's
+    /// probabilities (typically the float model it starts from), which keeps it closer to
+    /// the function the float model learnt than the labels alone do at 4 or 2 bits.
+    pub teacher: Option<crate::distill::Teacher>,
+    /// Learn activation ranges (see [`RangeLearning`]) once the moving averages have found
+    /// them (from the second epoch when starting without ranges); otherwise they follow the
+    /// moving averages throughout.
+    pub learn_ranges: bool,
 }
 
 impl Default for QatOptions {
@@ -635,6 +775,8 @@ impl Default for QatOptions {
             ema_decay: DEFAULT_EMA_DECAY,
             data_description: String::new(),
             weight_bits: Vec::new(),
+            teacher: None,
+            learn_ranges: false,
         }
     }
 }
@@ -786,8 +928,15 @@ pub fn train_qat(
     let mut weight_quant = WeightQuant::new(weight_bits, learned);
     let (prepared, val_prepared) = prepare_sets(arch, train, validation, &norm)?;
     let loss_fn = loss_function(arch, &prepared, &device);
+    let taught = options
+        .teacher
+        .as_ref()
+        .map(|t| crate::distill::soft_targets(t, arch, train, &prepared).map(|s| (s, t.weight)))
+        .transpose()?;
     let mut optim = AdamConfig::new().with_epsilon(1e-7).init();
     let mut clip_optim = AdamConfig::new().with_epsilon(1e-7).init();
+    let mut range_optim = AdamConfig::new().with_epsilon(1e-7).init();
+    let mut range_learning = RangeLearning::default();
     let batch = arch.training.batch_size;
     let n = prepared.len();
     let batches = n.div_ceil(batch);
@@ -817,8 +966,10 @@ pub fn train_qat(
             augment.scale > 0.0 || augment.noise > 0.0 || augment.shift > 0 || augment.rotate > 0.0;
         let started = Instant::now();
         let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+        let learn_ranges = options.learn_ranges && !ranges.is_empty();
         let mut state = QatState::new(std::mem::take(&mut ranges), true, options.ema_decay)
-            .with_weights(std::mem::take(&mut weight_quant));
+            .with_weights(std::mem::take(&mut weight_quant))
+            .with_range_learning(learn_ranges.then(|| std::mem::take(&mut range_learning)));
         for idx in order.chunks(batch) {
             let inputs = batch_inputs(
                 &prepared,
@@ -827,9 +978,19 @@ pub fn train_qat(
                 &device,
             );
             let logits = forward(&net, arch, inputs, &mut state);
-            let (loss, loss_value, batch_correct) =
-                batch_loss(logits, &prepared, idx, &loss_fn, &device)
-                    .map_err(|v| diverged("QAT", v, epoch))?;
+            let (loss, loss_value, batch_correct) = match &taught {
+                Some((soft, weight)) => crate::distill::distilled_loss(
+                    logits,
+                    &prepared,
+                    idx,
+                    soft,
+                    *weight,
+                    arch.training.label_smoothing,
+                    &device,
+                ),
+                None => batch_loss(logits, &prepared, idx, &loss_fn, &device),
+            }
+            .map_err(|v| diverged("QAT", v, epoch))?;
             let mut grads = loss.backward();
             let net_grads = GradientsParams::from_module(&mut grads, &net);
             net = optim.step(lr, net, net_grads);
@@ -839,11 +1000,27 @@ pub fn train_qat(
                 let clip_grads = GradientsParams::from_module(&mut grads, &clips);
                 state.weights.clips = clip_optim.step(CLIP_RATE_FACTOR * lr, clips, clip_grads);
             }
+            if let Some(learning) = state.learned_ranges.as_mut()
+                && !learning.clips.factors.is_empty()
+            {
+                let clips = std::mem::replace(
+                    &mut learning.clips,
+                    ActivationClips {
+                        factors: Vec::new(),
+                    },
+                );
+                let range_grads = GradientsParams::from_module(&mut grads, &clips);
+                learning.clips = range_optim.step(CLIP_RATE_FACTOR * lr, clips, range_grads);
+                state.sync_learned_ranges();
+            }
             loss_sum += loss_value * idx.len() as f64;
             correct += batch_correct;
             progress.batch_done(loss_value, batch_correct as f64 / idx.len() as f64);
         }
         let train_seconds = started.elapsed().as_secs_f64();
+        if let Some(learning) = state.learned_ranges.take() {
+            range_learning = learning;
+        }
         ranges = state.ranges;
         weight_quant = state.weights;
         let eval_net = net.valid();

@@ -61,6 +61,10 @@ pub struct TrainArgs {
     /// tenth of the rate the schedule reaches at its last epoch).
     #[arg(long, requires = "qat")]
     pub lr: Option<f64>,
+    /// `--qat` only: learn each activation's range (LSQ-style, both ends) once the moving
+    /// averages have found it, instead of following the averages throughout.
+    #[arg(long, requires = "qat")]
+    pub learned_ranges: bool,
     /// `--qat` only: decay of the moving averages tracking activation min/max.
     #[arg(long, requires = "qat", default_value_t = kinglet_train::qat::DEFAULT_EMA_DECAY)]
     pub ema_decay: f32,
@@ -71,7 +75,7 @@ pub struct TrainArgs {
     pub bits: Option<String>,
     /// Knowledge distillation: a trained model (`.kgl`) of the dataset's classes whose
     /// probabilities are mixed into the targets (e.g. kinglet's default teaching a Little).
-    #[arg(long, conflicts_with = "qat")]
+    #[arg(long)]
     pub teacher: Option<PathBuf>,
     /// Share of each target taken from the teacher.
     #[arg(long, requires = "teacher", default_value_t = 0.5)]
@@ -98,6 +102,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             lr: args.lr,
             ema_decay: args.ema_decay,
             bits: args.bits,
+            learned_ranges: args.learned_ranges,
         }),
         init: args.init,
         teacher: args.teacher.map(|t| (t, args.teacher_weight)),

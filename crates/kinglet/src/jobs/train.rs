@@ -123,6 +123,8 @@ pub struct QatChoice {
     pub ema_decay: f32,
     /// Weight bit widths: one for all weighted layers or one per layer (`8,4,4,2,8`).
     pub bits: Option<String>,
+    /// Learn the activation ranges (LSQ-style) once the moving averages have found them.
+    pub learned_ranges: bool,
 }
 
 /// Runs `kinglet train`: see the module documentation.
@@ -196,24 +198,8 @@ pub fn run(job: &TrainJob, feedback: &mut dyn TrainFeedback) -> Result<()> {
         checkpoint: Some(checkpoint.clone()),
         resume: resuming,
         stop_after: job.stop_after,
-        data_description: match &job.teacher {
-            Some((t, weight)) => {
-                format!("{spec}, distilled from {} (weight {weight})", t.display())
-            }
-            None => spec.to_string(),
-        },
-        teacher: job
-            .teacher
-            .as_ref()
-            .map(|(p, weight)| {
-                kinglet_train::TrainedModel::load(p)
-                    .with_context(|| format!("loading the teacher {}", p.display()))
-                    .map(|model| kinglet_train::distill::Teacher {
-                        model,
-                        weight: *weight,
-                    })
-            })
-            .transpose()?,
+        data_description: data_description(job, &spec),
+        teacher: load_teacher(job)?,
         ..Default::default()
     };
     let outcome = kinglet_train::train(&arch, &train_set, val_set.as_ref(), &options, feedback)
@@ -263,6 +249,28 @@ fn write_history(job: &TrainJob, history: &[kinglet_train::train::EpochReport]) 
     Ok(())
 }
 
+/// The data a model learnt from, as its provenance records it (the teacher included).
+fn data_description(job: &TrainJob, spec: &DataSpec) -> String {
+    match &job.teacher {
+        Some((t, weight)) => format!("{spec}, distilled from {} (weight {weight})", t.display()),
+        None => spec.to_string(),
+    }
+}
+
+fn load_teacher(job: &TrainJob) -> Result<Option<kinglet_train::distill::Teacher>> {
+    job.teacher
+        .as_ref()
+        .map(|(p, weight)| {
+            kinglet_train::TrainedModel::load(p)
+                .with_context(|| format!("loading the teacher {}", p.display()))
+                .map(|model| kinglet_train::distill::Teacher {
+                    model,
+                    weight: *weight,
+                })
+        })
+        .transpose()
+}
+
 /// Quantisation-aware training from scratch or from `init`; no checkpoint (QAT runs are short).
 fn run_qat(
     job: &TrainJob,
@@ -285,13 +293,15 @@ fn run_qat(
         }),
         learning_rate: qat.lr,
         ema_decay: qat.ema_decay,
-        data_description: spec.to_string(),
+        data_description: data_description(job, spec),
         // The layer count is the network's; train_qat checks the list against it.
         weight_bits: match &qat.bits {
             None => Vec::new(),
             Some(text) => kinglet_compress::subbyte::parse_bit_list(text)
                 .with_context(|| format!("--bits {text}"))?,
         },
+        teacher: load_teacher(job)?,
+        learn_ranges: qat.learned_ranges,
     };
     feedback.note(&format!(
         "quantisation-aware training of `{}` for {} epoch(s){}",
