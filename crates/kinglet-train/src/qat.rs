@@ -711,12 +711,12 @@ pub fn forward(
     qat.activation("output", logits)
 }
 
-/// Fine-tuning to 4- or 2-bit weights runs at this multiple of the schedule's final rate: the
-/// weights must move to a much coarser grid than int8's. The evidence is thin (BENCHMARKS.md,
-/// "Precisions"): kinglet-lite trained on the training subjects alone, w4a8, three epochs,
-/// validation 87.96 % at 3× against 87.50 % at a tenth; at widths 4,2,4,2,4 on a model whose
-/// training saw the validation subjects, 3× and a tenth tie at 96.05 % and 10× falls to
-/// 94.76 %.
+/// Fine-tuning to 4- or 2-bit weights runs by default at this multiple of the schedule's
+/// final rate (int8's runs at a tenth of it): the weights must move to a much coarser grid.
+/// The best rate depends on the network, so `scripts/qat_rate_grid.sh` chooses it per model
+/// on the validation subjects (BENCHMARKS.md, "Precisions"); over kinglet-lite and big3 at
+/// w4a8, three seeds each, 3× has the best mean validation accuracy (89.26 % against 88.88 %
+/// at 1×), although kinglet-lite alone prefers 1× (87.93 % against 87.87 %).
 pub const SUB_BYTE_FINE_TUNE_RATE_FACTOR: f64 = 3.0;
 
 /// Learned clipping ratios move this many times faster than the weights: Adam steps are about
