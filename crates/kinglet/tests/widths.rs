@@ -85,6 +85,44 @@ fn a_nested_model_trains_once_and_every_width_evaluates_and_quantises() {
     let full = run_ok(&["eval", "--model", &nested, "--data", &data, "--json"]);
     assert!(full.contains("\"accuracy\""));
 
+    // Operating modes (MAC costs: this test builds no firmware; the QEMU path is the same code
+    // with `profile_with` in front).
+    let modes = p("modes");
+    let out = run_ok(&[
+        "modes",
+        "--model",
+        &nested,
+        "--data",
+        &data,
+        "--out",
+        &modes,
+        "--no-firmware",
+    ]);
+    assert!(out.contains("estimate"), "{out}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{modes}/modes.json")).unwrap())
+            .unwrap();
+    let rows = json["modes"].as_array().unwrap();
+    // Four fixed widths and at least one adaptive chain per chain of two or more widths.
+    assert!(rows.len() >= 4 + 11, "{}", rows.len());
+    assert_eq!(
+        rows.iter().filter(|m| m["rule"] == "fixed").count(),
+        4,
+        "{json}"
+    );
+    assert!(rows.iter().any(|m| m["pareto"] == true));
+    for m in rows {
+        let (mean, worst) = (
+            m["mean_cost"].as_f64().unwrap(),
+            m["worst_cost"].as_f64().unwrap(),
+        );
+        assert!(mean > 0.0 && mean <= worst + 1e-9, "{m}");
+    }
+    let md = std::fs::read_to_string(format!("{modes}/modes.md")).unwrap();
+    assert!(md.contains("MAC-proportional estimate"), "{md}");
+    let svg = std::fs::read_to_string(format!("{modes}/modes.svg")).unwrap();
+    assert!(svg.starts_with("<svg"), "{svg}");
+
     // Bad input: widths on a plain model, a width the model lacks, a bad width list.
     let plain = p("plain.kgl");
     common::train("kinglet-lite", &data, &plain);
