@@ -26,16 +26,18 @@ pub struct ModesArgs {
     /// Folder for modes.md, modes.json, modes.svg and the widths' int8 models.
     #[arg(long)]
     pub out: PathBuf,
-    /// Threshold grid of the adaptive modes, each in [0, 1].
+    /// Threshold grid of the adaptive modes, each in [0, 1]; per chain and measure the
+    /// thresholds on the validation front are kept. Small networks trained with
+    /// cross-entropy are confident, hence the grid's density near 1.
     #[arg(
         long,
-        default_value = "0.3,0.4,0.5,0.6,0.7,0.75,0.8,0.85,0.9,0.925,0.95,0.975,0.99"
+        default_value = "0.5,0.6,0.7,0.8,0.85,0.9,0.95,0.97,0.98,0.99,0.995,0.998,0.999"
     )]
     pub thresholds: String,
-    /// Accuracy tolerances, in [0, 1] (0.005 = 0.5 pp): per chain and measure, the cheapest
-    /// threshold whose validation accuracy is within each of the chain's widest width.
-    #[arg(long, default_value = "0,0.0025,0.005,0.01")]
-    pub tolerances: String,
+    /// Largest validation accuracy loss against the full width, in [0, 1] (0.003 = 0.3 pp),
+    /// of the recommended adaptive mode.
+    #[arg(long, default_value_t = 0.003)]
+    pub max_loss: f64,
     /// Board profiles (TOML) for energy; default: the built-in ones.
     #[arg(long)]
     pub boards_dir: Option<PathBuf>,
@@ -56,7 +58,7 @@ pub fn run(args: ModesArgs) -> Result<()> {
             .into_iter()
             .map(|t| t as f32)
             .collect(),
-        tolerances: modes::parse_unit_list(&args.tolerances, "tolerance")?,
+        max_loss: modes::parse_unit_list(&args.max_loss.to_string(), "--max-loss")?[0],
         out: args.out,
         boards_dir: args.boards_dir,
         no_firmware: args.no_firmware,

@@ -7,9 +7,12 @@
 //! through `kinglet_adapt_core::WidthMode`, the decision code a device shares:
 //! - fixed modes: one width;
 //! - adaptive modes: a chain of widths (any subset, narrowest first, at least two) with a
-//!   confidence measure (max probability or top-2 margin) and a threshold. The threshold is
-//!   chosen on the validation windows: for each tolerance τ, the cheapest threshold of the grid
-//!   whose validation accuracy is within τ of the chain's widest width alone.
+//!   confidence measure (max probability or top-2 margin) and a threshold. Thresholds are
+//!   chosen on the validation windows: of the grid, those on the chain and measure's
+//!   validation front (no other threshold is as accurate for less).
+//!
+//! The recommended adaptive mode is chosen on validation too: the cheapest whose validation
+//! accuracy is at most `max_loss` below the full width's.
 //!
 //! A window's cost is the sum of the measured instructions of the widths it ran.
 
@@ -39,8 +42,9 @@ pub struct ModesJob {
     pub out: PathBuf,
     /// Threshold grid of the adaptive modes (each in [0, 1]).
     pub thresholds: Vec<f32>,
-    /// Accuracy tolerances (fractions, e.g. 0.005) for choosing thresholds on validation.
-    pub tolerances: Vec<f64>,
+    /// Largest accuracy loss (fraction, e.g. 0.003) against the full width, on validation, for
+    /// the recommended adaptive mode.
+    pub max_loss: f64,
     /// Board profiles for energy (default: the built-in ones).
     pub boards_dir: Option<PathBuf>,
     /// Skip QEMU: cost in MACs instead of measured instructions (said so in every output).
@@ -73,8 +77,6 @@ pub struct ModeRow {
     /// `fixed`, `max-prob` or `margin`.
     pub rule: String,
     pub threshold: Option<f32>,
-    /// Tolerance the threshold was chosen for on validation.
-    pub tolerance: Option<f64>,
     pub validation_accuracy: f64,
     pub accuracy: f64,
     pub macro_f1: f64,
@@ -98,6 +100,10 @@ pub struct ModesReport {
     pub cost_unit: String,
     pub widths: Vec<WidthRow>,
     pub modes: Vec<ModeRow>,
+    /// The cheapest adaptive mode (on validation) within `max_loss` of the full width's
+    /// validation accuracy, if any.
+    pub recommended: Option<usize>,
+    pub max_loss: f64,
     pub memory: Memory,
 }
 
@@ -364,15 +370,14 @@ pub fn run(job: &ModesJob, log: &mut dyn std::io::Write) -> Result<ModesReport> 
 
     // Candidate modes: fixed widths, then each chain × measure × validation-chosen threshold.
     let k = widths.len();
-    let mut modes: Vec<(WidthMode, Option<f64>)> =
+    // Each mode with its validation (accuracy, mean cost) when it was chosen on a front.
+    let mut modes: Vec<(WidthMode, Option<(f64, f64)>)> =
         (0..k).map(|i| (WidthMode::fixed(i as u8), None)).collect();
     for mask in 1u32..(1 << k) {
         let chain: Vec<u8> = (0..k as u8).filter(|i| mask & (1 << i) != 0).collect();
         if chain.len() < 2 {
             continue;
         }
-        let widest = *chain.last().unwrap_or(&0) as usize;
-        let target = rows[widest].validation_accuracy;
         for measure in [ConfidenceMeasure::MaxProbability, ConfidenceMeasure::Margin] {
             let mut scored = Vec::new();
             for &t in &job.thresholds {
@@ -383,22 +388,25 @@ pub fn run(job: &ModesJob, log: &mut dyn std::io::Write) -> Result<ModesReport> 
                 let mean = r.costs.iter().sum::<u64>() as f64 / r.costs.len().max(1) as f64;
                 scored.push((mode, acc, mean));
             }
-            for &tol in &job.tolerances {
-                let pick = scored
+            // The thresholds on this chain's validation front: none cheaper is as accurate.
+            for (mode, acc, mean) in &scored {
+                let dominated = scored
                     .iter()
-                    .filter(|(_, acc, _)| *acc >= target - tol - 1e-12)
-                    .min_by(|a, b| a.2.total_cmp(&b.2));
-                if let Some((mode, _, _)) = pick
-                    && !modes.iter().any(|(m, _)| m == mode)
-                {
-                    modes.push((*mode, Some(tol)));
+                    .any(|(_, a, m)| a >= acc && m <= mean && (a > acc || m < mean));
+                let same_point = |m: &(WidthMode, Option<(f64, f64)>)| {
+                    m.1.is_some_and(|(a, c)| a == *acc && c == *mean)
+                        && m.0.chain() == mode.chain()
+                        && m.0.measure() == mode.measure()
+                };
+                if !dominated && !modes.iter().any(same_point) {
+                    modes.push((*mode, Some((*acc, *mean))));
                 }
             }
         }
     }
 
     let mut out_rows = Vec::new();
-    for (id, (mode, tol)) in modes.iter().enumerate() {
+    for (id, (mode, _)) in modes.iter().enumerate() {
         let v = replay(mode, &val_probs, &cost)?;
         let t = replay(mode, &test_probs, &cost)?;
         let c = accuracy(&test, &t.predictions);
@@ -414,7 +422,6 @@ pub fn run(job: &ModesJob, log: &mut dyn std::io::Write) -> Result<ModesReport> 
                 rule_name(mode.measure()).into()
             },
             threshold: (!fixed).then(|| mode.threshold()),
-            tolerance: *tol,
             validation_accuracy: accuracy(&val, &v.predictions).accuracy(),
             accuracy: c.accuracy(),
             macro_f1: c.macro_f1(),
@@ -449,6 +456,21 @@ pub fn run(job: &ModesJob, log: &mut dyn std::io::Write) -> Result<ModesReport> 
     for (r, p) in out_rows.iter_mut().zip(frontier) {
         r.pareto = p;
     }
+    let full_val = out_rows
+        .iter()
+        .find(|m| m.rule == "fixed" && m.widths == [1.0])
+        .map_or(0.0, |m| m.validation_accuracy);
+    let recommended = modes
+        .iter()
+        .zip(&out_rows)
+        .filter(|(_, r)| {
+            r.rule != "fixed" && r.validation_accuracy >= full_val - job.max_loss - 1e-12
+        })
+        .min_by(|a, b| {
+            let cost = |m: &(WidthMode, Option<(f64, f64)>)| m.1.map_or(f64::INFINITY, |v| v.1);
+            cost(a.0).total_cmp(&cost(b.0))
+        })
+        .map(|(_, r)| r.id);
     let memory = memory(&graphs, out_rows.len())?;
     let report = ModesReport {
         model: job.model.display().to_string(),
@@ -461,6 +483,8 @@ pub fn run(job: &ModesJob, log: &mut dyn std::io::Write) -> Result<ModesReport> 
         },
         widths: rows,
         modes: out_rows,
+        recommended,
+        max_loss: job.max_loss,
         memory,
     };
     write_atomic(
@@ -558,11 +582,11 @@ fn markdown(r: &ModesReport) -> String {
         r.modes.len(),
         r.modes.iter().filter(|m| m.pareto).count()
     );
-    s += "| mode | widths | rule | threshold | τ | validation | accuracy | macro-F1 | mean cost | worst cost | share running each width |";
+    s += "| mode | widths | rule | threshold | validation | accuracy | macro-F1 | mean cost | worst cost | share running each width |";
     for b in &boards {
         s += &format!(" µJ {b} |");
     }
-    s += "\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|";
+    s += "\n|---|---|---|---:|---:|---:|---:|---:|---:|---|";
     s += &"---:|".repeat(boards.len());
     s += "\n";
     for m in &r.modes {
@@ -573,14 +597,12 @@ fn markdown(r: &ModesReport) -> String {
             .map(|x| format!("{:.0} %", x * 100.0))
             .collect();
         s += &format!(
-            "| {}{} | {} | {} | {} | {} | {:.2} % | {:.2} % | {:.4} | {:.0} | {} | {} |",
+            "| {}{} | {} | {} | {} | {:.2} % | {:.2} % | {:.4} | {:.0} | {} | {} |",
             m.id,
             if m.pareto { " ★" } else { "" },
             widths.join("→"),
             m.rule,
-            m.threshold.map_or("—".into(), |t| format!("{t:.2}")),
-            m.tolerance
-                .map_or("—".into(), |t| format!("{:.1} pp", t * 100.0)),
+            m.threshold.map_or("—".into(), |t| format!("{t}")),
             m.validation_accuracy * 100.0,
             m.accuracy * 100.0,
             m.macro_f1,
@@ -592,6 +614,33 @@ fn markdown(r: &ModesReport) -> String {
             s += &format!(" {} |", e.map_or("—".into(), |e| format!("{e:.2}")));
         }
         s += "\n";
+    }
+    let full = r
+        .modes
+        .iter()
+        .find(|m| m.rule == "fixed" && m.widths == [1.0]);
+    match (r.recommended.and_then(|i| r.modes.get(i)), full) {
+        (Some(m), Some(f)) => {
+            s += &format!(
+                "\nRecommended (chosen on validation: the cheapest adaptive mode within {:.2} pp of the \
+                 full width there): mode {}, test accuracy {:.2} % vs {:.2} % for the full width \
+                 ({:+.2} pp), mean cost {:.0} vs {:.0} ({:.3}×).\n",
+                r.max_loss * 100.0,
+                m.id,
+                m.accuracy * 100.0,
+                f.accuracy * 100.0,
+                (m.accuracy - f.accuracy) * 100.0,
+                m.mean_cost,
+                f.mean_cost,
+                m.mean_cost / f.mean_cost.max(1.0)
+            );
+        }
+        _ => {
+            s += &format!(
+                "\nNo adaptive mode is within {:.2} pp of the full width on validation.\n",
+                r.max_loss * 100.0
+            )
+        }
     }
     let mem = &r.memory;
     s += &format!(
