@@ -44,6 +44,29 @@ fn a_nested_model_trains_once_and_every_width_evaluates_and_quantises() {
         &nested,
         "--quiet",
     ]);
+    // Deterministic: the same seed gives the same file, byte for byte (the sandwich rule's
+    // width draw has its own seeded stream).
+    let again = p("again.kgl");
+    run_ok(&[
+        "train",
+        "--arch",
+        "kinglet-lite",
+        "--widths",
+        "0.25,0.5,0.75,1.0",
+        "--data",
+        &data,
+        "--epochs",
+        "2",
+        "--seed",
+        "1",
+        "--out",
+        &again,
+        "--quiet",
+    ]);
+    assert_eq!(
+        std::fs::read(&nested).unwrap(),
+        std::fs::read(&again).unwrap()
+    );
     let mut filters = Vec::new();
     for width in ["0.25", "0.5", "0.75", "1"] {
         let eval = run_ok(&[
