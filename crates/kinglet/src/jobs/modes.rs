@@ -112,9 +112,12 @@ pub struct ModesReport {
 pub struct Memory {
     /// int8 weights of the full width.
     pub full_weight_bytes: usize,
-    /// Per-channel int32 biases and requantisation (int32 multiplier + shift) of every width
-    /// below 1.
-    pub per_width_bias_and_scale_bytes: usize,
+    /// Per-output-channel int32 biases of every width below 1 (each width folds its own batch
+    /// norm into them).
+    pub per_width_bias_bytes: usize,
+    /// Per-output-channel requantisation of every width below 1 (int32 multiplier and int32
+    /// shift, TFLM's layout).
+    pub per_width_requant_bytes: usize,
     /// int8 weights of narrower widths that differ from the full width's at the same position
     /// (a single shared blob needs these stored besides; see docs/model-format.md).
     pub differing_weight_bytes: usize,
@@ -525,8 +528,7 @@ fn memory(graphs: &[Graph], modes: usize) -> Result<Memory> {
         let narrow = weights(g);
         ensure!(narrow.len() == full.len(), "widths differ in layer count");
         for ((ns, nd, nc), (fs, fd, _)) in narrow.iter().zip(&full) {
-            // int32 bias + int32 multiplier + int32 shift per output channel (TFLM's layout).
-            scales += nc * 12;
+            scales += nc;
             // Compare each narrow value with the full tensor's value at the same index.
             let strides = |shape: &[usize]| -> Vec<usize> {
                 let mut s = vec![1; shape.len()];
@@ -548,7 +550,8 @@ fn memory(graphs: &[Graph], modes: usize) -> Result<Memory> {
     }
     Ok(Memory {
         full_weight_bytes,
-        per_width_bias_and_scale_bytes: scales,
+        per_width_bias_bytes: 4 * scales,
+        per_width_requant_bytes: 8 * scales,
         differing_weight_bytes: differing,
         mode_table_bytes: modes * 6,
     })
@@ -644,10 +647,11 @@ fn markdown(r: &ModesReport) -> String {
     }
     let mem = &r.memory;
     s += &format!(
-        "\nMemory: full-width int8 weights {} B; per-width biases and requantisation {} B; \
+        "\nMemory: full-width int8 weights {} B; per-width biases {} B and requantisation {} B; \
          mode table {} B; int8 weights of narrower widths that differ from the full width's {} B.\n",
         mem.full_weight_bytes,
-        mem.per_width_bias_and_scale_bytes,
+        mem.per_width_bias_bytes,
+        mem.per_width_requant_bytes,
         mem.mode_table_bytes,
         mem.differing_weight_bytes
     );
