@@ -146,6 +146,17 @@ fn a_nested_model_trains_once_and_every_width_evaluates_and_quantises() {
     let svg = std::fs::read_to_string(format!("{modes}/modes.svg")).unwrap();
     assert!(svg.starts_with("<svg"), "{svg}");
 
+    // The three-branch, flattening Big-3IN narrows too (its dense layer takes strided rows).
+    let big3 = p("big3.kgl");
+    run_ok(&[
+        "train", "--arch", "big3", "--widths", "0.5,1", "--data", &data, "--epochs", "1", "--seed",
+        "1", "--out", &big3, "--quiet",
+    ]);
+    let eval = run_ok(&[
+        "eval", "--model", &big3, "--width", "0.5", "--data", &data, "--json",
+    ]);
+    assert!(eval.contains("\"accuracy\""), "{eval}");
+
     // Bad input: widths on a plain model, a width the model lacks, a bad width list.
     let plain = p("plain.kgl");
     common::train("kinglet-lite", &data, &plain);
