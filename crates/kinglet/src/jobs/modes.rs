@@ -119,7 +119,9 @@ pub struct Memory {
     /// shift, TFLM's layout).
     pub per_width_requant_bytes: usize,
     /// int8 weights of narrower widths that differ from the full width's at the same position
-    /// (a single shared blob needs these stored besides; see docs/model-format.md).
+    /// (a single shared blob needs these stored besides; see docs/model-format.md). Compared
+    /// index by index, so a flattening head's first dense layer, whose narrow rows are strided
+    /// in the full weight, counts as differing: an upper bound there.
     pub differing_weight_bytes: usize,
     /// Mode table: per mode a width mask, a measure byte and an f32 threshold.
     pub mode_table_bytes: usize,
