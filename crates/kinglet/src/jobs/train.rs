@@ -267,6 +267,19 @@ pub fn run(job: &TrainJob, feedback: &mut dyn TrainFeedback) -> Result<()> {
             .unwrap_or_default(),
         mean_epoch
     ));
+    // A nested model's printed validation accuracy is the mean over widths; show each.
+    if let Some(val) = val_set.as_ref().filter(|_| !arch.widths.is_empty()) {
+        let mut each = Vec::new();
+        for &w in &arch.widths {
+            let narrow = kinglet_train::slim::slice_model(&outcome.model, w)?;
+            let c = kinglet_train::evaluate(&narrow, val)?;
+            each.push(format!("{w}: {:.4}", c.accuracy()));
+        }
+        feedback.note(&format!(
+            "validation accuracy per width: {}",
+            each.join(", ")
+        ));
+    }
     // The model is complete; the checkpoint is only needed to resume.
     let _ = std::fs::remove_file(&checkpoint);
     Ok(())
