@@ -46,8 +46,10 @@
 #![no_std]
 
 pub mod math;
+pub mod widths;
 
 pub use math::{Signature, argmax, confidence, l1_distance_u8, softmax_in_place};
+pub use widths::{ModeError, WidthMode, WidthVerdict};
 
 /// Most labels a per-label threshold table holds (HAPT's 12 activities with transitions).
 pub const MAX_LABELS: usize = 12;

@@ -194,6 +194,11 @@ pub struct Architecture {
     #[serde(default)]
     pub head: Head,
     pub training: Schedule,
+    /// Nested widths (slimmable network): fractions of every hidden layer's channels that
+    /// form complete smaller classifiers sharing the full network's weights, ascending and
+    /// ending at 1. Empty for an ordinary network. See [`crate::slim`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub widths: Vec<f64>,
 }
 
 fn default_window() -> usize {
@@ -347,6 +352,7 @@ impl Architecture {
                     },
                     ..seed_schedule(0.01, 25, 10)
                 },
+                widths: Vec::new(),
             },
             "big1" => Architecture {
                 name: name.into(),
@@ -356,6 +362,7 @@ impl Architecture {
                 blocks: plain_blocks(&[4, 8, 16, 32, 8]),
                 head: Head::default(),
                 training: seed_schedule(0.01, 25, 0),
+                widths: Vec::new(),
             },
             "dual" => Architecture {
                 name: name.into(),
@@ -365,6 +372,7 @@ impl Architecture {
                 blocks: plain_blocks(&[4, 4, 2]),
                 head: Head::default(),
                 training: seed_schedule(0.005, 50, 0),
+                widths: Vec::new(),
             },
             "kinglet" | "har-default" => Architecture {
                 name: "kinglet".into(),
@@ -382,6 +390,7 @@ impl Architecture {
                     hidden: vec![],
                 },
                 training: kinglet_schedule(),
+                widths: Vec::new(),
             },
             // A Big for cascades: the default's recipe on a quarter of its MACs (≈ 200 k, about
             // Big-3IN's instruction count on Cortex-M4), pooling early.
@@ -400,6 +409,7 @@ impl Architecture {
                     hidden: vec![],
                 },
                 training: kinglet_schedule(),
+                widths: Vec::new(),
             },
             "mnist-cnn" => crate::image::mnist_cnn(),
             _ => {
@@ -415,6 +425,7 @@ impl Architecture {
                     blocks: plain_blocks(&[4, 4, 2]),
                     head: Head::default(),
                     training: little_schedule(k),
+                    widths: Vec::new(),
                 }
             }
         };
@@ -502,6 +513,7 @@ impl Architecture {
         if !(0.0..1.0).contains(&self.training.label_smoothing) {
             return Err("training.label_smoothing must be in [0, 1)".into());
         }
+        crate::slim::validate_widths(self)?;
         Ok(())
     }
 

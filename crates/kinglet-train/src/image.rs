@@ -59,6 +59,7 @@ pub fn mnist_cnn() -> Architecture {
             label_smoothing: 0.0,
             balance_classes: false,
         },
+        widths: Vec::new(),
     }
 }
 

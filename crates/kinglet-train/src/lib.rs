@@ -15,6 +15,7 @@ pub mod network;
 pub mod prune;
 pub mod qat;
 pub mod separable;
+pub mod slim;
 pub mod train;
 
 pub use arch::{Architecture, Task};

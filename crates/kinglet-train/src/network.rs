@@ -48,6 +48,14 @@ pub struct BranchNet {
     pub blocks: Vec<ConvBlock>,
 }
 
+/// The batch norms of one width below the full one, indexed `branch · blocks + block`
+/// (`None` for blocks without batch norm).
+#[derive(Module, Debug)]
+pub struct SlimNorms {
+    pub width: f64,
+    pub norms: Vec<Option<BatchNorm>>,
+}
+
 #[derive(Module, Debug)]
 pub struct Network {
     /// The 2D convolution stack of an image network (then `branches` is empty).
@@ -56,10 +64,12 @@ pub struct Network {
     pub hidden: Vec<Linear>,
     pub output: Linear,
     pub global_average_pool: bool,
+    /// Per-width batch norms of a nested-width network (one entry per width below 1).
+    pub slim: Vec<SlimNorms>,
 }
 
 /// Shape of every parameter and running statistic, in canonical order, with its initial values.
-fn initial_tensors(arch: &Architecture, classes: usize, seed: u64) -> Vec<NamedTensor> {
+pub(crate) fn initial_tensors(arch: &Architecture, classes: usize, seed: u64) -> Vec<NamedTensor> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut out = Vec::new();
     // Glorot uniform, as Keras initialises kernels; biases start at zero.
@@ -141,6 +151,7 @@ fn initial_tensors(arch: &Architecture, classes: usize, seed: u64) -> Vec<NamedT
         outputs,
     ));
     tensors.push(zeros("output.bias".into(), outputs));
+    tensors.extend(crate::slim::initial_norm_tensors(arch));
     out.extend(tensors);
     out
 }
@@ -343,6 +354,22 @@ impl Network {
             width = h;
         }
         let output = linear(&mut src, "output", width, arch.outputs(classes))?;
+        let mut slim = Vec::new();
+        for &w in arch.widths.iter().filter(|&&w| w < 1.0) {
+            let mut norms = Vec::new();
+            for b in 0..branches.len() {
+                for (i, block) in arch.blocks.iter().enumerate() {
+                    let p = format!("{}.branch{b}.block{i}", crate::slim::prefix(w));
+                    norms.push(if block.batch_norm {
+                        let c = crate::slim::channels_at(w, block.filters);
+                        Some(batch_norm(&mut src, &p, c)?)
+                    } else {
+                        None
+                    });
+                }
+            }
+            slim.push(SlimNorms { width: w, norms });
+        }
         if let Some(extra) = src.by_name.keys().next() {
             return Err(Error::Model(format!(
                 "weight `{extra}` does not belong to architecture `{}`",
@@ -355,6 +382,7 @@ impl Network {
             hidden,
             output,
             global_average_pool: arch.head.global_average_pool,
+            slim,
         })
     }
 
@@ -448,7 +476,160 @@ impl Network {
         if let Some(bias) = &self.output.bias {
             grab(&mut out, "output.bias".into(), bias.val());
         }
+        self.slim_tensors(&mut out);
         out
+    }
+}
+
+impl Network {
+    /// Appends the per-width batch-norm tensors in the order [`Network::from_tensors`] takes them.
+    fn slim_tensors(&self, out: &mut Vec<NamedTensor>) {
+        let blocks = self.branches.first().map_or(0, |b| b.blocks.len());
+        for slim in &self.slim {
+            for (j, norm) in slim.norms.iter().enumerate() {
+                let Some(norm) = norm else { continue };
+                let p = format!(
+                    "{}.branch{}.block{}.norm",
+                    crate::slim::prefix(slim.width),
+                    j / blocks.max(1),
+                    j % blocks.max(1)
+                );
+                grab(out, format!("{p}.gamma"), norm.gamma.val());
+                grab(out, format!("{p}.beta"), norm.beta.val());
+                grab(out, format!("{p}.running_mean"), norm.running_mean.value());
+                grab(out, format!("{p}.running_var"), norm.running_var.value());
+            }
+        }
+    }
+
+    /// Logits of one width of a nested network: every layer runs on the leading channels of
+    /// the shared weights (sliced inside the autodiff graph, so gradients reach the shared
+    /// tensors), with the width's own batch norms.
+    pub fn forward_at(&self, inputs: Vec<Tensor<3>>, plan: &crate::slim::WidthPlan) -> Tensor<2> {
+        let Some(k) = plan.slim_index else {
+            return self.forward(inputs);
+        };
+        let blocks = self.branches.first().map_or(0, |b| b.blocks.len());
+        let mut features = Vec::with_capacity(inputs.len());
+        for (b, (branch, mut x)) in self.branches.iter().zip(inputs).enumerate() {
+            for (i, block) in branch.blocks.iter().enumerate() {
+                let cin = x.dims()[1];
+                let cout = plan.blocks[i];
+                if let Some(dw) = &block.depthwise {
+                    x = narrow_conv(dw, cin, 1, cin).forward(x);
+                }
+                x = narrow_conv(&block.conv, cout, cin, 1).forward(x);
+                if let Some(norm) = self.slim[k]
+                    .norms
+                    .get(b * blocks + i)
+                    .and_then(Option::as_ref)
+                {
+                    x = norm.forward(x);
+                }
+                x = burn::tensor::activation::relu(x);
+                if block.pool > 1 {
+                    let options = MaxPoolOptions::new([block.pool]).with_stride([block.pool]);
+                    x = max_pool1d(x, options);
+                }
+            }
+            let [batch, channels, length] = x.dims();
+            let flat: Tensor<2> = if self.global_average_pool {
+                x.mean_dim(2).reshape([batch, channels])
+            } else {
+                x.swap_dims(1, 2).reshape([batch, length * channels])
+            };
+            features.push(flat);
+        }
+        let mut h = if features.len() == 1 {
+            features.remove(0)
+        } else {
+            Tensor::cat(features, 1)
+        };
+        let device = h.device();
+        let rows: Vec<i64> = plan.head_rows.iter().map(|&r| r as i64).collect();
+        let rows = Tensor::<1, burn::tensor::Int>::from_data(
+            TensorData::new(rows, [plan.head_rows.len()]),
+            &device,
+        );
+        let mut rows = Some(rows);
+        for (layer, &units) in self.hidden.iter().zip(&plan.hidden) {
+            let dense = narrow_linear(layer, rows.take(), h.dims()[1], units);
+            h = burn::tensor::activation::relu(dense.forward(h));
+        }
+        let outputs = self.output.weight.val().dims()[1];
+        narrow_linear(&self.output, rows, h.dims()[1], outputs).forward(h)
+    }
+
+    /// The network with every batch-norm scale (all widths) raised to at least
+    /// [`crate::slim::MIN_GAMMA`]: a positive scale folds into a convolution's weights without
+    /// changing any channel's sign, so the widths' int8 weights can agree.
+    pub fn positive_gammas(mut self) -> Self {
+        let clamp = |norm: &mut BatchNorm| {
+            norm.gamma = norm.gamma.clone().map(|g| {
+                let grad = g.is_require_grad();
+                let out = g.detach().clamp_min(crate::slim::MIN_GAMMA).detach();
+                if grad { out.require_grad() } else { out }
+            });
+        };
+        for branch in &mut self.branches {
+            for block in &mut branch.blocks {
+                if let Some(norm) = &mut block.norm {
+                    clamp(norm);
+                }
+            }
+        }
+        for slim in &mut self.slim {
+            for norm in slim.norms.iter_mut().flatten() {
+                clamp(norm);
+            }
+        }
+        self
+    }
+}
+
+/// A convolution on the leading `out` filters and `cin_per_group` input channels of `conv`
+/// (`groups` > 1 only for depthwise, where both equal the narrowed channel count).
+fn narrow_conv(conv: &Conv1d, out: usize, cin_per_group: usize, groups: usize) -> Conv1d {
+    let (out, cin_per_group) = if conv.groups > 1 {
+        (groups, 1)
+    } else {
+        (out, cin_per_group)
+    };
+    let w = conv.weight.val();
+    let [_, _, k] = w.dims();
+    Conv1d {
+        weight: Param::initialized(ParamId::new(), w.slice([0..out, 0..cin_per_group, 0..k])),
+        bias: conv
+            .bias
+            .as_ref()
+            .map(|b| Param::initialized(ParamId::new(), b.val().narrow(0, 0, out))),
+        stride: conv.stride,
+        kernel_size: conv.kernel_size,
+        dilation: conv.dilation,
+        groups: if conv.groups > 1 { groups } else { 1 },
+        padding: conv.padding.clone(),
+    }
+}
+
+/// A dense layer on `units` leading outputs of `layer`, taking the rows `rows` (the first dense
+/// layer, whose inputs are flattened features) or else the `inputs` leading rows.
+fn narrow_linear(
+    layer: &Linear,
+    rows: Option<Tensor<1, burn::tensor::Int>>,
+    inputs: usize,
+    units: usize,
+) -> Linear {
+    let w = layer.weight.val();
+    let w = match rows {
+        Some(rows) => w.select(0, rows).slice([0..inputs, 0..units]),
+        None => w.slice([0..inputs, 0..units]),
+    };
+    Linear {
+        weight: Param::initialized(ParamId::new(), w),
+        bias: layer
+            .bias
+            .as_ref()
+            .map(|b| Param::initialized(ParamId::new(), b.val().narrow(0, 0, units))),
     }
 }
 

@@ -26,6 +26,7 @@ use crate::model_file::{
     write_container,
 };
 use crate::network::{NamedTensor, Network};
+use crate::slim::WidthPlan;
 
 /// Options that are not part of the architecture.
 #[derive(Debug, Clone, Default)]
@@ -56,8 +57,11 @@ pub struct EpochReport {
     /// 1-based.
     pub epoch: usize,
     pub learning_rate: f64,
+    /// Of the full network (for a nested network the narrow widths' distillation terms are
+    /// optimised too but not reported here).
     pub train_loss: f64,
     pub train_accuracy: f64,
+    /// For a nested-width network, the mean over its widths (what epoch selection uses).
     pub validation_accuracy: Option<f64>,
     pub validation_macro_f1: Option<f64>,
     /// Wall time of the optimisation steps of this epoch (validation excluded).
@@ -307,10 +311,24 @@ pub(crate) fn batch_inputs(
 
 /// Class predictions of `net` (on a non-autodiff device) for every prepared sample.
 pub fn predict(net: &Network, prepared: &Prepared, device: &Device) -> Vec<u32> {
+    predict_at(net, prepared, device, None)
+}
+
+/// [`predict`] at one width of a nested network (`None`: the full network).
+pub fn predict_at(
+    net: &Network,
+    prepared: &Prepared,
+    device: &Device,
+    plan: Option<&WidthPlan>,
+) -> Vec<u32> {
     let mut out = Vec::with_capacity(prepared.len());
     let all: Vec<usize> = (0..prepared.len()).collect();
     for chunk in all.chunks(512) {
-        let logits = net.forward(batch_inputs(prepared, chunk, None, device));
+        let inputs = batch_inputs(prepared, chunk, None, device);
+        let logits = match plan {
+            Some(plan) => net.forward_at(inputs, plan),
+            None => net.forward(inputs),
+        };
         let pred = logits.argmax(1).into_data();
         out.extend(pred.iter::<i64>().map(|v| v as u32));
     }
@@ -320,6 +338,50 @@ pub fn predict(net: &Network, prepared: &Prepared, device: &Device) -> Vec<u32> 
 fn score(net: &Network, prepared: &Prepared, device: &Device) -> Classification {
     let pred = predict(net, prepared, device);
     Classification::new(&prepared.class_names, &prepared.targets, &pred)
+}
+
+/// Validation accuracy and macro-F1 for epoch selection: of the network, or for a nested
+/// network the mean over its widths (every width should be good, not only the widest).
+fn selection_score(
+    net: &Network,
+    plans: &[WidthPlan],
+    prepared: &Prepared,
+    device: &Device,
+) -> (f64, f64) {
+    if plans.is_empty() {
+        let c = score(net, prepared, device);
+        return (c.accuracy(), c.macro_f1());
+    }
+    let (mut acc, mut f1) = (0.0, 0.0);
+    for plan in plans {
+        let pred = predict_at(net, prepared, device, Some(plan));
+        let c = Classification::new(&prepared.class_names, &prepared.targets, &pred);
+        acc += c.accuracy();
+        f1 += c.macro_f1();
+    }
+    (acc / plans.len() as f64, f1 / plans.len() as f64)
+}
+
+/// The narrower widths trained in one step by the sandwich rule: the narrowest always, and one
+/// random width strictly between narrowest and widest (the widest is trained on the labels
+/// separately). The draw comes from its own stream so plain training's augmentation is unchanged.
+fn sandwich<'a>(plans: &'a [WidthPlan], rng: &mut ChaCha8Rng) -> Vec<&'a WidthPlan> {
+    let n = plans.len();
+    let mut chosen: Vec<&WidthPlan> = plans.first().into_iter().collect();
+    if n > 2 {
+        chosen.push(&plans[rng.random_range(1..n - 1)]);
+    }
+    chosen
+}
+
+/// In-place distillation: cross-entropy of a narrow width's `logits` against the widest's
+/// (detached) probabilities `soft`.
+fn soft_cross_entropy(logits: Tensor<2>, soft: Tensor<2>) -> Tensor<1> {
+    (burn::tensor::activation::log_softmax(logits, 1) * soft)
+        .sum_dim(1)
+        .mean()
+        .neg()
+        .reshape([1])
 }
 
 /// Trains `arch` on `train`, choosing the epoch with the best accuracy on `validation`
@@ -449,6 +511,11 @@ pub fn train_with_hook(
     hook.run_started(batches * epochs.saturating_sub(start_epoch));
     let averaging = arch.training.average_last > 0;
     let average_from = epochs.saturating_sub(arch.training.average_last);
+    let plans = if arch.widths.is_empty() {
+        Vec::new()
+    } else {
+        WidthPlan::all(arch)?
+    };
 
     for (ran, epoch) in (start_epoch..epochs).enumerate() {
         if options.stop_after.is_some_and(|s| ran >= s) {
@@ -466,6 +533,7 @@ pub fn train_with_hook(
             augment.scale > 0.0 || augment.noise > 0.0 || augment.shift > 0 || augment.rotate > 0.0;
         let started = Instant::now();
         let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+        let mut width_rng = epoch_rng(options.seed ^ 0x5714_d7c4_0000_0000, epoch);
         for idx in order.chunks(batch) {
             let inputs = batch_inputs(
                 &prepared,
@@ -473,8 +541,9 @@ pub fn train_with_hook(
                 augmenting.then_some((augment, &mut rng)),
                 &device,
             );
-            let logits = net.forward(inputs);
-            let (loss, loss_value, batch_correct) = match &taught {
+            let logits = net.forward(inputs.clone());
+            let widest = (!plans.is_empty()).then(|| logits.clone().detach());
+            let (mut loss, loss_value, batch_correct) = match &taught {
                 Some((soft, weight)) => crate::distill::distilled_loss(
                     logits,
                     &prepared,
@@ -487,8 +556,18 @@ pub fn train_with_hook(
                 None => batch_loss(logits, &prepared, idx, &loss_fn, &device),
             }
             .map_err(|v| diverged("training", v, epoch))?;
+            if let Some(widest) = widest {
+                let soft = burn::tensor::activation::softmax(widest, 1);
+                for plan in sandwich(&plans, &mut width_rng) {
+                    let narrow = net.forward_at(inputs.clone(), plan);
+                    loss = loss + soft_cross_entropy(narrow, soft.clone());
+                }
+            }
             let grads = GradientsParams::from_grads(loss.backward(), &net);
             net = hook.after_step(optim.step(lr, net, grads))?;
+            if !plans.is_empty() {
+                net = net.positive_gammas();
+            }
             loss_sum += loss_value * idx.len() as f64;
             correct += batch_correct;
             progress.batch_done(loss_value, batch_correct as f64 / idx.len() as f64);
@@ -497,14 +576,14 @@ pub fn train_with_hook(
         let eval_net = net.valid();
         let val = val_prepared
             .as_ref()
-            .map(|v| score(&eval_net, v, &infer_device));
+            .map(|v| selection_score(&eval_net, &plans, v, &infer_device));
         let report = EpochReport {
             epoch: epoch + 1,
             learning_rate: lr,
             train_loss: loss_sum / n as f64,
             train_accuracy: correct as f64 / n as f64,
-            validation_accuracy: val.as_ref().map(|c| c.accuracy()),
-            validation_macro_f1: val.as_ref().map(|c| c.macro_f1()),
+            validation_accuracy: val.map(|v| v.0),
+            validation_macro_f1: val.map(|v| v.1),
             train_seconds,
         };
         let current = eval_net.named_tensors();
@@ -567,7 +646,7 @@ pub fn train_with_hook(
         (Some(v), true) => {
             let averaged =
                 Network::from_tensors(arch, classes, best_tensors.clone(), &infer_device)?;
-            Some(score(&averaged, v, &infer_device).accuracy())
+            Some(selection_score(&averaged, &plans, v, &infer_device).0)
         }
         _ => None,
     };

@@ -6,6 +6,7 @@ pub mod data;
 pub mod eval;
 pub mod export;
 pub mod inspect;
+pub mod modes;
 pub mod optimize;
 pub mod pipeline;
 pub mod profile;

@@ -52,6 +52,9 @@ enum Command {
     /// Convert a trained model's convolutions to depthwise-separable ones (rank-1 initialised
     /// from the trained kernels) and fine-tune.
     Separable(cmd::separable::SeparableArgs),
+    /// Every operating mode of a nested-width network (`train --widths`): fixed widths and
+    /// adaptive width chains, accuracy against measured Cortex-M4 instructions, Pareto front.
+    Modes(cmd::modes::ModesArgs),
     // SUBCOMMANDS (keep this marker: helpers add variants above it)
 }
 
@@ -92,6 +95,7 @@ fn run() -> anyhow::Result<()> {
         Command::Optimize(args) => cmd::optimize::run(args),
         Command::Prune(args) => cmd::prune::run(args),
         Command::Separable(args) => cmd::separable::run(args),
+        Command::Modes(args) => cmd::modes::run(args),
         // DISPATCH (keep this marker: helpers add arms above it)
     }
 }

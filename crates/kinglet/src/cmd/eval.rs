@@ -35,6 +35,9 @@ pub struct EvalArgs {
     /// kernels TFLite Micro and kinglet's firmware follow).
     #[arg(long, default_value = "default")]
     pub tflite_kernels: kinglet_graph::TfliteKernels,
+    /// `.kgl` only: score one width of a nested-width model (`kinglet train --widths`).
+    #[arg(long)]
+    pub width: Option<f64>,
 }
 
 /// `--input-scaling`'s values (see [`eval::InputScaling`]).
@@ -62,6 +65,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         input_scaling: args.input_scaling.map(Into::into),
         one_vs_rest: args.one_vs_rest,
         tflite_kernels: args.tflite_kernels,
+        width: args.width,
     })?;
     report.write(&mut std::io::stdout().lock(), args.json)?;
     Ok(())

@@ -1,4 +1,6 @@
-//! `kinglet export --model <in> --format tflite --out <file>`.
+//! `kinglet export --model <in> --format tflite --out <file>`; `--width W` exports one width of
+//! a nested-width `.kgl` (as `.tflite`, or with `--format kgl` as an ordinary `.kgl` that every
+//! other command — quantize, eval, profile, compile — takes as it is).
 
 use std::path::{Path, PathBuf};
 
@@ -9,6 +11,8 @@ use kinglet_graph::Graph;
 #[derive(Clone, Copy, ValueEnum)]
 pub enum ExportFormat {
     Tflite,
+    /// An ordinary `.kgl` model (only with `--width`).
+    Kgl,
 }
 
 #[derive(Args)]
@@ -21,6 +25,9 @@ pub struct ExportArgs {
     /// Output file (written atomically).
     #[arg(long)]
     pub out: PathBuf,
+    /// One width of a nested-width `.kgl` model (`kinglet train --widths`), e.g. 0.5.
+    #[arg(long)]
+    pub width: Option<f64>,
 }
 
 /// Loads any model kinglet understands as a graph: `.tflite` directly, `.kgl` through the
@@ -38,9 +45,33 @@ pub fn load_graph(path: &Path) -> Result<Graph> {
 }
 
 pub fn run(args: ExportArgs) -> Result<()> {
-    let graph = load_graph(&args.model)?;
+    let graph = match (args.width, args.format) {
+        (None, ExportFormat::Kgl) => anyhow::bail!("--format kgl exports one width: give --width"),
+        (None, ExportFormat::Tflite) => load_graph(&args.model)?,
+        (Some(width), format) => {
+            if kinglet_train::ModelKind::of(&args.model)? != kinglet_train::ModelKind::Kgl {
+                anyhow::bail!("--width takes a nested-width .kgl model");
+            }
+            let model = kinglet_train::TrainedModel::load(&args.model)
+                .with_context(|| format!("loading {}", args.model.display()))?;
+            let narrow = kinglet_train::slim::slice_model(&model, width)
+                .with_context(|| format!("{}: --width {width}", args.model.display()))?;
+            if let ExportFormat::Kgl = format {
+                narrow.save(&args.out)?;
+                println!(
+                    "wrote {} (width {width}: {} parameters)",
+                    args.out.display(),
+                    narrow.parameter_count()
+                );
+                return Ok(());
+            }
+            kinglet_train::lower(&narrow).context("lowering the width to a graph")?
+        }
+    };
     match args.format {
-        ExportFormat::Tflite => kinglet_graph::tflite::write_tflite_file(&graph, &args.out)?,
+        ExportFormat::Tflite | ExportFormat::Kgl => {
+            kinglet_graph::tflite::write_tflite_file(&graph, &args.out)?
+        }
     }
     println!(
         "wrote {} ({} ops, {} MACs, {} weight bytes)",

@@ -84,6 +84,13 @@ pub struct TrainArgs {
     /// into this folder (`x_<branch>.npy` as [n, time, channels], `y.npy`), for benchmarks.
     #[arg(long)]
     pub export_inputs: Option<PathBuf>,
+    /// Train one nested-width (slimmable) network: the leading ⌈w·C⌉ channels of every hidden
+    /// layer form a classifier at each width w (ascending, ending at 1, e.g.
+    /// `0.25,0.5,0.75,1.0`). Each step trains the widest on the labels and the narrowest plus
+    /// one random width on the widest's probabilities; each width keeps its own batch norms.
+    /// Validation accuracy (and epoch selection) is then the mean over the widths.
+    #[arg(long, conflicts_with_all = ["qat", "init"])]
+    pub widths: Option<String>,
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
@@ -107,6 +114,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         init: args.init,
         teacher: args.teacher.map(|t| (t, args.teacher_weight)),
         export_inputs: args.export_inputs,
+        widths: args.widths,
     };
     kinglet::jobs::train::run(&job, &mut Bar::new(args.quiet))
 }

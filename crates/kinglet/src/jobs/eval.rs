@@ -38,6 +38,8 @@ pub struct EvalJob {
     pub one_vs_rest: Option<u32>,
     /// The TFLite kernel configuration `.tflite` models are run with.
     pub tflite_kernels: TfliteKernels,
+    /// `.kgl` only: score this width of a nested-width model (see `kinglet train --widths`).
+    pub width: Option<f64>,
 }
 
 /// A scored model: what `kinglet eval` prints.
@@ -64,6 +66,11 @@ pub fn run(job: &EvalJob) -> Result<EvalReport> {
     let started = std::time::Instant::now();
     let kind = kinglet_train::ModelKind::of(&job.model)?;
     let result = if kind == kinglet_train::ModelKind::Tflite {
+        if job.width.is_some() {
+            bail!(
+                "--width applies to nested-width .kgl models; a .tflite model has one width (export it with `kinglet export --width`)"
+            );
+        }
         evaluate_tflite(job, &data)?
     } else {
         if job.input_scaling.is_some() || job.one_vs_rest.is_some() {
@@ -71,7 +78,11 @@ pub fn run(job: &EvalJob) -> Result<EvalReport> {
                 "--input-scaling and --one-vs-rest apply to .tflite models; a .kgl model carries both"
             );
         }
-        let model = TrainedModel::load(&job.model)?;
+        let mut model = TrainedModel::load(&job.model)?;
+        if let Some(width) = job.width {
+            model = kinglet_train::slim::slice_model(&model, width)
+                .with_context(|| format!("{}: --width {width}", job.model.display()))?;
+        }
         kinglet_train::evaluate(&model, &data)?
     };
     let host_us_per_window = started.elapsed().as_secs_f64() * 1e6 / result.n().max(1) as f64;

@@ -19,10 +19,12 @@
 //! | `kinglet quantize` | [`quantize::run`] |
 //! | `kinglet pipeline` | [`pipeline::run`] |
 //! | `kinglet optimize` | [`optimize::run`] |
+//! | `kinglet modes` | [`modes::run`] |
 
 pub mod bitwidth;
 pub mod cascade;
 pub mod eval;
+pub mod modes;
 pub mod optimize;
 pub mod pipeline;
 pub mod quantize;

@@ -112,6 +112,9 @@ pub struct TrainJob {
     pub teacher: Option<(PathBuf, f32)>,
     /// Instead of training, write the prepared training inputs as `.npy` files here.
     pub export_inputs: Option<PathBuf>,
+    /// Nested widths (`0.25,0.5,0.75,1.0`): train one slimmable network whose leading channels
+    /// at every width form a classifier (see `kinglet_train::slim`).
+    pub widths: Option<String>,
 }
 
 /// The settings of quantisation-aware training.
@@ -136,7 +139,7 @@ pub fn run(job: &TrainJob, feedback: &mut dyn TrainFeedback) -> Result<()> {
             kinglet_train::TrainedModel::load(p).with_context(|| format!("loading {}", p.display()))
         })
         .transpose()?;
-    let arch = match (&job.arch, &init) {
+    let mut arch = match (&job.arch, &init) {
         (Some(name), Some(model)) => {
             let arch = Architecture::resolve(name)?;
             if arch != model.architecture {
@@ -151,6 +154,20 @@ pub fn run(job: &TrainJob, feedback: &mut dyn TrainFeedback) -> Result<()> {
         (None, Some(model)) => model.architecture.clone(),
         (None, None) => bail!("--arch is required (or --init with a trained model)"),
     };
+    if let Some(widths) = &job.widths {
+        if job.qat.is_some() || init.is_some() {
+            bail!(
+                "--widths trains a nested network from scratch; it does not combine with --qat or --init"
+            );
+        }
+        arch.widths = kinglet_train::slim::parse_widths(widths)?;
+        arch.validate()
+            .map_err(kinglet_train::Error::Architecture)
+            .with_context(|| format!("--widths {widths} on `{}`", arch.name))?;
+    }
+    if job.qat.is_some() && !arch.widths.is_empty() {
+        bail!("quantisation-aware training of nested-width networks is not implemented");
+    }
     let spec = job.data.train_spec()?;
     let train_set = load_train(&spec, job.data.merge_val)?;
     if let Some(dir) = &job.export_inputs {
@@ -236,6 +253,19 @@ pub fn run(job: &TrainJob, feedback: &mut dyn TrainFeedback) -> Result<()> {
             .unwrap_or_default(),
         mean_epoch
     ));
+    // A nested model's printed validation accuracy is the mean over widths; show each.
+    if let Some(val) = val_set.as_ref().filter(|_| !arch.widths.is_empty()) {
+        let mut each = Vec::new();
+        for &w in &arch.widths {
+            let narrow = kinglet_train::slim::slice_model(&outcome.model, w)?;
+            let c = kinglet_train::evaluate(&narrow, val)?;
+            each.push(format!("{w}: {:.4}", c.accuracy()));
+        }
+        feedback.note(&format!(
+            "validation accuracy per width: {}",
+            each.join(", ")
+        ));
+    }
     // The model is complete; the checkpoint is only needed to resume.
     let _ = std::fs::remove_file(&checkpoint);
     Ok(())

@@ -1,0 +1,76 @@
+//! `kinglet modes --model M --data <spec> [--validation <spec>] --out DIR`: every operating mode
+//! of a nested-width network (fixed widths and adaptive width chains with thresholds chosen on
+//! the validation windows), with accuracy, macro-F1, mean and worst-case Cortex-M4
+//! instructions measured in QEMU, energy per window on the board profiles and the Pareto subset
+//! (`modes.md`, `modes.json`, `modes.svg`).
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use kinglet::jobs::modes::{self, ModesJob};
+use kinglet_compile::firmware::default_work_dir;
+
+#[derive(Args)]
+pub struct ModesArgs {
+    /// A nested-width `.kgl` model (`kinglet train --widths …`).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Windows the modes are scored on (split `test` unless given).
+    #[arg(long)]
+    pub data: String,
+    /// Windows the thresholds are chosen on and int8 is calibrated on (default: the `--data`
+    /// source's `val` split).
+    #[arg(long)]
+    pub validation: Option<String>,
+    /// Folder for modes.md, modes.json, modes.svg and the widths' int8 models.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Threshold grid of the adaptive modes, each in [0, 1]; per chain and measure the
+    /// thresholds on the validation front are kept. Small networks trained with
+    /// cross-entropy are confident, hence the grid's density near 1.
+    #[arg(
+        long,
+        default_value = "0.5,0.6,0.7,0.8,0.85,0.9,0.95,0.97,0.98,0.99,0.995,0.998,0.999"
+    )]
+    pub thresholds: String,
+    /// Largest validation accuracy loss against the full width, in [0, 1] (0.003 = 0.3 pp),
+    /// of the recommended adaptive mode.
+    #[arg(long, default_value_t = 0.003)]
+    pub max_loss: f64,
+    /// Board profiles (TOML) for energy; default: the built-in ones.
+    #[arg(long)]
+    pub boards_dir: Option<PathBuf>,
+    /// Do not build firmware: cost in MACs (an estimate, labelled so in every output).
+    #[arg(long)]
+    pub no_firmware: bool,
+    /// Where firmware builds go (default: work/firmware in kinglet's data folder).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+}
+
+pub fn run(args: ModesArgs) -> Result<()> {
+    let job = ModesJob {
+        model: args.model,
+        data: args.data,
+        validation: args.validation,
+        thresholds: modes::parse_unit_list(&args.thresholds, "threshold")?
+            .into_iter()
+            .map(|t| t as f32)
+            .collect(),
+        max_loss: modes::parse_unit_list(&args.max_loss.to_string(), "--max-loss")?[0],
+        out: args.out,
+        boards_dir: args.boards_dir,
+        no_firmware: args.no_firmware,
+        work_dir: args.work_dir.unwrap_or_else(default_work_dir),
+    };
+    let report = modes::run(&job, &mut std::io::stderr().lock())?;
+    let front = report.modes.iter().filter(|m| m.pareto).count();
+    println!(
+        "{} modes ({front} on the Pareto front); cost unit: {}; wrote {}",
+        report.modes.len(),
+        report.cost_unit,
+        job.out.join("modes.md").display()
+    );
+    Ok(())
+}

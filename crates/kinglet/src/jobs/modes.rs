@@ -1,0 +1,726 @@
+//! `kinglet modes` as a library call: every operating mode of one nested-width network.
+//!
+//! Each width of the `.kgl` is exported as an ordinary model, quantised to int8 (calibrated on
+//! the validation windows) and measured in QEMU (Cortex-M4 instructions of the compiled
+//! firmware). Every width then scores every validation and test window once (kinglet-graph's
+//! reference kernels, which the firmware follows), and the modes are replayed over those scores
+//! through `kinglet_adapt_core::WidthMode`, the decision code a device shares:
+//! - fixed modes: one width;
+//! - adaptive modes: a chain of widths (any subset, narrowest first, at least two) with a
+//!   confidence measure (max probability or top-2 margin) and a threshold. Thresholds are
+//!   chosen on the validation windows: of the grid, those on the chain and measure's
+//!   validation front (no other threshold is as accurate for less).
+//!
+//! The recommended adaptive mode is chosen on validation too: the cheapest whose validation
+//! accuracy is at most `max_loss` below the full width's.
+//!
+//! A window's cost is the sum of the measured instructions of the widths it ran.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail, ensure};
+use kinglet_adapt::BoardProfile;
+use kinglet_adapt_core::{ConfidenceMeasure, WidthMode, WidthVerdict, softmax_in_place};
+use kinglet_data::Dataset;
+use kinglet_data::metrics::Classification;
+use kinglet_data::spec::{DataSpec, LoadOptions, Split};
+use kinglet_graph::{Graph, TfliteKernels};
+use kinglet_train::TrainedModel;
+use kinglet_train::model_file::write_atomic;
+use serde::Serialize;
+
+/// Everything `kinglet modes` is told.
+#[derive(Debug, Clone)]
+pub struct ModesJob {
+    /// A nested-width `.kgl` model (`kinglet train --widths`).
+    pub model: PathBuf,
+    /// Windows the modes are scored on (split `test` unless given).
+    pub data: String,
+    /// Windows the thresholds are chosen on (and int8 calibrated on); default: the model's
+    /// training source's `val` split is not known here, so the `--data` source's `val` split.
+    pub validation: Option<String>,
+    pub out: PathBuf,
+    /// Threshold grid of the adaptive modes (each in [0, 1]).
+    pub thresholds: Vec<f32>,
+    /// Largest accuracy loss (fraction, e.g. 0.003) against the full width, on validation, for
+    /// the recommended adaptive mode.
+    pub max_loss: f64,
+    /// Board profiles for energy (default: the built-in ones).
+    pub boards_dir: Option<PathBuf>,
+    /// Skip QEMU: cost in MACs instead of measured instructions (said so in every output).
+    pub no_firmware: bool,
+    /// Where firmware builds go.
+    pub work_dir: PathBuf,
+}
+
+/// One width of the network as measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct WidthRow {
+    pub width: f64,
+    pub parameters: usize,
+    pub macs: u64,
+    /// Cortex-M4 instructions per inference (QEMU), or `None` with `--no-firmware`.
+    pub instructions: Option<u64>,
+    pub int8_weight_bytes: usize,
+    pub flash_bytes: Option<u64>,
+    pub validation_accuracy: f64,
+    pub test_accuracy: f64,
+    pub int8_model: String,
+}
+
+/// One operating mode scored on the test windows.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModeRow {
+    pub id: usize,
+    /// The chain's widths, narrowest first.
+    pub widths: Vec<f64>,
+    /// `fixed`, `max-prob` or `margin`.
+    pub rule: String,
+    pub threshold: Option<f32>,
+    pub validation_accuracy: f64,
+    pub accuracy: f64,
+    pub macro_f1: f64,
+    /// Mean and worst-case cost per window (instructions, or MACs with `--no-firmware`).
+    pub mean_cost: f64,
+    pub worst_cost: u64,
+    /// Share of windows that ran each width of the chain.
+    pub ran: Vec<f64>,
+    /// Mean inference energy per window per board, µJ (`None` without the board's figures).
+    pub energy_uj: Vec<(String, Option<f64>)>,
+    pub pareto: bool,
+}
+
+/// What `kinglet modes` writes to `modes.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModesReport {
+    pub model: String,
+    pub data: String,
+    pub validation: String,
+    /// `instructions (QEMU mps2-an386, Cortex-M4)` or the MAC fallback's label.
+    pub cost_unit: String,
+    pub widths: Vec<WidthRow>,
+    pub modes: Vec<ModeRow>,
+    /// The cheapest adaptive mode (on validation) within `max_loss` of the full width's
+    /// validation accuracy, if any.
+    pub recommended: Option<usize>,
+    pub max_loss: f64,
+    pub memory: Memory,
+}
+
+/// Bytes the mode machinery adds to the full-width int8 network.
+#[derive(Debug, Clone, Serialize)]
+pub struct Memory {
+    /// int8 weights of the full width.
+    pub full_weight_bytes: usize,
+    /// Per-output-channel int32 biases of every width below 1 (each width folds its own batch
+    /// norm into them).
+    pub per_width_bias_bytes: usize,
+    /// Per-output-channel requantisation of every width below 1 (int32 multiplier and int32
+    /// shift, TFLM's layout).
+    pub per_width_requant_bytes: usize,
+    /// int8 weights of narrower widths that differ from the full width's at the same position
+    /// (a single shared blob needs these stored besides; see docs/model-format.md). Compared
+    /// index by index, so a flattening head's first dense layer, whose narrow rows are strided
+    /// in the full weight, counts as differing: an upper bound there.
+    pub differing_weight_bytes: usize,
+    /// Mode table: per mode a width mask, a measure byte and an f32 threshold.
+    pub mode_table_bytes: usize,
+}
+
+/// Reads a comma-separated list of numbers, each in [0, 1].
+pub fn parse_unit_list(text: &str, what: &str) -> Result<Vec<f64>> {
+    text.split(',')
+        .map(|s| {
+            let v: f64 = s
+                .trim()
+                .parse()
+                .with_context(|| format!("{what} `{}` is not a number", s.trim()))?;
+            ensure!((0.0..=1.0).contains(&v), "{what} {v} is outside [0, 1]");
+            Ok(v)
+        })
+        .collect()
+}
+
+fn load_split(text: &str, default: Split) -> Result<(DataSpec, Dataset)> {
+    let mut spec = DataSpec::parse(text)?;
+    if !spec.split_given {
+        spec = spec.with_split(default);
+    }
+    let data = kinglet_data::spec::load_labelled(&spec, &LoadOptions::default())
+        .with_context(|| format!("loading {spec}"))?;
+    Ok((spec, data))
+}
+
+/// Class probabilities of an int8 graph on every window of `data`, after the model's input
+/// standardisation.
+fn probabilities(graph: &Graph, model: &TrainedModel, data: &Dataset) -> Result<Vec<Vec<f32>>> {
+    let norm = &model.normalisation;
+    norm.check_rate(data)?;
+    let c_all = data.channels();
+    let affine: Vec<(f32, f32)> = data
+        .channel_names
+        .iter()
+        .map(|c| {
+            norm.channels
+                .iter()
+                .position(|n| n == c)
+                .map_or((0.0, 1.0), |i| (norm.mean[i], norm.std[i]))
+        })
+        .collect();
+    let windows: Vec<f32> = data
+        .data
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let (m, s) = affine[i % c_all];
+            (v - m) / s
+        })
+        .collect();
+    let layout = kinglet_adapt::models::input_layout(graph, "width", &data.channel_names)?;
+    let step = data.sample_shape[0] * c_all;
+    let out = kinglet_graph::eval::evaluate_f32_with_kernels(
+        graph,
+        &layout,
+        windows.chunks_exact(step),
+        c_all,
+        TfliteKernels::Reference,
+    )?;
+    Ok(out
+        .scores
+        .into_iter()
+        .map(|mut s| {
+            softmax_in_place(&mut s);
+            s
+        })
+        .collect())
+}
+
+/// A mode replayed over per-width probabilities: predictions, per-window cost, runs per width.
+struct Replay {
+    predictions: Vec<u32>,
+    costs: Vec<u64>,
+    ran: Vec<usize>,
+}
+
+fn replay(mode: &WidthMode, probs: &[Vec<Vec<f32>>], cost: &[u64]) -> Result<Replay> {
+    let n = probs.first().map_or(0, Vec::len);
+    let chain = mode.chain();
+    let mut r = Replay {
+        predictions: Vec::with_capacity(n),
+        costs: Vec::with_capacity(n),
+        ran: vec![0; chain.len()],
+    };
+    for window in 0..n {
+        let (mut stage, mut spent) = (0usize, 0u64);
+        let label = loop {
+            let width = chain[stage] as usize;
+            spent += cost[width];
+            r.ran[stage] += 1;
+            let scores = probs
+                .get(width)
+                .and_then(|p| p.get(window))
+                .context("a width scored fewer windows")?;
+            match mode
+                .after(stage, scores)
+                .map_err(|e| anyhow::anyhow!("window {window}: {e:?}"))?
+            {
+                WidthVerdict::Accept(label) => break label,
+                WidthVerdict::Run(_) => stage += 1,
+            }
+        };
+        r.predictions.push(u32::from(label));
+        r.costs.push(spent);
+    }
+    Ok(r)
+}
+
+fn accuracy(data: &Dataset, predictions: &[u32]) -> Classification {
+    Classification::new(&data.class_names, &data.labels, predictions)
+}
+
+/// Mean inference energy (µJ) of `instructions` on `board`, as `kinglet cascade` prices it.
+fn energy_uj(board: &BoardProfile, instructions: f64) -> Option<f64> {
+    let active_ua = board.active_ua_per_mhz? * board.clock_mhz;
+    Some(
+        active_ua * board.supply_v * instructions * board.cycles_per_instruction
+            / (board.clock_mhz * 1e6),
+    )
+}
+
+fn rule_name(measure: ConfidenceMeasure) -> &'static str {
+    match measure {
+        ConfidenceMeasure::MaxProbability => "max-prob",
+        ConfidenceMeasure::Margin => "margin",
+        ConfidenceMeasure::Entropy => "entropy",
+    }
+}
+
+/// Runs `kinglet modes`: see the module documentation. Returns the report it wrote.
+pub fn run(job: &ModesJob, log: &mut dyn std::io::Write) -> Result<ModesReport> {
+    if let Some(t) = job.thresholds.iter().find(|t| !(0.0..=1.0).contains(*t)) {
+        bail!("threshold {t} is outside [0, 1]: confidences are probabilities or margins");
+    }
+    let model = TrainedModel::load(&job.model)
+        .with_context(|| format!("loading {}", job.model.display()))?;
+    let widths = model.architecture.widths.clone();
+    if widths.is_empty() {
+        bail!(
+            "{} has no nested widths: `kinglet modes` needs a model trained with `kinglet train --widths`",
+            job.model.display()
+        );
+    }
+    let (test_spec, test) = load_split(&job.data, Split::Test)?;
+    let val_text = match &job.validation {
+        Some(v) => v.clone(),
+        None => DataSpec::parse(&job.data)?
+            .with_split(Split::Val)
+            .to_string(),
+    };
+    let (val_spec, val) = load_split(&val_text, Split::Val)?;
+    let boards = match &job.boards_dir {
+        Some(dir) => BoardProfile::load_dir(dir)?,
+        None => BoardProfile::built_in()?,
+    };
+    let dir = job.out.join("widths");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+
+    let mut rows = Vec::new();
+    let mut graphs = Vec::new();
+    let (mut val_probs, mut test_probs) = (Vec::new(), Vec::new());
+    for &w in &widths {
+        let narrow = kinglet_train::slim::slice_model(&model, w)?;
+        let kgl = dir.join(format!("w{w}.kgl"));
+        narrow.save(&kgl)?;
+        let int8 = dir.join(format!("w{w}.int8.tflite"));
+        let q = super::quantize::QuantizeJob {
+            model: kgl.clone(),
+            data: val_spec.to_string(),
+            bits: None,
+            scheme: "int8".into(),
+            min_elements: 1024,
+            calibration: "minmax".into(),
+            ranges: "auto".into(),
+            windows: 300,
+            float_io: false,
+            per_tensor_dense: false,
+            logit_clip: "16".into(),
+            eval: None,
+            out: int8.clone(),
+            dense_weights: false,
+            budget: Default::default(),
+        };
+        super::quantize::run(&q, &mut std::io::sink())
+            .with_context(|| format!("quantising width {w}"))?;
+        let graph = kinglet_graph::tflite::read_tflite_file(&int8)?;
+        let (instructions, flash) = if job.no_firmware {
+            (None, None)
+        } else {
+            let len = graph
+                .inputs
+                .iter()
+                .map(|&id| graph.tensor(id).elements())
+                .sum();
+            let p = kinglet_compile::firmware::profile_with(
+                &graph,
+                &format!("w{w}"),
+                &kinglet_compile::testinput::lcg_input(len),
+                kinglet_compile::qemu::FirmwareKernels::Dsp,
+                kinglet_compile::firmware::Lang::Rust,
+                &job.work_dir,
+                true,
+            )
+            .with_context(|| format!("profiling width {w} on QEMU mps2-an386"))?;
+            ensure!(
+                p.outputs == p.host_outputs && p.known_loop_instructions == 3001,
+                "width {w}: QEMU outputs differ from the host interpreter's"
+            );
+            (Some(p.instructions), Some(p.flash_bytes))
+        };
+        let vp = probabilities(&graph, &narrow, &val)?;
+        let tp = probabilities(&graph, &narrow, &test)?;
+        let argmaxes = |p: &[Vec<f32>]| -> Vec<u32> {
+            p.iter()
+                .map(|s| kinglet_adapt_core::argmax(s).unwrap_or(0) as u32)
+                .collect()
+        };
+        let row = WidthRow {
+            width: w,
+            parameters: narrow.parameter_count(),
+            macs: graph.total_macs(),
+            instructions,
+            int8_weight_bytes: graph.weight_bytes(),
+            flash_bytes: flash,
+            validation_accuracy: accuracy(&val, &argmaxes(&vp)).accuracy(),
+            test_accuracy: accuracy(&test, &argmaxes(&tp)).accuracy(),
+            int8_model: int8.display().to_string(),
+        };
+        writeln!(
+            log,
+            "width {w}: {} MACs, {} instructions, validation {:.4}, test {:.4}",
+            row.macs,
+            row.instructions
+                .map_or("(not measured)".into(), |i| i.to_string()),
+            row.validation_accuracy,
+            row.test_accuracy
+        )?;
+        rows.push(row);
+        graphs.push(graph);
+        val_probs.push(vp);
+        test_probs.push(tp);
+    }
+    let cost: Vec<u64> = rows
+        .iter()
+        .map(|r| r.instructions.unwrap_or(r.macs))
+        .collect();
+
+    // Candidate modes: fixed widths, then each chain × measure × validation-chosen threshold.
+    let k = widths.len();
+    // Each mode with its validation (accuracy, mean cost) when it was chosen on a front.
+    let mut modes: Vec<(WidthMode, Option<(f64, f64)>)> =
+        (0..k).map(|i| (WidthMode::fixed(i as u8), None)).collect();
+    for mask in 1u32..(1 << k) {
+        let chain: Vec<u8> = (0..k as u8).filter(|i| mask & (1 << i) != 0).collect();
+        if chain.len() < 2 {
+            continue;
+        }
+        for measure in [ConfidenceMeasure::MaxProbability, ConfidenceMeasure::Margin] {
+            let mut scored = Vec::new();
+            for &t in &job.thresholds {
+                let mode = WidthMode::new(&chain, measure, t)
+                    .map_err(|e| anyhow::anyhow!("mode {chain:?} threshold {t}: {e:?}"))?;
+                let r = replay(&mode, &val_probs, &cost)?;
+                let acc = accuracy(&val, &r.predictions).accuracy();
+                let mean = r.costs.iter().sum::<u64>() as f64 / r.costs.len().max(1) as f64;
+                scored.push((mode, acc, mean));
+            }
+            // The thresholds on this chain's validation front: none cheaper is as accurate.
+            for (mode, acc, mean) in &scored {
+                let dominated = scored
+                    .iter()
+                    .any(|(_, a, m)| a >= acc && m <= mean && (a > acc || m < mean));
+                let same_point = |m: &(WidthMode, Option<(f64, f64)>)| {
+                    m.1.is_some_and(|(a, c)| a == *acc && c == *mean)
+                        && m.0.chain() == mode.chain()
+                        && m.0.measure() == mode.measure()
+                };
+                if !dominated && !modes.iter().any(same_point) {
+                    modes.push((*mode, Some((*acc, *mean))));
+                }
+            }
+        }
+    }
+
+    let mut out_rows = Vec::new();
+    for (id, (mode, _)) in modes.iter().enumerate() {
+        let v = replay(mode, &val_probs, &cost)?;
+        let t = replay(mode, &test_probs, &cost)?;
+        let c = accuracy(&test, &t.predictions);
+        let n = t.costs.len().max(1) as f64;
+        let mean = t.costs.iter().sum::<u64>() as f64 / n;
+        let fixed = mode.chain().len() == 1;
+        out_rows.push(ModeRow {
+            id,
+            widths: mode.chain().iter().map(|&i| widths[i as usize]).collect(),
+            rule: if fixed {
+                "fixed".into()
+            } else {
+                rule_name(mode.measure()).into()
+            },
+            threshold: (!fixed).then(|| mode.threshold()),
+            validation_accuracy: accuracy(&val, &v.predictions).accuracy(),
+            accuracy: c.accuracy(),
+            macro_f1: c.macro_f1(),
+            mean_cost: mean,
+            worst_cost: t.costs.iter().copied().max().unwrap_or(0),
+            ran: t.ran.iter().map(|&r| r as f64 / n).collect(),
+            energy_uj: boards
+                .iter()
+                .map(|b| {
+                    let e = if job.no_firmware {
+                        None
+                    } else {
+                        energy_uj(b, mean)
+                    };
+                    (b.id.clone(), e)
+                })
+                .collect(),
+            pareto: false,
+        });
+    }
+    // Pareto on the test windows: no other mode is at least as accurate and cheaper.
+    let frontier: Vec<bool> = out_rows
+        .iter()
+        .map(|a| {
+            !out_rows.iter().any(|b| {
+                b.accuracy >= a.accuracy
+                    && b.mean_cost <= a.mean_cost
+                    && (b.accuracy > a.accuracy || b.mean_cost < a.mean_cost)
+            })
+        })
+        .collect();
+    for (r, p) in out_rows.iter_mut().zip(frontier) {
+        r.pareto = p;
+    }
+    let full_val = out_rows
+        .iter()
+        .find(|m| m.rule == "fixed" && m.widths == [1.0])
+        .map_or(0.0, |m| m.validation_accuracy);
+    let recommended = modes
+        .iter()
+        .zip(&out_rows)
+        .filter(|(_, r)| {
+            r.rule != "fixed" && r.validation_accuracy >= full_val - job.max_loss - 1e-12
+        })
+        .min_by(|a, b| {
+            let cost = |m: &(WidthMode, Option<(f64, f64)>)| m.1.map_or(f64::INFINITY, |v| v.1);
+            cost(a.0).total_cmp(&cost(b.0))
+        })
+        .map(|(_, r)| r.id);
+    let memory = memory(&graphs, out_rows.len())?;
+    let report = ModesReport {
+        model: job.model.display().to_string(),
+        data: test_spec.to_string(),
+        validation: val_spec.to_string(),
+        cost_unit: if job.no_firmware {
+            "MACs (--no-firmware: MAC-proportional estimate, not measured instructions)".into()
+        } else {
+            "instructions (Cortex-M4, QEMU mps2-an386, compiled firmware)".into()
+        },
+        widths: rows,
+        modes: out_rows,
+        recommended,
+        max_loss: job.max_loss,
+        memory,
+    };
+    write_atomic(
+        &job.out.join("modes.json"),
+        &serde_json::to_vec_pretty(&report)?,
+    )?;
+    write_atomic(&job.out.join("modes.md"), markdown(&report).as_bytes())?;
+    write_atomic(&job.out.join("modes.svg"), plot(&report)?.as_bytes())?;
+    Ok(report)
+}
+
+/// Memory the modes add, from the int8 graphs of the widths (the last one is the full width).
+fn memory(graphs: &[Graph], modes: usize) -> Result<Memory> {
+    let weights = |g: &Graph| -> Vec<(Vec<usize>, Vec<u8>, usize)> {
+        g.ops
+            .iter()
+            .filter_map(|op| {
+                let t = g.tensor(*op.inputs.get(1)?);
+                let channels = op
+                    .inputs
+                    .get(2)
+                    .map(|&b| g.tensor(b).elements())
+                    .unwrap_or(0);
+                (t.dtype == kinglet_graph::DType::I8).then(|| {
+                    (
+                        t.shape.clone(),
+                        t.data.clone().unwrap_or_default(),
+                        channels,
+                    )
+                })
+            })
+            .collect()
+    };
+    let full = weights(graphs.last().context("no widths")?);
+    let full_weight_bytes = full.iter().map(|(_, d, _)| d.len()).sum();
+    let (mut scales, mut differing) = (0, 0);
+    for g in &graphs[..graphs.len() - 1] {
+        let narrow = weights(g);
+        ensure!(narrow.len() == full.len(), "widths differ in layer count");
+        for ((ns, nd, nc), (fs, fd, _)) in narrow.iter().zip(&full) {
+            scales += nc;
+            // Compare each narrow value with the full tensor's value at the same index.
+            let strides = |shape: &[usize]| -> Vec<usize> {
+                let mut s = vec![1; shape.len()];
+                for d in (0..shape.len().saturating_sub(1)).rev() {
+                    s[d] = s[d + 1] * shape[d + 1];
+                }
+                s
+            };
+            let (nst, fst) = (strides(ns), strides(fs));
+            for (flat, &v) in nd.iter().enumerate() {
+                let at: usize = (0..ns.len())
+                    .map(|d| (flat / nst[d]) % ns[d] * fst[d])
+                    .sum();
+                if fd.get(at) != Some(&v) {
+                    differing += 1;
+                }
+            }
+        }
+    }
+    Ok(Memory {
+        full_weight_bytes,
+        per_width_bias_bytes: 4 * scales,
+        per_width_requant_bytes: 8 * scales,
+        differing_weight_bytes: differing,
+        mode_table_bytes: modes * 6,
+    })
+}
+
+fn markdown(r: &ModesReport) -> String {
+    let mut s = format!(
+        "# Operating modes of {}\n\nScored on `{}`; thresholds chosen on `{}`. Cost: {}.\n\n",
+        r.model, r.data, r.validation, r.cost_unit
+    );
+    s += "| width | parameters | MACs | instructions | int8 weights (B) | validation | test |\n|---|---:|---:|---:|---:|---:|---:|\n";
+    for w in &r.widths {
+        s += &format!(
+            "| {} | {} | {} | {} | {} | {:.2} % | {:.2} % |\n",
+            w.width,
+            w.parameters,
+            w.macs,
+            w.instructions.map_or("—".into(), |i| i.to_string()),
+            w.int8_weight_bytes,
+            w.validation_accuracy * 100.0,
+            w.test_accuracy * 100.0
+        );
+    }
+    let boards: Vec<&str> = r
+        .modes
+        .first()
+        .map(|m| m.energy_uj.iter().map(|(b, _)| b.as_str()).collect())
+        .unwrap_or_default();
+    s += &format!(
+        "\n{} modes, {} on the Pareto front (★: no mode is as accurate for less).\n\n",
+        r.modes.len(),
+        r.modes.iter().filter(|m| m.pareto).count()
+    );
+    s += "| mode | widths | rule | threshold | validation | accuracy | macro-F1 | mean cost | worst cost | share running each width |";
+    for b in &boards {
+        s += &format!(" µJ {b} |");
+    }
+    s += "\n|---|---|---|---:|---:|---:|---:|---:|---:|---|";
+    s += &"---:|".repeat(boards.len());
+    s += "\n";
+    for m in &r.modes {
+        let widths: Vec<String> = m.widths.iter().map(|w| w.to_string()).collect();
+        let ran: Vec<String> = m
+            .ran
+            .iter()
+            .map(|x| format!("{:.0} %", x * 100.0))
+            .collect();
+        s += &format!(
+            "| {}{} | {} | {} | {} | {:.2} % | {:.2} % | {:.4} | {:.0} | {} | {} |",
+            m.id,
+            if m.pareto { " ★" } else { "" },
+            widths.join("→"),
+            m.rule,
+            m.threshold.map_or("—".into(), |t| format!("{t}")),
+            m.validation_accuracy * 100.0,
+            m.accuracy * 100.0,
+            m.macro_f1,
+            m.mean_cost,
+            m.worst_cost,
+            ran.join(" / ")
+        );
+        for (_, e) in &m.energy_uj {
+            s += &format!(" {} |", e.map_or("—".into(), |e| format!("{e:.2}")));
+        }
+        s += "\n";
+    }
+    let full = r
+        .modes
+        .iter()
+        .find(|m| m.rule == "fixed" && m.widths == [1.0]);
+    match (r.recommended.and_then(|i| r.modes.get(i)), full) {
+        (Some(m), Some(f)) => {
+            s += &format!(
+                "\nRecommended (chosen on validation: the cheapest adaptive mode within {:.2} pp of the \
+                 full width there): mode {}, test accuracy {:.2} % vs {:.2} % for the full width \
+                 ({:+.2} pp), mean cost {:.0} vs {:.0} ({:.3}×).\n",
+                r.max_loss * 100.0,
+                m.id,
+                m.accuracy * 100.0,
+                f.accuracy * 100.0,
+                (m.accuracy - f.accuracy) * 100.0,
+                m.mean_cost,
+                f.mean_cost,
+                m.mean_cost / f.mean_cost.max(1.0)
+            );
+        }
+        _ => {
+            s += &format!(
+                "\nNo adaptive mode is within {:.2} pp of the full width on validation.\n",
+                r.max_loss * 100.0
+            )
+        }
+    }
+    let mem = &r.memory;
+    s += &format!(
+        "\nMemory: full-width int8 weights {} B; per-width biases {} B and requantisation {} B; \
+         mode table {} B; int8 weights of narrower widths that differ from the full width's {} B.\n",
+        mem.full_weight_bytes,
+        mem.per_width_bias_bytes,
+        mem.per_width_requant_bytes,
+        mem.mode_table_bytes,
+        mem.differing_weight_bytes
+    );
+    s
+}
+
+/// Accuracy against mean cost, Pareto modes highlighted.
+fn plot(r: &ModesReport) -> Result<String> {
+    use plotters::prelude::*;
+    let err = |e: &dyn std::fmt::Display| anyhow::anyhow!("drawing the plot: {e}");
+    let x_max = r.modes.iter().map(|m| m.mean_cost).fold(0.0, f64::max) * 1.1 + 1.0;
+    let (mut y_lo, mut y_hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for m in &r.modes {
+        y_lo = y_lo.min(m.accuracy * 100.0);
+        y_hi = y_hi.max(m.accuracy * 100.0);
+    }
+    let pad = ((y_hi - y_lo) * 0.1).max(0.2);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (760, 460)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(16)
+            .caption("operating modes: accuracy against cost", ("sans-serif", 16))
+            .x_label_area_size(44)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..x_max / 1000.0, (y_lo - pad)..(y_hi + pad).min(100.0))
+            .map_err(|e| err(&e))?;
+        let unit = if r.cost_unit.starts_with("MACs") {
+            "mean MACs per window (thousands; estimate)"
+        } else {
+            "mean Cortex-M4 instructions per window (thousands)"
+        };
+        chart
+            .configure_mesh()
+            .x_desc(unit)
+            .y_desc("accuracy (%)")
+            .draw()
+            .map_err(|e| err(&e))?;
+        let point = |m: &ModeRow| (m.mean_cost / 1000.0, m.accuracy * 100.0);
+        chart
+            .draw_series(
+                r.modes
+                    .iter()
+                    .filter(|m| !m.pareto)
+                    .map(|m| Circle::new(point(m), 3, RGBColor(150, 150, 150).filled())),
+            )
+            .map_err(|e| err(&e))?;
+        let mut front: Vec<&ModeRow> = r.modes.iter().filter(|m| m.pareto).collect();
+        front.sort_by(|a, b| a.mean_cost.total_cmp(&b.mean_cost));
+        chart
+            .draw_series(LineSeries::new(front.iter().map(|m| point(m)), &RED))
+            .map_err(|e| err(&e))?;
+        for m in front {
+            chart
+                .draw_series(std::iter::once(Circle::new(point(m), 5, RED.filled())))
+                .map_err(|e| err(&e))?;
+            let label: Vec<String> = m.widths.iter().map(|w| w.to_string()).collect();
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    label.join("→"),
+                    point(m),
+                    ("sans-serif", 11).into_font(),
+                )))
+                .map_err(|e| err(&e))?;
+        }
+        root.present().map_err(|e| err(&e))?;
+    }
+    Ok(svg)
+}

@@ -1,0 +1,193 @@
+//! Nested-width networks (`train --widths`): one training run, every width usable as an
+//! ordinary model (`eval --width`, `export --width`, then `quantize`), shared int8 weights.
+
+mod common;
+
+use std::path::Path;
+
+use common::{har, kinglet, run_ok, text};
+use kinglet_graph::OpKind;
+use kinglet_graph::tflite::read_tflite_file;
+
+/// int8 filter bytes of the first convolution and of the first depthwise convolution.
+fn first_filters(path: &str) -> (Vec<usize>, Vec<u8>, Vec<usize>, Vec<u8>) {
+    let graph = read_tflite_file(Path::new(path)).unwrap();
+    let filter = |pick: &dyn Fn(&OpKind) -> bool| {
+        let op = graph.ops.iter().find(|o| pick(&o.kind)).unwrap();
+        let t = graph.tensor(op.inputs[1]);
+        (t.shape.clone(), t.data.clone().unwrap())
+    };
+    let (cs, cd) = filter(&|k| matches!(k, OpKind::Conv2D { .. }));
+    let (ds, dd) = filter(&|k| matches!(k, OpKind::DepthwiseConv2D { .. }));
+    (cs, cd, ds, dd)
+}
+
+#[test]
+fn a_nested_model_trains_once_and_every_width_evaluates_and_quantises() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let nested = p("nested.kgl");
+    let data = har();
+    run_ok(&[
+        "train",
+        "--arch",
+        "kinglet-lite",
+        "--widths",
+        "0.25,0.5,0.75,1.0",
+        "--data",
+        &data,
+        "--epochs",
+        "2",
+        "--seed",
+        "1",
+        "--out",
+        &nested,
+        "--quiet",
+    ]);
+    // Deterministic: the same seed gives the same file, byte for byte (the sandwich rule's
+    // width draw has its own seeded stream).
+    let again = p("again.kgl");
+    run_ok(&[
+        "train",
+        "--arch",
+        "kinglet-lite",
+        "--widths",
+        "0.25,0.5,0.75,1.0",
+        "--data",
+        &data,
+        "--epochs",
+        "2",
+        "--seed",
+        "1",
+        "--out",
+        &again,
+        "--quiet",
+    ]);
+    assert_eq!(
+        std::fs::read(&nested).unwrap(),
+        std::fs::read(&again).unwrap()
+    );
+    let mut filters = Vec::new();
+    for width in ["0.25", "0.5", "0.75", "1"] {
+        let eval = run_ok(&[
+            "eval", "--model", &nested, "--width", width, "--data", &data, "--json",
+        ]);
+        assert!(eval.contains("\"accuracy\""), "{eval}");
+        let (kgl, int8) = (p(&format!("w{width}.kgl")), p(&format!("w{width}.tflite")));
+        let out = run_ok(&[
+            "export", "--model", &nested, "--width", width, "--format", "kgl", "--out", &kgl,
+        ]);
+        assert!(out.contains(&format!("width {width}")), "{out}");
+        // The exported width is an ordinary model: same scores as `eval --width`.
+        let alone = run_ok(&["eval", "--model", &kgl, "--data", &data, "--json"]);
+        let accuracy = |s: &str| s.split("\"accuracy\":").nth(1).unwrap()[..8].to_string();
+        assert_eq!(accuracy(&alone), accuracy(&eval), "width {width}");
+        run_ok(&[
+            "quantize", "--model", &kgl, "--data", &data, "--scheme", "int8", "--out", &int8,
+        ]);
+        filters.push(first_filters(&int8));
+    }
+    // Positive folded batch-norm scales and per-channel int8 scales: the leading channels of
+    // the first convolution and of the depthwise convolution are the same int8 values at every
+    // width (their channels see all of their inputs at every width).
+    let (full_cs, full_cd, full_ds, full_dd) = filters.last().unwrap().clone();
+    for (cs, cd, ds, dd) in &filters {
+        assert_eq!(cs[1..], full_cs[1..]);
+        assert_eq!(cd[..], full_cd[..cd.len()], "first convolution");
+        // Depthwise filters are [1, 1, kernel, channels]: each kernel tap's leading channels.
+        let (c, full_c) = (ds[3], full_ds[3]);
+        for tap in 0..ds[2] {
+            assert_eq!(
+                dd[tap * c..(tap + 1) * c],
+                full_dd[tap * full_c..tap * full_c + c],
+                "depthwise tap {tap}"
+            );
+        }
+    }
+    // The full width of a nested model is also the model itself.
+    let full = run_ok(&["eval", "--model", &nested, "--data", &data, "--json"]);
+    assert!(full.contains("\"accuracy\""));
+
+    // Operating modes (MAC costs: this test builds no firmware; the QEMU path is the same code
+    // with `profile_with` in front).
+    let modes = p("modes");
+    let out = run_ok(&[
+        "modes",
+        "--model",
+        &nested,
+        "--data",
+        &data,
+        "--out",
+        &modes,
+        "--no-firmware",
+    ]);
+    assert!(out.contains("estimate"), "{out}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{modes}/modes.json")).unwrap())
+            .unwrap();
+    let rows = json["modes"].as_array().unwrap();
+    // Four fixed widths and at least one adaptive chain per chain of two or more widths.
+    assert!(rows.len() >= 4 + 11, "{}", rows.len());
+    assert_eq!(
+        rows.iter().filter(|m| m["rule"] == "fixed").count(),
+        4,
+        "{json}"
+    );
+    assert!(rows.iter().any(|m| m["pareto"] == true));
+    for m in rows {
+        let (mean, worst) = (
+            m["mean_cost"].as_f64().unwrap(),
+            m["worst_cost"].as_f64().unwrap(),
+        );
+        assert!(mean > 0.0 && mean <= worst + 1e-9, "{m}");
+    }
+    let md = std::fs::read_to_string(format!("{modes}/modes.md")).unwrap();
+    assert!(md.contains("MAC-proportional estimate"), "{md}");
+    let svg = std::fs::read_to_string(format!("{modes}/modes.svg")).unwrap();
+    assert!(svg.starts_with("<svg"), "{svg}");
+
+    // The three-branch, flattening Big-3IN narrows too (its dense layer takes strided rows).
+    let big3 = p("big3.kgl");
+    run_ok(&[
+        "train", "--arch", "big3", "--widths", "0.5,1", "--data", &data, "--epochs", "1", "--seed",
+        "1", "--out", &big3, "--quiet",
+    ]);
+    let eval = run_ok(&[
+        "eval", "--model", &big3, "--width", "0.5", "--data", &data, "--json",
+    ]);
+    assert!(eval.contains("\"accuracy\""), "{eval}");
+
+    // Bad input: widths on a plain model, a width the model lacks, a bad width list.
+    let plain = p("plain.kgl");
+    common::train("kinglet-lite", &data, &plain);
+    let o = kinglet(&["eval", "--model", &plain, "--width", "0.5", "--data", &data]);
+    assert!(
+        !o.status.success() && text(&o).contains("no nested widths"),
+        "{}",
+        text(&o)
+    );
+    let o = kinglet(&[
+        "eval", "--model", &nested, "--width", "0.3", "--data", &data,
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("not one of the model's widths"),
+        "{}",
+        text(&o)
+    );
+    let o = kinglet(&[
+        "train",
+        "--arch",
+        "kinglet-lite",
+        "--widths",
+        "0.5,0.25",
+        "--data",
+        &data,
+        "--out",
+        &p("x.kgl"),
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("strictly increasing"),
+        "{}",
+        text(&o)
+    );
+}
