@@ -272,9 +272,7 @@ pub fn write_report(records: &[CascadeRecord], dir: &Path) -> Result<ReportFiles
 }
 
 fn write_atomic(path: &Path, text: &str) -> Result<(), AdaptError> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).map_err(|e| AdaptError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| AdaptError::io(path, e))
+    kinglet_graph::files::write_atomic(path, text.as_bytes()).map_err(|e| AdaptError::io(path, e))
 }
 
 fn boards(records: &[CascadeRecord]) -> Vec<String> {

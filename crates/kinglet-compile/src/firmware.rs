@@ -53,9 +53,7 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), CompileError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| CompileError::io(dir, e))?;
     }
-    let tmp = path.with_extension("kinglet-tmp");
-    std::fs::write(&tmp, contents).map_err(|e| CompileError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| CompileError::io(path, e))
+    kinglet_graph::files::write_atomic(path, contents).map_err(|e| CompileError::io(path, e))
 }
 
 /// Writes a `#![no_std]` crate (`Cargo.toml`, `src/lib.rs`, the kernel crates it calls in

@@ -14,6 +14,7 @@
 
 pub mod error;
 pub mod eval;
+pub mod files;
 pub mod graph;
 pub mod interp;
 pub mod passes;

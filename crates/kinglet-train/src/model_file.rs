@@ -14,8 +14,7 @@
 //! written to a temporary file in the same directory and renamed into place, so a killed run
 //! leaves either the old file or the new one, never half of one.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -280,25 +279,10 @@ impl ModelKind {
 /// gets the permissions of any newly created file (0666 less the umask), not the 0600 of a
 /// private temporary file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let io = |e: std::io::Error| Error::Io {
+    kinglet_graph::files::write_atomic(path, bytes).map_err(|source| Error::Io {
         path: path.to_path_buf(),
-        source: e,
-    };
-    let mut builder = tempfile::Builder::new();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o666));
-    }
-    let mut tmp = builder.tempfile_in(&dir).map_err(io)?;
-    tmp.write_all(bytes).map_err(io)?;
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
+        source,
+    })
 }
 
 pub(crate) fn write_container(

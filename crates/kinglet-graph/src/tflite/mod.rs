@@ -64,11 +64,7 @@ pub fn write_tflite_file_with(
         path: path.display().to_string(),
         error,
     };
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    std::fs::write(&tmp, &bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    crate::files::write_atomic(path, &bytes).map_err(io)
 }
 
 /// Reads a `.tflite` file; errors name the file.

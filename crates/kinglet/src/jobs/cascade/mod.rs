@@ -288,8 +288,5 @@ fn load_boards(dir: Option<&Path>) -> Result<(Vec<BoardProfile>, String)> {
 }
 
 fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    super::steps::write_atomic(path, text.as_bytes())
 }
