@@ -1,0 +1,369 @@
+//! Firmware invariants on random models (issue 17): in QEMU, the generated code writes nothing
+//! outside its arena (guard bytes around it and the unused rest of the arena area keep their
+//! pattern), its measured stack stays within the `STACK_BYTES` `compile` states, its outputs
+//! do not depend on what the arena held and equal the host interpreter's — with both kernel
+//! sets. Models: the random-model bundle of kinglet-compress (TensorFlow-generated int8,
+//! float-I/O int8 and float32 models), those `compile` accepts; refusals are counted by reason.
+//!
+//! By default 40 models spread over the bundle (one image per kernel set); with
+//! `KINGLET_GUARD_MODELS=1000` (or `all`) that many, `KINGLET_GUARD_BATCH` models per image
+//! (default 50). Needs qemu-system-arm and the thumbv7em-none-eabihf target.
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use kinglet_compile::guard::{GuardModel, GuardResult, run_guard_batch};
+use kinglet_compile::qemu::FirmwareKernels;
+use kinglet_graph::Graph;
+
+mod common;
+use common::Lcg;
+
+#[path = "../../kinglet-compress/tests/common/mod.rs"]
+#[allow(dead_code, unused_imports)]
+mod bundle;
+
+fn work_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kinglet-guard")
+}
+
+fn wanted_models() -> usize {
+    match std::env::var("KINGLET_GUARD_MODELS").as_deref() {
+        // As many models as the bundle holds: every one `compile` accepts, generated ones for
+        // the rest.
+        Ok("all") => usize::MAX,
+        Ok(n) => n.parse().expect("KINGLET_GUARD_MODELS: a count or `all`"),
+        Err(_) => 40,
+    }
+}
+
+/// A random float HAR-style network (seeded), quantised by kinglet-compress with a random
+/// weight width per layer: what the bundle lacks — layers whose int8 or sub-byte weights the
+/// DSP kernels unpack into an on-stack buffer, 2D inputs, deeper stacks. Input [1, h, w, c];
+/// one to three blocks of convolution (kernel 1–7, SAME or VALID, optionally pooled),
+/// depthwise convolution or max pool; then flatten or global mean, and one or two fully
+/// connected layers.
+fn generated_model(seed: u32) -> Result<Graph, String> {
+    use kinglet_graph::{Activation, DType, Hw, OpKind, Padding};
+    let mut r = Lcg(seed.wrapping_mul(7919).wrapping_add(17));
+    fn pick<T: Copy>(r: &mut Lcg, xs: &[T]) -> T {
+        xs[r.range(0, xs.len() as i32 - 1) as usize]
+    }
+    let act = |r: &mut Lcg| pick(r, &[Activation::None, Activation::Relu, Activation::Relu6]);
+    let h = if r.range(0, 3) == 0 {
+        pick(&mut r, &[2, 3, 4])
+    } else {
+        1
+    };
+    let w = pick(&mut r, &[8, 16, 24, 32, 48, 64, 96, 128]);
+    let c = r.range(1, 9) as usize;
+    let mut g = Graph::new();
+    let x = g.add_input("x", &[1, h, w, c], DType::F32, None);
+    let mut cur = x;
+    let mut weighted = 0;
+    let e = |e: kinglet_graph::GraphError| e.to_string();
+    for layer in 0..r.range(1, 3) {
+        let [_, ch, cw, cc] = g.tensor(cur).shape[..] else {
+            return Err("rank".into());
+        };
+        match r.range(0, 9) {
+            0..=5 => {
+                let out = r.range(2, 24) as usize;
+                let kw = pick(&mut r, &[1, 3, 3, 5, 7]).min(cw);
+                let kh = if ch > 1 {
+                    pick(&mut r, &[1, 3]).min(ch)
+                } else {
+                    1
+                };
+                let padding = pick(&mut r, &[Padding::Same, Padding::Same, Padding::Valid]);
+                let weights = r.units(out * kh * kw * cc);
+                let fw = g
+                    .add_constant_f32(&format!("w{layer}"), &[out, kh, kw, cc], &weights)
+                    .map_err(e)?;
+                let fb = g
+                    .add_constant_f32(&format!("b{layer}"), &[out], &r.units(out))
+                    .map_err(e)?;
+                let kind = OpKind::Conv2D {
+                    stride: Hw::ONE,
+                    dilation: Hw::ONE,
+                    padding,
+                    activation: act(&mut r),
+                };
+                cur = g
+                    .add_op_inferred(kind, &[cur, fw, fb], &format!("conv{layer}"))
+                    .map_err(e)?;
+                weighted += 1;
+                let width = g.tensor(cur).shape[2];
+                if width >= 4 && width % 2 == 0 && r.range(0, 1) == 0 {
+                    let pool = OpKind::MaxPool2D {
+                        filter: Hw::new(1, 2),
+                        stride: Hw::new(1, 2),
+                        padding: Padding::Valid,
+                        activation: Activation::None,
+                    };
+                    cur = g
+                        .add_op_inferred(pool, &[cur], &format!("pool{layer}"))
+                        .map_err(e)?;
+                }
+            }
+            6..=8 => {
+                let kw = pick(&mut r, &[3, 5]).min(cw);
+                let fw = g
+                    .add_constant_f32(&format!("dw{layer}"), &[1, 1, kw, cc], &r.units(kw * cc))
+                    .map_err(e)?;
+                let fb = g
+                    .add_constant_f32(&format!("db{layer}"), &[cc], &r.units(cc))
+                    .map_err(e)?;
+                let kind = OpKind::DepthwiseConv2D {
+                    stride: Hw::ONE,
+                    dilation: Hw::ONE,
+                    padding: Padding::Same,
+                    depth_multiplier: 1,
+                    activation: act(&mut r),
+                };
+                cur = g
+                    .add_op_inferred(kind, &[cur, fw, fb], &format!("dw{layer}"))
+                    .map_err(e)?;
+                weighted += 1;
+            }
+            _ if cw >= 4 => {
+                let pool = OpKind::MaxPool2D {
+                    filter: Hw::new(1, 2),
+                    stride: Hw::new(1, 2),
+                    padding: Padding::Valid,
+                    activation: Activation::None,
+                };
+                cur = g
+                    .add_op_inferred(pool, &[cur], &format!("pool{layer}"))
+                    .map_err(e)?;
+            }
+            _ => {}
+        }
+    }
+    let [_, ch, cw, cc] = g.tensor(cur).shape[..] else {
+        return Err("rank".into());
+    };
+    let features = if r.range(0, 1) == 0 {
+        let kind = OpKind::Reshape {
+            new_shape: vec![1, ch * cw * cc],
+        };
+        cur = g.add_op_inferred(kind, &[cur], "flat").map_err(e)?;
+        ch * cw * cc
+    } else {
+        let kind = OpKind::Mean {
+            axes: vec![1, 2],
+            keep_dims: false,
+        };
+        cur = g.add_op_inferred(kind, &[cur], "mean").map_err(e)?;
+        cc
+    };
+    let mut inputs = features;
+    let dense = if r.range(0, 1) == 0 { 1 } else { 2 };
+    for k in 0..dense {
+        let out = if k + 1 == dense {
+            r.range(2, 12) as usize
+        } else {
+            r.range(8, 32) as usize
+        };
+        let fw = g
+            .add_constant_f32(&format!("fw{k}"), &[out, inputs], &r.units(out * inputs))
+            .map_err(e)?;
+        let fb = g
+            .add_constant_f32(&format!("fb{k}"), &[out], &r.units(out))
+            .map_err(e)?;
+        let kind = OpKind::FullyConnected {
+            activation: if k + 1 == dense {
+                Activation::None
+            } else {
+                act(&mut r)
+            },
+            keep_num_dims: false,
+        };
+        cur = g
+            .add_op_inferred(kind, &[cur, fw, fb], &format!("fc{k}"))
+            .map_err(e)?;
+        weighted += 1;
+        inputs = out;
+    }
+    g.outputs = vec![cur];
+    g.validate().map_err(e)?;
+    let samples: Vec<Vec<Vec<f32>>> = (0..16)
+        .map(|_| vec![r.units(h * w * c).iter().map(|v| 4.0 * v).collect()])
+        .collect();
+    let config = kinglet_compress::PtqConfig {
+        weight_bits: (0..weighted)
+            .map(|_| pick(&mut r, &[8, 8, 8, 8, 8, 4, 4, 2]))
+            .collect(),
+        ..kinglet_compress::PtqConfig::default()
+    };
+    kinglet_compress::quantize_int8(&g, &samples, &config)
+        .map(|q| q.graph)
+        .map_err(|e| format!("quantize: {e}"))
+}
+
+/// A refusal's reason without its numbers (op indices, sizes), so like refusals group.
+fn reason(e: &str) -> String {
+    let mut s: String = e
+        .chars()
+        .map(|c| if c.is_ascii_digit() { '#' } else { c })
+        .collect();
+    s.truncate(100);
+    s
+}
+
+#[test]
+fn generated_code_stays_in_its_arena_and_stated_stack() {
+    let started = Instant::now();
+    let wanted = wanted_models();
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../kinglet-compress/tests/goldens/random_models.kgd.gz");
+    let (_, cases) = bundle::read_diff_bundle(path.to_str().expect("UTF-8 path"));
+    assert!(cases.len() >= 1000, "bundle has only {} cases", cases.len());
+    // Evenly spread over the bundle (it is ordered by family), all of it when asked for more.
+    // A quarter of the models are generated; past half the bundle, every bundle model
+    // `compile` accepts is taken, and generated ones (at least a quarter of the count) make up
+    // the rest.
+    let wanted = wanted.min(cases.len());
+    let from_bundle = if wanted >= cases.len() / 2 {
+        usize::MAX
+    } else {
+        wanted - wanted / 4
+    };
+    let order: Vec<usize> = if from_bundle >= cases.len() {
+        (0..cases.len()).collect()
+    } else {
+        let stride = cases.len() / from_bundle.max(1);
+        // Every index once: offset 0, stride, 2·stride, …, then offset 1, …
+        (0..stride)
+            .flat_map(|offset| (offset..cases.len()).step_by(stride))
+            .collect()
+    };
+    let mut models = Vec::new();
+    let mut refused: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut families: BTreeMap<String, usize> = BTreeMap::new();
+    for &i in &order {
+        if models.len() == from_bundle {
+            break;
+        }
+        let case = &cases[i];
+        let compiled = Graph::from_tflite_bytes(&case.model)
+            .map_err(|e| format!("read: {e}"))
+            .and_then(|g| GuardModel::new(&g, &case.name).map_err(|e| e.to_string()));
+        match compiled {
+            Ok(m) => {
+                *families
+                    .entry(case.info["family"].as_str().unwrap_or("?").to_owned())
+                    .or_default() += 1;
+                models.push(m);
+            }
+            Err(e) => refused
+                .entry(reason(&e))
+                .or_default()
+                .push(case.name.clone()),
+        }
+    }
+    let target = wanted.max(models.len() + wanted / 4);
+    let mut seed = 0;
+    while models.len() < target && seed < 4 * target as u32 + 100 {
+        let name = format!("generated/{seed:04}");
+        seed += 1;
+        let model = generated_model(seed)
+            .and_then(|g| GuardModel::new(&g, &name).map_err(|e| e.to_string()));
+        match model {
+            Ok(m) => {
+                *families.entry("generated".into()).or_default() += 1;
+                models.push(m);
+            }
+            Err(e) => refused.entry(reason(&e)).or_default().push(name),
+        }
+    }
+    let batch: usize = std::env::var("KINGLET_GUARD_BATCH")
+        .ok()
+        .map(|b| b.parse().expect("KINGLET_GUARD_BATCH: a count"))
+        .unwrap_or(50);
+    let compiled_at = started.elapsed();
+    let mut results: Vec<GuardResult> = Vec::new();
+    for kernels in [FirmwareKernels::Dsp, FirmwareKernels::Reference] {
+        for chunk in models.chunks(batch) {
+            let t = Instant::now();
+            let r = run_guard_batch(chunk, kernels, &work_dir()).expect("guard image runs");
+            eprintln!(
+                "guard image: {} models, {kernels:?}, {:.1} s",
+                chunk.len(),
+                t.elapsed().as_secs_f64()
+            );
+            results.extend(r);
+        }
+    }
+
+    // The runtime's own share of each measurement (measured stack less the largest per-step
+    // buffer), from which the RUNTIME_STACK_BYTES_* constants were set.
+    let by_name: BTreeMap<&str, &GuardModel> =
+        models.iter().map(|m| (m.name.as_str(), m)).collect();
+    for kernels in [FirmwareKernels::Dsp, FirmwareKernels::Reference] {
+        let mine: Vec<&GuardResult> = results.iter().filter(|r| r.kernels == kernels).collect();
+        let runtime_share = |r: &GuardResult| {
+            let program = by_name[r.name.as_str()].program(kernels);
+            let buffers = (program.steps.iter())
+                .map(|s| s.kind.stack_buffer_bytes())
+                .max()
+                .unwrap_or(0) as u64;
+            r.stack_bytes.saturating_sub(buffers)
+        };
+        let deepest = mine.iter().max_by_key(|r| r.stack_bytes);
+        let runtime = mine.iter().map(|r| runtime_share(r)).max().unwrap_or(0);
+        let min_headroom = mine
+            .iter()
+            .map(|r| r.stated_stack_bytes as i64 - r.stack_bytes as i64)
+            .min()
+            .unwrap_or(0);
+        let with_buffers = (models.iter())
+            .filter(|m| (m.program(kernels).steps.iter()).any(|s| s.kind.stack_buffer_bytes() > 0))
+            .count();
+        eprintln!(
+            "arena guard {kernels:?}: {} models checked, {} guard violations, {} over the stated stack; deepest stack {} B (stated {} B, {}), runtime share max {} B, least headroom {} B; {} models with on-stack step buffers",
+            mine.len(),
+            mine.iter().filter(|r| r.bad_bytes > 0).count(),
+            mine.iter()
+                .filter(|r| r.stack_bytes > r.stated_stack_bytes)
+                .count(),
+            deepest.map_or(0, |r| r.stack_bytes),
+            deepest.map_or(0, |r| r.stated_stack_bytes),
+            deepest.map_or("-", |r| r.name.as_str()),
+            runtime,
+            min_headroom,
+            with_buffers,
+        );
+    }
+    eprintln!(
+        "arena guard: {} models per kernel set ({}), {} refused by compile, {:.0} s ({:.0} s compiling and host runs)",
+        models.len(),
+        families
+            .iter()
+            .map(|(f, n)| format!("{f} {n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        refused.values().map(Vec::len).sum::<usize>(),
+        started.elapsed().as_secs_f64(),
+        compiled_at.as_secs_f64()
+    );
+    for (why, names) in &refused {
+        eprintln!("  refused {:>4}: {why} (e.g. {})", names.len(), names[0]);
+    }
+    assert!(
+        models.len() >= target.min(20),
+        "only {} models compiled",
+        models.len()
+    );
+    let failures: Vec<String> = results
+        .iter()
+        .filter(|r| !r.passed())
+        .map(|r| format!("{r:?}"))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} model runs broke an invariant:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
