@@ -21,7 +21,20 @@ fn main() {
     }
     println!("cargo:rerun-if-env-changed=KINGLET_MODEL_C");
     if let Some(c_model) = env::var_os("KINGLET_MODEL_C").filter(|p| !p.is_empty()) {
-        build_c_model(&PathBuf::from(c_model), &out);
+        build_c_model(&[PathBuf::from(c_model)], &out);
+    }
+    // Guard-suite mode over C models: every `.c` file of this folder (each model with its own
+    // symbol prefix) goes into the library `KINGLET_GUARD_RS`'s shims call.
+    println!("cargo:rerun-if-env-changed=KINGLET_GUARD_C");
+    if let Some(dir) = env::var_os("KINGLET_GUARD_C").filter(|p| !p.is_empty()) {
+        let dir = PathBuf::from(dir);
+        let mut sources: Vec<PathBuf> = fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "c"))
+            .collect();
+        sources.sort();
+        build_c_model(&sources, &out);
     }
     // Cascade mode: several models sharing one arena, embedded windows and a strategy.
     println!("cargo:rerun-if-env-changed=KINGLET_CASCADE_RS");
@@ -64,15 +77,34 @@ fn main() {
     }
 }
 
-/// Compiles a generated C model (`KINGLET_MODEL_C`) with arm-none-eabi-gcc, as strictly as
-/// users are told to, and links it; `KINGLET_MODEL_RS` is then its FFI shim.
-fn build_c_model(source: &std::path::Path, out: &std::path::Path) {
+/// Compiles generated C models (`KINGLET_MODEL_C`, or the `KINGLET_GUARD_C` folder) with
+/// arm-none-eabi-gcc, as strictly as users are told to, and links them; `KINGLET_MODEL_RS` (or
+/// `KINGLET_GUARD_RS`) holds their FFI shims.
+fn build_c_model(sources: &[PathBuf], out: &std::path::Path) {
+    use std::process::Command;
+    let library = out.join("libkinglet_model_c.a");
+    let _ = std::fs::remove_file(&library);
+    for (index, source) in sources.iter().enumerate() {
+        let object = compile_c(source, out, index);
+        let status = Command::new("arm-none-eabi-ar")
+            .arg("rcs")
+            .arg(&library)
+            .arg(&object)
+            .status()
+            .expect("arm-none-eabi-ar must be installed");
+        assert!(status.success(), "arm-none-eabi-ar failed");
+    }
+    println!("cargo:rustc-link-lib=static=kinglet_model_c");
+}
+
+/// One C file to an object in `out`.
+fn compile_c(source: &std::path::Path, out: &std::path::Path, index: usize) -> PathBuf {
     use std::process::Command;
     println!("cargo:rerun-if-changed={}", source.display());
     if let Some(dir) = source.parent() {
         println!("cargo:rerun-if-changed={}", dir.display());
     }
-    let object = out.join("kinglet_model_c.o");
+    let object = out.join(format!("kinglet_model_c{index}.o"));
     let status = Command::new("arm-none-eabi-gcc")
         .args([
             "-std=c99",
@@ -100,14 +132,5 @@ fn build_c_model(source: &std::path::Path, out: &std::path::Path) {
         "arm-none-eabi-gcc failed on {}",
         source.display()
     );
-    let library = out.join("libkinglet_model_c.a");
-    let _ = std::fs::remove_file(&library);
-    let status = Command::new("arm-none-eabi-ar")
-        .arg("rcs")
-        .arg(&library)
-        .arg(&object)
-        .status()
-        .expect("arm-none-eabi-ar must be installed");
-    assert!(status.success(), "arm-none-eabi-ar failed");
-    println!("cargo:rustc-link-lib=static=kinglet_model_c");
+    object
 }

@@ -130,9 +130,9 @@ pub struct Profile {
     pub arena_bytes: u64,
     /// Measured stack below the caller of `infer` during one inference.
     pub stack_bytes: u64,
-    /// The bound `compile` states for it ([`Program::stated_stack_bytes`]); C output runs the
-    /// Cortex-M4 schedule in C, which the bound does not cover (`None`).
-    pub stated_stack_bytes: Option<u64>,
+    /// The bound `compile` states for it ([`Program::stated_stack_bytes`], for C output
+    /// [`Program::stated_c_stack_bytes`]).
+    pub stated_stack_bytes: u64,
     /// The counter self-check (must read 3001).
     pub known_loop_instructions: u64,
     /// Instructions per window of the adaptive checks the harness measures beside the model
@@ -335,8 +335,8 @@ pub fn profile_with(
         arena_bytes: arena,
         stack_bytes: stack,
         stated_stack_bytes: match lang {
-            Lang::Rust => Some(program.stated_stack_bytes() as u64),
-            Lang::C => None,
+            Lang::Rust => program.stated_stack_bytes() as u64,
+            Lang::C => program.stated_c_stack_bytes() as u64,
         },
         known_loop_instructions: report.known_loop,
         checks: report.checks.into_iter().collect(),

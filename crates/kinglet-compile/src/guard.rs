@@ -17,7 +17,9 @@ use std::time::Duration;
 use kinglet_graph::Graph;
 
 use crate::error::CompileError;
-use crate::firmware::{Compiled, compile, firmware_lock, host_reference, write_atomic};
+use crate::firmware::{
+    Compiled, Lang, compile, firmware_lock, host_reference, with_test_input, write_atomic,
+};
 use crate::program::{Elem, Program};
 use crate::qemu::{self, FirmwareKernels};
 
@@ -48,20 +50,33 @@ impl GuardModel {
         })
     }
 
-    /// The schedule the firmware runs with `kernels`.
-    pub fn program(&self, kernels: FirmwareKernels) -> &Program {
-        match kernels {
-            FirmwareKernels::Dsp => &self.compiled.dsp,
-            FirmwareKernels::Reference => &self.compiled.reference,
+    /// The schedule the firmware runs with `kernels` in `lang` (C output always runs the
+    /// Cortex-M4 schedule).
+    pub fn program(&self, kernels: FirmwareKernels, lang: Lang) -> &Program {
+        match (lang, kernels) {
+            (Lang::Rust, FirmwareKernels::Reference) => &self.compiled.reference,
+            _ => &self.compiled.dsp,
         }
     }
+
+    /// `compile --lang c` accepts the model (float models are Rust-only).
+    pub fn c_supported(&self) -> bool {
+        crate::emit_c::supports(&self.compiled.dsp).is_ok()
+    }
+}
+
+/// The C symbol prefix of model `index` of a guard image: unique within the image.
+fn c_name(index: usize) -> String {
+    format!("kg{index}")
 }
 
 /// What the firmware reported for one model.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GuardResult {
     pub name: String,
+    /// Which kernels (Rust output) ran; C output always runs its Cortex-M4 schedule.
     pub kernels: FirmwareKernels,
+    pub lang: Lang,
     pub arena_bytes: u64,
     /// Measured stack below the caller of `infer_in` (the deeper of the two runs).
     pub stack_bytes: u64,
@@ -94,8 +109,9 @@ impl GuardResult {
 }
 
 /// The file the firmware includes as its `guard` module: every model's generated module (plus
-/// its `TEST_INPUT`) as `pub mod m<i>`, the guard region's arena size and `run_all`.
-pub fn guard_source(models: &[GuardModel]) -> String {
+/// its `TEST_INPUT`) as `pub mod m<i>` — for C output the FFI shim of the C model named
+/// `kg<i>` — the guard region's arena size and `run_all`.
+pub fn guard_source(models: &[&GuardModel], lang: Lang) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -119,39 +135,67 @@ pub fn guard_source(models: &[GuardModel]) -> String {
     }
     s.push_str("}\n");
     for (i, m) in models.iter().enumerate() {
-        let module = crate::firmware::firmware_module(&m.compiled, &m.input);
+        let module = match lang {
+            Lang::Rust => crate::firmware::firmware_module(&m.compiled, &m.input),
+            Lang::C => with_test_input(
+                crate::emit_c::firmware_shim(&m.compiled.dsp, &c_name(i)),
+                &m.input,
+                m.compiled.dsp.io,
+            ),
+        };
         let _ = writeln!(s, "\n/// {}\npub mod m{i} {{\n{module}}}", m.name);
     }
     s
 }
 
-/// Builds one guard image of `models` with `kernels` under `work_dir`, runs it in QEMU and
-/// returns one result per model, in order.
+/// Builds one guard image of `models` under `work_dir` — their Rust output with `kernels`, or
+/// their C output (which must be [`GuardModel::c_supported`]) — runs it in QEMU and returns
+/// one result per model, in order.
 pub fn run_guard_batch(
-    models: &[GuardModel],
+    models: &[&GuardModel],
     kernels: FirmwareKernels,
+    lang: Lang,
     work_dir: &Path,
 ) -> Result<Vec<GuardResult>, CompileError> {
     if models.is_empty() {
         return Ok(Vec::new());
     }
-    let tag = match kernels {
-        FirmwareKernels::Dsp => "dsp",
-        FirmwareKernels::Reference => "reference",
+    let (tag, kernels) = match (lang, kernels) {
+        (Lang::C, _) => ("c", FirmwareKernels::Dsp),
+        (Lang::Rust, FirmwareKernels::Dsp) => ("dsp", kernels),
+        (Lang::Rust, FirmwareKernels::Reference) => ("reference", kernels),
     };
     let _lock = firmware_lock();
+    let c_dir = match lang {
+        Lang::Rust => None,
+        Lang::C => {
+            let dir = work_dir.join("guard-c");
+            // Only this image's models: the firmware links every C file of the folder.
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).map_err(|e| CompileError::io(&dir, e))?;
+            }
+            for (i, m) in models.iter().enumerate() {
+                crate::emit_c::supports(&m.compiled.dsp)?;
+                let (header, source) = crate::emit_c::emit_c(&m.compiled.dsp, &c_name(i));
+                write_atomic(&dir.join(format!("{}.h", c_name(i))), header.as_bytes())?;
+                write_atomic(&dir.join(format!("{}.c", c_name(i))), source.as_bytes())?;
+            }
+            Some(dir.canonicalize().map_err(|e| CompileError::io(&dir, e))?)
+        }
+    };
     let path = work_dir.join(format!("guard-{tag}.rs"));
-    write_atomic(&path, guard_source(models).as_bytes())?;
+    write_atomic(&path, guard_source(models, lang).as_bytes())?;
     let path = path
         .canonicalize()
         .map_err(|e| CompileError::io(&path, e))?;
-    let elf = qemu::build_guard_firmware(&path, kernels, &work_dir.join("target"))?;
+    let elf =
+        qemu::build_guard_firmware(&path, c_dir.as_deref(), kernels, &work_dir.join("target"))?;
     // A few ms of emulation per model; the limit only catches a hung image.
     let timeout = Duration::from_secs(120 + 10 * models.len() as u64);
     let text = qemu::run_qemu(&elf, timeout)?;
     // Checks the run reached its end and reported no error.
     qemu::parse_report(&text)?;
-    parse_guard_lines(&text, models, kernels)
+    parse_guard_lines(&text, models, kernels, lang)
 }
 
 fn malformed(line: &str) -> CompileError {
@@ -161,8 +205,9 @@ fn malformed(line: &str) -> CompileError {
 /// The `KINGLET guard` and `KINGLET guard_outputs` lines of a guard image's output.
 fn parse_guard_lines(
     text: &str,
-    models: &[GuardModel],
+    models: &[&GuardModel],
     kernels: FirmwareKernels,
+    lang: Lang,
 ) -> Result<Vec<GuardResult>, CompileError> {
     let mut results: Vec<Option<GuardResult>> = vec![None; models.len()];
     for line in text.lines() {
@@ -188,6 +233,7 @@ fn parse_guard_lines(
                 *slot = Some(GuardResult {
                     name: model.name.clone(),
                     kernels,
+                    lang,
                     arena_bytes: unsigned(arena)?,
                     stack_bytes: unsigned(stack)?,
                     stated_stack_bytes: unsigned(stated)?,

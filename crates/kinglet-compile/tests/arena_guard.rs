@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use kinglet_compile::firmware::Lang;
 use kinglet_compile::guard::{GuardModel, GuardResult, run_guard_batch};
 use kinglet_compile::qemu::FirmwareKernels;
 use kinglet_graph::Graph;
@@ -282,13 +283,29 @@ fn generated_code_stays_in_its_arena_and_stated_stack() {
         .map(|b| b.parse().expect("KINGLET_GUARD_BATCH: a count"))
         .unwrap_or(50);
     let compiled_at = started.elapsed();
+    // The Rust output with each kernel set, and the C output of the models it covers.
+    let targets = [
+        (FirmwareKernels::Dsp, Lang::Rust),
+        (FirmwareKernels::Reference, Lang::Rust),
+        (FirmwareKernels::Dsp, Lang::C),
+    ];
+    let c_models: Vec<usize> = (0..models.len())
+        .filter(|&i| models[i].c_supported())
+        .collect();
     let mut results: Vec<GuardResult> = Vec::new();
-    for kernels in [FirmwareKernels::Dsp, FirmwareKernels::Reference] {
-        for chunk in models.chunks(batch) {
+    for (kernels, lang) in targets {
+        // Batches of model indices: every model for Rust, the C-capable ones for C.
+        let indices: Vec<usize> = match lang {
+            Lang::Rust => (0..models.len()).collect(),
+            Lang::C => c_models.clone(),
+        };
+        for chunk in indices.chunks(batch) {
             let t = Instant::now();
-            let r = run_guard_batch(chunk, kernels, &work_dir()).expect("guard image runs");
+            let batch_models: Vec<&GuardModel> = chunk.iter().map(|&i| &models[i]).collect();
+            let r = run_guard_batch(&batch_models, kernels, lang, &work_dir())
+                .expect("guard image runs");
             eprintln!(
-                "guard image: {} models, {kernels:?}, {:.1} s",
+                "guard image: {} models, {lang:?} {kernels:?}, {:.1} s",
                 chunk.len(),
                 t.elapsed().as_secs_f64()
             );
@@ -300,10 +317,12 @@ fn generated_code_stays_in_its_arena_and_stated_stack() {
     // buffer), from which the RUNTIME_STACK_BYTES_* constants were set.
     let by_name: BTreeMap<&str, &GuardModel> =
         models.iter().map(|m| (m.name.as_str(), m)).collect();
-    for kernels in [FirmwareKernels::Dsp, FirmwareKernels::Reference] {
-        let mine: Vec<&GuardResult> = results.iter().filter(|r| r.kernels == kernels).collect();
+    for (kernels, lang) in targets {
+        let mine: Vec<&GuardResult> = (results.iter())
+            .filter(|r| r.kernels == kernels && r.lang == lang)
+            .collect();
         let runtime_share = |r: &GuardResult| {
-            let program = by_name[r.name.as_str()].program(kernels);
+            let program = by_name[r.name.as_str()].program(kernels, lang);
             let buffers = (program.steps.iter())
                 .map(|s| s.kind.stack_buffer_bytes())
                 .max()
@@ -317,11 +336,17 @@ fn generated_code_stays_in_its_arena_and_stated_stack() {
             .map(|r| r.stated_stack_bytes as i64 - r.stack_bytes as i64)
             .min()
             .unwrap_or(0);
-        let with_buffers = (models.iter())
-            .filter(|m| (m.program(kernels).steps.iter()).any(|s| s.kind.stack_buffer_bytes() > 0))
-            .count();
+        let buffer_steps = |r: &&GuardResult| {
+            let program = by_name[r.name.as_str()].program(kernels, lang);
+            (program.steps.iter())
+                .filter(|s| s.kind.stack_buffer_bytes() > 0)
+                .count()
+        };
+        let with_buffers = mine.iter().filter(|r| buffer_steps(r) > 0).count();
+        // Where the bound's "largest buffer, not the sum" is put to the test.
+        let with_several = mine.iter().filter(|r| buffer_steps(r) > 1).count();
         eprintln!(
-            "arena guard {kernels:?}: {} models checked, {} guard violations, {} over the stated stack; deepest stack {} B (stated {} B, {}), runtime share max {} B, least headroom {} B; {} models with on-stack step buffers",
+            "arena guard {lang:?} {kernels:?}: {} models checked, {} guard violations, {} over the stated stack; deepest stack {} B (stated {} B, {}), runtime share max {} B, least headroom {} B; {} models with on-stack step buffers ({} with several)",
             mine.len(),
             mine.iter().filter(|r| r.bad_bytes > 0).count(),
             mine.iter()
@@ -333,6 +358,7 @@ fn generated_code_stays_in_its_arena_and_stated_stack() {
             runtime,
             min_headroom,
             with_buffers,
+            with_several,
         );
     }
     eprintln!(
@@ -366,4 +392,66 @@ fn generated_code_stays_in_its_arena_and_stated_stack() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// The check itself can fail: models whose `infer_in` is altered to write one byte just past
+/// its arena, one byte before it, or 255 bytes past it (the trailing guard's last byte), and
+/// one whose stated stack is set to nothing, are each caught — with the offset of the stray
+/// byte — while an unaltered copy passes.
+#[test]
+fn guard_catches_stray_writes_and_stack_overruns() {
+    let case = {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../kinglet-compress/tests/goldens/random_models.kgd.gz");
+        let (_, cases) = bundle::read_diff_bundle(path.to_str().expect("UTF-8 path"));
+        cases
+            .into_iter()
+            .find(|c| c.name.starts_with("conv1d/"))
+            .expect("a conv1d case")
+    };
+    let graph = Graph::from_tflite_bytes(&case.model).expect("parse");
+    let head = "pub fn infer_in(arena: &mut [u8], input: &[InputElem; INPUT_LEN], output: &mut [OutputElem; OUTPUT_LEN]) -> Result<(), ShapeError> {\n";
+    let stray = |name: &str, offset: &str| {
+        let mut m = GuardModel::new(&graph, name).expect("compiles");
+        assert!(m.compiled.rust_module.contains(head));
+        // SAFETY (of the generated line): the guard region surrounds the arena with 256 bytes on
+        // each side, so these addresses are inside it.
+        m.compiled.rust_module = m.compiled.rust_module.replace(
+            head,
+            &format!("{head}    unsafe {{ core::ptr::write_volatile(arena.as_mut_ptr().offset({offset}), 0x5a) }};\n"),
+        );
+        m
+    };
+    let mut deep = GuardModel::new(&graph, "stated-zero").expect("compiles");
+    let stated = "pub const STACK_BYTES: usize = if USE_DSP";
+    assert!(deep.compiled.rust_module.contains(stated));
+    deep.compiled.rust_module = deep.compiled.rust_module.replace(
+        stated,
+        "pub const STACK_BYTES: usize = 0;\nconst _STATED: usize = if USE_DSP",
+    );
+    let clean = GuardModel::new(&graph, "clean").expect("compiles");
+    let models = [
+        clean,
+        stray("past-end", "arena.len() as isize"),
+        stray("before", "-1"),
+        stray("far-end", "arena.len() as isize + 255"),
+        deep,
+    ];
+    let refs: Vec<&GuardModel> = models.iter().collect();
+    let r = run_guard_batch(
+        &refs,
+        FirmwareKernels::Dsp,
+        Lang::Rust,
+        &work_dir().join("self-test"),
+    )
+    .expect("guard image runs");
+    eprintln!("{r:#?}");
+    let arena = r[0].arena_bytes as i64;
+    assert!(r[0].passed(), "{:?}", r[0]);
+    assert_eq!((r[1].bad_bytes, r[1].first_bad_offset), (1, arena));
+    assert_eq!((r[2].bad_bytes, r[2].first_bad_offset), (1, -1));
+    assert_eq!((r[3].bad_bytes, r[3].first_bad_offset), (1, arena + 255));
+    assert!(r[1..4].iter().all(|r| !r.passed() && r.matches_host));
+    assert_eq!(r[4].bad_bytes, 0);
+    assert!(r[4].stack_bytes > 0 && r[4].stated_stack_bytes == 0 && !r[4].passed());
 }
