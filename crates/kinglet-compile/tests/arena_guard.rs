@@ -21,7 +21,6 @@ mod common;
 use common::Lcg;
 
 #[path = "../../kinglet-compress/tests/common/mod.rs"]
-#[allow(dead_code, unused_imports)]
 mod bundle;
 
 fn work_dir() -> PathBuf {
@@ -79,10 +78,10 @@ fn generated_model(seed: u32) -> Result<Graph, String> {
                 let padding = pick(&mut r, &[Padding::Same, Padding::Same, Padding::Valid]);
                 let weights = r.units(out * kh * kw * cc);
                 let fw = g
-                    .add_constant_f32(&format!("w{layer}"), &[out, kh, kw, cc], &weights)
+                    .add_constant_f32(format!("w{layer}"), &[out, kh, kw, cc], &weights)
                     .map_err(e)?;
                 let fb = g
-                    .add_constant_f32(&format!("b{layer}"), &[out], &r.units(out))
+                    .add_constant_f32(format!("b{layer}"), &[out], &r.units(out))
                     .map_err(e)?;
                 let kind = OpKind::Conv2D {
                     stride: Hw::ONE,
@@ -91,11 +90,11 @@ fn generated_model(seed: u32) -> Result<Graph, String> {
                     activation: act(&mut r),
                 };
                 cur = g
-                    .add_op_inferred(kind, &[cur, fw, fb], &format!("conv{layer}"))
+                    .add_op_inferred(kind, &[cur, fw, fb], format!("conv{layer}"))
                     .map_err(e)?;
                 weighted += 1;
                 let width = g.tensor(cur).shape[2];
-                if width >= 4 && width % 2 == 0 && r.range(0, 1) == 0 {
+                if width >= 4 && width.is_multiple_of(2) && r.range(0, 1) == 0 {
                     let pool = OpKind::MaxPool2D {
                         filter: Hw::new(1, 2),
                         stride: Hw::new(1, 2),
@@ -103,17 +102,17 @@ fn generated_model(seed: u32) -> Result<Graph, String> {
                         activation: Activation::None,
                     };
                     cur = g
-                        .add_op_inferred(pool, &[cur], &format!("pool{layer}"))
+                        .add_op_inferred(pool, &[cur], format!("pool{layer}"))
                         .map_err(e)?;
                 }
             }
             6..=8 => {
                 let kw = pick(&mut r, &[3, 5]).min(cw);
                 let fw = g
-                    .add_constant_f32(&format!("dw{layer}"), &[1, 1, kw, cc], &r.units(kw * cc))
+                    .add_constant_f32(format!("dw{layer}"), &[1, 1, kw, cc], &r.units(kw * cc))
                     .map_err(e)?;
                 let fb = g
-                    .add_constant_f32(&format!("db{layer}"), &[cc], &r.units(cc))
+                    .add_constant_f32(format!("db{layer}"), &[cc], &r.units(cc))
                     .map_err(e)?;
                 let kind = OpKind::DepthwiseConv2D {
                     stride: Hw::ONE,
@@ -123,7 +122,7 @@ fn generated_model(seed: u32) -> Result<Graph, String> {
                     activation: act(&mut r),
                 };
                 cur = g
-                    .add_op_inferred(kind, &[cur, fw, fb], &format!("dw{layer}"))
+                    .add_op_inferred(kind, &[cur, fw, fb], format!("dw{layer}"))
                     .map_err(e)?;
                 weighted += 1;
             }
@@ -135,7 +134,7 @@ fn generated_model(seed: u32) -> Result<Graph, String> {
                     activation: Activation::None,
                 };
                 cur = g
-                    .add_op_inferred(pool, &[cur], &format!("pool{layer}"))
+                    .add_op_inferred(pool, &[cur], format!("pool{layer}"))
                     .map_err(e)?;
             }
             _ => {}
@@ -167,10 +166,10 @@ fn generated_model(seed: u32) -> Result<Graph, String> {
             r.range(8, 32) as usize
         };
         let fw = g
-            .add_constant_f32(&format!("fw{k}"), &[out, inputs], &r.units(out * inputs))
+            .add_constant_f32(format!("fw{k}"), &[out, inputs], &r.units(out * inputs))
             .map_err(e)?;
         let fb = g
-            .add_constant_f32(&format!("fb{k}"), &[out], &r.units(out))
+            .add_constant_f32(format!("fb{k}"), &[out], &r.units(out))
             .map_err(e)?;
         let kind = OpKind::FullyConnected {
             activation: if k + 1 == dense {
@@ -181,7 +180,7 @@ fn generated_model(seed: u32) -> Result<Graph, String> {
             keep_num_dims: false,
         };
         cur = g
-            .add_op_inferred(kind, &[cur, fw, fb], &format!("fc{k}"))
+            .add_op_inferred(kind, &[cur, fw, fb], format!("fc{k}"))
             .map_err(e)?;
         weighted += 1;
         inputs = out;
