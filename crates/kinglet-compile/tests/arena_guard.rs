@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use kinglet_compile::firmware::Lang;
 use kinglet_compile::guard::{GuardModel, GuardResult, run_guard_batch};
+use kinglet_compile::program::StepKind;
 use kinglet_compile::qemu::FirmwareKernels;
 use kinglet_graph::Graph;
 
@@ -37,15 +38,29 @@ fn wanted_models() -> usize {
     }
 }
 
-/// A random float HAR-style network (seeded), quantised by kinglet-compress with a random
-/// weight width per layer: what the bundle lacks — layers whose int8 or sub-byte weights the
-/// DSP kernels unpack into an on-stack buffer, 2D inputs, deeper stacks. Input [1, h, w, c];
+/// A random float HAR-style network (seeded), quantised by kinglet-compress — int8 with a
+/// random weight width per layer, int8 with most weights pruned, or a16w8: what the bundle
+/// lacks — layers whose int8 or sub-byte weights the DSP kernels unpack into an on-stack
+/// buffer, sparse weights (a sparse convolution keeps its patch on the stack), int16
+/// activations, 2D inputs, deeper stacks. Input [1, h, w, c];
 /// one to three blocks of convolution (kernel 1–7, SAME or VALID, optionally pooled),
 /// depthwise convolution or max pool; then flatten or global mean, and one or two fully
 /// connected layers.
 fn generated_model(seed: u32) -> Result<Graph, String> {
     use kinglet_graph::{Activation, DType, Hw, OpKind, Padding};
     let mut r = Lcg(seed.wrapping_mul(7919).wrapping_add(17));
+    // 0: a16w8 (int16 activations); 1, 2: int8 with three quarters of the convolution and
+    // fully connected weights pruned (stored sparse where that saves flash); else int8.
+    let mode = Lcg(seed ^ 0x5eed).range(0, 7);
+    let prune = |r: &mut Lcg, v: Vec<f32>| -> Vec<f32> {
+        match mode {
+            1 | 2 => v
+                .into_iter()
+                .map(|x| if r.range(0, 3) == 0 { x } else { 0.0 })
+                .collect(),
+            _ => v,
+        }
+    };
     fn pick<T: Copy>(r: &mut Lcg, xs: &[T]) -> T {
         xs[r.range(0, xs.len() as i32 - 1) as usize]
     }
@@ -77,6 +92,7 @@ fn generated_model(seed: u32) -> Result<Graph, String> {
                 };
                 let padding = pick(&mut r, &[Padding::Same, Padding::Same, Padding::Valid]);
                 let weights = r.units(out * kh * kw * cc);
+                let weights = prune(&mut r, weights);
                 let fw = g
                     .add_constant_f32(format!("w{layer}"), &[out, kh, kw, cc], &weights)
                     .map_err(e)?;
@@ -165,8 +181,10 @@ fn generated_model(seed: u32) -> Result<Graph, String> {
         } else {
             r.range(8, 32) as usize
         };
+        let weights = r.units(out * inputs);
+        let weights = prune(&mut r, weights);
         let fw = g
-            .add_constant_f32(format!("fw{k}"), &[out, inputs], &r.units(out * inputs))
+            .add_constant_f32(format!("fw{k}"), &[out, inputs], &weights)
             .map_err(e)?;
         let fb = g
             .add_constant_f32(format!("fb{k}"), &[out], &r.units(out))
@@ -190,13 +208,20 @@ fn generated_model(seed: u32) -> Result<Graph, String> {
     let samples: Vec<Vec<Vec<f32>>> = (0..16)
         .map(|_| vec![r.units(h * w * c).iter().map(|v| 4.0 * v).collect()])
         .collect();
-    let config = kinglet_compress::PtqConfig {
-        weight_bits: (0..weighted)
-            .map(|_| pick(&mut r, &[8, 8, 8, 8, 8, 4, 4, 2]))
-            .collect(),
-        ..kinglet_compress::PtqConfig::default()
+    let quantised = match mode {
+        0 => kinglet_compress::quantize_a16w8(&g, &samples, &Default::default()),
+        1 | 2 => kinglet_compress::quantize_int8(&g, &samples, &Default::default()),
+        _ => {
+            let config = kinglet_compress::PtqConfig {
+                weight_bits: (0..weighted)
+                    .map(|_| pick(&mut r, &[8, 8, 8, 8, 8, 4, 4, 2]))
+                    .collect(),
+                ..kinglet_compress::PtqConfig::default()
+            };
+            kinglet_compress::quantize_int8(&g, &samples, &config)
+        }
     };
-    kinglet_compress::quantize_int8(&g, &samples, &config)
+    quantised
         .map(|q| q.graph)
         .map_err(|e| format!("quantize: {e}"))
 }
@@ -360,14 +385,21 @@ fn generated_code_stays_in_its_arena_and_stated_stack() {
             with_several,
         );
     }
+    let with_steps = |f: fn(&StepKind) -> bool| {
+        (models.iter())
+            .filter(|m| m.compiled.dsp.steps.iter().any(|s| f(&s.kind)))
+            .count()
+    };
     eprintln!(
-        "arena guard: {} models per kernel set ({}), {} refused by compile, {:.0} s ({:.0} s compiling and host runs)",
+        "arena guard: {} models per kernel set ({}; {} a16w8, {} with sparse weights), {} refused by compile, {:.0} s ({:.0} s compiling and host runs)",
         models.len(),
         families
             .iter()
             .map(|(f, n)| format!("{f} {n}"))
             .collect::<Vec<_>>()
             .join(", "),
+        with_steps(|k| matches!(k, StepKind::S16(_))),
+        with_steps(|k| matches!(k, StepKind::SparseConv(_) | StepKind::SparseFc(_))),
         refused.values().map(Vec::len).sum::<usize>(),
         started.elapsed().as_secs_f64(),
         compiled_at.as_secs_f64()
