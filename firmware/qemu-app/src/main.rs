@@ -292,6 +292,7 @@ fn l1_distance_check_instructions(empty: u32) -> u32 {
 /// pattern in hex (`KINGLET outputs_f32`) so the host compares float outputs exactly.
 #[cfg(any(kinglet_model, kinglet_guard))]
 trait OutputValue: Copy {
+    #[cfg_attr(not(kinglet_model), allow(dead_code))]
     const LINE: &'static str;
     const ZERO: Self;
     fn write(self, out: &mut Console);
@@ -460,6 +461,11 @@ fn guard_pattern(i: usize, flip: u8) -> u8 {
     ((i as u32).wrapping_mul(0x9E37_79B1) >> 24) as u8 ^ flip
 }
 
+/// A model's `infer_in`.
+#[cfg(kinglet_guard)]
+type InferIn<I, O, E, const IN: usize, const OUT: usize> =
+    fn(&mut [u8], &[I; IN], &mut [O; OUT]) -> Result<(), E>;
+
 /// What one guarded run saw.
 #[cfg(kinglet_guard)]
 struct GuardRun {
@@ -475,7 +481,7 @@ struct GuardRun {
 #[cfg(kinglet_guard)]
 #[inline(never)]
 fn guarded_run<I, O, E, const IN: usize, const OUT: usize>(
-    infer: fn(&mut [u8], &[I; IN], &mut [O; OUT]) -> Result<(), E>,
+    infer: InferIn<I, O, E, IN, OUT>,
     arena_bytes: usize,
     input: &[I; IN],
     output: &mut [O; OUT],
@@ -539,7 +545,7 @@ fn check_guarded<I, O: OutputValue, E, const IN: usize, const OUT: usize>(
     arena_bytes: usize,
     stated_stack: usize,
     input: &[I; IN],
-    infer: fn(&mut [u8], &[I; IN], &mut [O; OUT]) -> Result<(), E>,
+    infer: InferIn<I, O, E, IN, OUT>,
 ) {
     if arena_bytes > guard::MAX_ARENA_BYTES {
         fail("a model's arena is larger than the guard region's arena area");
