@@ -182,6 +182,8 @@ pub fn emit_c(program: &Program, model_name: &str) -> (String, String) {
          #define {up}_INPUT_COUNT {}\n\
          #define {up}_INPUT_LEN {}\n#define {up}_OUTPUT_LEN {}\n\
          /* Bytes of the statically allocated arena inside {p}.c. */\n#define {up}_ARENA_BYTES {}\n\
+         /* Stack an inference may use below its caller's frame, as `kinglet compile` bounds it\n\
+          * (Cortex-M4, arm-none-eabi-gcc -O2). */\n#define {up}_STACK_BYTES {}\n\
          #define {up}_LAYER_COUNT {}\n\n\
          /* One inference: {io} input[{up}_INPUT_LEN] in, {io} output[{up}_OUTPUT_LEN] out. No heap;\n\
           * not reentrant (one static arena). Returns 0. */\n\
@@ -192,12 +194,17 @@ pub fn emit_c(program: &Program, model_name: &str) -> (String, String) {
          /* One inference on the graph inputs as separate arrays: inputs[k] holds the k-th graph\n\
           * input ({up}_INPUT_COUNT of them, sizes as listed above). */\n\
          int {p}_infer_inputs(const {io} *const *inputs, {io} *output);\n\n\
+         /* One inference in an arena the caller owns instead of the static one: at least\n\
+          * ({up}_ARENA_BYTES + 1) / 2 values, so models that run one at a time can share one\n\
+          * arena sized by the largest of them. */\n\
+         int {p}_infer_in(int16_t *arena, const {io} *input, {io} *output);\n\n\
          #endif\n",
         input_lens_text(program),
         program.input_lens.len(),
         program.input_len,
         program.output_len,
         program.arena_bytes,
+        program.stated_c_stack_bytes(),
         program.layers.len()
     );
     let mut consts = String::new();
@@ -290,12 +297,11 @@ pub fn emit_c(program: &Program, model_name: &str) -> (String, String) {
                         "kl_conv1d({src16}, {width}, {in_ch}, {out_ch}, {kernel}, {pool}, {wide}, NULL, 0, NULL, {s}_b, {rq}, {dst8});"
                     )
                 } else {
-                    // One block of widened weights, on the stack.
-                    let row = kinglet_m4::conv1d_row_len(*in_ch, *kernel);
-                    let words = kinglet_m4::subbyte::packed_scratch_words(bits, *out_ch, row);
+                    // One block of widened weights, on the stack (the buffer the stated
+                    // stack bound counts for this step).
                     format!(
                         "{{\n        int16_t scratch[{}];\n        kl_conv1d({src16}, {width}, {in_ch}, {out_ch}, {kernel}, {pool}, NULL, {packed}, {bits}, scratch, {s}_b, {rq}, {dst8});\n    }}",
-                        2 * words
+                        step.kind.stack_buffer_bytes() / 2
                     )
                 }
             }
@@ -446,17 +452,20 @@ pub fn emit_c(program: &Program, model_name: &str) -> (String, String) {
          {KERNELS}\n\
          /* Arena: every buffer offset is a multiple of 4; int16 buffers are accessed through\n\
           * this array's own type, int8 ones through a character type. */\n\
-         static int16_t kl_arena[({up}_ARENA_BYTES + 3) / 2 + 1];\n\n\
+         static int16_t kl_arena_storage[({up}_ARENA_BYTES + 3) / 2 + 1];\n\n\
          {consts}\n\
-         static int {p}_run(const {io} *const *inputs, {io} *output, void (*probe)(void *ctx, int layer), void *ctx) {{\n\
+         static int {p}_run(int16_t *kl_arena, const {io} *const *inputs, {io} *output, void (*probe)(void *ctx, int layer), void *ctx) {{\n\
+         \x20   (void)kl_arena; /* a model without arena buffers */\n\
          {body}    return 0;\n}}\n\n\
          int {p}_infer_probed(const {io} *input, {io} *output, void (*probe)(void *ctx, int layer), void *ctx) {{\n\
-         \x20   const {io} *const inputs[{}] = {{ {} }};\n    return {p}_run(inputs, output, probe, ctx);\n}}\n\n\
-         int {p}_infer_inputs(const {io} *const *inputs, {io} *output) {{\n    return {p}_run(inputs, output, NULL, NULL);\n}}\n\n\
+         \x20   const {io} *const inputs[{n}] = {{ {starts} }};\n    return {p}_run(kl_arena_storage, inputs, output, probe, ctx);\n}}\n\n\
+         int {p}_infer_in(int16_t *arena, const {io} *input, {io} *output) {{\n\
+         \x20   const {io} *const inputs[{n}] = {{ {starts} }};\n    return {p}_run(arena, inputs, output, NULL, NULL);\n}}\n\n\
+         int {p}_infer_inputs(const {io} *const *inputs, {io} *output) {{\n    return {p}_run(kl_arena_storage, inputs, output, NULL, NULL);\n}}\n\n\
          int {p}_infer(const {io} *input, {io} *output) {{\n    return {p}_infer_probed(input, output, NULL, NULL);\n}}\n",
         program.macs(),
-        program.input_lens.len().max(1),
-        input_starts(program)
+        n = program.input_lens.len().max(1),
+        starts = input_starts(program)
     );
     (header, source)
 }
@@ -525,12 +534,22 @@ pub fn firmware_shim(program: &Program, model_name: &str) -> String {
          use core::ffi::c_void;\n\n\
          unsafe extern \"C\" {{\n\
          \x20   fn {p}_infer(input: *const {io}, output: *mut {io}) -> i32;\n\
+         \x20   fn {p}_infer_in(arena: *mut i16, input: *const {io}, output: *mut {io}) -> i32;\n\
          \x20   fn {p}_infer_probed(\n        input: *const {io},\n        output: *mut {io},\n        probe: Option<unsafe extern \"C\" fn(*mut c_void, i32)>,\n        ctx: *mut c_void,\n    ) -> i32;\n}}\n\n\
          pub type InputElem = {io};\npub type OutputElem = {io};\n\
          pub const INPUT_LEN: usize = {};\npub const OUTPUT_LEN: usize = {};\npub const ARENA_BYTES: usize = {};\n\
+         /// Stack the C model may use below its caller's frame, as `kinglet compile` bounds it.\n\
+         pub const STACK_BYTES: usize = {};\n\
          pub const LAYER_COUNT: usize = {};\npub const LAYER_NAMES: &[&str] = &[{}];\npub const LAYER_MACS: &[usize] = &[{}];\n\n\
          #[derive(Debug)]\npub struct ShapeError;\n\n\
          /// The C model keeps its arena in a static of its own.\npub struct Model;\n\n\
+         /// One inference in an arena the caller owns (at least `ARENA_BYTES`, 2-byte aligned).\n\
+         pub fn infer_in(arena: &mut [u8], input: &[{io}; INPUT_LEN], output: &mut [{io}; OUTPUT_LEN]) -> Result<(), ShapeError> {{\n\
+         \x20   if arena.len() < ARENA_BYTES || arena.as_ptr().align_offset(2) != 0 {{\n        return Err(ShapeError);\n    }}\n\
+         \x20   // SAFETY: the arena holds ARENA_BYTES, 2-aligned (checked); the arrays have the\n\
+         \x20   // lengths the C model was generated for.\n\
+         \x20   let rc = unsafe {{ {p}_infer_in(arena.as_mut_ptr().cast::<i16>(), input.as_ptr(), output.as_mut_ptr()) }};\n\
+         \x20   if rc == 0 {{ Ok(()) }} else {{ Err(ShapeError) }}\n}}\n\n\
          impl Model {{\n\
          \x20   pub const fn new() -> Self {{\n        Model\n    }}\n\n\
          \x20   pub fn infer(&mut self, input: &[{io}; INPUT_LEN], output: &mut [{io}; OUTPUT_LEN]) -> Result<(), ShapeError> {{\n\
@@ -548,6 +567,7 @@ pub fn firmware_shim(program: &Program, model_name: &str) -> String {
         program.input_len,
         program.output_len,
         program.arena_bytes,
+        program.stated_c_stack_bytes(),
         program.layers.len(),
         names.join(", "),
         macs.join(", ")

@@ -242,6 +242,11 @@ fn schedule(program: &Program) -> String {
     );
     let _ = writeln!(
         consts,
+        "    pub const STACK_BYTES: usize = {};",
+        program.stated_stack_bytes()
+    );
+    let _ = writeln!(
+        consts,
         "    pub const LAYER_COUNT: usize = {};",
         program.layers.len()
     );
@@ -337,12 +342,9 @@ fn schedule(program: &Program) -> String {
                 requant,
                 ..
             } => {
-                let row = kinglet_m4::conv1d_row_len(*in_ch, *kernel);
                 let weights_expr = weights_const(&mut consts, &format!("{p}_W"), weights);
-                let scratch = match weights.bits() {
-                    16 => 0,
-                    bits => kinglet_m4::subbyte::packed_scratch_words(bits, *out_ch, row),
-                };
+                // The buffer the stated stack bound counts for this step, in words.
+                let scratch = step.kind.stack_buffer_bytes() / 4;
                 array(&mut consts, &format!("{p}_B"), "i32", bias);
                 requant_arrays(&mut consts, &p, requant);
                 format!(
@@ -576,6 +578,8 @@ pub fn emit_module(dsp: &Program, reference: &Program, origin: &Origin) -> Strin
         "/// DSP kernels on Cortex-M4/M7 unless the build sets `--cfg kinglet_reference_kernels`.\n\
          const USE_DSP: bool = kinglet_m4::HAS_DSP && !cfg!(kinglet_reference_kernels);\n\
          pub const ARENA_BYTES: usize = if USE_DSP { dsp::ARENA_BYTES } else { reference::ARENA_BYTES };\n\
+         /// Stack `infer` may use below its caller's frame, as `kinglet compile` bounds it.\n\
+         pub const STACK_BYTES: usize = if USE_DSP { dsp::STACK_BYTES } else { reference::STACK_BYTES };\n\
          pub const LAYER_COUNT: usize = if USE_DSP { dsp::LAYER_COUNT } else { reference::LAYER_COUNT };\n\
          pub const LAYER_NAMES: &[&str] = if USE_DSP { &dsp::LAYER_NAMES } else { &reference::LAYER_NAMES };\n\
          pub const LAYER_MACS: &[usize] = if USE_DSP { &dsp::LAYER_MACS } else { &reference::LAYER_MACS };\n\n\

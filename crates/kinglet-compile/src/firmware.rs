@@ -126,7 +126,11 @@ pub struct Profile {
     /// Arena + measured inference stack.
     pub ram_bytes: u64,
     pub arena_bytes: u64,
+    /// Measured stack below the caller of `infer` during one inference.
     pub stack_bytes: u64,
+    /// The bound `compile` states for it ([`Program::stated_stack_bytes`], for C output
+    /// [`Program::stated_c_stack_bytes`]).
+    pub stated_stack_bytes: u64,
     /// The counter self-check (must read 3001).
     pub known_loop_instructions: u64,
     /// Instructions per window of the adaptive checks the harness measures beside the model
@@ -148,7 +152,7 @@ pub fn firmware_module(compiled: &Compiled, input: &[i8]) -> String {
     with_test_input(compiled.rust_module.clone(), input, compiled.dsp.io)
 }
 
-fn with_test_input(module: String, input: &[i8], io: Elem) -> String {
+pub(crate) fn with_test_input(module: String, input: &[i8], io: Elem) -> String {
     let mut s = module;
     let _ = write!(
         s,
@@ -177,7 +181,7 @@ fn with_test_input(module: String, input: &[i8], io: Elem) -> String {
 /// ELF must not interleave with another (tests run in parallel threads).
 static FIRMWARE_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn firmware_lock() -> std::sync::MutexGuard<'static, ()> {
+pub(crate) fn firmware_lock() -> std::sync::MutexGuard<'static, ()> {
     // A panic while holding the lock leaves no state to repair.
     FIRMWARE_LOCK
         .lock()
@@ -241,17 +245,7 @@ pub fn profile_with(
             compiled.dsp.input_len
         )));
     }
-    let (host_outputs, host_float_outputs) = match compiled.dsp.io {
-        Elem::F32 => {
-            let floats = crate::testinput::float_test_input(input);
-            (Vec::new(), host_float_outputs(graph, &floats)?)
-        }
-        Elem::I16 => (
-            host_outputs_i16(graph, &crate::testinput::int16_test_input(input))?,
-            Vec::new(),
-        ),
-        Elem::I8 => (host_outputs(graph, input)?, Vec::new()),
-    };
+    let (host_outputs, host_float_outputs) = host_reference(graph, compiled.dsp.io, input)?;
     if lang == Lang::C {
         crate::emit_c::supports(&compiled.dsp)?;
     }
@@ -338,9 +332,33 @@ pub fn profile_with(
         ram_bytes: arena + stack,
         arena_bytes: arena,
         stack_bytes: stack,
+        stated_stack_bytes: match lang {
+            Lang::Rust => program.stated_stack_bytes() as u64,
+            Lang::C => program.stated_c_stack_bytes() as u64,
+        },
         known_loop_instructions: report.known_loop,
         checks: report.checks.into_iter().collect(),
         notes: program.notes.clone(),
+    })
+}
+
+/// The host interpreter's outputs for the test input the firmware derives from `input` for a
+/// model with I/O type `io`: integer outputs (int8, int16) or float ones, the other empty.
+pub fn host_reference(
+    graph: &Graph,
+    io: Elem,
+    input: &[i8],
+) -> Result<(Vec<i32>, Vec<f32>), CompileError> {
+    Ok(match io {
+        Elem::F32 => {
+            let floats = crate::testinput::float_test_input(input);
+            (Vec::new(), host_float_outputs(graph, &floats)?)
+        }
+        Elem::I16 => (
+            host_outputs_i16(graph, &crate::testinput::int16_test_input(input))?,
+            Vec::new(),
+        ),
+        Elem::I8 => (host_outputs(graph, input)?, Vec::new()),
     })
 }
 

@@ -17,6 +17,7 @@ pub mod error;
 pub mod exec;
 pub mod firmware;
 pub mod float;
+pub mod guard;
 pub mod lower;
 pub mod plan;
 pub mod program;

@@ -386,6 +386,30 @@ impl StepKind {
         }
     }
 
+    /// Bytes of the buffer this step's kernel call keeps on the stack, sized by the lowering:
+    /// a block of narrow or sub-byte weights unpacked for a 1D convolution (kinglet-m4
+    /// `conv1d`'s `SCRATCH`), a sparse convolution's per-pixel patch. Everything else runs in
+    /// the arena or in fixed-size locals the runtime constants cover.
+    pub fn stack_buffer_bytes(&self) -> usize {
+        match self {
+            StepKind::Conv1d {
+                in_ch,
+                out_ch,
+                kernel,
+                weights,
+                ..
+            } => match weights.bits() {
+                16 => 0,
+                bits => {
+                    let row = kinglet_m4::conv1d_row_len(*in_ch, *kernel);
+                    4 * kinglet_m4::subbyte::packed_scratch_words(bits, *out_ch, row)
+                }
+            },
+            StepKind::SparseConv(c) => c.patch_len().next_multiple_of(4),
+            _ => 0,
+        }
+    }
+
     /// Constant bytes this step puts in flash.
     pub fn constant_bytes(&self) -> usize {
         let rq = |r: &RequantData| 4 * (r.multipliers.len() + r.shifts.len()) + 8 * r.scales.len();
@@ -484,4 +508,55 @@ impl Program {
     pub fn macs(&self) -> usize {
         self.layers.iter().map(|l| l.macs).sum()
     }
+
+    /// The stack bound `compile` states: the runtime's own frames for this kernel set
+    /// ([`RUNTIME_STACK_BYTES_DSP`] / [`RUNTIME_STACK_BYTES_REFERENCE`]) plus the largest
+    /// buffer one step puts on the stack ([`StepKind::stack_buffer_bytes`]). The largest, not
+    /// the sum: each step's buffer lives in its own block of the schedule, so the optimiser
+    /// gives them one slot; the arena-guard suite (`tests/arena_guard.rs`) checks the figure
+    /// against the measured stack of every model it runs.
+    pub fn stated_stack_bytes(&self) -> usize {
+        let runtime = match self.kernels {
+            KernelSet::CortexM4 => RUNTIME_STACK_BYTES_DSP,
+            KernelSet::Reference => RUNTIME_STACK_BYTES_REFERENCE,
+        };
+        let buffers = (self.steps.iter())
+            .map(|s| s.kind.stack_buffer_bytes())
+            .max()
+            .unwrap_or(0);
+        runtime + buffers
+    }
+
+    /// [`Program::stated_stack_bytes`] for the C99 output of this (Cortex-M4) schedule, built
+    /// by arm-none-eabi-gcc `-O2` for Cortex-M4: [`RUNTIME_STACK_BYTES_C`] plus the largest
+    /// step buffer, which the C schedule declares in a block of its own.
+    pub fn stated_c_stack_bytes(&self) -> usize {
+        let buffers = (self.steps.iter())
+            .map(|s| s.kind.stack_buffer_bytes())
+            .max()
+            .unwrap_or(0);
+        RUNTIME_STACK_BYTES_C + buffers
+    }
 }
+
+/// Stack the generated schedule and the kernels take below the caller of `infer` besides the
+/// step buffers (frames, spills, the kernels' fixed-size locals), with the DSP kernel set.
+/// Measured, not derived — it depends on how rustc inlines and allocates registers: the
+/// largest `measured stack - largest step buffer` over 1,000 random models in QEMU was 796 B
+/// (rustc 1.95, thumbv7em-none-eabihf, opt-level 3, LTO), plus a quarter for models and
+/// compilers the sample missed, rounded up to 64 B. Measured with
+/// `KINGLET_GUARD_MODELS=1000 cargo test --release -p kinglet-compile --test arena_guard -- --nocapture`
+/// ("runtime share max" in its summary), which also checks the bound on every model.
+pub const RUNTIME_STACK_BYTES_DSP: usize = 1024;
+
+/// [`RUNTIME_STACK_BYTES_DSP`] for the reference kernel set (kinglet-micro's kernels, which
+/// keep no step buffers on the stack): 1,056 B measured on the same 1,000 models, plus a
+/// quarter, rounded up to 64 B.
+pub const RUNTIME_STACK_BYTES_REFERENCE: usize = 1344;
+
+/// [`RUNTIME_STACK_BYTES_DSP`] for the C99 output (`runtime-c`, arm-none-eabi-gcc -O2
+/// `-mcpu=cortex-m4`, as the firmware harness builds it): 380 B measured on the 928 of the
+/// 1,000 models C output takes (the float ones are Rust-only; 364 B on the suite's current
+/// set, whose generated models now include a16w8 and pruned ones), plus a quarter, rounded up
+/// to 64 B.
+pub const RUNTIME_STACK_BYTES_C: usize = 512;

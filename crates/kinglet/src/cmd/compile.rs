@@ -58,10 +58,12 @@ pub fn run(args: CompileArgs) -> Result<()> {
             let crate_name = write_rust_crate(&compiled, &name, &args.out)
                 .with_context(|| format!("writing {}", args.out.display()))?;
             println!(
-                "wrote crate {crate_name} to {}: arena {} B (DSP schedule) / {} B (reference), {} B of constants, {} MACs",
+                "wrote crate {crate_name} to {}: arena {} B (DSP schedule) / {} B (reference), stack at most {} B / {} B (STACK_BYTES), {} B of constants, {} MACs",
                 args.out.display(),
                 compiled.dsp.arena_bytes,
                 compiled.reference.arena_bytes,
+                compiled.dsp.stated_stack_bytes(),
+                compiled.reference.stated_stack_bytes(),
                 compiled.dsp.constant_bytes(),
                 compiled.dsp.macs()
             );
@@ -70,10 +72,12 @@ pub fn run(args: CompileArgs) -> Result<()> {
             let (h, c) = write_c(&compiled, &name, &args.out)
                 .with_context(|| format!("writing {}", args.out.display()))?;
             println!(
-                "wrote {} and {}: arena {} B, {} B of constants, {} MACs (C99; SMLAD where __ARM_FEATURE_DSP)",
+                "wrote {} and {}: arena {} B, stack at most {} B ({}_STACK_BYTES, arm-none-eabi-gcc -O2), {} B of constants, {} MACs (C99; SMLAD where __ARM_FEATURE_DSP)",
                 h.display(),
                 c.display(),
                 compiled.dsp.arena_bytes,
+                compiled.dsp.stated_c_stack_bytes(),
+                kinglet_compile::emit_c::c_prefix(&name).to_uppercase(),
                 compiled.dsp.constant_bytes(),
                 compiled.dsp.macs()
             );

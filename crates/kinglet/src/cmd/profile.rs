@@ -109,8 +109,8 @@ pub fn run(args: ProfileArgs) -> Result<()> {
             p.flash_bytes, p.flash_total_bytes
         );
         println!(
-            "  RAM                     {:>9} B (arena {} B + stack {} B)",
-            p.ram_bytes, p.arena_bytes, p.stack_bytes
+            "  RAM                     {:>9} B (arena {} B + stack {} B; compile states at most {} B)",
+            p.ram_bytes, p.arena_bytes, p.stack_bytes, p.stated_stack_bytes
         );
         let outs: Vec<String> = if p.float_outputs.is_empty() {
             p.outputs.iter().map(i32::to_string).collect()

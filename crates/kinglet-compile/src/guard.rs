@@ -1,0 +1,289 @@
+//! The arena-guard suite: many compiled models in one firmware image, each run in QEMU inside
+//! a guarded region, to check the two promises the generated code makes without a heap or an
+//! MMU to back them — it writes nothing outside the `ARENA_BYTES` it is given, and its stack
+//! stays within the figure `compile` states ([`Program::stated_stack_bytes`]).
+//!
+//! One image per model would cost a full firmware build each; instead [`guard_source`] nests
+//! every model's generated module in a `mod mN { … }` of one file, and the QEMU app (cfg
+//! `kinglet_guard`) runs them one after another. Per model it fills the whole region (guards
+//! and the arena area beyond the model's arena) with a pattern, paints the stack, calls the
+//! model's `infer_in`, and reports which bytes outside the arena changed and how deep the
+//! stack went; twice, with complementary patterns, so any deterministic stray write shows.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use kinglet_graph::Graph;
+
+use crate::error::CompileError;
+use crate::firmware::{
+    Compiled, Lang, compile, firmware_lock, host_reference, with_test_input, write_atomic,
+};
+use crate::program::{Elem, Program};
+use crate::qemu::{self, FirmwareKernels};
+
+/// One model ready for the suite: its compiled schedules, the test input and what the host
+/// interpreter gives for it.
+pub struct GuardModel {
+    pub name: String,
+    pub compiled: Compiled,
+    /// LCG bytes ([`crate::testinput::lcg_input`]) the firmware's test input derives from.
+    pub input: Vec<i8>,
+    pub host_outputs: Vec<i32>,
+    pub host_float_outputs: Vec<f32>,
+}
+
+impl GuardModel {
+    /// Compiles `graph` and runs the host interpreter on its test input; `Err` is `compile`'s
+    /// refusal (or the interpreter's), which the suite counts rather than checks.
+    pub fn new(graph: &Graph, name: &str) -> Result<Self, CompileError> {
+        let compiled = compile(graph, name)?;
+        let input = crate::testinput::lcg_input(compiled.dsp.input_len);
+        let (host_outputs, host_float_outputs) = host_reference(graph, compiled.dsp.io, &input)?;
+        Ok(GuardModel {
+            name: name.to_owned(),
+            compiled,
+            input,
+            host_outputs,
+            host_float_outputs,
+        })
+    }
+
+    /// The schedule the firmware runs with `kernels` in `lang` (C output always runs the
+    /// Cortex-M4 schedule).
+    pub fn program(&self, kernels: FirmwareKernels, lang: Lang) -> &Program {
+        match (lang, kernels) {
+            (Lang::Rust, FirmwareKernels::Reference) => &self.compiled.reference,
+            _ => &self.compiled.dsp,
+        }
+    }
+
+    /// `compile --lang c` accepts the model (float models are Rust-only).
+    pub fn c_supported(&self) -> bool {
+        crate::emit_c::supports(&self.compiled.dsp).is_ok()
+    }
+}
+
+/// The C symbol prefix of model `index` of a guard image: unique within the image.
+fn c_name(index: usize) -> String {
+    format!("kg{index}")
+}
+
+/// What the firmware reported for one model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GuardResult {
+    pub name: String,
+    /// Which kernels (Rust output) ran; C output always runs its Cortex-M4 schedule.
+    pub kernels: FirmwareKernels,
+    pub lang: Lang,
+    pub arena_bytes: u64,
+    /// Measured stack below the caller of `infer_in` (the deeper of the two runs).
+    pub stack_bytes: u64,
+    /// The generated module's `STACK_BYTES`, as the firmware saw it.
+    pub stated_stack_bytes: u64,
+    /// Bytes outside `[0, arena_bytes)` of the region that lost the pattern (0: none).
+    pub bad_bytes: u64,
+    /// Offset of the first of them from the arena's start (negative: before it).
+    pub first_bad_offset: i64,
+    /// Both runs (arena prefilled with complementary patterns) gave the same outputs.
+    pub same_outputs: bool,
+    /// `infer_in` returned `Ok` both times.
+    pub inference_ok: bool,
+    /// The firmware's outputs equal the host interpreter's (floats bit for bit).
+    pub matches_host: bool,
+    pub outputs: Vec<i32>,
+    pub float_outputs: Vec<f32>,
+}
+
+impl GuardResult {
+    /// Every invariant held: no stray write, stack within the stated bound, inference
+    /// accepted, outputs independent of the arena's prior contents and equal to the host's.
+    pub fn passed(&self) -> bool {
+        self.bad_bytes == 0
+            && self.stack_bytes <= self.stated_stack_bytes
+            && self.inference_ok
+            && self.same_outputs
+            && self.matches_host
+    }
+}
+
+/// The file the firmware includes as its `guard` module: every model's generated module (plus
+/// its `TEST_INPUT`) as `pub mod m<i>` — for C output the FFI shim of the C model named
+/// `kg<i>` — the guard region's arena size and `run_all`.
+pub fn guard_source(models: &[&GuardModel], lang: Lang) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "// Generated by kinglet-compile's guard module. Do not edit.\npub const MODEL_COUNT: usize = {};\n",
+        models.len()
+    );
+    let arenas: Vec<String> = (0..models.len())
+        .map(|i| format!("m{i}::ARENA_BYTES"))
+        .collect();
+    let _ = writeln!(
+        s,
+        "/// The largest arena, rounded up to 8 bytes.\npub const MAX_ARENA_BYTES: usize = {{\n    let arenas = [{}];\n    let mut max = 8;\n    let mut i = 0;\n    while i < arenas.len() {{\n        if arenas[i] > max {{\n            max = arenas[i];\n        }}\n        i += 1;\n    }}\n    max.next_multiple_of(8)\n}};\n",
+        arenas.join(", ")
+    );
+    s.push_str("pub fn run_all(out: &mut super::Console) {\n");
+    for i in 0..models.len() {
+        let _ = writeln!(
+            s,
+            "    super::check_guarded(out, {i}, m{i}::ARENA_BYTES, m{i}::STACK_BYTES, &m{i}::TEST_INPUT, m{i}::infer_in);"
+        );
+    }
+    s.push_str("}\n");
+    for (i, m) in models.iter().enumerate() {
+        let module = match lang {
+            Lang::Rust => crate::firmware::firmware_module(&m.compiled, &m.input),
+            Lang::C => with_test_input(
+                crate::emit_c::firmware_shim(&m.compiled.dsp, &c_name(i)),
+                &m.input,
+                m.compiled.dsp.io,
+            ),
+        };
+        let _ = writeln!(s, "\n/// {}\npub mod m{i} {{\n{module}}}", m.name);
+    }
+    s
+}
+
+/// Builds one guard image of `models` under `work_dir` — their Rust output with `kernels`, or
+/// their C output (which must be [`GuardModel::c_supported`]) — runs it in QEMU and returns
+/// one result per model, in order.
+pub fn run_guard_batch(
+    models: &[&GuardModel],
+    kernels: FirmwareKernels,
+    lang: Lang,
+    work_dir: &Path,
+) -> Result<Vec<GuardResult>, CompileError> {
+    if models.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (tag, kernels) = match (lang, kernels) {
+        (Lang::C, _) => ("c", FirmwareKernels::Dsp),
+        (Lang::Rust, FirmwareKernels::Dsp) => ("dsp", kernels),
+        (Lang::Rust, FirmwareKernels::Reference) => ("reference", kernels),
+    };
+    let _lock = firmware_lock();
+    let c_dir = match lang {
+        Lang::Rust => None,
+        Lang::C => {
+            let dir = work_dir.join("guard-c");
+            // Only this image's models: the firmware links every C file of the folder.
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).map_err(|e| CompileError::io(&dir, e))?;
+            }
+            for (i, m) in models.iter().enumerate() {
+                crate::emit_c::supports(&m.compiled.dsp)?;
+                let (header, source) = crate::emit_c::emit_c(&m.compiled.dsp, &c_name(i));
+                write_atomic(&dir.join(format!("{}.h", c_name(i))), header.as_bytes())?;
+                write_atomic(&dir.join(format!("{}.c", c_name(i))), source.as_bytes())?;
+            }
+            Some(dir.canonicalize().map_err(|e| CompileError::io(&dir, e))?)
+        }
+    };
+    let path = work_dir.join(format!("guard-{tag}.rs"));
+    write_atomic(&path, guard_source(models, lang).as_bytes())?;
+    let path = path
+        .canonicalize()
+        .map_err(|e| CompileError::io(&path, e))?;
+    let elf =
+        qemu::build_guard_firmware(&path, c_dir.as_deref(), kernels, &work_dir.join("target"))?;
+    // A few ms of emulation per model; the limit only catches a hung image.
+    let timeout = Duration::from_secs(120 + 10 * models.len() as u64);
+    let text = qemu::run_qemu(&elf, timeout)?;
+    // Checks the run reached its end and reported no error.
+    qemu::parse_report(&text)?;
+    parse_guard_lines(&text, models, kernels, lang)
+}
+
+fn malformed(line: &str) -> CompileError {
+    CompileError::Run(format!("malformed guard line: {line:?}"))
+}
+
+/// The `KINGLET guard` and `KINGLET guard_outputs` lines of a guard image's output.
+fn parse_guard_lines(
+    text: &str,
+    models: &[&GuardModel],
+    kernels: FirmwareKernels,
+    lang: Lang,
+) -> Result<Vec<GuardResult>, CompileError> {
+    let mut results: Vec<Option<GuardResult>> = vec![None; models.len()];
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("KINGLET ") else {
+            continue;
+        };
+        let mut it = rest.split_whitespace();
+        match it.next() {
+            Some("guard") => {
+                let f: Vec<i64> = it
+                    .map(|t| t.parse().map_err(|_| malformed(line)))
+                    .collect::<Result<_, _>>()?;
+                let [index, arena, stack, stated, bad, first_bad, same, ok] = f[..] else {
+                    return Err(malformed(line));
+                };
+                let model = usize::try_from(index)
+                    .ok()
+                    .and_then(|i| models.get(i).zip(results.get_mut(i)));
+                let Some((model, slot)) = model else {
+                    return Err(malformed(line));
+                };
+                let unsigned = |v: i64| u64::try_from(v).map_err(|_| malformed(line));
+                *slot = Some(GuardResult {
+                    name: model.name.clone(),
+                    kernels,
+                    lang,
+                    arena_bytes: unsigned(arena)?,
+                    stack_bytes: unsigned(stack)?,
+                    stated_stack_bytes: unsigned(stated)?,
+                    bad_bytes: unsigned(bad)?,
+                    first_bad_offset: first_bad,
+                    same_outputs: same == 1,
+                    inference_ok: ok == 1,
+                    matches_host: false,
+                    outputs: Vec::new(),
+                    float_outputs: Vec::new(),
+                });
+            }
+            Some("guard_outputs") => {
+                let index: usize = it
+                    .next()
+                    .and_then(|t| t.parse().ok())
+                    .ok_or_else(|| malformed(line))?;
+                let (Some(model), Some(Some(result))) = (models.get(index), results.get_mut(index))
+                else {
+                    return Err(malformed(line));
+                };
+                if model.compiled.dsp.io == Elem::F32 {
+                    result.float_outputs = it
+                        .map(|v| {
+                            u32::from_str_radix(v, 16)
+                                .map(f32::from_bits)
+                                .map_err(|_| malformed(line))
+                        })
+                        .collect::<Result<_, _>>()?;
+                    result.matches_host = result.float_outputs.len()
+                        == model.host_float_outputs.len()
+                        && (result.float_outputs.iter().zip(&model.host_float_outputs))
+                            .all(|(a, b)| a.to_bits() == b.to_bits());
+                } else {
+                    result.outputs = it
+                        .map(|v| v.parse().map_err(|_| malformed(line)))
+                        .collect::<Result<_, _>>()?;
+                    result.matches_host = result.outputs == model.host_outputs;
+                }
+            }
+            _ => {}
+        }
+    }
+    results
+        .into_iter()
+        .zip(models)
+        .map(|(r, m)| {
+            r.ok_or_else(|| {
+                CompileError::Run(format!("the guard image reported nothing for {}", m.name))
+            })
+        })
+        .collect()
+}
