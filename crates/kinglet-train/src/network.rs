@@ -250,7 +250,27 @@ fn linear(src: &mut TensorSource, prefix: &str, cin: usize, out: usize) -> Resul
     })
 }
 
+/// The branches' flattened features side by side: the dense head's input.
+fn concat_features(mut features: Vec<Tensor<2>>) -> Tensor<2> {
+    if features.len() == 1 {
+        features.remove(0)
+    } else {
+        Tensor::cat(features, 1)
+    }
+}
+
 impl Network {
+    /// A branch's last feature map as the head reads it: averaged over time, or flattened
+    /// time-major.
+    fn flatten(&self, x: Tensor<3>) -> Tensor<2> {
+        let [batch, channels, length] = x.dims();
+        if self.global_average_pool {
+            x.mean_dim(2).reshape([batch, channels])
+        } else {
+            x.swap_dims(1, 2).reshape([batch, length * channels])
+        }
+    }
+
     /// A freshly initialised network (Glorot-uniform kernels from `seed`, zero biases).
     pub fn init(
         arch: &Architecture,
@@ -408,19 +428,9 @@ impl Network {
                     x = max_pool1d(x, options);
                 }
             }
-            let [batch, channels, length] = x.dims();
-            let flat: Tensor<2> = if self.global_average_pool {
-                x.mean_dim(2).reshape([batch, channels])
-            } else {
-                x.swap_dims(1, 2).reshape([batch, length * channels])
-            };
-            features.push(flat);
+            features.push(self.flatten(x));
         }
-        let mut h = if features.len() == 1 {
-            features.remove(0)
-        } else {
-            Tensor::cat(features, 1)
-        };
+        let mut h = concat_features(features);
         for layer in &self.hidden {
             h = burn::tensor::activation::relu(layer.forward(h));
         }
@@ -532,19 +542,9 @@ impl Network {
                     x = max_pool1d(x, options);
                 }
             }
-            let [batch, channels, length] = x.dims();
-            let flat: Tensor<2> = if self.global_average_pool {
-                x.mean_dim(2).reshape([batch, channels])
-            } else {
-                x.swap_dims(1, 2).reshape([batch, length * channels])
-            };
-            features.push(flat);
+            features.push(self.flatten(x));
         }
-        let mut h = if features.len() == 1 {
-            features.remove(0)
-        } else {
-            Tensor::cat(features, 1)
-        };
+        let mut h = concat_features(features);
         let device = h.device();
         let rows: Vec<i64> = plan.head_rows.iter().map(|&r| r as i64).collect();
         let rows = Tensor::<1, burn::tensor::Int>::from_data(

@@ -42,7 +42,7 @@ use crate::inputs::{ChannelNormalisation, Prepared, output_class_names, prepare}
 use crate::model_file::{Provenance, TrainedModel};
 use crate::network::{NamedTensor, Network};
 use crate::train::{
-    EpochReport, Progress, TrainOutcome, batch_inputs, batch_loss, diverged, epoch_rng,
+    EpochReport, Progress, TrainOutcome, batch_inputs, diverged, epoch_rng, labelled_loss,
     loss_function, prepare_sets,
 };
 
@@ -978,18 +978,15 @@ pub fn train_qat(
                 &device,
             );
             let logits = forward(&net, arch, inputs, &mut state);
-            let (loss, loss_value, batch_correct) = match &taught {
-                Some((soft, weight)) => crate::distill::distilled_loss(
-                    logits,
-                    &prepared,
-                    idx,
-                    soft,
-                    *weight,
-                    arch.training.label_smoothing,
-                    &device,
-                ),
-                None => batch_loss(logits, &prepared, idx, &loss_fn, &device),
-            }
+            let (loss, loss_value, batch_correct) = labelled_loss(
+                logits,
+                &prepared,
+                idx,
+                taught.as_ref(),
+                &loss_fn,
+                arch,
+                &device,
+            )
             .map_err(|v| diverged("QAT", v, epoch))?;
             let mut grads = loss.backward();
             let net_grads = GradientsParams::from_module(&mut grads, &net);

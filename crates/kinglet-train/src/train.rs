@@ -543,18 +543,15 @@ pub fn train_with_hook(
             );
             let logits = net.forward(inputs.clone());
             let widest = (!plans.is_empty()).then(|| logits.clone().detach());
-            let (mut loss, loss_value, batch_correct) = match &taught {
-                Some((soft, weight)) => crate::distill::distilled_loss(
-                    logits,
-                    &prepared,
-                    idx,
-                    soft,
-                    *weight,
-                    arch.training.label_smoothing,
-                    &device,
-                ),
-                None => batch_loss(logits, &prepared, idx, &loss_fn, &device),
-            }
+            let (mut loss, loss_value, batch_correct) = labelled_loss(
+                logits,
+                &prepared,
+                idx,
+                taught.as_ref(),
+                &loss_fn,
+                arch,
+                &device,
+            )
             .map_err(|v| diverged("training", v, epoch))?;
             if let Some(widest) = widest {
                 let soft = burn::tensor::activation::softmax(widest, 1);
@@ -695,6 +692,31 @@ pub(crate) fn prepare_sets(
 
 /// Cross-entropy of one batch's `logits` against the prepared targets of samples `idx`, with
 /// the loss as a number and the batch's correct predictions; `Err(loss)` when it is not finite.
+/// The batch's loss against its labels, or against the mixture of labels and a teacher's
+/// probabilities (`taught`: the soft targets and the teacher's weight); see [`batch_loss`].
+pub(crate) fn labelled_loss(
+    logits: Tensor<2>,
+    prepared: &Prepared,
+    idx: &[usize],
+    taught: Option<&(Vec<f32>, f32)>,
+    loss_fn: &burn::nn::loss::CrossEntropyLoss,
+    arch: &Architecture,
+    device: &Device,
+) -> Result<(Tensor<1>, f64, usize), f64> {
+    match taught {
+        Some((soft, weight)) => crate::distill::distilled_loss(
+            logits,
+            prepared,
+            idx,
+            soft,
+            *weight,
+            arch.training.label_smoothing,
+            device,
+        ),
+        None => batch_loss(logits, prepared, idx, loss_fn, device),
+    }
+}
+
 pub(crate) fn batch_loss(
     logits: Tensor<2>,
     prepared: &Prepared,

@@ -199,7 +199,7 @@ fn interrupted_training_resumes_from_its_checkpoint() {
     let arch = tiny_arch(dir.path());
     let data = format!("{}:train", har());
     let (a, b) = (dir.path().join("a.kgl"), dir.path().join("b.kgl"));
-    let train = |out: &Path, extra: &[&str]| {
+    let run = |seed: &str, out: &Path, extra: &[&str]| {
         let mut args = vec![
             "train",
             "--arch",
@@ -207,35 +207,20 @@ fn interrupted_training_resumes_from_its_checkpoint() {
             "--data",
             &data,
             "--seed",
-            "5",
+            seed,
             "--quiet",
         ];
         args.extend_from_slice(&["--out", out.to_str().unwrap()]);
         args.extend_from_slice(extra);
         kinglet(&args)
     };
+    let train = |out: &Path, extra: &[&str]| run("5", out, extra);
     assert!(train(&a, &[]).status.success());
     let o = train(&b, &["--stop-after", "1"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(!b.exists() && dir.path().join("b.kgl.ckpt").exists());
     // The checkpoint of another run (here another seed) is refused, not silently discarded.
-    let other_seed = |extra: &[&str]| {
-        let mut args = vec![
-            "train",
-            "--arch",
-            arch.to_str().unwrap(),
-            "--data",
-            &data,
-            "--seed",
-            "6",
-            "--quiet",
-            "--out",
-            b.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        kinglet(&args)
-    };
-    let o = other_seed(&[]);
+    let o = run("6", &b, &[]);
     assert!(
         !o.status.success() && text(&o).contains("seed 5") && text(&o).contains("--restart"),
         "{}",
