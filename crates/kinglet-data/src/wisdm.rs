@@ -483,6 +483,34 @@ fn parse_file(
     Ok(blocks)
 }
 
+/// How many times more samples resampling to 20 Hz may make of a block than it holds: a
+/// block recorded at 1.25 Hz or faster. Beyond it the timestamps, not the sampling rate, are
+/// wrong (found by fuzzing: two samples 10^18 ns apart asked for 2·10^10 resampled ones).
+const MAX_RESAMPLING_GROWTH: usize = 16;
+
+/// Refuses a block whose time span would resample to far more samples than it has.
+fn check_resampled_length(samples: &[Sample], path: &str, letter: char) -> Result<(), DataError> {
+    let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+        return Ok(());
+    };
+    let span = last.t.saturating_sub(first.t);
+    let implied = span / PERIOD_NS + 1;
+    let limit = MAX_RESAMPLING_GROWTH.saturating_mul(samples.len()) as i64;
+    if implied > limit {
+        return Err(DataError::BadFormat {
+            path: path.to_string(),
+            reason: format!(
+                "activity `{letter}`: {} samples span {:.1} s, which at 20 Hz would be {implied} \
+                 samples (more than {MAX_RESAMPLING_GROWTH}× as many): are the timestamps in \
+                 nanoseconds?",
+                samples.len(),
+                span as f64 / 1e9
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Mean interval of a block in ns, when it has two samples or more.
 fn mean_interval(samples: &[Sample]) -> Option<f64> {
     let (first, last) = (samples.first()?, samples.last()?);
@@ -618,6 +646,7 @@ fn subject_from_text(
     gyro: Option<(&str, &str)>,
     cx: &Context,
 ) -> Result<SubjectResult, DataError> {
+    let accel_name = accel.0;
     let accel = parse_file(accel.1, accel.0, subject, cx.key_index, cx.key_path)?;
     // Gyroscope samples grouped by activity, each group in time order.
     let gyro: Option<Vec<Vec<Sample>>> = match (gyro, cx.sensors) {
@@ -650,6 +679,7 @@ fn subject_from_text(
         let regular;
         let samples = match off_rate {
             Some(m) => {
+                check_resampled_length(&block.samples, accel_name, letter)?;
                 resampled.push((letter, 1e9 / m));
                 regular = resample(&block.samples, PERIOD_NS);
                 &regular
