@@ -990,6 +990,22 @@ mod tests {
     }
 
     #[test]
+    fn blocks_whose_span_their_samples_cannot_cover_are_refused() {
+        const MS: i64 = 1_000_000;
+        // 1.25 Hz (the slowest accepted) and 25 Hz resample; 0.5 Hz and a 10^18 ns jump do not.
+        let at = |interval: i64| -> Vec<Sample> { (0..10).map(|k| s(k * interval, 0.0)).collect() };
+        assert!(check_resampled_length(&at(800 * MS), "f", 'A').is_ok());
+        assert!(check_resampled_length(&at(40 * MS), "f", 'A').is_ok());
+        let e = check_resampled_length(&at(2000 * MS), "f.txt", 'B').unwrap_err();
+        assert!(
+            e.to_string().contains("f.txt") && e.to_string().contains("`B`"),
+            "{e}"
+        );
+        let jump = [s(0, 0.0), s(1_000_000_000_000_000_000, 1.0)];
+        assert!(check_resampled_length(&jump, "f", 'A').is_err());
+    }
+
+    #[test]
     fn activities_parse() {
         use WisdmActivities::*;
         assert_eq!(WisdmActivities::parse("5").unwrap(), Locomotion);
