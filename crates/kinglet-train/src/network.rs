@@ -250,6 +250,20 @@ fn linear(src: &mut TensorSource, prefix: &str, cin: usize, out: usize) -> Resul
     })
 }
 
+/// What follows a block's convolution, at any width: its batch norm, ReLU and max-pooling.
+fn norm_relu_pool(x: Tensor<3>, norm: Option<&BatchNorm>, pool: usize) -> Tensor<3> {
+    let x = match norm {
+        Some(norm) => norm.forward(x),
+        None => x,
+    };
+    let x = burn::tensor::activation::relu(x);
+    if pool > 1 {
+        max_pool1d(x, MaxPoolOptions::new([pool]).with_stride([pool]))
+    } else {
+        x
+    }
+}
+
 /// The branches' flattened features side by side: the dense head's input.
 fn concat_features(mut features: Vec<Tensor<2>>) -> Tensor<2> {
     if features.len() == 1 {
@@ -418,15 +432,7 @@ impl Network {
                 if let Some(dw) = &block.depthwise {
                     x = dw.forward(x);
                 }
-                x = block.conv.forward(x);
-                if let Some(norm) = &block.norm {
-                    x = norm.forward(x);
-                }
-                x = burn::tensor::activation::relu(x);
-                if block.pool > 1 {
-                    let options = MaxPoolOptions::new([block.pool]).with_stride([block.pool]);
-                    x = max_pool1d(x, options);
-                }
+                x = norm_relu_pool(block.conv.forward(x), block.norm.as_ref(), block.pool);
             }
             features.push(self.flatten(x));
         }
@@ -528,19 +534,15 @@ impl Network {
                 if let Some(dw) = &block.depthwise {
                     x = narrow_conv(dw, cin, 1, cin).forward(x);
                 }
-                x = narrow_conv(&block.conv, cout, cin, 1).forward(x);
-                if let Some(norm) = self.slim[k]
+                let norm = self.slim[k]
                     .norms
                     .get(b * blocks + i)
-                    .and_then(Option::as_ref)
-                {
-                    x = norm.forward(x);
-                }
-                x = burn::tensor::activation::relu(x);
-                if block.pool > 1 {
-                    let options = MaxPoolOptions::new([block.pool]).with_stride([block.pool]);
-                    x = max_pool1d(x, options);
-                }
+                    .and_then(Option::as_ref);
+                x = norm_relu_pool(
+                    narrow_conv(&block.conv, cout, cin, 1).forward(x),
+                    norm,
+                    block.pool,
+                );
             }
             features.push(self.flatten(x));
         }

@@ -329,19 +329,7 @@ mod tests {
                 }
             }
         }
-        let channels: Vec<String> = arch
-            .branches
-            .iter()
-            .flat_map(|b| b.channels.clone())
-            .collect();
-        TrainedModel {
-            architecture: arch,
-            class_names: (0..6).map(|c| format!("c{c}")).collect(),
-            dataset_classes: (0..6).map(|c| format!("c{c}")).collect(),
-            normalisation: crate::inputs::ChannelNormalisation::identity(&channels),
-            tensors,
-            provenance: Default::default(),
-        }
+        crate::model_file::test_model(arch, 6, tensors)
     }
 
     #[test]
