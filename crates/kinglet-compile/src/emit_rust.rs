@@ -190,10 +190,11 @@ fn instance_key(kind: &StepKind) -> Option<String> {
             pool,
             requant,
             weights,
+            bias,
             ..
         } => Some(format!(
             "conv {in_ch} {out_ch} {kernel} {width} {pool} {} {}",
-            fast(requant),
+            form_1d(requant, bias, kinglet_m4::conv1d_row_len(*in_ch, *kernel)),
             weights.bits()
         )),
         StepKind::Depthwise1d {
@@ -201,18 +202,25 @@ fn instance_key(kind: &StepKind) -> Option<String> {
             channels,
             kernel,
             requant,
+            bias,
             ..
         } => Some(format!(
             "depthwise {channels} {kernel} {width} {}",
-            fast(requant)
+            form_1d(requant, bias, *kernel)
         )),
         _ => None,
     }
 }
 
-/// The `FAST` parameter of kinglet-m4's conv and depthwise kernels.
-fn fast(r: &RequantData) -> bool {
-    kinglet_m4::requant_is_fast(&r.shifts, r.output_offset, r.act_min)
+/// The `FORM` parameter of kinglet-m4's 1D conv and depthwise kernels, as the constant's
+/// name so the generated code reads as what it is.
+fn form_1d(r: &RequantData, bias: &[i32], row: usize) -> &'static str {
+    use kinglet_m4::requant_form::{BIT31, HIGH_WORD};
+    match kinglet_m4::requant_form_1d(&r.shifts, r.output_offset, r.act_min, bias, row) {
+        HIGH_WORD => "{ kinglet_m4::requant_form::HIGH_WORD }",
+        BIT31 => "{ kinglet_m4::requant_form::BIT31 }",
+        _ => "{ kinglet_m4::requant_form::GENERAL }",
+    }
 }
 
 pub(crate) fn ref_quant_expr(prefix: &str, r: &RequantData, input_offset: i32) -> String {
@@ -350,10 +358,14 @@ fn schedule(program: &Program) -> String {
                 format!(
                     "kinglet_m4::conv1d{}::<{in_ch}, {out_ch}, {kernel}, {scratch}{}>(\n            &kinglet_m4::Conv1d {{ width: {width}, kernel: {kernel}, weights: {weights_expr}, bias: &{p}_B, requant: {}, pool: {pool} }},\n            src,\n            dst,\n        )?;",
                     shared(&step.kind),
-                    if shared(&step.kind).is_empty() {
-                        String::new()
-                    } else {
-                        format!(", {width}, {pool}, {}", fast(requant))
+                    {
+                        let row = kinglet_m4::conv1d_row_len(*in_ch, *kernel);
+                        let form = form_1d(requant, bias, row);
+                        if shared(&step.kind).is_empty() {
+                            format!(", {form}")
+                        } else {
+                            format!(", {width}, {pool}, {form}")
+                        }
                     },
                     requant_expr(&p, requant)
                 )
@@ -374,9 +386,9 @@ fn schedule(program: &Program) -> String {
                     "kinglet_m4::depthwise1d{}::<{channels}, {kernel}{}>(\n            &kinglet_m4::Depthwise1d {{ width: {width}, kernel: {kernel}, weights: {weights_expr}, bias: &{p}_B, requant: {} }},\n            src,\n            dst,\n        )?;",
                     shared(&step.kind),
                     if shared(&step.kind).is_empty() {
-                        String::new()
+                        format!(", {}", form_1d(requant, bias, *kernel))
                     } else {
-                        format!(", {width}, {}", fast(requant))
+                        format!(", {width}, {}", form_1d(requant, bias, *kernel))
                     },
                     requant_expr(&p, requant)
                 )

@@ -64,9 +64,45 @@ fn stored_bits(graph: &Graph) -> Vec<u32> {
         .collect()
 }
 
+/// The requantisation form (`kinglet_m4::requant_form`) of each 1D DSP step.
+fn requant_forms(graph: &Graph) -> Vec<u8> {
+    let program = lower(graph, KernelSet::CortexM4).expect("lower");
+    (program.steps.iter())
+        .filter_map(|s| match &s.kind {
+            StepKind::Conv1d {
+                in_ch,
+                kernel,
+                bias,
+                requant: r,
+                ..
+            } => Some(kinglet_m4::requant_form_1d(
+                &r.shifts,
+                r.output_offset,
+                r.act_min,
+                bias,
+                kinglet_m4::conv1d_row_len(*in_ch, *kernel),
+            )),
+            StepKind::Depthwise1d {
+                kernel,
+                bias,
+                requant: r,
+                ..
+            } => Some(kinglet_m4::requant_form_1d(
+                &r.shifts,
+                r.output_offset,
+                r.act_min,
+                bias,
+                *kernel,
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn sub_byte_models_on_host_and_in_qemu_match_interpreter() {
     let float = float_har_cnn();
+    let mut forms = std::collections::BTreeSet::new();
     for (name, bits, stored) in [
         ("w4a8", [4, 4, 4, 4, 4], [4, 4, 4, 4, 4]),
         ("w2a8", [2, 2, 2, 2, 2], [2, 2, 2, 2, 2]),
@@ -84,6 +120,9 @@ fn sub_byte_models_on_host_and_in_qemu_match_interpreter() {
             "{name}"
         );
         assert_eq!(stored_bits(&graph), stored, "{name}: packed storage");
+        let model_forms = requant_forms(&graph);
+        eprintln!("{name}: requantisation forms {model_forms:?}");
+        forms.extend(model_forms);
         // Many windows on the host, through both schedules (the DSP one on kinglet-m4's
         // portable instruction models).
         let mut distinct = std::collections::BTreeSet::new();
@@ -124,6 +163,13 @@ fn sub_byte_models_on_host_and_in_qemu_match_interpreter() {
             }
         }
     }
+    // 2-bit weights' large scales give shift-0 channels: the one-rounding form for them
+    // (BIT31) must be among the forms run above, beside the high-word one.
+    use kinglet_m4::requant_form::{BIT31, HIGH_WORD};
+    assert!(
+        forms.contains(&BIT31) && forms.contains(&HIGH_WORD),
+        "forms run: {forms:?}"
+    );
 }
 
 /// A 2D convolution has no packed kernel: its 4-bit weights run as int8 (correctly) and the

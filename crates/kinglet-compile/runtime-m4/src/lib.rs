@@ -288,27 +288,38 @@ pub struct Conv1d<'a> {
 /// [`conv1d_padded_len`] long), inlined at the call site: `IN_CH`, `OUT_CH` and `K` are
 /// compile-time, and the call site's constant buffers, tables and flags fold into the loops.
 /// `SCRATCH` is [`conv1d_scratch_words`] for narrow weights (a stack buffer for one block of
-/// widened weights) and 0 for wide ones.
+/// widened weights) and 0 for wide ones. `FORM` is the requantisation form
+/// ([`requant_form_1d`], checked against `params`): given by the compiler rather than derived
+/// here, so only its loop is generated even where the optimiser cannot fold the derivation.
 #[inline(always)]
-pub fn conv1d<const IN_CH: usize, const OUT_CH: usize, const K: usize, const SCRATCH: usize>(
+pub fn conv1d<
+    const IN_CH: usize,
+    const OUT_CH: usize,
+    const K: usize,
+    const SCRATCH: usize,
+    const FORM: u8,
+>(
     params: &Conv1d,
     padded: &[i16],
     output: &mut [i8],
 ) -> Result<(), ShapeError> {
-    if params.kernel != K {
+    if params.kernel != K
+        || params
+            .requant
+            .form_1d(params.bias, conv1d_row_len(IN_CH, K))
+            != FORM
+    {
         return Err(ShapeError);
     }
-    let fast = params.requant.fast();
     let mut scratch = [const { core::mem::MaybeUninit::<u32>::uninit() }; SCRATCH];
-    conv1d_impl(IN_CH, OUT_CH, K, fast, params, padded, output, &mut scratch)
+    conv1d_impl(IN_CH, OUT_CH, K, FORM, params, padded, output, &mut scratch)
 }
 
 /// [`conv1d`] as one out-of-line function per instance, for layers whose shape occurs more
 /// than once in a model (a multi-branch model's branches): they share one copy of the code
 /// instead of each inlining its own. Out of line, nothing folds from the call site, so
-/// `WIDTH`, `POOL` and whether the requantisation takes the one-rounding form (`FAST`, see
-/// [`requant_is_fast`]) are compile-time too; they must agree with `params`, else
-/// `ShapeError`.
+/// `WIDTH`, `POOL` and the requantisation form (`FORM`, see [`requant_form_1d`]) are
+/// compile-time too; they must agree with `params`, else `ShapeError`.
 #[inline(never)]
 pub fn conv1d_shared<
     const IN_CH: usize,
@@ -317,7 +328,7 @@ pub fn conv1d_shared<
     const SCRATCH: usize,
     const WIDTH: usize,
     const POOL: bool,
-    const FAST: bool,
+    const FORM: u8,
 >(
     params: &Conv1d,
     padded: &[i16],
@@ -326,7 +337,10 @@ pub fn conv1d_shared<
     if params.kernel != K
         || params.width != WIDTH
         || params.pool != POOL
-        || params.requant.fast() != FAST
+        || params
+            .requant
+            .form_1d(params.bias, conv1d_row_len(IN_CH, K))
+            != FORM
     {
         return Err(ShapeError);
     }
@@ -340,7 +354,7 @@ pub fn conv1d_shared<
         IN_CH,
         OUT_CH,
         K,
-        FAST,
+        FORM,
         &params,
         padded,
         output,
@@ -358,7 +372,9 @@ pub fn conv1d_dyn(
     output: &mut [i8],
     scratch: &mut [u32],
 ) -> Result<(), ShapeError> {
-    let fast = params.requant.fast();
+    let form = params
+        .requant
+        .form_1d(params.bias, conv1d_row_len(in_ch, params.kernel));
     // SAFETY: initialised u32 viewed as possibly-uninitialised: same layout, and the kernel
     // only writes through it before reading.
     let scratch = unsafe {
@@ -371,7 +387,7 @@ pub fn conv1d_dyn(
         in_ch,
         out_ch,
         params.kernel,
-        fast,
+        form,
         params,
         padded,
         output,
@@ -510,7 +526,7 @@ fn conv1d_impl(
     in_ch: usize,
     out_ch: usize,
     kernel: usize,
-    fast: bool,
+    form: u8,
     params: &Conv1d,
     padded: &[i16],
     output: &mut [i8],
@@ -531,13 +547,18 @@ fn conv1d_impl(
     }
     params.requant.check(out_ch)?;
     let scratch = scratch.as_mut_ptr().cast::<u32>();
-    match (channel_block(out_ch), fast) {
-        (4, true) => conv_rows::<4, true>(in_ch, out_ch, row, params, padded, output, scratch),
-        (4, false) => conv_rows::<4, false>(in_ch, out_ch, row, params, padded, output, scratch),
-        (2, true) => conv_rows::<2, true>(in_ch, out_ch, row, params, padded, output, scratch),
-        (2, false) => conv_rows::<2, false>(in_ch, out_ch, row, params, padded, output, scratch),
-        (_, true) => conv_rows::<1, true>(in_ch, out_ch, row, params, padded, output, scratch),
-        (_, false) => conv_rows::<1, false>(in_ch, out_ch, row, params, padded, output, scratch),
+    use requant_form::{BIT31, GENERAL, HIGH_WORD};
+    let (o, p) = (output, padded);
+    match (channel_block(out_ch), form) {
+        (4, HIGH_WORD) => conv_rows::<4, HIGH_WORD>(in_ch, out_ch, row, params, p, o, scratch),
+        (4, BIT31) => conv_rows::<4, BIT31>(in_ch, out_ch, row, params, p, o, scratch),
+        (4, _) => conv_rows::<4, GENERAL>(in_ch, out_ch, row, params, p, o, scratch),
+        (2, HIGH_WORD) => conv_rows::<2, HIGH_WORD>(in_ch, out_ch, row, params, p, o, scratch),
+        (2, BIT31) => conv_rows::<2, BIT31>(in_ch, out_ch, row, params, p, o, scratch),
+        (2, _) => conv_rows::<2, GENERAL>(in_ch, out_ch, row, params, p, o, scratch),
+        (_, HIGH_WORD) => conv_rows::<1, HIGH_WORD>(in_ch, out_ch, row, params, p, o, scratch),
+        (_, BIT31) => conv_rows::<1, BIT31>(in_ch, out_ch, row, params, p, o, scratch),
+        (_, _) => conv_rows::<1, GENERAL>(in_ch, out_ch, row, params, p, o, scratch),
     }
     Ok(())
 }
@@ -545,7 +566,7 @@ fn conv1d_impl(
 /// Block of `BLOCK` output channels outside, positions inside: the block's requantisation
 /// constants are prepared once and its packed weights stay hot.
 #[inline(always)]
-fn conv_rows<const BLOCK: usize, const FAST: bool>(
+fn conv_rows<const BLOCK: usize, const FORM: u8>(
     in_ch: usize,
     out_ch: usize,
     row: usize,
@@ -582,13 +603,15 @@ fn conv_rows<const BLOCK: usize, const FAST: bool>(
             let mut fast_ch = [FastChannel::default(); BLOCK];
             for j in 0..BLOCK {
                 bias[j] = *params.bias.get_unchecked(b + j);
-                if FAST {
-                    fast_ch[j] = requant.fast_channel(b + j);
+                if requant_form::one_rounding(FORM) {
+                    fast_ch[j] = requant.one_rounding_channel::<FORM>(b + j);
                 }
             }
+            // The form is tested inside the closure, not captured: a captured flag is a
+            // run-time value, and the closure then stops being inlined into the loops.
             let finish = |acc: i32, j: usize| -> i8 {
-                if FAST {
-                    fast_ch[j].finish(acc, requant)
+                if requant_form::one_rounding(FORM) {
+                    fast_ch[j].finish_form::<FORM>(acc, requant)
                 } else {
                     requant.finish(acc, b + j)
                 }
@@ -602,7 +625,7 @@ fn conv_rows<const BLOCK: usize, const FAST: bool>(
                     dsp::dot_block::<BLOCK>(window.add((x + 1) * in_ch), w, pairs, &mut acc1);
                     let dst = out.add((x / 2) * out_ch + b);
                     for j in 0..BLOCK {
-                        *dst.add(j) = if monotonic || FAST {
+                        *dst.add(j) = if monotonic || requant_form::one_rounding(FORM) {
                             finish(acc0[j].max(acc1[j]), j)
                         } else {
                             finish(acc0[j], j).max(finish(acc1[j], j))
@@ -647,36 +670,36 @@ pub struct Depthwise1d<'a> {
     pub requant: Requant<'a>,
 }
 
-/// Runs [`Depthwise1d`] inlined at the call site (`CH` and `K` compile-time, see
+/// Runs [`Depthwise1d`] inlined at the call site (`CH`, `K` and `FORM` compile-time, see
 /// [`conv1d`]).
 #[inline(always)]
-pub fn depthwise1d<const CH: usize, const K: usize>(
+pub fn depthwise1d<const CH: usize, const K: usize, const FORM: u8>(
     params: &Depthwise1d,
     padded: &[i16],
     output: &mut [i8],
 ) -> Result<(), ShapeError> {
-    if params.kernel != K {
+    if params.kernel != K || params.requant.form_1d(params.bias, K) != FORM {
         return Err(ShapeError);
     }
-    let fast = params.requant.fast();
-    depthwise1d_impl(CH, K, fast, params, padded, output)
+    depthwise1d_impl(CH, K, FORM, params, padded, output)
 }
 
 /// [`depthwise1d`] out of line, shared by layers of the same shape (see [`conv1d_shared`]).
 #[inline(never)]
-pub fn depthwise1d_shared<const CH: usize, const K: usize, const WIDTH: usize, const FAST: bool>(
+pub fn depthwise1d_shared<const CH: usize, const K: usize, const WIDTH: usize, const FORM: u8>(
     params: &Depthwise1d,
     padded: &[i16],
     output: &mut [i8],
 ) -> Result<(), ShapeError> {
-    if params.kernel != K || params.width != WIDTH || params.requant.fast() != FAST {
+    if params.kernel != K || params.width != WIDTH || params.requant.form_1d(params.bias, K) != FORM
+    {
         return Err(ShapeError);
     }
     let params = Depthwise1d {
         width: WIDTH,
         ..*params
     };
-    depthwise1d_impl(CH, K, FAST, &params, padded, output)
+    depthwise1d_impl(CH, K, FORM, &params, padded, output)
 }
 
 /// [`depthwise1d`] with shapes known only at run time (host execution, tests).
@@ -686,15 +709,15 @@ pub fn depthwise1d_dyn(
     padded: &[i16],
     output: &mut [i8],
 ) -> Result<(), ShapeError> {
-    let fast = params.requant.fast();
-    depthwise1d_impl(channels, params.kernel, fast, params, padded, output)
+    let form = params.requant.form_1d(params.bias, params.kernel);
+    depthwise1d_impl(channels, params.kernel, form, params, padded, output)
 }
 
 #[inline(always)]
 fn depthwise1d_impl(
     channels: usize,
     kernel: usize,
-    fast: bool,
+    form: u8,
     params: &Depthwise1d,
     padded: &[i16],
     output: &mut [i8],
@@ -712,10 +735,11 @@ fn depthwise1d_impl(
         return Err(ShapeError);
     }
     params.requant.check(channels)?;
-    if fast {
-        depthwise_rows::<true>(channels, pairs, params, padded, output);
-    } else {
-        depthwise_rows::<false>(channels, pairs, params, padded, output);
+    use requant_form::{BIT31, GENERAL, HIGH_WORD};
+    match form {
+        HIGH_WORD => depthwise_rows::<HIGH_WORD>(channels, pairs, params, padded, output),
+        BIT31 => depthwise_rows::<BIT31>(channels, pairs, params, padded, output),
+        _ => depthwise_rows::<GENERAL>(channels, pairs, params, padded, output),
     }
     Ok(())
 }
@@ -732,7 +756,7 @@ fn depthwise_weights_ok(weights: ConvWeights, channels: usize, kernel: usize) ->
 
 /// Channel outside (its taps and requantisation constants in registers), positions inside.
 #[inline(always)]
-fn depthwise_rows<const FAST: bool>(
+fn depthwise_rows<const FORM: u8>(
     channels: usize,
     pairs: usize,
     params: &Depthwise1d,
@@ -765,8 +789,8 @@ fn depthwise_rows<const FAST: bool>(
                 }
             }
             let bias = *params.bias.get_unchecked(c);
-            let fast_ch = if FAST {
-                requant.fast_channel(c)
+            let fast_ch = if requant_form::one_rounding(FORM) {
+                requant.one_rounding_channel::<FORM>(c)
             } else {
                 FastChannel::default()
             };
@@ -776,8 +800,8 @@ fn depthwise_rows<const FAST: bool>(
                 for (p, &t) in taps.iter().enumerate().take(pairs) {
                     acc = dsp::smlad(dsp::read_pair(src.add(x + 2 * p)), t, acc);
                 }
-                *out.add(x * channels + c) = if FAST {
-                    fast_ch.finish(acc, requant)
+                *out.add(x * channels + c) = if requant_form::one_rounding(FORM) {
+                    fast_ch.finish_form::<FORM>(acc, requant)
                 } else {
                     requant.finish(acc, c)
                 };
@@ -1137,7 +1161,18 @@ struct FastChannel {
 impl FastChannel {
     #[inline(always)]
     fn finish(&self, acc: i32, r: &Requant) -> i8 {
-        let high = ((i64::from(acc) * i64::from(self.multiplier) + self.addend) >> 32) as i32;
+        self.finish_form::<{ requant_form::HIGH_WORD }>(acc, r)
+    }
+
+    /// `FORM` is `HIGH_WORD` or `BIT31` (see [`requant_form`]).
+    #[inline(always)]
+    fn finish_form<const FORM: u8>(&self, acc: i32, r: &Requant) -> i8 {
+        let product = i64::from(acc) * i64::from(self.multiplier) + self.addend;
+        let high = if FORM == requant_form::BIT31 {
+            (product >> 31) as i32
+        } else {
+            (product >> 32) as i32
+        };
         (high >> self.shift)
             .wrapping_add(r.output_offset)
             .clamp(r.act_min, r.act_max) as i8
@@ -1145,10 +1180,59 @@ impl FastChannel {
 }
 
 /// Whether requantisation with these shifts, zero point and clamp floor takes the
-/// one-rounding form (see `Requant::fast`): the `FAST` parameter of [`conv1d`] and
-/// [`depthwise1d`].
+/// one-rounding form (see `Requant::fast`): the `FAST` parameter of the 2D kernels.
+#[inline(always)]
 pub fn requant_is_fast(shifts: &[i32], output_offset: i32, act_min: i32) -> bool {
     act_min >= output_offset && shifts.iter().all(|&s| s <= -1)
+}
+
+/// How a 1D layer's requantisation is computed: the `FORM` parameter of [`conv1d_shared`]
+/// and [`depthwise1d_shared`] (a `u8` because stable Rust takes no enum as a const
+/// parameter).
+pub mod requant_form {
+    /// TFLite's double rounding per output ([`super::requantize_right_shift`]).
+    pub const GENERAL: u8 = 0;
+    /// One rounding, the high word of the 64-bit product: every shift is a right shift.
+    pub const HIGH_WORD: u8 = 1;
+    /// One rounding from bit 31 of the product: some channel has shift 0 (no right shift,
+    /// common with 2-bit weights, whose scales are large), which the high word cannot
+    /// express. One instruction more per output than `HIGH_WORD`, several fewer than
+    /// `GENERAL`.
+    pub const BIT31: u8 = 2;
+
+    /// Whether `form` rounds once (`HIGH_WORD` or `BIT31`).
+    #[inline(always)]
+    pub const fn one_rounding(form: u8) -> bool {
+        form != GENERAL
+    }
+}
+
+/// Largest accumulator magnitude for which [`requant_form::BIT31`] is exact: bit 31 of the
+/// product, plus the rounding addends, must stay inside an `i32`.
+const BIT31_MAX_ACCUMULATOR: i64 = 1 << 29;
+
+/// The requantisation form of a 1D layer (see [`requant_form`]). `row` is the number of
+/// products per accumulator and `bias` the folded biases: with int8 inputs (|x − zp| ≤ 255)
+/// and weights (|w| ≤ 128) they bound every accumulator, which `BIT31` needs.
+#[inline(always)]
+pub fn requant_form_1d(
+    shifts: &[i32],
+    output_offset: i32,
+    act_min: i32,
+    bias: &[i32],
+    row: usize,
+) -> u8 {
+    if requant_is_fast(shifts, output_offset, act_min) {
+        return requant_form::HIGH_WORD;
+    }
+    let largest_bias = bias.iter().map(|&b| i64::from(b).abs()).max().unwrap_or(0);
+    let bound = largest_bias.saturating_add(255 * 128 * row as i64);
+    if act_min >= output_offset && shifts.iter().all(|&s| s <= 0) && bound <= BIT31_MAX_ACCUMULATOR
+    {
+        requant_form::BIT31
+    } else {
+        requant_form::GENERAL
+    }
 }
 
 impl Requant<'_> {
@@ -1162,9 +1246,23 @@ impl Requant<'_> {
         requant_is_fast(self.shifts, self.output_offset, self.act_min)
     }
 
+    /// The requantisation form of a 1D layer with these biases and `row` products per
+    /// accumulator ([`requant_form_1d`]).
+    #[inline(always)]
+    fn form_1d(&self, bias: &[i32], row: usize) -> u8 {
+        requant_form_1d(self.shifts, self.output_offset, self.act_min, bias, row)
+    }
+
     #[inline(always)]
     fn fast_channel(&self, ch: usize) -> FastChannel {
-        // SAFETY: `check` verified one entry per channel; `fast` verified -31 <= s <= -1.
+        self.one_rounding_channel::<{ requant_form::HIGH_WORD }>(ch)
+    }
+
+    /// The constants of one channel in a one-rounding `FORM` (`HIGH_WORD`: every shift
+    /// −31..=−1; `BIT31`: −31..=0, as `fast` and `form_1d` verified).
+    #[inline(always)]
+    fn one_rounding_channel<const FORM: u8>(&self, ch: usize) -> FastChannel {
+        // SAFETY: `check` verified one entry per channel.
         let (m, s) = unsafe {
             (
                 *self.multipliers.get_unchecked(ch),
@@ -1172,10 +1270,22 @@ impl Requant<'_> {
             )
         };
         let e = (-s) as u32;
+        // BIT31: `((x·m + 2^30 + 2^(30+e)) >> 31) >> e`, the same one rounding as HIGH_WORD
+        // for e ≥ 1; for e = 0 TFLite applies no rounding divide and the result is
+        // SRDHM's `(x·m + 2^30) >> 31` alone.
+        let addend = if FORM == requant_form::BIT31 && e == 0 {
+            1i64 << 30
+        } else {
+            (1i64 << 30) + (1i64 << (30 + e))
+        };
         FastChannel {
             multiplier: m,
-            addend: (1i64 << 30) + (1i64 << (30 + e)),
-            shift: e - 1,
+            addend,
+            shift: if FORM == requant_form::BIT31 {
+                e
+            } else {
+                e - 1
+            },
         }
     }
 }
@@ -1199,6 +1309,61 @@ mod tests {
                 .wrapping_add(1_442_695_040_888_963_407);
             self.0 >> 11
         }
+    }
+
+    /// Both one-rounding forms against TFLite's `MultiplyByQuantizedMultiplier` then zero
+    /// point and clamp, on random accumulators inside the bound `requant_form_1d` checks,
+    /// ReLU-style clamps and every shift the form admits (BIT31 includes shift 0).
+    #[test]
+    fn one_rounding_forms_match_tflite() {
+        let mut rng = Lcg(3);
+        for form in [requant_form::HIGH_WORD, requant_form::BIT31] {
+            let lowest_shift = if form == requant_form::BIT31 { 0 } else { -1 };
+            for _ in 0..200_000 {
+                let multiplier = (1 << 30) + (rng.next() % (1 << 30)) as i32;
+                let shift = lowest_shift - (rng.next() % 31) as i32;
+                let shift = shift.max(-31);
+                let acc = match rng.next() % 3 {
+                    0 => (rng.next() % (2 << 29)) as i32 - (1 << 29),
+                    1 => (rng.next() % 20_001) as i32 - 10_000,
+                    _ => ((rng.next() % (2 << 29)) as i32 - (1 << 29)) >> (rng.next() % 29),
+                };
+                let output_offset = (rng.next() % 256) as i32 - 128;
+                let act_min = output_offset.max(-128);
+                let requant = Requant {
+                    multipliers: &[multiplier],
+                    shifts: &[shift],
+                    output_offset,
+                    act_min,
+                    act_max: 127,
+                };
+                let expected = multiply_by_quantized_multiplier(acc, multiplier, shift)
+                    .wrapping_add(output_offset)
+                    .clamp(act_min, 127) as i8;
+                let got = match form {
+                    requant_form::BIT31 => requant
+                        .one_rounding_channel::<{ requant_form::BIT31 }>(0)
+                        .finish_form::<{ requant_form::BIT31 }>(acc, &requant),
+                    _ => requant.fast_channel(0).finish(acc, &requant),
+                };
+                assert_eq!(
+                    got, expected,
+                    "form {form} acc {acc} m {multiplier} s {shift}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_form_falls_back_where_one_rounding_is_not_exact() {
+        use requant_form::{BIT31, GENERAL, HIGH_WORD};
+        assert_eq!(requant_form_1d(&[-1, -5], 0, 0, &[100], 15), HIGH_WORD);
+        assert_eq!(requant_form_1d(&[-1, 0], 0, 0, &[100], 15), BIT31);
+        // A left shift, a clamp floor below the zero point, accumulators past 2^29.
+        assert_eq!(requant_form_1d(&[1, 0], 0, 0, &[100], 15), GENERAL);
+        assert_eq!(requant_form_1d(&[-1, 0], 0, -128, &[100], 15), GENERAL);
+        assert_eq!(requant_form_1d(&[-1, 0], 0, 0, &[1 << 29], 15), GENERAL);
+        assert_eq!(requant_form_1d(&[-1, 0], 0, 0, &[0], 20_000), GENERAL);
     }
 
     #[test]
