@@ -73,28 +73,19 @@ fn requant_forms(graph: &Graph) -> Vec<u8> {
                 in_ch,
                 kernel,
                 bias,
-                requant: r,
+                requant,
                 ..
-            } => Some(kinglet_m4::requant_form_1d(
-                &r.shifts,
-                r.output_offset,
-                r.act_min,
-                bias,
-                kinglet_m4::conv1d_row_len(*in_ch, *kernel),
-            )),
+            } => Some((bias, requant, kinglet_m4::conv1d_row_len(*in_ch, *kernel))),
             StepKind::Depthwise1d {
                 kernel,
                 bias,
-                requant: r,
+                requant,
                 ..
-            } => Some(kinglet_m4::requant_form_1d(
-                &r.shifts,
-                r.output_offset,
-                r.act_min,
-                bias,
-                *kernel,
-            )),
+            } => Some((bias, requant, *kernel)),
             _ => None,
+        })
+        .map(|(bias, r, row)| {
+            kinglet_m4::requant_form_1d(&r.shifts, r.output_offset, r.act_min, bias, row)
         })
         .collect()
 }
