@@ -225,6 +225,15 @@ pub unsafe fn dot_block<const BLOCK: usize>(
             _ => {}
         }
     }
+    #[cfg(kinglet_armv7m)]
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match BLOCK {
+            4 => return m3::dot4(window, weights.cast(), pairs, acc.as_mut_ptr()),
+            2 => return m3::dot2(window, weights.cast(), pairs, acc.as_mut_ptr()),
+            _ => {}
+        }
+    }
     for k in 0..pairs {
         // SAFETY: within the ranges the caller guarantees.
         unsafe {
@@ -547,6 +556,207 @@ unsafe fn asm_dot2(window: *const i16, weights: *const u32, pairs: usize, acc: *
         }
         *acc = c0;
         *acc.add(1) = c1;
+    }
+}
+
+/// Cortex-M3 inner loops. Without `SMLAD` every product is one `MLA` of sign-extended
+/// halfwords; `LDRSH` with post-increment sign-extends for free while loading, so each weight
+/// and activation costs one load and each MAC one `MLA` (what measured best: splitting a
+/// loaded pair with `SXTH`/`ASR` costs the same instruction per value and a register more).
+/// The packed layout of [`crate::pack_weights`] is read in order: pair `k` of channel `j` is
+/// halfwords `2(k·BLOCK + j)` and `+1`.
+#[cfg(kinglet_armv7m)]
+mod m3 {
+    /// Four channels, two pairs per loop iteration: 4 `LDRSH` of activations, 16 of weights,
+    /// 16 `MLA`.
+    ///
+    /// # Safety
+    /// `window` must have `2·pairs` readable `i16`, `weights` `8·pairs`, `acc` four `i32`.
+    #[inline(always)]
+    pub(super) unsafe fn dot4(
+        window: *const i16,
+        weights: *const i16,
+        pairs: usize,
+        acc: *mut i32,
+    ) {
+        // SAFETY: memory ranges from the caller.
+        unsafe {
+            let (mut c0, mut c1, mut c2, mut c3) = (*acc, *acc.add(1), *acc.add(2), *acc.add(3));
+            let mut win = window;
+            let mut w = weights;
+            if pairs & 1 != 0 {
+                core::arch::asm!(
+                    "ldrsh {a0}, [{win}], #2",
+                    "ldrsh {a1}, [{win}], #2",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c0}, {a0}, {t}, {c0}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c0}, {a1}, {t}, {c0}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c1}, {a0}, {t}, {c1}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c1}, {a1}, {t}, {c1}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c2}, {a0}, {t}, {c2}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c2}, {a1}, {t}, {c2}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c3}, {a0}, {t}, {c3}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c3}, {a1}, {t}, {c3}",
+                    win = inout(reg) win,
+                    w = inout(reg) w,
+                    a0 = out(reg) _,
+                    a1 = out(reg) _,
+                    t = out(reg) _,
+                    c0 = inout(reg) c0,
+                    c1 = inout(reg) c1,
+                    c2 = inout(reg) c2,
+                    c3 = inout(reg) c3,
+                    options(nostack, readonly, preserves_flags),
+                );
+            }
+            let n = pairs >> 1;
+            if n > 0 {
+                core::arch::asm!(
+                    "2:",
+                    "ldrsh {a0}, [{win}], #2",
+                    "ldrsh {a1}, [{win}], #2",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c0}, {a0}, {t}, {c0}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c0}, {a1}, {t}, {c0}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c1}, {a0}, {t}, {c1}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c1}, {a1}, {t}, {c1}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c2}, {a0}, {t}, {c2}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c2}, {a1}, {t}, {c2}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c3}, {a0}, {t}, {c3}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c3}, {a1}, {t}, {c3}",
+                    "ldrsh {a0}, [{win}], #2",
+                    "ldrsh {a1}, [{win}], #2",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c0}, {a0}, {t}, {c0}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c0}, {a1}, {t}, {c0}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c1}, {a0}, {t}, {c1}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c1}, {a1}, {t}, {c1}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c2}, {a0}, {t}, {c2}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c2}, {a1}, {t}, {c2}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c3}, {a0}, {t}, {c3}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c3}, {a1}, {t}, {c3}",
+                    "subs {n}, #1",
+                    "bne 2b",
+                    n = inout(reg) n => _,
+                    win = inout(reg) win => _,
+                    w = inout(reg) w => _,
+                    a0 = out(reg) _,
+                    a1 = out(reg) _,
+                    t = out(reg) _,
+                    c0 = inout(reg) c0,
+                    c1 = inout(reg) c1,
+                    c2 = inout(reg) c2,
+                    c3 = inout(reg) c3,
+                    options(nostack, readonly),
+                );
+            }
+            *acc = c0;
+            *acc.add(1) = c1;
+            *acc.add(2) = c2;
+            *acc.add(3) = c3;
+        }
+    }
+
+    /// Two channels, two pairs per loop iteration: 4 `LDRSH` of activations, 8 of weights,
+    /// 8 `MLA`.
+    ///
+    /// # Safety
+    /// `window` must have `2·pairs` readable `i16`, `weights` `4·pairs`, `acc` two `i32`.
+    #[inline(always)]
+    pub(super) unsafe fn dot2(
+        window: *const i16,
+        weights: *const i16,
+        pairs: usize,
+        acc: *mut i32,
+    ) {
+        // SAFETY: memory ranges from the caller.
+        unsafe {
+            let (mut c0, mut c1) = (*acc, *acc.add(1));
+            let mut win = window;
+            let mut w = weights;
+            if pairs & 1 != 0 {
+                core::arch::asm!(
+                    "ldrsh {a0}, [{win}], #2",
+                    "ldrsh {a1}, [{win}], #2",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c0}, {a0}, {t}, {c0}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c0}, {a1}, {t}, {c0}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c1}, {a0}, {t}, {c1}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c1}, {a1}, {t}, {c1}",
+                    win = inout(reg) win,
+                    w = inout(reg) w,
+                    a0 = out(reg) _,
+                    a1 = out(reg) _,
+                    t = out(reg) _,
+                    c0 = inout(reg) c0,
+                    c1 = inout(reg) c1,
+                    options(nostack, readonly, preserves_flags),
+                );
+            }
+            let n = pairs >> 1;
+            if n > 0 {
+                core::arch::asm!(
+                    "2:",
+                    "ldrsh {a0}, [{win}], #2",
+                    "ldrsh {a1}, [{win}], #2",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c0}, {a0}, {t}, {c0}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c0}, {a1}, {t}, {c0}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c1}, {a0}, {t}, {c1}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c1}, {a1}, {t}, {c1}",
+                    "ldrsh {a0}, [{win}], #2",
+                    "ldrsh {a1}, [{win}], #2",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c0}, {a0}, {t}, {c0}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c0}, {a1}, {t}, {c0}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c1}, {a0}, {t}, {c1}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c1}, {a1}, {t}, {c1}",
+                    "subs {n}, #1",
+                    "bne 2b",
+                    n = inout(reg) n => _,
+                    win = inout(reg) win => _,
+                    w = inout(reg) w => _,
+                    a0 = out(reg) _,
+                    a1 = out(reg) _,
+                    t = out(reg) _,
+                    c0 = inout(reg) c0,
+                    c1 = inout(reg) c1,
+                    options(nostack, readonly),
+                );
+            }
+            *acc = c0;
+            *acc.add(1) = c1;
+        }
     }
 }
 
