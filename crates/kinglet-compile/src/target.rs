@@ -145,8 +145,68 @@ impl Target for CortexM3 {
     }
 }
 
+/// RISC-V rv32imc: no SIMD and no multiply-accumulate, so every MAC is a `MUL` and an `ADD`.
+/// QEMU's `virt` board with its own small test application (`firmware/qemu-app-riscv`,
+/// semihosting output like the Arm one) and `minstret` as the counter.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Riscv32;
+
+impl Target for Riscv32 {
+    fn name(&self) -> &'static str {
+        "riscv32"
+    }
+    fn core(&self) -> &'static str {
+        "RISC-V rv32imc"
+    }
+    fn triple(&self) -> &'static str {
+        "riscv32imc-unknown-none-elf"
+    }
+    fn qemu_machine(&self) -> &'static str {
+        "virt"
+    }
+    fn kernel_tag(&self) -> &'static str {
+        "rv32"
+    }
+    fn qemu_system(&self) -> &'static str {
+        "qemu-system-riscv32"
+    }
+    fn counter(&self) -> Counter {
+        Counter::Minstret
+    }
+    /// The C output needs a RISC-V C cross-compiler, which CI does not install.
+    fn runs_c(&self) -> bool {
+        false
+    }
+    fn firmware_app(&self) -> &'static str {
+        "qemu-app-riscv"
+    }
+    /// No firmware (`-bios none`: the hart starts at the image), and one nanosecond per
+    /// instruction so `minstret` counts instructions.
+    fn qemu_args(&self) -> Vec<OsString> {
+        [
+            "-M",
+            self.qemu_machine(),
+            "-bios",
+            "none",
+            "-nographic",
+            "-monitor",
+            "none",
+            "-serial",
+            "none",
+            "-semihosting-config",
+            "enable=on,target=native",
+            "-icount",
+            "shift=0",
+            "-kernel",
+        ]
+        .into_iter()
+        .map(OsString::from)
+        .collect()
+    }
+}
+
 /// Every core kinglet runs on, the default first.
-pub const TARGETS: &[&dyn Target] = &[&CortexM4, &CortexM3];
+pub const TARGETS: &[&dyn Target] = &[&CortexM4, &CortexM3, &Riscv32];
 
 /// The core named `name` (a `--target` value).
 pub fn by_name(name: &str) -> Option<&'static dyn Target> {

@@ -245,6 +245,258 @@ pub unsafe fn dot_block<const BLOCK: usize>(
     }
 }
 
+/// [`dot_block`] at two positions (`window0`, `window1`) with the same weights, as a pooled
+/// convolution needs: on the Arm cores two `dot_block` calls (their register files hold one
+/// position's accumulators and operands, no more); on RISC-V, whose 31 registers hold both,
+/// each weight is loaded once for the two positions (per pair of 4 channels: 4 activation and
+/// 8 weight `LH`, 16 `MUL` and 16 `ADD`, where two single-position calls load 16 weights).
+///
+/// # Safety
+/// As [`dot_block`], for both windows.
+#[inline(always)]
+pub unsafe fn dot_block_pair<const BLOCK: usize>(
+    window0: *const i16,
+    window1: *const i16,
+    weights: *const u32,
+    pairs: usize,
+    acc0: &mut [i32; BLOCK],
+    acc1: &mut [i32; BLOCK],
+) {
+    #[cfg(not(target_arch = "riscv32"))]
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        dot_block::<BLOCK>(window0, weights, pairs, acc0);
+        dot_block::<BLOCK>(window1, weights, pairs, acc1);
+    }
+    #[cfg(target_arch = "riscv32")]
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        if pairs > 0 {
+            match BLOCK {
+                4 => {
+                    return rv32::dot4_pair(
+                        window0,
+                        window1,
+                        weights.cast(),
+                        pairs,
+                        acc0.as_mut_ptr(),
+                        acc1.as_mut_ptr(),
+                    );
+                }
+                2 => {
+                    return rv32::dot2_pair(
+                        window0,
+                        window1,
+                        weights.cast(),
+                        pairs,
+                        acc0.as_mut_ptr(),
+                        acc1.as_mut_ptr(),
+                    );
+                }
+                _ => {}
+            }
+        }
+        dot_block_pair_portable::<BLOCK>(window0, window1, weights, pairs, acc0, acc1);
+    }
+}
+
+/// RISC-V inner loops of [`dot_block_pair`]: the compiler unrolls the portable loop fully
+/// (the pair count is a constant) and then spills the accumulators; written out, all of them
+/// stay in registers and each pair costs 4 activation loads, `2·BLOCK` weight loads, `4·BLOCK`
+/// `MUL` and `ADD`, three pointer steps and a branch.
+#[cfg(target_arch = "riscv32")]
+mod rv32 {
+    /// Four channels at two positions.
+    ///
+    /// # Safety
+    /// `pairs > 0`; each window has `2·pairs` readable `i16`, `weights` `8·pairs`; `acc0` and
+    /// `acc1` four `i32` each.
+    #[inline(always)]
+    pub(super) unsafe fn dot4_pair(
+        window0: *const i16,
+        window1: *const i16,
+        weights: *const i16,
+        pairs: usize,
+        acc0: *mut i32,
+        acc1: *mut i32,
+    ) {
+        // SAFETY: four accumulators each (BLOCK = 4).
+        let [mut c00, mut c01, mut c02, mut c03] = unsafe { *acc0.cast::<[i32; 4]>() };
+        // SAFETY: as above.
+        let [mut c10, mut c11, mut c12, mut c13] = unsafe { *acc1.cast::<[i32; 4]>() };
+        // SAFETY: memory ranges from the caller; the loop reads 2·pairs values of each window
+        // and 8·pairs weights.
+        unsafe {
+            core::arch::asm!(
+                "2:",
+                "lh {xa}, 0({p0})",
+                "lh {xb}, 2({p0})",
+                "lh {ya}, 0({p1})",
+                "lh {yb}, 2({p1})",
+                "lh {wa}, 0({w})",
+                "lh {wb}, 2({w})",
+                "mul {t}, {xa}, {wa}", "add {c00}, {c00}, {t}",
+                "mul {t}, {xb}, {wb}", "add {c00}, {c00}, {t}",
+                "mul {t}, {ya}, {wa}", "add {c10}, {c10}, {t}",
+                "mul {t}, {yb}, {wb}", "add {c10}, {c10}, {t}",
+                "lh {wa}, 4({w})",
+                "lh {wb}, 6({w})",
+                "mul {t}, {xa}, {wa}", "add {c01}, {c01}, {t}",
+                "mul {t}, {xb}, {wb}", "add {c01}, {c01}, {t}",
+                "mul {t}, {ya}, {wa}", "add {c11}, {c11}, {t}",
+                "mul {t}, {yb}, {wb}", "add {c11}, {c11}, {t}",
+                "lh {wa}, 8({w})",
+                "lh {wb}, 10({w})",
+                "mul {t}, {xa}, {wa}", "add {c02}, {c02}, {t}",
+                "mul {t}, {xb}, {wb}", "add {c02}, {c02}, {t}",
+                "mul {t}, {ya}, {wa}", "add {c12}, {c12}, {t}",
+                "mul {t}, {yb}, {wb}", "add {c12}, {c12}, {t}",
+                "lh {wa}, 12({w})",
+                "lh {wb}, 14({w})",
+                "mul {t}, {xa}, {wa}", "add {c03}, {c03}, {t}",
+                "mul {t}, {xb}, {wb}", "add {c03}, {c03}, {t}",
+                "mul {t}, {ya}, {wa}", "add {c13}, {c13}, {t}",
+                "mul {t}, {yb}, {wb}", "add {c13}, {c13}, {t}",
+                "addi {p0}, {p0}, 4",
+                "addi {p1}, {p1}, 4",
+                "addi {w}, {w}, 16",
+                "bne {w}, {end}, 2b",
+                p0 = inout(reg) window0 => _,
+                p1 = inout(reg) window1 => _,
+                w = inout(reg) weights => _,
+                end = in(reg) weights.add(8 * pairs),
+                xa = out(reg) _,
+                xb = out(reg) _,
+                ya = out(reg) _,
+                yb = out(reg) _,
+                wa = out(reg) _,
+                wb = out(reg) _,
+                t = out(reg) _,
+                c00 = inout(reg) c00,
+                c01 = inout(reg) c01,
+                c02 = inout(reg) c02,
+                c03 = inout(reg) c03,
+                c10 = inout(reg) c10,
+                c11 = inout(reg) c11,
+                c12 = inout(reg) c12,
+                c13 = inout(reg) c13,
+                options(nostack, readonly),
+            );
+        }
+        // SAFETY: as on entry.
+        unsafe {
+            *acc0.cast::<[i32; 4]>() = [c00, c01, c02, c03];
+            *acc1.cast::<[i32; 4]>() = [c10, c11, c12, c13];
+        }
+    }
+
+    /// Two channels at two positions.
+    ///
+    /// # Safety
+    /// `pairs > 0`; each window has `2·pairs` readable `i16`, `weights` `4·pairs`; `acc0` and
+    /// `acc1` two `i32` each.
+    #[inline(always)]
+    pub(super) unsafe fn dot2_pair(
+        window0: *const i16,
+        window1: *const i16,
+        weights: *const i16,
+        pairs: usize,
+        acc0: *mut i32,
+        acc1: *mut i32,
+    ) {
+        // SAFETY: two accumulators each (BLOCK = 2).
+        let [mut c00, mut c01] = unsafe { *acc0.cast::<[i32; 2]>() };
+        // SAFETY: as above.
+        let [mut c10, mut c11] = unsafe { *acc1.cast::<[i32; 2]>() };
+        // SAFETY: memory ranges from the caller; the loop reads 2·pairs values of each window
+        // and 4·pairs weights.
+        unsafe {
+            core::arch::asm!(
+                "2:",
+                "lh {xa}, 0({p0})",
+                "lh {xb}, 2({p0})",
+                "lh {ya}, 0({p1})",
+                "lh {yb}, 2({p1})",
+                "lh {wa}, 0({w})",
+                "lh {wb}, 2({w})",
+                "mul {t}, {xa}, {wa}", "add {c00}, {c00}, {t}",
+                "mul {t}, {xb}, {wb}", "add {c00}, {c00}, {t}",
+                "mul {t}, {ya}, {wa}", "add {c10}, {c10}, {t}",
+                "mul {t}, {yb}, {wb}", "add {c10}, {c10}, {t}",
+                "lh {wa}, 4({w})",
+                "lh {wb}, 6({w})",
+                "mul {t}, {xa}, {wa}", "add {c01}, {c01}, {t}",
+                "mul {t}, {xb}, {wb}", "add {c01}, {c01}, {t}",
+                "mul {t}, {ya}, {wa}", "add {c11}, {c11}, {t}",
+                "mul {t}, {yb}, {wb}", "add {c11}, {c11}, {t}",
+                "addi {p0}, {p0}, 4",
+                "addi {p1}, {p1}, 4",
+                "addi {w}, {w}, 8",
+                "bne {w}, {end}, 2b",
+                p0 = inout(reg) window0 => _,
+                p1 = inout(reg) window1 => _,
+                w = inout(reg) weights => _,
+                end = in(reg) weights.add(4 * pairs),
+                xa = out(reg) _,
+                xb = out(reg) _,
+                ya = out(reg) _,
+                yb = out(reg) _,
+                wa = out(reg) _,
+                wb = out(reg) _,
+                t = out(reg) _,
+                c00 = inout(reg) c00,
+                c01 = inout(reg) c01,
+                c10 = inout(reg) c10,
+                c11 = inout(reg) c11,
+                options(nostack, readonly),
+            );
+        }
+        // SAFETY: as on entry.
+        unsafe {
+            *acc0.cast::<[i32; 2]>() = [c00, c01];
+            *acc1.cast::<[i32; 2]>() = [c10, c11];
+        }
+    }
+}
+
+/// [`dot_block_pair`] with each weight loaded once: the RISC-V inner loop, and on the host the
+/// same code under test.
+///
+/// # Safety
+/// As [`dot_block`], for both windows.
+#[inline(always)]
+pub unsafe fn dot_block_pair_portable<const BLOCK: usize>(
+    window0: *const i16,
+    window1: *const i16,
+    weights: *const u32,
+    pairs: usize,
+    acc0: &mut [i32; BLOCK],
+    acc1: &mut [i32; BLOCK],
+) {
+    let w = weights.cast::<i16>();
+    for k in 0..pairs {
+        // SAFETY: within the ranges the caller guarantees (2·pairs values per window,
+        // 2·BLOCK·pairs weight halfwords).
+        unsafe {
+            let x0a = i32::from(*window0.add(2 * k));
+            let x0b = i32::from(*window0.add(2 * k + 1));
+            let x1a = i32::from(*window1.add(2 * k));
+            let x1b = i32::from(*window1.add(2 * k + 1));
+            let row = w.add(2 * k * BLOCK);
+            for j in 0..BLOCK {
+                let wa = i32::from(*row.add(2 * j));
+                let wb = i32::from(*row.add(2 * j + 1));
+                acc0[j] = acc0[j]
+                    .wrapping_add(x0a.wrapping_mul(wa))
+                    .wrapping_add(x0b.wrapping_mul(wb));
+                acc1[j] = acc1[j]
+                    .wrapping_add(x1a.wrapping_mul(wa))
+                    .wrapping_add(x1b.wrapping_mul(wb));
+            }
+        }
+    }
+}
+
 /// [`dot_block`] on weights kept int8 by [`crate::pack_weights_narrow`]: pair `i = k·BLOCK + j`
 /// is `SXTB16` of word `i / 2`, rotated right by 8 first when `i` is odd. Each weight pair is
 /// read straight from flash and widened in a register (one `SXTB16` per `SMLAD`), so a layer
@@ -772,6 +1024,38 @@ mod tests {
             .wrapping_add(0x7fff * -0x8000)
             .wrapping_add(-0x7fff * 0x7fff);
         assert_eq!(smlad(a, b, 5), expected);
+    }
+
+    #[test]
+    fn dot_block_pair_matches_two_dot_blocks() {
+        let mut x = 7u32;
+        let mut next = || {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            ((x >> 16) as u8 as i8) as i16
+        };
+        for pairs in [1, 2, 3, 7] {
+            let window: [i16; 22] = core::array::from_fn(|_| next());
+            let weights: [u32; 28] =
+                core::array::from_fn(|_| (next() as u16 as u32) | ((next() as u16 as u32) << 16));
+            let (mut a0, mut a1) = ([1, -2, 3, -4], [5, 6, -7, 8]);
+            let (mut b0, mut b1) = (a0, a1);
+            let w1 = window[3..].as_ptr();
+            // SAFETY: the windows hold at least 2·pairs values past their starts (pairs ≤ 7), the
+            // weights at least 4·pairs words.
+            unsafe {
+                dot_block::<4>(window.as_ptr(), weights.as_ptr(), pairs, &mut a0);
+                dot_block::<4>(w1, weights.as_ptr(), pairs, &mut a1);
+                dot_block_pair_portable::<4>(
+                    window.as_ptr(),
+                    w1,
+                    weights.as_ptr(),
+                    pairs,
+                    &mut b0,
+                    &mut b1,
+                );
+            }
+            assert_eq!((a0, a1), (b0, b1), "{pairs} pairs");
+        }
     }
 
     #[test]

@@ -606,8 +606,14 @@ fn conv_rows<const BLOCK: usize, const FAST: bool>(
                 while x + 1 < width {
                     let mut acc0 = bias;
                     let mut acc1 = bias;
-                    dsp::dot_block::<BLOCK>(window.add(x * in_ch), w, pairs, &mut acc0);
-                    dsp::dot_block::<BLOCK>(window.add((x + 1) * in_ch), w, pairs, &mut acc1);
+                    dsp::dot_block_pair::<BLOCK>(
+                        window.add(x * in_ch),
+                        window.add((x + 1) * in_ch),
+                        w,
+                        pairs,
+                        &mut acc0,
+                        &mut acc1,
+                    );
                     let dst = out.add((x / 2) * out_ch + b);
                     for j in 0..BLOCK {
                         *dst.add(j) = if monotonic || FAST {

@@ -1,4 +1,4 @@
-//! `kinglet compile <model> --target cortex-m4|cortex-m3 --lang rust|c --out DIR`:
+//! `kinglet compile <model> --target cortex-m4|cortex-m3|riscv32 --lang rust|c --out DIR`:
 //! allocation-free firmware source for a model.
 
 use std::path::PathBuf;
@@ -13,6 +13,8 @@ pub enum Target {
     CortexM4,
     /// Cortex-M3 (thumbv7m-none-eabi): the same kernels with MLA inner loops.
     CortexM3,
+    /// RISC-V rv32imc (riscv32imc-unknown-none-elf): the same kernels, MUL/ADD inner loops.
+    Riscv32,
 }
 
 impl Target {
@@ -21,6 +23,7 @@ impl Target {
         match self {
             Target::CortexM4 => &kinglet_compile::target::CortexM4,
             Target::CortexM3 => &kinglet_compile::target::CortexM3,
+            Target::Riscv32 => &kinglet_compile::target::Riscv32,
         }
     }
 }

@@ -1,6 +1,6 @@
-//! `kinglet profile <model> --target cortex-m4|cortex-m3 [--json]`: compile, run in QEMU
-//! (mps2-an386 for the Cortex-M4F, mps2-an385 for the Cortex-M3) on the fixed LCG input,
-//! report exact instructions, flash and RAM.
+//! `kinglet profile <model> --target cortex-m4|cortex-m3|riscv32 [--json]`: compile, run in
+//! QEMU (mps2-an386 for the Cortex-M4F, mps2-an385 for the Cortex-M3, virt for RISC-V rv32imc)
+//! on the fixed LCG input, report exact instructions, flash and RAM.
 //! Multi-input models (e.g. the three-branch Big model) take one LCG byte stream that fills
 //! graph input 0, then input 1, …, exactly as the compiled model's end-to-end input array.
 
