@@ -82,8 +82,24 @@ pub fn build_cascade_firmware(
     cascade_rs: &Path,
     target_dir: &Path,
 ) -> Result<PathBuf, CompileError> {
+    build_cascade_firmware_for(&CortexM4, cascade_rs, target_dir)
+}
+
+/// [`build_cascade_firmware`] for `target` (one whose application has the cascade mode,
+/// [`Target::runs_cascade`]).
+pub fn build_cascade_firmware_for(
+    target: &dyn Target,
+    cascade_rs: &Path,
+    target_dir: &Path,
+) -> Result<PathBuf, CompileError> {
+    if !target.runs_cascade() {
+        return Err(CompileError::Run(format!(
+            "the firmware cascade does not run on {} yet",
+            target.name()
+        )));
+    }
     build_app(
-        &CortexM4,
+        target,
         None,
         None,
         Some(cascade_rs),
