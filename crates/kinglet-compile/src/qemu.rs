@@ -118,10 +118,19 @@ fn build_app(
     kernels: FirmwareKernels,
     target_dir: &Path,
 ) -> Result<PathBuf, CompileError> {
-    let dir = firmware_dir()?
+    let project = firmware_dir()?;
+    let root = project
         .parent()
-        .map(|root| root.join(target.firmware_app()))
         .ok_or_else(|| CompileError::Run("the firmware project has no parent folder".into()))?;
+    let dir = root.join(target.firmware_app());
+    // One cargo target folder per unpacked project (one per kinglet build): cargo keys a
+    // standalone project's build state by package name, not by folder, so two kinglet builds
+    // sharing a work folder would otherwise reuse each other's build scripts (seen: a C model
+    // compiled for the Cortex-M4 by another build's script and linked into a Cortex-M3 image).
+    let target_dir = &match root.file_name() {
+        Some(name) => target_dir.join(name),
+        None => target_dir.to_path_buf(),
+    };
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     // The project's .cargo/config.toml (target, linker script) is found from the working
     // directory; flags inherited from an outer cargo must not override it.
