@@ -1,6 +1,6 @@
 //! Lists, for `include_str!`, the sources kinglet carries inside its binary: the kernel crates
-//! (kinglet-micro, kinglet-m4) a generated crate vendors, and the QEMU firmware harness with
-//! the no_std controller it runs (firmware/qemu-app, kinglet-adapt-core). An installed kinglet
+//! (kinglet-micro, kinglet-m4) a generated crate vendors, and the QEMU firmware harnesses with
+//! the no_std controller they run (firmware/qemu-app, firmware/qemu-app-riscv, kinglet-adapt-core). An installed kinglet
 //! then compiles, profiles and runs firmware cascades with no checkout anywhere.
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -26,7 +26,7 @@ fn files(dir: &Path, keep: &dyn Fn(&Path) -> bool) -> Vec<PathBuf> {
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let rust = |p: &Path| p.extension().is_some_and(|e| e == "rs");
-    let crates: [(&str, PathBuf, &[&str]); 4] = [
+    let crates: [(&str, PathBuf, &[&str]); 5] = [
         ("MICRO_SOURCES", manifest.join("../kinglet-micro"), &[]),
         ("M4_SOURCES", manifest.join("runtime-m4"), &["build.rs"]),
         (
@@ -37,6 +37,17 @@ fn main() {
         (
             "FIRMWARE_SOURCES",
             manifest.join("../../firmware/qemu-app"),
+            &[
+                "Cargo.toml",
+                "Cargo.lock",
+                "build.rs",
+                "memory.x",
+                ".cargo/config.toml",
+            ],
+        ),
+        (
+            "FIRMWARE_RISCV_SOURCES",
+            manifest.join("../../firmware/qemu-app-riscv"),
             &[
                 "Cargo.toml",
                 "Cargo.lock",

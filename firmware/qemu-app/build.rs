@@ -105,23 +105,22 @@ fn compile_c(source: &std::path::Path, out: &std::path::Path, index: usize) -> P
         println!("cargo:rerun-if-changed={}", dir.display());
     }
     let object = out.join(format!("kinglet_model_c{index}.o"));
-    let status = Command::new("arm-none-eabi-gcc")
-        .args([
-            "-std=c99",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-O2",
+    // The core the app is built for: a Cortex-M3 (thumbv7m) has neither the DSP extension
+    // nor an FPU, so its C model takes the portable paths and the soft-float ABI.
+    let core: &[&str] = if env::var("TARGET").is_ok_and(|t| t.starts_with("thumbv7m-")) {
+        &["-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft"]
+    } else {
+        &[
             "-mcpu=cortex-m4",
             "-mthumb",
-        ])
-        .args([
             "-mfloat-abi=hard",
             "-mfpu=fpv4-sp-d16",
-            "-ffunction-sections",
-            "-fdata-sections",
-            "-c",
-        ])
+        ]
+    };
+    let status = Command::new("arm-none-eabi-gcc")
+        .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-O2"])
+        .args(core)
+        .args(["-ffunction-sections", "-fdata-sections", "-c"])
         .arg(source)
         .arg("-o")
         .arg(&object)

@@ -286,6 +286,27 @@ pub fn compare_with_host(
     windows: &StreamWindows,
     work_dir: &Path,
 ) -> Result<FirmwareComparison, AdaptError> {
+    compare_with_host_on(
+        &kinglet_compile::target::CortexM4,
+        spec,
+        big,
+        littles,
+        dual,
+        windows,
+        work_dir,
+    )
+}
+
+/// [`compare_with_host`] with the firmware on `target`.
+pub fn compare_with_host_on(
+    target: &dyn kinglet_compile::target::Target,
+    spec: &StrategySpec,
+    big: &CascadeModel<'_>,
+    littles: &[CascadeModel<'_>],
+    dual: Option<&CascadeModel<'_>>,
+    windows: &StreamWindows,
+    work_dir: &Path,
+) -> Result<FirmwareComparison, AdaptError> {
     let data = std::rc::Rc::new(windows.window_data());
     let open = |m: &CascadeModel| {
         GraphClassifier::new(m.name, m.graph, data.clone(), m.normalise.cloned())
@@ -314,7 +335,7 @@ pub fn compare_with_host(
         },
         windows.n(),
     )?;
-    let firmware = run_in_qemu(spec, big, littles, dual, windows, work_dir)?;
+    let firmware = run_in_qemu_on(target, spec, big, littles, dual, windows, work_dir)?;
     let mismatched = (0..windows.n())
         .filter(|&i| host.windows.get(i) != firmware.windows.get(i))
         .collect();
@@ -869,6 +890,27 @@ pub fn run_in_qemu(
     windows: &StreamWindows,
     work_dir: &Path,
 ) -> Result<FirmwareCascadeRun, AdaptError> {
+    run_in_qemu_on(
+        &kinglet_compile::target::CortexM4,
+        spec,
+        big,
+        littles,
+        dual,
+        windows,
+        work_dir,
+    )
+}
+
+/// [`run_in_qemu`] on `target`'s board (the Cortex-M3's mps2-an385, the same application).
+pub fn run_in_qemu_on(
+    target: &dyn kinglet_compile::target::Target,
+    spec: &StrategySpec,
+    big: &CascadeModel<'_>,
+    littles: &[CascadeModel<'_>],
+    dual: Option<&CascadeModel<'_>>,
+    windows: &StreamWindows,
+    work_dir: &Path,
+) -> Result<FirmwareCascadeRun, AdaptError> {
     let _guard = CASCADE_LOCK
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -903,8 +945,9 @@ pub fn run_in_qemu(
     };
     let source = cascade_source(spec, big, littles, dual, windows, &bins)?;
     let rs = write("cascade.rs", source.as_bytes())?;
-    let elf = qemu::build_cascade_firmware(&rs, &work_dir.join("target")).map_err(fw)?;
-    let text = qemu::run_qemu(&elf, Duration::from_secs(600)).map_err(fw)?;
+    let elf =
+        qemu::build_cascade_firmware_for(target, &rs, &work_dir.join("target")).map_err(fw)?;
+    let text = qemu::run_qemu_on(target, &elf, Duration::from_secs(600)).map_err(fw)?;
     parse_firmware_output(&text, windows.n())
 }
 

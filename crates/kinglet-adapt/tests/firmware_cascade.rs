@@ -1,6 +1,7 @@
-//! The firmware cascade in QEMU (mps2-an386, Cortex-M4F) must make the same wake/skip decisions
-//! and report the same labels as the host simulator running the same int8 models through
-//! kinglet-graph's interpreter, on 200 consecutive official UCI-HAR test windows.
+//! The firmware cascade in QEMU (mps2-an386, Cortex-M4F; two strategies also on mps2-an385,
+//! Cortex-M3) must make the same wake/skip decisions and report the same labels as the host
+//! simulator running the same int8 models through kinglet-graph's interpreter, on 200
+//! consecutive official UCI-HAR test windows.
 //!
 //! Windows: tests/fixtures/uci_har_test_w0_n200.i8, test windows 0–199 with the seed's min-max
 //! scaling as int8 (scale 1, zero point 0); regenerate with scripts/make_cascade_fixture.py.
@@ -12,10 +13,11 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use kinglet_adapt::classifier::DistanceTable;
-use kinglet_adapt::firmware::{CascadeModel, Int8Windows, StreamWindows, run_in_qemu};
+use kinglet_adapt::firmware::{CascadeModel, Int8Windows, StreamWindows, run_in_qemu_on};
 use kinglet_adapt::models::{GraphClassifier, load_tflite, signature_distances};
 use kinglet_adapt::strategy::StrategyKind;
 use kinglet_adapt::{Models, StrategySpec, WindowClassifier, simulate};
+use kinglet_compile::target::{CortexM3, CortexM4, Target};
 use kinglet_graph::Graph;
 
 fn manifest() -> PathBuf {
@@ -58,6 +60,16 @@ fn big_path() -> PathBuf {
 /// Runs `spec` on the host simulator and in QEMU with `littles` copies of `little_path` and
 /// checks they agree window for window.
 fn host_and_firmware(spec: &StrategySpec, little_path: &std::path::Path, littles: usize) {
+    host_and_firmware_on(&CortexM4, spec, little_path, littles);
+}
+
+/// [`host_and_firmware`] with the firmware on `target`.
+fn host_and_firmware_on(
+    target: &dyn Target,
+    spec: &StrategySpec,
+    little_path: &std::path::Path,
+    littles: usize,
+) {
     let big_path = big_path();
     let (big_name, little_name) = (name(&big_path), name(little_path));
     let big_graph = load_tflite(&big_path).unwrap();
@@ -99,7 +111,8 @@ fn host_and_firmware(spec: &StrategySpec, little_path: &std::path::Path, littles
         .collect();
     // One work directory (one incremental firmware build); runs are serialised inside.
     let work = manifest().join("../../target/kinglet-cascade-test");
-    let fw = run_in_qemu(
+    let fw = run_in_qemu_on(
+        target,
         spec,
         &CascadeModel {
             name: &big_name,
@@ -132,8 +145,9 @@ fn host_and_firmware(spec: &StrategySpec, little_path: &std::path::Path, littles
     let mean = |big: bool| fw.mean_instructions_where(big).unwrap();
     assert!(mean(true) > mean(false));
     eprintln!(
-        "{}: {} windows identical; Big on {big_runs}; {:.0} instructions/window (Big windows {:.0}, others {:.0}); shared arena {} B",
+        "{} on {}: {} windows identical; Big on {big_runs}; {:.0} instructions/window (Big windows {:.0}, others {:.0}); shared arena {} B",
         spec.label(),
+        target.name(),
         windows.n,
         fw.mean_instructions(),
         mean(true),
@@ -164,10 +178,9 @@ fn distance_strategy_matches_the_host_simulator_in_qemu() {
     host_and_firmware(&spec, &big_path(), 0);
 }
 
-#[test]
-fn signature_strategy_matches_the_host_simulator_in_qemu() {
-    // Per-label thresholds spread over the fixture's distances, so Big both wakes and sleeps
-    // and several labels' thresholds are used.
+/// Per-label thresholds spread over the fixture's distances, so Big both wakes and sleeps
+/// and several labels' thresholds are used.
+fn signature_spec() -> StrategySpec {
     let mut d = signature_table(&windows()).0;
     d.remove(0);
     d.sort_unstable();
@@ -175,15 +188,25 @@ fn signature_strategy_matches_the_host_simulator_in_qemu() {
     spec.thresholds = (0..6)
         .map(|k| f64::from(d[d.len() * (4 + k) / 10]))
         .collect();
-    host_and_firmware(&spec, &big_path(), 0);
+    spec
+}
+
+#[test]
+fn signature_strategy_matches_the_host_simulator_in_qemu() {
+    host_and_firmware(&signature_spec(), &big_path(), 0);
+}
+
+/// The same cascade on the Cortex-M3 (its MLA kernels, soft-float signature arithmetic).
+#[test]
+fn signature_strategy_matches_the_host_simulator_on_cortex_m3() {
+    host_and_firmware_on(&CortexM3, &signature_spec(), &big_path(), 0);
 }
 
 /// The confidence cascade runs the core's softmax and confidence on the device: they must give
 /// the host's f32 values bit for bit. There is no small multi-class int8 model here, so the
 /// Big model stands in as the little classifier; the threshold is the median confidence of
 /// the stream, so the little both answers and defers.
-#[test]
-fn confidence_cascade_matches_the_host_simulator_in_qemu() {
+fn confidence_spec() -> StrategySpec {
     let graph = load_tflite(&big_path()).unwrap();
     let data = Rc::new(windows().window_data());
     let mut classifier =
@@ -201,5 +224,17 @@ fn confidence_cascade_matches_the_host_simulator_in_qemu() {
     confidences.sort_by(f32::total_cmp);
     let mut spec = StrategySpec::new(StrategyKind::Confidence);
     spec.threshold = Some(f64::from(confidences[confidences.len() / 2]));
-    host_and_firmware(&spec, &big_path(), 1);
+    spec
+}
+
+#[test]
+fn confidence_cascade_matches_the_host_simulator_in_qemu() {
+    host_and_firmware(&confidence_spec(), &big_path(), 1);
+}
+
+/// On the Cortex-M3 the softmax and confidence run in soft-float: still the host's values bit
+/// for bit.
+#[test]
+fn confidence_cascade_matches_the_host_simulator_on_cortex_m3() {
+    host_and_firmware_on(&CortexM3, &confidence_spec(), &big_path(), 1);
 }

@@ -13,6 +13,7 @@ use crate::error::CompileError;
 use crate::lower::{lower_with, sanitize};
 use crate::program::{Elem, KernelSet, Program};
 use crate::qemu::{self, FirmwareKernels, FirmwareReport};
+use crate::target::{CortexM4, Target};
 
 /// Both schedules of one graph.
 pub struct Compiled {
@@ -101,10 +102,14 @@ pub struct LayerProfile {
     pub instructions: u64,
 }
 
-/// One model measured on the emulated Cortex-M4F.
+/// One model measured on an emulated core.
 #[derive(Clone, Debug, Serialize)]
 pub struct Profile {
     pub model: String,
+    /// The `--target` it ran on (`cortex-m4`, `cortex-m3`).
+    pub target: String,
+    /// The core, its QEMU board and counting method.
+    pub core: String,
     pub kernels: String,
     pub macs: usize,
     pub instructions: u64,
@@ -190,15 +195,42 @@ pub(crate) fn firmware_lock() -> std::sync::MutexGuard<'static, ()> {
 
 /// Returns the report and a copy of the harness ELF (the next build overwrites the original).
 pub fn run_harness(work_dir: &Path) -> Result<(FirmwareReport, PathBuf), CompileError> {
-    let _guard = firmware_lock();
-    run_harness_locked(work_dir)
+    run_harness_on(&CortexM4, work_dir)
 }
 
-fn run_harness_locked(work_dir: &Path) -> Result<(FirmwareReport, PathBuf), CompileError> {
-    let elf = qemu::build_firmware(None, None, FirmwareKernels::Dsp, &work_dir.join("target"))?;
-    let copy = work_dir.join("harness.elf");
+/// [`run_harness`] on `target`.
+pub fn run_harness_on(
+    target: &dyn Target,
+    work_dir: &Path,
+) -> Result<(FirmwareReport, PathBuf), CompileError> {
+    let _guard = firmware_lock();
+    run_harness_locked(target, work_dir)
+}
+
+/// What a target's builds are called inside a work folder: nothing extra on the Cortex-M4
+/// (its files keep their names), the target's name elsewhere.
+fn target_suffix(target: &dyn Target) -> String {
+    if target.triple() == CortexM4.triple() {
+        String::new()
+    } else {
+        format!("-{}", target.name())
+    }
+}
+
+fn run_harness_locked(
+    target: &dyn Target,
+    work_dir: &Path,
+) -> Result<(FirmwareReport, PathBuf), CompileError> {
+    let elf = qemu::build_firmware_for(
+        target,
+        None,
+        None,
+        FirmwareKernels::Dsp,
+        &work_dir.join("target"),
+    )?;
+    let copy = work_dir.join(format!("harness{}.elf", target_suffix(target)));
     std::fs::copy(&elf, &copy).map_err(|e| CompileError::io(&copy, e))?;
-    let report = qemu::parse_report(&qemu::run_qemu(&copy, Duration::from_secs(60))?)?;
+    let report = qemu::parse_report(&qemu::run_qemu_on(target, &copy, Duration::from_secs(60))?)?;
     Ok((report, copy))
 }
 
@@ -237,6 +269,30 @@ pub fn profile_with(
     work_dir: &Path,
     sparse_weights: bool,
 ) -> Result<Profile, CompileError> {
+    profile_on(
+        &CortexM4,
+        graph,
+        model_name,
+        input,
+        kernels,
+        lang,
+        work_dir,
+        sparse_weights,
+    )
+}
+
+/// [`profile_with`] on `target`.
+#[allow(clippy::too_many_arguments)]
+pub fn profile_on(
+    target: &dyn Target,
+    graph: &Graph,
+    model_name: &str,
+    input: &[i8],
+    kernels: FirmwareKernels,
+    lang: Lang,
+    work_dir: &Path,
+    sparse_weights: bool,
+) -> Result<Profile, CompileError> {
     let compiled = compile_with(graph, model_name, sparse_weights)?;
     if input.len() != compiled.dsp.input_len {
         return Err(CompileError::Run(format!(
@@ -247,17 +303,27 @@ pub fn profile_with(
     }
     let (host_outputs, host_float_outputs) = host_reference(graph, compiled.dsp.io, input)?;
     if lang == Lang::C {
+        if !target.runs_c() {
+            return Err(CompileError::Run(format!(
+                "the C output does not run on {} yet",
+                target.name()
+            )));
+        }
         crate::emit_c::supports(&compiled.dsp)?;
     }
     let _guard = firmware_lock();
-    let (_, baseline) = run_harness_locked(work_dir)?;
+    let (_, baseline) = run_harness_locked(target, work_dir)?;
     let (tag, kernels) = match (lang, kernels) {
         (Lang::C, _) => ("c", FirmwareKernels::Dsp),
-        (Lang::Rust, FirmwareKernels::Dsp) => ("dsp", kernels),
+        (Lang::Rust, FirmwareKernels::Dsp) => (target.kernel_tag(), kernels),
         (Lang::Rust, FirmwareKernels::Reference) => ("reference", kernels),
     };
     let models = work_dir.join("models");
-    let module_path = models.join(format!("{}-{tag}.rs", sanitize(model_name)));
+    let module_path = models.join(format!(
+        "{}-{tag}{}.rs",
+        sanitize(model_name),
+        target_suffix(target)
+    ));
     let c_path = match lang {
         Lang::Rust => {
             write_atomic(&module_path, firmware_module(&compiled, input).as_bytes())?;
@@ -276,7 +342,8 @@ pub fn profile_with(
     let module_path = module_path
         .canonicalize()
         .map_err(|e| CompileError::io(&module_path, e))?;
-    let elf = qemu::build_firmware(
+    let elf = qemu::build_firmware_for(
+        target,
         Some(&module_path),
         c_path.as_deref(),
         kernels,
@@ -284,7 +351,7 @@ pub fn profile_with(
     )?;
     let size = qemu::image_size(&elf)?;
     let model_flash = qemu::added_flash(&elf, &baseline)?;
-    let report = qemu::parse_report(&qemu::run_qemu(&elf, Duration::from_secs(120))?)?;
+    let report = qemu::parse_report(&qemu::run_qemu_on(target, &elf, Duration::from_secs(120))?)?;
     let program = match (lang, kernels) {
         (Lang::Rust, FirmwareKernels::Reference) => &compiled.reference,
         _ => &compiled.dsp,
@@ -318,6 +385,8 @@ pub fn profile_with(
     let stack = report.inference_stack_bytes.unwrap_or(0);
     Ok(Profile {
         model: model_name.to_owned(),
+        target: target.name().to_owned(),
+        core: target.describe(),
         kernels: tag.to_owned(),
         macs: program.macs(),
         instructions,

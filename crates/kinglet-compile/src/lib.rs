@@ -1,6 +1,7 @@
 //! kinglet-compile: turns a kinglet-graph [`Graph`](kinglet_graph::Graph) into allocation-free
 //! firmware source (a `#![no_std]` Rust module or self-contained C99), runs it on an emulated
-//! Cortex-M4F (QEMU `mps2-an386`) and measures it exactly.
+//! core ([`target`]: Cortex-M4F on QEMU `mps2-an386`, Cortex-M3 on `mps2-an385`) and
+//! measures it exactly.
 //!
 //! Flow: [`lower::lower`] (kernel choice, constant layouts, arena plan) → [`emit_rust`] /
 //! [`emit_c`] → [`qemu`] (build the firmware app, run it, parse its report); [`firmware`]
@@ -25,6 +26,7 @@ pub mod qemu;
 pub mod runtime_sources;
 pub mod s16;
 pub mod sparse;
+pub mod target;
 pub mod testinput;
 
 pub use error::CompileError;

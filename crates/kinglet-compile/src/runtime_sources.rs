@@ -3,7 +3,8 @@
 //! - the kernel crates a generated Rust crate calls (kinglet-micro's reference kernels,
 //!   kinglet-m4's DSP kernels), written next to the generated code as `vendor/`: the crate
 //!   builds with nothing but its own files, wherever it is copied;
-//! - the QEMU firmware harness (`firmware/qemu-app`) with the no_std controller it runs
+//! - the QEMU firmware harnesses (`firmware/qemu-app` for the Arm cores,
+//!   `firmware/qemu-app-riscv` for RISC-V) with the no_std controller they run
 //!   (kinglet-adapt-core), unpacked once per kinglet build into a data folder
 //!   ([`firmware_project`]) where `profile`, `optimize` and `cascade --target` build it.
 
@@ -71,6 +72,7 @@ fn content_hash() -> u64 {
         M4_SOURCES,
         ADAPT_CORE_SOURCES,
         FIRMWARE_SOURCES,
+        FIRMWARE_RISCV_SOURCES,
     ] {
         for (path, text) in list {
             for b in path.bytes().chain([0]).chain(text.bytes()).chain([0]) {
@@ -108,14 +110,19 @@ fn unpack_into(dir: &Path) -> Result<(), CompileError> {
         ),
         ADAPT_CORE_SOURCES,
     )?;
-    for (relative, text) in FIRMWARE_SOURCES {
-        let text = if *relative == "Cargo.toml" {
-            text.replace("../../crates/kinglet-compile/runtime-m4", "../kinglet-m4")
-                .replace("../../crates/", "../")
-        } else {
-            (*text).to_string()
-        };
-        write_atomic(&dir.join("qemu-app").join(relative), text.as_bytes())?;
+    for (app, sources) in [
+        ("qemu-app", FIRMWARE_SOURCES),
+        ("qemu-app-riscv", FIRMWARE_RISCV_SOURCES),
+    ] {
+        for (relative, text) in sources {
+            let text = if *relative == "Cargo.toml" {
+                text.replace("../../crates/kinglet-compile/runtime-m4", "../kinglet-m4")
+                    .replace("../../crates/", "../")
+            } else {
+                (*text).to_string()
+            };
+            write_atomic(&dir.join(app).join(relative), text.as_bytes())?;
+        }
     }
     Ok(())
 }
@@ -165,6 +172,10 @@ mod tests {
             "src/main.rs",
         ] {
             assert!(FIRMWARE_SOURCES.iter().any(|(p, _)| *p == file), "{file}");
+            assert!(
+                FIRMWARE_RISCV_SOURCES.iter().any(|(p, _)| *p == file),
+                "{file}"
+            );
         }
     }
 
@@ -172,6 +183,8 @@ mod tests {
     fn the_unpacked_harness_names_no_path_outside_itself() {
         let dir = tempfile::tempdir().unwrap();
         unpack_into(dir.path()).unwrap();
+        let riscv = std::fs::read_to_string(dir.path().join("qemu-app-riscv/Cargo.toml")).unwrap();
+        assert!(!riscv.contains("../../"), "{riscv}");
         let manifest = std::fs::read_to_string(dir.path().join("qemu-app/Cargo.toml")).unwrap();
         assert!(!manifest.contains("../../"), "{manifest}");
         for sibling in ["kinglet-micro", "kinglet-m4", "kinglet-adapt-core"] {

@@ -1,4 +1,4 @@
-//! Test application for QEMU's `mps2-an386` (Cortex-M4F).
+//! Test application for QEMU's `mps2-an386` (Cortex-M4F) and `mps2-an385` (Cortex-M3).
 //!
 //! Run under `-icount shift=7`, every instruction advances virtual time by 128 ns, and the
 //! CMSDK APB timer0 (25 MHz, 40 ns per tick) becomes an exact instruction counter:

@@ -225,12 +225,273 @@ pub unsafe fn dot_block<const BLOCK: usize>(
             _ => {}
         }
     }
+    #[cfg(kinglet_armv7m)]
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match BLOCK {
+            4 => return m3::dot4(window, weights.cast(), pairs, acc.as_mut_ptr()),
+            2 => return m3::dot2(window, weights.cast(), pairs, acc.as_mut_ptr()),
+            _ => {}
+        }
+    }
     for k in 0..pairs {
         // SAFETY: within the ranges the caller guarantees.
         unsafe {
             let a = read_pair(window.add(2 * k));
             for (j, c) in acc.iter_mut().enumerate() {
                 *c = smlad(a, core::ptr::read_unaligned(weights.add(k * BLOCK + j)), *c);
+            }
+        }
+    }
+}
+
+/// [`dot_block`] at two positions (`window0`, `window1`) with the same weights, as a pooled
+/// convolution needs: on the Arm cores two `dot_block` calls (their register files hold one
+/// position's accumulators and operands, no more); on RISC-V, whose 31 registers hold both,
+/// each weight is loaded once for the two positions (per pair of 4 channels: 4 activation and
+/// 8 weight `LH`, 16 `MUL` and 16 `ADD`, where two single-position calls load 16 weights).
+///
+/// # Safety
+/// As [`dot_block`], for both windows.
+#[inline(always)]
+pub unsafe fn dot_block_pair<const BLOCK: usize>(
+    window0: *const i16,
+    window1: *const i16,
+    weights: *const u32,
+    pairs: usize,
+    acc0: &mut [i32; BLOCK],
+    acc1: &mut [i32; BLOCK],
+) {
+    #[cfg(not(target_arch = "riscv32"))]
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        dot_block::<BLOCK>(window0, weights, pairs, acc0);
+        dot_block::<BLOCK>(window1, weights, pairs, acc1);
+    }
+    #[cfg(target_arch = "riscv32")]
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        if pairs > 0 {
+            match BLOCK {
+                4 => {
+                    return rv32::dot4_pair(
+                        window0,
+                        window1,
+                        weights.cast(),
+                        pairs,
+                        acc0.as_mut_ptr(),
+                        acc1.as_mut_ptr(),
+                    );
+                }
+                2 => {
+                    return rv32::dot2_pair(
+                        window0,
+                        window1,
+                        weights.cast(),
+                        pairs,
+                        acc0.as_mut_ptr(),
+                        acc1.as_mut_ptr(),
+                    );
+                }
+                _ => {}
+            }
+        }
+        dot_block_pair_portable::<BLOCK>(window0, window1, weights, pairs, acc0, acc1);
+    }
+}
+
+/// RISC-V inner loops of [`dot_block_pair`]: the compiler unrolls the portable loop fully
+/// (the pair count is a constant) and then spills the accumulators; written out, all of them
+/// stay in registers and each pair costs 4 activation loads, `2·BLOCK` weight loads, `4·BLOCK`
+/// `MUL` and `ADD`, three pointer steps and a branch.
+#[cfg(target_arch = "riscv32")]
+mod rv32 {
+    /// Four channels at two positions.
+    ///
+    /// # Safety
+    /// `pairs > 0`; each window has `2·pairs` readable `i16`, `weights` `8·pairs`; `acc0` and
+    /// `acc1` four `i32` each.
+    #[inline(always)]
+    pub(super) unsafe fn dot4_pair(
+        window0: *const i16,
+        window1: *const i16,
+        weights: *const i16,
+        pairs: usize,
+        acc0: *mut i32,
+        acc1: *mut i32,
+    ) {
+        // SAFETY: four accumulators each (BLOCK = 4).
+        let [mut c00, mut c01, mut c02, mut c03] = unsafe { *acc0.cast::<[i32; 4]>() };
+        // SAFETY: as above.
+        let [mut c10, mut c11, mut c12, mut c13] = unsafe { *acc1.cast::<[i32; 4]>() };
+        // SAFETY: memory ranges from the caller; the loop reads 2·pairs values of each window
+        // and 8·pairs weights.
+        unsafe {
+            core::arch::asm!(
+                "2:",
+                "lh {xa}, 0({p0})",
+                "lh {xb}, 2({p0})",
+                "lh {ya}, 0({p1})",
+                "lh {yb}, 2({p1})",
+                "lh {wa}, 0({w})",
+                "lh {wb}, 2({w})",
+                "mul {t}, {xa}, {wa}", "add {c00}, {c00}, {t}",
+                "mul {t}, {xb}, {wb}", "add {c00}, {c00}, {t}",
+                "mul {t}, {ya}, {wa}", "add {c10}, {c10}, {t}",
+                "mul {t}, {yb}, {wb}", "add {c10}, {c10}, {t}",
+                "lh {wa}, 4({w})",
+                "lh {wb}, 6({w})",
+                "mul {t}, {xa}, {wa}", "add {c01}, {c01}, {t}",
+                "mul {t}, {xb}, {wb}", "add {c01}, {c01}, {t}",
+                "mul {t}, {ya}, {wa}", "add {c11}, {c11}, {t}",
+                "mul {t}, {yb}, {wb}", "add {c11}, {c11}, {t}",
+                "lh {wa}, 8({w})",
+                "lh {wb}, 10({w})",
+                "mul {t}, {xa}, {wa}", "add {c02}, {c02}, {t}",
+                "mul {t}, {xb}, {wb}", "add {c02}, {c02}, {t}",
+                "mul {t}, {ya}, {wa}", "add {c12}, {c12}, {t}",
+                "mul {t}, {yb}, {wb}", "add {c12}, {c12}, {t}",
+                "lh {wa}, 12({w})",
+                "lh {wb}, 14({w})",
+                "mul {t}, {xa}, {wa}", "add {c03}, {c03}, {t}",
+                "mul {t}, {xb}, {wb}", "add {c03}, {c03}, {t}",
+                "mul {t}, {ya}, {wa}", "add {c13}, {c13}, {t}",
+                "mul {t}, {yb}, {wb}", "add {c13}, {c13}, {t}",
+                "addi {p0}, {p0}, 4",
+                "addi {p1}, {p1}, 4",
+                "addi {w}, {w}, 16",
+                "bne {w}, {end}, 2b",
+                p0 = inout(reg) window0 => _,
+                p1 = inout(reg) window1 => _,
+                w = inout(reg) weights => _,
+                end = in(reg) weights.add(8 * pairs),
+                xa = out(reg) _,
+                xb = out(reg) _,
+                ya = out(reg) _,
+                yb = out(reg) _,
+                wa = out(reg) _,
+                wb = out(reg) _,
+                t = out(reg) _,
+                c00 = inout(reg) c00,
+                c01 = inout(reg) c01,
+                c02 = inout(reg) c02,
+                c03 = inout(reg) c03,
+                c10 = inout(reg) c10,
+                c11 = inout(reg) c11,
+                c12 = inout(reg) c12,
+                c13 = inout(reg) c13,
+                options(nostack, readonly),
+            );
+        }
+        // SAFETY: as on entry.
+        unsafe {
+            *acc0.cast::<[i32; 4]>() = [c00, c01, c02, c03];
+            *acc1.cast::<[i32; 4]>() = [c10, c11, c12, c13];
+        }
+    }
+
+    /// Two channels at two positions.
+    ///
+    /// # Safety
+    /// `pairs > 0`; each window has `2·pairs` readable `i16`, `weights` `4·pairs`; `acc0` and
+    /// `acc1` two `i32` each.
+    #[inline(always)]
+    pub(super) unsafe fn dot2_pair(
+        window0: *const i16,
+        window1: *const i16,
+        weights: *const i16,
+        pairs: usize,
+        acc0: *mut i32,
+        acc1: *mut i32,
+    ) {
+        // SAFETY: two accumulators each (BLOCK = 2).
+        let [mut c00, mut c01] = unsafe { *acc0.cast::<[i32; 2]>() };
+        // SAFETY: as above.
+        let [mut c10, mut c11] = unsafe { *acc1.cast::<[i32; 2]>() };
+        // SAFETY: memory ranges from the caller; the loop reads 2·pairs values of each window
+        // and 4·pairs weights.
+        unsafe {
+            core::arch::asm!(
+                "2:",
+                "lh {xa}, 0({p0})",
+                "lh {xb}, 2({p0})",
+                "lh {ya}, 0({p1})",
+                "lh {yb}, 2({p1})",
+                "lh {wa}, 0({w})",
+                "lh {wb}, 2({w})",
+                "mul {t}, {xa}, {wa}", "add {c00}, {c00}, {t}",
+                "mul {t}, {xb}, {wb}", "add {c00}, {c00}, {t}",
+                "mul {t}, {ya}, {wa}", "add {c10}, {c10}, {t}",
+                "mul {t}, {yb}, {wb}", "add {c10}, {c10}, {t}",
+                "lh {wa}, 4({w})",
+                "lh {wb}, 6({w})",
+                "mul {t}, {xa}, {wa}", "add {c01}, {c01}, {t}",
+                "mul {t}, {xb}, {wb}", "add {c01}, {c01}, {t}",
+                "mul {t}, {ya}, {wa}", "add {c11}, {c11}, {t}",
+                "mul {t}, {yb}, {wb}", "add {c11}, {c11}, {t}",
+                "addi {p0}, {p0}, 4",
+                "addi {p1}, {p1}, 4",
+                "addi {w}, {w}, 8",
+                "bne {w}, {end}, 2b",
+                p0 = inout(reg) window0 => _,
+                p1 = inout(reg) window1 => _,
+                w = inout(reg) weights => _,
+                end = in(reg) weights.add(4 * pairs),
+                xa = out(reg) _,
+                xb = out(reg) _,
+                ya = out(reg) _,
+                yb = out(reg) _,
+                wa = out(reg) _,
+                wb = out(reg) _,
+                t = out(reg) _,
+                c00 = inout(reg) c00,
+                c01 = inout(reg) c01,
+                c10 = inout(reg) c10,
+                c11 = inout(reg) c11,
+                options(nostack, readonly),
+            );
+        }
+        // SAFETY: as on entry.
+        unsafe {
+            *acc0.cast::<[i32; 2]>() = [c00, c01];
+            *acc1.cast::<[i32; 2]>() = [c10, c11];
+        }
+    }
+}
+
+/// [`dot_block_pair`] with each weight loaded once: the RISC-V inner loop, and on the host the
+/// same code under test.
+///
+/// # Safety
+/// As [`dot_block`], for both windows.
+#[inline(always)]
+pub unsafe fn dot_block_pair_portable<const BLOCK: usize>(
+    window0: *const i16,
+    window1: *const i16,
+    weights: *const u32,
+    pairs: usize,
+    acc0: &mut [i32; BLOCK],
+    acc1: &mut [i32; BLOCK],
+) {
+    let w = weights.cast::<i16>();
+    for k in 0..pairs {
+        // SAFETY: within the ranges the caller guarantees (2·pairs values per window,
+        // 2·BLOCK·pairs weight halfwords).
+        unsafe {
+            let x0a = i32::from(*window0.add(2 * k));
+            let x0b = i32::from(*window0.add(2 * k + 1));
+            let x1a = i32::from(*window1.add(2 * k));
+            let x1b = i32::from(*window1.add(2 * k + 1));
+            let row = w.add(2 * k * BLOCK);
+            for j in 0..BLOCK {
+                let wa = i32::from(*row.add(2 * j));
+                let wb = i32::from(*row.add(2 * j + 1));
+                acc0[j] = acc0[j]
+                    .wrapping_add(x0a.wrapping_mul(wa))
+                    .wrapping_add(x0b.wrapping_mul(wb));
+                acc1[j] = acc1[j]
+                    .wrapping_add(x1a.wrapping_mul(wa))
+                    .wrapping_add(x1b.wrapping_mul(wb));
             }
         }
     }
@@ -550,6 +811,207 @@ unsafe fn asm_dot2(window: *const i16, weights: *const u32, pairs: usize, acc: *
     }
 }
 
+/// Cortex-M3 inner loops. Without `SMLAD` every product is one `MLA` of sign-extended
+/// halfwords; `LDRSH` with post-increment sign-extends for free while loading, so each weight
+/// and activation costs one load and each MAC one `MLA` (what measured best: splitting a
+/// loaded pair with `SXTH`/`ASR` costs the same instruction per value and a register more).
+/// The packed layout of [`crate::pack_weights`] is read in order: pair `k` of channel `j` is
+/// halfwords `2(k·BLOCK + j)` and `+1`.
+#[cfg(kinglet_armv7m)]
+mod m3 {
+    /// Four channels, two pairs per loop iteration: 4 `LDRSH` of activations, 16 of weights,
+    /// 16 `MLA`.
+    ///
+    /// # Safety
+    /// `window` must have `2·pairs` readable `i16`, `weights` `8·pairs`, `acc` four `i32`.
+    #[inline(always)]
+    pub(super) unsafe fn dot4(
+        window: *const i16,
+        weights: *const i16,
+        pairs: usize,
+        acc: *mut i32,
+    ) {
+        // SAFETY: memory ranges from the caller.
+        unsafe {
+            let (mut c0, mut c1, mut c2, mut c3) = (*acc, *acc.add(1), *acc.add(2), *acc.add(3));
+            let mut win = window;
+            let mut w = weights;
+            if pairs & 1 != 0 {
+                core::arch::asm!(
+                    "ldrsh {a0}, [{win}], #2",
+                    "ldrsh {a1}, [{win}], #2",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c0}, {a0}, {t}, {c0}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c0}, {a1}, {t}, {c0}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c1}, {a0}, {t}, {c1}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c1}, {a1}, {t}, {c1}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c2}, {a0}, {t}, {c2}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c2}, {a1}, {t}, {c2}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c3}, {a0}, {t}, {c3}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c3}, {a1}, {t}, {c3}",
+                    win = inout(reg) win,
+                    w = inout(reg) w,
+                    a0 = out(reg) _,
+                    a1 = out(reg) _,
+                    t = out(reg) _,
+                    c0 = inout(reg) c0,
+                    c1 = inout(reg) c1,
+                    c2 = inout(reg) c2,
+                    c3 = inout(reg) c3,
+                    options(nostack, readonly, preserves_flags),
+                );
+            }
+            let n = pairs >> 1;
+            if n > 0 {
+                core::arch::asm!(
+                    "2:",
+                    "ldrsh {a0}, [{win}], #2",
+                    "ldrsh {a1}, [{win}], #2",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c0}, {a0}, {t}, {c0}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c0}, {a1}, {t}, {c0}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c1}, {a0}, {t}, {c1}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c1}, {a1}, {t}, {c1}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c2}, {a0}, {t}, {c2}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c2}, {a1}, {t}, {c2}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c3}, {a0}, {t}, {c3}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c3}, {a1}, {t}, {c3}",
+                    "ldrsh {a0}, [{win}], #2",
+                    "ldrsh {a1}, [{win}], #2",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c0}, {a0}, {t}, {c0}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c0}, {a1}, {t}, {c0}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c1}, {a0}, {t}, {c1}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c1}, {a1}, {t}, {c1}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c2}, {a0}, {t}, {c2}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c2}, {a1}, {t}, {c2}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c3}, {a0}, {t}, {c3}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c3}, {a1}, {t}, {c3}",
+                    "subs {n}, #1",
+                    "bne 2b",
+                    n = inout(reg) n => _,
+                    win = inout(reg) win => _,
+                    w = inout(reg) w => _,
+                    a0 = out(reg) _,
+                    a1 = out(reg) _,
+                    t = out(reg) _,
+                    c0 = inout(reg) c0,
+                    c1 = inout(reg) c1,
+                    c2 = inout(reg) c2,
+                    c3 = inout(reg) c3,
+                    options(nostack, readonly),
+                );
+            }
+            *acc = c0;
+            *acc.add(1) = c1;
+            *acc.add(2) = c2;
+            *acc.add(3) = c3;
+        }
+    }
+
+    /// Two channels, two pairs per loop iteration: 4 `LDRSH` of activations, 8 of weights,
+    /// 8 `MLA`.
+    ///
+    /// # Safety
+    /// `window` must have `2·pairs` readable `i16`, `weights` `4·pairs`, `acc` two `i32`.
+    #[inline(always)]
+    pub(super) unsafe fn dot2(
+        window: *const i16,
+        weights: *const i16,
+        pairs: usize,
+        acc: *mut i32,
+    ) {
+        // SAFETY: memory ranges from the caller.
+        unsafe {
+            let (mut c0, mut c1) = (*acc, *acc.add(1));
+            let mut win = window;
+            let mut w = weights;
+            if pairs & 1 != 0 {
+                core::arch::asm!(
+                    "ldrsh {a0}, [{win}], #2",
+                    "ldrsh {a1}, [{win}], #2",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c0}, {a0}, {t}, {c0}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c0}, {a1}, {t}, {c0}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c1}, {a0}, {t}, {c1}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c1}, {a1}, {t}, {c1}",
+                    win = inout(reg) win,
+                    w = inout(reg) w,
+                    a0 = out(reg) _,
+                    a1 = out(reg) _,
+                    t = out(reg) _,
+                    c0 = inout(reg) c0,
+                    c1 = inout(reg) c1,
+                    options(nostack, readonly, preserves_flags),
+                );
+            }
+            let n = pairs >> 1;
+            if n > 0 {
+                core::arch::asm!(
+                    "2:",
+                    "ldrsh {a0}, [{win}], #2",
+                    "ldrsh {a1}, [{win}], #2",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c0}, {a0}, {t}, {c0}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c0}, {a1}, {t}, {c0}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c1}, {a0}, {t}, {c1}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c1}, {a1}, {t}, {c1}",
+                    "ldrsh {a0}, [{win}], #2",
+                    "ldrsh {a1}, [{win}], #2",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c0}, {a0}, {t}, {c0}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c0}, {a1}, {t}, {c0}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c1}, {a0}, {t}, {c1}",
+                    "ldrsh {t}, [{w}], #2",
+                    "mla {c1}, {a1}, {t}, {c1}",
+                    "subs {n}, #1",
+                    "bne 2b",
+                    n = inout(reg) n => _,
+                    win = inout(reg) win => _,
+                    w = inout(reg) w => _,
+                    a0 = out(reg) _,
+                    a1 = out(reg) _,
+                    t = out(reg) _,
+                    c0 = inout(reg) c0,
+                    c1 = inout(reg) c1,
+                    options(nostack, readonly),
+                );
+            }
+            *acc = c0;
+            *acc.add(1) = c1;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -562,6 +1024,38 @@ mod tests {
             .wrapping_add(0x7fff * -0x8000)
             .wrapping_add(-0x7fff * 0x7fff);
         assert_eq!(smlad(a, b, 5), expected);
+    }
+
+    #[test]
+    fn dot_block_pair_matches_two_dot_blocks() {
+        let mut x = 7u32;
+        let mut next = || {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            ((x >> 16) as u8 as i8) as i16
+        };
+        for pairs in [1, 2, 3, 7] {
+            let window: [i16; 22] = core::array::from_fn(|_| next());
+            let weights: [u32; 28] =
+                core::array::from_fn(|_| (next() as u16 as u32) | ((next() as u16 as u32) << 16));
+            let (mut a0, mut a1) = ([1, -2, 3, -4], [5, 6, -7, 8]);
+            let (mut b0, mut b1) = (a0, a1);
+            let w1 = window[3..].as_ptr();
+            // SAFETY: the windows hold at least 2·pairs values past their starts (pairs ≤ 7), the
+            // weights at least 4·pairs words.
+            unsafe {
+                dot_block::<4>(window.as_ptr(), weights.as_ptr(), pairs, &mut a0);
+                dot_block::<4>(w1, weights.as_ptr(), pairs, &mut a1);
+                dot_block_pair_portable::<4>(
+                    window.as_ptr(),
+                    w1,
+                    weights.as_ptr(),
+                    pairs,
+                    &mut b0,
+                    &mut b1,
+                );
+            }
+            assert_eq!((a0, a1), (b0, b1), "{pairs} pairs");
+        }
     }
 
     #[test]

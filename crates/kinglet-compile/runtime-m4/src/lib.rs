@@ -12,15 +12,23 @@
 //! into the bias at compile time (`bias − zp_in·Σw`) and padding cells hold `zp_in`, so border
 //! positions need no special case. On targets without the DSP extension the same arithmetic
 //! runs through portable versions of the instructions (that is how the host tests check it
-//! against the reference kernels); compiled models use kinglet-micro's reference kernels there.
+//! against the reference kernels), with hand-scheduled inner loops for Cortex-M3; compiled
+//! models use these kernels on Cortex-M4/M7, Cortex-M3 and RISC-V rv32 ([`PACKED_KERNELS`])
+//! and kinglet-micro's reference kernels on other targets.
 //!
 //! Every kernel checks its slice lengths once on entry and returns [`ShapeError`] instead of
 //! panicking; after that, inner loops index without bounds checks.
 #![no_std]
 
-/// Whether this build runs the DSP instructions natively (a `thumbv7em` target). Compiled
-/// models use kinglet-m4's kernels only then, and kinglet-micro's reference kernels otherwise.
+/// Whether this build runs the DSP instructions natively (a `thumbv7em` target).
 pub const HAS_DSP: bool = cfg!(kinglet_dsp);
+
+/// Whether compiled models use these kernels on this build's core: Cortex-M4/M7 (`SMLAD`),
+/// Cortex-M3 (`thumbv7m`: the pairs split and fed to `MLA`, see [`dsp::dot_block`]) and
+/// RISC-V rv32 (the portable arithmetic, plain `MUL`/`ADD`). The widened activations and
+/// folded zero points save as much there as on the M4: kinglet-micro's reference kernels
+/// take 3× (M3) the instructions. Other targets (the host) run the reference kernels.
+pub const PACKED_KERNELS: bool = cfg!(kinglet_packed);
 
 pub mod arena;
 pub mod conv2d;
@@ -621,8 +629,14 @@ fn conv_rows<const BLOCK: usize, const FORM: u8>(
                 while x + 1 < width {
                     let mut acc0 = bias;
                     let mut acc1 = bias;
-                    dsp::dot_block::<BLOCK>(window.add(x * in_ch), w, pairs, &mut acc0);
-                    dsp::dot_block::<BLOCK>(window.add((x + 1) * in_ch), w, pairs, &mut acc1);
+                    dsp::dot_block_pair::<BLOCK>(
+                        window.add(x * in_ch),
+                        window.add((x + 1) * in_ch),
+                        w,
+                        pairs,
+                        &mut acc0,
+                        &mut acc1,
+                    );
                     let dst = out.add((x / 2) * out_ch + b);
                     for j in 0..BLOCK {
                         *dst.add(j) = if monotonic || requant_form::one_rounding(FORM) {

@@ -110,18 +110,19 @@ pub struct CascadeArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
-    /// `host` (default) simulates on the host. `cortex-m4` builds the firmware cascade (the
-    /// int8 .tflite models compiled into one image, sharing one arena, with the first
-    /// --firmware-windows windows embedded), runs it in QEMU mps2-an386, checks its decisions
-    /// against the host simulator and reports measured instructions per window.
+    /// `host` (default) simulates on the host. `cortex-m4` (or `cortex-m3`) builds the
+    /// firmware cascade (the int8 .tflite models compiled into one image, sharing one arena,
+    /// with the first --firmware-windows windows embedded), runs it in QEMU mps2-an386 (or
+    /// mps2-an385), checks its decisions against the host simulator and reports measured
+    /// instructions per window.
     #[arg(long, default_value = "host")]
     pub target: String,
-    /// Where `--target cortex-m4` builds its firmware (default: work/cascade-firmware in
+    /// Where a firmware `--target` builds its firmware (default: work/cascade-firmware in
     /// kinglet's data folder, `$KINGLET_HOME` or ~/.cache/kinglet); give concurrent runs
     /// different folders.
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
-    /// Windows embedded in the firmware for `--target cortex-m4` (the first N of --data).
+    /// Windows embedded in the firmware for a firmware `--target` (the first N of --data).
     #[arg(long, default_value_t = 200)]
     pub firmware_windows: usize,
 }
@@ -162,7 +163,7 @@ pub fn run(a: CascadeArgs) -> Result<()> {
     match kinglet::jobs::cascade::run(&job)? {
         CascadeOutcome::Host(record) if a.json => println!("{}", record.summary_json(&job.board)),
         CascadeOutcome::Host(record) => print!("{}", record.summary_text()),
-        CascadeOutcome::CortexM4(run) => {
+        CascadeOutcome::Firmware(run) => {
             if a.json {
                 println!("{}", run.to_json());
             } else {

@@ -1,5 +1,5 @@
-//! `kinglet compile <model> --target cortex-m4 --lang rust|c --out DIR`: allocation-free
-//! firmware source for a model.
+//! `kinglet compile <model> --target cortex-m4|cortex-m3|riscv32 --lang rust|c --out DIR`:
+//! allocation-free firmware source for a model.
 
 use std::path::PathBuf;
 
@@ -9,8 +9,23 @@ use kinglet_compile::firmware::{compile, write_c, write_rust_crate};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Target {
-    /// Cortex-M4F (thumbv7em-none-eabihf): DSP kernels, reference kernels elsewhere.
+    /// Cortex-M4F (thumbv7em-none-eabihf): DSP kernels (SMLAD).
     CortexM4,
+    /// Cortex-M3 (thumbv7m-none-eabi): the same kernels with MLA inner loops.
+    CortexM3,
+    /// RISC-V rv32imc (riscv32imc-unknown-none-elf): the same kernels, MUL/ADD inner loops.
+    Riscv32,
+}
+
+impl Target {
+    /// kinglet-compile's description of the core.
+    pub fn core(self) -> &'static dyn kinglet_compile::target::Target {
+        match self {
+            Target::CortexM4 => &kinglet_compile::target::CortexM4,
+            Target::CortexM3 => &kinglet_compile::target::CortexM3,
+            Target::Riscv32 => &kinglet_compile::target::Riscv32,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -35,7 +50,9 @@ pub struct CompileArgs {
 }
 
 pub fn run(args: CompileArgs) -> Result<()> {
-    let Target::CortexM4 = args.target;
+    // One source serves every core: the kernel crate picks each core's inner loops when it is
+    // built for that core's triple.
+    let core = args.target.core();
     let graph = crate::cmd::export::load_graph(&args.model)?;
     let name = args
         .model
@@ -50,7 +67,7 @@ pub fn run(args: CompileArgs) -> Result<()> {
     }
     if let Lang::Rust = args.lang {
         for note in &compiled.reference.notes {
-            eprintln!("note: portable schedule (targets without the DSP extension): {note}");
+            eprintln!("note: reference schedule (hosts and other targets): {note}");
         }
     }
     match args.lang {
@@ -58,8 +75,10 @@ pub fn run(args: CompileArgs) -> Result<()> {
             let crate_name = write_rust_crate(&compiled, &name, &args.out)
                 .with_context(|| format!("writing {}", args.out.display()))?;
             println!(
-                "wrote crate {crate_name} to {}: arena {} B (DSP schedule) / {} B (reference), stack at most {} B / {} B (STACK_BYTES), {} B of constants, {} MACs",
+                "wrote crate {crate_name} to {} for {} (cargo build --release --target {}): arena {} B (kinglet-m4 schedule) / {} B (reference), stack at most {} B / {} B (STACK_BYTES), {} B of constants, {} MACs",
                 args.out.display(),
+                core.core(),
+                core.triple(),
                 compiled.dsp.arena_bytes,
                 compiled.reference.arena_bytes,
                 compiled.dsp.stated_stack_bytes(),
@@ -72,9 +91,10 @@ pub fn run(args: CompileArgs) -> Result<()> {
             let (h, c) = write_c(&compiled, &name, &args.out)
                 .with_context(|| format!("writing {}", args.out.display()))?;
             println!(
-                "wrote {} and {}: arena {} B, stack at most {} B ({}_STACK_BYTES, arm-none-eabi-gcc -O2), {} B of constants, {} MACs (C99; SMLAD where __ARM_FEATURE_DSP)",
+                "wrote {} and {} for {}: arena {} B, stack at most {} B ({}_STACK_BYTES, arm-none-eabi-gcc -O2), {} B of constants, {} MACs (C99; SMLAD where __ARM_FEATURE_DSP)",
                 h.display(),
                 c.display(),
+                core.core(),
                 compiled.dsp.arena_bytes,
                 compiled.dsp.stated_c_stack_bytes(),
                 kinglet_compile::emit_c::c_prefix(&name).to_uppercase(),

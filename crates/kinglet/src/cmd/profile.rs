@@ -1,5 +1,6 @@
-//! `kinglet profile <model> --target cortex-m4 [--json]`: compile, run in QEMU (mps2-an386,
-//! Cortex-M4F) on the fixed LCG input, report exact instructions, flash and RAM.
+//! `kinglet profile <model> --target cortex-m4|cortex-m3|riscv32 [--json]`: compile, run in
+//! QEMU (mps2-an386 for the Cortex-M4F, mps2-an385 for the Cortex-M3, virt for RISC-V rv32imc)
+//! on the fixed LCG input, report exact instructions, flash and RAM.
 //! Multi-input models (e.g. the three-branch Big model) take one LCG byte stream that fills
 //! graph input 0, then input 1, …, exactly as the compiled model's end-to-end input array.
 
@@ -15,7 +16,7 @@ use super::compile::{Lang, Target};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Kernels {
-    /// Cortex-M4 DSP kernels (what the compiled model uses on this target).
+    /// kinglet-m4's kernels with the core's inner loops (what the compiled model uses).
     Dsp,
     /// kinglet-micro reference kernels on the same core, for comparison.
     Reference,
@@ -27,7 +28,7 @@ pub struct ProfileArgs {
     pub model: PathBuf,
     #[arg(long, value_enum, default_value = "cortex-m4")]
     pub target: Target,
-    /// Kernels of the Rust output (C output always runs its Cortex-M4 schedule).
+    /// Kernels of the Rust output (C output always runs its kinglet-m4 schedule).
     #[arg(long, value_enum, default_value = "dsp")]
     pub kernels: Kernels,
     /// Run the Rust output or the C99 output (compiled with arm-none-eabi-gcc).
@@ -48,7 +49,7 @@ pub struct ProfileArgs {
 }
 
 pub fn run(args: ProfileArgs) -> Result<()> {
-    let Target::CortexM4 = args.target;
+    let core = args.target.core();
     let graph = crate::cmd::export::load_graph(&args.model)?;
     let name = args
         .model
@@ -74,7 +75,8 @@ pub fn run(args: ProfileArgs) -> Result<()> {
         Lang::C => firmware::Lang::C,
     };
     let work_dir = args.work_dir.unwrap_or_else(default_work_dir);
-    let p = firmware::profile_with(
+    let p = firmware::profile_on(
+        core,
         &graph,
         &name,
         &input,
@@ -83,17 +85,20 @@ pub fn run(args: ProfileArgs) -> Result<()> {
         &work_dir,
         !args.dense_weights,
     )
-    .with_context(|| format!("profiling {} on QEMU mps2-an386", args.model.display()))?;
+    .with_context(|| {
+        format!(
+            "profiling {} on QEMU {}",
+            args.model.display(),
+            core.qemu_machine()
+        )
+    })?;
     for note in &p.notes {
         eprintln!("note: {note}");
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&p)?);
     } else {
-        println!(
-            "{} on Cortex-M4F (QEMU mps2-an386, -icount shift=7), {} kernels",
-            p.model, p.kernels
-        );
+        println!("{} on {}, {} kernels", p.model, p.core, p.kernels);
         println!(
             "  instructions/inference  {:>9}   ({} MACs)",
             p.instructions, p.macs

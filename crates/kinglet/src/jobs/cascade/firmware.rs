@@ -1,29 +1,40 @@
-//! `kinglet cascade --target cortex-m4`: the int8 `.tflite` models compiled into one firmware
-//! image with the first windows of the stream, run in QEMU next to the host simulator.
+//! `kinglet cascade --target cortex-m4|cortex-m3`: the int8 `.tflite` models compiled into one
+//! firmware image with the first windows of the stream, run in QEMU next to the host
+//! simulator.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use kinglet_adapt::firmware::{
-    CascadeModel, FirmwareComparison, FloatWindows, Int8Windows, StreamWindows, compare_with_host,
-    default_work_dir,
+    CascadeModel, FirmwareComparison, FloatWindows, Int8Windows, StreamWindows,
+    compare_with_host_on, default_work_dir,
 };
 use kinglet_adapt::models::WindowData;
 use kinglet_adapt::{CheckKind, StrategySpec};
+use kinglet_compile::target::Target;
 use kinglet_data::spec::{DataSpec, LoadOptions, Split};
 
 use super::CascadeJob;
 use super::models::{LoadedModel, load_model};
 
-/// `cortex-m4`: the strategy in QEMU next to the host simulator on the same windows.
-pub(super) fn run_on_cortex_m4(a: &CascadeJob, spec: &StrategySpec) -> Result<FirmwareCascade> {
+/// A core (`cortex-m4`, `cortex-m3`): the strategy in QEMU next to the host simulator on the
+/// same windows.
+pub(super) fn run_on_core(
+    core: &'static dyn Target,
+    a: &CascadeJob,
+    spec: &StrategySpec,
+) -> Result<FirmwareCascade> {
+    let target = core.name();
     if a.outputs.is_some() || a.budget.is_some() {
         bail!(
-            "--target cortex-m4 takes --big, --little, --dual and --data (no --outputs or --budget: calibrate on the host, then pass the thresholds)"
+            "--target {target} takes --big, --little, --dual and --data (no --outputs or --budget: calibrate on the host, then pass the thresholds)"
         );
     }
-    let data = a.data.as_ref().context("--target cortex-m4 needs --data")?;
+    let data = a
+        .data
+        .as_ref()
+        .with_context(|| format!("--target {target} needs --data"))?;
     let mut data_spec = DataSpec::parse(data)?;
     if !data_spec.split_given {
         data_spec = data_spec.with_split(Split::Test);
@@ -34,7 +45,7 @@ pub(super) fn run_on_cortex_m4(a: &CascadeJob, spec: &StrategySpec) -> Result<Fi
     let load = |path: &PathBuf| -> Result<LoadedModel> {
         if kinglet_train::ModelKind::of(path)? != kinglet_train::ModelKind::Tflite {
             bail!(
-                "{}: --target cortex-m4 runs int8 .tflite models (see `kinglet quantize`)",
+                "{}: --target {target} runs int8 .tflite models (see `kinglet quantize`)",
                 path.display()
             );
         }
@@ -76,7 +87,8 @@ pub(super) fn run_on_cortex_m4(a: &CascadeJob, spec: &StrategySpec) -> Result<Fi
     let model = |m| cascade_model(m, seed);
     let little_models: Vec<CascadeModel> = littles.iter().map(model).collect();
     let dual_model = dual.as_ref().map(model);
-    let cmp = compare_with_host(
+    let cmp = compare_with_host_on(
+        core,
         spec,
         &model(&big),
         &little_models,
@@ -93,6 +105,7 @@ pub(super) fn run_on_cortex_m4(a: &CascadeJob, spec: &StrategySpec) -> Result<Fi
         .filter(|(w, l)| u32::from(w.label) == **l)
         .count();
     Ok(FirmwareCascade {
+        core,
         strategy: spec.label(),
         data: data_spec.to_string(),
         n: count,
@@ -104,6 +117,8 @@ pub(super) fn run_on_cortex_m4(a: &CascadeJob, spec: &StrategySpec) -> Result<Fi
 /// The firmware cascade beside the host simulator, on the first `n` windows of `data`.
 #[derive(Debug)]
 pub struct FirmwareCascade {
+    /// The core it ran on.
+    pub core: &'static dyn Target,
     /// The strategy's display name.
     pub strategy: String,
     pub data: String,
@@ -141,7 +156,7 @@ impl FirmwareCascade {
         let (fw, mismatched) = (&self.comparison.firmware, &self.comparison.mismatched);
         serde_json::json!({
             "strategy": self.strategy,
-            "target": "cortex-m4 (QEMU mps2-an386)",
+            "target": format!("{} (QEMU {})", self.core.name(), self.core.qemu_machine()),
             "data": self.data,
             "n": self.n,
             "decisions_match_host": mismatched.is_empty(),
@@ -164,8 +179,10 @@ impl FirmwareCascade {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "strategy  {} on cortex-m4 (QEMU mps2-an386)",
-            self.strategy
+            "strategy  {} on {} (QEMU {})",
+            self.strategy,
+            self.core.name(),
+            self.core.qemu_machine()
         );
         let _ = writeln!(s, "data      first {count} windows of {}", self.data);
         let _ = writeln!(

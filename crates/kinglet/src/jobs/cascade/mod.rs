@@ -71,11 +71,11 @@ pub struct CascadeJob {
     pub save: Option<PathBuf>,
     /// Where the per-window decisions go (CSV).
     pub decisions: Option<PathBuf>,
-    /// `host` or `cortex-m4`.
+    /// `host`, `cortex-m4` or `cortex-m3`.
     pub target: String,
-    /// Where `cortex-m4` builds its firmware (default: kinglet's work folder).
+    /// Where a firmware target builds its firmware (default: kinglet's work folder).
     pub work_dir: Option<PathBuf>,
-    /// Windows embedded in the firmware for `cortex-m4`.
+    /// Windows embedded in the firmware for a firmware target.
     pub firmware_windows: usize,
 }
 
@@ -84,8 +84,8 @@ pub struct CascadeJob {
 pub enum CascadeOutcome {
     /// On the host: the record `kinglet report` reads (see [`CascadeRecord::summary_text`]).
     Host(Box<CascadeRecord>),
-    /// On the emulated Cortex-M4.
-    CortexM4(Box<FirmwareCascade>),
+    /// On an emulated core (`--target cortex-m4` or `cortex-m3`).
+    Firmware(Box<FirmwareCascade>),
 }
 
 /// The strategy `job` describes, checked.
@@ -114,15 +114,17 @@ pub fn strategy_spec(job: &CascadeJob) -> Result<StrategySpec> {
 }
 
 /// Runs `kinglet cascade`: on the host, the record (also written to `save`, with the
-/// decisions to `decisions`); on `cortex-m4`, the firmware run beside the host simulator.
+/// decisions to `decisions`); on a core (`cortex-m4`, `cortex-m3`), the firmware run beside
+/// the host simulator.
 pub fn run(job: &CascadeJob) -> Result<CascadeOutcome> {
     let spec = strategy_spec(job)?;
     match job.target.as_str() {
         "host" => run_on_host(job, spec).map(|r| CascadeOutcome::Host(Box::new(r))),
-        "cortex-m4" => {
-            firmware::run_on_cortex_m4(job, &spec).map(|r| CascadeOutcome::CortexM4(Box::new(r)))
-        }
-        other => bail!("--target {other}: expected host or cortex-m4"),
+        name => match kinglet_compile::target::by_name(name).filter(|t| t.runs_cascade()) {
+            Some(core) => firmware::run_on_core(core, job, &spec)
+                .map(|r| CascadeOutcome::Firmware(Box::new(r))),
+            None => bail!("--target {name}: expected host, cortex-m4 or cortex-m3"),
+        },
     }
 }
 
