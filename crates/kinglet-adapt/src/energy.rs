@@ -591,6 +591,13 @@ impl EnergyReport {
                         base.clock_mhz,
                         (1.0 - sk / bk) * 100.0
                     );
+                    let inference =
+                        |e: &SystemEnergy| e.parts.first().and_then(|x| x.uj_per_window);
+                    if let (Some(i0), Some(i1)) = (inference(&b), inference(&s))
+                        && mcu_parts.len() > 1
+                    {
+                        t += &format!("; inference alone {i1:.3} vs {i0:.3}");
+                    }
                     if let (Some(d0), Some(d1)) = (b.battery_life_days, s.battery_life_days) {
                         t += &format!(", battery {d0:.1} → {d1:.1} days");
                     }
@@ -1156,6 +1163,21 @@ mod tests {
             text.starts_with("0.5 MHz 800 mV: inference + mcu sleep + sample reads "),
             "{text}"
         );
+
+        // Without sleep and wake-up figures, two points at one voltage cost the same: the
+        // faster one is named.
+        let tie = text_profile()
+            .replace("wakeup_us = 100.0\n", "")
+            .replace("sleep_ua = 1.0\n", "")
+            + "[[operating_points]]\nclock_mhz = 0.25\ncore_mv = 800.0\nsource = \"t\"\n[missing]\nwakeup_us = \"?\"\nsleep_ua = \"?\"\n";
+        let b = BoardProfile::parse(&tie, Path::new("t.toml")).unwrap();
+        let e = price_run(&run(), &b, &costs(), &mcu_only()).unwrap();
+        assert_eq!(e.operating_points[3].clock_mhz, 0.25);
+        assert_eq!(
+            e.operating_points[3].inference_uj(),
+            e.operating_points[1].inference_uj()
+        );
+        assert_eq!(e.best_point, Some(1));
     }
 
     #[test]

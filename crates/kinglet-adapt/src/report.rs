@@ -195,7 +195,11 @@ impl CascadeRecord {
                     s,
                     "           device ({}, {}): {:.2} µA mean, {}",
                     e.sensor,
-                    if e.fifo { "FIFO" } else { "no FIFO" },
+                    match (e.sensor.as_str(), e.fifo) {
+                        ("none", _) => "one wake-up per window",
+                        (_, true) => "FIFO",
+                        _ => "no FIFO",
+                    },
                     sys.mean_ua.unwrap_or(0.0),
                     shares_text(sys)
                 );

@@ -528,7 +528,7 @@ pub fn best_point(
     if parts.is_empty() {
         return None;
     }
-    points
+    let keyed = points
         .iter()
         .enumerate()
         .filter(|(_, p)| p.meets_deadline && p.active_ua_per_mhz.is_some())
@@ -540,6 +540,13 @@ pub fn best_point(
             };
             rank_key(s, parts).map(|k| (i, k))
         })
-        .min_by(|a, b| a.1.total_cmp(&b.1))
-        .map(|(i, _)| i)
+        .collect::<Vec<_>>();
+    let min = keyed.iter().map(|k| k.1).min_by(f64::total_cmp)?;
+    // Points that cost the same (same voltage, no part that depends on time awake) are a tie;
+    // the fastest of them finishes first, so it is the one named.
+    keyed
+        .iter()
+        .filter(|k| k.1 <= min + min.abs() * 1e-9)
+        .max_by(|a, b| points[a.0].clock_mhz.total_cmp(&points[b.0].clock_mhz))
+        .map(|k| k.0)
 }
