@@ -830,7 +830,7 @@ fn device_tables(s: &mut String, records: &[CascadeRecord]) {
     }
     let _ = writeln!(
         s,
-        "\n## Operating points\n\nThe cheapest clock (and core voltage) that meets the window deadline, against the default clock; ranked by the device total when every point's is known, else by the energy the MCU spends awake.\n"
+        "\n## Operating points\n\nThe cheapest clock (and core voltage) that meets the window deadline, against the default clock: ranked by the device total when it is known at every priced point, else by the parts known at all of them (named); the saving is counted on the MCU's parts, inference alone beside it. Points are clock MHz / core mV / flash wait states.\n"
     );
     let _ = writeln!(s, "| strategy | board | points | best operating point |");
     let _ = writeln!(s, "|---|---|---|---|");
