@@ -87,6 +87,12 @@ impl CascadeRecord {
             // not found: the energy numbers above are incomplete when either is non-empty.
             "unmeasured": headline.map(|e| e.unmeasured.clone()).unwrap_or_default(),
             "missing_figures": headline.map(|e| e.missing_figures.clone()).unwrap_or_default(),
+            // The whole device on the cell (MCU, IMU, sampling wake-ups, self-discharge) at
+            // the default clock, each part's share, and the MCU alone for comparison.
+            "battery_life_days": headline.and_then(|e| e.battery_life_days),
+            "mcu_only_battery_life_days": headline.and_then(|e| e.mcu_only_battery_life_days),
+            "device_parts": headline.and_then(|e| e.system()).map(|s| &s.parts),
+            "best_operating_point": headline.map(EnergyReport::best_point_text),
             "energy": r.energy,
             "costs_source": r.costs_source,
             "calibration": r.calibration.as_ref().map(|c| serde_json::json!({
@@ -150,14 +156,15 @@ impl CascadeRecord {
         let na = |v: Option<f64>, d: usize| v.map_or("n/a".to_string(), |v| format!("{v:.d$}"));
         let _ = writeln!(
             s,
-            "{:<10} {:>12} {:>13} {:>10} {:>12} {:>10} {:>10}",
+            "{:<10} {:>12} {:>13} {:>10} {:>12} {:>10} {:>10} {:>10}",
             "board",
             "instr/window",
             "inference µJ",
             "×Big-only",
-            "total µJ",
+            "MCU µJ",
             "latency ms",
-            "battery d"
+            "device d",
+            "MCU-only d"
         );
         for e in &r.energy {
             let ratio = match (
@@ -167,17 +174,43 @@ impl CascadeRecord {
                 (Some(x), Some(b)) if b > 0.0 => format!("{:.3}", x / b),
                 _ => "n/a".into(),
             };
+            if e.counts_core.is_none() {
+                let _ = writeln!(s, "{:<10} {}", e.board, e.unknown_text());
+                continue;
+            }
             let _ = writeln!(
                 s,
-                "{:<10} {:>12.0} {:>13} {:>10} {:>12} {:>10.3} {:>10}",
+                "{:<10} {:>12.0} {:>13} {:>10} {:>12} {:>10.3} {:>10} {:>10}",
                 e.board,
                 e.instructions_per_window,
                 na(e.inference_uj_per_window, 3),
                 ratio,
                 na(e.total_uj_per_window, 3),
                 e.mean_latency_ms,
-                na(e.battery_life_days, 0)
+                na(e.battery_life_days, 1),
+                na(e.mcu_only_battery_life_days, 0)
             );
+            if let Some(sys) = e.system().filter(|s| s.total_uj_per_window.is_some()) {
+                let _ = writeln!(
+                    s,
+                    "           device ({}, {}): {:.2} µA mean, {}",
+                    e.sensor,
+                    match (e.sensor.as_str(), e.fifo) {
+                        ("none", _) => "one wake-up per window",
+                        (_, true) => "FIFO",
+                        _ => "no FIFO",
+                    },
+                    sys.mean_ua.unwrap_or(0.0),
+                    shares_text(sys)
+                );
+            }
+            if e.operating_points.len() > 1 {
+                let _ = writeln!(
+                    s,
+                    "           best operating point: {}",
+                    e.best_point_text()
+                );
+            }
             if !e.unmeasured.is_empty() {
                 let _ = writeln!(
                     s,
@@ -186,15 +219,23 @@ impl CascadeRecord {
                 );
             }
             if !e.missing_figures.is_empty() {
-                let _ = writeln!(
-                    s,
-                    "           datasheet figures not found: {}",
-                    e.missing_figures.join(", ")
-                );
+                let _ = writeln!(s, "           {}", e.unknown_text());
             }
         }
         s
     }
+}
+
+/// Each part's share of the device's energy, e.g. `sensor 99.2 %, mcu sleep 0.4 %, …`.
+pub fn shares_text(s: &crate::energy::SystemEnergy) -> String {
+    s.parts
+        .iter()
+        .map(|p| match p.share {
+            Some(x) => format!("{} {:.2} %", p.name, x * 100.0),
+            None => format!("{} unknown", p.name),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Paths written by [`write_report`].
@@ -617,11 +658,22 @@ pub fn markdown(records: &[CascadeRecord]) -> String {
     );
     let _ = writeln!(
         s,
-        "| strategy | board | instructions | inference µJ | × reference on every window | total µJ (with sleep) | mean latency ms | battery days |"
+        "| strategy | board (core) | instructions | inference µJ | × reference on every window | MCU total µJ (with sleep) | mean latency ms | battery days (device) | battery days (MCU only) |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
     for r in records {
         for e in &r.energy {
+            if e.counts_core.is_none() {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} ({}) | {} | | | | | | |",
+                    r.strategy,
+                    e.board,
+                    e.core,
+                    e.unknown_text()
+                );
+                continue;
+            }
             let ratio = match (
                 e.inference_uj_per_window,
                 e.big_only_inference_uj_per_window,
@@ -631,18 +683,21 @@ pub fn markdown(records: &[CascadeRecord]) -> String {
             };
             let _ = writeln!(
                 s,
-                "| {} | {} | {:.0} | {} | {} | {} | {:.3} | {} |",
+                "| {} | {} ({}) | {:.0} | {} | {} | {} | {:.3} | {} | {} |",
                 r.strategy,
                 e.board,
+                e.core,
                 e.instructions_per_window,
                 opt(e.inference_uj_per_window, 3),
                 ratio,
                 opt(e.total_uj_per_window, 3),
                 e.mean_latency_ms,
-                opt(e.battery_life_days, 0)
+                opt(e.battery_life_days, 0),
+                opt(e.mcu_only_battery_life_days, 0)
             );
         }
     }
+    device_tables(&mut s, records);
     let mut notes = Vec::new();
     for r in records {
         for e in &r.energy {
@@ -655,11 +710,10 @@ pub fn markdown(records: &[CascadeRecord]) -> String {
                 ));
             }
             if !e.missing_figures.is_empty() {
-                notes.push(format!(
-                    "{}: datasheet figure(s) not found: {}.",
-                    e.board,
-                    e.missing_figures.join(", ")
-                ));
+                notes.push(format!("{}: {}.", e.board, e.unknown_text()));
+            }
+            if !e.cpi_note.is_empty() {
+                notes.push(format!("{}: {}.", e.board, e.cpi_note));
             }
         }
     }
@@ -697,6 +751,113 @@ pub fn markdown(records: &[CascadeRecord]) -> String {
         }
     }
     s
+}
+
+/// The device around the MCU (battery life with each part's share) and the operating points,
+/// for every run and board priced with them.
+fn device_tables(s: &mut String, records: &[CascadeRecord]) {
+    let priced: Vec<(&CascadeRecord, &EnergyReport)> = records
+        .iter()
+        .flat_map(|r| r.energy.iter().map(move |e| (r, e)))
+        .filter(|(_, e)| !e.operating_points.is_empty())
+        .collect();
+    if priced.is_empty() {
+        return;
+    }
+    let cell = priced[0].1.battery.clone();
+    let _ = writeln!(
+        s,
+        "\n## Battery life of the device ({cell}, default clock)\n\nMCU inference, its sleep, the wake-ups that read the IMU, the bus reads, the IMU's own current and the cell's self-discharge; each part's share of the mean current.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| strategy | board | sensor | wake-ups / window | mean µA | battery days | inference | MCU sleep | wake-ups | sample reads | sensor | self-discharge |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for (r, e) in &priced {
+        let Some(sys) = e.system() else { continue };
+        let share = |i: usize| {
+            sys.parts
+                .get(i)
+                .and_then(|p| p.share)
+                .map_or("unknown".to_string(), |x| format!("{:.2} %", x * 100.0))
+        };
+        let sensor = format!(
+            "{}{}",
+            e.sensor,
+            if e.sensor != "none" && e.fifo {
+                " (FIFO)"
+            } else {
+                ""
+            }
+        );
+        match sys.mean_ua {
+            Some(ua) => {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {:.0} | {:.2} | {} | {} | {} | {} | {} | {} | {} |",
+                    r.strategy,
+                    e.board,
+                    sensor,
+                    sys.wakeups_per_window,
+                    ua,
+                    opt(sys.battery_life_days, 1),
+                    share(0),
+                    share(1),
+                    share(2),
+                    share(3),
+                    share(4),
+                    share(5)
+                );
+            }
+            None => {
+                let unknown: Vec<String> = sys
+                    .unknown
+                    .iter()
+                    .map(|u| format!("unknown: {u}"))
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {:.0} | {} | | | | | | | |",
+                    r.strategy,
+                    e.board,
+                    sensor,
+                    sys.wakeups_per_window,
+                    unknown.join("; ")
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\n## Operating points\n\nThe cheapest clock (and core voltage) that meets the window deadline, against the default clock: ranked by the device total when it is known at every priced point, else by the parts known at all of them (named); the saving is counted on the MCU's parts, inference alone beside it. Points are clock MHz / core mV / flash wait states.\n"
+    );
+    let _ = writeln!(s, "| strategy | board | points | best operating point |");
+    let _ = writeln!(s, "|---|---|---|---|");
+    for (r, e) in &priced {
+        let points: Vec<String> = e
+            .operating_points
+            .iter()
+            .map(|p| {
+                let mut d = format!("{}", p.clock_mhz);
+                if let Some(v) = p.core_mv {
+                    d += &format!("/{v:.0}mV");
+                }
+                if let Some(w) = p.flash_wait_states {
+                    d += &format!("/{w}WS");
+                }
+                d
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} |",
+            r.strategy,
+            e.board,
+            points.join(", "),
+            e.best_point_text()
+        );
+    }
 }
 
 fn html_page(records: &[CascadeRecord], plots: &[(String, String)]) -> String {

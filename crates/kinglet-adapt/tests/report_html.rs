@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use kinglet_adapt::calibrate::calibrate;
-use kinglet_adapt::energy::{Cell, CostTable, price_run};
+use kinglet_adapt::energy::{Cell, CostTable, Sensor, System, price_run};
 use kinglet_adapt::report::{CascadeRecord, plots, write_report};
 use kinglet_adapt::strategy::StrategyKind;
 use kinglet_adapt::{BoardProfile, OutputKind, RecordedStream, StrategySpec, evaluate, simulate};
@@ -41,9 +41,14 @@ fn record(kind: StrategyKind, calibrated: bool) -> CascadeRecord {
     let run = simulate(&spec, &mut stream.models(), n).unwrap();
     let e = evaluate(&run, &labels, &classes).unwrap();
     let boards = BoardProfile::load_dir(&root.join("../../boards")).unwrap();
+    let system = System {
+        cell: Cell::cr2032(),
+        sensor: Some(Sensor::named_or_file("bmi160").unwrap()),
+        fifo: true,
+    };
     let energy = boards
         .iter()
-        .map(|b| price_run(&run, b, &costs, &Cell::cr2032()).unwrap())
+        .map(|b| price_run(&run, b, &costs, &system).unwrap())
         .collect();
     CascadeRecord {
         stream: None,
@@ -128,6 +133,17 @@ fn report_html_is_well_formed_and_every_plot_has_its_marks() {
     let md = std::fs::read_to_string(&files.markdown).unwrap();
     assert!(md.contains("| 1b6s | 2947 | 92.77 |"), "{md}");
     assert!(md.contains("apollo3"));
+    // The device section prices Apollo3 with every part; the Cortex-M3 and RISC-V boards have
+    // no counts on their cores (the seed's counts are Cortex-M4) and say so.
+    assert!(md.contains("## Battery life of the device"), "{md}");
+    let apollo3 = md
+        .lines()
+        .find(|l| l.starts_with("| 1b6s | apollo3 | bmi160 (FIFO) | 1 |"))
+        .unwrap_or_else(|| panic!("{md}"));
+    assert!(!apollo3.contains("unknown"), "{apollo3}");
+    assert!(md.contains("| 1b6s | ecm3532 (Cortex-M3) | unknown: instructions on Cortex-M3 |"));
+    assert!(md.contains("| 1b6s | gap8 (RV32IMC) | unknown: instructions on RV32IMC |"));
+    assert!(md.contains("## Operating points"), "{md}");
 }
 
 #[test]

@@ -11,7 +11,7 @@
 use std::path::Path;
 
 use kinglet_adapt::calibrate::{calibrate, pareto_front};
-use kinglet_adapt::energy::{Cell, CostTable, price_run};
+use kinglet_adapt::energy::{Cell, CostTable, System, price_run};
 use kinglet_adapt::strategy::StrategyKind;
 use kinglet_adapt::{BoardProfile, OutputKind, RecordedStream, StrategySpec, evaluate, simulate};
 
@@ -92,7 +92,7 @@ fn seed_1b6s_on_tflm_costs_is_cheaper_than_big_only() {
         &r,
         &profile,
         &CostTable::seed_tflm_cmsis_nn(),
-        &Cell::cr2032(),
+        &System::mcu_only(Cell::cr2032()),
     )
     .unwrap();
     // (427 × 322,643 + 2,946 × 135,066) / 2,947 instructions per window.

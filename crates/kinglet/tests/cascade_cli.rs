@@ -87,6 +87,81 @@ fn signature_cascade_runs_calibrates_and_prices_the_check() {
     assert!(c["calibration"]["within_budget"].as_bool().unwrap());
 }
 
+#[test]
+fn battery_life_counts_the_device_and_boards_take_their_own_cores_counts() {
+    let big = repo("crates/kinglet-graph/tests/fixtures/B_s123_3IN_91.tflite");
+    let (data, boards) = (data(), repo("boards"));
+    let mut args = common(&big, &data, &boards);
+    args.extend(["--threshold", "600", "--cost", "signature=3400"]);
+    let device = json(&kinglet(&args));
+    let board = |v: &serde_json::Value, id: &str| {
+        v["energy"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["board"] == id)
+            .unwrap()
+            .clone()
+    };
+    // The default device reads a BMI160 through its FIFO: its current dominates, and the
+    // shares of the parts add up to one.
+    let parts = device["device_parts"].as_array().unwrap();
+    let names: Vec<&str> = parts.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "inference",
+            "mcu sleep",
+            "wake-ups",
+            "sample reads",
+            "sensor",
+            "self-discharge"
+        ]
+    );
+    let shares: f64 = parts.iter().map(|p| p["share"].as_f64().unwrap()).sum();
+    assert!((shares - 1.0).abs() < 1e-9, "{shares}");
+    assert!(parts[4]["share"].as_f64().unwrap() > 0.9);
+    let days = device["battery_life_days"].as_f64().unwrap();
+    let mcu_only = device["mcu_only_battery_life_days"].as_f64().unwrap();
+    assert!(days < mcu_only / 100.0, "{days} vs {mcu_only}");
+    assert_eq!(
+        board(&device, "ecm3532")["missing_figures"],
+        serde_json::json!(["instructions on Cortex-M3"])
+    );
+
+    // The MCU alone still loses the cell's self-discharge; Cortex-M3 counts price the ECM3532
+    // (as far as its profile has figures: no run current).
+    args.extend([
+        "--sensor",
+        "none",
+        "--cost",
+        "big@cortex-m3=400000",
+        "--cost",
+        "signature@cortex-m3=5000",
+    ]);
+    let alone = json(&kinglet(&args));
+    let alone_days = alone["battery_life_days"].as_f64().unwrap();
+    assert!(days < alone_days && alone_days < mcu_only, "{alone_days}");
+    let ecm = board(&alone, "ecm3532");
+    assert_eq!(ecm["counts_core"], "cortex-m3");
+    assert!(ecm["instructions_per_window"].as_f64().unwrap() >= 5000.0);
+    assert_eq!(ecm["inference_uj_per_window"], serde_json::Value::Null);
+    assert!(
+        ecm["missing_figures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "active_ua_per_mhz")
+    );
+
+    // A sensor that does not exist is refused by name.
+    let mut bad = common(&big, &data, &boards);
+    bad.extend(["--threshold", "600", "--sensor", "bmx999"]);
+    let o = kinglet(&bad);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("sensor `bmx999`"));
+}
+
 /// Both firmware cascades in one test: they share the firmware build directory.
 #[test]
 fn cascades_on_the_cortex_m4_match_the_host() {

@@ -94,12 +94,23 @@ pub struct CascadeArgs {
     pub costs: String,
     /// Override one entry, `KEY=INSTRUCTIONS` or `KEY=PROFILE.json` (the `--json` output of
     /// `kinglet profile`); KEY is big, reference (the model savings are counted against,
-    /// default big), little, `little<k>`, dual, l1_distance or signature. Repeatable.
+    /// default big), little, `little<k>`, dual, l1_distance or signature. `KEY@CORE=…` gives
+    /// counts measured on another core (e.g. `big@cortex-m3=big-m3.json`), which price the
+    /// boards with that core; a board whose core has no counts shows "unknown: instructions on
+    /// CORE". Repeatable.
     #[arg(long = "cost")]
     pub cost: Vec<String>,
-    /// Battery capacity for the lifetime estimate (default a CR2032, 225 mAh).
+    /// Battery capacity for the lifetime estimate (default a CR2032, 225 mAh; the cell's
+    /// self-discharge is the CR2032's, boards/cells/cr2032.toml).
     #[arg(long, default_value_t = 225.0)]
     pub battery_mah: f64,
+    /// The IMU the device reads, counted in battery life: `bmi160` (default, 6-axis at 50 Hz),
+    /// `none` (the MCU alone) or a sensor profile `.toml` (see boards/sensors/).
+    #[arg(long, default_value = "bmi160")]
+    pub sensor: String,
+    /// Wake the MCU for every sample instead of once per FIFO batch.
+    #[arg(long)]
+    pub no_fifo: bool,
     /// Write the full record (input of `kinglet report`) to this JSON file.
     #[arg(long)]
     pub save: Option<PathBuf>,
@@ -154,6 +165,8 @@ pub fn run(a: CascadeArgs) -> Result<()> {
         costs: a.costs,
         cost: a.cost,
         battery_mah: a.battery_mah,
+        sensor: a.sensor,
+        fifo: !a.no_fifo,
         save: a.save,
         decisions: a.decisions,
         target: a.target,

@@ -239,7 +239,12 @@ fn accuracy(data: &Dataset, predictions: &[u32]) -> Classification {
 }
 
 /// Mean inference energy (µJ) of `instructions` on `board`, as `kinglet cascade` prices it.
+/// The counts are Cortex-M4 ones, so a board with another core (Cortex-M3, RV32IMC) is left
+/// unpriced ("—") rather than priced from another core's count.
 fn energy_uj(board: &BoardProfile, instructions: f64) -> Option<f64> {
+    if kinglet_adapt::energy::core_id(&board.core) != "cortex-m4" {
+        return None;
+    }
     let active_ua = board.active_ua_per_mhz? * board.clock_mhz;
     Some(
         active_ua * board.supply_v * instructions * board.cycles_per_instruction

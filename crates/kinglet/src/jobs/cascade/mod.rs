@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use kinglet_adapt::calibrate::{Calibration, calibrate, parse_budget};
-use kinglet_adapt::energy::{Cell, CostTable, price_run_every};
+use kinglet_adapt::energy::{Cell, CostTable, Sensor, System, price_run_every};
 use kinglet_adapt::report::{CascadeRecord, StreamCounts};
 use kinglet_adapt::strategy::{StrategyKind, parse_measure};
 use kinglet_adapt::{
@@ -67,6 +67,10 @@ pub struct CascadeJob {
     /// Cost overrides, `KEY=INSTRUCTIONS` or `KEY=PROFILE.json`.
     pub cost: Vec<String>,
     pub battery_mah: f64,
+    /// The IMU counted in battery life: `bmi160`, `none` or a sensor profile `.toml`.
+    pub sensor: String,
+    /// Read the IMU once per FIFO batch (else once per sample).
+    pub fifo: bool,
     /// Where the full record goes (JSON).
     pub save: Option<PathBuf>,
     /// Where the per-window decisions go (CSV).
@@ -133,6 +137,18 @@ fn run_on_host(a: &CascadeJob, mut spec: StrategySpec) -> Result<CascadeRecord> 
     for entry in &a.cost {
         costs.set_from_arg(entry)?;
     }
+    // The device around the MCU, checked before any model runs.
+    if !(a.battery_mah.is_finite() && a.battery_mah > 0.0) {
+        bail!("--battery-mah must be positive");
+    }
+    let system = System {
+        cell: Cell::cr2032().with_capacity(a.battery_mah),
+        sensor: match a.sensor.as_str() {
+            "none" => None,
+            name => Some(Sensor::named_or_file(name)?),
+        },
+        fifo: a.fifo,
+    };
     let budget = a.budget.as_deref().map(parse_budget).transpose()?;
     let outputs_kind = match a.outputs_kind.as_str() {
         "logits" => OutputKind::Logits,
@@ -212,16 +228,9 @@ fn run_on_host(a: &CascadeJob, mut spec: StrategySpec) -> Result<CascadeRecord> 
             ids.join(", ")
         );
     }
-    let cell = Cell {
-        name: format!("{} mAh cell", a.battery_mah),
-        capacity_mah: a.battery_mah,
-    };
-    if !(a.battery_mah.is_finite() && a.battery_mah > 0.0) {
-        bail!("--battery-mah must be positive");
-    }
     let energy = boards
         .iter()
-        .map(|b| price_run_every(&run, b, &costs, &cell, window_period_s))
+        .map(|b| price_run_every(&run, b, &costs, &system, window_period_s))
         .collect::<Result<Vec<_>, _>>()?;
     let record = CascadeRecord {
         strategy: spec.label(),
