@@ -1,7 +1,8 @@
 //! `kinglet pipeline` as a library call: the whole flow on a data folder, as a user would run it step by step —
 //! rebuild windows, train the Big and Little networks and kinglet's default, evaluate them on
-//! the official test windows, quantise to int8, profile on the emulated Cortex-M4, run the
-//! calibrated big–little cascade and write the report.
+//! the official test windows, quantise to int8, profile on the emulated Cortex-M4 (and on the
+//! Cortex-M3 and RISC-V cores, which price the boards built on them), run the calibrated
+//! big–little cascade and write the report.
 //!
 //! Every step is this same binary run with the arguments printed beside it, so each number in
 //! the summary can be reproduced by copying one line. A step whose output already exists is
@@ -36,6 +37,14 @@ pub struct PipelineJob {
 /// The little networks of the seed's 1B6S strategy, one per activity.
 const LITTLES: [&str; 6] = [
     "little0", "little1", "little2", "little3", "little4", "little5",
+];
+
+/// The cores besides the Cortex-M4 whose boards the energy tables price: `profile --target`,
+/// the core name `cascade --cost KEY@CORE=…` takes (the boards' `core`, see
+/// `kinglet_adapt::energy::core_id`), and the QEMU the profile needs.
+const OTHER_CORES: [(&str, &str, &str); 2] = [
+    ("cortex-m3", "cortex-m3", "qemu-system-arm"),
+    ("riscv32", "rv32imc", "qemu-system-riscv32"),
 ];
 
 /// Windows on which Big also runs after the signature check notices a change: on continuous
@@ -192,7 +201,34 @@ pub fn run(args: &PipelineJob, summary: &mut dyn Write) -> Result<()> {
                 failed.push(format!("profile {arch}"));
                 continue;
             }
-            costs.push((*arch, profile));
+            costs.push((*arch, None, profile));
+        }
+        for (target, core, emulator) in OTHER_CORES {
+            if !which(emulator) {
+                eprintln!("{emulator} not found: no {target} profiles, its boards' energy unknown");
+                continue;
+            }
+            for (arch, q) in &int8 {
+                let profile = out.join(format!("profile/{arch}.{target}.json"));
+                let profiled = runner.run(
+                    &format!("profile int8 {arch} on the emulated {target}"),
+                    &profile,
+                    &os(&[
+                        "profile",
+                        &q.display().to_string(),
+                        "--target",
+                        target,
+                        "--json",
+                    ]),
+                    Some(&profile),
+                );
+                if let Err(e) = profiled {
+                    eprintln!("     {e:#}");
+                    failed.push(format!("profile {arch} on {target}"));
+                    continue;
+                }
+                costs.push((*arch, Some(core), profile));
+            }
         }
     } else {
         eprintln!(
@@ -205,11 +241,29 @@ pub fn run(args: &PipelineJob, summary: &mut dyn Write) -> Result<()> {
             .find(|(a, _)| *a == arch)
             .map(|(_, p)| p.clone())
     };
-    let profile_of = |arch: &str| {
-        costs
-            .iter()
-            .find(|(a, _)| *a == arch)
-            .map(|(_, p)| p.clone())
+    // `--cost KEY=…` from the Cortex-M4 profile of `arch`, and `--cost KEY@CORE=…` from each
+    // other core's, so every board is priced by its own core's counts.
+    // The checks (signature, L1 distance) come from the harness's `checks` record, which a
+    // core's application may not measure: such a core's boards then show the check unknown.
+    let cost_args = |key: &str, arch: &str| -> Vec<OsString> {
+        let mut argv = Vec::new();
+        let measured = |p: &Path| {
+            let json = std::fs::read_to_string(p).ok();
+            let json = json.and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+            json.is_some_and(|j| j["checks"][key].is_u64())
+        };
+        let is_check = matches!(key, "signature" | "l1_distance");
+        for (_, core, p) in costs.iter().filter(|(a, _, _)| *a == arch) {
+            if is_check && !measured(p) {
+                continue;
+            }
+            let key = match core {
+                None => key.to_string(),
+                Some(core) => format!("{key}@{core}"),
+            };
+            argv.extend(os(&["--cost", &format!("{key}={}", p.display())]));
+        }
+        argv
     };
     let littles: Vec<String> = LITTLES
         .iter()
@@ -219,7 +273,7 @@ pub fn run(args: &PipelineJob, summary: &mut dyn Write) -> Result<()> {
     let mut runs = Vec::new();
     // Savings are counted against kinglet's int8 Big-3IN on every window, whichever model is
     // the cascade's Big.
-    let reference = profile_of("big3").map(|p| format!("reference={}", p.display()));
+    let reference = cost_args("reference", "big3");
     // Strategy, its Big, and what it needs beyond it.
     let dual = find("dual");
     let plan: [(&str, &str); 5] = [
@@ -247,9 +301,7 @@ pub fn run(args: &PipelineJob, summary: &mut dyn Write) -> Result<()> {
         if strategy == "1b1d" {
             let Some(d) = &dual else { continue };
             argv.extend(os(&["--dual", &d.display().to_string()]));
-            if let Some(p) = profile_of("dual") {
-                argv.extend(os(&["--cost", &format!("dual={}", p.display())]));
-            }
+            argv.extend(cost_args("dual", "dual"));
         }
         match strategy {
             "1b6s" => argv.extend(os(&["--little", &littles.join(",")])),
@@ -263,20 +315,14 @@ pub fn run(args: &PipelineJob, summary: &mut dyn Write) -> Result<()> {
         if strategy == "signature" {
             argv.extend(os(&["--settle", SIGNATURE_SETTLE]));
         }
-        if let Some(p) = profile_of(big_arch) {
-            argv.extend(os(&["--cost", &format!("big={}", p.display())]));
-            // The harness measures the checks beside the model, in the same image.
-            argv.extend(os(&["--cost", &format!("signature={}", p.display())]));
-            argv.extend(os(&["--cost", &format!("l1_distance={}", p.display())]));
+        // The harness measures the checks beside the model, in the same image.
+        for key in ["big", "signature", "l1_distance"] {
+            argv.extend(cost_args(key, big_arch));
         }
-        if let Some(r) = &reference {
-            argv.extend(os(&["--cost", r]));
-        }
+        argv.extend(reference.iter().cloned());
         if strategy == "1b6s" {
             for l in LITTLES {
-                if let Some(p) = profile_of(l) {
-                    argv.extend(os(&["--cost", &format!("{l}={}", p.display())]));
-                }
+                argv.extend(cost_args(l, l));
             }
         }
         runner.run(
@@ -309,13 +355,10 @@ pub fn run(args: &PipelineJob, summary: &mut dyn Write) -> Result<()> {
                         SIGNATURE_SETTLE,
                     ]));
                 }
-                if let Some(p) = profile_of("kinglet-lite") {
-                    argv.extend(os(&["--cost", &format!("big={}", p.display())]));
-                    argv.extend(os(&["--cost", &format!("signature={}", p.display())]));
+                for key in ["big", "signature"] {
+                    argv.extend(cost_args(key, "kinglet-lite"));
                 }
-                if let Some(r) = &reference {
-                    argv.extend(os(&["--cost", r]));
-                }
+                argv.extend(reference.iter().cloned());
                 runner.run(
                     &format!(
                         "stream evaluation on the {stream_name}, {strategy} (Big: kinglet-lite)"
