@@ -542,6 +542,14 @@ impl EnergyReport {
         self.operating_points.first().map(|p| &p.system)
     }
 
+    /// Whether no instruction counts were measured on the board's core (records written before
+    /// cores were named were all priced, and say nothing).
+    pub fn counts_unknown(&self) -> bool {
+        self.missing_figures
+            .iter()
+            .any(|f| f.starts_with("instructions on "))
+    }
+
     /// What `unknown: …` the board's figures leave, as shown in tables.
     pub fn unknown_text(&self) -> String {
         self.missing_figures

@@ -47,11 +47,19 @@ pub struct StreamCounts {
 impl CascadeRecord {
     pub fn load(path: &Path) -> Result<Self, AdaptError> {
         let text = std::fs::read_to_string(path).map_err(|e| AdaptError::io(path, e))?;
-        serde_json::from_str(&text).map_err(|e| AdaptError::Parse {
+        let mut r: Self = serde_json::from_str(&text).map_err(|e| AdaptError::Parse {
             path: path.to_path_buf(),
             line: e.line(),
             message: e.to_string(),
-        })
+        })?;
+        // Records written before the device was modelled priced the MCU alone: their battery
+        // life is the MCU-only figure, not the device's.
+        for e in &mut r.energy {
+            if e.operating_points.is_empty() && e.mcu_only_battery_life_days.is_none() {
+                e.mcu_only_battery_life_days = e.battery_life_days.take();
+            }
+        }
+        Ok(r)
     }
 }
 
@@ -174,7 +182,7 @@ impl CascadeRecord {
                 (Some(x), Some(b)) if b > 0.0 => format!("{:.3}", x / b),
                 _ => "n/a".into(),
             };
-            if e.counts_core.is_none() {
+            if e.counts_unknown() {
                 let _ = writeln!(s, "{:<10} {}", e.board, e.unknown_text());
                 continue;
             }
@@ -663,13 +671,12 @@ pub fn markdown(records: &[CascadeRecord]) -> String {
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
     for r in records {
         for e in &r.energy {
-            if e.counts_core.is_none() {
+            if e.counts_unknown() {
                 let _ = writeln!(
                     s,
-                    "| {} | {} ({}) | {} | | | | | | |",
+                    "| {} | {} | {} | | | | | | |",
                     r.strategy,
-                    e.board,
-                    e.core,
+                    board_core(e),
                     e.unknown_text()
                 );
                 continue;
@@ -683,10 +690,9 @@ pub fn markdown(records: &[CascadeRecord]) -> String {
             };
             let _ = writeln!(
                 s,
-                "| {} | {} ({}) | {:.0} | {} | {} | {} | {:.3} | {} | {} |",
+                "| {} | {} | {:.0} | {} | {} | {} | {:.3} | {} | {} |",
                 r.strategy,
-                e.board,
-                e.core,
+                board_core(e),
                 e.instructions_per_window,
                 opt(e.inference_uj_per_window, 3),
                 ratio,
@@ -751,6 +757,15 @@ pub fn markdown(records: &[CascadeRecord]) -> String {
         }
     }
     s
+}
+
+/// `board (core)`, or the board alone for records that did not name the core.
+fn board_core(e: &EnergyReport) -> String {
+    if e.core.is_empty() {
+        e.board.clone()
+    } else {
+        format!("{} ({})", e.board, e.core)
+    }
 }
 
 /// The device around the MCU (battery life with each part's share) and the operating points,

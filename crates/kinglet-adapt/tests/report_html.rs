@@ -6,7 +6,7 @@ use std::path::Path;
 
 use kinglet_adapt::calibrate::calibrate;
 use kinglet_adapt::energy::{Cell, CostTable, Sensor, System, price_run};
-use kinglet_adapt::report::{CascadeRecord, plots, write_report};
+use kinglet_adapt::report::{CascadeRecord, markdown, plots, write_report};
 use kinglet_adapt::strategy::StrategyKind;
 use kinglet_adapt::{BoardProfile, OutputKind, RecordedStream, StrategySpec, evaluate, simulate};
 
@@ -152,4 +152,41 @@ fn each_plot_is_a_standalone_svg_document() {
         let doc = roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{title}: {e}"));
         assert_eq!(doc.root_element().tag_name().name(), "svg", "{title}");
     }
+}
+
+#[test]
+fn records_from_before_the_device_model_keep_their_mcu_only_battery_life() {
+    let r = record(StrategyKind::OneBigSixLittle, false);
+    let mut v = serde_json::to_value(&r).unwrap();
+    // What a record written before issue 15 holds: the MCU-only life under `battery_life_days`.
+    for e in v["energy"].as_array_mut().unwrap() {
+        let o = e.as_object_mut().unwrap();
+        let mcu_only = o.remove("mcu_only_battery_life_days").unwrap();
+        o.insert("battery_life_days".into(), mcu_only);
+        for new in [
+            "core",
+            "counts_core",
+            "sensor",
+            "fifo",
+            "cpi_note",
+            "operating_points",
+        ] {
+            o.remove(new);
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.json");
+    std::fs::write(&path, v.to_string()).unwrap();
+    let old = CascadeRecord::load(&path).unwrap();
+    let (new, old) = (
+        r.energy.iter().find(|e| e.board == "apollo3").unwrap(),
+        old.energy.iter().find(|e| e.board == "apollo3").unwrap(),
+    );
+    assert_eq!(old.battery_life_days, None);
+    assert_eq!(
+        old.mcu_only_battery_life_days,
+        new.mcu_only_battery_life_days
+    );
+    assert!(new.battery_life_days.unwrap() < new.mcu_only_battery_life_days.unwrap());
+    assert!(markdown(&[r]).contains("| 1b6s | apollo3 (Cortex-M4F) |"));
 }
