@@ -471,7 +471,7 @@ const PG_NOW: &str = "EXTRACT(EPOCH FROM clock_timestamp())::DOUBLE PRECISION";
 
 /// Serialises schema creation: concurrent `CREATE TABLE IF NOT EXISTS` can collide in
 /// PostgreSQL's catalogue.
-const SCHEMA_LOCK: i64 = 0x6b69_6e67_6c65_74;
+const SCHEMA_LOCK: i64 = 0x006b_696e_676c_6574;
 
 impl PostgresStorage {
     pub fn open(url: &str) -> Result<Self, SearchError> {
