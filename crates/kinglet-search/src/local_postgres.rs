@@ -25,7 +25,7 @@ pub struct LocalPostgres {
 }
 
 /// The folder holding `initdb` and `pg_ctl`: on the PATH, or Debian's
-/// /usr/lib/postgresql/<version>/bin (newest version first).
+/// `/usr/lib/postgresql/<version>/bin` (newest version first).
 pub fn binaries() -> Option<PathBuf> {
     if let Some(paths) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&paths) {

@@ -85,7 +85,7 @@ pub struct Trial {
     pub worker: Option<String>,
     /// Claims so far (more than one after a lease ran out).
     pub attempts: i64,
-    /// The measured result (JSON, see [`crate::evaluate::Measured`]) once done.
+    /// The measured result (JSON, see [`crate::study::Measured`]) once done.
     pub result: Option<String>,
     /// Why the trial failed.
     pub error: Option<String>,

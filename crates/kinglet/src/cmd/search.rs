@@ -54,7 +54,7 @@ pub struct SearchArgs {
     /// Hard limit on the quantised weights' bytes.
     #[arg(long)]
     pub max_weight_bytes: Option<String>,
-    /// Board profile that prices energy (boards/<id>.toml).
+    /// Board profile that prices energy (`boards/<id>.toml`).
     #[arg(long, default_value = "apollo3")]
     pub board: String,
     /// Candidates to evaluate in all.
