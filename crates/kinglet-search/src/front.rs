@@ -102,10 +102,8 @@ pub fn write(
         };
         let p = |p: &Path| shell_word(&p.display().to_string());
         let data = shell_word(&settings.data);
-        let scheme = match measured.precision.as_str() {
-            "int8" => "int8".to_string(),
-            other => other.to_string(),
-        };
+        // The precision names are `kinglet quantize`'s scheme names.
+        let scheme = &measured.precision;
         let commands = vec![
             format!(
                 "kinglet train --arch {} --data {data} --no-val --epochs {} --seed {} --out {}",
