@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# One-time machine set-up: QEMU (Arm and RISC-V) and the Arm GNU toolchain (firmware tests), Rust targets for
-# the microcontrollers kinglet compiles for. Idempotent; safe to run before every command.
+# One-time machine set-up: QEMU (Arm and RISC-V) and the Arm GNU toolchain (firmware tests),
+# PostgreSQL (the shared-study tests of `kinglet search` start their own server), Rust targets
+# for the microcontrollers kinglet compiles for. Idempotent; safe to run before every command.
 set -euo pipefail
 need_apt=()
 command -v qemu-system-arm >/dev/null || need_apt+=(qemu-system-arm)
 # qemu-system-riscv32 (the RISC-V firmware tests) comes in Debian's qemu-system-misc.
 command -v qemu-system-riscv32 >/dev/null || need_apt+=(qemu-system-misc)
 command -v arm-none-eabi-gcc >/dev/null || need_apt+=(gcc-arm-none-eabi libnewlib-arm-none-eabi)
+# initdb and pg_ctl live in /usr/lib/postgresql/<version>/bin, off the PATH.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq

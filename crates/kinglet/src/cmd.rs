@@ -13,6 +13,7 @@ pub mod profile;
 pub mod prune;
 pub mod quantize;
 pub mod report;
+pub mod search;
 pub mod separable;
 pub mod train;
 // MODULES (keep this marker)

@@ -55,6 +55,9 @@ enum Command {
     /// Every operating mode of a nested-width network (`train --widths`): fixed widths and
     /// adaptive width chains, accuracy against measured Cortex-M4 instructions, Pareto front.
     Modes(cmd::modes::ModesArgs),
+    /// Architecture search: NSGA-II with successive halving over a space file; every trial
+    /// trained, quantised and profiled in QEMU; studies in SQLite or shared over PostgreSQL.
+    Search(Box<cmd::search::SearchArgs>),
     // SUBCOMMANDS (keep this marker: helpers add variants above it)
 }
 
@@ -96,6 +99,7 @@ fn run() -> anyhow::Result<()> {
         Command::Prune(args) => cmd::prune::run(args),
         Command::Separable(args) => cmd::separable::run(args),
         Command::Modes(args) => cmd::modes::run(args),
+        Command::Search(args) => cmd::search::run(*args),
         // DISPATCH (keep this marker: helpers add arms above it)
     }
 }

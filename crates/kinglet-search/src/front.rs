@@ -1,0 +1,335 @@
+//! The results of a study: the Pareto front as `front.md` and `front.json`, plots of accuracy
+//! against weight bytes, instructions and energy (every measured candidate faded, the front
+//! drawn over it), and each front model as its architecture file, `.kgl` and int8 `.tflite`,
+//! with the commands that rebuild it.
+//!
+//! Only here is the test split read: the front, chosen on validation data, is scored on it
+//! once, so the test accuracy is an unbiased estimate for the models that were picked.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use kinglet_data::Dataset;
+use plotters::prelude::*;
+use serde::Serialize;
+
+use crate::error::SearchError;
+use crate::evaluate::Evaluator;
+use crate::storage::Storage;
+use crate::study::{self, Measured, Scored, StudySettings};
+use crate::worker::trial_seed;
+
+/// One model of the front, as written.
+#[derive(Debug, Clone, Serialize)]
+pub struct FrontModel {
+    pub trial: i64,
+    pub measured: Measured,
+    /// Accuracy of the int8 model on the test split (scored once, after the search).
+    pub test_accuracy: Option<f64>,
+    pub architecture_file: PathBuf,
+    pub model_file: PathBuf,
+    pub tflite_file: PathBuf,
+    /// The `kinglet` commands that retrain, quantise and profile it.
+    pub commands: Vec<String>,
+}
+
+/// What `front.json` holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct FrontReport {
+    pub study: String,
+    pub objectives: Vec<String>,
+    pub limits: study::Limits,
+    pub board: String,
+    pub trials: usize,
+    pub done: usize,
+    pub failed: usize,
+    pub candidates: usize,
+    pub test_data: Option<String>,
+    pub front: Vec<FrontModel>,
+    /// Every candidate's most trained measurement (the plots' faded points).
+    pub measured: Vec<Measured>,
+}
+
+fn shell_word(s: &str) -> String {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./:=,".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// Writes the study's front into `out`; `test` (spec and windows) scores the front once.
+pub fn write(
+    storage: &mut dyn Storage,
+    settings: &StudySettings,
+    evaluator: &Evaluator,
+    test: Option<(&str, &Dataset)>,
+    out: &Path,
+) -> Result<FrontReport, SearchError> {
+    let models = out.join("models");
+    std::fs::create_dir_all(&models).map_err(|e| SearchError::io(&models, e))?;
+    let trials = storage.trials()?;
+    let front = study::front(settings, &trials);
+    let mut written = Vec::new();
+    for Scored { trial, measured } in &front {
+        let bytes = storage.model(trial.id)?.ok_or_else(|| SearchError::Study {
+            location: storage.location().to_string(),
+            message: format!("trial {} is done but holds no model", trial.id),
+        })?;
+        let model = kinglet_train::TrainedModel::from_bytes(&bytes)
+            .map_err(|e| SearchError::Trial(format!("trial {}'s model: {e}", trial.id)))?;
+        let name = &measured.architecture;
+        let arch_file = models.join(format!("{name}.toml"));
+        let model_file = models.join(format!("{name}.kgl"));
+        let tflite_file = models.join(format!("{name}.int8.tflite"));
+        let arch_text = format!(
+            "# Found by `kinglet search` (study {}, trial {}); {} epochs here.\n{}",
+            storage.location(),
+            trial.id,
+            measured.epochs,
+            model.architecture.to_toml()
+        );
+        write_file(&arch_file, arch_text.as_bytes())?;
+        write_file(&model_file, &bytes)?;
+        let (float, quantised) = evaluator.quantise(&model, &measured.precision)?;
+        kinglet_graph::tflite::write_tflite_file(&quantised, &tflite_file)
+            .map_err(|e| SearchError::Trial(e.to_string()))?;
+        let test_accuracy = match test {
+            Some((_, data)) => Some(Evaluator::score(&model, &float, &quantised, data)?.0),
+            None => None,
+        };
+        let p = |p: &Path| shell_word(&p.display().to_string());
+        let data = shell_word(&settings.data);
+        // The precision names are `kinglet quantize`'s scheme names.
+        let scheme = &measured.precision;
+        let commands = vec![
+            format!(
+                "kinglet train --arch {} --data {data} --no-val --epochs {} --seed {} --out {}",
+                p(&arch_file),
+                measured.epochs,
+                trial_seed(settings, name),
+                p(&model_file)
+            ),
+            format!(
+                "kinglet quantize --model {} --data {data} --scheme {scheme} --out {}",
+                p(&model_file),
+                p(&tflite_file)
+            ),
+            format!("kinglet profile {} --target cortex-m4", p(&tflite_file)),
+        ];
+        written.push(FrontModel {
+            trial: trial.id,
+            measured: measured.clone(),
+            test_accuracy,
+            architecture_file: arch_file,
+            model_file,
+            tflite_file,
+            commands,
+        });
+    }
+    let measured: Vec<Measured> = study::best_fidelity(&trials)
+        .into_iter()
+        .map(|s| s.measured)
+        .collect();
+    let report = FrontReport {
+        study: storage.location().to_string(),
+        objectives: settings
+            .objectives
+            .iter()
+            .map(|o| o.name().to_string())
+            .collect(),
+        limits: settings.limits.clone(),
+        board: settings.board.clone(),
+        trials: trials.len(),
+        done: trials
+            .iter()
+            .filter(|t| t.state == crate::storage::TrialState::Done)
+            .count(),
+        failed: trials
+            .iter()
+            .filter(|t| t.state == crate::storage::TrialState::Failed)
+            .count(),
+        candidates: study::sampled(&trials),
+        test_data: test.map(|(spec, _)| spec.to_string()),
+        front: written,
+        measured,
+    };
+    let json =
+        serde_json::to_string_pretty(&report).map_err(|e| SearchError::Invalid(e.to_string()))?;
+    write_file(&out.join("front.json"), json.as_bytes())?;
+    write_file(&out.join("front.md"), markdown(&report).as_bytes())?;
+    for (file, axis) in [
+        ("accuracy-vs-weight-bytes.svg", Axis::WeightBytes),
+        ("accuracy-vs-instructions.svg", Axis::Instructions),
+        ("accuracy-vs-energy.svg", Axis::Energy),
+    ] {
+        write_file(&out.join(file), plot(&report, axis)?.as_bytes())?;
+    }
+    Ok(report)
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), SearchError> {
+    kinglet_graph::files::write_atomic(path, bytes).map_err(|e| SearchError::io(path, e))
+}
+
+/// `front.md`: the front as a table, then each model's files and commands.
+pub fn markdown(r: &FrontReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# Architecture search: Pareto front\n");
+    let _ = writeln!(
+        s,
+        "Study `{}`: {} trials ({} done, {} failed) over {} candidates; objectives {}; board {}.",
+        r.study,
+        r.trials,
+        r.done,
+        r.failed,
+        r.candidates,
+        r.objectives.join(", "),
+        r.board
+    );
+    let limits = [
+        ("flash", r.limits.max_flash),
+        ("RAM", r.limits.max_ram),
+        ("instructions", r.limits.max_instructions),
+        ("weight bytes", r.limits.max_weight_bytes),
+    ]
+    .iter()
+    .filter_map(|(n, l)| l.map(|l| format!("{n} ≤ {l}")))
+    .collect::<Vec<_>>();
+    if !limits.is_empty() {
+        let _ = writeln!(s, "Hard limits: {}.", limits.join(", "));
+    }
+    let _ = writeln!(
+        s,
+        "\nAccuracy is of the int8 model: on the validation split (what the search chose on) and, once, on the test split{}.\n",
+        r.test_data
+            .as_ref()
+            .map_or(" (not given)".to_string(), |t| format!(" `{t}`"))
+    );
+    let _ = writeln!(
+        s,
+        "| model | epochs | val acc | test acc | params | weight B | flash B | RAM B | instructions | energy µJ |"
+    );
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for m in &r.front {
+        let x = &m.measured;
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.2} % | {} | {} | {} | {} | {} | {} | {:.3} |",
+            x.architecture,
+            x.epochs,
+            x.accuracy * 100.0,
+            m.test_accuracy
+                .map_or("-".to_string(), |a| format!("{:.2} %", a * 100.0)),
+            x.parameters,
+            x.weight_bytes,
+            x.flash_bytes,
+            x.ram_bytes,
+            x.instructions,
+            x.energy_uj
+        );
+    }
+    if r.front.is_empty() {
+        let _ = writeln!(s, "\nNo candidate within the limits was measured.");
+    }
+    for m in &r.front {
+        let _ = writeln!(
+            s,
+            "\n## {}\n\n- architecture: `{}`\n- model: `{}`\n- int8: `{}`\n\n```sh",
+            m.measured.architecture,
+            m.architecture_file.display(),
+            m.model_file.display(),
+            m.tflite_file.display()
+        );
+        for c in &m.commands {
+            let _ = writeln!(s, "{c}");
+        }
+        let _ = writeln!(s, "```");
+    }
+    let _ = writeln!(
+        s,
+        "\nPlots: accuracy-vs-weight-bytes.svg, accuracy-vs-instructions.svg, accuracy-vs-energy.svg."
+    );
+    s
+}
+
+#[derive(Clone, Copy)]
+enum Axis {
+    WeightBytes,
+    Instructions,
+    Energy,
+}
+
+impl Axis {
+    fn of(self, m: &Measured) -> f64 {
+        match self {
+            Axis::WeightBytes => m.weight_bytes as f64,
+            Axis::Instructions => m.instructions as f64,
+            Axis::Energy => m.energy_uj,
+        }
+    }
+    fn label(self) -> &'static str {
+        match self {
+            Axis::WeightBytes => "weight bytes",
+            Axis::Instructions => "instructions per inference",
+            Axis::Energy => "energy per inference (µJ)",
+        }
+    }
+}
+
+/// Accuracy (validation, %) against one cost: every candidate faded, the front in blue.
+fn plot(r: &FrontReport, axis: Axis) -> Result<String, SearchError> {
+    let err = |e: &dyn std::fmt::Display| SearchError::Invalid(format!("plot: {e}"));
+    let all: Vec<(f64, f64)> = r
+        .measured
+        .iter()
+        .map(|m| (axis.of(m), m.accuracy * 100.0))
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .collect();
+    let front: Vec<(f64, f64)> = r
+        .front
+        .iter()
+        .map(|m| (axis.of(&m.measured), m.measured.accuracy * 100.0))
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .collect();
+    let x_max = all.iter().map(|p| p.0).fold(0.0, f64::max).max(1e-9) * 1.1;
+    let y_lo = all.iter().map(|p| p.1).fold(100.0, f64::min).min(100.0);
+    let y_lo = (y_lo - 5.0).max(0.0);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (760, 460)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(16)
+            .caption(
+                format!("validation accuracy against {}", axis.label()),
+                ("sans-serif", 16),
+            )
+            .x_label_area_size(44)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..x_max, y_lo..100.0)
+            .map_err(|e| err(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc(axis.label())
+            .y_desc("accuracy (%)")
+            .draw()
+            .map_err(|e| err(&e))?;
+        let faded = RGBColor(150, 150, 150).mix(0.35);
+        chart
+            .draw_series(all.iter().map(|&p| Circle::new(p, 4, faded.filled())))
+            .map_err(|e| err(&e))?;
+        let mut line = front.clone();
+        line.sort_by(|a, b| a.0.total_cmp(&b.0));
+        chart
+            .draw_series(LineSeries::new(line, BLUE.mix(0.6)))
+            .map_err(|e| err(&e))?;
+        chart
+            .draw_series(front.iter().map(|&p| Circle::new(p, 5, BLUE.filled())))
+            .map_err(|e| err(&e))?;
+        root.present().map_err(|e| err(&e))?;
+    }
+    Ok(svg)
+}
