@@ -1,6 +1,7 @@
 //! On the emulated Cortex-M4F: the instruction counter is exact, and compiled anchor models
-//! give the TFLite outputs with both kernel sets. Needs qemu-system-arm and the
-//! thumbv7em-none-eabihf target (CI installs both).
+//! give the TFLite outputs with both kernel sets; the synthetic shapes also run on the
+//! Cortex-M3 and RISC-V (tests/other_cores.rs has the rest of those cores). Needs
+//! qemu-system-arm, qemu-system-riscv32 and the rustup targets (CI installs them).
 use std::path::PathBuf;
 
 use kinglet_compile::firmware::{Lang, profile, run_harness};
@@ -252,4 +253,31 @@ fn synthetic_shapes_in_qemu_match_host() {
     )
     .expect("profile C");
     assert_eq!(p.outputs, host);
+}
+
+/// The same shapes with the Cortex-M3's and RISC-V's inner loops (two-channel blocks with an
+/// odd pair count, single-channel blocks, convolutions with and without pooling), each against
+/// the host.
+#[test]
+fn synthetic_shapes_on_m3_and_riscv_match_host() {
+    use kinglet_compile::firmware::profile_on;
+    use kinglet_compile::target::{CortexM3, Riscv32, Target};
+    let graph = synthetic::graph();
+    let input = lcg_input(60);
+    let host = varied_host_outputs(&graph, &input);
+    let cores: [&dyn Target; 2] = [&CortexM3, &Riscv32];
+    for core in cores {
+        let p = profile_on(
+            core,
+            &graph,
+            "synthetic",
+            &input,
+            FirmwareKernels::Dsp,
+            Lang::Rust,
+            &work_dir(),
+            true,
+        )
+        .unwrap_or_else(|e| panic!("profile on {}: {e}", core.name()));
+        assert_eq!(p.outputs, host, "{}", core.name());
+    }
 }

@@ -234,6 +234,17 @@ pub unsafe fn dot_block<const BLOCK: usize>(
             _ => {}
         }
     }
+    #[cfg(target_arch = "riscv32")]
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        if pairs > 0 {
+            match BLOCK {
+                4 => return rv32::dot4(window, weights.cast(), pairs, acc.as_mut_ptr()),
+                2 => return rv32::dot2(window, weights.cast(), pairs, acc.as_mut_ptr()),
+                _ => {}
+            }
+        }
+    }
     for k in 0..pairs {
         // SAFETY: within the ranges the caller guarantees.
         unsafe {
@@ -306,6 +317,108 @@ pub unsafe fn dot_block_pair<const BLOCK: usize>(
 /// `MUL` and `ADD`, three pointer steps and a branch.
 #[cfg(target_arch = "riscv32")]
 mod rv32 {
+    /// [`super::dot_block`] for four channels at one position (convolutions without pooling):
+    /// per pair 2 activation and 8 weight `LH`, 8 `MUL` and 8 `ADD`, two pointer steps and a
+    /// branch, where the portable loop's halfword-pair splitting costs half again as much.
+    ///
+    /// # Safety
+    /// `pairs > 0`; `window` has `2·pairs` readable `i16`, `weights` `8·pairs`; `acc` four `i32`.
+    #[inline(always)]
+    pub(super) unsafe fn dot4(
+        window: *const i16,
+        weights: *const i16,
+        pairs: usize,
+        acc: *mut i32,
+    ) {
+        // SAFETY: four accumulators (BLOCK = 4).
+        let [mut c0, mut c1, mut c2, mut c3] = unsafe { *acc.cast::<[i32; 4]>() };
+        // SAFETY: memory ranges from the caller.
+        unsafe {
+            core::arch::asm!(
+                "2:",
+                "lh {xa}, 0({p})",
+                "lh {xb}, 2({p})",
+                "lh {wa}, 0({w})",
+                "lh {wb}, 2({w})",
+                "mul {wa}, {wa}, {xa}", "add {c0}, {c0}, {wa}",
+                "mul {wb}, {wb}, {xb}", "add {c0}, {c0}, {wb}",
+                "lh {wa}, 4({w})",
+                "lh {wb}, 6({w})",
+                "mul {wa}, {wa}, {xa}", "add {c1}, {c1}, {wa}",
+                "mul {wb}, {wb}, {xb}", "add {c1}, {c1}, {wb}",
+                "lh {wa}, 8({w})",
+                "lh {wb}, 10({w})",
+                "mul {wa}, {wa}, {xa}", "add {c2}, {c2}, {wa}",
+                "mul {wb}, {wb}, {xb}", "add {c2}, {c2}, {wb}",
+                "lh {wa}, 12({w})",
+                "lh {wb}, 14({w})",
+                "mul {wa}, {wa}, {xa}", "add {c3}, {c3}, {wa}",
+                "mul {wb}, {wb}, {xb}", "add {c3}, {c3}, {wb}",
+                "addi {p}, {p}, 4",
+                "addi {w}, {w}, 16",
+                "bne {w}, {end}, 2b",
+                p = inout(reg) window => _,
+                w = inout(reg) weights => _,
+                end = in(reg) weights.add(8 * pairs),
+                xa = out(reg) _,
+                xb = out(reg) _,
+                wa = out(reg) _,
+                wb = out(reg) _,
+                c0 = inout(reg) c0,
+                c1 = inout(reg) c1,
+                c2 = inout(reg) c2,
+                c3 = inout(reg) c3,
+                options(nostack, readonly),
+            );
+            *acc.cast::<[i32; 4]>() = [c0, c1, c2, c3];
+        }
+    }
+
+    /// [`dot4`] for two channels.
+    ///
+    /// # Safety
+    /// `pairs > 0`; `window` has `2·pairs` readable `i16`, `weights` `4·pairs`; `acc` two `i32`.
+    #[inline(always)]
+    pub(super) unsafe fn dot2(
+        window: *const i16,
+        weights: *const i16,
+        pairs: usize,
+        acc: *mut i32,
+    ) {
+        // SAFETY: two accumulators (BLOCK = 2).
+        let [mut c0, mut c1] = unsafe { *acc.cast::<[i32; 2]>() };
+        // SAFETY: memory ranges from the caller.
+        unsafe {
+            core::arch::asm!(
+                "2:",
+                "lh {xa}, 0({p})",
+                "lh {xb}, 2({p})",
+                "lh {wa}, 0({w})",
+                "lh {wb}, 2({w})",
+                "mul {wa}, {wa}, {xa}", "add {c0}, {c0}, {wa}",
+                "mul {wb}, {wb}, {xb}", "add {c0}, {c0}, {wb}",
+                "lh {wa}, 4({w})",
+                "lh {wb}, 6({w})",
+                "mul {wa}, {wa}, {xa}", "add {c1}, {c1}, {wa}",
+                "mul {wb}, {wb}, {xb}", "add {c1}, {c1}, {wb}",
+                "addi {p}, {p}, 4",
+                "addi {w}, {w}, 8",
+                "bne {w}, {end}, 2b",
+                p = inout(reg) window => _,
+                w = inout(reg) weights => _,
+                end = in(reg) weights.add(4 * pairs),
+                xa = out(reg) _,
+                xb = out(reg) _,
+                wa = out(reg) _,
+                wb = out(reg) _,
+                c0 = inout(reg) c0,
+                c1 = inout(reg) c1,
+                options(nostack, readonly),
+            );
+            *acc.cast::<[i32; 2]>() = [c0, c1];
+        }
+    }
+
     /// Four channels at two positions.
     ///
     /// # Safety

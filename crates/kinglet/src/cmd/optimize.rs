@@ -1,7 +1,8 @@
 //! `kinglet optimize`: compression steps alone and in sequence on one trained model, each
 //! variant measured the same way — file size, accuracy and host time from `kinglet eval`,
-//! Cortex-M4 flash and instructions from `kinglet profile` (which runs the variant in QEMU and
-//! fails unless its outputs equal the host's) — into a table and a plot.
+//! flash and instructions on `--target` (Cortex-M4 by default) from `kinglet profile` (which
+//! runs the variant in QEMU and fails unless its outputs equal the host's) — into a table and
+//! a plot.
 //!
 //! A variant is a `+`-separated sequence of steps applied left to right: first the steps that
 //! retrain the `.kgl` model — `separable` (convert convolutions to depthwise-separable ones and
@@ -51,9 +52,12 @@ pub struct OptimizeArgs {
     /// Calibration windows or images for the quantisation steps.
     #[arg(long, default_value_t = 1000)]
     pub windows: usize,
-    /// Skip the Cortex-M4 column (QEMU) even when QEMU is installed.
+    /// Skip the firmware columns (QEMU) even when QEMU is installed.
     #[arg(long)]
     pub no_firmware: bool,
+    /// The core whose flash and instructions the table gives.
+    #[arg(long, value_enum, default_value = "cortex-m4")]
+    pub target: super::compile::Target,
     /// Rerun steps whose outputs already exist.
     #[arg(long)]
     pub force: bool,
@@ -71,6 +75,7 @@ pub fn run(args: OptimizeArgs) -> Result<()> {
         out: args.out,
         windows: args.windows,
         no_firmware: args.no_firmware,
+        target: args.target.core(),
         force: args.force,
     };
     kinglet::jobs::optimize::run(&job, &mut std::io::stdout().lock())

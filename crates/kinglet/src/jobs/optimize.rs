@@ -1,7 +1,8 @@
 //! `kinglet optimize` as a library call: compression steps alone and in sequence on one trained model, each
 //! variant measured the same way — file size, accuracy and host time from `kinglet eval`,
-//! Cortex-M4 flash and instructions from `kinglet profile` (which runs the variant in QEMU and
-//! fails unless its outputs equal the host's) — into a table and a plot.
+//! flash and instructions on the target core (Cortex-M4 by default, or Cortex-M3 / RISC-V)
+//! from `kinglet profile` (which runs the variant in QEMU and fails unless its outputs equal
+//! the host's) — into a table and a plot.
 //!
 //! A variant is a `+`-separated sequence of steps applied left to right: first the steps that
 //! retrain the `.kgl` model — `separable` (convert convolutions to depthwise-separable ones and
@@ -41,8 +42,10 @@ pub struct OptimizeJob {
     pub out: PathBuf,
     /// Calibration windows or images for the quantisation steps.
     pub windows: usize,
-    /// Skip the Cortex-M4 column (QEMU) even when QEMU is installed.
+    /// Skip the firmware columns (QEMU) even when QEMU is installed.
     pub no_firmware: bool,
+    /// The core the firmware columns measure on.
+    pub target: &'static dyn kinglet_compile::target::Target,
     /// Rerun steps whose outputs already exist.
     pub force: bool,
 }
@@ -159,8 +162,11 @@ struct Row {
     size_bytes: u64,
     accuracy: f64,
     host_us_per_window: f64,
-    m4_instructions: Option<u64>,
-    /// Flash of the Cortex-M4 image (code and constants), from `kinglet profile`.
+    /// The core the firmware columns were measured on (`--target`).
+    target: String,
+    /// Instructions per inference on that core, from `kinglet profile`.
+    instructions: Option<u64>,
+    /// Flash of the model in that core's image (code and constants), from `kinglet profile`.
     flash_bytes: Option<u64>,
     note: String,
 }
@@ -192,7 +198,7 @@ pub fn run(args: &OptimizeJob, table_out: &mut dyn Write) -> Result<()> {
         .eval
         .clone()
         .unwrap_or_else(|| with_split(&args.data, "test"));
-    let firmware = !args.no_firmware && which("qemu-system-arm");
+    let firmware = !args.no_firmware && which(args.target.qemu_system());
     let mut runner = Runner::new(args.kinglet.clone(), args.force);
     let os = steps::args;
     let path = |p: &Path| p.display().to_string();
@@ -328,10 +334,16 @@ pub fn run(args: &OptimizeJob, table_out: &mut dyn Write) -> Result<()> {
             )?;
             current = out;
         }
-        rows.push(measure(&mut runner, name, &current, &eval, firmware)?);
+        rows.push(measure(
+            &mut runner,
+            name,
+            &current,
+            &eval,
+            firmware.then_some(args.target),
+        )?);
     }
 
-    let table = markdown(&rows, &args.model, &eval);
+    let table = markdown(&rows, &args.model, &eval, args.target.core());
     write_atomic(&args.out.join("optimize.md"), table.as_bytes())?;
     write_atomic(
         &args.out.join("optimize.json"),
@@ -363,7 +375,7 @@ fn measure(
     name: &str,
     file: &Path,
     eval: &str,
-    firmware: bool,
+    firmware: Option<&dyn kinglet_compile::target::Target>,
 ) -> Result<Row> {
     let dir = file.parent().unwrap_or(Path::new("."));
     let stem = name.replace(['+', '-'], "_");
@@ -385,18 +397,21 @@ fn measure(
     let size_bytes = std::fs::metadata(file)
         .with_context(|| format!("reading {}", file.display()))?
         .len();
-    let (m4_instructions, flash_bytes, note) = if !firmware {
-        (None, None, "QEMU not run".to_string())
-    } else {
-        let profile_json = dir.join(format!("{stem}.profile.json"));
+    let (instructions, flash_bytes, note) = if let Some(core) = firmware {
+        // The M4's file keeps its old name, so an earlier run's profiles are reused.
+        let profile_json = if core.name() == "cortex-m4" {
+            dir.join(format!("{stem}.profile.json"))
+        } else {
+            dir.join(format!("{stem}.{}.profile.json", core.name()))
+        };
         runner.run(
-            &format!("Cortex-M4 profile of {name}"),
+            &format!("{} profile of {name}", core.core()),
             &profile_json,
             &[
                 "profile".into(),
                 file.into(),
                 "--target".into(),
-                "cortex-m4".into(),
+                core.name().into(),
                 "--json".into(),
             ],
             Some(&profile_json),
@@ -407,6 +422,8 @@ fn measure(
             p["flash_bytes"].as_u64(),
             String::new(),
         )
+    } else {
+        (None, None, "QEMU not run".to_string())
     };
     Ok(Row {
         variant: name.to_string(),
@@ -416,7 +433,8 @@ fn measure(
             .as_f64()
             .with_context(|| format!("{}: no accuracy", eval_json.display()))?,
         host_us_per_window: e["host_us_per_window"].as_f64().unwrap_or(f64::NAN),
-        m4_instructions,
+        target: firmware.map_or_else(String::new, |t| t.name().to_owned()),
+        instructions,
         flash_bytes,
         note,
     })
@@ -427,15 +445,15 @@ fn read_json(path: &Path) -> Result<serde_json::Value> {
     serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
 }
 
-fn markdown(rows: &[Row], model: &Path, eval: &str) -> String {
+fn markdown(rows: &[Row], model: &Path, eval: &str, core: &str) -> String {
     let mut s = format!(
         "Variants of `{}`, scored on `{eval}`.\n\n\
-         | variant | size `.tflite` (bytes) | Cortex-M4 flash (bytes) | accuracy | host µs / window | Cortex-M4 instructions |\n\
+         | variant | size `.tflite` (bytes) | {core} flash (bytes) | accuracy | host µs / window | {core} instructions |\n\
          |---|---:|---:|---:|---:|---:|\n",
         model.display()
     );
     for r in rows {
-        let (flash, m4) = match (r.flash_bytes, r.m4_instructions) {
+        let (flash, m4) = match (r.flash_bytes, r.instructions) {
             (Some(f), Some(n)) => (f.to_string(), n.to_string()),
             _ => ("—".to_string(), format!("— ({})", r.note)),
         };
