@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use kinglet_compile::firmware::{Lang, default_work_dir, profile_on};
 use kinglet_compile::qemu::FirmwareKernels;
 use kinglet_compile::target::{CortexM3, Riscv32, Target};
-use kinglet_compile::testinput::lcg_input;
+use kinglet_compile::testinput::lcg_input_for;
 use kinglet_graph::Graph;
 
 /// TensorFlow Lite Micro on the same core (issue 15): build and instructions per inference.
@@ -54,14 +54,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let graph = Graph::from_tflite_bytes(&std::fs::read(path)?)?;
-        // Multi-input models take one LCG stream filling their inputs end to end.
-        let input = lcg_input(
-            graph
-                .inputs
-                .iter()
-                .map(|&i| graph.tensor(i).elements())
-                .sum(),
-        );
+        let input = lcg_input_for(&graph);
         for target in targets {
             let anchors = anchors(target.name(), &name);
             for (label, instructions) in anchors {

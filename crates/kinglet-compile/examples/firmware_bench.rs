@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use kinglet_compile::firmware::{Lang, default_work_dir, profile};
 use kinglet_compile::qemu::FirmwareKernels;
-use kinglet_compile::testinput::lcg_input;
+use kinglet_compile::testinput::lcg_input_for;
 use kinglet_graph::Graph;
 
 /// TFLite Micro + CMSIS-NN on the same board (issue 4): instructions, whole-program flash.
@@ -40,14 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let graph = Graph::from_tflite_bytes(&std::fs::read(path)?)?;
-        // Multi-input models take one LCG stream filling their inputs end to end.
-        let input = lcg_input(
-            graph
-                .inputs
-                .iter()
-                .map(|&i| graph.tensor(i).elements())
-                .sum(),
-        );
+        let input = lcg_input_for(&graph);
         if let Some((instr, flash)) = anchor(&name) {
             println!(
                 "| `{name}` | TFLM + CMSIS-NN (anchor) | {instr} | 1.00× | {flash} (whole program) | see issue 4 | |"

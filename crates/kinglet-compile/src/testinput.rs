@@ -11,6 +11,18 @@ pub fn lcg_input(len: usize) -> Vec<i8> {
         .collect()
 }
 
+/// [`lcg_input`] for every input of `graph`: one LCG stream filling input 0, then input 1, …
+/// end to end, as a compiled multi-input model takes its input array.
+pub fn lcg_input_for(graph: &kinglet_graph::Graph) -> Vec<i8> {
+    lcg_input(
+        graph
+            .inputs
+            .iter()
+            .map(|&i| graph.tensor(i).elements())
+            .sum(),
+    )
+}
+
 /// The float test input of float models: the same LCG bytes scaled by 1/128 (exact in f32),
 /// so values lie in [-1, 1).
 pub fn float_test_input(bytes: &[i8]) -> Vec<f32> {

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use kinglet_compile::firmware::{Lang, profile_on, run_harness_on};
 use kinglet_compile::qemu::FirmwareKernels;
 use kinglet_compile::target::{CortexM3, Riscv32, Target};
-use kinglet_compile::testinput::lcg_input;
+use kinglet_compile::testinput::{lcg_input, lcg_input_for};
 use kinglet_graph::Graph;
 
 fn work_dir() -> PathBuf {
@@ -39,13 +39,7 @@ fn riscv_counter_measures_the_known_loop_exactly() {
 /// checks the outputs against the host interpreter and `expected`, when given.
 fn check(target: &dyn Target, path: &str, expected: Option<&[i32]>, with_c: bool) {
     let (graph, name) = model(path);
-    let input = lcg_input(
-        graph
-            .inputs
-            .iter()
-            .map(|&i| graph.tensor(i).elements())
-            .sum(),
-    );
+    let input = lcg_input_for(&graph);
     let run = |lang| {
         profile_on(
             target,

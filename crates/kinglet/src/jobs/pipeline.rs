@@ -51,6 +51,21 @@ const OTHER_CORES: [(&str, &str, &str); 2] = [
 /// streams the noticing window straddles the change (see BENCHMARKS.md, issue 11).
 const SIGNATURE_SETTLE: &str = "1";
 
+/// The checks a profile record measured (`checks.<name>` set), read once per profile.
+fn measured_checks(profile: &Path) -> Vec<String> {
+    let json = std::fs::read_to_string(profile).ok();
+    let json = json.and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+    json.as_ref()
+        .and_then(|j| j["checks"].as_object())
+        .map(|checks| {
+            (checks.iter())
+                .filter(|(_, v)| v.is_u64())
+                .map(|(k, _)| k.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Runs `kinglet pipeline`: every step as a `kinglet` command (see [`steps`]),
 /// the summary table written to `out`; steps that may fail without stopping the rest (the
 /// firmware ones, the compression variants) are named in the final error.
@@ -201,7 +216,8 @@ pub fn run(args: &PipelineJob, summary: &mut dyn Write) -> Result<()> {
                 failed.push(format!("profile {arch}"));
                 continue;
             }
-            costs.push((*arch, None, profile));
+            let checks = measured_checks(&profile);
+            costs.push((*arch, None, profile, checks));
         }
         for (target, core, emulator) in OTHER_CORES {
             if !which(emulator) {
@@ -227,7 +243,8 @@ pub fn run(args: &PipelineJob, summary: &mut dyn Write) -> Result<()> {
                     failed.push(format!("profile {arch} on {target}"));
                     continue;
                 }
-                costs.push((*arch, Some(core), profile));
+                let checks = measured_checks(&profile);
+                costs.push((*arch, Some(core), profile, checks));
             }
         }
     } else {
@@ -247,14 +264,9 @@ pub fn run(args: &PipelineJob, summary: &mut dyn Write) -> Result<()> {
     // core's application may not measure: such a core's boards then show the check unknown.
     let cost_args = |key: &str, arch: &str| -> Vec<OsString> {
         let mut argv = Vec::new();
-        let measured = |p: &Path| {
-            let json = std::fs::read_to_string(p).ok();
-            let json = json.and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
-            json.is_some_and(|j| j["checks"][key].is_u64())
-        };
         let is_check = matches!(key, "signature" | "l1_distance");
-        for (_, core, p) in costs.iter().filter(|(a, _, _)| *a == arch) {
-            if is_check && !measured(p) {
+        for (_, core, p, checks) in costs.iter().filter(|(a, ..)| *a == arch) {
+            if is_check && !checks.iter().any(|c| c == key) {
                 continue;
             }
             let key = match core {
