@@ -13,7 +13,13 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  # Some images carry a backported qemu-utils whose "Breaks" keeps Debian's own QEMU out;
+  # when that happens, bring qemu-utils to the version the QEMU system packages come in.
+  if ! DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null; then
+    qemu_version=$(apt-cache policy qemu-system-arm | awk '/Candidate:/ {print $2}')
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --allow-downgrades \
+      "${need_apt[@]}" "qemu-utils=${qemu_version}" >/dev/null
+  fi
 fi
 rustup target add thumbv7em-none-eabihf thumbv7m-none-eabi riscv32imc-unknown-none-elf >/dev/null
 rustup component add clippy rustfmt >/dev/null

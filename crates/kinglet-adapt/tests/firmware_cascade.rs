@@ -17,7 +17,7 @@ use kinglet_adapt::firmware::{CascadeModel, Int8Windows, StreamWindows, run_in_q
 use kinglet_adapt::models::{GraphClassifier, load_tflite, signature_distances};
 use kinglet_adapt::strategy::StrategyKind;
 use kinglet_adapt::{Models, StrategySpec, WindowClassifier, simulate};
-use kinglet_compile::target::{CortexM3, CortexM4, Target};
+use kinglet_compile::target::{CortexM3, CortexM4, Riscv32, Target};
 use kinglet_graph::Graph;
 
 fn manifest() -> PathBuf {
@@ -202,6 +202,13 @@ fn signature_strategy_matches_the_host_simulator_on_cortex_m3() {
     host_and_firmware_on(&CortexM3, &signature_spec(), &big_path(), 0);
 }
 
+/// The same cascade on RISC-V rv32imc (its kernels, soft-float signature arithmetic, the very
+/// decision code of the Arm application).
+#[test]
+fn signature_strategy_matches_the_host_simulator_on_riscv32() {
+    host_and_firmware_on(&Riscv32, &signature_spec(), &big_path(), 0);
+}
+
 /// The confidence cascade runs the core's softmax and confidence on the device: they must give
 /// the host's f32 values bit for bit. There is no small multi-class int8 model here, so the
 /// Big model stands in as the little classifier; the threshold is the median confidence of
@@ -237,4 +244,10 @@ fn confidence_cascade_matches_the_host_simulator_in_qemu() {
 #[test]
 fn confidence_cascade_matches_the_host_simulator_on_cortex_m3() {
     host_and_firmware_on(&CortexM3, &confidence_spec(), &big_path(), 1);
+}
+
+/// Softmax and confidence in soft-float on RISC-V: the host's values bit for bit.
+#[test]
+fn confidence_cascade_matches_the_host_simulator_on_riscv32() {
+    host_and_firmware_on(&Riscv32, &confidence_spec(), &big_path(), 1);
 }

@@ -85,19 +85,12 @@ pub fn build_cascade_firmware(
     build_cascade_firmware_for(&CortexM4, cascade_rs, target_dir)
 }
 
-/// [`build_cascade_firmware`] for `target` (one whose application has the cascade mode,
-/// [`Target::runs_cascade`]).
+/// [`build_cascade_firmware`] for `target`.
 pub fn build_cascade_firmware_for(
     target: &dyn Target,
     cascade_rs: &Path,
     target_dir: &Path,
 ) -> Result<PathBuf, CompileError> {
-    if !target.runs_cascade() {
-        return Err(CompileError::Run(format!(
-            "the firmware cascade does not run on {} yet",
-            target.name()
-        )));
-    }
     build_app(
         target,
         None,
@@ -123,14 +116,17 @@ fn build_app(
         .parent()
         .ok_or_else(|| CompileError::Run("the firmware project has no parent folder".into()))?;
     let dir = root.join(target.firmware_app());
-    // One cargo target folder per unpacked project (one per kinglet build): cargo keys a
-    // standalone project's build state by package name, not by folder, so two kinglet builds
-    // sharing a work folder would otherwise reuse each other's build scripts (seen: a C model
-    // compiled for the Cortex-M4 by another build's script and linked into a Cortex-M3 image).
-    let target_dir = &match root.file_name() {
+    // One cargo target folder per unpacked project (one per kinglet build) and application:
+    // cargo keys a standalone project's build state by package name and version, not by
+    // folder, and both applications are `kinglet-qemu-app 0.1.0`. Sharing a folder, one build
+    // reuses the other's build script (seen: a C model compiled for the Cortex-M4 by another
+    // build's script and linked into a Cortex-M3 image; an Arm image built by the RISC-V
+    // application's script, which knows no C model, and failing to link its symbols).
+    let project_dir = match root.file_name() {
         Some(name) => target_dir.join(name),
         None => target_dir.to_path_buf(),
     };
+    let target_dir = &project_dir.join(target.firmware_app());
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     // The project's .cargo/config.toml (target, linker script) is found from the working
     // directory; flags inherited from an outer cargo must not override it.

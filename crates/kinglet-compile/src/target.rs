@@ -62,11 +62,6 @@ pub trait Target: Sync + std::fmt::Debug {
         true
     }
 
-    /// Whether the test application has the cascade mode (`kinglet cascade --target`).
-    fn runs_cascade(&self) -> bool {
-        true
-    }
-
     /// The test application's folder inside the unpacked firmware project.
     fn firmware_app(&self) -> &'static str {
         "qemu-app"
@@ -180,10 +175,6 @@ impl Target for Riscv32 {
     }
     /// The C output needs a RISC-V C cross-compiler, which CI does not install.
     fn runs_c(&self) -> bool {
-        false
-    }
-    /// The RISC-V application has the single-model mode only.
-    fn runs_cascade(&self) -> bool {
         false
     }
     fn firmware_app(&self) -> &'static str {

@@ -35,6 +35,24 @@ fn riscv_counter_measures_the_known_loop_exactly() {
     assert_eq!(report.known_loop, 3001);
 }
 
+/// Every core measures the adaptive checks beside the model, so each board's cascade is priced
+/// by its own core's count of them: non-zero, stable from run to run.
+#[test]
+fn every_core_measures_the_adaptive_checks() {
+    for target in [&CortexM3 as &dyn Target, &Riscv32] {
+        let (first, _) = run_harness_on(target, &work_dir()).expect("harness runs");
+        let (second, _) = run_harness_on(target, &work_dir()).expect("harness runs");
+        for check in ["signature", "l1_distance"] {
+            let count = |checks: &[(String, u64)]| {
+                checks.iter().find(|(name, _)| name == check).map(|&(_, n)| n)
+            };
+            let n = count(&first.checks);
+            assert!(n.is_some_and(|n| n > 100), "{} {check}: {n:?}", target.name());
+            assert_eq!(count(&second.checks), n, "{}", target.name());
+        }
+    }
+}
+
 /// Runs `path` twice on `target` with its kernels (and once with the C output if asked) and
 /// checks the outputs against the host interpreter and `expected`, when given.
 fn check(target: &dyn Target, path: &str, expected: Option<&[i32]>, with_c: bool) {

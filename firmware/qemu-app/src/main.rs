@@ -39,6 +39,22 @@ mod guard {
     include!(concat!(env!("OUT_DIR"), "/guard.rs"));
 }
 
+mod adaptive;
+
+/// The icount-driven timer as the adaptive code's instruction counter.
+struct Timer;
+
+impl adaptive::Counter for Timer {
+    #[inline(always)]
+    fn now() -> u32 {
+        timer::value()
+    }
+    fn instructions(before: u32, after: u32, empty: u32) -> u32 {
+        // The timer counts down.
+        region_instructions(before.wrapping_sub(after), empty)
+    }
+}
+
 /// CMSDK APB timer0 of the mps2-an386 board.
 mod timer {
     use super::*;
@@ -180,6 +196,15 @@ impl Console {
     }
 }
 
+impl adaptive::Report for Console {
+    fn text(&mut self, args: core::fmt::Arguments) {
+        Console::text(self, args);
+    }
+    fn line(&mut self, args: core::fmt::Arguments) {
+        Console::line(self, args);
+    }
+}
+
 #[entry]
 fn main() -> ! {
     let mut out = Console(hio::hstdout().ok());
@@ -195,19 +220,12 @@ fn main() -> ! {
         known
     ));
 
-    out.line(format_args!(
-        "KINGLET check signature {}",
-        signature_check_instructions(empty)
-    ));
-    out.line(format_args!(
-        "KINGLET check l1_distance {}",
-        l1_distance_check_instructions(empty)
-    ));
+    adaptive::report_checks::<Timer>(&mut out, empty);
 
     #[cfg(kinglet_model)]
     run_model(&mut out, empty);
     #[cfg(kinglet_cascade)]
-    run_cascade(&mut out, empty);
+    adaptive::run_cascade::<Timer>(&mut out, empty);
     #[cfg(kinglet_guard)]
     {
         out.line(format_args!(
@@ -228,64 +246,6 @@ fn main() -> ! {
     loop {
         cortex_m::asm::bkpt();
     }
-}
-
-/// A 128 × 9 int8 window of LCG bytes for measuring the signature check.
-const CHECK_WINDOW: [u8; 128 * 9] = {
-    let mut w = [0u8; 128 * 9];
-    let mut x: u32 = 12345;
-    let mut i = 0;
-    while i < w.len() {
-        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-        w[i] = (x >> 16) as u8;
-        i += 1;
-    }
-    w
-};
-
-/// Instructions of the signature strategy's per-window check: the window's total_acc
-/// signature and its distance to the previous window's.
-#[inline(never)]
-fn signature_check_instructions(empty: u32) -> u32 {
-    use core::hint::black_box;
-    use kinglet_adapt_core::Signature;
-    let previous = black_box(Signature::default());
-    let window = black_box(&CHECK_WINDOW[..]);
-    let before = timer::value();
-    let current = Signature::of_int8_bytes(window, 9, 6);
-    let distance = current.distance(&previous);
-    let after = timer::value();
-    black_box(distance);
-    region_instructions(before.wrapping_sub(after), empty)
-}
-
-/// Instructions of 1BDD's per-window check as the firmware cascade runs it: total_acc of the
-/// previous and the current window gathered into the seed's uint8 scaling, then their L1
-/// distance.
-#[inline(never)]
-fn l1_distance_check_instructions(empty: u32) -> u32 {
-    use core::hint::black_box;
-    use kinglet_adapt_core::l1_distance_u8;
-    fn total_acc(window: &[u8], out: &mut [u8; 128 * 3]) {
-        for (t, step) in window.chunks_exact(9).enumerate() {
-            for (k, c) in (6..9).enumerate() {
-                if let (Some(o), Some(&v)) = (out.get_mut(t * 3 + k), step.get(c)) {
-                    *o = v ^ 0x80;
-                }
-            }
-        }
-    }
-    let (previous, current) = CHECK_WINDOW.split_at(CHECK_WINDOW.len() / 2);
-    let (previous, current) = (black_box(previous), black_box(current));
-    let mut a = [0u8; 128 * 3];
-    let mut b = [0u8; 128 * 3];
-    let before = timer::value();
-    total_acc(previous, &mut a);
-    total_acc(current, &mut b);
-    let distance = l1_distance_u8(&a, &b);
-    let after = timer::value();
-    black_box(distance);
-    region_instructions(before.wrapping_sub(after), empty)
 }
 
 /// How the report prints a model output: int8 and int16 in decimal (`KINGLET outputs`), f32 as its bit
@@ -571,151 +531,6 @@ fn check_guarded<I, O: OutputValue, E, const IN: usize, const OUT: usize>(
         v.write(out);
     }
     out.line(format_args!(""));
-}
-
-/// Runs kinglet-adapt-core's controller over the embedded windows exactly as kinglet-adapt's
-/// host simulator does, the models taking turns in one shared arena, and reports per window
-/// `KINGLET window <i>,<check>,<big>,<label> <instructions>` (the first part in the format of
-/// kinglet-adapt's `decisions_csv`; instructions cover the check, the decision and any Big run).
-#[cfg(kinglet_cascade)]
-fn run_cascade(out: &mut Console, empty: u32) {
-    use core::cell::UnsafeCell;
-    use kinglet_adapt_core::Controller;
-    #[repr(C, align(8))]
-    struct SharedArena([u8; cascade::SHARED_ARENA_BYTES]);
-    struct Slot(UnsafeCell<SharedArena>);
-    // SAFETY: single-threaded bare-metal program; `run_cascade` runs once.
-    unsafe impl Sync for Slot {}
-    static ARENA: Slot = Slot(UnsafeCell::new(SharedArena(
-        [0; cascade::SHARED_ARENA_BYTES],
-    )));
-    // SAFETY: the only reference to ARENA, taken once.
-    let arena = unsafe { &mut (*ARENA.0.get()).0 };
-
-    out.line(format_args!(
-        "KINGLET arena_bytes {}",
-        cascade::SHARED_ARENA_BYTES
-    ));
-    for (name, bytes) in cascade::MODEL_NAMES.iter().zip(cascade::MODEL_ARENA_BYTES) {
-        out.line(format_args!("KINGLET model_arena {name} {bytes}"));
-    }
-    out.line(format_args!("KINGLET windows {}", cascade::WINDOW_COUNT));
-    let mut controller = Controller::new(cascade::STRATEGY, cascade::GUARDS);
-    let mut last_signature = None;
-    for index in 0..cascade::WINDOW_COUNT {
-        let before = timer::value();
-        let step = cascade_window(&mut controller, arena, index, &mut last_signature);
-        let after = timer::value();
-        let (check, big, label) = match step {
-            Ok(step) => step,
-            Err(what) => fail(what),
-        };
-        out.text(format_args!("KINGLET window {index},"));
-        match check {
-            kinglet_adapt_core::Check::None => out.text(format_args!("none")),
-            kinglet_adapt_core::Check::SameActivity { model } => {
-                out.text(format_args!("little{model}"))
-            }
-            kinglet_adapt_core::Check::Dual => out.text(format_args!("dual")),
-            kinglet_adapt_core::Check::Distance => out.text(format_args!("distance")),
-            kinglet_adapt_core::Check::Signature => out.text(format_args!("signature")),
-            kinglet_adapt_core::Check::Classifier { model } => {
-                out.text(format_args!("classifier{model}"))
-            }
-        }
-        out.line(format_args!(
-            ",{},{label} {}",
-            u8::from(big),
-            region_instructions(before.wrapping_sub(after), empty)
-        ));
-    }
-}
-
-/// One window: the check the controller asks for, its decision, and Big if it wakes.
-#[cfg(kinglet_cascade)]
-#[inline(never)]
-fn cascade_window(
-    controller: &mut kinglet_adapt_core::Controller,
-    arena: &mut [u8],
-    index: usize,
-    last: &mut Option<(usize, kinglet_adapt_core::Signature)>,
-) -> Result<(kinglet_adapt_core::Check, bool, u8), &'static str> {
-    use kinglet_adapt_core::{
-        Check, Evidence, Signature, Verdict, argmax, l1_distance_u8, softmax_in_place,
-    };
-    let window = cascade::window(index).ok_or("window out of range")?;
-    let mut scores = [0f32; cascade::MAX_OUTPUTS];
-    let check = controller.check();
-    let evidence = match check {
-        Check::None => Evidence::None,
-        Check::SameActivity { model } | Check::Classifier { model } => {
-            let which = 1 + usize::from(model);
-            let n = cascade::run_model(which, arena, window, &mut scores)
-                .map_err(|_| "little model: no such model or a buffer mismatch")?;
-            let scores = &mut scores[..n];
-            if cascade::MODEL_LOGITS[which] {
-                softmax_in_place(scores);
-            }
-            match check {
-                Check::SameActivity { .. } => Evidence::SameScores(scores),
-                _ => Evidence::ClassProbabilities(scores),
-            }
-        }
-        Check::Distance => {
-            let previous = cascade::window(index.wrapping_sub(1)).ok_or("no previous window")?;
-            let mut a = [0u8; cascade::DISTANCE_LEN];
-            let mut b = [0u8; cascade::DISTANCE_LEN];
-            cascade::distance_bytes(previous, &mut a);
-            cascade::distance_bytes(window, &mut b);
-            Evidence::Distance(l1_distance_u8(&a, &b))
-        }
-        Check::Signature => {
-            let signature = |i: usize| {
-                cascade::signature_window(i).map(|w| {
-                    Signature::of_int8_bytes(
-                        w,
-                        cascade::SIGNATURE_STRIDE,
-                        cascade::SIGNATURE_FIRST_AXIS,
-                    )
-                })
-            };
-            // The previous window's signature is kept; when Big ran there without a check it
-            // is computed now.
-            let previous = match *last {
-                Some((i, s)) if i + 1 == index => s,
-                _ => signature(index.wrapping_sub(1)).ok_or("no previous window")?,
-            };
-            let current = signature(index).ok_or("window out of range")?;
-            *last = Some((index, current));
-            Evidence::Distance(previous.distance(&current))
-        }
-        Check::Dual => {
-            let previous = cascade::window(index.wrapping_sub(1)).ok_or("no previous window")?;
-            let n = cascade::run_dual(arena, previous, window, &mut scores)
-                .map_err(|_| "Dual model: none in this image or a buffer mismatch")?;
-            let scores = &mut scores[..n];
-            if cascade::MODEL_LOGITS[cascade::MODEL_COUNT - 1] {
-                softmax_in_place(scores);
-            }
-            Evidence::SameScores(scores)
-        }
-    };
-    let verdict = controller
-        .decide(evidence)
-        .map_err(|_| "the controller refused the evidence")?;
-    match verdict {
-        Verdict::Label(label) => Ok((check, false, label)),
-        Verdict::RunBig => {
-            let mut big = [0f32; cascade::MAX_OUTPUTS];
-            let n = cascade::run_model(0, arena, window, &mut big)
-                .map_err(|_| "big model: buffer mismatch")?;
-            let top = argmax(&big[..n]).ok_or("big model gave no output")?;
-            let label = controller
-                .big_result(top)
-                .map_err(|_| "the controller refused the Big label")?;
-            Ok((check, true, label))
-        }
-    }
 }
 
 #[panic_handler]

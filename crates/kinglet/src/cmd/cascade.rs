@@ -121,11 +121,11 @@ pub struct CascadeArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
-    /// `host` (default) simulates on the host. `cortex-m4` (or `cortex-m3`) builds the
+    /// `host` (default) simulates on the host. `cortex-m4`, `cortex-m3` or `riscv32` builds the
     /// firmware cascade (the int8 .tflite models compiled into one image, sharing one arena,
-    /// with the first --firmware-windows windows embedded), runs it in QEMU mps2-an386 (or
-    /// mps2-an385), checks its decisions against the host simulator and reports measured
-    /// instructions per window.
+    /// with the first --firmware-windows windows embedded), runs it in QEMU (mps2-an386,
+    /// mps2-an385 or virt), checks its decisions against the host simulator and reports
+    /// measured instructions per window.
     #[arg(long, default_value = "host")]
     pub target: String,
     /// Where a firmware `--target` builds its firmware (default: work/cascade-firmware in

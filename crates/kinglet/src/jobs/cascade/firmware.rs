@@ -1,4 +1,4 @@
-//! `kinglet cascade --target cortex-m4|cortex-m3`: the int8 `.tflite` models compiled into one
+//! `kinglet cascade --target cortex-m4|cortex-m3|riscv32`: the int8 `.tflite` models compiled into one
 //! firmware image with the first windows of the stream, run in QEMU next to the host
 //! simulator.
 
@@ -18,7 +18,7 @@ use kinglet_data::spec::{DataSpec, LoadOptions, Split};
 use super::CascadeJob;
 use super::models::{LoadedModel, load_model};
 
-/// A core (`cortex-m4`, `cortex-m3`): the strategy in QEMU next to the host simulator on the
+/// A core (`cortex-m4`, `cortex-m3`, `riscv32`): the strategy in QEMU next to the host simulator on the
 /// same windows.
 pub(super) fn run_on_core(
     core: &'static dyn Target,

@@ -75,7 +75,7 @@ pub struct CascadeJob {
     pub save: Option<PathBuf>,
     /// Where the per-window decisions go (CSV).
     pub decisions: Option<PathBuf>,
-    /// `host`, `cortex-m4` or `cortex-m3`.
+    /// `host`, `cortex-m4`, `cortex-m3` or `riscv32`.
     pub target: String,
     /// Where a firmware target builds its firmware (default: kinglet's work folder).
     pub work_dir: Option<PathBuf>,
@@ -88,7 +88,7 @@ pub struct CascadeJob {
 pub enum CascadeOutcome {
     /// On the host: the record `kinglet report` reads (see [`CascadeRecord::summary_text`]).
     Host(Box<CascadeRecord>),
-    /// On an emulated core (`--target cortex-m4` or `cortex-m3`).
+    /// On an emulated core (`--target cortex-m4`, `cortex-m3` or `riscv32`).
     Firmware(Box<FirmwareCascade>),
 }
 
@@ -118,16 +118,19 @@ pub fn strategy_spec(job: &CascadeJob) -> Result<StrategySpec> {
 }
 
 /// Runs `kinglet cascade`: on the host, the record (also written to `save`, with the
-/// decisions to `decisions`); on a core (`cortex-m4`, `cortex-m3`), the firmware run beside
+/// decisions to `decisions`); on a core (`cortex-m4`, `cortex-m3`, `riscv32`), the firmware run beside
 /// the host simulator.
 pub fn run(job: &CascadeJob) -> Result<CascadeOutcome> {
     let spec = strategy_spec(job)?;
     match job.target.as_str() {
         "host" => run_on_host(job, spec).map(|r| CascadeOutcome::Host(Box::new(r))),
-        name => match kinglet_compile::target::by_name(name).filter(|t| t.runs_cascade()) {
+        name => match kinglet_compile::target::by_name(name) {
             Some(core) => firmware::run_on_core(core, job, &spec)
                 .map(|r| CascadeOutcome::Firmware(Box::new(r))),
-            None => bail!("--target {name}: expected host, cortex-m4 or cortex-m3"),
+            None => bail!(
+                "--target {name}: expected host or {}",
+                kinglet_compile::target::names().join(", ")
+            ),
         },
     }
 }
