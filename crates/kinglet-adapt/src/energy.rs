@@ -559,6 +559,35 @@ impl EnergyReport {
             .join("; ")
     }
 
+    /// Where no run current is cited at all (ECM3532, GAP8) but every point states its core
+    /// voltage: the point meeting the deadline whose dynamic energy per instruction, ∝ V², is
+    /// least (ties: the fastest), with that energy relative to the default point's. The ratio
+    /// needs no absolute figure, so it is the one honest statement the voltage table allows.
+    pub fn relative_best_point(&self) -> Option<(usize, f64)> {
+        let base = self.operating_points.first()?.core_mv?;
+        if self
+            .operating_points
+            .iter()
+            .any(|p| p.active_ua_per_mhz.is_some() || p.core_mv.is_none())
+            || self.counts_unknown()
+        {
+            return None;
+        }
+        let ratio = |p: &OperatingPointEnergy| p.core_mv.map(|v| (v / base) * (v / base));
+        let meeting: Vec<(usize, f64)> = (self.operating_points.iter().enumerate())
+            .filter(|(_, p)| p.meets_deadline)
+            .filter_map(|(i, p)| ratio(p).map(|r| (i, r)))
+            .collect();
+        let least = meeting.iter().map(|m| m.1).min_by(f64::total_cmp)?;
+        meeting
+            .into_iter()
+            .filter(|m| m.1 <= least + 1e-12)
+            .max_by(|a, b| {
+                let clock = |i: usize| self.operating_points[i].clock_mhz;
+                clock(a.0).total_cmp(&clock(b.0))
+            })
+    }
+
     /// The best operating point and what it saves against the default clock, as text.
     pub fn best_point_text(&self) -> String {
         let Some(base) = self.operating_points.first() else {
@@ -619,9 +648,27 @@ impl EnergyReport {
             .filter(|p| p.active_ua_per_mhz.is_none())
             .map(|p| format!("{} MHz", p.clock_mhz))
             .collect();
-        let mut s = match self.best_point {
-            Some(i) => describe(i, false),
-            None => "unknown".into(),
+        let mut s = match (self.best_point, self.relative_best_point()) {
+            (Some(i), _) => describe(i, false),
+            (None, Some((i, ratio))) => {
+                let p = &self.operating_points[i];
+                let mv = p.core_mv.map(|v| format!(" {v:.0} mV")).unwrap_or_default();
+                if i == 0 {
+                    format!(
+                        "unknown in µJ (no cited run current); by core voltage alone the default, {} MHz{mv}",
+                        p.clock_mhz
+                    )
+                } else {
+                    format!(
+                        "unknown in µJ (no cited run current); by core voltage alone {} MHz{mv}: \
+                         inference ≈ {ratio:.2}× the default's energy ({:.0} % less; dynamic energy \
+                         ∝ V², leakage over the longer active time not counted)",
+                        p.clock_mhz,
+                        (1.0 - ratio) * 100.0
+                    )
+                }
+            }
+            (None, None) => "unknown".into(),
         };
         if let Some(i) = self.best_point_with_wait_states
             && Some(i) != self.best_point
@@ -631,7 +678,7 @@ impl EnergyReport {
                 describe(i, true)
             );
         }
-        if !others_unknown.is_empty() {
+        if !others_unknown.is_empty() && (self.best_point.is_some() || self.relative_best_point().is_none()) {
             s += &format!(" ({} unknown)", others_unknown.join(", "));
         }
         s
@@ -1186,6 +1233,42 @@ mod tests {
             e.operating_points[1].inference_uj()
         );
         assert_eq!(e.best_point, Some(1));
+    }
+
+    /// A board with a voltage table but no run current (ECM3532-like): no µJ anywhere, but the
+    /// point of least V² that meets the deadline is named with its ratio to the default's.
+    #[test]
+    fn a_voltage_table_without_a_run_current_ranks_points_relatively() {
+        let no_current = text_profile()
+            .replace("active_ua_per_mhz = 10.0\n", "")
+            .replace("active_ua_per_mhz = \"c\"\n", "")
+            .replace(
+                "[[operating_points]]\nclock_mhz = 2.0\nsource = \"burst, no voltage\"\n",
+                "[[operating_points]]\nclock_mhz = 0.0005\ncore_mv = 600.0\nsource = \"too slow\"\n",
+            )
+            + "[missing]\nactive_ua_per_mhz = \"?\"\n";
+        let b = BoardProfile::parse(&no_current, Path::new("t.toml")).unwrap();
+        let e = price_run(&run(), &b, &costs(), &mcu_only()).unwrap();
+        assert_eq!(e.best_point, None);
+        assert!(e.operating_points.iter().all(|p| p.inference_uj().is_none()));
+        // 1,000 worst-case instructions at 0.5 kHz miss the window: 800 mV is the least that
+        // meets it, (800/1000)² = 0.64 of the default's energy per instruction.
+        assert!(!e.operating_points[2].meets_deadline);
+        let (i, ratio) = e.relative_best_point().unwrap();
+        assert_eq!(i, 1);
+        assert!((ratio - 0.64).abs() < 1e-12);
+        let text = e.best_point_text();
+        assert!(text.contains("0.5 MHz 800 mV: inference ≈ 0.64×"), "{text}");
+        assert!(text.starts_with("unknown in µJ"), "{text}");
+        // With a run current the relative ranking stays out of it.
+        let priced = price_run(
+            &run(),
+            &BoardProfile::parse(&text_profile(), Path::new("t.toml")).unwrap(),
+            &costs(),
+            &mcu_only(),
+        )
+        .unwrap();
+        assert_eq!(priced.relative_best_point(), None);
     }
 
     #[test]

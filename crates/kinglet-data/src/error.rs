@@ -79,6 +79,9 @@ pub enum DataError {
     #[error("the selection is empty: {0}")]
     Empty(String),
 
+    #[error("cannot join the splits: they differ in {0}")]
+    Incompatible(String),
+
     #[error("checksum mismatch for {path}: expected SHA-256 {expected}, got {actual}")]
     ChecksumMismatch {
         path: String,

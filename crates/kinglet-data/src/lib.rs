@@ -58,6 +58,32 @@ impl StreamInfo {
 }
 
 impl Dataset {
+    /// Appends `other`'s windows (e.g. the validation split to the training split, to refit a
+    /// model chosen on validation on all the data it may learn from). The two must agree in
+    /// sample shape, channels and classes; subjects are kept only when both have them.
+    pub fn append(&mut self, other: Dataset) -> Result<(), DataError> {
+        let differs = [
+            (other.sample_shape != self.sample_shape, "sample shape"),
+            (other.channel_names != self.channel_names, "channels"),
+            (other.class_names != self.class_names, "classes"),
+        ];
+        if let Some((_, what)) = differs.iter().find(|(d, _)| *d) {
+            return Err(DataError::Incompatible((*what).to_string()));
+        }
+        self.data.extend_from_slice(&other.data);
+        self.labels.extend_from_slice(&other.labels);
+        self.subjects = match (self.subjects.take(), other.subjects) {
+            (Some(mut a), Some(b)) => {
+                a.extend_from_slice(&b);
+                Some(a)
+            }
+            _ => None,
+        };
+        // Two splits back to back are not one continuous recording.
+        self.stream = None;
+        Ok(())
+    }
+
     /// Number of samples.
     pub fn len(&self) -> usize {
         self.labels.len()

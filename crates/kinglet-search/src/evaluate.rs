@@ -20,7 +20,7 @@ use kinglet_compress::{CalibrationSample, PtqConfig, quantize_int8};
 use kinglet_data::Dataset;
 use kinglet_data::spec::{DataSpec, LoadOptions, Split};
 use kinglet_graph::{Graph, Interpreter};
-use kinglet_train::{Silent, TrainOptions, TrainedModel};
+use kinglet_train::{Architecture, Silent, TrainOptions, TrainedModel};
 
 use crate::error::SearchError;
 use crate::space::Candidate;
@@ -106,7 +106,43 @@ impl Evaluator {
         epochs: usize,
         seed: u64,
     ) -> Result<Evaluated, SearchError> {
-        let arch = &candidate.architecture;
+        self.train_and_measure(
+            &candidate.architecture,
+            &candidate.precision,
+            epochs,
+            seed,
+            &self.train,
+            &self.validation,
+        )
+    }
+
+    /// Retrains a front model's architecture on the training and validation windows together
+    /// (the search chose it on validation; a user deploying it would now let it learn from all
+    /// the labelled subjects, as `kinglet train --merge-val` does), then quantises and
+    /// profiles it like a trial. `accuracy` is then measured on `test`.
+    pub fn refit(
+        &self,
+        architecture: &Architecture,
+        precision: &str,
+        epochs: usize,
+        seed: u64,
+        test: &Dataset,
+    ) -> Result<Evaluated, SearchError> {
+        let mut all = self.train.clone();
+        all.append(self.validation.clone())
+            .map_err(|e| SearchError::Invalid(format!("joining training and validation: {e}")))?;
+        self.train_and_measure(architecture, precision, epochs, seed, &all, test)
+    }
+
+    fn train_and_measure(
+        &self,
+        arch: &Architecture,
+        precision: &str,
+        epochs: usize,
+        seed: u64,
+        train: &Dataset,
+        score_on: &Dataset,
+    ) -> Result<Evaluated, SearchError> {
         let started = Instant::now();
         let options = TrainOptions {
             seed,
@@ -116,20 +152,20 @@ impl Evaluator {
         };
         // No validation split in training: the last epoch (or the schedule's weight average)
         // is the model, so the validation accuracy below is not the one epoch selection chose.
-        let outcome = kinglet_train::train(arch, &self.train, None, &options, &mut Silent)
+        let outcome = kinglet_train::train(arch, train, None, &options, &mut Silent)
             .map_err(|e| SearchError::Trial(format!("training {}: {e}", arch.name)))?;
         let model = outcome.model;
         let train_seconds = started.elapsed().as_secs_f64();
         let started = Instant::now();
-        let (graph, quantised) = self.quantise(&model, &candidate.precision)?;
-        let (accuracy, float_accuracy) = Self::score(&model, &graph, &quantised, &self.validation)?;
+        let (graph, quantised) = self.quantise(&model, precision)?;
+        let (accuracy, float_accuracy) = Self::score(&model, &graph, &quantised, score_on)?;
         let profile = profile(&quantised, &arch.name, &self.work_dir)?;
         let energy_uj = inference_energy_uj(&self.board, profile.instructions).unwrap_or(f64::NAN);
         let measured = Measured {
             architecture: arch.name.clone(),
-            precision: candidate.precision.clone(),
+            precision: precision.to_string(),
             epochs,
-            parameters: arch.parameter_count(self.train.class_names.len()),
+            parameters: arch.parameter_count(train.class_names.len()),
             accuracy,
             float_accuracy,
             weight_bytes: quantised.weight_bytes() as u64,

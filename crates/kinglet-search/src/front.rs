@@ -31,6 +31,20 @@ pub struct FrontModel {
     pub tflite_file: PathBuf,
     /// The `kinglet` commands that retrain, quantise and profile it.
     pub commands: Vec<String>,
+    /// The same architecture retrained on the training and validation windows (`--refit`):
+    /// what a user would deploy once the search has chosen.
+    pub refit: Option<RefitModel>,
+}
+
+/// A front model retrained on training + validation windows, measured again (its weights, so
+/// its flash and instructions, differ a little) and scored once on the test split.
+#[derive(Debug, Clone, Serialize)]
+pub struct RefitModel {
+    /// `accuracy` and `float_accuracy` are on the test split here.
+    pub measured: Measured,
+    pub model_file: PathBuf,
+    pub tflite_file: PathBuf,
+    pub commands: Vec<String>,
 }
 
 /// What `front.json` holds.
@@ -61,12 +75,16 @@ fn shell_word(s: &str) -> String {
 }
 
 /// Writes the study's front into `out`; `test` (spec and windows) scores the front once.
+/// With `refit`, every front model is also retrained on the training and validation windows
+/// together and measured and scored again ([`Evaluator::refit`]); `progress` hears of each.
 pub fn write(
     storage: &mut dyn Storage,
     settings: &StudySettings,
     evaluator: &Evaluator,
     test: Option<(&str, &Dataset)>,
+    refit: bool,
     out: &Path,
+    progress: &mut dyn FnMut(&str),
 ) -> Result<FrontReport, SearchError> {
     let models = out.join("models");
     std::fs::create_dir_all(&models).map_err(|e| SearchError::io(&models, e))?;
@@ -119,6 +137,50 @@ pub fn write(
             ),
             format!("kinglet profile {} --target cortex-m4", p(&tflite_file)),
         ];
+        let refit = match (refit, test) {
+            (true, Some((_, test_windows))) => {
+                progress(&format!(
+                    "refitting {name} on training + validation windows ({} epochs)",
+                    measured.epochs
+                ));
+                let seed = trial_seed(settings, name);
+                let e = evaluator.refit(
+                    &model.architecture,
+                    &measured.precision,
+                    measured.epochs,
+                    seed,
+                    test_windows,
+                )?;
+                let refit_model = models.join(format!("{name}.refit.kgl"));
+                let refit_tflite = models.join(format!("{name}.refit.int8.tflite"));
+                e.model
+                    .save(&refit_model)
+                    .map_err(|err| SearchError::Trial(format!("{}: {err}", refit_model.display())))?;
+                kinglet_graph::tflite::write_tflite_file(&e.quantised, &refit_tflite)
+                    .map_err(|err| SearchError::Trial(err.to_string()))?;
+                let commands = vec![
+                    format!(
+                        "kinglet train --arch {} --data {data} --merge-val --epochs {} --seed {seed} --out {}",
+                        p(&arch_file),
+                        measured.epochs,
+                        p(&refit_model)
+                    ),
+                    format!(
+                        "kinglet quantize --model {} --data {data} --scheme {scheme} --out {}",
+                        p(&refit_model),
+                        p(&refit_tflite)
+                    ),
+                    format!("kinglet profile {} --target cortex-m4", p(&refit_tflite)),
+                ];
+                Some(RefitModel {
+                    measured: e.measured,
+                    model_file: refit_model,
+                    tflite_file: refit_tflite,
+                    commands,
+                })
+            }
+            _ => None,
+        };
         written.push(FrontModel {
             trial: trial.id,
             measured: measured.clone(),
@@ -127,6 +189,7 @@ pub fn write(
             model_file,
             tflite_file,
             commands,
+            refit,
         });
     }
     let measured: Vec<Measured> = study::best_fidelity(&trials)
@@ -210,15 +273,16 @@ pub fn markdown(r: &FrontReport) -> String {
     );
     let _ = writeln!(
         s,
-        "| model | epochs | val acc | test acc | params | weight B | flash B | RAM B | instructions | energy µJ |"
+        "| model | precision | epochs | val acc | test acc | params | weight B | flash B | RAM B | instructions | energy µJ |"
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for m in &r.front {
         let x = &m.measured;
         let _ = writeln!(
             s,
-            "| {} | {} | {:.2} % | {} | {} | {} | {} | {} | {} | {:.3} |",
+            "| {} | {} | {} | {:.2} % | {} | {} | {} | {} | {} | {} | {:.3} |",
             x.architecture,
+            x.precision,
             x.epochs,
             x.accuracy * 100.0,
             m.test_accuracy
@@ -234,6 +298,34 @@ pub fn markdown(r: &FrontReport) -> String {
     if r.front.is_empty() {
         let _ = writeln!(s, "\nNo candidate within the limits was measured.");
     }
+    if r.front.iter().any(|m| m.refit.is_some()) {
+        let _ = writeln!(
+            s,
+            "\nRefitted: each front model's architecture retrained on the training and validation windows together (the choice was made on validation), quantised, measured again in QEMU and scored once on the test split.\n"
+        );
+        let _ = writeln!(
+            s,
+            "| model | precision | test acc (int8) | test acc (float) | weight B | flash B | RAM B | instructions | energy µJ |"
+        );
+        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+        for m in &r.front {
+            let Some(f) = &m.refit else { continue };
+            let x = &f.measured;
+            let _ = writeln!(
+                s,
+                "| {} | {} | {:.2} % | {:.2} % | {} | {} | {} | {} | {:.3} |",
+                x.architecture,
+                x.precision,
+                x.accuracy * 100.0,
+                x.float_accuracy * 100.0,
+                x.weight_bytes,
+                x.flash_bytes,
+                x.ram_bytes,
+                x.instructions,
+                x.energy_uj
+            );
+        }
+    }
     for m in &r.front {
         let _ = writeln!(
             s,
@@ -247,6 +339,13 @@ pub fn markdown(r: &FrontReport) -> String {
             let _ = writeln!(s, "{c}");
         }
         let _ = writeln!(s, "```");
+        if let Some(f) = &m.refit {
+            let _ = writeln!(s, "\nRefitted on training + validation windows:\n\n```sh");
+            for c in &f.commands {
+                let _ = writeln!(s, "{c}");
+            }
+            let _ = writeln!(s, "```");
+        }
     }
     let _ = writeln!(
         s,

@@ -46,6 +46,9 @@ pub struct SearchJob {
     pub eta: usize,
     pub seed: u64,
     pub pool: PoolOptions,
+    /// Retrain every front model on training + validation windows before scoring it on the
+    /// test split (`--refit`), beside the models as searched.
+    pub refit: bool,
 }
 
 /// How this process's workers run.
@@ -403,7 +406,9 @@ pub fn run(
         &settings,
         &evaluator,
         test.as_ref().map(|(_, d)| (test_text.as_str(), d)),
+        job.refit,
         &job.out,
+        &mut |line| progress.note(line),
     )?;
     let trials = storage.trials()?;
     if report.front.is_empty() && trials.iter().any(|t| t.state == TrialState::Done) {

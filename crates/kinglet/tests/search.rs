@@ -103,6 +103,7 @@ fn job(space: &Path, out: &Path, trials: usize, study: Option<String>) -> Search
             lease: Duration::from_secs(3),
             work_dir: kinglet_compile::firmware::default_work_dir(),
         },
+        refit: false,
     }
 }
 
@@ -231,6 +232,32 @@ fn ctrl_c_then_rerun_resumes_without_redoing_finished_trials() {
     // A rerun of a finished study measures nothing new.
     run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(trials(&study), all);
+
+    // --refit: the same front, each model also retrained on training + validation windows,
+    // measured again in QEMU and scored on the test split; the study is left as it was.
+    let refit_args = search_args(&space, &out, 4, &["--refit"]);
+    run_ok(&refit_args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(trials(&study), all);
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("front.json")).unwrap()).unwrap();
+    let refitted = report["front"].as_array().unwrap();
+    assert_eq!(refitted.len(), front.len());
+    for m in refitted {
+        let r = &m["refit"];
+        for key in ["model_file", "tflite_file"] {
+            let file = r[key].as_str().unwrap();
+            assert!(Path::new(file).exists(), "{file}");
+        }
+        let test = r["measured"]["accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&test));
+        assert_eq!(r["measured"]["epochs"], m["measured"]["epochs"]);
+        assert_eq!(r["measured"]["architecture"], m["measured"]["architecture"]);
+        assert!(r["measured"]["instructions"].as_u64().unwrap() > 1000);
+        let train = r["commands"][0].as_str().unwrap();
+        assert!(train.contains("--merge-val"), "{train}");
+    }
+    let md = std::fs::read_to_string(out.join("front.md")).unwrap();
+    assert!(md.contains("Refitted"), "{md}");
 }
 
 #[test]

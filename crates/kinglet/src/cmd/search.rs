@@ -74,6 +74,11 @@ pub struct SearchArgs {
     pub eta: usize,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Retrain every front model on the training and validation windows together (the choice
+    /// was made on validation), measure it again and score it once on the test split, beside
+    /// the models as searched (front.md's "Refitted" table).
+    #[arg(long)]
+    pub refit: bool,
     #[command(flatten)]
     pub pool: PoolArgs,
 }
@@ -237,6 +242,7 @@ pub fn run(args: SearchArgs) -> Result<()> {
         eta: args.eta,
         seed: args.seed,
         pool: args.pool.options()?,
+        refit: args.refit,
     };
     on_ctrl_c(
         kinglet_search::search::study_location(&job),

@@ -383,8 +383,17 @@ pub fn run(args: &PipelineJob, summary: &mut dyn Write) -> Result<()> {
             }
         }
     }
-    // The calibrated signature cascade and 1B6S on the device: the int8 models compiled into
-    // one image in QEMU, next to the host simulator on the first 200 test windows.
+    // The calibrated signature cascade, 1B6S and 1B1D on the device: the int8 models compiled
+    // into one image in QEMU, next to the host simulator on the first 200 test windows — on
+    // the Cortex-M4 and on every other core whose QEMU is installed.
+    let device_targets: Vec<&str> = std::iter::once("cortex-m4")
+        .chain(
+            OTHER_CORES
+                .iter()
+                .filter(|(_, _, emulator)| which(emulator))
+                .map(|(target, _, _)| *target),
+        )
+        .collect();
     if qemu {
         let calibrated = |strategy: &str| {
             std::fs::read(out.join(format!("cascade/{strategy}.summary.json")))
@@ -392,17 +401,21 @@ pub fn run(args: &PipelineJob, summary: &mut dyn Write) -> Result<()> {
                 .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
                 .map(|v| v["spec"].clone())
         };
-        for (strategy, big_arch) in [
-            ("signature", "kinglet-lite"),
-            ("1b6s", "big3"),
-            ("1b1d", "big3"),
-        ] {
+        let device_runs = device_targets.iter().flat_map(|target| {
+            [
+                ("signature", "kinglet-lite"),
+                ("1b6s", "big3"),
+                ("1b1d", "big3"),
+            ]
+            .map(|(strategy, big)| (*target, strategy, big))
+        });
+        for (target, strategy, big_arch) in device_runs {
             let Some(big) = find(big_arch) else { continue };
-            let summary = out.join(format!("cascade/{strategy}.cortex-m4.json"));
+            let summary = out.join(format!("cascade/{strategy}.{target}.json"));
             let mut argv = os(&[
                 "cascade",
                 "--target",
-                "cortex-m4",
+                target,
                 "--strategy",
                 strategy,
                 "--big",
@@ -436,14 +449,14 @@ pub fn run(args: &PipelineJob, summary: &mut dyn Write) -> Result<()> {
                 _ => argv.extend(os(&["--little", &littles.join(",")])),
             }
             let ran = runner.run(
-                &format!("firmware cascade {strategy} in QEMU beside the host simulator"),
+                &format!("firmware cascade {strategy} on the {target} in QEMU beside the host simulator"),
                 &summary,
                 &argv,
                 Some(&summary),
             );
             if let Err(e) = ran {
                 eprintln!("     {e:#}");
-                failed.push(format!("firmware cascade {strategy}"));
+                failed.push(format!("firmware cascade {strategy} on the {target}"));
             }
         }
     }

@@ -71,7 +71,9 @@ pub fn load_train(spec: &DataSpec, merge_val: bool) -> Result<kinglet_data::Data
     if merge_val {
         let val_spec = spec.with_split(Split::Val);
         let extra = load(&val_spec)?;
-        append(&mut train_set, extra).with_context(|| format!("merging {val_spec}"))?;
+        train_set
+            .append(extra)
+            .with_context(|| format!("merging {val_spec}"))?;
     }
     Ok(train_set)
 }
@@ -363,25 +365,6 @@ fn run_qat(
 }
 
 /// Appends `extra`'s samples to `data`; both must come from the same source layout.
-fn append(data: &mut kinglet_data::Dataset, extra: kinglet_data::Dataset) -> Result<()> {
-    if extra.sample_shape != data.sample_shape
-        || extra.channel_names != data.channel_names
-        || extra.class_names != data.class_names
-    {
-        bail!("the splits differ in sample shape, channels or classes");
-    }
-    data.data.extend_from_slice(&extra.data);
-    data.labels.extend_from_slice(&extra.labels);
-    data.subjects = match (data.subjects.take(), extra.subjects) {
-        (Some(mut a), Some(b)) => {
-            a.extend_from_slice(&b);
-            Some(a)
-        }
-        _ => None,
-    };
-    Ok(())
-}
-
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(suffix);
