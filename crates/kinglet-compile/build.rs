@@ -41,6 +41,7 @@ fn main() {
                 "Cargo.toml",
                 "Cargo.lock",
                 "build.rs",
+                "build_support.rs",
                 "memory.x",
                 ".cargo/config.toml",
             ],

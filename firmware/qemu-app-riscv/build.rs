@@ -11,34 +11,16 @@ fn main() {
     fs::copy("memory.x", out.join("memory.x")).expect("copy memory.x");
     println!("cargo:rustc-link-search={}", out.display());
     println!("cargo:rerun-if-changed=memory.x");
-    println!("cargo:rerun-if-env-changed=KINGLET_MODEL_RS");
     println!("cargo:rerun-if-env-changed=KINGLET_KERNELS");
-    println!("cargo::rustc-check-cfg=cfg(kinglet_model)");
     println!("cargo::rustc-check-cfg=cfg(kinglet_reference_kernels)");
     if env::var("KINGLET_KERNELS").as_deref() == Ok("reference") {
         println!("cargo:rustc-cfg=kinglet_reference_kernels");
     }
     // Cascade mode: several models sharing one arena, embedded windows and a strategy.
-    println!("cargo:rerun-if-env-changed=KINGLET_CASCADE_RS");
-    println!("cargo::rustc-check-cfg=cfg(kinglet_cascade)");
-    let cascade = out.join("cascade.rs");
-    match env::var_os("KINGLET_CASCADE_RS") {
-        Some(path) if !path.is_empty() => {
-            let path = PathBuf::from(path);
-            println!("cargo:rerun-if-changed={}", path.display());
-            fs::copy(&path, &cascade).unwrap_or_else(|e| panic!("copy {}: {e}", path.display()));
-            println!("cargo:rustc-cfg=kinglet_cascade");
-        }
-        _ => fs::write(&cascade, "").expect("write empty cascade.rs"),
-    }
-    let model = out.join("model.rs");
-    match env::var_os("KINGLET_MODEL_RS") {
-        Some(path) if !path.is_empty() => {
-            let path = PathBuf::from(path);
-            println!("cargo:rerun-if-changed={}", path.display());
-            fs::copy(&path, &model).unwrap_or_else(|e| panic!("copy {}: {e}", path.display()));
-            println!("cargo:rustc-cfg=kinglet_model");
-        }
-        _ => fs::write(&model, "").expect("write empty model.rs"),
-    }
+    include_generated(&out, "KINGLET_CASCADE_RS", "cascade.rs", "kinglet_cascade");
+    include_generated(&out, "KINGLET_MODEL_RS", "model.rs", "kinglet_model");
 }
+
+// The Arm application's helper, one text for both (the two folders are siblings in the
+// checkout and wherever kinglet unpacks them).
+include!("../qemu-app/build_support.rs");

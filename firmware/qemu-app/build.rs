@@ -11,9 +11,7 @@ fn main() {
     fs::copy("memory.x", out.join("memory.x")).expect("copy memory.x");
     println!("cargo:rustc-link-search={}", out.display());
     println!("cargo:rerun-if-changed=memory.x");
-    println!("cargo:rerun-if-env-changed=KINGLET_MODEL_RS");
     println!("cargo:rerun-if-env-changed=KINGLET_KERNELS");
-    println!("cargo::rustc-check-cfg=cfg(kinglet_model)");
     println!("cargo::rustc-check-cfg=cfg(kinglet_reference_kernels)");
     // `reference` forces kinglet-micro's kernels on this DSP-capable core, for comparison.
     if env::var("KINGLET_KERNELS").as_deref() == Ok("reference") {
@@ -37,45 +35,14 @@ fn main() {
         build_c_model(&sources, &out);
     }
     // Cascade mode: several models sharing one arena, embedded windows and a strategy.
-    println!("cargo:rerun-if-env-changed=KINGLET_CASCADE_RS");
-    println!("cargo::rustc-check-cfg=cfg(kinglet_cascade)");
-    let cascade = out.join("cascade.rs");
-    match env::var_os("KINGLET_CASCADE_RS") {
-        Some(path) if !path.is_empty() => {
-            let path = PathBuf::from(path);
-            println!("cargo:rerun-if-changed={}", path.display());
-            fs::copy(&path, &cascade).unwrap_or_else(|e| panic!("copy {}: {e}", path.display()));
-            println!("cargo:rustc-cfg=kinglet_cascade");
-        }
-        _ => fs::write(&cascade, "").expect("write empty cascade.rs"),
-    }
+    include_generated(&out, "KINGLET_CASCADE_RS", "cascade.rs", "kinglet_cascade");
     // Guard-suite mode: many generated models, each in its own module, run one after another
     // in one guarded arena (kinglet-compile's `guard` module writes the file).
-    println!("cargo:rerun-if-env-changed=KINGLET_GUARD_RS");
-    println!("cargo::rustc-check-cfg=cfg(kinglet_guard)");
-    let guard = out.join("guard.rs");
-    match env::var_os("KINGLET_GUARD_RS") {
-        Some(path) if !path.is_empty() => {
-            let path = PathBuf::from(path);
-            println!("cargo:rerun-if-changed={}", path.display());
-            fs::copy(&path, &guard).unwrap_or_else(|e| panic!("copy {}: {e}", path.display()));
-            println!("cargo:rustc-cfg=kinglet_guard");
-        }
-        _ => fs::write(&guard, "").expect("write empty guard.rs"),
-    }
-    let model = out.join("model.rs");
-    match env::var_os("KINGLET_MODEL_RS") {
-        Some(path) if !path.is_empty() => {
-            let path = PathBuf::from(path);
-            println!("cargo:rerun-if-changed={}", path.display());
-            fs::copy(&path, &model).unwrap_or_else(|e| panic!("copy {}: {e}", path.display()));
-            println!("cargo:rustc-cfg=kinglet_model");
-        }
-        _ => {
-            fs::write(&model, "").expect("write empty model.rs");
-        }
-    }
+    include_generated(&out, "KINGLET_GUARD_RS", "guard.rs", "kinglet_guard");
+    include_generated(&out, "KINGLET_MODEL_RS", "model.rs", "kinglet_model");
 }
+
+include!("build_support.rs");
 
 /// Compiles generated C models (`KINGLET_MODEL_C`, or the `KINGLET_GUARD_C` folder) with
 /// arm-none-eabi-gcc, as strictly as users are told to, and links them; `KINGLET_MODEL_RS` (or

@@ -678,7 +678,9 @@ impl EnergyReport {
                 describe(i, true)
             );
         }
-        if !others_unknown.is_empty() && (self.best_point.is_some() || self.relative_best_point().is_none()) {
+        if !others_unknown.is_empty()
+            && (self.best_point.is_some() || self.relative_best_point().is_none())
+        {
             s += &format!(" ({} unknown)", others_unknown.join(", "));
         }
         s
@@ -1250,7 +1252,11 @@ mod tests {
         let b = BoardProfile::parse(&no_current, Path::new("t.toml")).unwrap();
         let e = price_run(&run(), &b, &costs(), &mcu_only()).unwrap();
         assert_eq!(e.best_point, None);
-        assert!(e.operating_points.iter().all(|p| p.inference_uj().is_none()));
+        assert!(
+            e.operating_points
+                .iter()
+                .all(|p| p.inference_uj().is_none())
+        );
         // 1,000 worst-case instructions at 0.5 kHz miss the window: 800 mV is the least that
         // meets it, (800/1000)² = 0.64 of the default's energy per instruction.
         assert!(!e.operating_points[2].meets_deadline);

@@ -44,10 +44,17 @@ fn every_core_measures_the_adaptive_checks() {
         let (second, _) = run_harness_on(target, &work_dir()).expect("harness runs");
         for check in ["signature", "l1_distance"] {
             let count = |checks: &[(String, u64)]| {
-                checks.iter().find(|(name, _)| name == check).map(|&(_, n)| n)
+                checks
+                    .iter()
+                    .find(|(name, _)| name == check)
+                    .map(|&(_, n)| n)
             };
             let n = count(&first.checks);
-            assert!(n.is_some_and(|n| n > 100), "{} {check}: {n:?}", target.name());
+            assert!(
+                n.is_some_and(|n| n > 100),
+                "{} {check}: {n:?}",
+                target.name()
+            );
             assert_eq!(count(&second.checks), n, "{}", target.name());
         }
     }

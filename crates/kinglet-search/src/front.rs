@@ -153,9 +153,9 @@ pub fn write(
                 )?;
                 let refit_model = models.join(format!("{name}.refit.kgl"));
                 let refit_tflite = models.join(format!("{name}.refit.int8.tflite"));
-                e.model
-                    .save(&refit_model)
-                    .map_err(|err| SearchError::Trial(format!("{}: {err}", refit_model.display())))?;
+                e.model.save(&refit_model).map_err(|err| {
+                    SearchError::Trial(format!("{}: {err}", refit_model.display()))
+                })?;
                 kinglet_graph::tflite::write_tflite_file(&e.quantised, &refit_tflite)
                     .map_err(|err| SearchError::Trial(err.to_string()))?;
                 let commands = vec![

@@ -449,7 +449,9 @@ pub fn run(args: &PipelineJob, summary: &mut dyn Write) -> Result<()> {
                 _ => argv.extend(os(&["--little", &littles.join(",")])),
             }
             let ran = runner.run(
-                &format!("firmware cascade {strategy} on the {target} in QEMU beside the host simulator"),
+                &format!(
+                    "firmware cascade {strategy} on the {target} in QEMU beside the host simulator"
+                ),
                 &summary,
                 &argv,
                 Some(&summary),
