@@ -18,6 +18,9 @@ fn main() {
     }
     // Cascade mode: several models sharing one arena, embedded windows and a strategy.
     include_generated(&out, "KINGLET_CASCADE_RS", "cascade.rs", "kinglet_cascade");
+    // The same mode running a nested-width network's operating modes (kinglet-adapt's
+    // `firmware_modes`).
+    cfg_if_marked(&out, "cascade.rs", "// kinglet-width-modes", "kinglet_modes");
     include_generated(&out, "KINGLET_MODEL_RS", "model.rs", "kinglet_model");
 }
 

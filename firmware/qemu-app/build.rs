@@ -36,6 +36,9 @@ fn main() {
     }
     // Cascade mode: several models sharing one arena, embedded windows and a strategy.
     include_generated(&out, "KINGLET_CASCADE_RS", "cascade.rs", "kinglet_cascade");
+    // The same mode running a nested-width network's operating modes (kinglet-adapt's
+    // `firmware_modes`).
+    cfg_if_marked(&out, "cascade.rs", "// kinglet-width-modes", "kinglet_modes");
     // Guard-suite mode: many generated models, each in its own module, run one after another
     // in one guarded arena (kinglet-compile's `guard` module writes the file).
     include_generated(&out, "KINGLET_GUARD_RS", "guard.rs", "kinglet_guard");

@@ -20,3 +20,13 @@ fn include_generated(out: &std::path::Path, var: &str, name: &str, cfg: &str) {
         _ => std::fs::write(&target, "").unwrap_or_else(|e| panic!("write empty {name}: {e}")),
     }
 }
+
+/// Sets `cfg` when the generated file `name` in `out` holds the line `marker` (a cascade-mode
+/// image that is a nested-width network's mode table rather than a big–little cascade).
+fn cfg_if_marked(out: &std::path::Path, name: &str, marker: &str, cfg: &str) {
+    println!("cargo::rustc-check-cfg=cfg({cfg})");
+    let text = std::fs::read_to_string(out.join(name)).unwrap_or_default();
+    if text.lines().any(|line| line == marker) {
+        println!("cargo:rustc-cfg={cfg}");
+    }
+}

@@ -49,7 +49,9 @@ pub mod math;
 pub mod widths;
 
 pub use math::{Signature, argmax, confidence, l1_distance_u8, softmax_in_place};
-pub use widths::{ModeError, WidthMode, WidthVerdict};
+pub use widths::{
+    ModeError, ModeSwitch, StepError, WidthMode, WidthStep, WidthVerdict, battery_mode,
+};
 
 /// Most labels a per-label threshold table holds (HAPT's 12 activities with transitions).
 pub const MAX_LABELS: usize = 12;

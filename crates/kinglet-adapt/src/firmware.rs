@@ -395,7 +395,7 @@ pub fn default_work_dir() -> PathBuf {
     kinglet_compile::runtime_sources::data_dir().join("work/cascade-firmware")
 }
 
-fn f32_literal(v: f32) -> String {
+pub(crate) fn f32_literal(v: f32) -> String {
     format!("f32::from_bits({:#010x})", v.to_bits())
 }
 
@@ -911,17 +911,52 @@ pub fn run_in_qemu_on(
     windows: &StreamWindows,
     work_dir: &Path,
 ) -> Result<FirmwareCascadeRun, AdaptError> {
-    let _guard = CASCADE_LOCK
+    let _guard = cascade_lock();
+    let bins = embed_windows(windows, work_dir)?;
+    let source = cascade_source(spec, big, littles, dual, windows, &bins)?;
+    let text = build_and_run(target, &source, work_dir)?;
+    parse_firmware_output(&text, windows.n())
+}
+
+/// Firmware builds of one work directory share one output path: one at a time per process.
+pub(crate) fn cascade_lock() -> std::sync::MutexGuard<'static, ()> {
+    CASCADE_LOCK
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let fw =
-        |e: kinglet_compile::CompileError| AdaptError::Invalid(format!("firmware cascade: {e}"));
-    let write = |name: &str, bytes: &[u8]| -> Result<PathBuf, AdaptError> {
-        let path = work_dir.join(name);
-        write_atomic(&path, bytes).map_err(fw)?;
-        path.canonicalize().map_err(|e| AdaptError::io(&path, e))
-    };
-    let bins = match windows {
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn firmware_error(e: kinglet_compile::CompileError) -> AdaptError {
+    AdaptError::Invalid(format!("firmware cascade: {e}"))
+}
+
+/// Writes `text` as `name` in `work_dir`; returns its absolute path (the firmware's build
+/// script and `include_bytes!` need one).
+fn write_in(work_dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, AdaptError> {
+    let path = work_dir.join(name);
+    write_atomic(&path, bytes).map_err(firmware_error)?;
+    path.canonicalize().map_err(|e| AdaptError::io(&path, e))
+}
+
+/// Builds the cascade-mode image around the generated `source` for `target` and runs it in
+/// QEMU; returns its output.
+pub(crate) fn build_and_run(
+    target: &dyn kinglet_compile::target::Target,
+    source: &str,
+    work_dir: &Path,
+) -> Result<String, AdaptError> {
+    let rs = write_in(work_dir, "cascade.rs", source.as_bytes())?;
+    let elf = qemu::build_cascade_firmware_for(target, &rs, &work_dir.join("target"))
+        .map_err(firmware_error)?;
+    qemu::run_qemu_on(target, &elf, Duration::from_secs(600)).map_err(firmware_error)
+}
+
+/// Writes the files the image embeds with `include_bytes!`.
+pub(crate) fn embed_windows(
+    windows: &StreamWindows,
+    work_dir: &Path,
+) -> Result<EmbeddedFiles, AdaptError> {
+    let write = |name: &str, bytes: &[u8]| write_in(work_dir, name, bytes);
+    Ok(match windows {
         StreamWindows::Int8(w) => {
             let bytes: Vec<u8> = w.data.iter().map(|&q| q as u8).collect();
             EmbeddedFiles {
@@ -942,13 +977,7 @@ pub fn run_in_qemu_on(
                 signature: Some(write("signature.i8", &signature)?),
             }
         }
-    };
-    let source = cascade_source(spec, big, littles, dual, windows, &bins)?;
-    let rs = write("cascade.rs", source.as_bytes())?;
-    let elf =
-        qemu::build_cascade_firmware_for(target, &rs, &work_dir.join("target")).map_err(fw)?;
-    let text = qemu::run_qemu_on(target, &elf, Duration::from_secs(600)).map_err(fw)?;
-    parse_firmware_output(&text, windows.n())
+    })
 }
 
 /// Files a firmware cascade embeds (absolute paths).

@@ -13,6 +13,7 @@ pub mod energy;
 pub mod error;
 pub mod evaluate;
 pub mod firmware;
+pub mod firmware_modes;
 pub mod models;
 pub mod recorded;
 pub mod report;

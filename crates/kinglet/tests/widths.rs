@@ -191,3 +191,99 @@ fn a_nested_model_trains_once_and_every_width_evaluates_and_quantises() {
         text(&o)
     );
 }
+
+/// `modes --device-stream`: the widths and three modes in one image on the emulated
+/// Cortex-M4, the battery-aware policy switching them twice as the charge drains over 200
+/// windows; every window's mode, widths run and label equal the host simulator's (the command
+/// fails otherwise), and each mode's instructions are measured.
+#[test]
+fn modes_switch_at_run_time_on_the_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let nested = p("nested.kgl");
+    let data = har();
+    run_ok(&[
+        "train",
+        "--arch",
+        "kinglet-lite",
+        "--widths",
+        "0.25,0.5,1.0",
+        "--data",
+        &data,
+        "--epochs",
+        "2",
+        "--seed",
+        "1",
+        "--out",
+        &nested,
+        "--quiet",
+    ]);
+    let modes = p("modes");
+    let work = p("work");
+    run_ok(&[
+        "modes",
+        "--model",
+        &nested,
+        "--data",
+        &data,
+        "--out",
+        &modes,
+        "--work-dir",
+        &work,
+        "--device-stream",
+        "200",
+    ]);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{modes}/modes.json")).unwrap())
+            .unwrap();
+    let device = &json["device"];
+    assert_eq!(device["windows"], 200, "{device}");
+    assert_eq!(device["mismatched"].as_array().unwrap().len(), 0);
+    // 100 % → 0 % over 200 windows: full width until 60 %, the adaptive mode until 25 %,
+    // then the narrowest width — two switches, each mode running a share of the stream.
+    let switches = device["switches"].as_array().unwrap();
+    assert_eq!(switches.len(), 2, "{device}");
+    let modes_run = device["modes"].as_array().unwrap();
+    assert_eq!(modes_run.len(), 3);
+    let windows: Vec<u64> = modes_run
+        .iter()
+        .map(|m| m["windows"].as_u64().unwrap())
+        .collect();
+    assert_eq!(windows.iter().sum::<u64>(), 200);
+    assert!(windows.iter().all(|&w| w > 0), "{windows:?}");
+    let mean = |k: usize| modes_run[k]["mean_instructions"].as_f64().unwrap();
+    // The narrowest width costs less than the full one on the device. A device window costs
+    // the width's inference (its single-model profile) plus turning the float samples into
+    // the int8 input (about 32k instructions for 128 × 9 samples on the M4's FPU) and the
+    // decision.
+    assert!(mean(2) < mean(0), "{device}");
+    assert_eq!(modes_run[0]["widths"], serde_json::json!([1.0]));
+    assert_eq!(modes_run[2]["widths"], serde_json::json!([0.25]));
+    let full_profile = json["widths"][2]["instructions"].as_f64().unwrap();
+    assert!(
+        mean(0) > full_profile && mean(0) < full_profile + 50_000.0,
+        "{} vs {full_profile}",
+        mean(0)
+    );
+    let md = std::fs::read_to_string(format!("{modes}/modes.md")).unwrap();
+    assert!(md.contains("Switched at run time on the device"), "{md}");
+
+    // Bad input: a device stream without firmware, an unknown core.
+    let o = kinglet(&[
+        "modes",
+        "--model",
+        &nested,
+        "--data",
+        &data,
+        "--out",
+        &p("m2"),
+        "--no-firmware",
+        "--device-stream",
+        "10",
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("drop --no-firmware"),
+        "{}",
+        text(&o)
+    );
+}

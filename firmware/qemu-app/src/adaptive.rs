@@ -101,7 +101,6 @@ pub fn report_checks<C: Counter>(out: &mut impl Report, empty: u32) {
 pub fn run_cascade<C: Counter>(out: &mut impl Report, empty: u32) {
     use crate::cascade;
     use core::cell::UnsafeCell;
-    use kinglet_adapt_core::{Check, Controller};
     #[repr(C, align(8))]
     struct SharedArena([u8; cascade::SHARED_ARENA_BYTES]);
     struct Slot(UnsafeCell<SharedArena>);
@@ -121,6 +120,17 @@ pub fn run_cascade<C: Counter>(out: &mut impl Report, empty: u32) {
         out.line(format_args!("KINGLET model_arena {name} {bytes}"));
     }
     out.line(format_args!("KINGLET windows {}", cascade::WINDOW_COUNT));
+    #[cfg(kinglet_modes)]
+    run_width_modes::<C>(out, empty, arena);
+    #[cfg(not(kinglet_modes))]
+    run_strategy::<C>(out, empty, arena);
+}
+
+/// The big–little strategy's controller over the embedded windows.
+#[cfg(all(kinglet_cascade, not(kinglet_modes)))]
+fn run_strategy<C: Counter>(out: &mut impl Report, empty: u32, arena: &mut [u8]) {
+    use crate::cascade;
+    use kinglet_adapt_core::{Check, Controller};
     let mut controller = Controller::new(cascade::STRATEGY, cascade::GUARDS);
     let mut last_signature = None;
     for index in 0..cascade::WINDOW_COUNT {
@@ -149,7 +159,7 @@ pub fn run_cascade<C: Counter>(out: &mut impl Report, empty: u32) {
 }
 
 /// One window: the check the controller asks for, its decision, and Big if it wakes.
-#[cfg(kinglet_cascade)]
+#[cfg(all(kinglet_cascade, not(kinglet_modes)))]
 #[inline(never)]
 fn cascade_window(
     controller: &mut kinglet_adapt_core::Controller,
@@ -231,5 +241,67 @@ fn cascade_window(
                 .map_err(|_| "the controller refused the Big label")?;
             Ok((check, true, label))
         }
+    }
+}
+
+/// A nested-width network's operating modes over the embedded windows: before each window the
+/// battery policy picks the mode for the remaining charge and `set_mode` switches to it when
+/// it changed; the mode then runs its widths (model `k` is width `k`). Reports
+/// `KINGLET set_mode <window> <mode>` on each switch and
+/// `KINGLET mode_window <i>,<mode>,<widths run>,<label> <instructions>` per window.
+#[cfg(kinglet_modes)]
+fn run_width_modes<C: Counter>(out: &mut impl Report, empty: u32, arena: &mut [u8]) {
+    use crate::cascade;
+    use kinglet_adapt_core::{ModeSwitch, battery_mode, softmax_in_place};
+    let modes = match cascade::width_modes() {
+        Ok(modes) => modes,
+        Err(_) => crate::fail("the mode table does not build"),
+    };
+    let mode_for = |index: usize| {
+        battery_mode(&cascade::BATTERY_LEVELS, cascade::charge_percent(index)).unwrap_or(0)
+    };
+    let mut switch = match ModeSwitch::new(&modes, usize::from(mode_for(0))) {
+        Ok(switch) => switch,
+        Err(_) => crate::fail("the first mode is not in the table"),
+    };
+    out.line(format_args!("KINGLET modes {}", cascade::MODE_COUNT));
+    let mut scores = [0f32; cascade::MAX_OUTPUTS];
+    for index in 0..cascade::WINDOW_COUNT {
+        let wanted = usize::from(mode_for(index));
+        if wanted != switch.mode() {
+            if switch.set_mode(wanted).is_err() {
+                crate::fail("set_mode: no such mode");
+            }
+            out.line(format_args!("KINGLET set_mode {index} {wanted}"));
+        }
+        let Some(window) = cascade::window(index) else {
+            crate::fail("window out of range")
+        };
+        let before = C::now();
+        let step = switch.classify(&mut scores, |width, buffer: &mut [f32]| {
+            let which = usize::from(width);
+            let buffer: &mut [f32; cascade::MAX_OUTPUTS] =
+                buffer.try_into().map_err(|_| "score buffer")?;
+            let n = cascade::run_model(which, arena, window, buffer)
+                .map_err(|_| "width model: buffer mismatch")?;
+            let probabilities = buffer.get_mut(..n).ok_or("width model: too many scores")?;
+            if cascade::MODEL_LOGITS.get(which).copied().unwrap_or(false) {
+                softmax_in_place(probabilities);
+            }
+            Ok::<usize, &'static str>(n)
+        });
+        let after = C::now();
+        let step = match step {
+            Ok(step) => step,
+            Err(kinglet_adapt_core::StepError::Model(what)) => crate::fail(what),
+            Err(kinglet_adapt_core::StepError::Mode(_)) => crate::fail("the mode refused a step"),
+        };
+        out.line(format_args!(
+            "KINGLET mode_window {index},{},{},{} {}",
+            switch.mode(),
+            step.ran,
+            step.label,
+            C::instructions(before, after, empty)
+        ));
     }
 }

@@ -47,6 +47,16 @@ pub struct ModesArgs {
     /// Where firmware builds go (default: work/firmware in kinglet's data folder).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
+    /// Also run the first N test windows on an emulated device with three of the modes in one
+    /// image (full width, the recommended adaptive mode, narrowest width), switched by
+    /// `set_mode` as a battery-aware policy sees the charge drain from 100 % to 0 % (≥ 60 %:
+    /// full, ≥ 25 %: adaptive, below: narrowest); checked window by window against the host
+    /// simulator, with each mode's measured instructions.
+    #[arg(long, value_name = "N")]
+    pub device_stream: Option<usize>,
+    /// The device core of --device-stream: cortex-m4, cortex-m3 or riscv32.
+    #[arg(long, default_value = "cortex-m4")]
+    pub target: String,
 }
 
 pub fn run(args: ModesArgs) -> Result<()> {
@@ -63,6 +73,8 @@ pub fn run(args: ModesArgs) -> Result<()> {
         boards_dir: args.boards_dir,
         no_firmware: args.no_firmware,
         work_dir: args.work_dir.unwrap_or_else(default_work_dir),
+        device_stream: args.device_stream,
+        target: args.target,
     };
     let report = modes::run(&job, &mut std::io::stderr().lock())?;
     let front = report.modes.iter().filter(|m| m.pareto).count();

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail, ensure};
 use kinglet_adapt::BoardProfile;
-use kinglet_adapt_core::{ConfidenceMeasure, WidthMode, WidthVerdict, softmax_in_place};
+use kinglet_adapt_core::{ConfidenceMeasure, StepError, WidthMode, softmax_in_place};
 use kinglet_data::Dataset;
 use kinglet_data::metrics::Classification;
 use kinglet_data::spec::{DataSpec, LoadOptions, Split};
@@ -51,6 +51,46 @@ pub struct ModesJob {
     pub no_firmware: bool,
     /// Where firmware builds go.
     pub work_dir: PathBuf,
+    /// Run this many test windows on a device core with the battery-aware example policy
+    /// switching modes as the charge drains (`--device-stream N`).
+    pub device_stream: Option<usize>,
+    /// The core of the device stream (`--target`, a `kinglet_compile::target` name).
+    pub target: String,
+}
+
+/// The battery policy of the device stream: (least remaining charge %, index into
+/// [`DeviceStream::modes`]): the full width while the cell is well charged, the recommended
+/// adaptive mode in the middle, the narrowest width when it runs low.
+pub const BATTERY_LEVELS: [(u8, u8); 3] = [(60, 0), (25, 1), (0, 2)];
+
+/// One mode of the device stream, as measured on the device.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceMode {
+    /// Index into `modes` of the report.
+    pub mode: usize,
+    pub widths: Vec<f64>,
+    pub rule: String,
+    pub threshold: Option<f32>,
+    /// Windows it ran, and their mean and worst instructions on the device.
+    pub windows: usize,
+    pub mean_instructions: f64,
+    pub worst_instructions: u64,
+    pub accuracy: f64,
+}
+
+/// The modes switched at run time on an emulated device, beside the host simulator.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceStream {
+    pub target: String,
+    pub windows: usize,
+    /// The policy: (least charge %, index into `modes` below).
+    pub battery_levels: Vec<(u8, u8)>,
+    pub modes: Vec<DeviceMode>,
+    /// Windows before which the device switched, and to which of `modes`.
+    pub switches: Vec<(usize, u8)>,
+    /// Windows whose mode, widths run or label differ from the host simulator's (none expected).
+    pub mismatched: Vec<usize>,
+    pub shared_arena_bytes: u64,
 }
 
 /// One width of the network as measured.
@@ -105,6 +145,8 @@ pub struct ModesReport {
     pub recommended: Option<usize>,
     pub max_loss: f64,
     pub memory: Memory,
+    /// `--device-stream`: the modes switched at run time on a device core.
+    pub device: Option<DeviceStream>,
 }
 
 /// Bytes the mode machinery adds to the full-width int8 network.
@@ -210,25 +252,33 @@ fn replay(mode: &WidthMode, probs: &[Vec<Vec<f32>>], cost: &[u64]) -> Result<Rep
         costs: Vec::with_capacity(n),
         ran: vec![0; chain.len()],
     };
+    let widest = probs.iter().flatten().map(Vec::len).max().unwrap_or(0);
+    let mut buffer = vec![0f32; widest];
     for window in 0..n {
-        let (mut stage, mut spent) = (0usize, 0u64);
-        let label = loop {
-            let width = chain[stage] as usize;
-            spent += cost[width];
-            r.ran[stage] += 1;
-            let scores = probs
-                .get(width)
-                .and_then(|p| p.get(window))
-                .context("a width scored fewer windows")?;
-            match mode
-                .after(stage, scores)
-                .map_err(|e| anyhow::anyhow!("window {window}: {e:?}"))?
-            {
-                WidthVerdict::Accept(label) => break label,
-                WidthVerdict::Run(_) => stage += 1,
+        // The decision code a device runs (`WidthMode::classify`), over the stored scores.
+        let step = mode
+            .classify(&mut buffer, |width, out: &mut [f32]| {
+                let scores = probs
+                    .get(usize::from(width))
+                    .and_then(|p| p.get(window))
+                    .context("a width scored fewer windows")?;
+                out.get_mut(..scores.len())
+                    .context("scores longer than the buffer")?
+                    .copy_from_slice(scores);
+                Ok::<usize, anyhow::Error>(scores.len())
+            })
+            .map_err(|e| match e {
+                StepError::Model(e) => e,
+                StepError::Mode(e) => anyhow::anyhow!("window {window}: {e:?}"),
+            })?;
+        let mut spent = 0;
+        for (stage, &width) in chain.iter().enumerate() {
+            if step.ran & (1 << width) != 0 {
+                spent += cost[usize::from(width)];
+                r.ran[stage] += 1;
             }
-        };
-        r.predictions.push(u32::from(label));
+        }
+        r.predictions.push(u32::from(step.label));
         r.costs.push(spent);
     }
     Ok(r)
@@ -262,6 +312,9 @@ fn rule_name(measure: ConfidenceMeasure) -> &'static str {
 
 /// Runs `kinglet modes`: see the module documentation. Returns the report it wrote.
 pub fn run(job: &ModesJob, log: &mut dyn std::io::Write) -> Result<ModesReport> {
+    if job.no_firmware && job.device_stream.is_some() {
+        bail!("--device-stream runs the modes on an emulated device: drop --no-firmware");
+    }
     if let Some(t) = job.thresholds.iter().find(|t| !(0.0..=1.0).contains(*t)) {
         bail!("threshold {t} is outside [0, 1]: confidences are probabilities or margins");
     }
@@ -482,6 +535,24 @@ pub fn run(job: &ModesJob, log: &mut dyn std::io::Write) -> Result<ModesReport> 
         })
         .map(|(_, r)| r.id);
     let memory = memory(&graphs, out_rows.len())?;
+    let device = match job.device_stream {
+        Some(n) => {
+            let int8: Vec<PathBuf> = rows.iter().map(|r| PathBuf::from(&r.int8_model)).collect();
+            let picked = device_modes(&modes, recommended, k)?;
+            let chosen = picked.map(|i| modes[i].0);
+            let stream = device_stream(job, n, &test, &int8, (&picked, chosen), &out_rows)?;
+            writeln!(
+                log,
+                "device stream on {}: {} windows, {} switches, {} mismatched",
+                stream.target,
+                stream.windows,
+                stream.switches.len(),
+                stream.mismatched.len()
+            )?;
+            Some(stream)
+        }
+        None => None,
+    };
     let report = ModesReport {
         model: job.model.display().to_string(),
         data: test_spec.to_string(),
@@ -496,6 +567,7 @@ pub fn run(job: &ModesJob, log: &mut dyn std::io::Write) -> Result<ModesReport> 
         recommended,
         max_loss: job.max_loss,
         memory,
+        device,
     };
     write_atomic(
         &job.out.join("modes.json"),
@@ -504,6 +576,112 @@ pub fn run(job: &ModesJob, log: &mut dyn std::io::Write) -> Result<ModesReport> 
     write_atomic(&job.out.join("modes.md"), markdown(&report).as_bytes())?;
     write_atomic(&job.out.join("modes.svg"), plot(&report)?.as_bytes())?;
     Ok(report)
+}
+
+/// The device stream's three modes, as indices into `modes`: the full width, the recommended
+/// adaptive mode (else the cheapest adaptive one on a validation front), the narrowest width.
+fn device_modes(
+    modes: &[(WidthMode, Option<(f64, f64)>)],
+    recommended: Option<usize>,
+    k: usize,
+) -> Result<[usize; 3]> {
+    let fixed = |w: usize| {
+        modes
+            .iter()
+            .position(|(m, _)| m.chain() == [w as u8])
+            .context("no fixed mode for a width")
+    };
+    let balanced = match recommended {
+        Some(r) => r,
+        None => modes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (_, v))| v.map(|(_, cost)| (i, cost)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(i, _)| i)
+            .context("no adaptive mode to run between the full and the narrowest width")?,
+    };
+    Ok([fixed(k - 1)?, balanced, fixed(0)?])
+}
+
+/// `--device-stream`: the picked modes in one image on `job.target`, the battery policy
+/// switching them as the charge drains over the first `n` test windows, beside the host
+/// simulator.
+fn device_stream(
+    job: &ModesJob,
+    n: usize,
+    test: &Dataset,
+    int8: &[PathBuf],
+    (picked, chosen): (&[usize; 3], [WidthMode; 3]),
+    rows: &[ModeRow],
+) -> Result<DeviceStream> {
+    use kinglet_adapt::firmware::{CascadeModel, FloatWindows, StreamWindows};
+    use kinglet_adapt::firmware_modes::{ModePlan, compare_with_host_on};
+    let target = kinglet_compile::target::by_name(&job.target).with_context(|| {
+        format!(
+            "--target {}: expected one of {}",
+            job.target,
+            kinglet_compile::target::names().join(", ")
+        )
+    })?;
+    ensure!(n > 0, "--device-stream needs at least one window");
+    let windows = kinglet_adapt::models::WindowData::from_dataset(test)?;
+    let count = n.min(windows.n);
+    let stream = StreamWindows::Float(FloatWindows::take(&windows, 0, count)?);
+    let loaded = int8
+        .iter()
+        .map(|p| super::cascade::models::load_model(p, test))
+        .collect::<Result<Vec<_>>>()?;
+    let widths: Vec<CascadeModel> = loaded
+        .iter()
+        .map(|m| CascadeModel {
+            name: &m.name,
+            graph: &m.graph,
+            normalise: m.normalise.as_ref(),
+        })
+        .collect();
+    let plan = ModePlan::draining(chosen.to_vec(), BATTERY_LEVELS.to_vec(), count);
+    let cmp = compare_with_host_on(target, &widths, &plan, &stream, &job.work_dir)?;
+    let fw = &cmp.firmware;
+    let device_modes = picked
+        .iter()
+        .enumerate()
+        .map(|(slot, &mode)| {
+            let ran: Vec<usize> = (0..count)
+                .filter(|&i| usize::from(fw.windows[i].mode) == slot)
+                .collect();
+            let counts: Vec<u64> = ran.iter().map(|&i| fw.instructions[i]).collect();
+            let correct = ran
+                .iter()
+                .filter(|&&i| u32::from(fw.windows[i].label) == test.labels[i])
+                .count();
+            let r = &rows[mode];
+            DeviceMode {
+                mode,
+                widths: r.widths.clone(),
+                rule: r.rule.clone(),
+                threshold: r.threshold,
+                windows: ran.len(),
+                mean_instructions: counts.iter().sum::<u64>() as f64 / counts.len().max(1) as f64,
+                worst_instructions: counts.iter().copied().max().unwrap_or(0),
+                accuracy: correct as f64 / ran.len().max(1) as f64,
+            }
+        })
+        .collect();
+    ensure!(
+        cmp.mismatched.is_empty(),
+        "the device's modes differ from the host simulator's on windows {:?}",
+        cmp.mismatched
+    );
+    Ok(DeviceStream {
+        target: target.name().to_string(),
+        windows: count,
+        battery_levels: BATTERY_LEVELS.to_vec(),
+        modes: device_modes,
+        switches: fw.switches.clone(),
+        mismatched: cmp.mismatched,
+        shared_arena_bytes: fw.shared_arena_bytes,
+    })
 }
 
 /// Memory the modes add, from the int8 graphs of the widths (the last one is the full width).
@@ -662,6 +840,50 @@ fn markdown(r: &ModesReport) -> String {
         mem.mode_table_bytes,
         mem.differing_weight_bytes
     );
+    if let Some(d) = &r.device {
+        s += &format!(
+            "\n## Switched at run time on the device ({}, {} test windows)\n\n\
+             One image holds every width and the mode table; before each window a battery-aware \
+             policy reads the remaining charge (draining from 100 % to 0 % over the stream) and \
+             `set_mode` switches when its choice changes. The device's mode, widths run and label \
+             equal the host simulator's on {} of {} windows. Shared arena: {} B.\n\n\
+             | charge | mode | widths | rule | windows | accuracy | mean instructions | worst |\n\
+             |---|---:|---|---|---:|---:|---:|---:|\n",
+            d.target,
+            d.windows,
+            d.windows - d.mismatched.len(),
+            d.windows,
+            d.shared_arena_bytes
+        );
+        for (slot, m) in d.modes.iter().enumerate() {
+            let level = d
+                .battery_levels
+                .iter()
+                .find(|(_, k)| usize::from(*k) == slot)
+                .map_or("—".to_string(), |(least, _)| format!("≥ {least} %"));
+            let widths: Vec<String> = m.widths.iter().map(|w| w.to_string()).collect();
+            s += &format!(
+                "| {level} | {} | {} | {}{} | {} | {:.2} % | {:.0} | {} |\n",
+                m.mode,
+                widths.join(" → "),
+                m.rule,
+                m.threshold.map_or(String::new(), |t| format!(" {t}")),
+                m.windows,
+                m.accuracy * 100.0,
+                m.mean_instructions,
+                m.worst_instructions
+            );
+        }
+        let switches: Vec<String> = d
+            .switches
+            .iter()
+            .map(|(at, k)| match d.modes.get(usize::from(*k)) {
+                Some(m) => format!("before window {at} to mode {}", m.mode),
+                None => format!("before window {at} to slot {k}"),
+            })
+            .collect();
+        s += &format!("\nSwitches: {}.\n", switches.join("; "));
+    }
     s
 }
 

@@ -4,7 +4,7 @@
 //! `target` `cortex-m4`, runs the firmware cascade in QEMU beside the host simulator.
 
 mod firmware;
-mod models;
+pub(crate) mod models;
 
 use std::path::{Path, PathBuf};
 

@@ -17,15 +17,15 @@ use kinglet_graph::Graph;
 use super::CascadeJob;
 
 /// A model file opened as a graph (with the normalisation a `.kgl` carries).
-pub(super) struct LoadedModel {
-    pub(super) name: String,
-    pub(super) graph: Graph,
-    pub(super) normalise: Option<Normalise>,
+pub(crate) struct LoadedModel {
+    pub(crate) name: String,
+    pub(crate) graph: Graph,
+    pub(crate) normalise: Option<Normalise>,
 }
 
 /// Opens a model for the windows of `data`: its normalisation in `data`'s channel order, and
 /// a refusal if the model was trained on windows sampled at another rate.
-pub(super) fn load_model(path: &Path, data: &kinglet_data::Dataset) -> Result<LoadedModel> {
+pub(crate) fn load_model(path: &Path, data: &kinglet_data::Dataset) -> Result<LoadedModel> {
     let trained = |n: &kinglet_train::ChannelNormalisation| -> Result<Normalise> {
         n.check_rate(data)
             .with_context(|| format!("{}", path.display()))?;
