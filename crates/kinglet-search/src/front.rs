@@ -85,10 +85,11 @@ pub fn write(
         let model_file = models.join(format!("{name}.kgl"));
         let tflite_file = models.join(format!("{name}.int8.tflite"));
         let arch_text = format!(
-            "# Found by `kinglet search` (study {}, trial {}); {} epochs here.\n{}",
+            "# Found by `kinglet search` (study {}, trial {}); {} epochs here.\n# Weights: {}.\n{}",
             storage.location(),
             trial.id,
             measured.epochs,
+            precision_text(&measured.precision),
             model.architecture.to_toml()
         );
         write_file(&arch_file, arch_text.as_bytes())?;
@@ -102,8 +103,7 @@ pub fn write(
         };
         let p = |p: &Path| shell_word(&p.display().to_string());
         let data = shell_word(&settings.data);
-        // The precision names are `kinglet quantize`'s scheme names.
-        let scheme = &measured.precision;
+        let scheme = quantize_scheme(&measured.precision);
         let commands = vec![
             format!(
                 "kinglet train --arch {} --data {data} --no-val --epochs {} --seed {} --out {}",
@@ -170,6 +170,26 @@ pub fn write(
     Ok(report)
 }
 
+/// A precision for people: `int8`, or for a mixed one the widths and the quantize option
+/// that applies them.
+pub fn precision_text(precision: &str) -> String {
+    match precision.strip_prefix("mixed:") {
+        Some(bits) => format!(
+            "mixed, bits {bits} per weighted layer in op order (`kinglet quantize --scheme mixed --bits {bits}`)"
+        ),
+        None => precision.to_string(),
+    }
+}
+
+/// `kinglet quantize`'s arguments for a precision: the uniform names are its scheme names; a
+/// `mixed:B,…` precision is `--scheme mixed --bits B,…` (one width per weighted layer).
+pub fn quantize_scheme(precision: &str) -> String {
+    match precision.strip_prefix("mixed:") {
+        Some(bits) => format!("mixed --bits {bits}"),
+        None => precision.to_string(),
+    }
+}
+
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), SearchError> {
     kinglet_graph::files::write_atomic(path, bytes).map_err(|e| SearchError::io(path, e))
 }
@@ -210,15 +230,16 @@ pub fn markdown(r: &FrontReport) -> String {
     );
     let _ = writeln!(
         s,
-        "| model | epochs | val acc | test acc | params | weight B | flash B | RAM B | instructions | energy µJ |"
+        "| model | precision | epochs | val acc | test acc | params | weight B | flash B | RAM B | instructions | energy µJ |"
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for m in &r.front {
         let x = &m.measured;
         let _ = writeln!(
             s,
-            "| {} | {} | {:.2} % | {} | {} | {} | {} | {} | {} | {:.3} |",
+            "| {} | {} | {} | {:.2} % | {} | {} | {} | {} | {} | {} | {:.3} |",
             x.architecture,
+            x.precision,
             x.epochs,
             x.accuracy * 100.0,
             m.test_accuracy

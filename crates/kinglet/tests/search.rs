@@ -411,3 +411,76 @@ fn bad_spaces_impossible_limits_and_unreachable_studies_get_clear_errors() {
     assert_eq!(s.settings(None).unwrap(), settings);
     assert!(s.trials().unwrap().is_empty());
 }
+
+/// The tiny space with per-block weight widths: each block 8 or 4 bits, the head 8 or 2.
+fn mixed_space(dir: &Path) -> PathBuf {
+    let path = dir.join("mixed.toml");
+    let text = SPACE
+        .replace("window = 128", "window = 128\nprecision = [\"mixed\"]")
+        .replace("pool = [2, 4]", "pool = [2, 4]\nweight_bits = [8, 4]")
+        .replace("[training]", "[head]\nweight_bits = [8, 2]\n\n[training]");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn a_mixed_precision_front_names_its_widths_and_its_quantize_command_rebuilds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let space = mixed_space(dir.path());
+    let out = dir.path().join("out");
+    let args = search_args(&space, &out, 2, &[]);
+    run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("front.json")).unwrap()).unwrap();
+    let front = report["front"].as_array().unwrap();
+    assert!(!front.is_empty());
+    for m in front {
+        let precision = m["measured"]["precision"].as_str().unwrap();
+        let bits = precision.strip_prefix("mixed:").expect(precision);
+        // One width per weighted layer: each block's convolution, then the output layer.
+        let widths: Vec<&str> = bits.split(',').collect();
+        assert!(widths.len() >= 2, "{precision}");
+        assert!(
+            widths.iter().all(|b| ["8", "4", "2"].contains(b)),
+            "{precision}"
+        );
+        let arch = std::fs::read_to_string(m["architecture_file"].as_str().unwrap()).unwrap();
+        assert!(
+            arch.contains(&format!("--scheme mixed --bits {bits}")),
+            "{arch}"
+        );
+        // The printed quantize command rebuilds the front's .tflite byte for byte.
+        let commands: Vec<&str> = m["commands"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        let quantize = commands
+            .iter()
+            .find(|c| c.starts_with("kinglet quantize"))
+            .unwrap();
+        assert!(
+            quantize.contains(&format!("--scheme mixed --bits {bits} ")),
+            "{quantize}"
+        );
+        let rebuilt = dir.path().join("rebuilt.tflite");
+        let tflite = m["tflite_file"].as_str().unwrap();
+        let argv: Vec<String> = quantize
+            .split_whitespace()
+            .skip(1)
+            .map(|w| {
+                if w == tflite {
+                    rebuilt.display().to_string()
+                } else {
+                    w.to_string()
+                }
+            })
+            .collect();
+        run_ok(&argv.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(
+            std::fs::read(&rebuilt).unwrap(),
+            std::fs::read(tflite).unwrap()
+        );
+    }
+}
