@@ -1,5 +1,8 @@
 //! `kinglet report`: one self-contained HTML page (inline SVG plots drawn with plotters' SVG
-//! backend) and a Markdown summary, built from the records `kinglet cascade --save` writes.
+//! backend) and a Markdown summary, built from the records `kinglet cascade --save` writes
+//! and from [`Section`]s other stages contribute (an architecture search's front). Why
+//! sections are plain text and SVG here: this crate cannot know the stages that depend on it,
+//! so they render their own tables and plots and the report only places them.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -253,6 +256,31 @@ pub struct ReportFiles {
     pub markdown: PathBuf,
 }
 
+/// A part of the report another stage renders (e.g. `kinglet search`'s front): a heading, the
+/// same content as Markdown and as an HTML fragment, and its plots.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Section {
+    pub title: String,
+    pub markdown: String,
+    /// Trusted HTML (the section escapes its own text).
+    pub html: String,
+    pub plots: Vec<SectionPlot>,
+}
+
+/// One SVG plot of a [`Section`]: inline in the HTML page, and written beside `report.md` as
+/// `file` (Markdown cannot hold SVG inline).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SectionPlot {
+    pub title: String,
+    pub file: String,
+    pub svg: String,
+}
+
+/// Text safe inside HTML character data and attribute values.
+pub fn html_text(s: &str) -> String {
+    xml_text(s).replace('"', "&quot;")
+}
+
 /// The named SVG plots of a report, in page order.
 pub fn plots(records: &[CascadeRecord]) -> Result<Vec<(String, String)>, AdaptError> {
     let mut out = Vec::new();
@@ -304,13 +332,43 @@ pub fn plots(records: &[CascadeRecord]) -> Result<Vec<(String, String)>, AdaptEr
 
 /// Writes `report.html` and `report.md` into `dir` (created if needed), each atomically.
 pub fn write_report(records: &[CascadeRecord], dir: &Path) -> Result<ReportFiles, AdaptError> {
-    if records.is_empty() {
-        return Err(AdaptError::Invalid("no cascade records to report".into()));
+    write_report_with(records, &[], dir)
+}
+
+/// Writes `report.html` and `report.md` from cascade records and further sections (either may
+/// be empty, not both), each section's plots as SVG files beside them.
+pub fn write_report_with(
+    records: &[CascadeRecord],
+    sections: &[Section],
+    dir: &Path,
+) -> Result<ReportFiles, AdaptError> {
+    if records.is_empty() && sections.is_empty() {
+        return Err(AdaptError::Invalid(
+            "nothing to report: no cascade records and no other results".into(),
+        ));
     }
     std::fs::create_dir_all(dir).map_err(|e| AdaptError::io(dir, e))?;
-    let plots = plots(records)?;
-    let html = html_page(records, &plots);
-    let md = markdown(records);
+    let plots = if records.is_empty() {
+        Vec::new()
+    } else {
+        plots(records)?
+    };
+    let html = html_page(records, &plots, sections);
+    let mut md = if records.is_empty() {
+        "# Kinglet report\n".to_string()
+    } else {
+        markdown(records)
+    };
+    for section in sections {
+        let _ = write!(md, "\n## {}\n\n{}", section.title, section.markdown);
+        if !md.ends_with('\n') {
+            md.push('\n');
+        }
+        for plot in &section.plots {
+            write_atomic(&dir.join(&plot.file), &plot.svg)?;
+            let _ = writeln!(md, "\n![{}]({})", plot.title, plot.file);
+        }
+    }
     let files = ReportFiles {
         html: dir.join("report.html"),
         markdown: dir.join("report.md"),
@@ -875,40 +933,77 @@ fn device_tables(s: &mut String, records: &[CascadeRecord]) {
     }
 }
 
-fn html_page(records: &[CascadeRecord], plots: &[(String, String)]) -> String {
-    let mut h = String::new();
-    h.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\"/>\n<title>Kinglet adaptive inference report</title>\n");
-    h.push_str("<style>body{font-family:sans-serif;max-width:980px;margin:2em auto;color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}th{background:#eee}td:first-child{text-align:left}figure{margin:1.5em 0}figcaption{font-weight:bold;margin-bottom:.4em}</style>\n</head>\n<body>\n");
-    h.push_str("<h1>Kinglet adaptive inference report</h1>\n");
-    h.push_str("<table>\n<tr><th>strategy</th><th>windows</th><th>accuracy %</th><th>macro-F1</th><th>Big runs</th><th>little runs</th><th>mean windows to notice a change</th></tr>\n");
-    for r in records {
-        let _ = writeln!(
-            h,
-            "<tr><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.4}</td><td>{}</td><td>{}</td><td>{:.2}</td></tr>",
-            xml_text(&r.strategy),
-            r.n,
-            r.accuracy * 100.0,
-            r.macro_f1,
-            r.big_runs,
-            r.little_runs,
-            r.change_notice.mean_windows
-        );
+/// An SVG inside an HTML page: the backend's output is a complete <svg> element; drop any
+/// XML declaration.
+fn inline_svg(svg: &str) -> &str {
+    let body = svg.trim_start();
+    if body.starts_with("<?xml") {
+        body.split_once("?>").map_or(body, |(_, rest)| rest)
+    } else {
+        body
     }
-    h.push_str("</table>\n");
+}
+
+fn html_page(
+    records: &[CascadeRecord],
+    plots: &[(String, String)],
+    sections: &[Section],
+) -> String {
+    let mut h = String::new();
+    // A report of other results alone (a search's front) is not about adaptive inference.
+    let title = if records.is_empty() {
+        "Kinglet report"
+    } else {
+        "Kinglet adaptive inference report"
+    };
+    let _ = writeln!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\"/>\n<title>{title}</title>"
+    );
+    h.push_str("<style>body{font-family:sans-serif;max-width:980px;margin:2em auto;color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}th{background:#eee}td:first-child{text-align:left}figure{margin:1.5em 0}figcaption{font-weight:bold;margin-bottom:.4em}</style>\n</head>\n<body>\n");
+    let _ = writeln!(h, "<h1>{title}</h1>");
+    if records.is_empty() {
+        h.push_str("<p>No cascade records: the sections below only.</p>\n");
+    } else {
+        h.push_str("<table>\n<tr><th>strategy</th><th>windows</th><th>accuracy %</th><th>macro-F1</th><th>Big runs</th><th>little runs</th><th>mean windows to notice a change</th></tr>\n");
+        for r in records {
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.4}</td><td>{}</td><td>{}</td><td>{:.2}</td></tr>",
+                xml_text(&r.strategy),
+                r.n,
+                r.accuracy * 100.0,
+                r.macro_f1,
+                r.big_runs,
+                r.little_runs,
+                r.change_notice.mean_windows
+            );
+        }
+        h.push_str("</table>\n");
+    }
     for (title, svg) in plots {
         let _ = writeln!(h, "<figure>\n<figcaption>{}</figcaption>", xml_text(title));
-        // The backend's output is a complete <svg> element; drop any XML declaration.
-        let body = svg.trim_start();
-        let body = if body.starts_with("<?xml") {
-            body.split_once("?>").map_or(body, |(_, rest)| rest)
-        } else {
-            body
-        };
-        h.push_str(body);
+        h.push_str(inline_svg(svg));
         h.push_str("\n</figure>\n");
     }
-    h.push_str("<h2>Summary</h2>\n<pre>");
-    h.push_str(&xml_text(&markdown(records)));
-    h.push_str("</pre>\n</body>\n</html>\n");
+    for section in sections {
+        let _ = writeln!(h, "<h2>{}</h2>", html_text(&section.title));
+        h.push_str(&section.html);
+        for plot in &section.plots {
+            let _ = writeln!(
+                h,
+                "<figure>\n<figcaption>{}</figcaption>",
+                xml_text(&plot.title)
+            );
+            h.push_str(inline_svg(&plot.svg));
+            h.push_str("\n</figure>\n");
+        }
+    }
+    if !records.is_empty() {
+        h.push_str("<h2>Summary</h2>\n<pre>");
+        h.push_str(&xml_text(&markdown(records)));
+        h.push_str("</pre>\n");
+    }
+    h.push_str("</body>\n</html>\n");
     h
 }

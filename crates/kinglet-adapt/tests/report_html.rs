@@ -190,3 +190,59 @@ fn records_from_before_the_device_model_keep_their_mcu_only_battery_life() {
     assert!(new.battery_life_days.unwrap() < new.mcu_only_battery_life_days.unwrap());
     assert!(markdown(&[r]).contains("| 1b6s | apollo3 (Cortex-M4F) |"));
 }
+
+#[test]
+fn sections_join_the_records_or_stand_alone_with_their_plots_as_files() {
+    use kinglet_adapt::report::{Section, SectionPlot, write_report_with};
+    let svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"10\" height=\"10\"><circle cx=\"5\" cy=\"5\" r=\"2\"/></svg>";
+    let section = Section {
+        title: "Architecture search <front>".into(),
+        markdown: "| a |\n|---|\n| 1 |\n".into(),
+        html: "<table><tr><td>front-row</td></tr></table>\n".into(),
+        plots: vec![SectionPlot {
+            title: "accuracy & bytes".into(),
+            file: "search-plot.svg".into(),
+            svg: svg.into(),
+        }],
+    };
+    let parse = |html: &str| {
+        roxmltree::Document::parse_with_options(
+            html,
+            roxmltree::ParsingOptions {
+                allow_dtd: true,
+                ..Default::default()
+            },
+        )
+        .map(|d| (names(d.root(), "svg"), names(d.root(), "td")))
+        .expect("report.html parses as XML")
+    };
+    // Alone: no cascade table or summary, the section and its plot.
+    let dir = tempfile::tempdir().unwrap();
+    let files = write_report_with(&[], std::slice::from_ref(&section), dir.path()).unwrap();
+    let html = std::fs::read_to_string(&files.html).unwrap();
+    assert_eq!(parse(&html), (1, 1));
+    assert!(
+        html.contains("<h2>Architecture search &lt;front&gt;</h2>"),
+        "{html}"
+    );
+    let md = std::fs::read_to_string(&files.markdown).unwrap();
+    assert!(md.starts_with("# Kinglet report\n"), "{md}");
+    assert!(
+        md.contains("## Architecture search <front>\n\n| a |"),
+        "{md}"
+    );
+    assert!(md.contains("![accuracy & bytes](search-plot.svg)"), "{md}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("search-plot.svg")).unwrap(),
+        svg
+    );
+    // Beside cascade records: their plots first, then the section's.
+    let records = vec![record(StrategyKind::BigOnly, false)];
+    let dir = tempfile::tempdir().unwrap();
+    let files = write_report_with(&records, &[section], dir.path()).unwrap();
+    let html = std::fs::read_to_string(&files.html).unwrap();
+    let (svgs, _) = parse(&html);
+    assert_eq!(svgs, plots(&records).unwrap().len() + 1);
+    assert!(html.find("front-row").unwrap() < html.find("<h2>Summary</h2>").unwrap());
+    assert!(write_report_with(&[], &[], dir.path()).is_err());
+}

@@ -186,7 +186,8 @@ impl Evaluator {
 
 impl Evaluator {
     /// The lowered float graph of `model` and its post-training quantisation at `precision`
-    /// (int8 activations; int8, 4-bit or 2-bit weights), calibrated on the training split.
+    /// (int8 activations; int8, 4-bit or 2-bit weights, or `mixed:B,…` one width per weighted
+    /// layer), calibrated on the training split.
     pub fn quantise(
         &self,
         model: &TrainedModel,
@@ -202,9 +203,21 @@ impl Evaluator {
             .map(|i| samples[i].clone())
             .collect();
         let layers = kinglet_compress::subbyte::weighted_layers(&graph).len();
-        let weight_bits = match precision {
-            "w4a8" => vec![4; layers],
-            "w2a8" => vec![2; layers],
+        let weight_bits = match (precision, crate::space::mixed_bits(precision)) {
+            (_, Some(bits)) => {
+                let bits = bits.map_err(SearchError::Trial)?;
+                // The list was derived from the architecture; a lowering that emits another
+                // layer count would quantise the wrong layers, so it is an error, not a guess.
+                if bits.len() != layers {
+                    return Err(SearchError::Trial(format!(
+                        "{name}: precision {precision} names {} layers, the graph has {layers}",
+                        bits.len()
+                    )));
+                }
+                bits
+            }
+            ("w4a8", None) => vec![4; layers],
+            ("w2a8", None) => vec![2; layers],
             _ => Vec::new(),
         };
         // `kinglet quantize`'s defaults (min/max calibration, logits clipped to ±16).

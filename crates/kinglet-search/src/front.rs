@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use kinglet_data::Dataset;
 use plotters::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::SearchError;
 use crate::evaluate::Evaluator;
@@ -20,7 +20,7 @@ use crate::study::{self, Measured, Scored, StudySettings};
 use crate::worker::trial_seed;
 
 /// One model of the front, as written.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FrontModel {
     pub trial: i64,
     pub measured: Measured,
@@ -33,12 +33,13 @@ pub struct FrontModel {
     pub commands: Vec<String>,
     /// The same architecture retrained on the training and validation windows (`--refit`):
     /// what a user would deploy once the search has chosen.
+    #[serde(default)]
     pub refit: Option<RefitModel>,
 }
 
 /// A front model retrained on training + validation windows, measured again (its weights, so
 /// its flash and instructions, differ a little) and scored once on the test split.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RefitModel {
     /// `accuracy` and `float_accuracy` are on the test split here.
     pub measured: Measured,
@@ -47,8 +48,8 @@ pub struct RefitModel {
     pub commands: Vec<String>,
 }
 
-/// What `front.json` holds.
-#[derive(Debug, Clone, Serialize)]
+/// What `front.json` holds (read back by `kinglet report`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FrontReport {
     pub study: String,
     pub objectives: Vec<String>,
@@ -103,10 +104,11 @@ pub fn write(
         let model_file = models.join(format!("{name}.kgl"));
         let tflite_file = models.join(format!("{name}.int8.tflite"));
         let arch_text = format!(
-            "# Found by `kinglet search` (study {}, trial {}); {} epochs here.\n{}",
+            "# Found by `kinglet search` (study {}, trial {}); {} epochs here.\n# Weights: {}.\n{}",
             storage.location(),
             trial.id,
             measured.epochs,
+            precision_text(&measured.precision),
             model.architecture.to_toml()
         );
         write_file(&arch_file, arch_text.as_bytes())?;
@@ -120,8 +122,7 @@ pub fn write(
         };
         let p = |p: &Path| shell_word(&p.display().to_string());
         let data = shell_word(&settings.data);
-        // The precision names are `kinglet quantize`'s scheme names.
-        let scheme = &measured.precision;
+        let scheme = quantize_scheme(&measured.precision);
         let commands = vec![
             format!(
                 "kinglet train --arch {} --data {data} --no-val --epochs {} --seed {} --out {}",
@@ -223,14 +224,234 @@ pub fn write(
         serde_json::to_string_pretty(&report).map_err(|e| SearchError::Invalid(e.to_string()))?;
     write_file(&out.join("front.json"), json.as_bytes())?;
     write_file(&out.join("front.md"), markdown(&report).as_bytes())?;
-    for (file, axis) in [
-        ("accuracy-vs-weight-bytes.svg", Axis::WeightBytes),
-        ("accuracy-vs-instructions.svg", Axis::Instructions),
-        ("accuracy-vs-energy.svg", Axis::Energy),
-    ] {
-        write_file(&out.join(file), plot(&report, axis)?.as_bytes())?;
+    for (file, svg) in plots(&report)? {
+        write_file(&out.join(file), svg.as_bytes())?;
     }
     Ok(report)
+}
+
+/// The plot files of a front: accuracy against weight bytes, instructions and energy.
+pub const PLOT_FILES: [&str; 3] = [
+    "accuracy-vs-weight-bytes.svg",
+    "accuracy-vs-instructions.svg",
+    "accuracy-vs-energy.svg",
+];
+
+/// Every plot of the front, by file name (see [`PLOT_FILES`]).
+pub fn plots(report: &FrontReport) -> Result<Vec<(&'static str, String)>, SearchError> {
+    [Axis::WeightBytes, Axis::Instructions, Axis::Energy]
+        .into_iter()
+        .zip(PLOT_FILES)
+        .map(|(axis, file)| Ok((file, plot(report, axis)?)))
+        .collect()
+}
+
+/// Reads a search's `front.json`: `path` is the file or the search's output folder.
+pub fn load(path: &Path) -> Result<(FrontReport, PathBuf), SearchError> {
+    let file = if path.is_dir() {
+        path.join("front.json")
+    } else {
+        path.to_path_buf()
+    };
+    let text = std::fs::read_to_string(&file).map_err(|e| SearchError::io(&file, e))?;
+    let report = serde_json::from_str(&text).map_err(|e| {
+        SearchError::Invalid(format!(
+            "{}: not a `kinglet search` front.json: {e}",
+            file.display()
+        ))
+    })?;
+    Ok((report, file))
+}
+
+/// The search's part of `kinglet report`: the front as a table (candidate, precision,
+/// validation and test accuracy, weight bytes, flash, RAM, instructions, energy where the
+/// board prices it, the commands that rebuild the model) and the front's plots — the SVG
+/// files beside `front.json` when present, else drawn again from it. `label` tells several
+/// searches apart (it prefixes the plot files written beside the report).
+pub fn report_section(
+    report: &FrontReport,
+    front_json: &Path,
+    label: &str,
+) -> Result<kinglet_adapt::report::Section, SearchError> {
+    use kinglet_adapt::report::{Section, SectionPlot, html_text};
+    let with_energy = report
+        .front
+        .iter()
+        .any(|m| m.measured.energy_uj.is_finite());
+    let energy = |m: &FrontModel| {
+        let e = m.measured.energy_uj;
+        if e.is_finite() {
+            format!("{e:.3}")
+        } else {
+            "-".to_string()
+        }
+    };
+    let test = |m: &FrontModel| {
+        m.test_accuracy
+            .map_or("-".to_string(), |a| format!("{:.2} %", a * 100.0))
+    };
+    // `--refit`: the same architectures retrained on training + validation windows, scored
+    // once on the test split.
+    let with_refit = report.front.iter().any(|m| m.refit.is_some());
+    let refit = |m: &FrontModel| {
+        m.refit.as_ref().map_or("-".to_string(), |r| {
+            format!("{:.2} %", r.measured.accuracy * 100.0)
+        })
+    };
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "Study `{}`: {} trials ({} done, {} failed) over {} candidates; objectives {}; board {}. \
+         Accuracy is of the quantised model on the validation split (what the search chose on) \
+         and, once, on the test split{}.\n",
+        report.study,
+        report.trials,
+        report.done,
+        report.failed,
+        report.candidates,
+        report.objectives.join(", "),
+        report.board,
+        report
+            .test_data
+            .as_ref()
+            .map_or(" (not given)".to_string(), |t| format!(" `{t}`"))
+    );
+    let energy_head = if with_energy { " energy µJ |" } else { "" };
+    let refit_head = if with_refit {
+        " test acc, refitted on train + val |"
+    } else {
+        ""
+    };
+    let _ = writeln!(
+        md,
+        "| candidate | precision | val acc | test acc |{refit_head} weight B | flash B | RAM B | instructions |{energy_head} reproduce |"
+    );
+    let _ = writeln!(
+        md,
+        "|---|---|---:|---:|{}---:|---:|---:|---:|{}---|",
+        if with_refit { "---:|" } else { "" },
+        if with_energy { "---:|" } else { "" }
+    );
+    let mut html = String::new();
+    let _ = writeln!(
+        html,
+        "<p>{}</p>",
+        html_text(md.lines().next().unwrap_or(""))
+    );
+    let _ = writeln!(
+        html,
+        "<table>\n<tr><th>candidate</th><th>precision</th><th>val acc</th><th>test acc</th>{}<th>weight B</th><th>flash B</th><th>RAM B</th><th>instructions</th>{}<th>reproduce</th></tr>",
+        if with_refit {
+            "<th>test acc, refitted on train + val</th>"
+        } else {
+            ""
+        },
+        if with_energy {
+            "<th>energy µJ</th>"
+        } else {
+            ""
+        }
+    );
+    for m in &report.front {
+        let x = &m.measured;
+        let energy_cell = if with_energy {
+            format!(" {} |", energy(m))
+        } else {
+            String::new()
+        };
+        let refit_cell = if with_refit {
+            format!(" {} |", refit(m))
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.2} % | {} |{refit_cell} {} | {} | {} | {} |{energy_cell} `{}` |",
+            x.architecture,
+            x.precision,
+            x.accuracy * 100.0,
+            test(m),
+            x.weight_bytes,
+            x.flash_bytes,
+            x.ram_bytes,
+            x.instructions,
+            m.commands.join(" && ")
+        );
+        let _ = writeln!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td>{:.2} %</td><td>{}</td>{}<td>{}</td><td>{}</td><td>{}</td><td>{}</td>{}<td style=\"text-align:left\"><code>{}</code></td></tr>",
+            html_text(&x.architecture),
+            html_text(&x.precision),
+            x.accuracy * 100.0,
+            test(m),
+            if with_refit {
+                format!("<td>{}</td>", refit(m))
+            } else {
+                String::new()
+            },
+            x.weight_bytes,
+            x.flash_bytes,
+            x.ram_bytes,
+            x.instructions,
+            if with_energy {
+                format!("<td>{}</td>", energy(m))
+            } else {
+                String::new()
+            },
+            m.commands
+                .iter()
+                .map(|c| html_text(c))
+                .collect::<Vec<_>>()
+                .join("<br/>")
+        );
+    }
+    html.push_str("</table>\n");
+    if report.front.is_empty() {
+        md.push_str("\nNo candidate within the limits was measured.\n");
+        html.push_str("<p>No candidate within the limits was measured.</p>\n");
+    }
+    let dir = front_json.parent().unwrap_or(Path::new("."));
+    let drawn = plots(report)?;
+    let titles = [
+        "validation accuracy against weight bytes",
+        "validation accuracy against instructions",
+        "validation accuracy against energy",
+    ];
+    let section_plots = drawn
+        .into_iter()
+        .zip(titles)
+        .map(|((file, svg), title)| SectionPlot {
+            title: format!("{label}: {title}"),
+            file: format!("{label}-{file}"),
+            svg: std::fs::read_to_string(dir.join(file)).unwrap_or(svg),
+        })
+        .collect();
+    Ok(Section {
+        title: format!("Architecture search: {label}"),
+        markdown: md,
+        html,
+        plots: section_plots,
+    })
+}
+
+/// A precision for people: `int8`, or for a mixed one the widths and the quantize option
+/// that applies them.
+pub fn precision_text(precision: &str) -> String {
+    match precision.strip_prefix("mixed:") {
+        Some(bits) => format!(
+            "mixed, bits {bits} per weighted layer in op order (`kinglet quantize --scheme mixed --bits {bits}`)"
+        ),
+        None => precision.to_string(),
+    }
+}
+
+/// `kinglet quantize`'s arguments for a precision: the uniform names are its scheme names; a
+/// `mixed:B,…` precision is `--scheme mixed --bits B,…` (one width per weighted layer).
+pub fn quantize_scheme(precision: &str) -> String {
+    match precision.strip_prefix("mixed:") {
+        Some(bits) => format!("mixed --bits {bits}"),
+        None => precision.to_string(),
+    }
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), SearchError> {

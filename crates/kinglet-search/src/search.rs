@@ -98,16 +98,7 @@ pub fn check_limits(
     limits: &Limits,
     classes: usize,
 ) -> Result<(), SearchError> {
-    let bits = space
-        .precision
-        .iter()
-        .map(|p| match p.as_str() {
-            "w4a8" => 4,
-            "w2a8" => 2,
-            _ => 8,
-        })
-        .min()
-        .unwrap_or(8);
+    let bits = space.min_weight_bits() as usize;
     let parameters = space.min_parameters(classes);
     let weight_bytes = (parameters * bits).div_ceil(8) as u64;
     let input_bytes = space
@@ -200,6 +191,10 @@ pub fn start(job: &SearchJob) -> Result<(Box<dyn Storage>, StudySettings), Searc
         .settings(Some(&settings.to_json()))?
         .unwrap_or_default();
     let stored = StudySettings::from_json(&stored, storage.location())?;
+    if same_search(&stored, &settings) {
+        // The stored text stays the study's (comments may differ, the space may not).
+        return Ok((storage, stored));
+    }
     if stored != settings {
         return Err(SearchError::Study {
             location: storage.location().to_string(),
@@ -210,6 +205,25 @@ pub fn start(job: &SearchJob) -> Result<(Box<dyn Storage>, StudySettings), Searc
         });
     }
     Ok((storage, settings))
+}
+
+/// Whether `given` continues the study `stored`: the same settings, where the space counts as
+/// the same when it parses to the same space. Why not the text alone: editing a space file's
+/// comments (as the default space's were when per-block widths arrived) must not orphan the
+/// studies started from it, while any change to a choice list still does.
+pub fn same_search(stored: &StudySettings, given: &StudySettings) -> bool {
+    if stored == given {
+        return true;
+    }
+    let spaces_equal = match (stored.space(), given.space()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    spaces_equal
+        && StudySettings {
+            space: given.space.clone(),
+            ..stored.clone()
+        } == *given
 }
 
 fn differences(a: &StudySettings, b: &StudySettings) -> Vec<String> {
@@ -420,4 +434,54 @@ pub fn run(
         )));
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPACE: &str = r#"name = "t"
+[[inputs]]
+name = "acc"
+[[inputs.branch]]
+name = "total_acc"
+channels = ["total_acc_x", "total_acc_y", "total_acc_z"]
+[blocks]
+count = [1, 2]
+filters = [4, 8]
+kernel = [3]
+pool = [2]
+[training]
+learning_rate = 0.005
+epochs = 4
+"#;
+
+    fn settings(space: &str) -> StudySettings {
+        StudySettings {
+            space: space.into(),
+            space_origin: "t.toml".into(),
+            data: "x".into(),
+            validation: None,
+            objectives: vec![Objective::Accuracy],
+            limits: Limits::default(),
+            board: "apollo3".into(),
+            population: 4,
+            candidates: 8,
+            min_epochs: 1,
+            eta: 2,
+            seed: 1,
+        }
+    }
+
+    #[test]
+    fn a_space_whose_comments_changed_continues_its_study_and_one_whose_choices_changed_does_not() {
+        let stored = settings(SPACE);
+        let commented = settings(&format!("# widths per block: see docs/search.md\n{SPACE}"));
+        assert!(same_search(&stored, &commented));
+        let wider = settings(&SPACE.replace("filters = [4, 8]", "filters = [4, 8, 16]"));
+        assert!(!same_search(&stored, &wider));
+        let mut seeded = commented.clone();
+        seeded.seed = 2;
+        assert!(!same_search(&stored, &seeded));
+    }
 }

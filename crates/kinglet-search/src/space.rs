@@ -21,7 +21,13 @@ use toml::Spanned;
 use crate::error::{SearchError, line_column};
 
 /// Weight precisions a candidate may be quantised to (activations are int8 in all of them).
-pub const PRECISIONS: [&str; 3] = ["int8", "w4a8", "w2a8"];
+/// `mixed` lets every block and the head choose their own weight width from
+/// `[blocks] weight_bits` (and `[head] weight_bits`).
+pub const PRECISIONS: [&str; 4] = ["int8", "w4a8", "w2a8", "mixed"];
+
+/// Weight widths a block or the head may choose under `precision = ["mixed"]`: what `kinglet
+/// quantize --scheme mixed --bits` accepts.
+pub const WEIGHT_BITS: [u32; 3] = [8, 4, 2];
 
 /// One set of input branches: which sensor channels the network reads, grouped how.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -46,6 +52,8 @@ struct BlocksFile {
     batch_norm: Spanned<Vec<bool>>,
     #[serde(default = "default_same")]
     padding: Spanned<Vec<Padding>>,
+    /// Weight widths each block chooses from under `precision = ["mixed"]`.
+    weight_bits: Option<Spanned<Vec<u32>>>,
 }
 
 fn default_false() -> Spanned<Vec<bool>> {
@@ -62,6 +70,8 @@ struct HeadFile {
     global_average_pool: Spanned<Vec<bool>>,
     #[serde(default = "default_hidden")]
     hidden: Spanned<Vec<Vec<usize>>>,
+    /// Weight widths the head's dense layers choose from (default: the blocks' list).
+    weight_bits: Option<Spanned<Vec<u32>>>,
 }
 
 fn default_gap() -> Spanned<Vec<bool>> {
@@ -115,6 +125,10 @@ pub struct SearchSpace {
     pub global_average_pool: Vec<bool>,
     pub hidden: Vec<Vec<usize>>,
     pub precision: Vec<String>,
+    /// Weight widths each block chooses from when `precision` offers `mixed` (else empty).
+    pub block_weight_bits: Vec<u32>,
+    /// Weight widths the head (hidden and output dense layers) chooses from under `mixed`.
+    pub head_weight_bits: Vec<u32>,
     /// The full training schedule; the search trains for fewer epochs on its lower rungs.
     pub training: Schedule,
 }
@@ -123,6 +137,10 @@ pub struct SearchSpace {
 const GLOBAL_GENES: usize = 5;
 /// Genes of each block slot: filters, kernel, pool, separable, batch norm, padding.
 const BLOCK_GENES: usize = 6;
+
+// A space offering `mixed` appends one weight-width gene per block slot and one for the head
+// after the block slots: spaces without it keep the genome layout (and so the stored genomes
+// of existing studies) they always had.
 
 /// A candidate: one index into each choice list of the space. Slots past the chosen block
 /// count are carried along (crossover may bring them back) but do not affect the network.
@@ -133,7 +151,39 @@ pub type Genome = Vec<usize>;
 pub struct Candidate {
     pub genome: Genome,
     pub architecture: Architecture,
+    /// `int8`, `w4a8`, `w2a8`, or `mixed:B,B,…` — one weight width per weighted layer of the
+    /// lowered graph in op order, the list `kinglet quantize --scheme mixed --bits` takes.
     pub precision: String,
+}
+
+/// The weight widths of a `mixed:B,B,…` precision (None for the uniform ones).
+pub fn mixed_bits(precision: &str) -> Option<Result<Vec<u32>, String>> {
+    let list = precision.strip_prefix("mixed:")?;
+    Some(
+        list.split(',')
+            .map(|b| match b.trim().parse::<u32>() {
+                Ok(v) if WEIGHT_BITS.contains(&v) => Ok(v),
+                _ => Err(format!("precision `{precision}`: `{b}` is not 8, 4 or 2")),
+            })
+            .collect(),
+    )
+}
+
+/// One weight width per weighted layer of `arch` as `kinglet_train::lower` emits them (op
+/// order): for each branch, each block's depthwise convolution (separable blocks) and its
+/// convolution take the block's width; then the hidden and output dense layers the head's.
+/// Why from the architecture: the candidate's name and its reproduce command must name the
+/// widths before anything is trained; the evaluator checks the count against the graph.
+pub fn layer_bits(arch: &Architecture, block_bits: &[u32], head_bits: u32) -> Vec<u32> {
+    let mut bits = Vec::new();
+    for _ in &arch.branches {
+        for (block, &b) in arch.blocks.iter().zip(block_bits) {
+            let layers = if block.separable { 2 } else { 1 };
+            bits.extend(std::iter::repeat_n(b, layers));
+        }
+    }
+    bits.extend(std::iter::repeat_n(head_bits, arch.head.hidden.len() + 1));
+    bits
 }
 
 impl SearchSpace {
@@ -194,6 +244,7 @@ impl SearchSpace {
         let head = file.head.clone().unwrap_or(HeadFile {
             global_average_pool: default_gap(),
             hidden: default_hidden(),
+            weight_bits: None,
         });
         non_empty(&head.global_average_pool, "head.global_average_pool", &at)?;
         non_empty(&head.hidden, "head.hidden", &at)?;
@@ -214,6 +265,41 @@ impl SearchSpace {
                     ),
                 ));
             }
+        }
+        let mixed = file.precision.get_ref().iter().any(|p| p == "mixed");
+        let bits_list = |list: &Option<Spanned<Vec<u32>>>,
+                         key: &str|
+         -> Result<Vec<u32>, SearchError> {
+            let Some(list) = list else {
+                return Ok(Vec::new());
+            };
+            if !mixed {
+                return Err(at(
+                    list.span(),
+                    format!(
+                        "{key}: per-block weight widths need `precision = [\"mixed\"]` (or a list offering \"mixed\")"
+                    ),
+                ));
+            }
+            non_empty(list, key, &at)?;
+            if let Some(b) = list.get_ref().iter().find(|b| !WEIGHT_BITS.contains(b)) {
+                return Err(at(
+                    list.span(),
+                    format!("{key}: {b} bits (weights take 8, 4 or 2)"),
+                ));
+            }
+            Ok(list.get_ref().clone())
+        };
+        let block_weight_bits = bits_list(&b.weight_bits, "blocks.weight_bits")?;
+        let mut head_weight_bits = bits_list(&head.weight_bits, "head.weight_bits")?;
+        if mixed && block_weight_bits.is_empty() {
+            return Err(at(
+                file.precision.span(),
+                "precision `mixed`: list the widths each block may choose, e.g. `[blocks] weight_bits = [8, 4, 2]`".into(),
+            ));
+        }
+        if head_weight_bits.is_empty() {
+            head_weight_bits = block_weight_bits.clone();
         }
         non_empty(&file.inputs, "inputs", &at)?;
         let mut names = BTreeSet::new();
@@ -261,6 +347,8 @@ impl SearchSpace {
             global_average_pool: head.global_average_pool.get_ref().clone(),
             hidden: head.hidden.get_ref().clone(),
             precision: file.precision.get_ref().clone(),
+            block_weight_bits,
+            head_weight_bits,
             training: file.training.get_ref().clone(),
         };
         // The smallest network of the space must be buildable, else no candidate is.
@@ -296,6 +384,13 @@ impl SearchSpace {
                 self.batch_norm.len(),
                 self.padding.len(),
             ]);
+        }
+        if !self.block_weight_bits.is_empty() {
+            sizes.extend(std::iter::repeat_n(
+                self.block_weight_bits.len(),
+                self.max_blocks(),
+            ));
+            sizes.push(self.head_weight_bits.len());
         }
         sizes
     }
@@ -348,7 +443,23 @@ impl SearchSpace {
             widths: Vec::new(),
         };
         architecture.validate()?;
-        let precision = self.precision[genome[4]].clone();
+        let mut precision = self.precision[genome[4]].clone();
+        if precision == "mixed" {
+            let bits_at = GLOBAL_GENES + self.max_blocks() * BLOCK_GENES;
+            let block_bits: Vec<u32> = genome[bits_at..bits_at + count]
+                .iter()
+                .map(|&g| self.block_weight_bits[g])
+                .collect();
+            let head_bits = self.head_weight_bits[genome[bits_at + self.max_blocks()]];
+            let bits = layer_bits(&architecture, &block_bits, head_bits);
+            precision = format!(
+                "mixed:{}",
+                bits.iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+        }
         architecture.name = format!(
             "{}-{:016x}",
             self.name,
@@ -367,6 +478,7 @@ impl SearchSpace {
     /// for every candidate, which lets a search refuse a weight or flash limit nothing meets
     /// before training anything.
     pub fn smallest(&self) -> Architecture {
+        // (Weight widths do not change the parameter count; `min_weight_bits` bounds them.)
         let min = |v: &[usize]| v.iter().copied().min().unwrap_or(1);
         let max = |v: &[usize]| v.iter().copied().max().unwrap_or(1);
         let input = self
@@ -425,6 +537,25 @@ impl SearchSpace {
             arch.blocks[i].separable = best.1;
         }
         arch.parameter_count(classes)
+    }
+
+    /// The narrowest weight width any candidate's layers may take (a bound on weight bytes).
+    pub fn min_weight_bits(&self) -> u32 {
+        self.precision
+            .iter()
+            .flat_map(|p| match p.as_str() {
+                "w4a8" => vec![4],
+                "w2a8" => vec![2],
+                "mixed" => self
+                    .block_weight_bits
+                    .iter()
+                    .chain(&self.head_weight_bits)
+                    .copied()
+                    .collect(),
+                _ => vec![8],
+            })
+            .min()
+            .unwrap_or(8)
     }
 
     /// A lower bound on the multiply-accumulates of every candidate: the smallest network with
@@ -601,6 +732,152 @@ epochs = 4
             e.starts_with("bad.toml:12:8:") && e.contains("no candidate"),
             "{e}"
         );
+    }
+
+    /// MINIMAL offering per-block widths: blocks choose 8, 4 or 2 bits, the head 8 or 4.
+    fn mixed_space() -> SearchSpace {
+        let text = format!(
+            "precision = [\"mixed\"]\n{}",
+            MINIMAL
+                .replace(
+                    "pool = [2]",
+                    "pool = [2]\nseparable = [false, true]\nweight_bits = [8, 4, 2]"
+                )
+                .replace("[training]", "[head]\nweight_bits = [8, 4]\n[training]")
+        );
+        SearchSpace::parse(&text, "mixed.toml").unwrap()
+    }
+
+    #[test]
+    fn a_space_without_weight_bits_keeps_its_genome_layout_and_names() {
+        let space = SearchSpace::parse(MINIMAL, "ok.toml").unwrap();
+        // Five global genes and six per block slot, as before per-block widths existed: the
+        // genomes stored in existing studies still decode to the same networks.
+        assert_eq!(space.gene_sizes().len(), GLOBAL_GENES + 2 * BLOCK_GENES);
+        let c = space.candidate(&vec![0; space.gene_sizes().len()]).unwrap();
+        assert_eq!(c.precision, "int8");
+        // The name hashes the network and `int8`, exactly as before.
+        assert_eq!(c.architecture.name, "t-a5b8e0879ecc2d0e");
+    }
+
+    #[test]
+    fn mixed_widths_are_genes_of_each_block_and_the_head() {
+        let space = mixed_space();
+        let sizes = space.gene_sizes();
+        // Two block slots of widths (3 choices each) and the head's (2), after the blocks.
+        assert_eq!(sizes.len(), GLOBAL_GENES + 2 * BLOCK_GENES + 3);
+        assert_eq!(&sizes[sizes.len() - 3..], &[3, 3, 2]);
+        let bits_at = GLOBAL_GENES + 2 * BLOCK_GENES;
+        let mut genome = vec![0; sizes.len()];
+        genome[1] = 1; // two blocks
+        genome[GLOBAL_GENES + 3] = 1; // the first block separable: depthwise + pointwise
+        genome[bits_at + 1] = 1; // the second block 4-bit
+        genome[bits_at + 2] = 1; // the head 4-bit
+        let c = space.candidate(&genome).unwrap();
+        assert_eq!(c.precision, "mixed:8,8,4,4");
+        assert_eq!(mixed_bits(&c.precision).unwrap().unwrap(), vec![8, 8, 4, 4]);
+        // Another width is another candidate (name), an unused slot's width is not.
+        let mut other = genome.clone();
+        other[bits_at] = 2;
+        let d = space.candidate(&other).unwrap();
+        assert_eq!(d.precision, "mixed:2,2,4,4");
+        assert_ne!(c.architecture.name, d.architecture.name);
+        genome[1] = 0;
+        let e = space.candidate(&genome).unwrap();
+        assert_eq!(e.precision, "mixed:8,8,4");
+        genome[bits_at + 1] = 2;
+        assert_eq!(
+            space.candidate(&genome).unwrap(),
+            Candidate {
+                genome: genome.clone(),
+                ..e
+            }
+        );
+        assert_eq!(space.min_weight_bits(), 2);
+    }
+
+    #[test]
+    fn mixed_widths_are_sampled_mutated_and_crossed_over() {
+        use crate::nsga2;
+        use rand::SeedableRng;
+        let space = mixed_space();
+        let sizes = space.gene_sizes();
+        let bits_at = GLOBAL_GENES + 2 * BLOCK_GENES;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        // Sampling reaches every width of each block slot and of the head.
+        let mut seen = BTreeSet::new();
+        for _ in 0..200 {
+            let g = nsga2::random_genome(&mut rng, &sizes);
+            let c = space.candidate(&g).unwrap();
+            let bits = mixed_bits(&c.precision).unwrap().unwrap();
+            assert_eq!(bits[0], space.block_weight_bits[g[bits_at]]);
+            assert_eq!(
+                *bits.last().unwrap(),
+                space.head_weight_bits[g[bits_at + 2]]
+            );
+            seen.insert((0, bits[0]));
+            seen.insert((1, *bits.last().unwrap()));
+        }
+        assert_eq!(seen.len(), 3 + 2, "{seen:?}");
+        // Mutation redraws a width gene among its other choices.
+        let mut g = vec![0; sizes.len()];
+        nsga2::mutate(&mut rng, &mut g, &sizes, 1.0);
+        assert!(
+            g[bits_at] != 0 && g[bits_at + 1] != 0 && g[bits_at + 2] == 1,
+            "{g:?}"
+        );
+        assert_ne!(
+            space.candidate(&g).unwrap().precision,
+            space.candidate(&vec![0; sizes.len()]).unwrap().precision
+        );
+        // Crossover takes each block's width from one parent: an 8-bit and a 2-bit parent
+        // give children whose blocks mix 8 and 2 bits, never 4.
+        let mut eight = vec![0; sizes.len()];
+        eight[1] = 1;
+        let mut two = eight.clone();
+        two[bits_at] = 2;
+        two[bits_at + 1] = 2;
+        two[bits_at + 2] = 1;
+        let mut mixes = BTreeSet::new();
+        for _ in 0..64 {
+            let child = nsga2::crossover(&mut rng, &eight, &two);
+            let bits = mixed_bits(&space.candidate(&child).unwrap().precision)
+                .unwrap()
+                .unwrap();
+            assert!(bits[..2].iter().all(|b| [8, 2].contains(b)), "{bits:?}");
+            mixes.insert(bits[..2].to_vec());
+        }
+        assert_eq!(mixes.len(), 4, "{mixes:?}");
+    }
+
+    #[test]
+    fn per_block_widths_are_checked() {
+        let no_mixed = MINIMAL.replace("pool = [2]", "pool = [2]\nweight_bits = [8, 4]");
+        let e = error_of(&no_mixed);
+        assert!(
+            e.starts_with("bad.toml:13:15:") && e.contains("mixed"),
+            "{e}"
+        );
+        let no_list = format!("precision = [\"mixed\"]\n{MINIMAL}");
+        let e = error_of(&no_list);
+        assert!(
+            e.starts_with("bad.toml:1:13:") && e.contains("weight_bits"),
+            "{e}"
+        );
+        let three = format!(
+            "precision = [\"int8\", \"mixed\"]\n{}",
+            MINIMAL.replace("pool = [2]", "pool = [2]\nweight_bits = [8, 3]")
+        );
+        let e = error_of(&three);
+        assert!(
+            e.starts_with("bad.toml:14:15:") && e.contains("3 bits"),
+            "{e}"
+        );
+        assert_eq!(
+            mixed_bits("mixed:8,5").unwrap().unwrap_err(),
+            "precision `mixed:8,5`: `5` is not 8, 4 or 2"
+        );
+        assert!(mixed_bits("w4a8").is_none());
     }
 
     #[test]

@@ -216,10 +216,18 @@ pub struct Measured {
     pub flash_bytes: u64,
     pub ram_bytes: u64,
     pub instructions: u64,
+    /// NaN on a board without a cited active current, which JSON writes as `null`.
+    #[serde(deserialize_with = "nan_if_null")]
     pub energy_uj: f64,
     /// Wall time of training and of measuring.
     pub train_seconds: f64,
     pub measure_seconds: f64,
+}
+
+/// A number, or NaN for the `null` serde_json writes for NaN: without it, a result whose energy
+/// is unknown would not read back (and its trial would count as failed).
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// What the study should do next.
@@ -595,6 +603,18 @@ epochs = 4
         for name in OBJECTIVE_NAMES {
             assert_eq!(Objective::parse(name).unwrap().name(), name);
         }
+    }
+
+    #[test]
+    fn an_unknown_energy_reads_back_as_nan() {
+        let space = SearchSpace::parse(SPACE, "t").unwrap();
+        let mut m = measure(&space, &vec![0; space.gene_sizes().len()], 1);
+        m.energy_uj = f64::NAN;
+        let text = serde_json::to_string(&m).unwrap();
+        assert!(text.contains("\"energy_uj\":null"), "{text}");
+        let back: Measured = serde_json::from_str(&text).unwrap();
+        assert!(back.energy_uj.is_nan());
+        assert_eq!(back.instructions, m.instructions);
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! Kill tests (issue 17): `train`, `optimize` and `pipeline` are killed with SIGKILL (the
-//! whole process group, children included) at random moments; after every kill each file
+//! Kill tests (issue 17): `train`, `optimize`, `pipeline` and `search` are killed with SIGKILL
+//! (the whole process group, children included) at random moments; after every kill each file
 //! present must be whole, and rerunning the same command must finish with the outputs an
-//! uninterrupted run writes (models and `.tflite` files byte for byte).
+//! uninterrupted run writes (models and `.tflite` files byte for byte; for the search, the
+//! same trials in its study and the same front.json but for wall times).
 //!
 //! `KINGLET_KILL_POINTS` sets the kills per command (default 3, what CI runs);
 //! `KINGLET_KILL_SEED` the seed of the kill moments; `KINGLET_KILL_FIRMWARE=1` lets the
@@ -100,6 +101,15 @@ fn is_temporary(relative: &Path) -> bool {
             .is_some_and(|n| n.to_string_lossy().starts_with(".tmp"))
 }
 
+/// SQLite's journal files beside a study (`study.sqlite-wal`, `-shm`): present while a
+/// connection is open or after a kill, gone after a clean exit; the database is what is checked.
+fn is_journal(relative: &Path) -> bool {
+    relative
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .is_some_and(|n| n.ends_with("-wal") || n.ends_with("-shm") || n.ends_with("-journal"))
+}
+
 /// Whether `path` is a whole file of its kind; `reference` is the same file of the
 /// uninterrupted run, where it has one.
 fn check_whole(path: &Path, reference: Option<&Path>) -> Result<(), String> {
@@ -123,6 +133,11 @@ fn check_whole(path: &Path, reference: Option<&Path>) -> Result<(), String> {
         };
     }
     match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
+        // A study is whole when SQLite opens it (recovering its journal) and its trials read.
+        "sqlite" => kinglet_search::storage::open(&path.display().to_string())
+            .and_then(|mut s| s.trials())
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
         "kgl" => {
             kinglet_train::TrainedModel::from_bytes(&bytes).map_err(|e| e.to_string())?;
             same_as_reference()
@@ -164,6 +179,9 @@ fn check_outputs(work: &Path, reference: &Path, finished: bool, when: &str) {
     let expected = files(reference);
     let present = files(work);
     for (relative, path) in &present {
+        if is_journal(relative) {
+            continue;
+        }
         if is_temporary(relative) {
             assert!(
                 !finished,
@@ -185,7 +203,7 @@ fn check_outputs(work: &Path, reference: &Path, finished: bool, when: &str) {
     if finished {
         let missing: Vec<_> = expected
             .keys()
-            .filter(|k| !present.contains_key(*k))
+            .filter(|k| !is_journal(k) && !present.contains_key(*k))
             .collect();
         assert!(missing.is_empty(), "{when}: missing {missing:?}");
     }
@@ -194,6 +212,21 @@ fn check_outputs(work: &Path, reference: &Path, finished: bool, when: &str) {
 /// Kills `args` (which write into `work`) `kills` times at random moments, checks the
 /// outputs after each kill and after the final rerun.
 fn kill_and_rerun(name: &str, args: &[String], work: &Path, kills: u64, seed: u64) {
+    kill_and_rerun_with(name, args, work, kills, seed, &|| true, &|_, _| {});
+}
+
+/// [`kill_and_rerun`], where a kill waits at its moment until `may_kill` holds (or the run
+/// ends), and `finally` checks the final outputs against the uninterrupted run's (work,
+/// reference) before the reference is removed.
+fn kill_and_rerun_with(
+    name: &str,
+    args: &[String],
+    work: &Path,
+    kills: u64,
+    seed: u64,
+    may_kill: &dyn Fn() -> bool,
+    finally: &dyn Fn(&Path, &Path),
+) {
     let reference = work.with_file_name(format!("{name}-uninterrupted"));
     let _ = std::fs::remove_dir_all(work);
     let _ = std::fs::remove_dir_all(&reference);
@@ -213,6 +246,9 @@ fn kill_and_rerun(name: &str, args: &[String], work: &Path, kills: u64, seed: u6
         let log = work.with_file_name(format!("{name}.stderr"));
         let mut child = spawn(args, &log);
         std::thread::sleep(wait);
+        while child.try_wait().unwrap().is_none() && !may_kill() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         if let Some(status) = child.try_wait().unwrap() {
             let stderr = std::fs::read_to_string(&log).unwrap_or_default();
             assert!(
@@ -233,6 +269,7 @@ fn kill_and_rerun(name: &str, args: &[String], work: &Path, kills: u64, seed: u6
     }
     run_to_end(args);
     check_outputs(work, &reference, true, &format!("{name}, final rerun"));
+    finally(work, &reference);
     println!(
         "{name}: {done} kills (uninterrupted run {:.1} s; {completed} runs finished before \
          their kill), every rerun clean, final outputs equal; {:.0} s",
@@ -335,5 +372,147 @@ fn pipeline_survives_kills() {
         &work,
         kills(),
         env_number("KINGLET_KILL_SEED", 1) + 2,
+    );
+}
+
+/// A search's space for the kill test: the tiny space of tests/search.rs.
+const SEARCH_SPACE: &str = r#"name = "tiny"
+window = 128
+
+[[inputs]]
+name = "total-acc"
+[[inputs.branch]]
+name = "total_acc"
+channels = ["total_acc_x", "total_acc_y", "total_acc_z"]
+
+[blocks]
+count = [1, 2]
+filters = [4, 8]
+kernel = [3, 5]
+pool = [2, 4]
+
+[training]
+learning_rate = 0.005
+epochs = 2
+"#;
+
+/// A JSON value without its wall times (`train_seconds`, `measure_seconds`), which no two
+/// runs share.
+fn without_timings(mut v: serde_json::Value) -> serde_json::Value {
+    match &mut v {
+        serde_json::Value::Object(map) => {
+            map.remove("train_seconds");
+            map.remove("measure_seconds");
+            for x in map.values_mut() {
+                *x = without_timings(x.take());
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for x in items.iter_mut() {
+                *x = without_timings(x.take());
+            }
+        }
+        _ => {}
+    }
+    v
+}
+
+/// A trial as two runs of one study must agree on it: genome, epochs, state, result.
+type TrialSummary = (Vec<usize>, i64, String, serde_json::Value);
+
+/// Each trial of a study by (generation, rung, slot): its genome, epochs, state and result
+/// without wall times; fails on a (generation, rung, slot) held twice.
+fn study_trials(study: &Path) -> BTreeMap<(i64, i64, i64), TrialSummary> {
+    let trials = kinglet_search::storage::open(&study.display().to_string())
+        .and_then(|mut s| s.trials())
+        .unwrap();
+    let mut out = BTreeMap::new();
+    for t in trials {
+        let result = t
+            .result
+            .as_deref()
+            .map(|r| without_timings(serde_json::from_str(r).unwrap()))
+            .unwrap_or_default();
+        let key = (t.generation, t.rung, t.slot);
+        let value = (t.genome, t.epochs, format!("{:?}", t.state), result);
+        assert!(out.insert(key, value).is_none(), "trial {key:?} twice");
+    }
+    out
+}
+
+#[test]
+fn search_survives_kills() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("search");
+    let space = dir.path().join("space.toml");
+    std::fs::write(&space, SEARCH_SPACE).unwrap();
+    let study = work.join("study.sqlite");
+    let args = strings(&[
+        "search",
+        "--data",
+        &har(),
+        "--space",
+        space.to_str().unwrap(),
+        "--out",
+        work.to_str().unwrap(),
+        "--objectives",
+        "accuracy,weight-bytes,instructions",
+        "--trials",
+        "4",
+        "--population",
+        "2",
+        "--min-epochs",
+        "1",
+        "--eta",
+        "2",
+        "--workers",
+        "1",
+        "--lease",
+        "2",
+    ]);
+    // A trial whose worker dies MAX_ATTEMPTS times is failed on purpose (a trial that crashes
+    // its worker must not be retried forever), and a kill of the whole search is such a
+    // death. So a kill waits while the trial in hand has been claimed MAX_ATTEMPTS - 1 times:
+    // every trial dies at most MAX_ATTEMPTS - 1 times (a claim racing the kill included), and
+    // the moments stay seeded otherwise.
+    let may_kill = || {
+        if !study.exists() {
+            return true;
+        }
+        let Ok(trials) = kinglet_search::storage::open(&study.display().to_string())
+            .and_then(|mut s| s.trials())
+        else {
+            return true;
+        };
+        !trials.iter().any(|t| {
+            t.state == kinglet_search::storage::TrialState::Running
+                && t.attempts >= kinglet_search::storage::MAX_ATTEMPTS - 1
+        })
+    };
+    let finally = |work: &Path, reference: &Path| {
+        // The study holds every trial once, each finished as in the uninterrupted run.
+        let now = study_trials(&work.join("study.sqlite"));
+        let before = study_trials(&reference.join("study.sqlite"));
+        assert_eq!(now, before);
+        assert!(now.values().all(|t| t.2 == "Done"), "{now:#?}");
+        // The final front equals the uninterrupted run's but for wall times.
+        let front = |d: &Path| {
+            without_timings(
+                serde_json::from_slice(&std::fs::read(d.join("front.json")).unwrap()).unwrap(),
+            )
+        };
+        let (now, before) = (front(work), front(reference));
+        assert!(!before["front"].as_array().unwrap().is_empty());
+        // The study's location is the same path: the reference run wrote into `work` too.
+        assert_eq!(now, before);
+    };
+    kill_and_rerun_with(
+        "search",
+        &args,
+        &work,
+        kills(),
+        env_number("KINGLET_KILL_SEED", 1) + 3,
+        &may_kill,
+        &finally,
     );
 }

@@ -438,3 +438,174 @@ fn bad_spaces_impossible_limits_and_unreachable_studies_get_clear_errors() {
     assert_eq!(s.settings(None).unwrap(), settings);
     assert!(s.trials().unwrap().is_empty());
 }
+
+/// The tiny space with per-block weight widths: each block 8 or 4 bits, the head 8 or 2.
+fn mixed_space(dir: &Path) -> PathBuf {
+    let path = dir.join("mixed.toml");
+    let text = SPACE
+        .replace("window = 128", "window = 128\nprecision = [\"mixed\"]")
+        .replace("pool = [2, 4]", "pool = [2, 4]\nweight_bits = [8, 4]")
+        .replace("[training]", "[head]\nweight_bits = [8, 2]\n\n[training]");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn a_mixed_precision_front_names_its_widths_and_its_quantize_command_rebuilds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let space = mixed_space(dir.path());
+    let out = dir.path().join("out");
+    let args = search_args(&space, &out, 2, &[]);
+    run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("front.json")).unwrap()).unwrap();
+    let front = report["front"].as_array().unwrap();
+    assert!(!front.is_empty());
+    for m in front {
+        let precision = m["measured"]["precision"].as_str().unwrap();
+        let bits = precision.strip_prefix("mixed:").expect(precision);
+        // One width per weighted layer: each block's convolution, then the output layer.
+        let widths: Vec<&str> = bits.split(',').collect();
+        assert!(widths.len() >= 2, "{precision}");
+        assert!(
+            widths.iter().all(|b| ["8", "4", "2"].contains(b)),
+            "{precision}"
+        );
+        let arch = std::fs::read_to_string(m["architecture_file"].as_str().unwrap()).unwrap();
+        assert!(
+            arch.contains(&format!("--scheme mixed --bits {bits}")),
+            "{arch}"
+        );
+        // The printed quantize command rebuilds the front's .tflite byte for byte.
+        let commands: Vec<&str> = m["commands"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        let quantize = commands
+            .iter()
+            .find(|c| c.starts_with("kinglet quantize"))
+            .unwrap();
+        assert!(
+            quantize.contains(&format!("--scheme mixed --bits {bits} ")),
+            "{quantize}"
+        );
+        let rebuilt = dir.path().join("rebuilt.tflite");
+        let tflite = m["tflite_file"].as_str().unwrap();
+        let argv: Vec<String> = quantize
+            .split_whitespace()
+            .skip(1)
+            .map(|w| {
+                if w == tflite {
+                    rebuilt.display().to_string()
+                } else {
+                    w.to_string()
+                }
+            })
+            .collect();
+        run_ok(&argv.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(
+            std::fs::read(&rebuilt).unwrap(),
+            std::fs::read(tflite).unwrap()
+        );
+    }
+}
+
+#[test]
+fn kinglet_report_shows_a_search_front_with_the_numbers_of_front_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let space = space(dir.path());
+    let out = dir.path().join("tiny-search");
+    let args = search_args(&space, &out, 2, &[]);
+    run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let report_dir = dir.path().join("report");
+    run_ok(&[
+        "report",
+        out.to_str().unwrap(),
+        "--out",
+        report_dir.to_str().unwrap(),
+    ]);
+    let front: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("front.json")).unwrap()).unwrap();
+    let models = front["front"].as_array().unwrap();
+    assert!(!models.is_empty());
+    let md = std::fs::read_to_string(report_dir.join("report.md")).unwrap();
+    let html = std::fs::read_to_string(report_dir.join("report.html")).unwrap();
+    assert!(
+        md.contains("\n## Architecture search: tiny-search\n"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| candidate | precision | val acc | test acc | weight B | flash B | RAM B | instructions | energy µJ | reproduce |"),
+        "{md}"
+    );
+    for m in models {
+        let x = &m["measured"];
+        let commands: Vec<&str> = m["commands"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        assert_eq!(commands.len(), 3);
+        let row = format!(
+            "| {} | {} | {:.2} % | {:.2} % | {} | {} | {} | {} | {:.3} | `{}` |",
+            x["architecture"].as_str().unwrap(),
+            x["precision"].as_str().unwrap(),
+            x["accuracy"].as_f64().unwrap() * 100.0,
+            m["test_accuracy"].as_f64().unwrap() * 100.0,
+            x["weight_bytes"].as_u64().unwrap(),
+            x["flash_bytes"].as_u64().unwrap(),
+            x["ram_bytes"].as_u64().unwrap(),
+            x["instructions"].as_u64().unwrap(),
+            x["energy_uj"].as_f64().unwrap(),
+            commands.join(" && ")
+        );
+        assert!(md.contains(&row), "{row}\nnot in\n{md}");
+        let cell = format!(
+            "<td>{}</td><td>{}</td><td>{:.2} %</td>",
+            x["architecture"].as_str().unwrap(),
+            x["precision"].as_str().unwrap(),
+            x["accuracy"].as_f64().unwrap() * 100.0
+        );
+        assert!(html.contains(&cell), "{cell}");
+        assert!(html.contains(&format!("<td>{}</td>", x["instructions"])));
+    }
+    // The front's three plots: inline in the page, and as files beside report.md, the same
+    // SVG the search wrote.
+    assert_eq!(html.matches("<svg").count(), 3, "{html}");
+    for file in [
+        "accuracy-vs-weight-bytes.svg",
+        "accuracy-vs-instructions.svg",
+        "accuracy-vs-energy.svg",
+    ] {
+        let copy = format!("tiny-search-{file}");
+        assert!(md.contains(&format!("]({copy})")), "{md}");
+        assert_eq!(
+            std::fs::read_to_string(report_dir.join(&copy)).unwrap(),
+            std::fs::read_to_string(out.join(file)).unwrap()
+        );
+    }
+    assert!(html.trim_end().ends_with("</html>"));
+    // front.json itself is as good as its folder; anything else is refused by name.
+    let again = dir.path().join("again");
+    run_ok(&[
+        "report",
+        out.join("front.json").to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(again.join("report.md")).unwrap(),
+        md
+    );
+    let o = kinglet(&[
+        "report",
+        space.to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains(space.to_str().unwrap()), "{}", text(&o));
+}

@@ -1,16 +1,19 @@
 //! `kinglet report`: one self-contained HTML page with SVG plots (Pareto front, energy per
 //! strategy and board, battery life, confusion matrices) and a Markdown summary, built from
-//! the records `kinglet cascade --save` wrote.
+//! the records `kinglet cascade --save` wrote, with a section per architecture search given
+//! (its front table and plots). The work is [`kinglet::jobs::report::run`].
 
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::Args;
-use kinglet_adapt::report::{CascadeRecord, write_report};
+
+use kinglet::jobs::report::{ReportJob, run as run_job};
 
 #[derive(Args, Debug)]
 pub struct ReportArgs {
-    /// Records written by `kinglet cascade --save`.
+    /// Records written by `kinglet cascade --save`, and `kinglet search` output folders (or
+    /// their front.json), in any mix.
     #[arg(required = true)]
     pub runs: Vec<PathBuf>,
     /// Output folder for report.html and report.md.
@@ -19,15 +22,10 @@ pub struct ReportArgs {
 }
 
 pub fn run(a: ReportArgs) -> Result<()> {
-    if a.runs.is_empty() {
-        bail!("give at least one record from `kinglet cascade --save`");
-    }
-    let records = a
-        .runs
-        .iter()
-        .map(|p| CascadeRecord::load(p))
-        .collect::<Result<Vec<_>, _>>()?;
-    let files = write_report(&records, &a.out)?;
+    let files = run_job(&ReportJob {
+        inputs: a.runs,
+        out: a.out,
+    })?;
     println!(
         "wrote {}\nwrote {}",
         files.html.display(),

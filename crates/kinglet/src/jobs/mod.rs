@@ -20,6 +20,7 @@
 //! | `kinglet pipeline` | [`pipeline::run`] |
 //! | `kinglet optimize` | [`optimize::run`] |
 //! | `kinglet modes` | [`modes::run`] |
+//! | `kinglet report` | [`report::run`] |
 
 pub mod bitwidth;
 pub mod cascade;
@@ -28,5 +29,6 @@ pub mod modes;
 pub mod optimize;
 pub mod pipeline;
 pub mod quantize;
+pub mod report;
 pub mod steps;
 pub mod train;
