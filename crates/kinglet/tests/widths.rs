@@ -286,4 +286,33 @@ fn modes_switch_at_run_time_on_the_device() {
         "{}",
         text(&o)
     );
+    // A mode id beyond the table, and a list that is not three ids.
+    let count = json["modes"].as_array().unwrap().len();
+    let beyond = format!("0,1,{count}");
+    for (list, says) in [
+        (beyond.as_str(), "out of range"),
+        ("0,1", "three mode ids"),
+        ("0,x,1", "not a mode id"),
+    ] {
+        let o = kinglet(&[
+            "modes",
+            "--model",
+            &nested,
+            "--data",
+            &data,
+            "--out",
+            &p("m3"),
+            "--work-dir",
+            &work,
+            "--device-stream",
+            "10",
+            "--device-modes",
+            list,
+        ]);
+        assert!(
+            !o.status.success() && text(&o).contains(says),
+            "{list}: {}",
+            text(&o)
+        );
+    }
 }

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use kinglet::jobs::modes::{self, ModesJob};
 use kinglet_compile::firmware::default_work_dir;
@@ -57,6 +57,10 @@ pub struct ModesArgs {
     /// The device core of --device-stream: cortex-m4, cortex-m3 or riscv32.
     #[arg(long, default_value = "cortex-m4")]
     pub target: String,
+    /// The three modes of --device-stream (charge ≥ 60 %, ≥ 25 %, below), as mode ids of
+    /// modes.md, e.g. `3,10,0`; default: full width, the recommended mode, narrowest width.
+    #[arg(long, value_name = "HIGH,MID,LOW")]
+    pub device_modes: Option<String>,
 }
 
 pub fn run(args: ModesArgs) -> Result<()> {
@@ -75,6 +79,11 @@ pub fn run(args: ModesArgs) -> Result<()> {
         work_dir: args.work_dir.unwrap_or_else(default_work_dir),
         device_stream: args.device_stream,
         target: args.target,
+        device_modes: args
+            .device_modes
+            .as_deref()
+            .map(parse_device_modes)
+            .transpose()?,
     };
     let report = modes::run(&job, &mut std::io::stderr().lock())?;
     let front = report.modes.iter().filter(|m| m.pareto).count();
@@ -85,4 +94,22 @@ pub fn run(args: ModesArgs) -> Result<()> {
         job.out.join("modes.md").display()
     );
     Ok(())
+}
+
+/// `HIGH,MID,LOW`: three mode ids.
+fn parse_device_modes(text: &str) -> Result<[usize; 3]> {
+    let ids: Vec<usize> = text
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse()
+                .with_context(|| format!("--device-modes: `{}` is not a mode id", s.trim()))
+        })
+        .collect::<Result<_>>()?;
+    ids.try_into().map_err(|ids: Vec<usize>| {
+        anyhow::anyhow!(
+            "--device-modes takes three mode ids (charge ≥ 60 %, ≥ 25 %, below), got {}",
+            ids.len()
+        )
+    })
 }

@@ -56,6 +56,10 @@ pub struct ModesJob {
     pub device_stream: Option<usize>,
     /// The core of the device stream (`--target`, a `kinglet_compile::target` name).
     pub target: String,
+    /// The device stream's modes for a well-charged, a half-charged and a low cell, as mode
+    /// ids of this run's table (`--device-modes`); default: full width, the recommended
+    /// adaptive mode, narrowest width.
+    pub device_modes: Option<[usize; 3]>,
 }
 
 /// The battery policy of the device stream: (least remaining charge %, index into
@@ -538,7 +542,19 @@ pub fn run(job: &ModesJob, log: &mut dyn std::io::Write) -> Result<ModesReport> 
     let device = match job.device_stream {
         Some(n) => {
             let int8: Vec<PathBuf> = rows.iter().map(|r| PathBuf::from(&r.int8_model)).collect();
-            let picked = device_modes(&modes, recommended, k)?;
+            let picked = match job.device_modes {
+                Some(ids) => {
+                    if let Some(&bad) = ids.iter().find(|&&i| i >= modes.len()) {
+                        bail!(
+                            "--device-modes: mode {bad} is out of range: the table has {} modes (ids 0 to {}, see modes.md)",
+                            modes.len(),
+                            modes.len() - 1
+                        );
+                    }
+                    ids
+                }
+                None => device_modes(&modes, recommended, k)?,
+            };
             let chosen = picked.map(|i| modes[i].0);
             let stream = device_stream(job, n, &test, &int8, (&picked, chosen), &out_rows)?;
             writeln!(
