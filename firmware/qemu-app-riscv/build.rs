@@ -13,6 +13,9 @@ fn main() {
     println!("cargo:rerun-if-changed=memory.x");
     println!("cargo:rerun-if-env-changed=KINGLET_KERNELS");
     println!("cargo::rustc-check-cfg=cfg(kinglet_reference_kernels)");
+    // The shared single-model code also serves the Arm application's guard suite, which this
+    // application has not.
+    println!("cargo::rustc-check-cfg=cfg(kinglet_guard)");
     if env::var("KINGLET_KERNELS").as_deref() == Ok("reference") {
         println!("cargo:rustc-cfg=kinglet_reference_kernels");
     }

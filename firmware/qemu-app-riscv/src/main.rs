@@ -34,6 +34,10 @@ mod cascade {
 #[path = "../../qemu-app/src/adaptive.rs"]
 mod adaptive;
 
+/// The single-model mode: the Arm application's own text too.
+#[path = "../../qemu-app/src/model_run.rs"]
+mod model_run;
+
 /// `minstret` as the adaptive code's instruction counter.
 struct Minstret;
 
@@ -42,8 +46,8 @@ impl adaptive::Counter for Minstret {
     fn now() -> u32 {
         instret()
     }
-    fn instructions(before: u32, after: u32, empty: u32) -> u32 {
-        after.wrapping_sub(before).saturating_sub(empty)
+    fn elapsed(before: u32, after: u32) -> u32 {
+        after.wrapping_sub(before)
     }
 }
 
@@ -283,7 +287,7 @@ extern "C" fn main() -> ! {
     let mut low = stack_low_water();
     #[cfg(kinglet_model)]
     {
-        low = low.min(run_model(&mut out, empty));
+        low = low.min(model_run::run_model::<Minstret>(&mut out, empty));
     }
     #[cfg(kinglet_cascade)]
     adaptive::run_cascade::<Minstret>(&mut out, empty);
@@ -296,136 +300,11 @@ extern "C" fn main() -> ! {
     exit(EXIT_SUCCESS)
 }
 
-/// How the report prints a model output (see firmware/qemu-app).
-#[cfg(kinglet_model)]
-trait OutputValue: Copy {
-    const LINE: &'static str;
-    fn write(self, out: &mut Console);
-    fn bits(self) -> u32;
-}
-
-#[cfg(kinglet_model)]
-impl OutputValue for i8 {
-    const LINE: &'static str = "outputs";
-    fn write(self, out: &mut Console) {
-        out.text(format_args!(" {self}"));
-    }
-    fn bits(self) -> u32 {
-        u32::from(self as u8)
-    }
-}
-
-#[cfg(kinglet_model)]
-impl OutputValue for i16 {
-    const LINE: &'static str = "outputs";
-    fn write(self, out: &mut Console) {
-        out.text(format_args!(" {self}"));
-    }
-    fn bits(self) -> u32 {
-        u32::from(self as u16)
-    }
-}
-
-#[cfg(kinglet_model)]
-impl OutputValue for f32 {
-    const LINE: &'static str = "outputs_f32";
-    fn write(self, out: &mut Console) {
-        out.text(format_args!(" {:08x}", self.to_bits()));
-    }
-    fn bits(self) -> u32 {
-        self.to_bits()
-    }
-}
-
-#[cfg(kinglet_model)]
-#[inline(never)]
-fn infer_once(
-    net: &mut model::Model,
-    input: &[model::InputElem; model::INPUT_LEN],
-    output: &mut [model::OutputElem; model::OUTPUT_LEN],
-) {
-    if net.infer(input, output).is_err() {
-        fail("inference rejected its buffers");
-    }
-}
-
 #[cfg(any(kinglet_model, kinglet_cascade))]
 fn fail(what: &str) -> ! {
     let mut out = Console::open();
     out.line(format_args!("KINGLET error {what}"));
     exit(EXIT_FAILURE)
-}
-
-/// Runs and reports the model as firmware/qemu-app does; returns the stack low-water mark of
-/// everything before the inference's own measurement.
-#[cfg(kinglet_model)]
-fn run_model(out: &mut Console, empty: u32) -> usize {
-    static mut NET: model::Model = model::Model::new();
-    // SAFETY: single-threaded bare-metal program; `run_model` runs once and takes the only
-    // reference to NET.
-    let net = unsafe { &mut *core::ptr::addr_of_mut!(NET) };
-
-    out.line(format_args!("KINGLET arena_bytes {}", model::ARENA_BYTES));
-    let mut output = [0 as model::OutputElem; model::OUTPUT_LEN];
-    let earlier = stack_low_water();
-    paint_stack();
-    let sp_at_call = stack_pointer();
-    let before = instret();
-    infer_once(net, &model::TEST_INPUT, &mut output);
-    let after = instret();
-    let total = after.wrapping_sub(before).saturating_sub(empty);
-    let low = stack_low_water();
-    out.line(format_args!(
-        "KINGLET inference_stack_bytes {}",
-        sp_at_call.saturating_sub(low)
-    ));
-    out.line(format_args!("KINGLET instructions {total}"));
-
-    let mut marks = [0u32; model::LAYER_COUNT + 1];
-    let mut probed = [0 as model::OutputElem; model::OUTPUT_LEN];
-    let probed_run = net.infer_probed(&model::TEST_INPUT, &mut probed, &mut |i: usize| {
-        if let Some(mark) = marks.get_mut(i) {
-            *mark = instret();
-        }
-    });
-    if probed_run.is_err() {
-        fail("probed inference rejected its buffers");
-    }
-    // Cost of one probe, measured the same way it is taken inside the schedule.
-    let mut cal = [0u32; 2];
-    let mut probe = |i: usize| {
-        if let Some(mark) = cal.get_mut(i) {
-            *mark = instret();
-        }
-    };
-    probe(0);
-    probe(1);
-    let probe_cost = cal[1].wrapping_sub(cal[0]);
-    for layer in 0..model::LAYER_COUNT {
-        let n = marks[layer + 1].wrapping_sub(marks[layer]);
-        out.line(format_args!(
-            "KINGLET layer {} {} {}",
-            layer,
-            model::LAYER_NAMES[layer],
-            n.saturating_sub(probe_cost)
-        ));
-    }
-    out.text(format_args!(
-        "KINGLET {}",
-        <model::OutputElem as OutputValue>::LINE
-    ));
-    for &v in output.iter() {
-        v.write(out);
-    }
-    out.line(format_args!(""));
-    out.line(format_args!(
-        "KINGLET probed_outputs_match {}",
-        probed
-            .iter()
-            .zip(&output)
-            .all(|(a, b)| a.bits() == b.bits())
-    ));
-    earlier.min(low)
 }
 
 #[panic_handler]

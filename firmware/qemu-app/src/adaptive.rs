@@ -13,9 +13,17 @@ use kinglet_adapt_core::{Signature, l1_distance_u8};
 pub trait Counter {
     /// The counter now (inlined at the measured region's edges).
     fn now() -> u32;
+    /// Counter units between the reads `before` and `after`.
+    fn elapsed(before: u32, after: u32) -> u32;
+    /// Counter units as instructions (the same unit by default).
+    fn to_instructions(units: u32) -> u32 {
+        units
+    }
     /// Instructions between the reads `before` and `after`, less the calibrated cost of an
     /// empty region (`empty`, in the counter's own unit).
-    fn instructions(before: u32, after: u32, empty: u32) -> u32;
+    fn instructions(before: u32, after: u32, empty: u32) -> u32 {
+        Self::to_instructions(Self::elapsed(before, after).saturating_sub(empty))
+    }
 }
 
 /// Where the report lines go (semihosting on every core).

@@ -40,6 +40,9 @@ mod guard {
 }
 
 mod adaptive;
+mod model_run;
+#[cfg(kinglet_guard)]
+use model_run::OutputValue;
 
 /// The icount-driven timer as the adaptive code's instruction counter.
 struct Timer;
@@ -49,9 +52,12 @@ impl adaptive::Counter for Timer {
     fn now() -> u32 {
         timer::value()
     }
-    fn instructions(before: u32, after: u32, empty: u32) -> u32 {
-        // The timer counts down.
-        region_instructions(before.wrapping_sub(after), empty)
+    /// The timer counts down.
+    fn elapsed(before: u32, after: u32) -> u32 {
+        before.wrapping_sub(after)
+    }
+    fn to_instructions(ticks: u32) -> u32 {
+        ticks_to_instructions(ticks)
     }
 }
 
@@ -152,13 +158,18 @@ fn paint_stack() {
     let bottom = addr_of!(__sheap) as usize;
     // Below this function's own stack pointer nothing is live (no interrupts are enabled);
     // a small margin covers the loop's own spills.
-    let top = cortex_m::register::msp::read() as usize - 16;
+    let top = stack_pointer() - 16;
     let mut word = bottom;
     while word < top {
         // SAFETY: [__sheap, sp - 16) is unused RAM between static data and the live stack.
         unsafe { write_volatile(word as *mut u32, STACK_PAINT) };
         word += 4;
     }
+}
+
+/// The main stack pointer now.
+fn stack_pointer() -> usize {
+    cortex_m::register::msp::read() as usize
 }
 
 /// Lowest stack address reached before the last repaint (`usize::MAX`: none).
@@ -223,7 +234,7 @@ fn main() -> ! {
     adaptive::report_checks::<Timer>(&mut out, empty);
 
     #[cfg(kinglet_model)]
-    run_model(&mut out, empty);
+    EARLIER_LOW.store(model_run::run_model::<Timer>(&mut out, empty), Ordering::Relaxed);
     #[cfg(kinglet_cascade)]
     adaptive::run_cascade::<Timer>(&mut out, empty);
     #[cfg(kinglet_guard)]
@@ -248,65 +259,6 @@ fn main() -> ! {
     }
 }
 
-/// How the report prints a model output: int8 and int16 in decimal (`KINGLET outputs`), f32 as its bit
-/// pattern in hex (`KINGLET outputs_f32`) so the host compares float outputs exactly.
-#[cfg(any(kinglet_model, kinglet_guard))]
-trait OutputValue: Copy {
-    #[cfg_attr(not(kinglet_model), allow(dead_code))]
-    const LINE: &'static str;
-    const ZERO: Self;
-    fn write(self, out: &mut Console);
-    fn bits(self) -> u32;
-}
-
-#[cfg(any(kinglet_model, kinglet_guard))]
-impl OutputValue for i8 {
-    const ZERO: Self = 0;
-    const LINE: &'static str = "outputs";
-    fn write(self, out: &mut Console) {
-        out.text(format_args!(" {self}"));
-    }
-    fn bits(self) -> u32 {
-        u32::from(self as u8)
-    }
-}
-
-#[cfg(any(kinglet_model, kinglet_guard))]
-impl OutputValue for i16 {
-    const ZERO: Self = 0;
-    const LINE: &'static str = "outputs";
-    fn write(self, out: &mut Console) {
-        out.text(format_args!(" {self}"));
-    }
-    fn bits(self) -> u32 {
-        u32::from(self as u16)
-    }
-}
-
-#[cfg(any(kinglet_model, kinglet_guard))]
-impl OutputValue for f32 {
-    const ZERO: Self = 0.0;
-    const LINE: &'static str = "outputs_f32";
-    fn write(self, out: &mut Console) {
-        out.text(format_args!(" {:08x}", self.to_bits()));
-    }
-    fn bits(self) -> u32 {
-        self.to_bits()
-    }
-}
-
-#[cfg(kinglet_model)]
-#[inline(never)]
-fn infer_once(
-    net: &mut model::Model,
-    input: &[model::InputElem; model::INPUT_LEN],
-    output: &mut [model::OutputElem; model::OUTPUT_LEN],
-) {
-    if net.infer(input, output).is_err() {
-        fail("inference rejected its buffers");
-    }
-}
-
 /// Reports an error line and exits with a failure status.
 #[cfg(any(kinglet_model, kinglet_cascade, kinglet_guard))]
 fn fail(what: &str) -> ! {
@@ -317,84 +269,6 @@ fn fail(what: &str) -> ! {
     loop {
         cortex_m::asm::bkpt();
     }
-}
-
-#[cfg(kinglet_model)]
-fn run_model(out: &mut Console, empty: u32) {
-    // The model and its arena live in .bss, not on the stack, so the stack peak is the
-    // kernels' own use.
-    use core::cell::UnsafeCell;
-    struct Slot(UnsafeCell<model::Model>);
-    // SAFETY: single-threaded bare-metal program; `run_model` runs once.
-    unsafe impl Sync for Slot {}
-    static NET: Slot = Slot(UnsafeCell::new(model::Model::new()));
-    // SAFETY: the only reference to NET, taken once.
-    let net = unsafe { &mut *NET.0.get() };
-
-    out.line(format_args!("KINGLET arena_bytes {}", model::ARENA_BYTES));
-    let mut output = [0 as model::OutputElem; model::OUTPUT_LEN];
-    // The checks and console output before this may have gone deeper than the inference
-    // will: keep their low-water mark for the whole-program peak, then repaint so the
-    // inference's stack is measured alone.
-    EARLIER_LOW.store(stack_low_water(), Ordering::Relaxed);
-    paint_stack();
-    let sp_at_call = cortex_m::register::msp::read() as usize;
-    let before = timer::value();
-    infer_once(net, &model::TEST_INPUT, &mut output);
-    let after = timer::value();
-    let total = region_instructions(before.wrapping_sub(after), empty);
-    let low = stack_low_water();
-    out.line(format_args!(
-        "KINGLET inference_stack_bytes {}",
-        sp_at_call.saturating_sub(low)
-    ));
-    out.line(format_args!("KINGLET instructions {total}"));
-
-    // Per layer: the schedule calls the probe before each layer and once at the end.
-    let mut marks = [0u32; model::LAYER_COUNT + 1];
-    let mut probed = [0 as model::OutputElem; model::OUTPUT_LEN];
-    let probed_run = net.infer_probed(&model::TEST_INPUT, &mut probed, &mut |i: usize| {
-        if let Some(mark) = marks.get_mut(i) {
-            *mark = timer::value();
-        }
-    });
-    if probed_run.is_err() {
-        fail("probed inference rejected its buffers");
-    }
-    // Cost of one probe, measured the same way it is taken inside the schedule.
-    let mut cal = [0u32; 2];
-    let mut probe = |i: usize| {
-        if let Some(mark) = cal.get_mut(i) {
-            *mark = timer::value();
-        }
-    };
-    probe(0);
-    probe(1);
-    let probe_ticks = cal[0].wrapping_sub(cal[1]);
-    for layer in 0..model::LAYER_COUNT {
-        let ticks = marks[layer].wrapping_sub(marks[layer + 1]);
-        out.line(format_args!(
-            "KINGLET layer {} {} {}",
-            layer,
-            model::LAYER_NAMES[layer],
-            region_instructions(ticks, probe_ticks)
-        ));
-    }
-    out.text(format_args!(
-        "KINGLET {}",
-        <model::OutputElem as OutputValue>::LINE
-    ));
-    for &v in output.iter() {
-        v.write(out);
-    }
-    out.line(format_args!(""));
-    out.line(format_args!(
-        "KINGLET probed_outputs_match {}",
-        probed
-            .iter()
-            .zip(&output)
-            .all(|(a, b)| a.bits() == b.bits())
-    ));
 }
 
 /// Bytes of guard on each side of the guard suite's arena area: more than any plausible
@@ -470,7 +344,7 @@ fn guarded_run<I, O, E, const IN: usize, const OUT: usize>(
     // An opaque pointer keeps the model's code out of this frame: all of its stack is below
     // `sp_at_call`, as for a caller of `infer_in`.
     let infer = core::hint::black_box(infer);
-    let sp_at_call = cortex_m::register::msp::read() as usize;
+    let sp_at_call = stack_pointer();
     let ok = infer(arena, input, output).is_ok();
     let low = stack_low_water();
     let mut run = GuardRun {
