@@ -648,7 +648,8 @@ impl EnergyReport {
             .filter(|p| p.active_ua_per_mhz.is_none())
             .map(|p| format!("{} MHz", p.clock_mhz))
             .collect();
-        let mut s = match (self.best_point, self.relative_best_point()) {
+        let relative = self.relative_best_point();
+        let mut s = match (self.best_point, relative) {
             (Some(i), _) => describe(i, false),
             (None, Some((i, ratio))) => {
                 let p = &self.operating_points[i];
@@ -678,9 +679,7 @@ impl EnergyReport {
                 describe(i, true)
             );
         }
-        if !others_unknown.is_empty()
-            && (self.best_point.is_some() || self.relative_best_point().is_none())
-        {
+        if !others_unknown.is_empty() && (self.best_point.is_some() || relative.is_none()) {
             s += &format!(" ({} unknown)", others_unknown.join(", "));
         }
         s

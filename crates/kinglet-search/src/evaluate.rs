@@ -116,22 +116,28 @@ impl Evaluator {
         )
     }
 
-    /// Retrains a front model's architecture on the training and validation windows together
-    /// (the search chose it on validation; a user deploying it would now let it learn from all
-    /// the labelled subjects, as `kinglet train --merge-val` does), then quantises and
-    /// profiles it like a trial. `accuracy` is then measured on `test`.
+    /// The training and validation windows together: what a front model is refitted on.
+    pub fn training_and_validation(&self) -> Result<Dataset, SearchError> {
+        let mut all = self.train.clone();
+        all.append(self.validation.clone())
+            .map_err(|e| SearchError::Invalid(format!("joining training and validation: {e}")))?;
+        Ok(all)
+    }
+
+    /// Retrains a front model's architecture on `training` (the search chose it on
+    /// validation; a user deploying it would now let it learn from all the labelled subjects,
+    /// [`Evaluator::training_and_validation`], as `kinglet train --merge-val` does), then
+    /// quantises and profiles it like a trial. `accuracy` is then measured on `test`.
     pub fn refit(
         &self,
+        training: &Dataset,
         architecture: &Architecture,
         precision: &str,
         epochs: usize,
         seed: u64,
         test: &Dataset,
     ) -> Result<Evaluated, SearchError> {
-        let mut all = self.train.clone();
-        all.append(self.validation.clone())
-            .map_err(|e| SearchError::Invalid(format!("joining training and validation: {e}")))?;
-        self.train_and_measure(architecture, precision, epochs, seed, &all, test)
+        self.train_and_measure(architecture, precision, epochs, seed, training, test)
     }
 
     fn train_and_measure(

@@ -91,6 +91,11 @@ pub fn write(
     std::fs::create_dir_all(&models).map_err(|e| SearchError::io(&models, e))?;
     let trials = storage.trials()?;
     let front = study::front(settings, &trials);
+    // Joined once for every front model.
+    let refit_on = match (refit, test) {
+        (true, Some(_)) if !front.is_empty() => Some(evaluator.training_and_validation()?),
+        _ => None,
+    };
     let mut written = Vec::new();
     for Scored { trial, measured } in &front {
         let bytes = storage.model(trial.id)?.ok_or_else(|| SearchError::Study {
@@ -138,14 +143,15 @@ pub fn write(
             ),
             format!("kinglet profile {} --target cortex-m4", p(&tflite_file)),
         ];
-        let refit = match (refit, test) {
-            (true, Some((_, test_windows))) => {
+        let refit = match (&refit_on, test) {
+            (Some(training), Some((_, test_windows))) => {
                 progress(&format!(
                     "refitting {name} on training + validation windows ({} epochs)",
                     measured.epochs
                 ));
                 let seed = trial_seed(settings, name);
                 let e = evaluator.refit(
+                    training,
                     &model.architecture,
                     &measured.precision,
                     measured.epochs,
