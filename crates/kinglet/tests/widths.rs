@@ -195,7 +195,7 @@ fn a_nested_model_trains_once_and_every_width_evaluates_and_quantises() {
 /// `modes --device-stream`: the widths and three modes in one image on the emulated
 /// Cortex-M4, the battery-aware policy switching them twice as the charge drains over 200
 /// windows; every window's mode, widths run and label equal the host simulator's (the command
-/// fails otherwise), and each mode's instructions are measured.
+/// fails otherwise: `run_ok`), and each mode's instructions are measured.
 #[test]
 fn modes_switch_at_run_time_on_the_device() {
     let dir = tempfile::tempdir().unwrap();
@@ -238,7 +238,6 @@ fn modes_switch_at_run_time_on_the_device() {
             .unwrap();
     let device = &json["device"];
     assert_eq!(device["windows"], 200, "{device}");
-    assert_eq!(device["mismatched"].as_array().unwrap().len(), 0);
     // 100 % → 0 % over 200 windows: full width until 60 %, the adaptive mode until 25 %,
     // then the narrowest width — two switches, each mode running a share of the stream.
     let switches = device["switches"].as_array().unwrap();
