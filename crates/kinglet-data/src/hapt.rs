@@ -57,8 +57,14 @@ pub const LABEL_START_OFFSET: i64 = -2;
 
 /// Whether a subject belongs to a split.
 pub fn subject_in_split(subject: u32, split: Split) -> bool {
+    subject_in(subject, split, &VAL_SUBJECTS)
+}
+
+/// Whether a subject belongs to a split when `val` are the validation subjects (training
+/// subjects all; the test subjects are UCI-HAR's, whatever `val` says).
+pub fn subject_in(subject: u32, split: Split, val: &[u32]) -> bool {
     let test = TEST_SUBJECTS.contains(&subject);
-    let val = VAL_SUBJECTS.contains(&subject);
+    let val = !test && val.contains(&subject);
     match split {
         Split::Test => test,
         Split::Val => val,
@@ -561,11 +567,12 @@ pub fn recordings(
 pub fn load_recordings(
     path: &Path,
     split: Split,
+    val_subjects: &[u32],
     activities: Activities,
     grid: Grid,
     stream: bool,
 ) -> Result<Dataset, DataError> {
-    let keep = |u: u32| subject_in_split(u, split);
+    let keep = |u: u32| subject_in(u, split, val_subjects);
     let data = read(path, keep, &Processing::default())?;
     let class_names: Vec<String> = data
         .activity_names
@@ -592,17 +599,24 @@ fn class_count(activities: Activities) -> usize {
 
 /// Loads one split of HAPT as UCI-HAR-style windows.
 pub fn load(path: &Path, split: Split, activities: Activities) -> Result<Dataset, DataError> {
-    load_with(path, split, activities, &Processing::default())
+    load_with(
+        path,
+        split,
+        &VAL_SUBJECTS,
+        activities,
+        &Processing::default(),
+    )
 }
 
-/// [`load`] with explicit processing choices.
+/// [`load`] with other validation subjects and explicit processing choices.
 pub fn load_with(
     path: &Path,
     split: Split,
+    val_subjects: &[u32],
     activities: Activities,
     processing: &Processing,
 ) -> Result<Dataset, DataError> {
-    let keep = |u: u32| subject_in_split(u, split);
+    let keep = |u: u32| subject_in(u, split, val_subjects);
     let data = read(path, keep, processing)?;
     let dataset = windows(&data, activities, keep);
     if dataset.is_empty() {
@@ -655,5 +669,17 @@ mod tests {
             assert_eq!(n, 1, "subject {u}");
         }
         assert!(VAL_SUBJECTS.iter().all(|u| !TEST_SUBJECTS.contains(u)));
+    }
+
+    #[test]
+    fn other_validation_subjects_move_out_of_training_only() {
+        let val = [1, 3, 5, 2];
+        assert!(subject_in(1, Split::Val, &val) && !subject_in(1, Split::Train, &val));
+        // 2 is a test subject: it stays in test whatever the list says.
+        assert!(subject_in(2, Split::Test, &val) && !subject_in(2, Split::Val, &val));
+        assert!(
+            subject_in(6, Split::Train, &val),
+            "the default's subject 6 trains"
+        );
     }
 }

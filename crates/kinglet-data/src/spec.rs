@@ -49,7 +49,10 @@ impl Split {
 
 /// Options written after the split, `:key=value` each (or `:stream` alone):
 /// `classes=6|12` (HAPT), `activities=5|18|LETTERS` and `sensors=accel|accel+gyro` (WISDM),
-/// `stream` (windows on a fixed grid over whole recordings), `window=N`, `step=N` (samples).
+/// `stream` (windows on a fixed grid over whole recordings), `window=N`, `step=N` (samples),
+/// `val=S,S,…` (HAPT: these training subjects make the `val` split instead of
+/// [`VAL_SUBJECTS`](crate::hapt::VAL_SUBJECTS); three subjects rank networks poorly, so an
+/// architecture search may hold out more).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SpecOptions {
     /// HAPT class set; `None` = the caller's [`LoadOptions`] (six by default).
@@ -62,6 +65,8 @@ pub struct SpecOptions {
     pub stream: bool,
     pub window: Option<usize>,
     pub step: Option<usize>,
+    /// HAPT validation subjects, sorted; `None` = the default three.
+    pub val_subjects: Option<Vec<u32>>,
 }
 
 impl SpecOptions {
@@ -128,9 +133,12 @@ impl DataSpec {
                 "sensors" => options.sensors = Some(value.to_string()),
                 "window" => options.window = Some(number(value)?),
                 "step" => options.step = Some(number(value)?),
+                "val" => {
+                    options.val_subjects = Some(validation_subjects(value).map_err(|r| bad(&r))?)
+                }
                 _ => {
                     return Err(bad(&format!(
-                        "unknown option `{option}` (stream, classes=, activities=, sensors=, window=, step=)"
+                        "unknown option `{option}` (stream, classes=, activities=, sensors=, window=, step=, val=)"
                     )));
                 }
             }
@@ -158,6 +166,9 @@ impl DataSpec {
             return Err(bad(
                 "stream, window= and step= need whole recordings (hapt or wisdm)",
             ));
+        }
+        if options.val_subjects.is_some() && !matches!(source, Source::Hapt(_)) {
+            return Err(bad("val= is a hapt option"));
         }
         if options.classes.is_some() && !matches!(source, Source::Hapt(_)) {
             return Err(bad("classes= is a hapt option (wisdm: activities=)"));
@@ -222,8 +233,40 @@ impl std::fmt::Display for DataSpec {
         if let Some(s) = o.step {
             write!(f, ":step={s}")?;
         }
+        if let Some(v) = &o.val_subjects {
+            let list: Vec<String> = v.iter().map(u32::to_string).collect();
+            write!(f, ":val={}", list.join(","))?;
+        }
         Ok(())
     }
+}
+
+/// Parses `val=`'s list: distinct training subjects (1–30, none of UCI-HAR's test subjects),
+/// at least one, and not all of them (training needs some).
+fn validation_subjects(list: &str) -> Result<Vec<u32>, String> {
+    let mut subjects = Vec::new();
+    for item in list.split(',') {
+        let s: u32 = item
+            .trim()
+            .parse()
+            .ok()
+            .filter(|s| (1..=30).contains(s))
+            .ok_or_else(|| format!("val={list}: `{item}` is not a subject number 1–30"))?;
+        if hapt::TEST_SUBJECTS.contains(&s) {
+            return Err(format!(
+                "val={list}: subject {s} is one of UCI-HAR's test subjects"
+            ));
+        }
+        if subjects.contains(&s) {
+            return Err(format!("val={list}: subject {s} is listed twice"));
+        }
+        subjects.push(s);
+    }
+    if subjects.len() + hapt::TEST_SUBJECTS.len() >= 30 {
+        return Err(format!("val={list}: leaves no training subject"));
+    }
+    subjects.sort_unstable();
+    Ok(subjects)
 }
 
 /// Which HAPT activities become classes.
@@ -254,13 +297,21 @@ pub fn load(spec: &DataSpec, options: &LoadOptions) -> Result<Dataset, DataError
             let activities = o.classes.unwrap_or(options.activities);
             if !o.stream && o.window.is_none() && o.step.is_none() {
                 // The UCI-HAR construction, aligned with the official windows.
-                return hapt::load(path, spec.split, activities);
+                let val = o.val_subjects.as_deref().unwrap_or(&hapt::VAL_SUBJECTS);
+                return hapt::load_with(
+                    path,
+                    spec.split,
+                    val,
+                    activities,
+                    &hapt::Processing::default(),
+                );
             }
             let grid = Grid::new(
                 o.window.unwrap_or(crate::uci_har::WINDOW),
                 o.step.unwrap_or(hapt::HOP),
             )?;
-            hapt::load_recordings(path, spec.split, activities, grid, o.stream)
+            let val = o.val_subjects.as_deref().unwrap_or(&hapt::VAL_SUBJECTS);
+            hapt::load_recordings(path, spec.split, val, activities, grid, o.stream)
         }
         Source::Wisdm(dir) => {
             let options = wisdm::WisdmOptions {
@@ -361,6 +412,12 @@ mod tests {
             s.to_string(),
             "hapt:/x/hapt.zip:val:classes=12:stream:window=100:step=50"
         );
+        let v = DataSpec::parse("hapt:z:train:val=26,3,14").unwrap();
+        assert_eq!(v.options.val_subjects, Some(vec![3, 14, 26]));
+        assert_eq!(
+            v.with_split(Split::Val).to_string(),
+            "hapt:z:val:val=3,14,26"
+        );
         let w = DataSpec::parse("wisdm:d:stream").unwrap();
         assert!(w.options.stream && !w.split_given);
         let w = DataSpec::parse("wisdm:d:train:activities=18:sensors=accel").unwrap();
@@ -398,6 +455,11 @@ mod tests {
             "mnist:x:window=10",
             "uci-har:x:classes=12",
             "hapt:x:activities=18",
+            "hapt:x:val=2",
+            "hapt:x:val=3,3",
+            "hapt:x:val=0",
+            "hapt:x:val=",
+            "uci-har:x:val=3",
         ] {
             assert!(DataSpec::parse(bad).is_err(), "{bad}");
         }
