@@ -186,6 +186,23 @@ fn hapt_zip_splits_by_subject() {
 }
 
 #[test]
+fn hapt_validation_subjects_can_be_named() {
+    let zip = fixture("hapt.zip");
+    let subjects = |split: &str| -> std::collections::BTreeSet<u32> {
+        let spec = DataSpec::parse(&format!("hapt:{}:{split}:val=1", zip.display())).unwrap();
+        let data = load(&spec, &LoadOptions::default()).unwrap();
+        data.subjects.unwrap().into_iter().collect()
+    };
+    // The default's validation subject 6 trains; subject 1 validates; test stays subject 2.
+    assert_eq!(subjects("train"), [6].into());
+    assert_eq!(subjects("val"), [1].into());
+    assert_eq!(subjects("test"), [2].into());
+    // Subject 2 is a test subject: refused, with the reason.
+    let err = DataSpec::parse(&format!("hapt:{}:val:val=1,2", zip.display())).unwrap_err();
+    assert!(err.to_string().contains("test subjects"), "{err}");
+}
+
+#[test]
 fn hapt_classes_option_and_continuous_streams() {
     let zip = fixture("hapt.zip");
     let parse = |s: &str| DataSpec::parse(&format!("hapt:{}:{s}", zip.display())).unwrap();
