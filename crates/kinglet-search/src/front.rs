@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use kinglet_data::Dataset;
+use kinglet_train::arch::Schedule;
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -75,6 +76,14 @@ fn shell_word(s: &str) -> String {
     }
 }
 
+/// How a front is refitted (`--refit`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Refit {
+    /// The schedule to retrain on (`--refit-schedule`); `None` = each trial's own, for its
+    /// epochs. A search run on a shortened schedule refits on the full one.
+    pub schedule: Option<Schedule>,
+}
+
 /// Writes the study's front into `out`; `test` (spec and windows) scores the front once.
 /// With `refit`, every front model is also retrained on the training and validation windows
 /// together and measured and scored again ([`Evaluator::refit`]); `progress` hears of each.
@@ -83,7 +92,7 @@ pub fn write(
     settings: &StudySettings,
     evaluator: &Evaluator,
     test: Option<(&str, &Dataset)>,
-    refit: bool,
+    refit: Option<&Refit>,
     out: &Path,
     progress: &mut dyn FnMut(&str),
 ) -> Result<FrontReport, SearchError> {
@@ -93,7 +102,7 @@ pub fn write(
     let front = study::front(settings, &trials);
     // Joined once for every front model.
     let refit_on = match (refit, test) {
-        (true, Some(_)) if !front.is_empty() => Some(evaluator.training_and_validation()?),
+        (Some(_), Some(_)) if !front.is_empty() => Some(evaluator.training_and_validation()?),
         _ => None,
     };
     let mut written = Vec::new();
@@ -143,18 +152,34 @@ pub fn write(
             ),
             format!("kinglet profile {} --target cortex-m4", p(&tflite_file)),
         ];
-        let refit = match (&refit_on, test) {
-            (Some(training), Some((_, test_windows))) => {
+        let refit = match (&refit_on, test, refit) {
+            (Some(training), Some((_, test_windows)), Some(plan)) => {
+                // With another schedule the refit trains its own architecture file.
+                let (architecture, refit_arch_file) = match &plan.schedule {
+                    Some(schedule) => {
+                        let mut a = model.architecture.clone();
+                        a.training = schedule.clone();
+                        let file = models.join(format!("{name}.refit.toml"));
+                        let text = format!(
+                            "# {name} with the refit's schedule (`kinglet search --refit-schedule`).\n# Weights: {}.\n{}",
+                            precision_text(&measured.precision),
+                            a.to_toml()
+                        );
+                        write_file(&file, text.as_bytes())?;
+                        (a, file)
+                    }
+                    None => (model.architecture.clone(), arch_file.clone()),
+                };
+                let epochs = plan.schedule.as_ref().map_or(measured.epochs, |s| s.epochs);
                 progress(&format!(
-                    "refitting {name} on training + validation windows ({} epochs)",
-                    measured.epochs
+                    "refitting {name} on training + validation windows ({epochs} epochs)"
                 ));
                 let seed = trial_seed(settings, name);
                 let e = evaluator.refit(
                     training,
-                    &model.architecture,
+                    &architecture,
                     &measured.precision,
-                    measured.epochs,
+                    epochs,
                     seed,
                     test_windows,
                 )?;
@@ -167,9 +192,8 @@ pub fn write(
                     .map_err(|err| SearchError::Trial(err.to_string()))?;
                 let commands = vec![
                     format!(
-                        "kinglet train --arch {} --data {data} --merge-val --epochs {} --seed {seed} --out {}",
-                        p(&arch_file),
-                        measured.epochs,
+                        "kinglet train --arch {} --data {data} --merge-val --epochs {epochs} --seed {seed} --out {}",
+                        p(&refit_arch_file),
                         p(&refit_model)
                     ),
                     format!(
@@ -532,17 +556,18 @@ pub fn markdown(r: &FrontReport) -> String {
         );
         let _ = writeln!(
             s,
-            "| model | precision | test acc (int8) | test acc (float) | weight B | flash B | RAM B | instructions | energy µJ |"
+            "| model | precision | epochs | test acc (int8) | test acc (float) | weight B | flash B | RAM B | instructions | energy µJ |"
         );
-        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         for m in &r.front {
             let Some(f) = &m.refit else { continue };
             let x = &f.measured;
             let _ = writeln!(
                 s,
-                "| {} | {} | {:.2} % | {:.2} % | {} | {} | {} | {} | {:.3} |",
+                "| {} | {} | {} | {:.2} % | {:.2} % | {} | {} | {} | {} | {:.3} |",
                 x.architecture,
                 x.precision,
+                x.epochs,
                 x.accuracy * 100.0,
                 x.float_accuracy * 100.0,
                 x.weight_bytes,

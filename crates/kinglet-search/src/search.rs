@@ -47,8 +47,8 @@ pub struct SearchJob {
     pub seed: u64,
     pub pool: PoolOptions,
     /// Retrain every front model on training + validation windows before scoring it on the
-    /// test split (`--refit`), beside the models as searched.
-    pub refit: bool,
+    /// test split (`--refit`, `--refit-schedule`), beside the models as searched.
+    pub refit: Option<front::Refit>,
 }
 
 /// How this process's workers run.
@@ -420,7 +420,7 @@ pub fn run(
         &settings,
         &evaluator,
         test.as_ref().map(|(_, d)| (test_text.as_str(), d)),
-        job.refit,
+        job.refit.as_ref(),
         &job.out,
         &mut |line| progress.note(line),
     )?;

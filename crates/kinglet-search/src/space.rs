@@ -193,6 +193,47 @@ impl SearchSpace {
         SearchSpace::parse(&text, &path.display().to_string())
     }
 
+    /// [`SearchSpace::schedule_from`] a file.
+    pub fn load_schedule(path: &Path) -> Result<Schedule, SearchError> {
+        let text = std::fs::read_to_string(path).map_err(|e| SearchError::io(path, e))?;
+        SearchSpace::schedule_from(&text, &path.display().to_string())
+    }
+
+    /// The `[training]` table of a space or architecture file: the schedule a front is
+    /// refitted on (`search --refit-schedule`), e.g. the full recipe of a space whose search
+    /// ran on a shortened one. `origin` names the file in errors.
+    pub fn schedule_from(text: &str, origin: &str) -> Result<Schedule, SearchError> {
+        #[derive(Deserialize)]
+        struct WithTraining {
+            training: Option<Spanned<toml::Value>>,
+        }
+        let at = |span: std::ops::Range<usize>, message: String| {
+            let (line, column) = line_column(text, span.start);
+            SearchError::Space {
+                path: origin.to_string(),
+                line,
+                column,
+                message,
+            }
+        };
+        let file: WithTraining = toml::from_str(text)
+            .map_err(|e| at(e.span().unwrap_or(0..0), e.message().trim().to_string()))?;
+        let table = file
+            .training
+            .ok_or_else(|| at(0..0, "no [training] table".to_string()))?;
+        let span = table.span();
+        let schedule: Schedule = table
+            .into_inner()
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                at(span.clone(), format!("[training]: {}", e.message().trim()))
+            })?;
+        if schedule.epochs == 0 {
+            return Err(at(span, "[training]: epochs must be positive".to_string()));
+        }
+        Ok(schedule)
+    }
+
     /// Parses a space; `origin` names the file in errors.
     pub fn parse(text: &str, origin: &str) -> Result<SearchSpace, SearchError> {
         let at = |span: std::ops::Range<usize>, message: String| {
@@ -614,6 +655,22 @@ mod tests {
     use super::*;
 
     const HAR: &str = include_str!("../../../spaces/har.toml");
+
+    #[test]
+    fn a_refit_schedule_is_the_files_training_table() {
+        let full = SearchSpace::schedule_from(HAR, "har.toml").unwrap();
+        assert_eq!((full.epochs, full.average_last), (40, 15));
+        let quick = include_str!("../../../spaces/har-quick.toml");
+        assert_eq!(SearchSpace::schedule_from(quick, "q").unwrap().epochs, 20);
+        let arch = include_str!("../../../archs/kinglet-lite.toml");
+        assert_eq!(SearchSpace::schedule_from(arch, "a").unwrap().epochs, 40);
+        let none = SearchSpace::schedule_from("name = \"x\"\n", "n.toml").unwrap_err();
+        assert!(none.to_string().contains("no [training]"), "{none}");
+        let zero =
+            SearchSpace::schedule_from("[training]\nlearning_rate = 0.1\nepochs = 0\n", "z.toml")
+                .unwrap_err();
+        assert!(zero.to_string().starts_with("z.toml:1"), "{zero}");
+    }
 
     #[test]
     fn the_default_har_space_parses_and_every_genome_is_a_training_architecture() {

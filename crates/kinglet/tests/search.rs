@@ -103,7 +103,7 @@ fn job(space: &Path, out: &Path, trials: usize, study: Option<String>) -> Search
             lease: Duration::from_secs(3),
             work_dir: kinglet_compile::firmware::default_work_dir(),
         },
-        refit: false,
+        refit: None,
     }
 }
 
@@ -258,6 +258,58 @@ fn ctrl_c_then_rerun_resumes_without_redoing_finished_trials() {
     }
     let md = std::fs::read_to_string(out.join("front.md")).unwrap();
     assert!(md.contains("Refitted"), "{md}");
+
+    // --refit-schedule: the refit trains on another file's [training] (3 epochs here), from
+    // an architecture file of its own that `kinglet train` reads; a file without a usable
+    // [training] is refused with its name and line, and the study is left as it was.
+    let bad = dir.path().join("bad-schedule.toml");
+    std::fs::write(&bad, "name = \"x\"\n[training]\nepochs = \"three\"\n").unwrap();
+    let o = kinglet(
+        &search_args(
+            &space,
+            &out,
+            4,
+            &["--refit-schedule", &bad.display().to_string()],
+        )
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>(),
+    );
+    assert!(!o.status.success());
+    assert!(text(&o).contains("bad-schedule.toml:2"), "{}", text(&o));
+    assert_eq!(trials(&study), all);
+    let longer = dir.path().join("longer.toml");
+    std::fs::write(&longer, SPACE.replace("epochs = 2", "epochs = 3")).unwrap();
+    let longer_args = search_args(
+        &space,
+        &out,
+        4,
+        &["--refit-schedule", &longer.display().to_string()],
+    );
+    run_ok(&longer_args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(trials(&study), all);
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("front.json")).unwrap()).unwrap();
+    for m in report["front"].as_array().unwrap() {
+        let r = &m["refit"];
+        assert_eq!(r["measured"]["epochs"], 3);
+        assert_eq!(
+            m["measured"]["epochs"], 2,
+            "the searched model is unchanged"
+        );
+        let train = r["commands"][0].as_str().unwrap();
+        assert!(
+            train.contains("--epochs 3") && train.contains(".refit.toml"),
+            "{train}"
+        );
+        let arch_file = train
+            .split_whitespace()
+            .skip_while(|w| *w != "--arch")
+            .nth(1)
+            .unwrap();
+        let arch = kinglet_train::Architecture::resolve(arch_file).unwrap();
+        assert_eq!(arch.training.epochs, 3);
+    }
 }
 
 #[test]

@@ -79,6 +79,11 @@ pub struct SearchArgs {
     /// the models as searched (front.md's "Refitted" table).
     #[arg(long)]
     pub refit: bool,
+    /// Refit on the `[training]` schedule of this space or architecture file instead of each
+    /// trial's own (e.g. `spaces/har.toml`'s full 40 epochs after a search on
+    /// `spaces/har-quick.toml`'s 20); implies `--refit`.
+    #[arg(long, value_name = "FILE")]
+    pub refit_schedule: Option<PathBuf>,
     #[command(flatten)]
     pub pool: PoolArgs,
 }
@@ -193,6 +198,18 @@ fn limit(text: &Option<String>, flag: &str) -> Result<Option<u64>> {
         .with_context(|| format!("--{flag}"))
 }
 
+/// `--refit` and `--refit-schedule` as the library's refit plan.
+fn refit_plan(
+    refit: bool,
+    schedule: Option<&std::path::Path>,
+) -> Result<Option<kinglet_search::front::Refit>> {
+    let schedule = schedule
+        .map(kinglet_search::space::SearchSpace::load_schedule)
+        .transpose()
+        .context("--refit-schedule")?;
+    Ok((refit || schedule.is_some()).then_some(kinglet_search::front::Refit { schedule }))
+}
+
 pub fn run(args: SearchArgs) -> Result<()> {
     let held: Held = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -242,7 +259,7 @@ pub fn run(args: SearchArgs) -> Result<()> {
         eta: args.eta,
         seed: args.seed,
         pool: args.pool.options()?,
-        refit: args.refit,
+        refit: refit_plan(args.refit, args.refit_schedule.as_deref())?,
     };
     on_ctrl_c(
         kinglet_search::search::study_location(&job),
