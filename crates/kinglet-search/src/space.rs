@@ -186,6 +186,22 @@ pub fn layer_bits(arch: &Architecture, block_bits: &[u32], head_bits: u32) -> Ve
     bits
 }
 
+/// An error at a byte span of the file `origin` holding `text`, as `file:line:column`.
+fn error_at<'a>(
+    text: &'a str,
+    origin: &'a str,
+) -> impl Fn(std::ops::Range<usize>, String) -> SearchError + 'a {
+    move |span, message| {
+        let (line, column) = line_column(text, span.start);
+        SearchError::Space {
+            path: origin.to_string(),
+            line,
+            column,
+            message,
+        }
+    }
+}
+
 impl SearchSpace {
     /// Reads and checks a space file; errors name the file, line and column.
     pub fn load(path: &Path) -> Result<SearchSpace, SearchError> {
@@ -207,15 +223,7 @@ impl SearchSpace {
         struct WithTraining {
             training: Option<Spanned<toml::Value>>,
         }
-        let at = |span: std::ops::Range<usize>, message: String| {
-            let (line, column) = line_column(text, span.start);
-            SearchError::Space {
-                path: origin.to_string(),
-                line,
-                column,
-                message,
-            }
-        };
+        let at = error_at(text, origin);
         let file: WithTraining = toml::from_str(text)
             .map_err(|e| at(e.span().unwrap_or(0..0), e.message().trim().to_string()))?;
         let table = file
@@ -236,15 +244,7 @@ impl SearchSpace {
 
     /// Parses a space; `origin` names the file in errors.
     pub fn parse(text: &str, origin: &str) -> Result<SearchSpace, SearchError> {
-        let at = |span: std::ops::Range<usize>, message: String| {
-            let (line, column) = line_column(text, span.start);
-            SearchError::Space {
-                path: origin.to_string(),
-                line,
-                column,
-                message,
-            }
-        };
+        let at = error_at(text, origin);
         let file: SpaceFile = toml::from_str(text)
             .map_err(|e| at(e.span().unwrap_or(0..0), e.message().trim().to_string()))?;
         fn non_empty<T>(
