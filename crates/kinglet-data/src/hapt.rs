@@ -60,8 +60,8 @@ pub fn subject_in_split(subject: u32, split: Split) -> bool {
     subject_in(subject, split, &VAL_SUBJECTS)
 }
 
-/// Whether a subject belongs to a split when `val` are the validation subjects (training
-/// subjects all; the test subjects are UCI-HAR's, whatever `val` says).
+/// Whether a subject belongs to a split when `val` lists the validation subjects: test is
+/// UCI-HAR's test subjects whatever `val` says, training everyone else.
 pub fn subject_in(subject: u32, split: Split, val: &[u32]) -> bool {
     let test = TEST_SUBJECTS.contains(&subject);
     let val = !test && val.contains(&subject);

@@ -295,9 +295,9 @@ pub fn load(spec: &DataSpec, options: &LoadOptions) -> Result<Dataset, DataError
         Source::UciHar(dir) => uci_har::load(dir, spec.split),
         Source::Hapt(path) => {
             let activities = o.classes.unwrap_or(options.activities);
+            let val = o.val_subjects.as_deref().unwrap_or(&hapt::VAL_SUBJECTS);
             if !o.stream && o.window.is_none() && o.step.is_none() {
                 // The UCI-HAR construction, aligned with the official windows.
-                let val = o.val_subjects.as_deref().unwrap_or(&hapt::VAL_SUBJECTS);
                 return hapt::load_with(
                     path,
                     spec.split,
@@ -310,7 +310,6 @@ pub fn load(spec: &DataSpec, options: &LoadOptions) -> Result<Dataset, DataError
                 o.window.unwrap_or(crate::uci_har::WINDOW),
                 o.step.unwrap_or(hapt::HOP),
             )?;
-            let val = o.val_subjects.as_deref().unwrap_or(&hapt::VAL_SUBJECTS);
             hapt::load_recordings(path, spec.split, val, activities, grid, o.stream)
         }
         Source::Wisdm(dir) => {

@@ -195,7 +195,7 @@ fn a_nested_model_trains_once_and_every_width_evaluates_and_quantises() {
 /// `modes --device-stream`: the widths and three modes in one image on the emulated
 /// Cortex-M4, the battery-aware policy switching them twice as the charge drains over 200
 /// windows; every window's mode, widths run and label equal the host simulator's (the command
-/// fails otherwise: `run_ok`), and each mode's instructions are measured.
+/// fails otherwise, and the test requires success), and each mode's instructions are measured.
 #[test]
 fn modes_switch_at_run_time_on_the_device() {
     let dir = tempfile::tempdir().unwrap();
@@ -220,19 +220,22 @@ fn modes_switch_at_run_time_on_the_device() {
     ]);
     let modes = p("modes");
     let work = p("work");
-    run_ok(&[
-        "modes",
-        "--model",
-        &nested,
-        "--data",
-        &data,
-        "--out",
-        &modes,
-        "--work-dir",
-        &work,
-        "--device-stream",
-        "200",
-    ]);
+    // `kinglet modes` on the nested model and the fixture, into `out`, with `extra` flags.
+    let run_modes = |out: &str, extra: &[&str]| {
+        let mut args = vec![
+            "modes",
+            "--model",
+            nested.as_str(),
+            "--data",
+            data.as_str(),
+            "--out",
+            out,
+        ];
+        args.extend_from_slice(extra);
+        kinglet(&args)
+    };
+    let o = run_modes(&modes, &["--work-dir", &work, "--device-stream", "200"]);
+    assert!(o.status.success(), "{}", text(&o));
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(format!("{modes}/modes.json")).unwrap())
             .unwrap();
@@ -268,18 +271,7 @@ fn modes_switch_at_run_time_on_the_device() {
     assert!(md.contains("Switched at run time on the device"), "{md}");
 
     // Bad input: a device stream without firmware, an unknown core.
-    let o = kinglet(&[
-        "modes",
-        "--model",
-        &nested,
-        "--data",
-        &data,
-        "--out",
-        &p("m2"),
-        "--no-firmware",
-        "--device-stream",
-        "10",
-    ]);
+    let o = run_modes(&p("m2"), &["--no-firmware", "--device-stream", "10"]);
     assert!(
         !o.status.success() && text(&o).contains("drop --no-firmware"),
         "{}",
@@ -293,21 +285,17 @@ fn modes_switch_at_run_time_on_the_device() {
         ("0,1", "three mode ids"),
         ("0,x,1", "not a mode id"),
     ] {
-        let o = kinglet(&[
-            "modes",
-            "--model",
-            &nested,
-            "--data",
-            &data,
-            "--out",
+        let o = run_modes(
             &p("m3"),
-            "--work-dir",
-            &work,
-            "--device-stream",
-            "10",
-            "--device-modes",
-            list,
-        ]);
+            &[
+                "--work-dir",
+                &work,
+                "--device-stream",
+                "10",
+                "--device-modes",
+                list,
+            ],
+        );
         assert!(
             !o.status.success() && text(&o).contains(says),
             "{list}: {}",
