@@ -459,6 +459,21 @@ pub fn cascade_source(
     windows: &StreamWindows,
     bins: &EmbeddedFiles,
 ) -> Result<String, AdaptError> {
+    cascade_source_with(spec, big, littles, dual, windows, bins, None)
+}
+
+/// [`cascade_source`] with the models already compiled together (model `k` is
+/// `precompiled.widths[k]`): the widths of a nested network over one weight blob, whose
+/// constants the image places beside the models.
+pub(crate) fn cascade_source_with(
+    spec: &StrategySpec,
+    big: &CascadeModel<'_>,
+    littles: &[CascadeModel<'_>],
+    dual: Option<&CascadeModel<'_>>,
+    windows: &StreamWindows,
+    bins: &EmbeddedFiles,
+    precompiled: Option<&kinglet_compile::nested::NestedImage>,
+) -> Result<String, AdaptError> {
     let (strategy, guards) = spec.to_core()?;
     let (n, time, channels) = (windows.n(), windows.time(), windows.channels());
     let stored = match windows {
@@ -684,7 +699,14 @@ pub fn cascade_source(
             ));
         }
         let (scale, zero_point) = int8_output_quantisation(graph).map_err(what)?;
-        let compiled = compile(graph, model.name).map_err(|e| what(e.to_string()))?;
+        let compiled = match precompiled.and_then(|p| p.widths.get(m)) {
+            Some(c) => kinglet_compile::firmware::Compiled {
+                dsp: c.dsp.clone(),
+                reference: c.reference.clone(),
+                rust_module: c.rust_module.clone(),
+            },
+            None => compile(graph, model.name).map_err(|e| what(e.to_string()))?,
+        };
         let picked: usize = layout.inputs.iter().map(Vec::len).sum();
         if compiled.dsp.input_len != time * picked {
             return Err(what(format!(
@@ -797,6 +819,9 @@ pub fn cascade_source(
             "\n/// This image has no Dual model.\n\
              pub fn run_dual(_arena: &mut [u8], _previous: &[u8], _window: &[u8], _scores: &mut [f32; MAX_OUTPUTS]) -> Result<usize, ShapeError> {\n    Err(ShapeError)\n}\n",
         );
+    }
+    if let Some(p) = precompiled {
+        s.push_str(&p.blob_source);
     }
     Ok(s)
 }
@@ -944,10 +969,21 @@ pub(crate) fn build_and_run(
     source: &str,
     work_dir: &Path,
 ) -> Result<String, AdaptError> {
+    build_and_run_sized(target, source, work_dir).map(|(text, _)| text)
+}
+
+/// [`build_and_run`], also giving the image's flash bytes.
+pub(crate) fn build_and_run_sized(
+    target: &dyn kinglet_compile::target::Target,
+    source: &str,
+    work_dir: &Path,
+) -> Result<(String, u64), AdaptError> {
     let rs = write_in(work_dir, "cascade.rs", source.as_bytes())?;
     let elf = qemu::build_cascade_firmware_for(target, &rs, &work_dir.join("target"))
         .map_err(firmware_error)?;
-    qemu::run_qemu_on(target, &elf, Duration::from_secs(600)).map_err(firmware_error)
+    let flash = qemu::image_size(&elf).map_err(firmware_error)?.flash;
+    let text = qemu::run_qemu_on(target, &elf, Duration::from_secs(600)).map_err(firmware_error)?;
+    Ok((text, flash))
 }
 
 /// Writes the files the image embeds with `include_bytes!`.

@@ -11,8 +11,9 @@
 //! The charge is an input here (a per-window list, a cell draining over the stream in the
 //! main use), so the test drives the mode through every level of the policy.
 //!
-//! Not yet: the widths are compiled as separate models, each with its own copy of its
-//! weights; a single weight blob read by every width is the next step (docs/adaptive.md).
+//! The widths of a shared-scale network (`kinglet train --width-norm shared-scale`, quantised
+//! by `kinglet_compress::nested`) compile over one weight blob ([`compile_blob`]); other
+//! nested networks compile each width with weights of its own.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -24,8 +25,8 @@ use kinglet_adapt_core::{
 
 use crate::classifier::{OutputKind, WindowClassifier};
 use crate::firmware::{
-    CascadeModel, StreamWindows, build_and_run, cascade_lock, cascade_source, embed_windows,
-    f32_literal,
+    CascadeModel, StreamWindows, build_and_run_sized, cascade_lock, cascade_source_with,
+    embed_windows, f32_literal,
 };
 use crate::models::{GraphClassifier, output_kind};
 use crate::strategy::StrategyKind;
@@ -120,6 +121,8 @@ pub struct FirmwareModesRun {
     /// Windows before which the mode was switched, with the new mode.
     pub switches: Vec<(usize, u8)>,
     pub shared_arena_bytes: u64,
+    /// Flash of the whole image (code, weights, the embedded windows).
+    pub image_flash_bytes: u64,
 }
 
 impl FirmwareModesRun {
@@ -233,13 +236,14 @@ pub fn modes_source(
     plan: &ModePlan,
     windows: &StreamWindows,
     bins: &crate::firmware::EmbeddedFiles,
+    blob: Option<&kinglet_compile::nested::NestedImage>,
 ) -> Result<String, AdaptError> {
     plan.check(widths.len(), windows.n())?;
     let (first, rest) = widths
         .split_first()
         .ok_or_else(|| AdaptError::Invalid("no widths to compile".into()))?;
     let spec = StrategySpec::new(StrategyKind::BigOnly);
-    let mut s = cascade_source(&spec, first, rest, None, windows, bins)?;
+    let mut s = cascade_source_with(&spec, first, rest, None, windows, bins, blob)?;
     let modes: Vec<String> = plan
         .modes
         .iter()
@@ -285,19 +289,35 @@ pub fn modes_source(
     Ok(s)
 }
 
-/// Builds the width-modes image for `target`, runs it in QEMU and reads its report.
+/// The widths compiled over one weight blob (the full width last): every width's weighted
+/// layers read the full width's weights (kinglet-compile `nested`), which fails unless the
+/// widths were quantised to share them (`kinglet_compress::nested`).
+pub fn compile_blob(
+    widths: &[CascadeModel<'_>],
+) -> Result<kinglet_compile::nested::NestedImage, AdaptError> {
+    let graphs: Vec<&kinglet_graph::Graph> = widths.iter().map(|m| m.graph).collect();
+    let names: Vec<&str> = widths.iter().map(|m| m.name).collect();
+    kinglet_compile::nested::compile_widths(&graphs, &names)
+        .map_err(|e| AdaptError::Invalid(format!("one weight blob: {e}")))
+}
+
+/// Builds the width-modes image for `target`, runs it in QEMU and reads its report. With
+/// `blob`, the widths read one weight blob ([`compile_blob`]); else each has its own weights.
 pub fn run_in_qemu_on(
     target: &dyn kinglet_compile::target::Target,
     widths: &[CascadeModel<'_>],
     plan: &ModePlan,
     windows: &StreamWindows,
     work_dir: &Path,
+    blob: Option<&kinglet_compile::nested::NestedImage>,
 ) -> Result<FirmwareModesRun, AdaptError> {
     let _guard = cascade_lock();
     let bins = embed_windows(windows, work_dir)?;
-    let source = modes_source(widths, plan, windows, &bins)?;
-    let text = build_and_run(target, &source, work_dir)?;
-    parse_output(&text, windows.n())
+    let source = modes_source(widths, plan, windows, &bins, blob)?;
+    let (text, flash) = build_and_run_sized(target, &source, work_dir)?;
+    let mut run = parse_output(&text, windows.n())?;
+    run.image_flash_bytes = flash;
+    Ok(run)
 }
 
 /// [`simulate`] and [`run_in_qemu_on`] on the same windows, and where they differ.
@@ -307,9 +327,10 @@ pub fn compare_with_host_on(
     plan: &ModePlan,
     windows: &StreamWindows,
     work_dir: &Path,
+    blob: Option<&kinglet_compile::nested::NestedImage>,
 ) -> Result<ModesComparison, AdaptError> {
     let host = simulate(widths, plan, windows)?;
-    let firmware = run_in_qemu_on(target, widths, plan, windows, work_dir)?;
+    let firmware = run_in_qemu_on(target, widths, plan, windows, work_dir, blob)?;
     let mismatched = (0..windows.n())
         .filter(|&i| host.get(i) != firmware.windows.get(i))
         .collect();
@@ -332,6 +353,7 @@ pub fn parse_output(text: &str, n: usize) -> Result<FirmwareModesRun, AdaptError
         instructions: Vec::new(),
         switches: Vec::new(),
         shared_arena_bytes: 0,
+        image_flash_bytes: 0,
     };
     let mut done = false;
     for line in text.lines() {

@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 
-use crate::program::{ConvWeights, Elem, KernelSet, Loc, Program, RequantData, StepKind};
+use crate::program::{BlobRef, ConvWeights, Elem, KernelSet, Loc, Program, RequantData, StepKind};
 
 /// Where the generated module comes from, for its header comment.
 pub struct Origin<'a> {
@@ -28,7 +28,12 @@ pub(crate) fn array<T: std::fmt::Display>(out: &mut String, name: &str, ty: &str
 }
 
 /// Packed weights, 4-byte aligned (the DSP kernels load them as words, with `LDM`).
-fn aligned_array<T: std::fmt::Display>(out: &mut String, name: &str, ty: &str, values: &[T]) {
+pub(crate) fn aligned_array<T: std::fmt::Display>(
+    out: &mut String,
+    name: &str,
+    ty: &str,
+    values: &[T],
+) {
     let _ = write!(
         out,
         "    static {name}: kinglet_m4::Aligned<[{ty}; {}]> = kinglet_m4::Aligned([",
@@ -177,6 +182,40 @@ fn weights_const(out: &mut String, name: &str, weights: &ConvWeights) -> String 
         }
     };
     format!("kinglet_m4::ConvWeights::{variant}(&{name}.0)")
+}
+
+/// The kinglet-m4 `ConvWeights` over a nested network's blob (its leading `len` values when
+/// given: per-channel rows).
+fn blob_weights_expr(blob: &BlobRef, len: Option<usize>) -> String {
+    let variant = if blob.wide { "Wide" } else { "Narrow" };
+    let range = len.map_or(String::new(), |n| format!("[..{n}]"));
+    format!(
+        "kinglet_m4::ConvWeights::{variant}(&super::super::{}_W.0{range})",
+        blob.name
+    )
+}
+
+/// A blob step's `Requant`: the leading part of the blob's tables when they are this width's,
+/// else tables of its own.
+fn blob_requant_expr(
+    consts: &mut String,
+    prefix: &str,
+    blob: &BlobRef,
+    r: &RequantData,
+    channels: usize,
+) -> String {
+    if blob.shared_requant {
+        format!(
+            "kinglet_m4::Requant {{ multipliers: &super::super::{name}_MULT[..{channels}], shifts: &super::super::{name}_SHIFT[..{channels}], output_offset: {}, act_min: {}, act_max: {} }}",
+            r.output_offset,
+            r.act_min,
+            r.act_max,
+            name = blob.name
+        )
+    } else {
+        requant_arrays(consts, prefix, r);
+        requant_expr(prefix, r)
+    }
 }
 
 /// What makes two kernel calls the same function instance (`None`: not a shared kernel).
@@ -349,6 +388,31 @@ fn schedule(program: &Program) -> String {
                 bias,
                 requant,
                 ..
+            } if program.blobs.contains_key(&i) => {
+                let blob = &program.blobs[&i];
+                let scratch = program.step_stack_bytes(i, step) / 4;
+                array(&mut consts, &format!("{p}_B"), "i32", bias);
+                let row = kinglet_m4::conv1d_row_len(*in_ch, *kernel);
+                format!(
+                    "kinglet_m4::nested::nested_conv1d::<{in_ch}, {out_ch}, {kernel}, {scratch}, {}, {}, {}, {}>(\n            &kinglet_m4::Conv1d {{ width: {width}, kernel: {kernel}, weights: {}, bias: &{p}_B, requant: {}, pool: {pool} }},\n            src,\n            dst,\n        )?;",
+                    form_1d(requant, bias, row),
+                    blob.full_in,
+                    blob.full_out,
+                    blob.block,
+                    blob_weights_expr(blob, None),
+                    blob_requant_expr(&mut consts, &p, blob, requant, *out_ch),
+                )
+            }
+            StepKind::Conv1d {
+                width,
+                in_ch,
+                out_ch,
+                kernel,
+                pool,
+                weights,
+                bias,
+                requant,
+                ..
             } => {
                 let weights_expr = weights_const(&mut consts, &format!("{p}_W"), weights);
                 // The buffer the stated stack bound counts for this step, in words.
@@ -378,6 +442,29 @@ fn schedule(program: &Program) -> String {
                 bias,
                 requant,
                 ..
+            } if program.blobs.contains_key(&i) => {
+                let blob = &program.blobs[&i];
+                array(&mut consts, &format!("{p}_B"), "i32", bias);
+                // Per-channel rows: a narrower width's are the blob's leading ones.
+                let len = match weights {
+                    ConvWeights::Wide(w) => w.len(),
+                    other => other.bytes(),
+                };
+                format!(
+                    "kinglet_m4::depthwise1d::<{channels}, {kernel}, {}>(\n            &kinglet_m4::Depthwise1d {{ width: {width}, kernel: {kernel}, weights: {}, bias: &{p}_B, requant: {} }},\n            src,\n            dst,\n        )?;",
+                    form_1d(requant, bias, *kernel),
+                    blob_weights_expr(blob, Some(len)),
+                    blob_requant_expr(&mut consts, &p, blob, requant, *channels),
+                )
+            }
+            StepKind::Depthwise1d {
+                width,
+                channels,
+                kernel,
+                weights,
+                bias,
+                requant,
+                ..
             } => {
                 let weights_expr = weights_const(&mut consts, &format!("{p}_W"), weights);
                 array(&mut consts, &format!("{p}_B"), "i32", bias);
@@ -391,6 +478,33 @@ fn schedule(program: &Program) -> String {
                         format!(", {width}, {}", form_1d(requant, bias, *kernel))
                     },
                     requant_expr(&p, requant)
+                )
+            }
+            StepKind::FullyConnectedQ15 {
+                in_len,
+                out_len,
+                bias,
+                requant,
+                ..
+            } if program.blobs.contains_key(&i) => {
+                let blob = &program.blobs[&i];
+                array(&mut consts, &format!("{p}_B"), "i32", bias);
+                let scales = if blob.shared_requant {
+                    format!("&super::super::{}_SCALE[..{out_len}]", blob.name)
+                } else {
+                    requant_arrays(&mut consts, &p, requant);
+                    format!("&{p}_SCALE")
+                };
+                format!(
+                    "kinglet_m4::nested::nested_fully_connected::<{in_len}, {out_len}, {}, {}, {}, {}>(\n            &kinglet_m4::FullyConnected {{ weights: {}, bias: &{p}_B, requant: kinglet_m4::FcRequant {{ scales: {scales}, output_offset: {}, act_min: {}, act_max: {} }} }},\n            src,\n            dst,\n        )?;",
+                    if blob.wide { 16 } else { 8 },
+                    blob.full_in,
+                    blob.full_out,
+                    blob.block,
+                    blob_weights_expr(blob, None),
+                    requant.output_offset,
+                    requant.act_min,
+                    requant.act_max,
                 )
             }
             StepKind::FullyConnectedQ15 {

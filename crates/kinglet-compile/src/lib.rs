@@ -20,6 +20,7 @@ pub mod firmware;
 pub mod float;
 pub mod guard;
 pub mod lower;
+pub mod nested;
 pub mod plan;
 pub mod program;
 pub mod qemu;

@@ -355,6 +355,7 @@ impl<'g> Lowering<'g> {
             layers: self.layers,
             arena_bytes,
             notes: self.notes,
+            blobs: Default::default(),
         })
     }
 

@@ -497,6 +497,27 @@ pub struct Program {
     /// What the lowering wants the user to know, e.g. sub-byte weights it had to store as
     /// int8 because no packed kernel runs that layer.
     pub notes: Vec<String>,
+    /// Steps (by index) that read a nested network's shared weight blob instead of weights
+    /// of their own: see [`crate::nested`]. Empty for an ordinary model.
+    pub blobs: std::collections::BTreeMap<usize, BlobRef>,
+}
+
+/// Where a step of one width of a nested network finds its weights (and, when they agree,
+/// its requantisation) in the blob the widths share; see [`crate::nested`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct BlobRef {
+    /// Prefix of the blob's constants in the generated source (`{name}_W`, `{name}_MULT`, …).
+    pub name: String,
+    /// The full width's input channels (input length of a fully-connected layer) and
+    /// output channels.
+    pub full_in: usize,
+    pub full_out: usize,
+    /// Output channels the blob interleaves (divides every width's count).
+    pub block: usize,
+    /// The blob holds widened (int16) weights rather than int8 ones.
+    pub wide: bool,
+    /// Whether this width's requantisation is the leading part of the blob's.
+    pub shared_requant: bool,
 }
 
 impl Program {
@@ -520,11 +541,24 @@ impl Program {
             KernelSet::CortexM4 => RUNTIME_STACK_BYTES_DSP,
             KernelSet::Reference => RUNTIME_STACK_BYTES_REFERENCE,
         };
-        let buffers = (self.steps.iter())
-            .map(|s| s.kind.stack_buffer_bytes())
+        let buffers = (self.steps.iter().enumerate())
+            .map(|(i, s)| self.step_stack_bytes(i, s))
             .max()
             .unwrap_or(0);
         runtime + buffers
+    }
+
+    /// [`StepKind::stack_buffer_bytes`], or for a step reading a blob of int8 weights the
+    /// block of the blob's (full-width) rows its kernel widens.
+    pub fn step_stack_bytes(&self, index: usize, step: &Step) -> usize {
+        match (&step.kind, self.blobs.get(&index)) {
+            (StepKind::Conv1d { kernel, .. }, Some(blob)) if !blob.wide => {
+                let row = kinglet_m4::conv1d_row_len(blob.full_in, *kernel);
+                4 * kinglet_m4::nested::nested_conv1d_scratch_words(blob.block, row)
+            }
+            (StepKind::Conv1d { .. }, Some(_)) => 0,
+            _ => step.kind.stack_buffer_bytes(),
+        }
     }
 
     /// [`Program::stated_stack_bytes`] for the C99 output of this (Cortex-M4) schedule, built

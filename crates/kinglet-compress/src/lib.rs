@@ -14,6 +14,7 @@ pub mod calibrate;
 pub mod dynamic;
 pub mod error;
 pub mod float16;
+pub mod nested;
 pub mod params;
 pub mod ptq;
 pub mod recorded;

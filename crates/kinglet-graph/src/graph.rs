@@ -224,6 +224,35 @@ impl Tensor {
     }
 }
 
+/// Flat row-major index in a tensor of shape `full` of each element of its leading block of
+/// shape `block` (every index below the block's extent, in row-major order): where a
+/// narrower width of a nested network finds its weights inside the full width's. `None`
+/// when `block` is not a leading block of `full` (other rank, or wider in some dimension).
+pub fn leading_block_indices(block: &[usize], full: &[usize]) -> Option<Vec<usize>> {
+    if block.len() != full.len() || block.iter().zip(full).any(|(b, f)| b > f) {
+        return None;
+    }
+    let n: usize = block.iter().product();
+    let mut out = Vec::with_capacity(n);
+    let mut index = vec![0usize; block.len()];
+    for _ in 0..n {
+        out.push(
+            index
+                .iter()
+                .zip(full)
+                .fold(0, |flat, (&i, &extent)| flat * extent + i),
+        );
+        for d in (0..block.len()).rev() {
+            index[d] += 1;
+            if index[d] < block[d] {
+                break;
+            }
+            index[d] = 0;
+        }
+    }
+    Some(out)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Padding {
     /// Output size `ceil(in / stride)`, padding split with the extra cell at the end (TFLite).

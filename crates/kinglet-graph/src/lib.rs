@@ -26,7 +26,7 @@ pub mod tflite;
 pub use error::GraphError;
 pub use graph::{
     Activation, DType, Graph, Hw, MAX_TENSOR_BYTES, Op, OpKind, Padding, QuantParams, Tensor,
-    TensorId, meta, pack_signed, unpack_signed,
+    TensorId, leading_block_indices, meta, pack_signed, unpack_signed,
 };
 pub use interp::{Element, Interpreter, TfliteKernels};
 pub use plan::{ARENA_ALIGN, ArenaPlan, Placement};

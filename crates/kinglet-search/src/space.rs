@@ -482,6 +482,7 @@ impl SearchSpace {
             },
             training: self.training.clone(),
             widths: Vec::new(),
+            width_norm: Default::default(),
         };
         architecture.validate()?;
         let mut precision = self.precision[genome[4]].clone();
@@ -560,6 +561,7 @@ impl SearchSpace {
             },
             training: self.training.clone(),
             widths: Vec::new(),
+            width_norm: Default::default(),
         }
     }
 

@@ -199,6 +199,42 @@ pub struct Architecture {
     /// ending at 1. Empty for an ordinary network. See [`crate::slim`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub widths: Vec<f64>,
+    /// How the narrower widths normalise (nested networks only). See [`WidthNorm`].
+    #[serde(default, skip_serializing_if = "WidthNorm::is_own")]
+    pub width_norm: WidthNorm,
+}
+
+/// How a nested network's narrower widths normalise their channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WidthNorm {
+    /// Each width keeps its own batch norm (scale, shift, statistics). After folding, every
+    /// width has its own per-channel weight scales, so on a device it needs its own
+    /// requantisation per channel besides its biases.
+    #[default]
+    Own,
+    /// A narrower width normalises each channel by the full width's scale `γ/σ` times one
+    /// learned factor per layer, and keeps its own running means and shifts. Folded, its
+    /// per-channel weight scales are the full width's times that factor, which the width's
+    /// activation scales absorb: its int8 weights and requantisation are the full width's
+    /// and only its biases are its own ("statistics folded into per-width biases").
+    SharedScale,
+}
+
+impl WidthNorm {
+    pub fn is_own(&self) -> bool {
+        *self == WidthNorm::Own
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "own" => Ok(Self::Own),
+            "shared-scale" => Ok(Self::SharedScale),
+            other => Err(format!(
+                "width norm `{other}`: expected `own` or `shared-scale`"
+            )),
+        }
+    }
 }
 
 fn default_window() -> usize {
@@ -353,6 +389,7 @@ impl Architecture {
                     ..seed_schedule(0.01, 25, 10)
                 },
                 widths: Vec::new(),
+                width_norm: Default::default(),
             },
             "big1" => Architecture {
                 name: name.into(),
@@ -363,6 +400,7 @@ impl Architecture {
                 head: Head::default(),
                 training: seed_schedule(0.01, 25, 0),
                 widths: Vec::new(),
+                width_norm: Default::default(),
             },
             "dual" => Architecture {
                 name: name.into(),
@@ -373,6 +411,7 @@ impl Architecture {
                 head: Head::default(),
                 training: seed_schedule(0.005, 50, 0),
                 widths: Vec::new(),
+                width_norm: Default::default(),
             },
             "kinglet" | "har-default" => Architecture {
                 name: "kinglet".into(),
@@ -391,6 +430,7 @@ impl Architecture {
                 },
                 training: kinglet_schedule(),
                 widths: Vec::new(),
+                width_norm: Default::default(),
             },
             // A Big for cascades: the default's recipe on a quarter of its MACs (≈ 200 k, about
             // Big-3IN's instruction count on Cortex-M4), pooling early.
@@ -410,6 +450,7 @@ impl Architecture {
                 },
                 training: kinglet_schedule(),
                 widths: Vec::new(),
+                width_norm: Default::default(),
             },
             "mnist-cnn" => crate::image::mnist_cnn(),
             _ => {
@@ -426,6 +467,7 @@ impl Architecture {
                     head: Head::default(),
                     training: little_schedule(k),
                     widths: Vec::new(),
+                    width_norm: Default::default(),
                 }
             }
         };

@@ -60,6 +60,7 @@ pub fn mnist_cnn() -> Architecture {
             balance_classes: false,
         },
         widths: Vec::new(),
+        width_norm: Default::default(),
     }
 }
 

@@ -66,6 +66,8 @@ pub struct Network {
     pub global_average_pool: bool,
     /// Per-width batch norms of a nested-width network (one entry per width below 1).
     pub slim: Vec<SlimNorms>,
+    /// The narrower widths normalise by the full width's scale ([`crate::arch::WidthNorm`]).
+    pub shared_scale: bool,
 }
 
 /// Shape of every parameter and running statistic, in canonical order, with its initial values.
@@ -256,12 +258,75 @@ fn norm_relu_pool(x: Tensor<3>, norm: Option<&BatchNorm>, pool: usize) -> Tensor
         Some(norm) => norm.forward(x),
         None => x,
     };
+    relu_pool(x, pool)
+}
+
+fn relu_pool(x: Tensor<3>, pool: usize) -> Tensor<3> {
     let x = burn::tensor::activation::relu(x);
     if pool > 1 {
         max_pool1d(x, MaxPoolOptions::new([pool]).with_stride([pool]))
     } else {
         x
     }
+}
+
+/// A narrower width's normalisation under [`crate::arch::WidthNorm::SharedScale`]:
+/// `(x − μ) · a · γ_full / √(σ²_full + ε) + β` on the leading channels, where `μ` is the
+/// width's own (batch, then running) mean, `β` its own shift, and `a` one factor per layer —
+/// the mean of the width's `gamma` tensor (whose entries start equal and receive equal
+/// gradients, so they stay one value) rounded to a power of two ([`shared_scale_factor`]). The full width's running variance is read as a
+/// constant: the width must fold to the full width's per-channel scales times `a`.
+fn shared_scale_norm(x: Tensor<3>, own: &BatchNorm, full: &BatchNorm) -> Tensor<3> {
+    let device = x.device();
+    let c = x.dims()[1];
+    let var = full
+        .running_var
+        .value()
+        .to_device(&device)
+        .narrow(0, 0, c)
+        .detach();
+    // The factor moves in powers of two (straight-through: the gradient reaches the mean
+    // as if unrounded), so that on a device a width's scales are the full width's times
+    // powers of two and its requantisation multipliers come out bit-identical.
+    let mean_gamma = own.gamma.val().mean();
+    let factor =
+        mean_gamma.clone() + (power_of_two(mean_gamma.clone().detach()) - mean_gamma).detach();
+    let scale = full
+        .gamma
+        .val()
+        .narrow(0, 0, c)
+        .div(var.add_scalar(full.epsilon).sqrt())
+        .mul(factor);
+    let training = device.is_autodiff() && own.training.is_enabled();
+    let mean = if training {
+        let batch_mean = x.clone().mean_dim(2).mean_dim(0).reshape([c]);
+        let running = own
+            .running_mean
+            .value_sync()
+            .to_device(&device)
+            .mul_scalar(1.0 - own.momentum)
+            .add(batch_mean.clone().detach().mul_scalar(own.momentum));
+        own.running_mean.update(running.detach());
+        batch_mean
+    } else {
+        own.running_mean.value().to_device(&device)
+    };
+    x.sub(mean.reshape([1, c, 1]))
+        .mul(scale.reshape([1, c, 1]))
+        .add(own.beta.val().reshape([1, c, 1]))
+}
+
+/// The factor a shared-scale width's layer applies, from its `gamma` values (as training
+/// computes it in [`shared_scale_norm`]).
+pub fn shared_scale_factor(gamma: &[f32]) -> f32 {
+    let mean = gamma.iter().sum::<f32>() / gamma.len().max(1) as f32;
+    mean.log2().round().exp2()
+}
+
+/// `2^round(log2 x)` elementwise (x > 0; batch-norm scales are kept positive).
+fn power_of_two<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    let ln2 = std::f64::consts::LN_2;
+    x.log().div_scalar(ln2).round().mul_scalar(ln2).exp()
 }
 
 /// The branches' flattened features side by side: the dense head's input.
@@ -417,6 +482,7 @@ impl Network {
             output,
             global_average_pool: arch.head.global_average_pool,
             slim,
+            shared_scale: arch.width_norm == crate::arch::WidthNorm::SharedScale,
         })
     }
 
@@ -538,11 +604,13 @@ impl Network {
                     .norms
                     .get(b * blocks + i)
                     .and_then(Option::as_ref);
-                x = norm_relu_pool(
-                    narrow_conv(&block.conv, cout, cin, 1).forward(x),
-                    norm,
-                    block.pool,
-                );
+                let y = narrow_conv(&block.conv, cout, cin, 1).forward(x);
+                x = match (norm, &block.norm) {
+                    (Some(own), Some(full)) if self.shared_scale => {
+                        relu_pool(shared_scale_norm(y, own, full), block.pool)
+                    }
+                    _ => norm_relu_pool(y, norm, block.pool),
+                };
             }
             features.push(self.flatten(x));
         }

@@ -228,6 +228,7 @@ pub fn slice_model(model: &TrainedModel, width: f64) -> Result<TrainedModel, Err
     let plan = WidthPlan::new(arch, width)?;
     let mut narrow = arch.clone();
     narrow.widths = Vec::new();
+    narrow.width_norm = Default::default();
     narrow.name = format!("{}-w{width}", arch.name);
     for (block, &c) in narrow.blocks.iter_mut().zip(&plan.blocks) {
         block.filters = c;
@@ -250,7 +251,29 @@ pub fn slice_model(model: &TrainedModel, width: f64) -> Result<TrainedModel, Err
         let source = model
             .tensor(&source_name)
             .ok_or_else(|| Error::Model(format!("weight `{source_name}` is missing")))?;
-        let values = if name == first_dense {
+        let shared_scale = arch.width_norm == crate::arch::WidthNorm::SharedScale;
+        let values = if let (true, Some(_), Some(part)) = (
+            shared_scale,
+            &norm_prefix,
+            name.rsplit_once(".norm.").map(|(_, part)| part),
+        ) {
+            // The full width's scale times the width's one factor, over the full width's
+            // variance; see WidthNorm::SharedScale. (The full width keeps the plain names.)
+            let full = || {
+                model
+                    .tensor(name)
+                    .ok_or_else(|| Error::Model(format!("weight `{name}` is missing")))
+                    .and_then(|t| leading(t, &shape_of.shape))
+            };
+            match part {
+                "gamma" => {
+                    let factor = crate::network::shared_scale_factor(&source.values);
+                    full()?.iter().map(|g| g * factor).collect()
+                }
+                "running_var" => full()?,
+                _ => leading(source, &shape_of.shape)?,
+            }
+        } else if name == first_dense {
             // Rows follow the flattened features, so a narrow feature map picks a
             // strided subset of them rather than a leading block.
             let cols = shape_of.shape[1];
@@ -338,7 +361,10 @@ mod tests {
         let device = Device::flex();
         let mut with_hidden = Architecture::preset("big1").unwrap();
         with_hidden.head.hidden = vec![10];
+        let mut shared_scale = Architecture::preset("kinglet-lite").unwrap();
+        shared_scale.width_norm = crate::arch::WidthNorm::SharedScale;
         for (arch, widths) in [
+            (shared_scale, vec![0.25, 0.5, 1.0]),
             (
                 Architecture::preset("kinglet-lite").unwrap(),
                 vec![0.25, 0.5, 0.75, 1.0],

@@ -269,6 +269,24 @@ fn modes_switch_at_run_time_on_the_device() {
     );
     let md = std::fs::read_to_string(format!("{modes}/modes.md")).unwrap();
     assert!(md.contains("Switched at run time on the device"), "{md}");
+    // Its own batch norm per width: each width carries its own weights, and they cannot be
+    // compiled over one blob (the compiler checks the weights, it does not assume them).
+    assert!(device["blob"].is_null(), "{device}");
+    let graphs: Vec<kinglet_graph::Graph> = json["widths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            let path = w["int8_model"].as_str().unwrap();
+            kinglet_graph::tflite::read_tflite_file(std::path::Path::new(path)).unwrap()
+        })
+        .collect();
+    let refs: Vec<&kinglet_graph::Graph> = graphs.iter().collect();
+    let err = match kinglet_compile::nested::compile_widths(&refs, &["a", "b", "c"]) {
+        Ok(_) => panic!("own-norm widths compiled over one blob"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("not the full width's"), "{err}");
 
     // Bad input: a device stream without firmware, an unknown core.
     let o = run_modes(&p("m2"), &["--no-firmware", "--device-stream", "10"]);
@@ -302,4 +320,89 @@ fn modes_switch_at_run_time_on_the_device() {
             text(&o)
         );
     }
+}
+
+/// A network trained with `--width-norm shared-scale` runs every width from one weight blob
+/// on the device: `modes` quantises the narrower widths over the full width's int8 weights,
+/// compiles them to read the blob, and the stream still matches the host simulator window by
+/// window (the command fails otherwise). The report says what the widths keep of their own:
+/// biases only.
+#[test]
+fn one_weight_blob_serves_every_width_on_the_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let nested = p("shared.kgl");
+    let data = har();
+    run_ok(&[
+        "train",
+        "--arch",
+        "kinglet-lite",
+        "--widths",
+        "0.25,0.5,1.0",
+        "--width-norm",
+        "shared-scale",
+        "--data",
+        &data,
+        "--epochs",
+        "2",
+        "--seed",
+        "3",
+        "--out",
+        &nested,
+        "--quiet",
+    ]);
+    let modes = p("modes");
+    let o = kinglet(&[
+        "modes",
+        "--model",
+        &nested,
+        "--data",
+        &data,
+        "--out",
+        &modes,
+        "--work-dir",
+        &p("work"),
+        "--device-stream",
+        "120",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{modes}/modes.json")).unwrap())
+            .unwrap();
+    let memory = &json["memory"];
+    assert_eq!(memory["differing_weight_bytes"], 0, "{memory}");
+    assert_eq!(memory["per_width_requant_bytes"], 0, "{memory}");
+    assert!(
+        memory["per_width_bias_bytes"].as_u64().unwrap() > 0,
+        "{memory}"
+    );
+    let blob = &json["device"]["blob"];
+    assert_eq!(blob["narrower_requant_bytes"], 0, "{blob}");
+    assert_eq!(
+        blob["full_int8_weight_bytes"], memory["full_weight_bytes"],
+        "{blob} {memory}"
+    );
+    assert_eq!(
+        blob["narrower_bias_bytes"], memory["per_width_bias_bytes"],
+        "{blob} {memory}"
+    );
+    assert_eq!(json["device"]["switches"].as_array().unwrap().len(), 2);
+    let md = std::fs::read_to_string(format!("{modes}/modes.md")).unwrap();
+    assert!(md.contains("One weight blob"), "{md}");
+
+    // A network trained with a batch norm per width cannot share its weights: `train`
+    // refuses the norm without widths, and the own-norm widths compile with their own.
+    let o = kinglet(&[
+        "train",
+        "--arch",
+        "kinglet-lite",
+        "--width-norm",
+        "shared-scale",
+        "--data",
+        &data,
+        "--out",
+        &p("x.kgl"),
+    ]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("--widths"), "{}", text(&o));
 }

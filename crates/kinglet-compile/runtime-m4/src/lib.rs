@@ -35,6 +35,7 @@ pub mod conv2d;
 pub mod depthwise2d;
 pub mod dsp;
 pub mod float_conv;
+pub mod nested;
 pub mod subbyte;
 
 use kinglet_micro::quant::multiply_by_quantized_multiplier;
@@ -97,29 +98,7 @@ pub fn pack_weights(
     row_in: usize,
     packed: &mut [i16],
 ) -> Result<(), ShapeError> {
-    let row = (row_in + 1) & !1;
-    if weights.len() != out_ch * row_in || packed.len() != out_ch * row {
-        return Err(ShapeError);
-    }
-    let block = channel_block(out_ch);
-    let pairs = row / 2;
-    let mut i = 0;
-    for b in (0..out_ch).step_by(block) {
-        for k in 0..pairs {
-            for j in 0..block {
-                let o = b + j;
-                for t in [2 * k, 2 * k + 1] {
-                    packed[i] = if t < row_in {
-                        i16::from(weights[o * row_in + t])
-                    } else {
-                        0
-                    };
-                    i += 1;
-                }
-            }
-        }
-    }
-    Ok(())
+    nested::pack_weights_blocked(weights, out_ch, row_in, channel_block(out_ch), packed)
 }
 
 /// Widens int8 `input` (`width × in_ch`, channels last) into `padded` as laid out by
@@ -493,10 +472,7 @@ pub fn pack_weights_narrow(
     row_in: usize,
     packed: &mut [i8],
 ) -> Result<(), ShapeError> {
-    // SAFETY: i8 and u8 have the same size and alignment; every bit pattern is valid.
-    let bytes =
-        unsafe { core::slice::from_raw_parts_mut(packed.as_mut_ptr().cast::<u8>(), packed.len()) };
-    subbyte::pack_weights_bits(weights, out_ch, row_in, 8, bytes)
+    nested::pack_weights_narrow_blocked(weights, out_ch, row_in, channel_block(out_ch), packed)
 }
 
 fn weights_ok(weights: &[i16], len: usize) -> bool {

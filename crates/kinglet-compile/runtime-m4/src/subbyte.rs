@@ -78,27 +78,61 @@ pub fn pack_weights_bits(
     bits: u32,
     packed: &mut [u8],
 ) -> Result<(), ShapeError> {
-    let row = (row_in + 1) & !1;
-    let block = channel_block(out_ch);
-    let block_bytes = packed_block_bytes(bits, block, row);
-    if weights.len() != out_ch * row_in || packed.len() != out_ch / block * block_bytes {
+    pack_weights_bits_blocked(weights, out_ch, row_in, channel_block(out_ch), bits, packed)
+}
+
+/// [`pack_weights_bits`] in blocks of `block` channels (1, 2 or 4, dividing `out_ch`), which a
+/// nested-width blob fixes for all its widths ([`crate::nested`]).
+pub(crate) fn pack_weights_bits_blocked(
+    weights: &[i8],
+    out_ch: usize,
+    row_in: usize,
+    block: usize,
+    bits: u32,
+    packed: &mut [u8],
+) -> Result<(), ShapeError> {
+    if !matches!(bits, 2 | 4 | 8) {
         return Err(ShapeError);
     }
+    let row = (row_in + 1) & !1;
+    let block_bytes = packed_block_bytes(bits, block, row);
+    if !crate::nested::block_divides(block, out_ch)
+        || weights.len() != out_ch * row_in
+        || packed.len() != out_ch / block * block_bytes
+    {
+        return Err(ShapeError);
+    }
+    if block_bytes == 0 {
+        // Empty rows: nothing to pack (and no chunks to cut).
+        return Ok(());
+    }
     for (bi, dst) in packed.chunks_exact_mut(block_bytes).enumerate() {
-        let b = bi * block;
-        let values = (0..block * row).map(|t| {
-            // Value t of the block: pair k, channel j, element e of the pair.
-            let (k, j, e) = (t / (2 * block), (t / 2) % block, t % 2);
-            let v = 2 * k + e;
-            if v < row_in {
-                weights[(b + j) * row_in + v]
-            } else {
-                0
-            }
-        });
-        pack_values(values, bits, dst)?;
+        pack_values(block_values(weights, row_in, block, bi * block), bits, dst)?;
     }
     Ok(())
+}
+
+/// The value sequence of the widened layout for the block of `block` channels from channel
+/// `b` of weights `[out_ch][row_in]`: pair by pair, the block's channels side by side, rows
+/// rounded up to whole pairs with zeros. Every packer of 1D filters lays out this sequence.
+/// The caller has checked that the block's rows lie in `weights`.
+pub(crate) fn block_values(
+    weights: &[i8],
+    row_in: usize,
+    block: usize,
+    b: usize,
+) -> impl ExactSizeIterator<Item = i8> + '_ {
+    let row = (row_in + 1) & !1;
+    (0..block * row).map(move |t| {
+        // Value t of the block: pair k, channel j, element e of the pair.
+        let (k, j, e) = (t / (2 * block), (t / 2) % block, t % 2);
+        let v = 2 * k + e;
+        if v < row_in {
+            weights[(b + j) * row_in + v]
+        } else {
+            0
+        }
+    })
 }
 
 /// Bytes of one depthwise channel's packed taps (`2 · depthwise_pairs(kernel)` values).

@@ -11,6 +11,11 @@
 //!   draw weights in [-8, 7] or [-2, 1]), unpacked in the scratch or in registers.
 use std::collections::BTreeMap;
 
+mod common;
+use common::{
+    Conv1dShape, Lcg, bytes_of, fold, quant_params, random_conv1d_io, random_fc_io,
+    random_fc_quant, random_requant, words_of,
+};
 use kinglet_m4::subbyte::{
     PACKED_FC_MAX_ROW, depthwise_packed_channel_bytes, pack_depthwise_weights_bits,
     pack_weights_bits, packed_block_bytes, packed_scratch_words,
@@ -26,7 +31,7 @@ use kinglet_micro::quant::{
     FusedActivation, activation_range_quantized, conv_output_multipliers, fc_reference_scales,
     multiply_by_quantized_multiplier,
 };
-use kinglet_micro::{ConvParams, PoolParams, QuantParams, Shape4, TensorMut, TensorRef};
+use kinglet_micro::{ConvParams, Shape4, TensorMut, TensorRef};
 
 /// Bits of the weights random case `case` draws: 8, 4, 2 in turn.
 fn case_bits(case: usize) -> u32 {
@@ -39,26 +44,6 @@ fn random_weight(rng: &mut Lcg, bits: u32) -> i8 {
         8 => rng.range(-127, 127) as i8,
         _ => rng.range(-(1 << (bits - 1)), (1 << (bits - 1)) - 1) as i8,
     }
-}
-
-/// Packed bytes in word storage, as the generated code declares them (the kernels read
-/// them as words).
-fn words_of(bytes: &[u8]) -> Vec<u32> {
-    bytes
-        .chunks(4)
-        .map(|c| {
-            let mut w = [0u8; 4];
-            w[..c.len()].copy_from_slice(c);
-            u32::from_le_bytes(w)
-        })
-        .collect()
-}
-
-/// `words` viewed as the `len` bytes they hold.
-fn bytes_of(words: &[u32], len: usize) -> &[u8] {
-    assert!(4 * words.len() >= len);
-    // SAFETY: `words` holds at least `len` initialised bytes.
-    unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), len) }
 }
 
 /// For sub-byte `bits`, `len` bytes filled by `pack` in word storage (empty for int8).
@@ -77,20 +62,6 @@ fn sub_byte(bits: u32, bytes: &[u8]) -> ConvWeights<'_> {
         4 => ConvWeights::Int4(bytes),
         _ => ConvWeights::Int2(bytes),
     }
-}
-
-fn fold(bias: &[i32], weights: &[i8], out: usize, zp: i32) -> Vec<i32> {
-    let row = weights.len() / out;
-    (0..out)
-        .map(|o| {
-            bias[o].wrapping_sub(
-                zp * weights[o * row..(o + 1) * row]
-                    .iter()
-                    .map(|&v| i32::from(v))
-                    .sum::<i32>(),
-            )
-        })
-        .collect()
 }
 
 type Case = BTreeMap<String, Vec<String>>;
@@ -258,35 +229,6 @@ fn fully_connected_requantises_like_tflite_reference_at_a_fixed_point_tie() {
     assert_eq!(out, [87, -99]);
 }
 
-struct Lcg(u32);
-impl Lcg {
-    fn next(&mut self) -> u32 {
-        self.0 = self.0.wrapping_mul(1_103_515_245).wrapping_add(12345);
-        self.0 >> 8
-    }
-    fn range(&mut self, lo: i32, hi: i32) -> i32 {
-        lo + (self.next() % (hi - lo + 1) as u32) as i32
-    }
-    fn unit(&mut self) -> f32 {
-        (self.next() % 10_000) as f32 / 10_000.0
-    }
-}
-
-/// Random requantisation for `channels` outputs; every fourth case has output scales small
-/// enough that some multipliers exceed 1 (left shifts).
-fn random_requant(rng: &mut Lcg, case: usize, channels: usize) -> (f32, Vec<i32>, Vec<i32>) {
-    let in_s = 0.002 + rng.unit() * 0.05;
-    let out_s = if case.is_multiple_of(4) {
-        0.00005 + rng.unit() * 0.0002
-    } else {
-        0.0005 + rng.unit() * 0.2
-    };
-    let f_s: Vec<f32> = (0..channels).map(|_| 0.001 + rng.unit() * 0.02).collect();
-    let (mut m, mut sh) = (vec![0; channels], vec![0; channels]);
-    conv_output_multipliers(in_s, &f_s, out_s, &mut m, &mut sh).unwrap();
-    (out_s, m, sh)
-}
-
 #[test]
 fn conv1d_matches_reference_kernels() {
     let mut rng = Lcg(7);
@@ -321,57 +263,23 @@ fn conv1d_matches_reference_kernels() {
         let weights: Vec<i8> = (0..out_ch * kernel * in_ch)
             .map(|_| random_weight(&mut rng, bits))
             .collect();
-        let bias: Vec<i32> = (0..out_ch).map(|_| rng.range(-20_000, 20_000)).collect();
-        let input: Vec<i8> = (0..in_width * in_ch)
-            .map(|_| rng.range(-128, 127) as i8)
-            .collect();
-
         // Reference: conv then optional 1×2/2 VALID max pool.
-        let q = QuantParams {
-            input_offset: -in_zp,
-            filter_offset: 0,
-            output_offset: out_zp,
-            requant: kinglet_micro::Requant::new(&m, &sh),
-            act_min,
-            act_max,
+        let q = quant_params(
+            in_zp,
+            out_zp,
+            kinglet_micro::Requant::new(&m, &sh),
+            (act_min, act_max),
+        );
+        let shape = Conv1dShape {
+            in_width,
+            in_ch,
+            out_ch,
+            kernel,
+            pad_before,
+            width,
+            pool,
         };
-        let conv = ConvParams {
-            pad_left: pad_before,
-            ..ConvParams::unit()
-        };
-        let mut conv_out = vec![0i8; width * out_ch];
-        kinglet_micro::conv2d::conv2d_i8(
-            &conv,
-            &q,
-            TensorRef::new(&input, Shape4::new(1, 1, in_width, in_ch)),
-            TensorRef::new(&weights, Shape4::new(out_ch, 1, kernel, in_ch)),
-            Some(&bias),
-            TensorMut::new(&mut conv_out, Shape4::new(1, 1, width, out_ch)),
-        )
-        .unwrap();
-        let expected = if pool {
-            let pooled_w = width / 2;
-            let mut pooled = vec![0i8; pooled_w * out_ch];
-            let p = PoolParams {
-                filter_h: 1,
-                filter_w: 2,
-                stride_h: 1,
-                stride_w: 2,
-                pad_top: 0,
-                pad_left: 0,
-            };
-            kinglet_micro::max_pool2d::max_pool2d_i8(
-                &p,
-                -128,
-                127,
-                TensorRef::new(&conv_out, Shape4::new(1, 1, width, out_ch)),
-                TensorMut::new(&mut pooled, Shape4::new(1, 1, pooled_w, out_ch)),
-            )
-            .unwrap();
-            pooled
-        } else {
-            conv_out
-        };
+        let (bias, input, expected) = random_conv1d_io(&mut rng, &shape, &weights, &q);
 
         let row = conv1d_row_len(in_ch, kernel);
         let mut packed = vec![0i16; out_ch * row];
@@ -469,14 +377,12 @@ fn depthwise1d_matches_reference_kernel() {
         let input: Vec<i8> = (0..in_width * channels)
             .map(|_| rng.range(-128, 127) as i8)
             .collect();
-        let q = QuantParams {
-            input_offset: -in_zp,
-            filter_offset: 0,
-            output_offset: out_zp,
-            requant: kinglet_micro::Requant::new(&m, &sh),
-            act_min,
-            act_max,
-        };
+        let q = quant_params(
+            in_zp,
+            out_zp,
+            kinglet_micro::Requant::new(&m, &sh),
+            (act_min, act_max),
+        );
         let params = kinglet_micro::depthwise_conv2d::DepthwiseParams {
             conv: ConvParams {
                 pad_left: pad_before,
@@ -697,20 +603,10 @@ fn fully_connected_wide_and_narrow_match_reference_kernel() {
         let in_len = rng.range(1, 70) as usize;
         let out_len = [1usize, 2, 3, 4, 5, 6, 8, 10, 12, 16][rng.range(0, 9) as usize];
         blocks_seen[channel_block(out_len)] += 1;
-        let in_s = 0.002 + rng.unit() * 0.05;
-        let out_s = 0.01 + rng.unit() * 0.5;
-        let f_s: Vec<f32> = (0..out_len).map(|_| 0.001 + rng.unit() * 0.02).collect();
-        let mut scales = vec![0f64; out_len];
-        fc_reference_scales(in_s, &f_s, out_s, &mut scales).unwrap();
-        let in_zp = rng.range(-128, 127);
-        let out_zp = rng.range(-128, 127);
         let relu = case % 3 == 0;
-        let activation = if relu {
-            FusedActivation::Relu
-        } else {
-            FusedActivation::None
-        };
-        let (act_min, act_max) = activation_range_quantized(activation, out_s, out_zp, -128, 127);
+        let fq = random_fc_quant(&mut rng, out_len, relu);
+        let (scales, in_zp, out_zp) = (&fq.scales, fq.in_zp, fq.out_zp);
+        let (act_min, act_max) = (fq.act_min, fq.act_max);
         let bits = case_bits(case);
         let weights: Vec<i8> = (0..out_len * in_len)
             .map(|_| match (bits, rng.range(0, 7)) {
@@ -723,31 +619,7 @@ fn fully_connected_wide_and_narrow_match_reference_kernel() {
                 _ => random_weight(&mut rng, bits),
             })
             .collect();
-        let bias: Vec<i32> = (0..out_len).map(|_| rng.range(-5000, 5000)).collect();
-        let input: Vec<i8> = (0..in_len).map(|_| rng.range(-128, 127) as i8).collect();
-
-        let q = QuantParams {
-            input_offset: -in_zp,
-            filter_offset: 0,
-            output_offset: out_zp,
-            requant: kinglet_micro::Requant::double(&scales),
-            act_min,
-            act_max,
-        };
-        let mut expected = vec![0i8; out_len];
-        kinglet_micro::fully_connected::fully_connected_i8(
-            kinglet_micro::fully_connected::FcShape {
-                batches: 1,
-                in_features: in_len,
-                out_features: out_len,
-            },
-            &q,
-            &input,
-            &weights,
-            Some(&bias),
-            &mut expected,
-        )
-        .unwrap();
+        let (bias, input, expected) = random_fc_io(&mut rng, &fq, &weights, in_len);
 
         let mut packed = vec![0i16; out_len * fc_row_len(in_len)];
         pack_weights(&weights, out_len, in_len, &mut packed).unwrap();
@@ -771,7 +643,7 @@ fn fully_connected_wide_and_narrow_match_reference_kernel() {
                 weights,
                 bias: &folded,
                 requant: FcRequant {
-                    scales: &scales,
+                    scales,
                     output_offset: out_zp,
                     act_min,
                     act_max,
@@ -790,7 +662,7 @@ fn fully_connected_wide_and_narrow_match_reference_kernel() {
             weights: short,
             bias: &folded,
             requant: FcRequant {
-                scales: &scales,
+                scales,
                 output_offset: out_zp,
                 act_min,
                 act_max,

@@ -34,10 +34,15 @@ pub struct ModesArgs {
         default_value = "0.5,0.6,0.7,0.8,0.85,0.9,0.95,0.97,0.98,0.99,0.995,0.998,0.999"
     )]
     pub thresholds: String,
-    /// Largest validation accuracy loss against the full width, in [0, 1] (0.003 = 0.3 pp),
-    /// of the recommended adaptive mode.
+    /// Largest loss against the full width, in [0, 1] (0.003 = 0.3 %), of the recommended
+    /// adaptive mode on validation: the share of windows it labels otherwise than the full
+    /// width (`--recommend agreement`), or its accuracy drop (`--recommend accuracy`).
     #[arg(long, default_value_t = 0.003)]
     pub max_loss: f64,
+    /// How the recommended mode reads validation: `agreement` with the full width's labels
+    /// (which bounds the accuracy loss and needs no label), or `accuracy`.
+    #[arg(long, default_value = "agreement")]
+    pub recommend: String,
     /// Board profiles (TOML) for energy; default: the built-in ones.
     #[arg(long)]
     pub boards_dir: Option<PathBuf>,
@@ -73,6 +78,7 @@ pub fn run(args: ModesArgs) -> Result<()> {
             .map(|t| t as f32)
             .collect(),
         max_loss: modes::parse_unit_list(&args.max_loss.to_string(), "--max-loss")?[0],
+        recommend: modes::Recommend::parse(&args.recommend)?,
         out: args.out,
         boards_dir: args.boards_dir,
         no_firmware: args.no_firmware,

@@ -91,6 +91,13 @@ pub struct TrainArgs {
     /// Validation accuracy (and epoch selection) is then the mean over the widths.
     #[arg(long, conflicts_with_all = ["qat", "init"])]
     pub widths: Option<String>,
+    /// How the narrower widths normalise: `own` batch norms, or `shared-scale` — the full
+    /// width's per-channel scale times one learned factor per layer, with their own means and
+    /// shifts, so that on a device every width reads the full width's int8 weights and
+    /// requantisation and only its biases are its own (`kinglet modes` then builds one
+    /// weight blob).
+    #[arg(long, requires = "widths", default_value = "own")]
+    pub width_norm: String,
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
@@ -115,6 +122,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         teacher: args.teacher.map(|t| (t, args.teacher_weight)),
         export_inputs: args.export_inputs,
         widths: args.widths,
+        width_norm: kinglet_train::arch::WidthNorm::parse(&args.width_norm)
+            .map_err(anyhow::Error::msg)?,
     };
     kinglet::jobs::train::run(&job, &mut Bar::new(args.quiet))
 }

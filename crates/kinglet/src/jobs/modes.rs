@@ -11,8 +11,14 @@
 //!   chosen on the validation windows: of the grid, those on the chain and measure's
 //!   validation front (no other threshold is as accurate for less).
 //!
-//! The recommended adaptive mode is chosen on validation too: the cheapest whose validation
-//! accuracy is at most `max_loss` below the full width's.
+//! The recommended adaptive mode is chosen on validation too, by default as the cheapest whose
+//! labels differ from the full width's on at most a `max_loss` share of the validation
+//! windows ([`Recommend::Agreement`]): a mode's accuracy can fall below the full width's by at
+//! most the share of windows on which the two disagree, and that share, which needs no label,
+//! carried over from validation subjects to unseen ones where the accuracy gap did not (the
+//! full width scored below its 0.75 width on seven HAPT validation subjects and 1 pp above it
+//! on the official test windows). [`Recommend::Accuracy`] is the earlier rule: the cheapest
+//! whose validation accuracy is at most `max_loss` below the full width's.
 //!
 //! A window's cost is the sum of the measured instructions of the widths it ran.
 
@@ -26,6 +32,7 @@ use kinglet_data::metrics::Classification;
 use kinglet_data::spec::{DataSpec, LoadOptions, Split};
 use kinglet_graph::{Graph, TfliteKernels};
 use kinglet_train::TrainedModel;
+use kinglet_train::arch::WidthNorm;
 use kinglet_train::model_file::write_atomic;
 use serde::Serialize;
 
@@ -45,6 +52,8 @@ pub struct ModesJob {
     /// Largest accuracy loss (fraction, e.g. 0.003) against the full width, on validation, for
     /// the recommended adaptive mode.
     pub max_loss: f64,
+    /// How the recommended adaptive mode reads validation.
+    pub recommend: Recommend,
     /// Board profiles for energy (default: the built-in ones).
     pub boards_dir: Option<PathBuf>,
     /// Skip QEMU: cost in MACs instead of measured instructions (said so in every output).
@@ -60,6 +69,41 @@ pub struct ModesJob {
     /// ids of this run's table (`--device-modes`); default: full width, the recommended
     /// adaptive mode, narrowest width.
     pub device_modes: Option<[usize; 3]>,
+}
+
+/// How the recommended adaptive mode is chosen on the validation windows (the cheapest mode
+/// there that passes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Recommend {
+    /// Its labels differ from the full width's on at most `max_loss` of the windows of every
+    /// validation subject.
+    Agreement,
+    /// Its accuracy is at most `max_loss` below the full width's.
+    Accuracy,
+}
+
+impl Recommend {
+    pub fn parse(text: &str) -> Result<Self> {
+        match text {
+            "agreement" => Ok(Self::Agreement),
+            "accuracy" => Ok(Self::Accuracy),
+            other => bail!("--recommend `{other}`: expected `agreement` or `accuracy`"),
+        }
+    }
+
+    /// The rule as the report states it ("the cheapest adaptive mode whose …").
+    fn describe(self, max_loss: f64) -> String {
+        let share = max_loss * 100.0;
+        match self {
+            Self::Agreement => format!(
+                "labels differ from the full width's on at most {share:.2} % of every validation subject's windows"
+            ),
+            Self::Accuracy => {
+                format!("validation accuracy is at most {share:.2} pp below the full width's")
+            }
+        }
+    }
 }
 
 /// The battery policy of the device stream: (least remaining charge %, index into
@@ -93,6 +137,16 @@ pub struct DeviceStream {
     /// Windows before which the device switched, and to which of `modes`.
     pub switches: Vec<(usize, u8)>,
     pub shared_arena_bytes: u64,
+    /// The weight blob every width read (a shared-scale network), with the constants the
+    /// widths keep of their own; `None` when each width carried its own weights.
+    pub blob: Option<kinglet_compile::nested::BlobMemory>,
+    /// Flash of the image (every width, the mode table, the policy, the embedded windows),
+    /// and of the same image holding only the full width: their difference is everything the
+    /// modes add, code included.
+    pub image_flash_bytes: u64,
+    pub full_width_alone_flash_bytes: u64,
+    /// Mean instructions per window of that full-width-only image on the same stream.
+    pub full_width_alone_mean_instructions: f64,
 }
 
 /// One width of the network as measured.
@@ -120,6 +174,9 @@ pub struct ModeRow {
     pub rule: String,
     pub threshold: Option<f32>,
     pub validation_accuracy: f64,
+    /// Share of validation windows it labels as the full width does, on the validation
+    /// subject where that share is lowest.
+    pub validation_agreement: f64,
     pub accuracy: f64,
     pub macro_f1: f64,
     /// Mean and worst-case cost per window (instructions, or MACs with `--no-firmware`).
@@ -146,6 +203,7 @@ pub struct ModesReport {
     /// validation accuracy, if any.
     pub recommended: Option<usize>,
     pub max_loss: f64,
+    pub recommend: Recommend,
     pub memory: Memory,
     /// `--device-stream`: the modes switched at run time on a device core.
     pub device: Option<DeviceStream>,
@@ -160,15 +218,18 @@ pub struct Memory {
     /// norm into them).
     pub per_width_bias_bytes: usize,
     /// Per-output-channel requantisation of every width below 1 (int32 multiplier and int32
-    /// shift, TFLM's layout).
+    /// shift, TFLM's layout) where it is not the full width's (a shared-scale network shares
+    /// all of it).
     pub per_width_requant_bytes: usize,
     /// int8 weights of narrower widths that differ from the full width's at the same position
-    /// (a single shared blob needs these stored besides; see docs/model-format.md). Compared
-    /// index by index, so a flattening head's first dense layer, whose narrow rows are strided
-    /// in the full weight, counts as differing: an upper bound there.
+    /// (0 for a shared-scale network, whose widths read one blob). Compared over the leading
+    /// block, so a flattening head's first dense layer, whose narrow rows are strided in the
+    /// full weight, counts as differing: an upper bound there.
     pub differing_weight_bytes: usize,
-    /// Mode table: per mode a width mask, a measure byte and an f32 threshold.
+    /// Mode table: per mode a width mask, a measure byte and an f32 threshold; every mode of
+    /// the report, and the Pareto modes (what a device would carry).
     pub mode_table_bytes: usize,
+    pub pareto_mode_table_bytes: usize,
 }
 
 /// Reads a comma-separated list of numbers, each in [0, 1].
@@ -237,6 +298,15 @@ fn probabilities(graph: &Graph, model: &TrainedModel, data: &Dataset) -> Result<
             s
         })
         .collect())
+}
+
+/// A mode's validation figures when it was chosen on a chain's validation front.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Chosen {
+    accuracy: f64,
+    /// Share of windows labelled as the full width labels them (worst validation subject).
+    agreement: f64,
+    mean_cost: f64,
 }
 
 /// A mode replayed over per-width probabilities: predictions, per-window cost, runs per width.
@@ -347,7 +417,8 @@ pub fn run(job: &ModesJob, log: &mut dyn std::io::Write) -> Result<ModesReport> 
     let mut rows = Vec::new();
     let mut graphs = Vec::new();
     let (mut val_probs, mut test_probs) = (Vec::new(), Vec::new());
-    for &w in &widths {
+    // Each width as an ordinary model, quantised to int8 on its own.
+    let quantise = |w: f64| -> Result<(TrainedModel, PathBuf, Graph)> {
         let narrow = kinglet_train::slim::slice_model(&model, w)?;
         let kgl = dir.join(format!("w{w}.kgl"));
         narrow.save(&kgl)?;
@@ -372,6 +443,30 @@ pub fn run(job: &ModesJob, log: &mut dyn std::io::Write) -> Result<ModesReport> 
         super::quantize::run(&q, &mut std::io::sink())
             .with_context(|| format!("quantising width {w}"))?;
         let graph = kinglet_graph::tflite::read_tflite_file(&int8)?;
+        Ok((narrow, int8, graph))
+    };
+    // A shared-scale network's narrower widths read the full width's int8 weights and
+    // requantisation (kinglet_compress::nested): the full width is quantised first.
+    let shared_blob = model.architecture.width_norm == WidthNorm::SharedScale;
+    let full_width = widths.iter().copied().fold(0.0, f64::max);
+    let full_int8 = if shared_blob {
+        Some(quantise(full_width)?.2)
+    } else {
+        None
+    };
+    for &w in &widths {
+        let (narrow, int8, mut graph) = quantise(w)?;
+        if let (Some(full), true) = (&full_int8, w < full_width) {
+            let (shared, found) = kinglet_compress::nested::share_full_width(full, &graph)
+                .with_context(|| format!("width {w} over the full width's weights"))?;
+            writeln!(
+                log,
+                "width {w}: the full width's int8 weights × {:?} (largest difference from its own quantisation: {:.2} of what rounding explains)",
+                found.factors, found.worst_step_difference
+            )?;
+            kinglet_graph::tflite::write_tflite_file(&shared, &int8)?;
+            graph = shared;
+        }
         let (instructions, flash) = if job.no_firmware {
             (None, None)
         } else {
@@ -435,8 +530,34 @@ pub fn run(job: &ModesJob, log: &mut dyn std::io::Write) -> Result<ModesReport> 
 
     // Candidate modes: fixed widths, then each chain × measure × validation-chosen threshold.
     let k = widths.len();
-    // Each mode with its validation (accuracy, mean cost) when it was chosen on a front.
-    let mut modes: Vec<(WidthMode, Option<(f64, f64)>)> =
+    let full = widths
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(i, _)| i)
+        .context("no widths")?;
+    let full_val = replay(&WidthMode::fixed(full as u8), &val_probs, &cost)?.predictions;
+    // Agreement with the full width's labels on the validation subject where it is lowest
+    // (all windows as one when the data names no subjects): the subject, not the window,
+    // is what varies between validation and deployment.
+    let subjects: Vec<u32> = match &val.subjects {
+        Some(s) if s.len() == full_val.len() => s.clone(),
+        _ => vec![0; full_val.len()],
+    };
+    let agreement = |predictions: &[u32]| {
+        let mut per_subject: std::collections::BTreeMap<u32, (usize, usize)> = Default::default();
+        for ((p, f), s) in predictions.iter().zip(&full_val).zip(&subjects) {
+            let e = per_subject.entry(*s).or_default();
+            e.0 += usize::from(p == f);
+            e.1 += 1;
+        }
+        per_subject
+            .values()
+            .map(|&(same, n)| same as f64 / n.max(1) as f64)
+            .fold(1.0, f64::min)
+    };
+    // Each mode with its validation figures when it was chosen on a front.
+    let mut modes: Vec<(WidthMode, Option<Chosen>)> =
         (0..k).map(|i| (WidthMode::fixed(i as u8), None)).collect();
     for mask in 1u32..(1 << k) {
         let chain: Vec<u8> = (0..k as u8).filter(|i| mask & (1 << i) != 0).collect();
@@ -449,22 +570,32 @@ pub fn run(job: &ModesJob, log: &mut dyn std::io::Write) -> Result<ModesReport> 
                 let mode = WidthMode::new(&chain, measure, t)
                     .map_err(|e| anyhow::anyhow!("mode {chain:?} threshold {t}: {e:?}"))?;
                 let r = replay(&mode, &val_probs, &cost)?;
-                let acc = accuracy(&val, &r.predictions).accuracy();
-                let mean = r.costs.iter().sum::<u64>() as f64 / r.costs.len().max(1) as f64;
-                scored.push((mode, acc, mean));
+                let chosen = Chosen {
+                    accuracy: accuracy(&val, &r.predictions).accuracy(),
+                    agreement: agreement(&r.predictions),
+                    mean_cost: r.costs.iter().sum::<u64>() as f64 / r.costs.len().max(1) as f64,
+                };
+                scored.push((mode, chosen));
             }
-            // The thresholds on this chain's validation front: none cheaper is as accurate.
-            for (mode, acc, mean) in &scored {
-                let dominated = scored
-                    .iter()
-                    .any(|(_, a, m)| a >= acc && m <= mean && (a > acc || m < mean));
-                let same_point = |m: &(WidthMode, Option<(f64, f64)>)| {
-                    m.1.is_some_and(|(a, c)| a == *acc && c == *mean)
+            // The thresholds on this chain's validation fronts (accuracy, and agreement with
+            // the full width, against cost): none cheaper is as accurate, or agrees as often.
+            for (mode, c) in &scored {
+                let on_front = |key: fn(&Chosen) -> f64| {
+                    !scored.iter().any(|(_, o)| {
+                        key(o) >= key(c)
+                            && o.mean_cost <= c.mean_cost
+                            && (key(o) > key(c) || o.mean_cost < c.mean_cost)
+                    })
+                };
+                let same_point = |m: &(WidthMode, Option<Chosen>)| {
+                    m.1.is_some_and(|o| o == *c)
                         && m.0.chain() == mode.chain()
                         && m.0.measure() == mode.measure()
                 };
-                if !dominated && !modes.iter().any(same_point) {
-                    modes.push((*mode, Some((*acc, *mean))));
+                if (on_front(|o| o.accuracy) || on_front(|o| o.agreement))
+                    && !modes.iter().any(same_point)
+                {
+                    modes.push((*mode, Some(*c)));
                 }
             }
         }
@@ -488,6 +619,7 @@ pub fn run(job: &ModesJob, log: &mut dyn std::io::Write) -> Result<ModesReport> 
             },
             threshold: (!fixed).then(|| mode.threshold()),
             validation_accuracy: accuracy(&val, &v.predictions).accuracy(),
+            validation_agreement: agreement(&v.predictions),
             accuracy: c.accuracy(),
             macro_f1: c.macro_f1(),
             mean_cost: mean,
@@ -521,22 +653,25 @@ pub fn run(job: &ModesJob, log: &mut dyn std::io::Write) -> Result<ModesReport> 
     for (r, p) in out_rows.iter_mut().zip(frontier) {
         r.pareto = p;
     }
-    let full_val = out_rows
+    let full_val_accuracy = out_rows
         .iter()
-        .find(|m| m.rule == "fixed" && m.widths == [1.0])
+        .find(|m| m.rule == "fixed" && m.widths.len() == 1 && m.widths[0] == widths[full])
         .map_or(0.0, |m| m.validation_accuracy);
+    let passes = |c: &Chosen| match job.recommend {
+        Recommend::Agreement => c.agreement >= 1.0 - job.max_loss - 1e-12,
+        Recommend::Accuracy => c.accuracy >= full_val_accuracy - job.max_loss - 1e-12,
+    };
     let recommended = modes
         .iter()
-        .zip(&out_rows)
-        .filter(|(_, r)| {
-            r.rule != "fixed" && r.validation_accuracy >= full_val - job.max_loss - 1e-12
-        })
-        .min_by(|a, b| {
-            let cost = |m: &(WidthMode, Option<(f64, f64)>)| m.1.map_or(f64::INFINITY, |v| v.1);
-            cost(a.0).total_cmp(&cost(b.0))
-        })
-        .map(|(_, r)| r.id);
-    let memory = memory(&graphs, out_rows.len())?;
+        .enumerate()
+        .filter_map(|(i, (_, c))| c.filter(|c| passes(c)).map(|c| (i, c.mean_cost)))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(i, _)| i);
+    let memory = memory(
+        &graphs,
+        out_rows.len(),
+        out_rows.iter().filter(|m| m.pareto).count(),
+    )?;
     let device = match job.device_stream {
         Some(n) => {
             let int8: Vec<PathBuf> = rows.iter().map(|r| PathBuf::from(&r.int8_model)).collect();
@@ -554,7 +689,15 @@ pub fn run(job: &ModesJob, log: &mut dyn std::io::Write) -> Result<ModesReport> 
                 None => device_modes(&modes, recommended, k)?,
             };
             let chosen = picked.map(|i| modes[i].0);
-            let stream = device_stream(job, n, &test, &int8, (&picked, chosen), &out_rows)?;
+            let stream = device_stream(
+                job,
+                n,
+                &test,
+                &int8,
+                (&picked, chosen),
+                &out_rows,
+                shared_blob,
+            )?;
             writeln!(
                 log,
                 "device stream on {}: {} windows, {} switches, every window as the host simulator",
@@ -579,6 +722,7 @@ pub fn run(job: &ModesJob, log: &mut dyn std::io::Write) -> Result<ModesReport> 
         modes: out_rows,
         recommended,
         max_loss: job.max_loss,
+        recommend: job.recommend,
         memory,
         device,
     };
@@ -594,7 +738,7 @@ pub fn run(job: &ModesJob, log: &mut dyn std::io::Write) -> Result<ModesReport> 
 /// The device stream's three modes, as indices into `modes`: the full width, the recommended
 /// adaptive mode (else the cheapest adaptive one on a validation front), the narrowest width.
 fn device_modes(
-    modes: &[(WidthMode, Option<(f64, f64)>)],
+    modes: &[(WidthMode, Option<Chosen>)],
     recommended: Option<usize>,
     k: usize,
 ) -> Result<[usize; 3]> {
@@ -609,7 +753,7 @@ fn device_modes(
         None => modes
             .iter()
             .enumerate()
-            .filter_map(|(i, (_, v))| v.map(|(_, cost)| (i, cost)))
+            .filter_map(|(i, (_, v))| v.map(|c| (i, c.mean_cost)))
             .min_by(|a, b| a.1.total_cmp(&b.1))
             .map(|(i, _)| i)
             .context("no adaptive mode to run between the full and the narrowest width")?,
@@ -627,6 +771,7 @@ fn device_stream(
     int8: &[PathBuf],
     (picked, chosen): (&[usize; 3], [WidthMode; 3]),
     rows: &[ModeRow],
+    shared_blob: bool,
 ) -> Result<DeviceStream> {
     use kinglet_adapt::firmware::{CascadeModel, FloatWindows, StreamWindows};
     use kinglet_adapt::firmware_modes::{ModePlan, compare_with_host_on};
@@ -654,12 +799,36 @@ fn device_stream(
         })
         .collect();
     let plan = ModePlan::draining(chosen.to_vec(), BATTERY_LEVELS.to_vec(), count);
-    let cmp = compare_with_host_on(target, &widths, &plan, &stream, &job.work_dir)?;
+    // A shared-scale network's widths read one weight blob on the device.
+    let blob = if shared_blob {
+        Some(kinglet_adapt::firmware_modes::compile_blob(&widths)?)
+    } else {
+        None
+    };
+    let cmp = compare_with_host_on(
+        target,
+        &widths,
+        &plan,
+        &stream,
+        &job.work_dir,
+        blob.as_ref(),
+    )?;
     ensure!(
         cmp.mismatched.is_empty(),
         "the device's modes differ from the host simulator's on windows {:?}",
         cmp.mismatched
     );
+    // The same stream with the full width alone in an image of its own weights: what the
+    // modes add to flash, and what reading the blob costs the full width.
+    let alone_plan = ModePlan::draining(vec![WidthMode::fixed(0)], vec![(0, 0)], count);
+    let alone = kinglet_adapt::firmware_modes::run_in_qemu_on(
+        target,
+        widths.get(widths.len().saturating_sub(1)..).unwrap_or(&[]),
+        &alone_plan,
+        &stream,
+        &job.work_dir.join("full-width-alone"),
+        None,
+    )?;
     let fw = &cmp.firmware;
     let device_modes = picked
         .iter()
@@ -693,64 +862,74 @@ fn device_stream(
         modes: device_modes,
         switches: fw.switches.clone(),
         shared_arena_bytes: fw.shared_arena_bytes,
+        blob: blob.map(|b| b.memory),
+        image_flash_bytes: fw.image_flash_bytes,
+        full_width_alone_flash_bytes: alone.image_flash_bytes,
+        full_width_alone_mean_instructions: alone.instructions.iter().sum::<u64>() as f64
+            / alone.instructions.len().max(1) as f64,
     })
 }
 
 /// Memory the modes add, from the int8 graphs of the widths (the last one is the full width).
-fn memory(graphs: &[Graph], modes: usize) -> Result<Memory> {
-    let weights = |g: &Graph| -> Vec<(Vec<usize>, Vec<u8>, usize)> {
+fn memory(graphs: &[Graph], modes: usize, pareto_modes: usize) -> Result<Memory> {
+    // Per weighted op: filter shape and int8 values, and per output channel the ratio
+    // `s_in · s_w / s_out` its requantisation multiplier is made from.
+    let weights = |g: &Graph| -> Vec<(Vec<usize>, Vec<u8>, Vec<f64>)> {
         g.ops
             .iter()
             .filter_map(|op| {
                 let t = g.tensor(*op.inputs.get(1)?);
-                let channels = op
-                    .inputs
-                    .get(2)
-                    .map(|&b| g.tensor(b).elements())
-                    .unwrap_or(0);
-                (t.dtype == kinglet_graph::DType::I8).then(|| {
-                    (
-                        t.shape.clone(),
-                        t.data.clone().unwrap_or_default(),
-                        channels,
-                    )
-                })
+                let channels = op.inputs.get(2).map(|&b| g.tensor(b).elements())?;
+                let scale = |id: kinglet_graph::TensorId| {
+                    g.tensor(id).quant.as_ref().map(|q| q.scale.clone())
+                };
+                let (s_in, s_w, s_out) = (
+                    scale(op.inputs[0])?,
+                    scale(op.inputs[1])?,
+                    scale(*op.outputs.first()?)?,
+                );
+                let ratios = (0..channels)
+                    .map(|c| {
+                        f64::from(s_in[0]) * f64::from(s_w[c.min(s_w.len() - 1)])
+                            / f64::from(s_out[0])
+                    })
+                    .collect();
+                (t.dtype == kinglet_graph::DType::I8)
+                    .then(|| (t.shape.clone(), t.data.clone().unwrap_or_default(), ratios))
             })
             .collect()
     };
     let full = weights(graphs.last().context("no widths")?);
     let full_weight_bytes = full.iter().map(|(_, d, _)| d.len()).sum();
-    let (mut scales, mut differing) = (0, 0);
+    let (mut biases, mut requant, mut differing) = (0, 0, 0);
     for g in &graphs[..graphs.len() - 1] {
         let narrow = weights(g);
         ensure!(narrow.len() == full.len(), "widths differ in layer count");
-        for ((ns, nd, nc), (fs, fd, _)) in narrow.iter().zip(&full) {
-            scales += nc;
-            // Compare each narrow value with the full tensor's value at the same index.
-            let strides = |shape: &[usize]| -> Vec<usize> {
-                let mut s = vec![1; shape.len()];
-                for d in (0..shape.len().saturating_sub(1)).rev() {
-                    s[d] = s[d + 1] * shape[d + 1];
-                }
-                s
-            };
-            let (nst, fst) = (strides(ns), strides(fs));
-            for (flat, &v) in nd.iter().enumerate() {
-                let at: usize = (0..ns.len())
-                    .map(|d| (flat / nst[d]) % ns[d] * fst[d])
-                    .sum();
-                if fd.get(at) != Some(&v) {
-                    differing += 1;
-                }
-            }
+        for ((ns, nd, nr), (fs, fd, fr)) in narrow.iter().zip(&full) {
+            biases += nr.len();
+            // A channel whose multiplier is made from the same ratio can read the full
+            // width's requantisation.
+            requant += nr
+                .iter()
+                .enumerate()
+                .filter(|&(c, r)| fr.get(c).is_none_or(|f| f.to_bits() != r.to_bits()))
+                .count();
+            let at = kinglet_graph::leading_block_indices(ns, fs)
+                .context("a narrower filter is not a leading block of the full width's")?;
+            differing += at
+                .iter()
+                .zip(nd)
+                .filter(|&(&j, v)| fd.get(j) != Some(v))
+                .count();
         }
     }
     Ok(Memory {
         full_weight_bytes,
-        per_width_bias_bytes: 4 * scales,
-        per_width_requant_bytes: 8 * scales,
+        per_width_bias_bytes: 4 * biases,
+        per_width_requant_bytes: 8 * requant,
         differing_weight_bytes: differing,
         mode_table_bytes: modes * 6,
+        pareto_mode_table_bytes: pareto_modes * 6,
     })
 }
 
@@ -782,11 +961,11 @@ fn markdown(r: &ModesReport) -> String {
         r.modes.len(),
         r.modes.iter().filter(|m| m.pareto).count()
     );
-    s += "| mode | widths | rule | threshold | validation | accuracy | macro-F1 | mean cost | worst cost | share running each width |";
+    s += "| mode | widths | rule | threshold | validation | agrees with full (worst val subject) | accuracy | macro-F1 | mean cost | worst cost | share running each width |";
     for b in &boards {
         s += &format!(" µJ {b} |");
     }
-    s += "\n|---|---|---|---:|---:|---:|---:|---:|---:|---|";
+    s += "\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|";
     s += &"---:|".repeat(boards.len());
     s += "\n";
     for m in &r.modes {
@@ -797,13 +976,14 @@ fn markdown(r: &ModesReport) -> String {
             .map(|x| format!("{:.0} %", x * 100.0))
             .collect();
         s += &format!(
-            "| {}{} | {} | {} | {} | {:.2} % | {:.2} % | {:.4} | {:.0} | {} | {} |",
+            "| {}{} | {} | {} | {} | {:.2} % | {:.2} % | {:.2} % | {:.4} | {:.0} | {} | {} |",
             m.id,
             if m.pareto { " ★" } else { "" },
             widths.join("→"),
             m.rule,
             m.threshold.map_or("—".into(), |t| format!("{t}")),
             m.validation_accuracy * 100.0,
+            m.validation_agreement * 100.0,
             m.accuracy * 100.0,
             m.macro_f1,
             m.mean_cost,
@@ -822,10 +1002,10 @@ fn markdown(r: &ModesReport) -> String {
     match (r.recommended.and_then(|i| r.modes.get(i)), full) {
         (Some(m), Some(f)) => {
             s += &format!(
-                "\nRecommended (chosen on validation: the cheapest adaptive mode within {:.2} pp of the \
-                 full width there): mode {}, test accuracy {:.2} % vs {:.2} % for the full width \
-                 ({:+.2} pp), mean cost {:.0} vs {:.0} ({:.3}×).\n",
-                r.max_loss * 100.0,
+                "\nRecommended (chosen on validation: the cheapest adaptive mode whose {}): mode {}, \
+                 test accuracy {:.2} % vs {:.2} % for the full width ({:+.2} pp), mean cost {:.0} \
+                 vs {:.0} ({:.3}×).\n",
+                r.recommend.describe(r.max_loss),
                 m.id,
                 m.accuracy * 100.0,
                 f.accuracy * 100.0,
@@ -837,19 +1017,26 @@ fn markdown(r: &ModesReport) -> String {
         }
         _ => {
             s += &format!(
-                "\nNo adaptive mode is within {:.2} pp of the full width on validation.\n",
-                r.max_loss * 100.0
+                "\nNo adaptive mode's {}.\n",
+                r.recommend.describe(r.max_loss)
             )
         }
     }
     let mem = &r.memory;
+    let share = |b: usize| 100.0 * b as f64 / mem.full_weight_bytes.max(1) as f64;
     s += &format!(
-        "\nMemory: full-width int8 weights {} B; per-width biases {} B and requantisation {} B; \
-         mode table {} B; int8 weights of narrower widths that differ from the full width's {} B.\n",
+        "\nMemory: full-width int8 weights {} B; narrower widths' own int32 biases {} B ({:.1} %) \
+         and requantisation {} B ({:.1} %); mode table {} B for all {} modes, {} B for the Pareto \
+         ones ({:.1} %); int8 weights of narrower widths that differ from the full width's {} B.\n",
         mem.full_weight_bytes,
         mem.per_width_bias_bytes,
+        share(mem.per_width_bias_bytes),
         mem.per_width_requant_bytes,
+        share(mem.per_width_requant_bytes),
         mem.mode_table_bytes,
+        r.modes.len(),
+        mem.pareto_mode_table_bytes,
+        share(mem.pareto_mode_table_bytes),
         mem.differing_weight_bytes
     );
     if let Some(d) = &r.device {
@@ -892,6 +1079,34 @@ fn markdown(r: &ModesReport) -> String {
             })
             .collect();
         s += &format!("\nSwitches: {}.\n", switches.join("; "));
+        let added = d
+            .image_flash_bytes
+            .saturating_sub(d.full_width_alone_flash_bytes);
+        s += &format!(
+            "\nFlash: {} B for this image against {} B for the same image with only the full \
+             width: the modes add {} B ({:.1} % of the full width's int8 weights), code included. \
+             The full width alone runs the stream at {:.0} instructions per window.\n",
+            d.image_flash_bytes,
+            d.full_width_alone_flash_bytes,
+            added,
+            100.0 * added as f64 / r.memory.full_weight_bytes.max(1) as f64,
+            d.full_width_alone_mean_instructions
+        );
+        s += &match &d.blob {
+            Some(b) => format!(
+                "\nOne weight blob: every width read the full width's weights ({} B as stored, \
+                 {} B int8) and requantisation ({} B); the narrower widths kept {} B of biases \
+                 and {} B of requantisation of their own.\n",
+                b.blob_weight_bytes,
+                b.full_int8_weight_bytes,
+                b.blob_requant_bytes,
+                b.narrower_bias_bytes,
+                b.narrower_requant_bytes
+            ),
+            None => "\nEach width carried weights of its own (a network trained without \
+                     `--width-norm shared-scale`).\n"
+                .into(),
+        };
     }
     s
 }

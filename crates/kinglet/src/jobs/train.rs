@@ -117,6 +117,8 @@ pub struct TrainJob {
     /// Nested widths (`0.25,0.5,0.75,1.0`): train one slimmable network whose leading channels
     /// at every width form a classifier (see `kinglet_train::slim`).
     pub widths: Option<String>,
+    /// How the narrower widths normalise (only with `widths`).
+    pub width_norm: kinglet_train::arch::WidthNorm,
 }
 
 /// The settings of quantisation-aware training.
@@ -163,6 +165,7 @@ pub fn run(job: &TrainJob, feedback: &mut dyn TrainFeedback) -> Result<()> {
             );
         }
         arch.widths = kinglet_train::slim::parse_widths(widths)?;
+        arch.width_norm = job.width_norm;
         arch.validate()
             .map_err(kinglet_train::Error::Architecture)
             .with_context(|| format!("--widths {widths} on `{}`", arch.name))?;
