@@ -208,36 +208,38 @@ pub fn compile_widths(graphs: &[&Graph], names: &[&str]) -> Result<NestedImage, 
                 memory.blob_weight_bytes += 2 * w.len();
                 true
             }
-            (_, ConvWeights::Wide(_)) => {
+            (_, weights) => {
+                // As the full width stores them: widened, or int8 (widened a block at a time).
+                let wide = matches!(weights, ConvWeights::Wide(_));
                 let row = (row_in + 1) & !1;
-                let mut packed = vec![0i16; full_out * row];
-                kinglet_m4::nested::pack_weights_blocked(
-                    &full_raw,
-                    full_out,
-                    row_in,
-                    block,
-                    &mut packed,
-                )
-                .map_err(|_| bad(format!("step {index}: cannot pack the blob")))?;
-                blob_array(&mut blob_source, &format!("{name}_W"), "i16", &packed);
-                memory.blob_weight_bytes += 2 * packed.len();
-                true
-            }
-            _ => {
-                let row = (row_in + 1) & !1;
-                let bytes = full_out / block * kinglet_m4::narrow_block_bytes(block, row);
-                let mut packed = vec![0i8; bytes];
-                kinglet_m4::nested::pack_weights_narrow_blocked(
-                    &full_raw,
-                    full_out,
-                    row_in,
-                    block,
-                    &mut packed,
-                )
-                .map_err(|_| bad(format!("step {index}: cannot pack the blob")))?;
-                blob_array(&mut blob_source, &format!("{name}_W"), "i8", &packed);
-                memory.blob_weight_bytes += packed.len();
-                false
+                let cannot = |_| bad(format!("step {index}: cannot pack the blob"));
+                if wide {
+                    let mut packed = vec![0i16; full_out * row];
+                    kinglet_m4::nested::pack_weights_blocked(
+                        &full_raw,
+                        full_out,
+                        row_in,
+                        block,
+                        &mut packed,
+                    )
+                    .map_err(cannot)?;
+                    blob_array(&mut blob_source, &format!("{name}_W"), "i16", &packed);
+                    memory.blob_weight_bytes += 2 * packed.len();
+                } else {
+                    let bytes = full_out / block * kinglet_m4::narrow_block_bytes(block, row);
+                    let mut packed = vec![0i8; bytes];
+                    kinglet_m4::nested::pack_weights_narrow_blocked(
+                        &full_raw,
+                        full_out,
+                        row_in,
+                        block,
+                        &mut packed,
+                    )
+                    .map_err(cannot)?;
+                    blob_array(&mut blob_source, &format!("{name}_W"), "i8", &packed);
+                    memory.blob_weight_bytes += packed.len();
+                }
+                wide
             }
         };
         memory.full_int8_weight_bytes += full_raw.len();

@@ -195,30 +195,13 @@ pub(crate) fn initial_norm_tensors(arch: &Architecture) -> Vec<NamedTensor> {
 
 /// The leading block of `t` of shape `shape` (every index below the new extent, row-major).
 fn leading(t: &NamedTensor, shape: &[usize]) -> Result<Vec<f32>, Error> {
-    if t.shape.len() != shape.len() || t.shape.iter().zip(shape).any(|(a, b)| b > a) {
-        return Err(Error::Model(format!(
+    let at = kinglet_graph::leading_block_indices(shape, &t.shape).ok_or_else(|| {
+        Error::Model(format!(
             "weight `{}` of shape {:?} cannot be narrowed to {shape:?}",
             t.name, t.shape
-        )));
-    }
-    let n: usize = shape.iter().product();
-    let mut out = Vec::with_capacity(n);
-    let mut index = vec![0usize; shape.len()];
-    for _ in 0..n {
-        let mut flat = 0;
-        for (d, &i) in index.iter().enumerate() {
-            flat = flat * t.shape[d] + i;
-        }
-        out.push(t.values[flat]);
-        for d in (0..shape.len()).rev() {
-            index[d] += 1;
-            if index[d] < shape[d] {
-                break;
-            }
-            index[d] = 0;
-        }
-    }
-    Ok(out)
+        ))
+    })?;
+    Ok(at.into_iter().map(|i| t.values[i]).collect())
 }
 
 /// One width of a nested model as an ordinary model of the narrow architecture (no widths),

@@ -192,6 +192,30 @@ fn a_nested_model_trains_once_and_every_width_evaluates_and_quantises() {
     );
 }
 
+/// Trains kinglet-lite with nested `widths` on the fixture for two epochs into `out`, with
+/// `extra` flags.
+fn train_nested(out: &str, widths: &str, seed: &str, extra: &[&str]) {
+    let data = har();
+    let mut args = vec![
+        "train",
+        "--arch",
+        "kinglet-lite",
+        "--widths",
+        widths,
+        "--data",
+        data.as_str(),
+        "--epochs",
+        "2",
+        "--seed",
+        seed,
+        "--out",
+        out,
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    run_ok(&args);
+}
+
 /// `modes --device-stream`: the widths and three modes in one image on the emulated
 /// Cortex-M4, the battery-aware policy switching them twice as the charge drains over 200
 /// windows; every window's mode, widths run and label equal the host simulator's (the command
@@ -202,22 +226,7 @@ fn modes_switch_at_run_time_on_the_device() {
     let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
     let nested = p("nested.kgl");
     let data = har();
-    run_ok(&[
-        "train",
-        "--arch",
-        "kinglet-lite",
-        "--widths",
-        "0.25,0.5,1.0",
-        "--data",
-        &data,
-        "--epochs",
-        "2",
-        "--seed",
-        "1",
-        "--out",
-        &nested,
-        "--quiet",
-    ]);
+    train_nested(&nested, "0.25,0.5,1.0", "1", &[]);
     let modes = p("modes");
     let work = p("work");
     // `kinglet modes` on the nested model and the fixture, into `out`, with `extra` flags.
@@ -333,24 +342,12 @@ fn one_weight_blob_serves_every_width_on_the_device() {
     let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
     let nested = p("shared.kgl");
     let data = har();
-    run_ok(&[
-        "train",
-        "--arch",
-        "kinglet-lite",
-        "--widths",
-        "0.25,0.5,1.0",
-        "--width-norm",
-        "shared-scale",
-        "--data",
-        &data,
-        "--epochs",
-        "2",
-        "--seed",
-        "3",
-        "--out",
+    train_nested(
         &nested,
-        "--quiet",
-    ]);
+        "0.25,0.5,1.0",
+        "3",
+        &["--width-norm", "shared-scale"],
+    );
     let modes = p("modes");
     let o = kinglet(&[
         "modes",
