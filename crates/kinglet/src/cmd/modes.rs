@@ -41,7 +41,7 @@ pub struct ModesArgs {
     pub max_loss: f64,
     /// How the recommended mode reads validation: `agreement` with the full width's labels
     /// (which bounds the accuracy loss and needs no label), or `accuracy`.
-    #[arg(long, default_value = "agreement")]
+    #[arg(long, default_value = "agreement", value_parser = ["agreement", "accuracy"])]
     pub recommend: String,
     /// Board profiles (TOML) for energy; default: the built-in ones.
     #[arg(long)]

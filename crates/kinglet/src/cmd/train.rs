@@ -96,7 +96,7 @@ pub struct TrainArgs {
     /// shifts, so that on a device every width reads the full width's int8 weights and
     /// requantisation and only its biases are its own (`kinglet modes` then builds one
     /// weight blob).
-    #[arg(long, requires = "widths", default_value = "own")]
+    #[arg(long, requires = "widths", default_value = "own", value_parser = ["own", "shared-scale"])]
     pub width_norm: String,
 }
 
