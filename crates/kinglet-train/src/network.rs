@@ -316,8 +316,8 @@ fn shared_scale_norm(x: Tensor<3>, own: &BatchNorm, full: &BatchNorm) -> Tensor<
         .add(own.beta.val().reshape([1, c, 1]))
 }
 
-/// The factor a shared-scale width's layer applies, from its `gamma` values (as training
-/// computes it in [`shared_scale_norm`]).
+/// The factor a shared-scale width's layer applies, from its `gamma` values, as training
+/// computes it: their mean rounded to a power of two.
 pub fn shared_scale_factor(gamma: &[f32]) -> f32 {
     let mean = gamma.iter().sum::<f32>() / gamma.len().max(1) as f32;
     mean.log2().round().exp2()
