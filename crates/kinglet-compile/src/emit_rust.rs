@@ -280,6 +280,16 @@ pub(crate) fn shape4(d: &[usize; 4]) -> String {
 
 /// The body of `mod <name> { ... }` for one schedule.
 fn schedule(program: &Program) -> String {
+    let (consts, body) = schedule_parts(program);
+    format!(
+        "{consts}\n    /// The static schedule: one kernel call per step, `probe(layer)` before each layer. One\n    /// copy serves every probe (it is dynamic): the kernels are inlined here, so a copy per\n    /// probe type would double the code.\n    #[inline(never)]\n    pub(super) fn run_schedule(\n        arena: &mut [u8],\n        inputs: &[&[InputElem]; INPUT_COUNT],\n        output: &mut [OutputElem; OUTPUT_LEN],\n        probe: &mut dyn FnMut(usize),\n    ) -> Result<(), ShapeError> {{\n    {}        Ok(())\n    }}\n",
+        body.replace("\n    ", "\n        ")
+    )
+}
+
+/// A schedule's constants (`static` tables, one per line block) and its body: `probe(layer);`
+/// lines and one `{ … }` block per step, at four spaces.
+pub(crate) fn schedule_parts(program: &Program) -> (String, String) {
     let mut consts = String::new();
     let mut body = String::new();
     let _ = writeln!(
@@ -388,11 +398,25 @@ fn schedule(program: &Program) -> String {
                 bias,
                 requant,
                 ..
-            } if program.blobs.contains_key(&i) => {
+            } if program.blobs.contains_key(&i) => 'arm: {
                 let blob = &program.blobs[&i];
                 let scratch = program.step_stack_bytes(i, step) / 4;
                 array(&mut consts, &format!("{p}_B"), "i32", bias);
                 let row = kinglet_m4::conv1d_row_len(*in_ch, *kernel);
+                if blob.runtime_shapes {
+                    // Every width's call the same but for numbers (see crate::nested).
+                    break 'arm format!(
+                        "let mut scratch = [0u32; {scratch}];\n        kinglet_m4::nested::nested_conv1d_fixed::<{}, {}, {}>(\n            {in_ch},\n            {out_ch},\n            kinglet_m4::nested::FullRows {{ in_ch: {}, out_ch: {}, block: {} }},\n            &kinglet_m4::Conv1d {{ width: {width}, kernel: {kernel}, weights: {}, bias: &{p}_B, requant: {}, pool: {pool} }},\n            src,\n            dst,\n            &mut scratch,\n        )?;",
+                        blob.block,
+                        form_1d(requant, bias, row),
+                        *in_ch < blob.full_in,
+                        blob.full_in,
+                        blob.full_out,
+                        blob.block,
+                        blob_weights_expr(blob, None),
+                        blob_requant_expr(&mut consts, &p, blob, requant, *out_ch),
+                    );
+                }
                 format!(
                     "kinglet_m4::nested::nested_conv1d::<{in_ch}, {out_ch}, {kernel}, {scratch}, {}, {}, {}, {}>(\n            &kinglet_m4::Conv1d {{ width: {width}, kernel: {kernel}, weights: {}, bias: &{p}_B, requant: {}, pool: {pool} }},\n            src,\n            dst,\n        )?;",
                     form_1d(requant, bias, row),
@@ -442,7 +466,7 @@ fn schedule(program: &Program) -> String {
                 bias,
                 requant,
                 ..
-            } if program.blobs.contains_key(&i) => {
+            } if program.blobs.contains_key(&i) => 'arm: {
                 let blob = &program.blobs[&i];
                 array(&mut consts, &format!("{p}_B"), "i32", bias);
                 // Per-channel rows: a narrower width's are the blob's leading ones.
@@ -450,6 +474,13 @@ fn schedule(program: &Program) -> String {
                     ConvWeights::Wide(w) => w.len(),
                     other => other.bytes(),
                 };
+                if blob.runtime_shapes {
+                    break 'arm format!(
+                        "kinglet_m4::depthwise1d_dyn(\n            {channels},\n            &kinglet_m4::Depthwise1d {{ width: {width}, kernel: {kernel}, weights: {}, bias: &{p}_B, requant: {} }},\n            src,\n            dst,\n        )?;",
+                        blob_weights_expr(blob, Some(len)),
+                        blob_requant_expr(&mut consts, &p, blob, requant, *channels),
+                    );
+                }
                 format!(
                     "kinglet_m4::depthwise1d::<{channels}, {kernel}, {}>(\n            &kinglet_m4::Depthwise1d {{ width: {width}, kernel: {kernel}, weights: {}, bias: &{p}_B, requant: {} }},\n            src,\n            dst,\n        )?;",
                     form_1d(requant, bias, *kernel),
@@ -486,7 +517,7 @@ fn schedule(program: &Program) -> String {
                 bias,
                 requant,
                 ..
-            } if program.blobs.contains_key(&i) => {
+            } if program.blobs.contains_key(&i) => 'arm: {
                 let blob = &program.blobs[&i];
                 array(&mut consts, &format!("{p}_B"), "i32", bias);
                 let scales = if blob.shared_requant {
@@ -495,6 +526,20 @@ fn schedule(program: &Program) -> String {
                     requant_arrays(&mut consts, &p, requant);
                     format!("&{p}_SCALE")
                 };
+                if blob.runtime_shapes {
+                    break 'arm format!(
+                        "kinglet_m4::nested::nested_fully_connected_fixed::<{}, {}>(\n            {in_len},\n            {out_len},\n            kinglet_m4::nested::FullRows {{ in_ch: {}, out_ch: {}, block: {} }},\n            &kinglet_m4::FullyConnected {{ weights: {}, bias: &{p}_B, requant: kinglet_m4::FcRequant {{ scales: {scales}, output_offset: {}, act_min: {}, act_max: {} }} }},\n            src,\n            dst,\n        )?;",
+                        blob.block,
+                        if blob.wide { 16 } else { 8 },
+                        blob.full_in,
+                        blob.full_out,
+                        blob.block,
+                        blob_weights_expr(blob, None),
+                        requant.output_offset,
+                        requant.act_min,
+                        requant.act_max,
+                    );
+                }
                 format!(
                     "kinglet_m4::nested::nested_fully_connected::<{in_len}, {out_len}, {}, {}, {}, {}>(\n            &kinglet_m4::FullyConnected {{ weights: {}, bias: &{p}_B, requant: kinglet_m4::FcRequant {{ scales: {scales}, output_offset: {}, act_min: {}, act_max: {} }} }},\n            src,\n            dst,\n        )?;",
                     if blob.wide { 16 } else { 8 },
@@ -644,10 +689,7 @@ fn schedule(program: &Program) -> String {
         );
     }
     let _ = writeln!(body, "    probe(LAYER_COUNT);");
-    format!(
-        "{consts}\n    /// The static schedule: one kernel call per step, `probe(layer)` before each layer. One\n    /// copy serves every probe (it is dynamic): the kernels are inlined here, so a copy per\n    /// probe type would double the code.\n    #[inline(never)]\n    pub(super) fn run_schedule(\n        arena: &mut [u8],\n        inputs: &[&[InputElem]; INPUT_COUNT],\n        output: &mut [OutputElem; OUTPUT_LEN],\n        probe: &mut dyn FnMut(usize),\n    ) -> Result<(), ShapeError> {{\n    {}        Ok(())\n    }}\n",
-        body.replace("\n    ", "\n        ")
-    )
+    (consts, body)
 }
 
 /// The generated module: `dsp` is the Cortex-M4 schedule, `reference` the portable one.

@@ -42,6 +42,9 @@ pub struct BlobMemory {
     pub narrower_bias_bytes: usize,
     /// Requantisation tables the narrower widths keep because theirs is not the blob's.
     pub narrower_requant_bytes: usize,
+    /// One schedule serves every width (their shapes and biases in tables); else each width
+    /// has a schedule of its own.
+    pub one_schedule: bool,
 }
 
 /// A constant of the blob: as a schedule declares its own, but public at the image's level.
@@ -100,8 +103,14 @@ fn requant_prefix(
 }
 
 /// Compiles `graphs` (one int8 graph per width, the full width last) into modules whose
-/// weighted layers read one blob. `names` name the widths in the generated comments.
-pub fn compile_widths(graphs: &[&Graph], names: &[&str]) -> Result<NestedImage, CompileError> {
+/// weighted layers read one blob. `names` name the widths in the generated comments. With
+/// `one_schedule`, the widths share one schedule where they can (see [`BlobMemory::one_schedule`]):
+/// less flash, more instructions (run-time loop bounds).
+pub fn compile_widths(
+    graphs: &[&Graph],
+    names: &[&str],
+    one_schedule: bool,
+) -> Result<NestedImage, CompileError> {
     let bad = |m: String| CompileError::Unsupported(format!("nested widths: {m}"));
     let (full_graph, _) = graphs
         .split_last()
@@ -270,23 +279,37 @@ pub fn compile_widths(graphs: &[&Graph], names: &[&str]) -> Result<NestedImage, 
                     block,
                     wide,
                     shared_requant,
+                    runtime_shapes: false,
                 },
             );
         }
     }
+    // One schedule for every width where the schedules differ only in numbers; else each
+    // width keeps a schedule of its own.
+    let one = if one_schedule {
+        shared_schedule(&mut dsp)
+    } else {
+        None
+    };
+    memory.one_schedule = one.is_some();
     let widths = dsp
         .into_iter()
         .zip(reference)
         .zip(names)
-        .map(|((dsp, reference), &name)| {
-            let rust_module = emit_module(
-                &dsp,
-                &reference,
-                &Origin {
-                    model_name: name,
-                    macs: dsp.macs(),
-                },
-            );
+        .enumerate()
+        .map(|(w, ((dsp, reference), &name))| {
+            let rust_module = if one.is_some() {
+                width_entry(&dsp, w, name)
+            } else {
+                emit_module(
+                    &dsp,
+                    &reference,
+                    &Origin {
+                        model_name: name,
+                        macs: dsp.macs(),
+                    },
+                )
+            };
             Compiled {
                 dsp,
                 reference,
@@ -297,10 +320,247 @@ pub fn compile_widths(graphs: &[&Graph], names: &[&str]) -> Result<NestedImage, 
     Ok(NestedImage {
         widths,
         blob_source: format!(
-            "// The weight blob every width reads (kinglet-compile `nested`).\n{blob_source}"
+            "// The weight blob every width reads (kinglet-compile `nested`).\n{blob_source}{}",
+            one.unwrap_or_default()
         ),
         memory,
     })
+}
+
+/// The module a width is to the image when one schedule serves them all: its sizes and
+/// `infer_in`, which runs the shared schedule as width `w`.
+fn width_entry(program: &Program, w: usize, name: &str) -> String {
+    format!(
+        "// `{name}`: width {w} of the schedule in `widths_schedule` (kinglet-compile `nested`).\n\
+         pub type InputElem = i8;\npub type OutputElem = i8;\n\
+         pub const INPUT_LEN: usize = {};\npub const OUTPUT_LEN: usize = {};\n\
+         pub const ARENA_BYTES: usize = {};\n\
+         /// One inference in the caller's arena (at least `ARENA_BYTES`, 4-byte aligned).\n\
+         pub fn infer_in(arena: &mut [u8], input: &[InputElem; INPUT_LEN], output: &mut [OutputElem; OUTPUT_LEN]) -> Result<(), kinglet_m4::ShapeError> {{\n    \
+             let arena = arena.get_mut(..ARENA_BYTES).ok_or(kinglet_m4::ShapeError)?;\n    \
+             super::widths_schedule::run({w}, arena, &[&input[..]], &mut output[..], &mut |_| {{}})\n}}\n",
+        program.input_len,
+        program.output_len,
+        program.arena_bytes.max(4),
+    )
+}
+
+/// The top-level statements of a schedule body: `probe(k);` lines and `{ … }` step blocks.
+fn statements(body: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let (mut current, mut depth) = (String::new(), 0i32);
+    for line in body.lines() {
+        current.push_str(line);
+        current.push('\n');
+        depth += line.matches('{').count() as i32 - line.matches('}').count() as i32;
+        if depth == 0 && !line.trim().is_empty() {
+            out.push(std::mem::take(&mut current));
+        }
+    }
+    out
+}
+
+/// Splits `text` into tokens: identifiers (digits inside stay), integers (with a leading
+/// minus), and single other characters.
+fn tokens(text: &str) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let start = i;
+        if c.is_ascii_alphabetic() || c == '_' {
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
+                i += 1;
+            }
+        } else if c.is_ascii_digit()
+            || (c == '-' && chars.get(i + 1).is_some_and(char::is_ascii_digit))
+        {
+            i += 1;
+            while i < chars.len() && chars[i].is_ascii_digit() {
+                i += 1;
+            }
+        } else {
+            i += 1;
+        }
+        out.push(chars[start..i].iter().collect());
+    }
+    out
+}
+
+fn is_number(token: &str) -> bool {
+    token
+        .trim_start_matches('-')
+        .chars()
+        .all(|c| c.is_ascii_digit())
+        && token.chars().any(|c| c.is_ascii_digit())
+}
+
+/// One statement for every width: equal text stays as it is, and a number that differs
+/// between widths becomes a lookup of width `w` in a table of the widths' values. Statements
+/// whose text differs otherwise (a kernel instance of another requantisation form) are
+/// chosen by a `match` on the width.
+fn merge_statement(texts: &[String]) -> String {
+    let toks: Vec<Vec<String>> = texts.iter().map(|t| tokens(t)).collect();
+    let skeleton = |t: &[String]| -> Vec<String> {
+        t.iter()
+            .map(|x| if is_number(x) { "#".into() } else { x.clone() })
+            .collect()
+    };
+    let mut groups: Vec<(Vec<String>, Vec<usize>)> = Vec::new();
+    for (w, t) in toks.iter().enumerate() {
+        let key = skeleton(t);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, ws)) => ws.push(w),
+            None => groups.push((key, vec![w])),
+        }
+    }
+    let merged = |ws: &[usize]| -> String {
+        let first = &toks[ws[0]];
+        (0..first.len())
+            .map(|k| {
+                let values: Vec<&String> = ws.iter().map(|&w| &toks[w][k]).collect();
+                if values.iter().all(|v| *v == values[0]) {
+                    values[0].clone()
+                } else {
+                    let all: Vec<String> = (0..toks.len())
+                        .map(|w| {
+                            if ws.contains(&w) {
+                                toks[w][k].clone()
+                            } else {
+                                values[0].clone()
+                            }
+                        })
+                        .collect();
+                    format!("pick(&[{}], w)?", all.join(", "))
+                }
+            })
+            .collect()
+    };
+    if groups.len() == 1 {
+        return merged(&groups[0].1);
+    }
+    let mut out = String::from("    match w {\n");
+    for (_, ws) in &groups {
+        let pattern: Vec<String> = ws.iter().map(usize::to_string).collect();
+        out += &format!("    {} => {{\n{}    }}\n", pattern.join(" | "), merged(ws));
+    }
+    out + "    _ => return Err(ShapeError),\n    }\n"
+}
+
+/// Every width's schedule as one function of the width (module `widths_schedule`), when the
+/// widths are single-input int8 models whose weighted layers all read the blob and whose
+/// constants are their biases only. Sets the blobs to call the kernels' run-time-shape
+/// variants. `None` (and the programs untouched) otherwise.
+fn shared_schedule(programs: &mut [Program]) -> Option<String> {
+    let steps = programs.first()?.steps.len();
+    let weighted = |p: &Program, i: usize| {
+        matches!(
+            p.steps[i].kind,
+            StepKind::Conv1d { .. }
+                | StepKind::Depthwise1d { .. }
+                | StepKind::FullyConnectedQ15 { .. }
+        )
+    };
+    let fits = programs.iter().all(|p| {
+        p.input_lens.len() == 1
+            && p.io == crate::program::Elem::I8
+            && (0..steps)
+                .all(|i| !weighted(p, i) || p.blobs.get(&i).is_some_and(|b| b.shared_requant))
+    });
+    if !fits {
+        return None;
+    }
+    let mut with_runtime = programs.to_vec();
+    for p in &mut with_runtime {
+        for blob in p.blobs.values_mut() {
+            blob.runtime_shapes = true;
+        }
+    }
+    let mut tables = String::new();
+    let mut bodies = Vec::new();
+    for (w, p) in with_runtime.iter().enumerate() {
+        let (consts, body) = crate::emit_rust::schedule_parts(p);
+        // The header (sizes, layer names) and the biases; anything else is not shared here.
+        for line in consts
+            .lines()
+            .filter(|l| l.trim_start().starts_with("static "))
+        {
+            let name = line
+                .trim_start()
+                .trim_start_matches("static ")
+                .split(':')
+                .next()?;
+            if !(name.starts_with('S') && name.ends_with("_B")) {
+                return None;
+            }
+        }
+        tables += &consts
+            .lines()
+            .skip_while(|l| !l.trim_start().starts_with("static "))
+            .map(|l| l.replacen("static S", &format!("static W{w}_S"), 1) + "\n")
+            .collect::<String>();
+        bodies.push(body.replace("super::super::", "super::"));
+    }
+    let per_width: Vec<Vec<String>> = bodies.iter().map(|b| statements(b)).collect();
+    let count = per_width[0].len();
+    if per_width.iter().any(|s| s.len() != count) {
+        return None;
+    }
+    // A step's biases: the width's own, from a table of the widths'.
+    let nw = programs.len();
+    for i in 0..steps {
+        if programs[0].blobs.contains_key(&i) {
+            let refs: Vec<String> = (0..nw).map(|w| format!("&W{w}_S{i}_B")).collect();
+            tables += &format!(
+                "    static S{i}_B: [&[i32]; {nw}] = [{}];\n",
+                refs.join(", ")
+            );
+        }
+    }
+    let mut body = String::new();
+    for k in 0..count {
+        let texts: Vec<String> = per_width
+            .iter()
+            .map(|s| {
+                // `&S3_B` → the width's entry of the table.
+                let mut t = s[k].clone();
+                for i in 0..steps {
+                    t = t.replace(
+                        &format!("bias: &S{i}_B,"),
+                        &format!("bias: pick(&S{i}_B, w)?,"),
+                    );
+                }
+                t
+            })
+            .collect();
+        body += &merge_statement(&texts);
+    }
+    for p in programs.iter_mut() {
+        for blob in p.blobs.values_mut() {
+            blob.runtime_shapes = true;
+        }
+    }
+    Some(format!(
+        "\n/// Every width's schedule in one function of the width: the widths differ only in the\n\
+         /// numbers (channels, arena places) and biases looked up here (kinglet-compile `nested`).\n\
+         #[allow(unused_imports, dead_code, clippy::all)]\n\
+         pub mod widths_schedule {{\n    \
+         use kinglet_m4::arena::{{self, Place}};\n    \
+         use kinglet_m4::ShapeError;\n    \
+         use kinglet_micro::{{PoolParams, Shape4, TensorMut, TensorRef, max_pool2d}};\n    \
+         pub type InputElem = i8;\n    pub type OutputElem = i8;\n    \
+         const LAYER_COUNT: usize = {layers};\n\n    \
+         fn pick<T: Copy>(values: &[T], w: usize) -> Result<T, ShapeError> {{\n        \
+             values.get(w).copied().ok_or(ShapeError)\n    }}\n\n\
+         {tables}\n    \
+         #[inline(never)]\n    \
+         pub fn run(w: usize, arena: &mut [u8], inputs: &[&[InputElem]; 1], output: &mut [OutputElem], probe: &mut dyn FnMut(usize)) -> Result<(), ShapeError> {{\n\
+         {}        Ok(())\n    }}\n}}\n",
+        body.replace("\n    ", "\n        ")
+            .replacen("    ", "        ", 1),
+        layers = programs[0].layers.len(),
+    ))
 }
 
 #[cfg(test)]

@@ -518,6 +518,9 @@ pub struct BlobRef {
     pub wide: bool,
     /// Whether this width's requantisation is the leading part of the blob's.
     pub shared_requant: bool,
+    /// Call the kernels' run-time-shape variants (one schedule serving every width from
+    /// tables) rather than the shape-specialised ones.
+    pub runtime_shapes: bool,
 }
 
 impl Program {

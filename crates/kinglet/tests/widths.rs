@@ -291,7 +291,7 @@ fn modes_switch_at_run_time_on_the_device() {
         })
         .collect();
     let refs: Vec<&kinglet_graph::Graph> = graphs.iter().collect();
-    let err = match kinglet_compile::nested::compile_widths(&refs, &["a", "b", "c"]) {
+    let err = match kinglet_compile::nested::compile_widths(&refs, &["a", "b", "c"], false) {
         Ok(_) => panic!("own-norm widths compiled over one blob"),
         Err(e) => e.to_string(),
     };
@@ -386,6 +386,50 @@ fn one_weight_blob_serves_every_width_on_the_device() {
     assert_eq!(json["device"]["switches"].as_array().unwrap().len(), 2);
     let md = std::fs::read_to_string(format!("{modes}/modes.md")).unwrap();
     assert!(md.contains("One weight blob"), "{md}");
+    assert_eq!(blob["one_schedule"], false, "{blob}");
+
+    // The widths sharing one schedule: the same windows' decisions on the device (the command
+    // checks them against the host), in less flash.
+    let one = p("one");
+    let o = kinglet(&[
+        "modes",
+        "--model",
+        &nested,
+        "--data",
+        &data,
+        "--out",
+        &one,
+        "--work-dir",
+        &p("work"),
+        "--device-stream",
+        "120",
+        "--one-schedule",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let json_one: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{one}/modes.json")).unwrap())
+            .unwrap();
+    let device_one = &json_one["device"];
+    assert_eq!(device_one["blob"]["one_schedule"], true, "{device_one}");
+    assert!(
+        device_one["image_flash_bytes"].as_u64() < json["device"]["image_flash_bytes"].as_u64(),
+        "{device_one}"
+    );
+    let o = kinglet(&[
+        "modes",
+        "--model",
+        &nested,
+        "--data",
+        &data,
+        "--out",
+        &p("bad"),
+        "--one-schedule",
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("--device-stream"),
+        "{}",
+        text(&o)
+    );
 
     // A network trained with a batch norm per width cannot share its weights: `train`
     // refuses the norm without widths, and the own-norm widths compile with their own.

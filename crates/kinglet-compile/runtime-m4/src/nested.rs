@@ -279,6 +279,89 @@ pub fn nested_fully_connected_dyn(
     fully_connected_dyn_on::<BLOB_ROWS>(in_len, out_len, full, params, padded, output)
 }
 
+/// [`nested_conv1d_dyn`] with the blob's channel block, the width's requantisation form and
+/// the filter walk (`TAP_RUNS`: fewer inputs than the blob) fixed at compile time and the
+/// shapes at run time. One out-of-line function per combination serves every layer and width
+/// that uses it, so a schedule running all widths of a nested network from tables links a
+/// few convolution loops rather than one per layer and width. `ShapeError` when `full.block`
+/// or the width's form (`requant_form_1d` of its own row) is not the one compiled in.
+#[inline(never)]
+pub fn nested_conv1d_fixed<const BLOCK: usize, const FORM: u8, const TAP_RUNS_WALK: bool>(
+    in_ch: usize,
+    out_ch: usize,
+    full: FullRows,
+    params: &Conv1d,
+    padded: &[i16],
+    output: &mut [i8],
+    scratch: &mut [u32],
+) -> Result<(), ShapeError> {
+    let form = params
+        .requant
+        .form_1d(params.bias, conv1d_row_len(in_ch, params.kernel));
+    if full.block != BLOCK || form != FORM {
+        return Err(ShapeError);
+    }
+    let full = FullRows {
+        block: BLOCK,
+        ..full
+    };
+    // SAFETY: initialised u32 viewed as possibly-uninitialised: same layout, and the kernel
+    // only writes through it before reading.
+    let scratch = unsafe {
+        core::slice::from_raw_parts_mut(
+            scratch.as_mut_ptr().cast::<core::mem::MaybeUninit<u32>>(),
+            scratch.len(),
+        )
+    };
+    // The block and form are constants here, so only their loop survives in each instance.
+    if TAP_RUNS_WALK {
+        conv1d_impl::<TAP_RUNS>(
+            in_ch,
+            out_ch,
+            params.kernel,
+            FORM,
+            full,
+            params,
+            padded,
+            output,
+            scratch,
+        )
+    } else {
+        conv1d_impl::<BLOB_ROWS>(
+            in_ch,
+            out_ch,
+            params.kernel,
+            FORM,
+            full,
+            params,
+            padded,
+            output,
+            scratch,
+        )
+    }
+}
+
+/// [`nested_fully_connected_dyn`] with the blob's block and the weights' bits fixed at compile
+/// time (see [`nested_conv1d_fixed`]).
+#[inline(never)]
+pub fn nested_fully_connected_fixed<const BLOCK: usize, const BITS: u32>(
+    in_len: usize,
+    out_len: usize,
+    full: FullRows,
+    params: &FullyConnected,
+    padded: &[i16],
+    output: &mut [i8],
+) -> Result<(), ShapeError> {
+    if full.block != BLOCK || params.weights.bits() != BITS {
+        return Err(ShapeError);
+    }
+    let full = FullRows {
+        block: BLOCK,
+        ..full
+    };
+    fully_connected_impl::<BITS, BLOB_ROWS>(in_len, out_len, full, params, padded, output)
+}
+
 /// A narrower width's filter row inside the blob's: `taps` runs of `pairs` pairs, run `t`
 /// at pair `t·stride` of the blob's row (`stride` = the blob's inputs / 2) and at value
 /// `t·2·pairs` of the window (the width's inputs are contiguous there).

@@ -5,9 +5,9 @@
 //! reference kernels give. Widths are the quarters of a slimmable network (24 → 6/12/18/24),
 //! blocks any that divide every width's channels, storage widened and int8.
 use kinglet_m4::nested::{
-    FullRows, nested_conv1d, nested_conv1d_dyn, nested_conv1d_scratch_words, nested_conv1d_shared,
-    nested_fully_connected, nested_fully_connected_dyn, pack_weights_blocked,
-    pack_weights_narrow_blocked,
+    FullRows, nested_conv1d, nested_conv1d_dyn, nested_conv1d_fixed, nested_conv1d_scratch_words,
+    nested_conv1d_shared, nested_fully_connected, nested_fully_connected_dyn,
+    nested_fully_connected_fixed, pack_weights_blocked, pack_weights_narrow_blocked,
 };
 use kinglet_m4::requant_form::{BIT31, GENERAL, HIGH_WORD};
 use kinglet_m4::subbyte::{pack_weights_bits, packed_block_bytes};
@@ -262,6 +262,33 @@ impl ConvLayer {
         Ok(out)
     }
 
+    /// [`Self::run_nested`] through `nested_conv1d_fixed`, instantiated for this layer's
+    /// block, form and walk.
+    fn run_fixed(&self, weights: ConvWeights) -> Result<Vec<i8>, ShapeError> {
+        let full_row = conv1d_row_len(self.full.in_ch, self.kernel);
+        let mut scratch = vec![0u32; nested_conv1d_scratch_words(self.full.block, full_row)];
+        let mut out = vec![0i8; self.expected.len()];
+        let (p, x) = (self.params(weights), &self.padded);
+        let (i, o, f) = (self.in_ch, self.out_ch, self.full);
+        macro_rules! fixed {
+            ($($b:literal, $form:ident, $tap:literal);*) => {
+                match (f.block, self.form(), i < f.in_ch) {
+                    $(($b, $form, $tap) => nested_conv1d_fixed::<$b, $form, $tap>(
+                        i, o, f, &p, x, &mut out, &mut scratch,
+                    ),)*
+                    _ => Err(ShapeError),
+                }
+            };
+        }
+        fixed!(4, HIGH_WORD, true; 4, BIT31, true; 4, GENERAL, true;
+            2, HIGH_WORD, true; 2, BIT31, true; 2, GENERAL, true;
+            1, HIGH_WORD, true; 1, BIT31, true; 1, GENERAL, true;
+            4, HIGH_WORD, false; 4, BIT31, false; 4, GENERAL, false;
+            2, HIGH_WORD, false; 2, BIT31, false; 2, GENERAL, false;
+            1, HIGH_WORD, false; 1, BIT31, false; 1, GENERAL, false)?;
+        Ok(out)
+    }
+
     /// This width's requantisation form (`FORM` of the compile-time variants).
     fn form(&self) -> u8 {
         let row = conv1d_row_len(self.in_ch, self.kernel);
@@ -303,6 +330,8 @@ fn nested_conv1d_matches_own_weights_and_reference() {
         for weights in layer.blob().storages() {
             let out = layer.run_nested(weights).unwrap();
             assert_eq!(out, layer.expected, "{what}: nested {weights:?}");
+            let out = layer.run_fixed(weights).unwrap();
+            assert_eq!(out, layer.expected, "{what}: nested, fixed {weights:?}");
         }
     }
     assert!(seen.iter().all(|&n| n >= 40), "{seen:?}");
@@ -386,6 +415,23 @@ impl FcLayer {
         nested_fully_connected_dyn(self.in_len, self.out_len, self.full, &p, x, &mut out)?;
         Ok(out)
     }
+
+    /// [`Self::run_nested`] through `nested_fully_connected_fixed`.
+    fn run_fixed(&self, weights: ConvWeights) -> Result<Vec<i8>, ShapeError> {
+        let mut out = vec![0i8; self.out_len];
+        let (p, x) = (self.params(weights), &self.padded);
+        let (i, o, f) = (self.in_len, self.out_len, self.full);
+        match (f.block, weights.bits()) {
+            (4, 16) => nested_fully_connected_fixed::<4, 16>(i, o, f, &p, x, &mut out),
+            (2, 16) => nested_fully_connected_fixed::<2, 16>(i, o, f, &p, x, &mut out),
+            (1, 16) => nested_fully_connected_fixed::<1, 16>(i, o, f, &p, x, &mut out),
+            (4, 8) => nested_fully_connected_fixed::<4, 8>(i, o, f, &p, x, &mut out),
+            (2, 8) => nested_fully_connected_fixed::<2, 8>(i, o, f, &p, x, &mut out),
+            (1, 8) => nested_fully_connected_fixed::<1, 8>(i, o, f, &p, x, &mut out),
+            _ => Err(ShapeError),
+        }?;
+        Ok(out)
+    }
 }
 
 /// Every width of random nested fully-connected layers (odd and even full input lengths)
@@ -424,6 +470,8 @@ fn nested_fully_connected_matches_own_weights_and_reference() {
         for weights in layer.blob().storages() {
             let out = layer.run_nested(weights).unwrap();
             assert_eq!(out, layer.expected, "{what}: nested {weights:?}");
+            let out = layer.run_fixed(weights).unwrap();
+            assert_eq!(out, layer.expected, "{what}: nested, fixed {weights:?}");
         }
     }
     assert!(seen.iter().all(|&n| n >= 40), "{seen:?}");

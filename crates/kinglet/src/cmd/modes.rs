@@ -66,6 +66,11 @@ pub struct ModesArgs {
     /// modes.md, e.g. `3,10,0`; default: full width, the recommended mode, narrowest width.
     #[arg(long, value_name = "HIGH,MID,LOW")]
     pub device_modes: Option<String>,
+    /// With --device-stream, for a network trained with `--width-norm shared-scale`: the
+    /// widths share one schedule with their shapes in tables, instead of one schedule each:
+    /// less flash for more instructions (run-time loop bounds; BENCHMARKS.md).
+    #[arg(long)]
+    pub one_schedule: bool,
 }
 
 pub fn run(args: ModesArgs) -> Result<()> {
@@ -90,6 +95,7 @@ pub fn run(args: ModesArgs) -> Result<()> {
             .as_deref()
             .map(parse_device_modes)
             .transpose()?,
+        one_schedule: args.one_schedule,
     };
     let report = modes::run(&job, &mut std::io::stderr().lock())?;
     let front = report.modes.iter().filter(|m| m.pareto).count();

@@ -72,6 +72,9 @@ pub struct ModesJob {
     /// ids of this run's table (`--device-modes`); default: full width, the recommended
     /// adaptive mode, narrowest width.
     pub device_modes: Option<[usize; 3]>,
+    /// The device stream's widths share one schedule (their shapes in tables): less flash,
+    /// more instructions. Only for a shared-scale network.
+    pub one_schedule: bool,
 }
 
 /// How the recommended adaptive mode is chosen on the validation windows (the cheapest mode
@@ -386,6 +389,9 @@ fn rule_name(measure: ConfidenceMeasure) -> &'static str {
 
 /// Runs `kinglet modes`: see the module documentation. Returns the report it wrote.
 pub fn run(job: &ModesJob, log: &mut dyn std::io::Write) -> Result<ModesReport> {
+    if job.one_schedule && job.device_stream.is_none() {
+        bail!("--one-schedule shapes the device image: it needs --device-stream");
+    }
     if job.no_firmware && job.device_stream.is_some() {
         bail!("--device-stream runs the modes on an emulated device: drop --no-firmware");
     }
@@ -801,9 +807,16 @@ fn device_stream(
         })
         .collect();
     let plan = ModePlan::draining(chosen.to_vec(), BATTERY_LEVELS.to_vec(), count);
+    ensure!(
+        shared_blob || !job.one_schedule,
+        "--one-schedule needs the widths to share one weight blob: train the network with `--width-norm shared-scale`"
+    );
     // A shared-scale network's widths read one weight blob on the device.
     let blob = if shared_blob {
-        Some(kinglet_adapt::firmware_modes::compile_blob(&widths)?)
+        Some(kinglet_adapt::firmware_modes::compile_blob(
+            &widths,
+            job.one_schedule,
+        )?)
     } else {
         None
     };
@@ -1098,12 +1111,17 @@ fn markdown(r: &ModesReport) -> String {
             Some(b) => format!(
                 "\nOne weight blob: every width read the full width's weights ({} B as stored, \
                  {} B int8) and requantisation ({} B); the narrower widths kept {} B of biases \
-                 and {} B of requantisation of their own.\n",
+                 and {} B of requantisation of their own. {}\n",
                 b.blob_weight_bytes,
                 b.full_int8_weight_bytes,
                 b.blob_requant_bytes,
                 b.narrower_bias_bytes,
-                b.narrower_requant_bytes
+                b.narrower_requant_bytes,
+                if b.one_schedule {
+                    "The widths shared one schedule, their shapes and biases in tables."
+                } else {
+                    "Each width ran a schedule of its own."
+                }
             ),
             None => "\nEach width carried weights of its own (a network trained without \
                      `--width-norm shared-scale`).\n"
