@@ -568,6 +568,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn numbers_that_differ_between_widths_become_table_lookups() {
+        assert_eq!(
+            tokens("Place::new(600, -128) S1_B"),
+            [
+                "Place", ":", ":", "new", "(", "600", ",", " ", "-128", ")", " ", "S1_B"
+            ]
+        );
+        let texts = |a: &str, b: &str| vec![a.to_string(), b.to_string()];
+        assert_eq!(
+            merge_statement(&texts("f(1, 24, -3);", "f(1, 48, -3);")),
+            "f(1, pick(&[24, 48], w)?, -3);"
+        );
+        // Text that differs otherwise picks each width's own statement.
+        let merged = merge_statement(&texts("g::<A>(4);", "g::<B>(8);"));
+        assert!(merged.contains("match w"), "{merged}");
+        assert!(
+            merged.contains("0 => {") && merged.contains("g::<A>(4);"),
+            "{merged}"
+        );
+        assert!(
+            merged.contains("1 => {") && merged.contains("g::<B>(8);"),
+            "{merged}"
+        );
+        // A block's statements: probe lines and whole `{ … }` blocks.
+        let body =
+            "    probe(0);\n    {\n        let a = 1;\n        f(a);\n    }\n    probe(1);\n";
+        assert_eq!(statements(body).len(), 3);
+    }
+
+    #[test]
     fn the_common_block_divides_every_width() {
         assert_eq!(common_block(&[6, 12, 18, 24]), 2);
         assert_eq!(common_block(&[12, 24, 36, 48]), 4);
