@@ -191,6 +191,65 @@ fn build_app(
     Ok(target_dir.join(format!("{}/release/kinglet-qemu-app", target.triple())))
 }
 
+/// Checks that `target`'s firmware can be built and run here: its Rust target is installed
+/// and its QEMU starts. Work that builds many images (a search's trials) checks once up front
+/// rather than failing in every build with cargo's "can't find crate for `core`".
+pub fn check_toolchain(target: &dyn Target) -> Result<(), CompileError> {
+    check_rust_target(target.triple())?;
+    let system = target.qemu_system();
+    match Command::new(system).arg("--version").output() {
+        Ok(out) if out.status.success() => Ok(()),
+        _ => Err(CompileError::Tool {
+            tool: system.into(),
+            message: format!(
+                "cannot run {system}: install QEMU's system emulators (scripts/setup.sh does)"
+            ),
+        }),
+    }
+}
+
+/// Whether the Rust target `triple` has its core library installed (asked of `rustc` in the
+/// firmware project, whose toolchain builds the images).
+fn check_rust_target(triple: &str) -> Result<(), CompileError> {
+    let not_installed = |detail: String| CompileError::Tool {
+        tool: "rustc".into(),
+        message: format!(
+            "the Rust target {triple} is not installed ({detail}): run `rustup target add {triple}` (scripts/setup.sh installs every firmware target)"
+        ),
+    };
+    let mut cmd = Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()));
+    if let Ok(dir) = firmware_dir() {
+        cmd.current_dir(dir);
+    }
+    let out = cmd
+        .args(["--print", "target-libdir", "--target", triple])
+        .output()
+        .map_err(|e| not_installed(format!("cannot start rustc: {e}")))?;
+    if !out.status.success() {
+        let said = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        return Err(not_installed(if said.is_empty() {
+            format!("rustc {}", out.status)
+        } else {
+            said
+        }));
+    }
+    let libdir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let has_core = std::fs::read_dir(&libdir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with("libcore-") && name.ends_with(".rlib")
+        })
+    });
+    if has_core {
+        Ok(())
+    } else {
+        Err(not_installed(format!(
+            "no core library in {}",
+            libdir.display()
+        )))
+    }
+}
+
 /// Runs `elf` on QEMU's mps2-an386 with `-icount shift=7` and returns its semihosting output.
 pub fn run_qemu(elf: &Path, timeout: Duration) -> Result<String, CompileError> {
     run_qemu_on(&CortexM4, elf, timeout)
@@ -402,6 +461,20 @@ pub fn added_flash(elf: &Path, baseline: &Path) -> Result<u64, CompileError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_missing_rust_target_is_named_with_the_command_that_installs_it() {
+        // The firmware targets scripts/setup.sh installs are found; a target rustc does not
+        // know is refused with the triple and the rustup command.
+        super::check_rust_target("thumbv7em-none-eabihf").unwrap();
+        let err = super::check_rust_target("thumbv7em-kinglet-missing")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("rustup target add thumbv7em-kinglet-missing"),
+            "{err}"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -84,6 +84,10 @@ pub fn inference_energy_uj(board: &BoardProfile, instructions: u64) -> Option<f6
 impl Evaluator {
     /// Loads the study's training and validation data and its board.
     pub fn new(settings: &StudySettings, work_dir: PathBuf) -> Result<Evaluator, SearchError> {
+        // Every trial is profiled on the emulated Cortex-M4: without its Rust target or QEMU
+        // each would fail alike, so say so once, before any trial is claimed.
+        kinglet_compile::qemu::check_toolchain(&kinglet_compile::target::CortexM4)
+            .map_err(|e| SearchError::Invalid(format!("cannot profile trials: {e}")))?;
         let (spec, train) = load_split(&settings.data, Split::Train)?;
         let validation_text = settings
             .validation
