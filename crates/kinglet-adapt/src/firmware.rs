@@ -699,19 +699,18 @@ pub(crate) fn cascade_source_with(
             ));
         }
         let (scale, zero_point) = int8_output_quantisation(graph).map_err(what)?;
-        let compiled = match precompiled.and_then(|p| p.widths.get(m)) {
-            Some(c) => kinglet_compile::firmware::Compiled {
-                dsp: c.dsp.clone(),
-                reference: c.reference.clone(),
-                rust_module: c.rust_module.clone(),
-            },
-            None => compile(graph, model.name).map_err(|e| what(e.to_string()))?,
+        // The module's source and its input length.
+        let (rust_module, input_len) = match precompiled.and_then(|p| p.widths.get(m)) {
+            Some(c) => (c.rust_module.clone(), c.dsp.input_len),
+            None => {
+                let c = compile(graph, model.name).map_err(|e| what(e.to_string()))?;
+                (c.rust_module, c.dsp.input_len)
+            }
         };
         let picked: usize = layout.inputs.iter().map(Vec::len).sum();
-        if compiled.dsp.input_len != time * picked {
+        if input_len != time * picked {
             return Err(what(format!(
-                "inputs take {} values, a window gives {time}×{picked}",
-                compiled.dsp.input_len
+                "inputs take {input_len} values, a window gives {time}×{picked}"
             )));
         }
         // Float windows: each input's normalisation and quantisation, and the gather call.
@@ -748,17 +747,13 @@ pub(crate) fn cascade_source_with(
             .collect();
         // A model given twice (e.g. one little standing in for several classes) is compiled in
         // once; the later entry names the first one's module.
-        let module = match modules
-            .iter()
-            .position(|text| *text == compiled.rust_module)
-        {
+        let module = match modules.iter().position(|text| *text == rust_module) {
             Some(first) => format!("pub use self::m{first} as m{m};\n"),
             None => format!(
-                "#[allow(unused_imports, dead_code, clippy::all)]\npub mod m{m} {{\n{}}}\n",
-                compiled.rust_module
+                "#[allow(unused_imports, dead_code, clippy::all)]\npub mod m{m} {{\n{rust_module}}}\n"
             ),
         };
-        modules.push(compiled.rust_module);
+        modules.push(rust_module);
         let _ = writeln!(
             s,
             "/// `{name}`\n{module}\n\

@@ -195,6 +195,14 @@ fn blob_weights_expr(blob: &BlobRef, len: Option<usize>) -> String {
     )
 }
 
+/// The kinglet-m4 `FullRows` of a blob: the full width's channels and the blob's block.
+fn full_rows_expr(blob: &BlobRef) -> String {
+    format!(
+        "kinglet_m4::nested::FullRows {{ in_ch: {}, out_ch: {}, block: {} }}",
+        blob.full_in, blob.full_out, blob.block
+    )
+}
+
 /// A blob step's `Requant`: the leading part of the blob's tables when they are this width's,
 /// else tables of its own.
 fn blob_requant_expr(
@@ -394,38 +402,33 @@ pub(crate) fn schedule_parts(program: &Program) -> (String, String) {
                 out_ch,
                 kernel,
                 pool,
-                weights,
                 bias,
                 requant,
                 ..
-            } if program.blobs.contains_key(&i) => 'arm: {
+            } if program.blobs.contains_key(&i) => {
                 let blob = &program.blobs[&i];
                 let scratch = program.step_stack_bytes(i, step) / 4;
                 array(&mut consts, &format!("{p}_B"), "i32", bias);
-                let row = kinglet_m4::conv1d_row_len(*in_ch, *kernel);
-                if blob.runtime_shapes {
-                    // Every width's call the same but for numbers (see crate::nested).
-                    break 'arm format!(
-                        "let mut scratch = [0u32; {scratch}];\n        kinglet_m4::nested::nested_conv1d_fixed::<{}, {}, {}>(\n            {in_ch},\n            {out_ch},\n            kinglet_m4::nested::FullRows {{ in_ch: {}, out_ch: {}, block: {} }},\n            &kinglet_m4::Conv1d {{ width: {width}, kernel: {kernel}, weights: {}, bias: &{p}_B, requant: {}, pool: {pool} }},\n            src,\n            dst,\n            &mut scratch,\n        )?;",
-                        blob.block,
-                        form_1d(requant, bias, row),
-                        *in_ch < blob.full_in,
-                        blob.full_in,
-                        blob.full_out,
-                        blob.block,
-                        blob_weights_expr(blob, None),
-                        blob_requant_expr(&mut consts, &p, blob, requant, *out_ch),
-                    );
-                }
-                format!(
-                    "kinglet_m4::nested::nested_conv1d::<{in_ch}, {out_ch}, {kernel}, {scratch}, {}, {}, {}, {}>(\n            &kinglet_m4::Conv1d {{ width: {width}, kernel: {kernel}, weights: {}, bias: &{p}_B, requant: {}, pool: {pool} }},\n            src,\n            dst,\n        )?;",
-                    form_1d(requant, bias, row),
-                    blob.full_in,
-                    blob.full_out,
-                    blob.block,
+                let form = form_1d(requant, bias, kinglet_m4::conv1d_row_len(*in_ch, *kernel));
+                let params = format!(
+                    "&kinglet_m4::Conv1d {{ width: {width}, kernel: {kernel}, weights: {}, bias: &{p}_B, requant: {}, pool: {pool} }}",
                     blob_weights_expr(blob, None),
                     blob_requant_expr(&mut consts, &p, blob, requant, *out_ch),
-                )
+                );
+                if blob.runtime_shapes {
+                    // Every width's call the same but for numbers (see crate::nested).
+                    format!(
+                        "let mut scratch = [0u32; {scratch}];\n        kinglet_m4::nested::nested_conv1d_fixed::<{}, {form}, {}>(\n            {in_ch},\n            {out_ch},\n            {},\n            {params},\n            src,\n            dst,\n            &mut scratch,\n        )?;",
+                        blob.block,
+                        *in_ch < blob.full_in,
+                        full_rows_expr(blob),
+                    )
+                } else {
+                    format!(
+                        "kinglet_m4::nested::nested_conv1d::<{in_ch}, {out_ch}, {kernel}, {scratch}, {form}, {}, {}, {}>(\n            {params},\n            src,\n            dst,\n        )?;",
+                        blob.full_in, blob.full_out, blob.block,
+                    )
+                }
             }
             StepKind::Conv1d {
                 width,
@@ -466,7 +469,7 @@ pub(crate) fn schedule_parts(program: &Program) -> (String, String) {
                 bias,
                 requant,
                 ..
-            } if program.blobs.contains_key(&i) => 'arm: {
+            } if program.blobs.contains_key(&i) => {
                 let blob = &program.blobs[&i];
                 array(&mut consts, &format!("{p}_B"), "i32", bias);
                 // Per-channel rows: a narrower width's are the blob's leading ones.
@@ -474,18 +477,21 @@ pub(crate) fn schedule_parts(program: &Program) -> (String, String) {
                     ConvWeights::Wide(w) => w.len(),
                     other => other.bytes(),
                 };
-                if blob.runtime_shapes {
-                    break 'arm format!(
-                        "kinglet_m4::depthwise1d_dyn(\n            {channels},\n            &kinglet_m4::Depthwise1d {{ width: {width}, kernel: {kernel}, weights: {}, bias: &{p}_B, requant: {} }},\n            src,\n            dst,\n        )?;",
-                        blob_weights_expr(blob, Some(len)),
-                        blob_requant_expr(&mut consts, &p, blob, requant, *channels),
-                    );
-                }
-                format!(
-                    "kinglet_m4::depthwise1d::<{channels}, {kernel}, {}>(\n            &kinglet_m4::Depthwise1d {{ width: {width}, kernel: {kernel}, weights: {}, bias: &{p}_B, requant: {} }},\n            src,\n            dst,\n        )?;",
-                    form_1d(requant, bias, *kernel),
+                let params = format!(
+                    "&kinglet_m4::Depthwise1d {{ width: {width}, kernel: {kernel}, weights: {}, bias: &{p}_B, requant: {} }}",
                     blob_weights_expr(blob, Some(len)),
                     blob_requant_expr(&mut consts, &p, blob, requant, *channels),
+                );
+                let call = if blob.runtime_shapes {
+                    format!("kinglet_m4::depthwise1d_dyn(\n            {channels},")
+                } else {
+                    format!(
+                        "kinglet_m4::depthwise1d::<{channels}, {kernel}, {}>(",
+                        form_1d(requant, bias, *kernel)
+                    )
+                };
+                format!(
+                    "{call}\n            {params},\n            src,\n            dst,\n        )?;"
                 )
             }
             StepKind::Depthwise1d {
@@ -517,7 +523,7 @@ pub(crate) fn schedule_parts(program: &Program) -> (String, String) {
                 bias,
                 requant,
                 ..
-            } if program.blobs.contains_key(&i) => 'arm: {
+            } if program.blobs.contains_key(&i) => {
                 let blob = &program.blobs[&i];
                 array(&mut consts, &format!("{p}_B"), "i32", bias);
                 let scales = if blob.shared_requant {
@@ -526,30 +532,28 @@ pub(crate) fn schedule_parts(program: &Program) -> (String, String) {
                     requant_arrays(&mut consts, &p, requant);
                     format!("&{p}_SCALE")
                 };
-                if blob.runtime_shapes {
-                    break 'arm format!(
-                        "kinglet_m4::nested::nested_fully_connected_fixed::<{}, {}>(\n            {in_len},\n            {out_len},\n            kinglet_m4::nested::FullRows {{ in_ch: {}, out_ch: {}, block: {} }},\n            &kinglet_m4::FullyConnected {{ weights: {}, bias: &{p}_B, requant: kinglet_m4::FcRequant {{ scales: {scales}, output_offset: {}, act_min: {}, act_max: {} }} }},\n            src,\n            dst,\n        )?;",
-                        blob.block,
-                        if blob.wide { 16 } else { 8 },
-                        blob.full_in,
-                        blob.full_out,
-                        blob.block,
-                        blob_weights_expr(blob, None),
-                        requant.output_offset,
-                        requant.act_min,
-                        requant.act_max,
-                    );
-                }
-                format!(
-                    "kinglet_m4::nested::nested_fully_connected::<{in_len}, {out_len}, {}, {}, {}, {}>(\n            &kinglet_m4::FullyConnected {{ weights: {}, bias: &{p}_B, requant: kinglet_m4::FcRequant {{ scales: {scales}, output_offset: {}, act_min: {}, act_max: {} }} }},\n            src,\n            dst,\n        )?;",
-                    if blob.wide { 16 } else { 8 },
-                    blob.full_in,
-                    blob.full_out,
-                    blob.block,
+                let params = format!(
+                    "&kinglet_m4::FullyConnected {{ weights: {}, bias: &{p}_B, requant: kinglet_m4::FcRequant {{ scales: {scales}, output_offset: {}, act_min: {}, act_max: {} }} }}",
                     blob_weights_expr(blob, None),
                     requant.output_offset,
                     requant.act_min,
                     requant.act_max,
+                );
+                let bits = if blob.wide { 16 } else { 8 };
+                let call = if blob.runtime_shapes {
+                    format!(
+                        "kinglet_m4::nested::nested_fully_connected_fixed::<{}, {bits}>(\n            {in_len},\n            {out_len},\n            {},",
+                        blob.block,
+                        full_rows_expr(blob),
+                    )
+                } else {
+                    format!(
+                        "kinglet_m4::nested::nested_fully_connected::<{in_len}, {out_len}, {bits}, {}, {}, {}>(",
+                        blob.full_in, blob.full_out, blob.block,
+                    )
+                };
+                format!(
+                    "{call}\n            {params},\n            src,\n            dst,\n        )?;"
                 )
             }
             StepKind::FullyConnectedQ15 {

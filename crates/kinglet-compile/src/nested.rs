@@ -84,10 +84,6 @@ fn common_block(counts: &[usize]) -> usize {
         .unwrap_or(1)
 }
 
-fn requant_bytes(r: &crate::program::RequantData) -> usize {
-    4 * (r.multipliers.len() + r.shifts.len()) + 8 * r.scales.len()
-}
-
 /// Whether `narrow`'s requantisation is the leading part of `full`'s.
 fn requant_prefix(
     narrow: &crate::program::RequantData,
@@ -255,7 +251,7 @@ pub fn compile_widths(
         let mut requant_source = String::new();
         requant_arrays(&mut requant_source, &name, full_requant);
         blob_source += &requant_source.replace("    static ", "pub static ");
-        memory.blob_requant_bytes += requant_bytes(full_requant);
+        memory.blob_requant_bytes += full_requant.bytes();
         for (k, program) in dsp.iter_mut().enumerate() {
             let (requant, bias_len) = match &program.steps[index].kind {
                 StepKind::Conv1d { requant, bias, .. }
@@ -267,7 +263,7 @@ pub fn compile_widths(
             if k != full_index {
                 memory.narrower_bias_bytes += 4 * bias_len;
                 if !shared_requant {
-                    memory.narrower_requant_bytes += requant_bytes(requant);
+                    memory.narrower_requant_bytes += requant.bytes();
                 }
             }
             program.blobs.insert(
@@ -287,7 +283,7 @@ pub fn compile_widths(
     // One schedule for every width where the schedules differ only in numbers; else each
     // width keeps a schedule of its own.
     let one = if one_schedule {
-        shared_schedule(&mut dsp)
+        shared_schedule(&dsp)
     } else {
         None
     };
@@ -450,9 +446,9 @@ fn merge_statement(texts: &[String]) -> String {
 
 /// Every width's schedule as one function of the width (module `widths_schedule`), when the
 /// widths are single-input int8 models whose weighted layers all read the blob and whose
-/// constants are their biases only. Sets the blobs to call the kernels' run-time-shape
-/// variants. `None` (and the programs untouched) otherwise.
-fn shared_schedule(programs: &mut [Program]) -> Option<String> {
+/// constants are their biases only; its steps call the kernels' run-time-shape variants.
+/// `None` otherwise.
+fn shared_schedule(programs: &[Program]) -> Option<String> {
     let steps = programs.first()?.steps.len();
     let weighted = |p: &Program, i: usize| {
         matches!(
@@ -535,11 +531,6 @@ fn shared_schedule(programs: &mut [Program]) -> Option<String> {
             })
             .collect();
         body += &merge_statement(&texts);
-    }
-    for p in programs.iter_mut() {
-        for blob in p.blobs.values_mut() {
-            blob.runtime_shapes = true;
-        }
     }
     Some(format!(
         "\n/// Every width's schedule in one function of the width: the widths differ only in the\n\

@@ -97,6 +97,11 @@ pub struct RequantData {
 }
 
 impl RequantData {
+    /// Bytes of its tables in flash.
+    pub fn bytes(&self) -> usize {
+        4 * (self.multipliers.len() + self.shifts.len()) + 8 * self.scales.len()
+    }
+
     /// The per-channel constants as kinglet-m4's DSP kernels take them.
     pub fn m4(&self) -> kinglet_m4::Requant<'_> {
         kinglet_m4::Requant {
@@ -412,7 +417,6 @@ impl StepKind {
 
     /// Constant bytes this step puts in flash.
     pub fn constant_bytes(&self) -> usize {
-        let rq = |r: &RequantData| 4 * (r.multipliers.len() + r.shifts.len()) + 8 * r.scales.len();
         match self {
             StepKind::Conv1d {
                 weights,
@@ -431,7 +435,7 @@ impl StepKind {
                 bias,
                 requant,
                 ..
-            } => weights.bytes() + 4 * bias.len() + rq(requant),
+            } => weights.bytes() + 4 * bias.len() + requant.bytes(),
             StepKind::RefConv2D {
                 weights,
                 bias,
@@ -449,7 +453,7 @@ impl StepKind {
                 bias,
                 requant,
                 ..
-            } => weights.len() + 4 * bias.as_ref().map_or(0, Vec::len) + rq(requant),
+            } => weights.len() + 4 * bias.as_ref().map_or(0, Vec::len) + requant.bytes(),
             StepKind::Float(f) => f.constant_bytes(),
             StepKind::SparseFc(f) => f.constant_bytes(),
             StepKind::SparseConv(c) => c.constant_bytes(),

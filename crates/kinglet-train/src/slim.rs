@@ -224,6 +224,7 @@ pub fn slice_model(model: &TrainedModel, width: f64) -> Result<TrainedModel, Err
         "hidden0.weight"
     };
     let norm_prefix = plan.slim_index.map(|_| prefix(width));
+    let shared_scale = arch.width_norm == crate::arch::WidthNorm::SharedScale;
     let mut tensors = Vec::new();
     for shape_of in crate::network::initial_tensors(&narrow, classes, 0) {
         let name = &shape_of.name;
@@ -234,7 +235,6 @@ pub fn slice_model(model: &TrainedModel, width: f64) -> Result<TrainedModel, Err
         let source = model
             .tensor(&source_name)
             .ok_or_else(|| Error::Model(format!("weight `{source_name}` is missing")))?;
-        let shared_scale = arch.width_norm == crate::arch::WidthNorm::SharedScale;
         let values = if let (true, Some(_), Some(part)) = (
             shared_scale,
             &norm_prefix,

@@ -192,6 +192,18 @@ fn a_nested_model_trains_once_and_every_width_evaluates_and_quantises() {
     );
 }
 
+/// `kinglet modes` on `model` and the windows of `data`, into `out`, with `extra` flags.
+fn run_modes(model: &str, data: &str, out: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["modes", "--model", model, "--data", data, "--out", out];
+    args.extend_from_slice(extra);
+    kinglet(&args)
+}
+
+/// The `modes.json` a `kinglet modes` run wrote into `out`.
+fn modes_json(out: &str) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(format!("{out}/modes.json")).unwrap()).unwrap()
+}
+
 /// Trains kinglet-lite with nested `widths` on the fixture for two epochs into `out`, with
 /// `extra` flags.
 fn train_nested(out: &str, widths: &str, seed: &str, extra: &[&str]) {
@@ -229,25 +241,10 @@ fn modes_switch_at_run_time_on_the_device() {
     train_nested(&nested, "0.25,0.5,1.0", "1", &[]);
     let modes = p("modes");
     let work = p("work");
-    // `kinglet modes` on the nested model and the fixture, into `out`, with `extra` flags.
-    let run_modes = |out: &str, extra: &[&str]| {
-        let mut args = vec![
-            "modes",
-            "--model",
-            nested.as_str(),
-            "--data",
-            data.as_str(),
-            "--out",
-            out,
-        ];
-        args.extend_from_slice(extra);
-        kinglet(&args)
-    };
+    let run_modes = |out: &str, extra: &[&str]| run_modes(&nested, &data, out, extra);
     let o = run_modes(&modes, &["--work-dir", &work, "--device-stream", "200"]);
     assert!(o.status.success(), "{}", text(&o));
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("{modes}/modes.json")).unwrap())
-            .unwrap();
+    let json = modes_json(&modes);
     let device = &json["device"];
     assert_eq!(device["windows"], 200, "{device}");
     // 100 % → 0 % over 200 windows: full width until 60 %, the adaptive mode until 25 %,
@@ -287,7 +284,7 @@ fn modes_switch_at_run_time_on_the_device() {
         .iter()
         .map(|w| {
             let path = w["int8_model"].as_str().unwrap();
-            kinglet_graph::tflite::read_tflite_file(std::path::Path::new(path)).unwrap()
+            read_tflite_file(Path::new(path)).unwrap()
         })
         .collect();
     let refs: Vec<&kinglet_graph::Graph> = graphs.iter().collect();
@@ -349,23 +346,15 @@ fn one_weight_blob_serves_every_width_on_the_device() {
         &["--width-norm", "shared-scale"],
     );
     let modes = p("modes");
-    let o = kinglet(&[
-        "modes",
-        "--model",
+    let work = p("work");
+    let o = run_modes(
         &nested,
-        "--data",
         &data,
-        "--out",
         &modes,
-        "--work-dir",
-        &p("work"),
-        "--device-stream",
-        "120",
-    ]);
+        &["--work-dir", &work, "--device-stream", "120"],
+    );
     assert!(o.status.success(), "{}", text(&o));
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("{modes}/modes.json")).unwrap())
-            .unwrap();
+    let json = modes_json(&modes);
     let memory = &json["memory"];
     assert_eq!(memory["differing_weight_bytes"], 0, "{memory}");
     assert_eq!(memory["per_width_requant_bytes"], 0, "{memory}");
@@ -391,40 +380,25 @@ fn one_weight_blob_serves_every_width_on_the_device() {
     // The widths sharing one schedule: the same windows' decisions on the device (the command
     // checks them against the host), in less flash.
     let one = p("one");
-    let o = kinglet(&[
-        "modes",
-        "--model",
+    let o = run_modes(
         &nested,
-        "--data",
         &data,
-        "--out",
         &one,
-        "--work-dir",
-        &p("work"),
-        "--device-stream",
-        "120",
-        "--one-schedule",
-    ]);
+        &[
+            "--work-dir",
+            &work,
+            "--device-stream",
+            "120",
+            "--one-schedule",
+        ],
+    );
     assert!(o.status.success(), "{}", text(&o));
-    let json_one: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("{one}/modes.json")).unwrap())
-            .unwrap();
+    let json_one = modes_json(&one);
     let device_one = &json_one["device"];
     assert_eq!(device_one["blob"]["one_schedule"], true, "{device_one}");
-    assert!(
-        device_one["image_flash_bytes"].as_u64() < json["device"]["image_flash_bytes"].as_u64(),
-        "{device_one}"
-    );
-    let o = kinglet(&[
-        "modes",
-        "--model",
-        &nested,
-        "--data",
-        &data,
-        "--out",
-        &p("bad"),
-        "--one-schedule",
-    ]);
+    let flash = |d: &serde_json::Value| d["image_flash_bytes"].as_u64().unwrap();
+    assert!(flash(device_one) < flash(&json["device"]), "{device_one}");
+    let o = run_modes(&nested, &data, &p("bad"), &["--one-schedule"]);
     assert!(
         !o.status.success() && text(&o).contains("--device-stream"),
         "{}",

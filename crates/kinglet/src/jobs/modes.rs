@@ -453,17 +453,20 @@ pub fn run(job: &ModesJob, log: &mut dyn std::io::Write) -> Result<ModesReport> 
         let graph = kinglet_graph::tflite::read_tflite_file(&int8)?;
         Ok((narrow, int8, graph))
     };
+    let quantised = widths
+        .iter()
+        .map(|&w| quantise(w))
+        .collect::<Result<Vec<_>>>()?;
     // A shared-scale network's narrower widths read the full width's int8 weights and
-    // requantisation (kinglet_compress::nested): the full width is quantised first.
+    // requantisation (kinglet_compress::nested). Widths ascend to the full width
+    // (kinglet_train::slim checks it when training).
     let shared_blob = model.architecture.width_norm == WidthNorm::SharedScale;
-    let full_width = widths.iter().copied().fold(0.0, f64::max);
-    let full_int8 = if shared_blob {
-        Some(quantise(full_width)?.2)
-    } else {
-        None
+    let full_int8 = match quantised.last() {
+        Some((_, _, graph)) if shared_blob => Some(graph.clone()),
+        _ => None,
     };
-    for &w in &widths {
-        let (narrow, int8, mut graph) = quantise(w)?;
+    let full_width = *widths.last().context("no widths")?;
+    for (&w, (narrow, int8, mut graph)) in widths.iter().zip(quantised) {
         if let (Some(full), true) = (&full_int8, w < full_width) {
             let (shared, found) = kinglet_compress::nested::share_full_width(full, &graph)
                 .with_context(|| format!("width {w} over the full width's weights"))?;
@@ -538,12 +541,7 @@ pub fn run(job: &ModesJob, log: &mut dyn std::io::Write) -> Result<ModesReport> 
 
     // Candidate modes: fixed widths, then each chain × measure × validation-chosen threshold.
     let k = widths.len();
-    let full = widths
-        .iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map(|(i, _)| i)
-        .context("no widths")?;
+    let full = k - 1;
     let full_val = replay(&WidthMode::fixed(full as u8), &val_probs, &cost)?.predictions;
     // Agreement with the full width's labels on the validation subject where it is lowest
     // (all windows as one when the data names no subjects): the subject, not the window,
@@ -661,10 +659,8 @@ pub fn run(job: &ModesJob, log: &mut dyn std::io::Write) -> Result<ModesReport> 
     for (r, p) in out_rows.iter_mut().zip(frontier) {
         r.pareto = p;
     }
-    let full_val_accuracy = out_rows
-        .iter()
-        .find(|m| m.rule == "fixed" && m.widths.len() == 1 && m.widths[0] == widths[full])
-        .map_or(0.0, |m| m.validation_accuracy);
+    // Modes 0..k are the fixed widths in order.
+    let full_val_accuracy = out_rows.get(full).map_or(0.0, |m| m.validation_accuracy);
     let passes = |c: &Chosen| match job.recommend {
         Recommend::Agreement => c.agreement >= 1.0 - job.max_loss - 1e-12,
         Recommend::Accuracy => c.accuracy >= full_val_accuracy - job.max_loss - 1e-12,
