@@ -262,7 +262,12 @@ fn norm_relu_pool(x: Tensor<3>, norm: Option<&BatchNorm>, pool: usize) -> Tensor
 }
 
 fn relu_pool(x: Tensor<3>, pool: usize) -> Tensor<3> {
-    let x = burn::tensor::activation::relu(x);
+    relu_pool_after(burn::tensor::activation::relu(x), pool)
+}
+
+/// The max pool after a block's ReLU (and, in quantisation-aware training, after its
+/// activation is quantised: pooling commutes with quantisation).
+fn relu_pool_after(x: Tensor<3>, pool: usize) -> Tensor<3> {
     if pool > 1 {
         max_pool1d(x, MaxPoolOptions::new([pool]).with_stride([pool]))
     } else {
@@ -588,33 +593,88 @@ impl Network {
     /// the shared weights (sliced inside the autodiff graph, so gradients reach the shared
     /// tensors), with the width's own batch norms.
     pub fn forward_at(&self, inputs: Vec<Tensor<3>>, plan: &crate::slim::WidthPlan) -> Tensor<2> {
+        self.forward_at_with(inputs, plan, &mut FloatWidth)
+    }
+
+    /// [`Network::forward_at`] with `hook` applied to every weighted layer and quantised
+    /// activation (quantisation-aware training of the widths, `kinglet_train::qat`). Names
+    /// are the graph tensor names [`crate::lower()`] gives the width's own model.
+    pub fn forward_at_with<H: WidthHook>(
+        &self,
+        inputs: Vec<Tensor<3>>,
+        plan: &crate::slim::WidthPlan,
+        hook: &mut H,
+    ) -> Tensor<2> {
         let Some(k) = plan.slim_index else {
             return self.forward(inputs);
         };
         let blocks = self.branches.first().map_or(0, |b| b.blocks.len());
+        let concatenated = self.branches.len() > 1;
         let mut features = Vec::with_capacity(inputs.len());
+        // The width's activation scales relative to the full width's, for shared-scale
+        // networks: the product of its layers' factors so far (kinglet_compress::nested).
+        let mut factor = self.shared_scale.then_some(1.0f32);
         for (b, (branch, mut x)) in self.branches.iter().zip(inputs).enumerate() {
+            x = hook.input(b, x);
+            let last = branch.blocks.len().saturating_sub(1);
             for (i, block) in branch.blocks.iter().enumerate() {
+                let p = format!("branch{b}.block{i}");
                 let cin = x.dims()[1];
                 let cout = plan.blocks[i];
                 if let Some(dw) = &block.depthwise {
-                    x = narrow_conv(dw, cin, 1, cin).forward(x);
+                    let name = format!("{p}/depthwise");
+                    x = hook
+                        .conv(dw, &format!("{name}/filter"), |c| {
+                            narrow_conv(c, cin, 1, cin)
+                        })
+                        .forward(x);
+                    x = hook.activation(&name, x, factor);
                 }
                 let norm = self.slim[k]
                     .norms
                     .get(b * blocks + i)
                     .and_then(Option::as_ref);
-                let y = narrow_conv(&block.conv, cout, cin, 1).forward(x);
+                let y = hook
+                    .conv(&block.conv, &format!("{p}/conv/filter"), |c| {
+                        narrow_conv(c, cout, cin, 1)
+                    })
+                    .forward(x);
                 x = match (norm, &block.norm) {
                     (Some(own), Some(full)) if self.shared_scale => {
-                        relu_pool(shared_scale_norm(y, own, full), block.pool)
+                        if let Some(f) = factor.as_mut() {
+                            let gamma: Vec<f32> = own
+                                .gamma
+                                .val()
+                                .into_data()
+                                .convert::<f32>()
+                                .try_to_vec::<f32>()
+                                .unwrap_or_default();
+                            *f *= shared_scale_factor(&gamma);
+                        }
+                        burn::tensor::activation::relu(shared_scale_norm(y, own, full))
                     }
-                    _ => norm_relu_pool(y, norm, block.pool),
+                    _ => burn::tensor::activation::relu(match norm {
+                        Some(n) => n.forward(y),
+                        None => y,
+                    }),
                 };
+                // A flattened branch feeding a concatenation is quantised there.
+                if !(i == last && concatenated && !self.global_average_pool) {
+                    x = hook.activation(&format!("{p}/conv"), x, factor);
+                }
+                x = relu_pool_after(x, block.pool);
             }
-            features.push(self.flatten(x));
+            let flat = self.flatten(x);
+            features.push(if self.global_average_pool && !concatenated {
+                hook.activation(&format!("branch{b}/gap"), flat, factor)
+            } else {
+                flat
+            });
         }
         let mut h = concat_features(features);
+        if concatenated {
+            h = hook.activation("concat", h, factor);
+        }
         let device = h.device();
         let rows: Vec<i64> = plan.head_rows.iter().map(|&r| r as i64).collect();
         let rows = Tensor::<1, burn::tensor::Int>::from_data(
@@ -622,12 +682,20 @@ impl Network {
             &device,
         );
         let mut rows = Some(rows);
-        for (layer, &units) in self.hidden.iter().zip(&plan.hidden) {
-            let dense = narrow_linear(layer, rows.take(), h.dims()[1], units);
+        for (i, (layer, &units)) in self.hidden.iter().zip(&plan.hidden).enumerate() {
+            let inputs = h.dims()[1];
+            let dense = hook.linear(layer, &format!("hidden{i}/weights"), |l| {
+                narrow_linear(l, rows.take(), inputs, units)
+            });
             h = burn::tensor::activation::relu(dense.forward(h));
+            h = hook.activation(&format!("hidden{i}"), h, factor);
         }
         let outputs = self.output.weight.val().dims()[1];
-        narrow_linear(&self.output, rows, h.dims()[1], outputs).forward(h)
+        let inputs = h.dims()[1];
+        let output = hook.linear(&self.output, "output/weights", |l| {
+            narrow_linear(l, rows, inputs, outputs)
+        });
+        hook.activation("output", output.forward(h), factor)
     }
 
     /// The network with every batch-norm scale (all widths) raised to at least
@@ -680,6 +748,52 @@ fn narrow_conv(conv: &Conv1d, out: usize, cin_per_group: usize, groups: usize) -
         padding: conv.padding.clone(),
     }
 }
+
+/// What a width's forward pass ([`Network::forward_at_with`]) does to each weighted layer and
+/// each activation the int8 graph quantises: nothing in float training; quantisation-aware
+/// training fake-quantises them (`kinglet_train::qat`).
+pub trait WidthHook {
+    /// The width's part of convolution `full` (graph weight tensor `name`); `slice` cuts the
+    /// width's leading channels from a layer.
+    fn conv(
+        &mut self,
+        full: &Conv1d,
+        _name: &str,
+        slice: impl FnOnce(&Conv1d) -> Conv1d,
+    ) -> Conv1d {
+        slice(full)
+    }
+
+    /// The width's part of dense layer `full`, as [`WidthHook::conv`].
+    fn linear(
+        &mut self,
+        full: &Linear,
+        _name: &str,
+        slice: impl FnOnce(&Linear) -> Linear,
+    ) -> Linear {
+        slice(full)
+    }
+
+    /// Branch `branch`'s input (the graph input named after the branch).
+    fn input(&mut self, _branch: usize, x: Tensor<3>) -> Tensor<3> {
+        x
+    }
+
+    /// Activation `name` of the width; `factor` is its scale relative to the full width's
+    /// same tensor for a shared-scale network, `None` otherwise.
+    fn activation<const D: usize>(
+        &mut self,
+        _name: &str,
+        x: Tensor<D>,
+        _factor: Option<f32>,
+    ) -> Tensor<D> {
+        x
+    }
+}
+
+/// Float training's width pass: the layers as sliced, the activations as computed.
+struct FloatWidth;
+impl WidthHook for FloatWidth {}
 
 /// A dense layer on `units` leading outputs of `layer`, taking the rows `rows` (the first dense
 /// layer, whose inputs are flattened features) or else the `inputs` leading rows.

@@ -41,9 +41,10 @@ use crate::arch::Architecture;
 use crate::inputs::{ChannelNormalisation, Prepared, output_class_names, prepare};
 use crate::model_file::{Provenance, TrainedModel};
 use crate::network::{NamedTensor, Network};
+use crate::slim::WidthPlan;
 use crate::train::{
     EpochReport, Progress, TrainOutcome, batch_inputs, diverged, epoch_rng, labelled_loss,
-    loss_function, prepare_sets,
+    loss_function, prepare_sets, sandwich, soft_cross_entropy,
 };
 
 /// Name prefix of the model tensors holding tracked activation ranges (`[min, max]`).
@@ -711,6 +712,108 @@ pub fn forward(
     qat.activation("output", logits)
 }
 
+/// Fake quantisation of one narrower width's pass ([`Network::forward_at_with`]), as that
+/// width deploys from `kinglet modes`:
+/// - own batch norms per width: the width is quantised as a model of its own, so its sliced
+///   weights are fake-quantised per channel and its activations track ranges of their own,
+///   stored as `qat:width<w>/<graph tensor name>`;
+/// - shared normalisation scales: the width runs on the full width's int8 weights and its
+///   activation scales are the full width's times the width's factors
+///   (`kinglet_compress::nested`), so its weights are the leading block of the full width's
+///   fake-quantised ones and its activations use the full width's ranges times the factor.
+struct WidthQat<'a> {
+    state: &'a mut QatState,
+    arch: &'a Architecture,
+    /// `width<w>/`: where the width's own ranges are kept.
+    prefix: String,
+    shared_scale: bool,
+}
+
+impl WidthQat<'_> {
+    fn weight<const D: usize>(w: Tensor<D>, axis: usize) -> Param<Tensor<D>> {
+        Param::initialized(ParamId::new(), fake_quant_weight(w, axis))
+    }
+}
+
+impl crate::network::WidthHook for WidthQat<'_> {
+    fn conv(
+        &mut self,
+        full: &Conv1d,
+        _name: &str,
+        slice: impl FnOnce(&Conv1d) -> Conv1d,
+    ) -> Conv1d {
+        if self.shared_scale {
+            let mut quantised = full.clone();
+            quantised.weight = Self::weight(full.weight.val(), 0);
+            slice(&quantised)
+        } else {
+            let mut narrow = slice(full);
+            narrow.weight = Self::weight(narrow.weight.val(), 0);
+            narrow
+        }
+    }
+
+    fn linear(
+        &mut self,
+        full: &Linear,
+        _name: &str,
+        slice: impl FnOnce(&Linear) -> Linear,
+    ) -> Linear {
+        if self.shared_scale {
+            let mut quantised = full.clone();
+            quantised.weight = Self::weight(full.weight.val(), 1);
+            slice(&quantised)
+        } else {
+            let mut narrow = slice(full);
+            narrow.weight = Self::weight(narrow.weight.val(), 1);
+            narrow
+        }
+    }
+
+    fn input(&mut self, branch: usize, x: Tensor<3>) -> Tensor<3> {
+        let name = &self.arch.branches[branch].name;
+        let factor = self.shared_scale.then_some(1.0);
+        self.activation(name, x, factor)
+    }
+
+    fn activation<const D: usize>(
+        &mut self,
+        name: &str,
+        x: Tensor<D>,
+        factor: Option<f32>,
+    ) -> Tensor<D> {
+        match factor {
+            Some(f) => match self.state.ranges.get(name) {
+                Some(&(lo, hi)) => fake_quant_activation(x, lo * f, hi * f),
+                None => x,
+            },
+            None => self.state.activation(&format!("{}{name}", self.prefix), x),
+        }
+    }
+}
+
+/// Logits of one width of a nested network under fake quantisation ([`forward`] for the full
+/// width). The full width's pass must have run first in a training step: a shared-scale
+/// width reads its ranges.
+pub fn forward_at(
+    net: &Network,
+    arch: &Architecture,
+    inputs: Vec<Tensor<3>>,
+    qat: &mut QatState,
+    plan: &WidthPlan,
+) -> Tensor<2> {
+    if plan.slim_index.is_none() {
+        return forward(net, arch, inputs, qat);
+    }
+    let mut hook = WidthQat {
+        state: qat,
+        arch,
+        prefix: crate::slim::range_prefix(plan.width),
+        shared_scale: arch.width_norm == crate::arch::WidthNorm::SharedScale,
+    };
+    net.forward_at_with(inputs, plan, &mut hook)
+}
+
 /// Fine-tuning to 4- or 2-bit weights runs by default at this multiple of the schedule's
 /// final rate (int8's runs at a tenth of it): the weights must move to a much coarser grid.
 /// The best rate depends on the network, so `scripts/qat_rate_grid.sh` chooses it per model
@@ -790,17 +893,29 @@ pub fn predict(
     prepared: &Prepared,
     device: &Device,
 ) -> Vec<u32> {
+    predict_at(net, arch, ranges, weights, prepared, device, None)
+}
+
+/// [`predict`] at one width of a nested network (`None`: the full network).
+pub fn predict_at(
+    net: &Network,
+    arch: &Architecture,
+    ranges: &BTreeMap<String, (f32, f32)>,
+    weights: &WeightQuant,
+    prepared: &Prepared,
+    device: &Device,
+    plan: Option<&WidthPlan>,
+) -> Vec<u32> {
     let mut state =
         QatState::new(ranges.clone(), false, DEFAULT_EMA_DECAY).with_weights(weights.frozen());
     let mut out = Vec::with_capacity(prepared.len());
     let all: Vec<usize> = (0..prepared.len()).collect();
     for chunk in all.chunks(512) {
-        let logits = forward(
-            net,
-            arch,
-            batch_inputs(prepared, chunk, None, device),
-            &mut state,
-        );
+        let inputs = batch_inputs(prepared, chunk, None, device);
+        let logits = match plan {
+            Some(plan) => forward_at(net, arch, inputs, &mut state, plan),
+            None => forward(net, arch, inputs, &mut state),
+        };
         let pred = logits.argmax(1).into_data();
         out.extend(pred.iter::<i64>().map(|v| v as u32));
     }
@@ -925,6 +1040,18 @@ pub fn train_qat(
         Some(model) => WeightQuant::clips_of(model)?,
         None => BTreeMap::new(),
     };
+    let plans = if arch.widths.is_empty() {
+        Vec::new()
+    } else {
+        WidthPlan::all(arch)?
+    };
+    if !plans.is_empty() && (weight_bits.iter().any(|&b| b < 8) || !learned.is_empty()) {
+        return Err(Error::Data(
+            "quantisation-aware training of nested-width networks trains int8 weights; \
+             4- and 2-bit widths are quantised after training (`kinglet modes --scheme w4a8`)"
+                .into(),
+        ));
+    }
     let mut weight_quant = WeightQuant::new(weight_bits, learned);
     let (prepared, val_prepared) = prepare_sets(arch, train, validation, &norm)?;
     let loss_fn = loss_function(arch, &prepared, &device);
@@ -970,6 +1097,7 @@ pub fn train_qat(
         let mut state = QatState::new(std::mem::take(&mut ranges), true, options.ema_decay)
             .with_weights(std::mem::take(&mut weight_quant))
             .with_range_learning(learn_ranges.then(|| std::mem::take(&mut range_learning)));
+        let mut width_rng = epoch_rng(options.seed ^ 0x5141_5457_0000_0000, epoch);
         for idx in order.chunks(batch) {
             let inputs = batch_inputs(
                 &prepared,
@@ -977,8 +1105,10 @@ pub fn train_qat(
                 augmenting.then_some((augment, &mut rng)),
                 &device,
             );
-            let logits = forward(&net, arch, inputs, &mut state);
-            let (loss, loss_value, batch_correct) = labelled_loss(
+            let logits = forward(&net, arch, inputs.clone(), &mut state);
+            // The sandwich rule of float training (crate::train), every width fake-quantised.
+            let widest = (!plans.is_empty()).then(|| logits.clone().detach());
+            let (mut loss, loss_value, batch_correct) = labelled_loss(
                 logits,
                 &prepared,
                 idx,
@@ -988,9 +1118,19 @@ pub fn train_qat(
                 &device,
             )
             .map_err(|v| diverged("QAT", v, epoch))?;
+            if let Some(widest) = widest {
+                let soft = burn::tensor::activation::softmax(widest, 1);
+                for plan in sandwich(&plans, &mut width_rng) {
+                    let narrow = forward_at(&net, arch, inputs.clone(), &mut state, plan);
+                    loss = loss + soft_cross_entropy(narrow, soft.clone());
+                }
+            }
             let mut grads = loss.backward();
             let net_grads = GradientsParams::from_module(&mut grads, &net);
             net = optim.step(lr, net, net_grads);
+            if !plans.is_empty() {
+                net = net.positive_gammas();
+            }
             if !state.weights.clips.alphas.is_empty() {
                 let clips =
                     std::mem::replace(&mut state.weights.clips, WeightClips { alphas: Vec::new() });
@@ -1021,17 +1161,37 @@ pub fn train_qat(
         ranges = state.ranges;
         weight_quant = state.weights;
         let eval_net = net.valid();
+        // A nested network is scored as float training scores it: the mean over its widths.
         let val = val_prepared.as_ref().map(|v| {
-            let pred = predict(&eval_net, arch, &ranges, &weight_quant, v, &infer_device);
-            Classification::new(&v.class_names, &v.targets, &pred)
+            let widths: Vec<Option<&WidthPlan>> = if plans.is_empty() {
+                vec![None]
+            } else {
+                plans.iter().map(Some).collect()
+            };
+            let (mut accuracy, mut f1) = (0.0, 0.0);
+            for plan in &widths {
+                let pred = predict_at(
+                    &eval_net,
+                    arch,
+                    &ranges,
+                    &weight_quant,
+                    v,
+                    &infer_device,
+                    *plan,
+                );
+                let c = Classification::new(&v.class_names, &v.targets, &pred);
+                accuracy += c.accuracy() / widths.len() as f64;
+                f1 += c.macro_f1() / widths.len() as f64;
+            }
+            (accuracy, f1)
         });
         let report = EpochReport {
             epoch: epoch + 1,
             learning_rate: lr,
             train_loss: loss_sum / n as f64,
             train_accuracy: correct as f64 / n as f64,
-            validation_accuracy: val.as_ref().map(|c| c.accuracy()),
-            validation_macro_f1: val.as_ref().map(|c| c.macro_f1()),
+            validation_accuracy: val.map(|v| v.0),
+            validation_macro_f1: val.map(|v| v.1),
             train_seconds,
         };
         let score = report.validation_accuracy.unwrap_or(epoch as f64);
@@ -1079,7 +1239,10 @@ pub(crate) fn record_ranges(
     graph: &mut kinglet_graph::Graph,
     model: &TrainedModel,
 ) -> Result<(), Error> {
-    let ranges = QatState::ranges_of(model)?;
+    // A nested model lowers as its full width; its narrower widths' own ranges travel with
+    // their sliced models (crate::slim::slice_model).
+    let mut ranges = QatState::ranges_of(model)?;
+    ranges.retain(|name, _| crate::slim::range_width(name).is_none());
     if ranges.is_empty() {
         return Ok(());
     }

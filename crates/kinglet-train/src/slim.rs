@@ -31,6 +31,19 @@ pub fn prefix(width: f64) -> String {
     format!("width{width}")
 }
 
+/// Prefix of a width's own activation ranges in a model trained with QAT
+/// (`qat:width0.25/<graph tensor name>`).
+pub fn range_prefix(width: f64) -> String {
+    format!("{}/", prefix(width))
+}
+
+/// The width an activation range name (without `qat:`) belongs to, if it is a narrower
+/// width's own (see [`range_prefix`]).
+pub fn range_width(name: &str) -> Option<f64> {
+    let (head, _) = name.split_once('/')?;
+    head.strip_prefix("width")?.parse::<f64>().ok()
+}
+
 /// Parses a comma-separated width list (`0.25,0.5,0.75,1.0`) and checks it.
 pub fn parse_widths(text: &str) -> Result<Vec<f64>, Error> {
     let widths = text
@@ -280,6 +293,25 @@ pub fn slice_model(model: &TrainedModel, width: f64) -> Result<TrainedModel, Err
             shape: shape_of.shape.clone(),
             values,
         });
+    }
+    // Activation ranges of quantisation-aware training: the width's own under their graph
+    // names; the full width's plain ones only at full width.
+    let own = range_prefix(width);
+    for t in &model.tensors {
+        let Some(name) = t.name.strip_prefix(crate::qat::RANGE_PREFIX) else {
+            continue;
+        };
+        let renamed = match (plan.slim_index, range_width(name)) {
+            (None, None) => Some(name),
+            (Some(_), Some(_)) => name.strip_prefix(&own),
+            _ => None,
+        };
+        if let Some(n) = renamed {
+            tensors.push(NamedTensor {
+                name: format!("{}{n}", crate::qat::RANGE_PREFIX),
+                ..t.clone()
+            });
+        }
     }
     Ok(TrainedModel {
         architecture: narrow,

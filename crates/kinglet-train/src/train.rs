@@ -365,7 +365,7 @@ fn selection_score(
 /// The narrower widths trained in one step by the sandwich rule: the narrowest always, and one
 /// random width strictly between narrowest and widest (the widest is trained on the labels
 /// separately). The draw comes from its own stream so plain training's augmentation is unchanged.
-fn sandwich<'a>(plans: &'a [WidthPlan], rng: &mut ChaCha8Rng) -> Vec<&'a WidthPlan> {
+pub(crate) fn sandwich<'a>(plans: &'a [WidthPlan], rng: &mut ChaCha8Rng) -> Vec<&'a WidthPlan> {
     let n = plans.len();
     let mut chosen: Vec<&WidthPlan> = plans.first().into_iter().collect();
     if n > 2 {
@@ -376,7 +376,7 @@ fn sandwich<'a>(plans: &'a [WidthPlan], rng: &mut ChaCha8Rng) -> Vec<&'a WidthPl
 
 /// In-place distillation: cross-entropy of a narrow width's `logits` against the widest's
 /// (detached) probabilities `soft`.
-fn soft_cross_entropy(logits: Tensor<2>, soft: Tensor<2>) -> Tensor<1> {
+pub(crate) fn soft_cross_entropy(logits: Tensor<2>, soft: Tensor<2>) -> Tensor<1> {
     (burn::tensor::activation::log_softmax(logits, 1) * soft)
         .sum_dim(1)
         .mean()

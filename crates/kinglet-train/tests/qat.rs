@@ -236,3 +236,114 @@ fn bad_qat_options_are_errors() {
         assert!(err.contains(expected), "{err}");
     }
 }
+
+/// A small nested kinglet-lite (widths 0.5 and 1) trained for one float epoch.
+fn nested_lite(norm: kinglet_train::arch::WidthNorm) -> (Architecture, TrainedModel) {
+    let mut arch = Architecture::preset("kinglet-lite").unwrap();
+    arch.blocks.truncate(2);
+    arch.blocks[1].separable = true;
+    arch.widths = vec![0.5, 1.0];
+    arch.width_norm = norm;
+    let options = TrainOptions {
+        seed: 2,
+        epochs: Some(1),
+        ..Default::default()
+    };
+    let float = train(&arch, &uci_har(Split::Train), None, &options, &mut Silent)
+        .unwrap()
+        .model;
+    (arch, float)
+}
+
+/// QAT of a nested network with a batch norm per width: every narrower width fake-quantises
+/// as the int8 model it deploys as, tracking activation ranges of its own under
+/// `width<w>/`; slicing a width gives it those ranges under its graph's names, and the
+/// nested model itself lowers with the full width's only.
+#[test]
+fn qat_of_a_nested_network_keeps_ranges_per_width() {
+    use kinglet_train::arch::WidthNorm;
+    use kinglet_train::slim::slice_model;
+    let (arch, float) = nested_lite(WidthNorm::Own);
+    let (tr, va) = (uci_har(Split::Train), uci_har(Split::Test));
+    let out = train_qat(
+        &arch,
+        Some(&float),
+        &tr,
+        Some(&va),
+        &qat_options(1),
+        &mut Silent,
+    )
+    .unwrap();
+    let model = out.model;
+    assert_eq!(model.architecture.widths, vec![0.5, 1.0]);
+    // Epoch selection scores both widths.
+    assert!(out.history[0].validation_accuracy.is_some());
+    let names = range_names(&model);
+    let full: BTreeSet<String> = names
+        .iter()
+        .filter(|n| !n.starts_with("width"))
+        .cloned()
+        .collect();
+    let own: BTreeSet<String> = names
+        .iter()
+        .filter_map(|n| n.strip_prefix("width0.5/"))
+        .map(String::from)
+        .collect();
+    assert!(full.contains("branch0.block1/depthwise") && full.contains("output"));
+    assert_eq!(
+        own, full,
+        "every quantised activation has a range at width 0.5"
+    );
+    // The nested model lowers as its full width, with the full width's ranges.
+    let lowered = lower(&model).unwrap();
+    let recorded: BTreeSet<String> = lowered.metadata[meta::ACTIVATION_RANGES]
+        .lines()
+        .map(|l| l.split('\t').next().unwrap().to_string())
+        .collect();
+    assert_eq!(recorded, full);
+    // Width 0.5 alone: its own ranges, renamed, and they lower onto its graph.
+    let narrow = slice_model(&model, 0.5).unwrap();
+    assert_eq!(range_names(&narrow), own);
+    let ranges = QatState::ranges_of(&narrow).unwrap();
+    let stored = QatState::ranges_of(&model).unwrap();
+    assert_eq!(ranges["output"], stored["width0.5/output"]);
+    assert_ne!(
+        ranges["output"], stored["output"],
+        "the width's own, not the full width's"
+    );
+    assert_ranges_lowered(&narrow);
+    assert_eq!(range_names(&slice_model(&model, 1.0).unwrap()), full);
+}
+
+/// With shared normalisation scales a narrower width runs on the full width's int8 weights
+/// and ranges (times its factors) on the device, so QAT keeps no ranges of its own for it;
+/// 4-bit QAT of a nested network is refused, naming what to do instead.
+#[test]
+fn qat_of_a_shared_scale_network_uses_the_full_widths_ranges() {
+    use kinglet_train::arch::WidthNorm;
+    use kinglet_train::slim::slice_model;
+    let (arch, float) = nested_lite(WidthNorm::SharedScale);
+    let tr = uci_har(Split::Train);
+    let model = train_qat(&arch, Some(&float), &tr, None, &qat_options(1), &mut Silent)
+        .unwrap()
+        .model;
+    let names = range_names(&model);
+    assert!(names.contains("branch0.block0/conv"));
+    assert!(names.iter().all(|n| !n.starts_with("width")), "{names:?}");
+    assert!(range_names(&slice_model(&model, 0.5).unwrap()).is_empty());
+    assert_ranges_lowered(&slice_model(&model, 1.0).unwrap());
+    let err = train_qat(
+        &arch,
+        Some(&float),
+        &tr,
+        None,
+        &QatOptions {
+            weight_bits: vec![4],
+            ..qat_options(1)
+        },
+        &mut Silent,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("modes --scheme w4a8"), "{err}");
+}

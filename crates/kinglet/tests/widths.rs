@@ -283,7 +283,7 @@ fn modes_switch_at_run_time_on_the_device() {
         .unwrap()
         .iter()
         .map(|w| {
-            let path = w["int8_model"].as_str().unwrap();
+            let path = w["model"].as_str().unwrap();
             read_tflite_file(Path::new(path)).unwrap()
         })
         .collect();
@@ -420,4 +420,113 @@ fn one_weight_blob_serves_every_width_on_the_device() {
     ]);
     assert!(!o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("--widths"), "{}", text(&o));
+}
+
+/// Quantisation-aware training of a nested network (`train --qat --init` a shared-scale
+/// model): its widths quantise with the recorded ranges and still read one int8 blob on the
+/// device (the command checks every window against the host simulator); 4-bit widths
+/// (`modes --scheme w4a8`) quantise each with weights of its own and run on the device too.
+#[test]
+fn nested_networks_train_quantisation_aware_and_quantise_to_four_bits() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let (nested, qat) = (p("shared.kgl"), p("qat.kgl"));
+    let data = har();
+    train_nested(&nested, "0.5,1.0", "4", &["--width-norm", "shared-scale"]);
+    let qat_args = |extra: &[&str]| {
+        let mut args = vec![
+            "train", "--qat", "--init", &nested, "--data", &data, "--epochs", "1", "--seed", "4",
+        ];
+        args.extend_from_slice(extra);
+        args.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let args = qat_args(&["--out", &qat, "--quiet"]);
+    run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let work = p("work");
+    let modes = p("modes");
+    let o = run_modes(
+        &qat,
+        &data,
+        &modes,
+        &["--work-dir", &work, "--device-stream", "60"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let json = modes_json(&modes);
+    assert_eq!(json["scheme"], "int8");
+    assert_eq!(json["memory"]["differing_weight_bytes"], 0, "{json}");
+    assert!(json["device"]["blob"].is_object(), "{json}");
+    for w in json["widths"].as_array().unwrap() {
+        let graph = read_tflite_file(Path::new(w["model"].as_str().unwrap())).unwrap();
+        let ptq = &graph.metadata["kinglet.ptq"];
+        // The full width quantises with its QAT ranges; the narrower width calibrates, and
+        // its activations are then the full width's times its factors.
+        if w["width"] == 1.0 {
+            assert!(ptq.contains("quantisation-aware training"), "{ptq}");
+        }
+        assert!(!ptq.contains("centred"), "logits stay uncentred: {ptq}");
+    }
+
+    let four = p("four");
+    let o = run_modes(
+        &qat,
+        &data,
+        &four,
+        &[
+            "--work-dir",
+            &work,
+            "--device-stream",
+            "60",
+            "--scheme",
+            "w4a8",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let json = modes_json(&four);
+    assert_eq!(json["scheme"], "w4a8");
+    assert!(json["device"]["blob"].is_null(), "{json}");
+    assert!(
+        json["memory"]["differing_weight_bytes"].as_u64().unwrap() > 0,
+        "{json}"
+    );
+    for w in json["widths"].as_array().unwrap() {
+        let graph = read_tflite_file(Path::new(w["model"].as_str().unwrap())).unwrap();
+        let conv = graph
+            .ops
+            .iter()
+            .find(|o| matches!(o.kind, OpKind::Conv2D { .. }))
+            .unwrap();
+        assert_eq!(graph.tensor(conv.inputs[1]).dtype, kinglet_graph::DType::I4);
+    }
+
+    // Bad input: one schedule without the int8 blob, a scheme modes does not take, 4-bit QAT.
+    let o = run_modes(
+        &qat,
+        &data,
+        &p("bad"),
+        &[
+            "--device-stream",
+            "10",
+            "--one-schedule",
+            "--scheme",
+            "w4a8",
+        ],
+    );
+    assert!(
+        !o.status.success() && text(&o).contains("--scheme int8"),
+        "{}",
+        text(&o)
+    );
+    let o = run_modes(&qat, &data, &p("bad2"), &["--scheme", "float16"]);
+    assert!(
+        !o.status.success() && text(&o).contains("float16"),
+        "{}",
+        text(&o)
+    );
+    let args = qat_args(&["--bits", "4", "--out", &p("q4.kgl")]);
+    let o = kinglet(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        !o.status.success() && text(&o).contains("modes --scheme w4a8"),
+        "{}",
+        text(&o)
+    );
 }

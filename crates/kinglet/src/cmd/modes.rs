@@ -71,6 +71,10 @@ pub struct ModesArgs {
     /// less flash for more instructions (run-time loop bounds; BENCHMARKS.md).
     #[arg(long)]
     pub one_schedule: bool,
+    /// Quantisation of every width: int8, or 4- or 2-bit weights with int8 activations
+    /// (w4a8, w2a8), each width then with weights and scales of its own.
+    #[arg(long, default_value = "int8", value_parser = kinglet::jobs::modes::SCHEMES)]
+    pub scheme: String,
 }
 
 pub fn run(args: ModesArgs) -> Result<()> {
@@ -96,6 +100,7 @@ pub fn run(args: ModesArgs) -> Result<()> {
             .map(parse_device_modes)
             .transpose()?,
         one_schedule: args.one_schedule,
+        scheme: args.scheme,
     };
     let report = modes::run(&job, &mut std::io::stderr().lock())?;
     let front = report.modes.iter().filter(|m| m.pareto).count();

@@ -75,7 +75,13 @@ pub struct ModesJob {
     /// The device stream's widths share one schedule (their shapes in tables): less flash,
     /// more instructions. Only for a shared-scale network.
     pub one_schedule: bool,
+    /// Quantisation of every width: `int8`, or 4- or 2-bit weights with int8 activations
+    /// (`w4a8`, `w2a8`; each width quantised with scales of its own, so no shared blob).
+    pub scheme: String,
 }
+
+/// The quantisation schemes `kinglet modes` takes.
+pub const SCHEMES: [&str; 3] = ["int8", "w4a8", "w2a8"];
 
 /// How the recommended adaptive mode is chosen on the validation windows (the cheapest mode
 /// there that passes).
@@ -163,11 +169,13 @@ pub struct WidthRow {
     pub macs: u64,
     /// Cortex-M4 instructions per inference (QEMU), or `None` with `--no-firmware`.
     pub instructions: Option<u64>,
-    pub int8_weight_bytes: usize,
+    /// Weight bytes of the width's quantised model (sub-byte weights packed).
+    pub weight_bytes: usize,
     pub flash_bytes: Option<u64>,
     pub validation_accuracy: f64,
     pub test_accuracy: f64,
-    pub int8_model: String,
+    /// The width's quantised model (`.tflite`).
+    pub model: String,
 }
 
 /// One operating mode scored on the test windows.
@@ -199,6 +207,8 @@ pub struct ModeRow {
 #[derive(Debug, Clone, Serialize)]
 pub struct ModesReport {
     pub model: String,
+    /// Quantisation of the widths ([`SCHEMES`]).
+    pub scheme: String,
     pub data: String,
     pub validation: String,
     /// `instructions (QEMU mps2-an386, Cortex-M4)` or the MAC fallback's label.
@@ -214,10 +224,10 @@ pub struct ModesReport {
     pub device: Option<DeviceStream>,
 }
 
-/// Bytes the mode machinery adds to the full-width int8 network.
+/// Bytes the mode machinery adds to the full-width quantised network.
 #[derive(Debug, Clone, Serialize)]
 pub struct Memory {
-    /// int8 weights of the full width.
+    /// Weights of the full width, as stored (sub-byte ones packed).
     pub full_weight_bytes: usize,
     /// Per-output-channel int32 biases of every width below 1 (each width folds its own batch
     /// norm into them).
@@ -226,8 +236,9 @@ pub struct Memory {
     /// shift, TFLM's layout) where it is not the full width's (a shared-scale network shares
     /// all of it).
     pub per_width_requant_bytes: usize,
-    /// int8 weights of narrower widths that differ from the full width's at the same position
-    /// (0 for a shared-scale network, whose widths read one blob). Compared over the leading
+    /// Weights of narrower widths that differ from the full width's at the same position
+    /// (0 for a shared-scale network, whose widths read one blob; every narrower weight for
+    /// sub-byte widths, quantised each with scales of its own). Compared over the leading
     /// block, so a flattening head's first dense layer, whose narrow rows are strided in the
     /// full weight, counts as differing: an upper bound there.
     pub differing_weight_bytes: usize,
@@ -389,6 +400,19 @@ fn rule_name(measure: ConfidenceMeasure) -> &'static str {
 
 /// Runs `kinglet modes`: see the module documentation. Returns the report it wrote.
 pub fn run(job: &ModesJob, log: &mut dyn std::io::Write) -> Result<ModesReport> {
+    if !SCHEMES.contains(&job.scheme.as_str()) {
+        bail!(
+            "--scheme {}: `kinglet modes` quantises widths to {} (mixed per-layer widths and float schemes are not modes' yet)",
+            job.scheme,
+            SCHEMES.join(", ")
+        );
+    }
+    let sub_byte = job.scheme != "int8";
+    if job.one_schedule && sub_byte {
+        bail!(
+            "--one-schedule runs every width from the full width's int8 weight blob: it needs --scheme int8 (sub-byte widths are quantised each with scales of its own)"
+        );
+    }
     if job.one_schedule && job.device_stream.is_none() {
         bail!("--one-schedule shapes the device image: it needs --device-stream");
     }
@@ -425,24 +449,28 @@ pub fn run(job: &ModesJob, log: &mut dyn std::io::Write) -> Result<ModesReport> 
     let mut rows = Vec::new();
     let mut graphs = Vec::new();
     let (mut val_probs, mut test_probs) = (Vec::new(), Vec::new());
-    // Each width as an ordinary model, quantised to int8 on its own.
+    // A model trained with QAT quantises with its recorded ranges, which belong to uncentred
+    // logits; every width then leaves its logits uncentred, so that a shared-scale width's
+    // head weights stay the leading rows of the full width's.
+    let trained_with_qat = !kinglet_train::qat::QatState::ranges_of(&model)?.is_empty();
+    // Each width as an ordinary model, quantised on its own.
     let quantise = |w: f64| -> Result<(TrainedModel, PathBuf, Graph)> {
         let narrow = kinglet_train::slim::slice_model(&model, w)?;
         let kgl = dir.join(format!("w{w}.kgl"));
         narrow.save(&kgl)?;
-        let int8 = dir.join(format!("w{w}.int8.tflite"));
+        let int8 = dir.join(format!("w{w}.{}.tflite", job.scheme));
         let q = super::quantize::QuantizeJob {
             model: kgl.clone(),
             data: val_spec.to_string(),
             bits: None,
-            scheme: "int8".into(),
+            scheme: job.scheme.clone(),
             min_elements: 1024,
             calibration: "minmax".into(),
             ranges: "auto".into(),
             windows: 300,
             float_io: false,
             per_tensor_dense: false,
-            logit_clip: "16".into(),
+            logit_clip: if trained_with_qat { "off" } else { "16" }.into(),
             eval: None,
             out: int8.clone(),
             dense_weights: false,
@@ -460,7 +488,14 @@ pub fn run(job: &ModesJob, log: &mut dyn std::io::Write) -> Result<ModesReport> 
     // A shared-scale network's narrower widths read the full width's int8 weights and
     // requantisation (kinglet_compress::nested). Widths ascend to the full width
     // (kinglet_train::slim checks it when training).
-    let shared_blob = model.architecture.width_norm == WidthNorm::SharedScale;
+    let shared_blob = model.architecture.width_norm == WidthNorm::SharedScale && !sub_byte;
+    if sub_byte && model.architecture.width_norm == WidthNorm::SharedScale {
+        writeln!(
+            log,
+            "{}: each width keeps weights of its own (the one-blob image shares int8 weights only)",
+            job.scheme
+        )?;
+    }
     let full_int8 = match quantised.last() {
         Some((_, _, graph)) if shared_blob => Some(graph.clone()),
         _ => None,
@@ -514,11 +549,11 @@ pub fn run(job: &ModesJob, log: &mut dyn std::io::Write) -> Result<ModesReport> 
             parameters: narrow.parameter_count(),
             macs: graph.total_macs(),
             instructions,
-            int8_weight_bytes: graph.weight_bytes(),
+            weight_bytes: graph.weight_bytes(),
             flash_bytes: flash,
             validation_accuracy: accuracy(&val, &argmaxes(&vp)).accuracy(),
             test_accuracy: accuracy(&test, &argmaxes(&tp)).accuracy(),
-            int8_model: int8.display().to_string(),
+            model: int8.display().to_string(),
         };
         writeln!(
             log,
@@ -678,7 +713,7 @@ pub fn run(job: &ModesJob, log: &mut dyn std::io::Write) -> Result<ModesReport> 
     )?;
     let device = match job.device_stream {
         Some(n) => {
-            let int8: Vec<PathBuf> = rows.iter().map(|r| PathBuf::from(&r.int8_model)).collect();
+            let int8: Vec<PathBuf> = rows.iter().map(|r| PathBuf::from(&r.model)).collect();
             let picked = match job.device_modes {
                 Some(ids) => {
                     if let Some(&bad) = ids.iter().find(|&&i| i >= modes.len()) {
@@ -715,6 +750,7 @@ pub fn run(job: &ModesJob, log: &mut dyn std::io::Write) -> Result<ModesReport> 
     };
     let report = ModesReport {
         model: job.model.display().to_string(),
+        scheme: job.scheme.clone(),
         data: test_spec.to_string(),
         validation: val_spec.to_string(),
         cost_unit: if job.no_firmware {
@@ -882,10 +918,15 @@ fn device_stream(
 }
 
 /// Memory the modes add, from the int8 graphs of the widths (the last one is the full width).
+/// One weighted layer as [`memory`] compares widths: filter shape, stored weight bytes, per
+/// output channel the requantisation ratio, and whether the values are packed sub-byte
+/// integers.
+type LayerWeights = (Vec<usize>, Vec<u8>, Vec<f64>, bool);
+
 fn memory(graphs: &[Graph], modes: usize, pareto_modes: usize) -> Result<Memory> {
     // Per weighted op: filter shape and int8 values, and per output channel the ratio
     // `s_in · s_w / s_out` its requantisation multiplier is made from.
-    let weights = |g: &Graph| -> Vec<(Vec<usize>, Vec<u8>, Vec<f64>)> {
+    let weights = |g: &Graph| -> Vec<LayerWeights> {
         g.ops
             .iter()
             .filter_map(|op| {
@@ -905,18 +946,29 @@ fn memory(graphs: &[Graph], modes: usize, pareto_modes: usize) -> Result<Memory>
                             / f64::from(s_out[0])
                     })
                     .collect();
-                (t.dtype == kinglet_graph::DType::I8)
-                    .then(|| (t.shape.clone(), t.data.clone().unwrap_or_default(), ratios))
+                matches!(
+                    t.dtype,
+                    kinglet_graph::DType::I8 | kinglet_graph::DType::I4 | kinglet_graph::DType::I2
+                )
+                .then(|| {
+                    let packed = t.dtype != kinglet_graph::DType::I8;
+                    (
+                        t.shape.clone(),
+                        t.data.clone().unwrap_or_default(),
+                        ratios,
+                        packed,
+                    )
+                })
             })
             .collect()
     };
     let full = weights(graphs.last().context("no widths")?);
-    let full_weight_bytes = full.iter().map(|(_, d, _)| d.len()).sum();
+    let full_weight_bytes = full.iter().map(|(_, d, _, _)| d.len()).sum();
     let (mut biases, mut requant, mut differing) = (0, 0, 0);
     for g in &graphs[..graphs.len() - 1] {
         let narrow = weights(g);
         ensure!(narrow.len() == full.len(), "widths differ in layer count");
-        for ((ns, nd, nr), (fs, fd, fr)) in narrow.iter().zip(&full) {
+        for ((ns, nd, nr, packed), (fs, fd, fr, _)) in narrow.iter().zip(&full) {
             biases += nr.len();
             // A channel whose multiplier is made from the same ratio can read the full
             // width's requantisation.
@@ -925,6 +977,12 @@ fn memory(graphs: &[Graph], modes: usize, pareto_modes: usize) -> Result<Memory>
                 .enumerate()
                 .filter(|&(c, r)| fr.get(c).is_none_or(|f| f.to_bits() != r.to_bits()))
                 .count();
+            if *packed {
+                // Sub-byte widths are quantised each with scales of its own: every narrower
+                // weight is stored apart.
+                differing += nd.len();
+                continue;
+            }
             let at = kinglet_graph::leading_block_indices(ns, fs)
                 .context("a narrower filter is not a leading block of the full width's")?;
             differing += at
@@ -949,7 +1007,10 @@ fn markdown(r: &ModesReport) -> String {
         "# Operating modes of {}\n\nScored on `{}`; thresholds chosen on `{}`. Cost: {}.\n\n",
         r.model, r.data, r.validation, r.cost_unit
     );
-    s += "| width | parameters | MACs | instructions | int8 weights (B) | validation | test |\n|---|---:|---:|---:|---:|---:|---:|\n";
+    s += &format!(
+        "| width | parameters | MACs | instructions | {} weights (B) | validation | test |\n|---|---:|---:|---:|---:|---:|---:|\n",
+        r.scheme
+    );
     for w in &r.widths {
         s += &format!(
             "| {} | {} | {} | {} | {} | {:.2} % | {:.2} % |\n",
@@ -957,7 +1018,7 @@ fn markdown(r: &ModesReport) -> String {
             w.parameters,
             w.macs,
             w.instructions.map_or("—".into(), |i| i.to_string()),
-            w.int8_weight_bytes,
+            w.weight_bytes,
             w.validation_accuracy * 100.0,
             w.test_accuracy * 100.0
         );
@@ -1036,9 +1097,9 @@ fn markdown(r: &ModesReport) -> String {
     let mem = &r.memory;
     let share = |b: usize| 100.0 * b as f64 / mem.full_weight_bytes.max(1) as f64;
     s += &format!(
-        "\nMemory: full-width int8 weights {} B; narrower widths' own int32 biases {} B ({:.1} %) \
+        "\nMemory: full-width {scheme} weights {} B; narrower widths' own int32 biases {} B ({:.1} %) \
          and requantisation {} B ({:.1} %); mode table {} B for all {} modes, {} B for the Pareto \
-         ones ({:.1} %); int8 weights of narrower widths that differ from the full width's {} B.\n",
+         ones ({:.1} %); weights of narrower widths that differ from the full width's {} B.\n",
         mem.full_weight_bytes,
         mem.per_width_bias_bytes,
         share(mem.per_width_bias_bytes),
@@ -1048,7 +1109,8 @@ fn markdown(r: &ModesReport) -> String {
         r.modes.len(),
         mem.pareto_mode_table_bytes,
         share(mem.pareto_mode_table_bytes),
-        mem.differing_weight_bytes
+        mem.differing_weight_bytes,
+        scheme = r.scheme
     );
     if let Some(d) = &r.device {
         s += &format!(
@@ -1095,12 +1157,13 @@ fn markdown(r: &ModesReport) -> String {
             .saturating_sub(d.full_width_alone_flash_bytes);
         s += &format!(
             "\nFlash: {} B for this image against {} B for the same image with only the full \
-             width: the modes add {} B ({:.1} % of the full width's int8 weights), code included. \
+             width: the modes add {} B ({:.1} % of the full width's {} weights), code included. \
              The full width alone runs the stream at {:.0} instructions per window.\n",
             d.image_flash_bytes,
             d.full_width_alone_flash_bytes,
             added,
             100.0 * added as f64 / r.memory.full_weight_bytes.max(1) as f64,
+            r.scheme,
             d.full_width_alone_mean_instructions
         );
         s += &match &d.blob {

@@ -159,9 +159,9 @@ pub fn run(job: &TrainJob, feedback: &mut dyn TrainFeedback) -> Result<()> {
         (None, None) => bail!("--arch is required (or --init with a trained model)"),
     };
     if let Some(widths) = &job.widths {
-        if job.qat.is_some() || init.is_some() {
+        if init.is_some() {
             bail!(
-                "--widths trains a nested network from scratch; it does not combine with --qat or --init"
+                "--widths trains a nested network from scratch; it does not combine with --init (a nested --init model keeps its widths)"
             );
         }
         arch.widths = kinglet_train::slim::parse_widths(widths)?;
@@ -169,9 +169,6 @@ pub fn run(job: &TrainJob, feedback: &mut dyn TrainFeedback) -> Result<()> {
         arch.validate()
             .map_err(kinglet_train::Error::Architecture)
             .with_context(|| format!("--widths {widths} on `{}`", arch.name))?;
-    }
-    if job.qat.is_some() && !arch.widths.is_empty() {
-        bail!("quantisation-aware training of nested-width networks is not implemented");
     }
     let spec = job.data.train_spec()?;
     let train_set = load_train(&spec, job.data.merge_val)?;
