@@ -549,6 +549,13 @@ pub(crate) fn cascade_source_with(
         guards.confirm_windows,
     );
     let windows_bin = bins.windows.display().to_string();
+    // The widths of a nested network read alike inputs and outputs: their glue is one copy
+    // rather than one inlined per width (about 1 kB each on the Cortex-M4).
+    let glue = if precompiled.is_some() {
+        "#[inline(never)]\n"
+    } else {
+        ""
+    };
     if float {
         let signature_bin = bins
             .signature
@@ -581,7 +588,7 @@ pub(crate) fn cascade_source_with(
                  if f >= 0.5 {{\n        t + 1.0\n    }} else if f <= -0.5 {{\n        t - 1.0\n    }} else {{\n        t\n    }}\n}}\n\n\
              /// The model's int8 input from float samples: `(x − mean) / std`, then\n\
              /// `round(v / scale) + zero_point`, clamped — the host simulator's very operations.\n\
-             fn gather(window: &[u8], channels: &[usize], norm: &([f32; WINDOW_CHANNELS], [f32; WINDOW_CHANNELS]), quant: (f32, i32), input: &mut [i8]) -> Result<(), ShapeError> {{\n    \
+             {glue}fn gather(window: &[u8], channels: &[usize], norm: &([f32; WINDOW_CHANNELS], [f32; WINDOW_CHANNELS]), quant: (f32, i32), input: &mut [i8]) -> Result<(), ShapeError> {{\n    \
                  if input.len() != WINDOW_TIME * channels.len() || window.len() != WINDOW_LEN * SAMPLE_BYTES {{\n        return Err(ShapeError);\n    }}\n    \
                  let (mean, std) = norm;\n    \
                  let (scale, zero_point) = quant;\n    \
@@ -604,7 +611,7 @@ pub(crate) fn cascade_source_with(
                  WINDOWS.get(index.checked_mul(WINDOW_LEN)?..index.checked_add(1)?.checked_mul(WINDOW_LEN)?)\n}}\n\n\
              /// The signature check reads the window's own total_acc bytes.\n\
              pub fn signature_window(index: usize) -> Option<&'static [u8]> {{\n    window(index)\n}}\n\n\
-             fn gather(window: &[u8], channels: &[usize], input: &mut [i8]) -> Result<(), ShapeError> {{\n    \
+             {glue}fn gather(window: &[u8], channels: &[usize], input: &mut [i8]) -> Result<(), ShapeError> {{\n    \
                  if input.len() != WINDOW_TIME * channels.len() || window.len() != WINDOW_LEN {{\n        return Err(ShapeError);\n    }}\n    \
                  for (step, dst) in window.chunks_exact(WINDOW_CHANNELS).zip(input.chunks_exact_mut(channels.len())) {{\n        \
                      for (d, &c) in dst.iter_mut().zip(channels) {{\n            \
@@ -626,7 +633,7 @@ pub(crate) fn cascade_source_with(
                  for (k, &c) in DISTANCE_CHANNELS.iter().enumerate() {{\n            \
                      if let (Some(o), Some(&v)) = (out.get_mut(t * DISTANCE_CHANNELS.len() + k), step.get(c)) {{\n                \
                          *o = v ^ 0x80;\n            }}\n        }}\n    }}\n}}\n\n\
-         fn dequantise(output: &[i8], scale: f32, zero_point: i32, scores: &mut [f32]) -> Result<usize, ShapeError> {{\n    \
+         {glue}fn dequantise(output: &[i8], scale: f32, zero_point: i32, scores: &mut [f32]) -> Result<usize, ShapeError> {{\n    \
              let dst = scores.get_mut(..output.len()).ok_or(ShapeError)?;\n    \
              for (s, &q) in dst.iter_mut().zip(output) {{\n        *s = scale * (i32::from(q) - zero_point) as f32;\n    }}\n    \
              Ok(output.len())\n}}\n",

@@ -294,11 +294,11 @@ pub fn modes_source(
 /// widths were quantised to share them (`kinglet_compress::nested`).
 pub fn compile_blob(
     widths: &[CascadeModel<'_>],
-    one_schedule: bool,
+    layout: kinglet_compile::nested::Layout,
 ) -> Result<kinglet_compile::nested::NestedImage, AdaptError> {
     let graphs: Vec<&kinglet_graph::Graph> = widths.iter().map(|m| m.graph).collect();
     let names: Vec<&str> = widths.iter().map(|m| m.name).collect();
-    kinglet_compile::nested::compile_widths(&graphs, &names, one_schedule)
+    kinglet_compile::nested::compile_widths(&graphs, &names, layout)
         .map_err(|e| AdaptError::Invalid(format!("one weight blob: {e}")))
 }
 

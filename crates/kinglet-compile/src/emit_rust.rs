@@ -340,7 +340,10 @@ pub(crate) fn schedule_parts(program: &Program) -> (String, String) {
         }
     }
     let shared = |kind: &StepKind| {
-        if instance_key(kind).is_some_and(|k| instances.get(&k).copied().unwrap_or(0) > 1) {
+        // A full-stride schedule inlines every call: its calls differ in the width's numbers.
+        if program.per_width.is_none()
+            && instance_key(kind).is_some_and(|k| instances.get(&k).copied().unwrap_or(0) > 1)
+        {
             "_shared"
         } else {
             ""
@@ -444,22 +447,31 @@ pub(crate) fn schedule_parts(program: &Program) -> (String, String) {
                 let weights_expr = weights_const(&mut consts, &format!("{p}_W"), weights);
                 // The buffer the stated stack bound counts for this step, in words.
                 let scratch = step.kind.stack_buffer_bytes() / 4;
-                array(&mut consts, &format!("{p}_B"), "i32", bias);
+                let widths = program.per_width.as_ref().and_then(|pw| pw.steps.get(&i));
+                let (bias_expr, all_biases, active) =
+                    width_biases(&mut consts, &p, bias, widths, *out_ch);
                 requant_arrays(&mut consts, &p, requant);
-                format!(
-                    "kinglet_m4::conv1d{}::<{in_ch}, {out_ch}, {kernel}, {scratch}{}>(\n            &kinglet_m4::Conv1d {{ width: {width}, kernel: {kernel}, weights: {weights_expr}, bias: &{p}_B, requant: {}, pool: {pool} }},\n            src,\n            dst,\n        )?;",
-                    shared(&step.kind),
-                    {
-                        let row = kinglet_m4::conv1d_row_len(*in_ch, *kernel);
-                        let form = form_1d(requant, bias, row);
+                let row = kinglet_m4::conv1d_row_len(*in_ch, *kernel);
+                let form = form_1d(requant, &all_biases, row);
+                let params = format!(
+                    "&kinglet_m4::Conv1d {{ width: {width}, kernel: {kernel}, weights: {weights_expr}, bias: {bias_expr}, requant: {}, pool: {pool} }}",
+                    requant_expr(&p, requant)
+                );
+                match active {
+                    Some(active) => format!(
+                        "kinglet_m4::conv1d_active::<{in_ch}, {out_ch}, {kernel}, {scratch}, {form}>(\n            {params},\n            src,\n            dst,\n            {active},\n        )?;\n        kinglet_m4::fill_channels(dst, {out_ch}, {active}, {})?;",
+                        requant.output_offset
+                    ),
+                    None => format!(
+                        "kinglet_m4::conv1d{}::<{in_ch}, {out_ch}, {kernel}, {scratch}{}>(\n            {params},\n            src,\n            dst,\n        )?;",
+                        shared(&step.kind),
                         if shared(&step.kind).is_empty() {
                             format!(", {form}")
                         } else {
                             format!(", {width}, {pool}, {form}")
-                        }
-                    },
-                    requant_expr(&p, requant)
-                )
+                        },
+                    ),
+                }
             }
             StepKind::Depthwise1d {
                 width,
@@ -504,18 +516,30 @@ pub(crate) fn schedule_parts(program: &Program) -> (String, String) {
                 ..
             } => {
                 let weights_expr = weights_const(&mut consts, &format!("{p}_W"), weights);
-                array(&mut consts, &format!("{p}_B"), "i32", bias);
+                let widths = program.per_width.as_ref().and_then(|pw| pw.steps.get(&i));
+                let (bias_expr, all_biases, active) =
+                    width_biases(&mut consts, &p, bias, widths, *channels);
                 requant_arrays(&mut consts, &p, requant);
-                format!(
-                    "kinglet_m4::depthwise1d{}::<{channels}, {kernel}{}>(\n            &kinglet_m4::Depthwise1d {{ width: {width}, kernel: {kernel}, weights: {weights_expr}, bias: &{p}_B, requant: {} }},\n            src,\n            dst,\n        )?;",
-                    shared(&step.kind),
-                    if shared(&step.kind).is_empty() {
-                        format!(", {}", form_1d(requant, bias, *kernel))
-                    } else {
-                        format!(", {width}, {}", form_1d(requant, bias, *kernel))
-                    },
+                let form = form_1d(requant, &all_biases, *kernel);
+                let params = format!(
+                    "&kinglet_m4::Depthwise1d {{ width: {width}, kernel: {kernel}, weights: {weights_expr}, bias: {bias_expr}, requant: {} }}",
                     requant_expr(&p, requant)
-                )
+                );
+                match active {
+                    Some(active) => format!(
+                        "kinglet_m4::depthwise1d_active::<{channels}, {kernel}, {form}>(\n            {params},\n            src,\n            dst,\n            {active},\n        )?;\n        kinglet_m4::fill_channels(dst, {channels}, {active}, {})?;",
+                        requant.output_offset
+                    ),
+                    None => format!(
+                        "kinglet_m4::depthwise1d{}::<{channels}, {kernel}{}>(\n            {params},\n            src,\n            dst,\n        )?;",
+                        shared(&step.kind),
+                        if shared(&step.kind).is_empty() {
+                            format!(", {form}")
+                        } else {
+                            format!(", {width}, {form}")
+                        },
+                    ),
+                }
             }
             StepKind::FullyConnectedQ15 {
                 in_len,
@@ -566,10 +590,12 @@ pub(crate) fn schedule_parts(program: &Program) -> (String, String) {
             } => {
                 let weights_expr = weights_const(&mut consts, &format!("{p}_W"), weights);
                 let bits = weights.bits();
-                array(&mut consts, &format!("{p}_B"), "i32", bias);
+                let widths = program.per_width.as_ref().and_then(|pw| pw.steps.get(&i));
+                // Every width computes all the classes: its biases are all that differ.
+                let (bias_expr, _, _) = width_biases(&mut consts, &p, bias, widths, *out_len);
                 requant_arrays(&mut consts, &p, requant);
                 format!(
-                    "kinglet_m4::fully_connected::<{in_len}, {out_len}, {bits}>(\n            &kinglet_m4::FullyConnected {{ weights: {weights_expr}, bias: &{p}_B, requant: {} }},\n            src,\n            dst,\n        )?;",
+                    "kinglet_m4::fully_connected::<{in_len}, {out_len}, {bits}>(\n            &kinglet_m4::FullyConnected {{ weights: {weights_expr}, bias: {bias_expr}, requant: {} }},\n            src,\n            dst,\n        )?;",
                     fc_requant_expr(&p, requant)
                 )
             }
@@ -694,6 +720,46 @@ pub(crate) fn schedule_parts(program: &Program) -> (String, String) {
     }
     let _ = writeln!(body, "    probe(LAYER_COUNT);");
     (consts, body)
+}
+
+/// A weighted step's biases: its own array (`&S3_B`), or in a full-stride schedule
+/// ([`Program::per_width`]) one array per width and the lookup of width `w`'s. Also every
+/// width's biases together (the requantisation form must fit them all) and, when some width
+/// computes fewer than the `channels` output channels, the lookup of its count.
+fn width_biases(
+    consts: &mut String,
+    p: &str,
+    bias: &[i32],
+    widths: Option<&Vec<crate::program::WidthStep>>,
+    channels: usize,
+) -> (String, Vec<i32>, Option<String>) {
+    let Some(widths) = widths else {
+        array(consts, &format!("{p}_B"), "i32", bias);
+        return (format!("&{p}_B"), bias.to_vec(), None);
+    };
+    let mut refs = Vec::new();
+    for (w, step) in widths.iter().enumerate() {
+        array(consts, &format!("W{w}_{p}_B"), "i32", &step.bias);
+        refs.push(format!("&W{w}_{p}_B"));
+    }
+    let _ = writeln!(
+        consts,
+        "    static {p}_B: [&[i32]; {}] = [{}];",
+        widths.len(),
+        refs.join(", ")
+    );
+    let all = widths.iter().flat_map(|s| s.bias.iter().copied()).collect();
+    let active = widths.iter().any(|s| s.active < channels).then(|| {
+        let counts: Vec<String> = widths.iter().map(|s| s.active.to_string()).collect();
+        let _ = writeln!(
+            consts,
+            "    static {p}_ACTIVE: [usize; {}] = [{}];",
+            widths.len(),
+            counts.join(", ")
+        );
+        format!("pick(&{p}_ACTIVE, w)?")
+    });
+    (format!("pick(&{p}_B, w)?"), all, active)
 }
 
 /// The generated module: `dsp` is the Cortex-M4 schedule, `reference` the portable one.

@@ -341,6 +341,7 @@ impl<'g> Lowering<'g> {
         let output_len = self.graph.tensor(out).elements();
         let arena_bytes = plan_arena(&mut self.buffers, &self.steps);
         Ok(Program {
+            per_width: None,
             kernels: self.kernels,
             input_len,
             input_lens,

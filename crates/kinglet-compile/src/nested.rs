@@ -15,7 +15,7 @@ use kinglet_graph::{Graph, OpKind};
 
 use crate::emit_rust::{Origin, aligned_array, emit_module, requant_arrays};
 use crate::firmware::Compiled;
-use crate::program::{BlobRef, ConvWeights, KernelSet, Program, StepKind};
+use crate::program::{BlobRef, ConvWeights, KernelSet, PerWidth, Program, StepKind, WidthStep};
 use crate::{CompileError, lower::lower_with};
 
 /// The widths compiled over one blob.
@@ -45,6 +45,28 @@ pub struct BlobMemory {
     /// One schedule serves every width (their shapes and biases in tables); else each width
     /// has a schedule of its own.
     pub one_schedule: bool,
+    /// The full-stride layout ([`Layout::FullStride`]): every width runs the full width's
+    /// schedule and weights as they are.
+    pub full_stride: bool,
+}
+
+/// How the widths share the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Each width a schedule of its own over the blob, its kernels specialised to its shapes:
+    /// the fewest instructions, the most flash.
+    PerWidth,
+    /// One schedule for all widths, shapes from tables, run-time-shape kernels: less flash,
+    /// 13–24 % more instructions (BENCHMARKS.md).
+    OneSchedule,
+    /// The full width's own schedule serves every width: a narrower width computes the
+    /// leading output channels of every layer at the full width's strides, the channels it
+    /// leaves out set to the zero point (which the next layer, its biases folded over the full
+    /// rows, takes as zero). The full width runs as it does alone and the widths add only
+    /// their biases and a few table lookups; a narrower width costs about its share of the
+    /// full width's output channels times the full input channels (width 0.25 ≈ a quarter of
+    /// the full width, not a sixteenth of the inner layers).
+    FullStride,
 }
 
 /// A constant of the blob: as a schedule declares its own, but public at the image's level.
@@ -105,7 +127,7 @@ fn requant_prefix(
 pub fn compile_widths(
     graphs: &[&Graph],
     names: &[&str],
-    one_schedule: bool,
+    layout: Layout,
 ) -> Result<NestedImage, CompileError> {
     let bad = |m: String| CompileError::Unsupported(format!("nested widths: {m}"));
     let (full_graph, _) = graphs
@@ -280,9 +302,17 @@ pub fn compile_widths(
             );
         }
     }
+    if layout == Layout::FullStride {
+        if memory.narrower_requant_bytes > 0 {
+            return Err(bad(
+                "the full-stride layout needs every width's requantisation to be the full width's (a shared-scale network)".into(),
+            ));
+        }
+        return full_stride(graphs, names, dsp, reference, memory);
+    }
     // One schedule for every width where the schedules differ only in numbers; else each
     // width keeps a schedule of its own.
-    let one = if one_schedule {
+    let one = if layout == Layout::OneSchedule {
         shared_schedule(&dsp)
     } else {
         None
@@ -321,6 +351,140 @@ pub fn compile_widths(
         ),
         memory,
     })
+}
+
+/// The widths as one full-stride schedule ([`Layout::FullStride`]): the full width's program
+/// with, per weighted step, every width's biases (folded over the full width's rows: a
+/// narrower width's left-out input channels hold the zero point, whose products the fold
+/// cancels) and the leading output channels it computes.
+fn full_stride(
+    graphs: &[&Graph],
+    names: &[&str],
+    dsp: Vec<Program>,
+    reference: Vec<Program>,
+    mut memory: BlobMemory,
+) -> Result<NestedImage, CompileError> {
+    let bad = |m: String| CompileError::Unsupported(format!("nested widths, full stride: {m}"));
+    let full_index = dsp.len() - 1;
+    let full_graph = graphs[full_index];
+    let mut program = dsp[full_index].clone();
+    program.blobs.clear();
+    let mut per_width = PerWidth::default();
+    let sum = |w: &[i8]| {
+        w.iter()
+            .map(|&v| i32::from(v))
+            .fold(0i32, i32::wrapping_add)
+    };
+    for index in 0..program.steps.len() {
+        let (full_out, depthwise, conv) = match &program.steps[index].kind {
+            StepKind::Conv1d { out_ch, .. } => (*out_ch, false, true),
+            StepKind::FullyConnectedQ15 { out_len, .. } => (*out_len, false, false),
+            StepKind::Depthwise1d { channels, .. } => (*channels, true, false),
+            _ => continue,
+        };
+        let full_op = weighted_op(full_graph, &program, index)
+            .ok_or_else(|| bad(format!("step {index} has no weighted op")))?;
+        let (full_raw, _) = filter(full_graph, full_op)
+            .ok_or_else(|| bad(format!("op {full_op}: no int8 filter")))?;
+        let full_row = full_raw.len() / full_out.max(1);
+        let mut entries = Vec::new();
+        for (k, (graph, p)) in graphs.iter().zip(&dsp).enumerate() {
+            let (bias, active) = match &p.steps[index].kind {
+                StepKind::Conv1d { bias, out_ch, .. } => (bias, *out_ch),
+                StepKind::FullyConnectedQ15 { bias, out_len, .. } => (bias, *out_len),
+                StepKind::Depthwise1d { bias, channels, .. } => (bias, *channels),
+                _ => return Err(bad(format!("width {k}, step {index}: another kernel"))),
+            };
+            if conv && !active.is_multiple_of(kinglet_m4::channel_block(full_out)) {
+                return Err(bad(format!(
+                    "width {k}, step {index}: {active} output channels are not whole blocks of {} (the full width's {full_out} channels' block)",
+                    kinglet_m4::channel_block(full_out)
+                )));
+            }
+            let bias = if depthwise || k == full_index {
+                // A depthwise channel's taps are the same at every width.
+                bias.clone()
+            } else {
+                let op = weighted_op(graph, p, index)
+                    .ok_or_else(|| bad(format!("width {k}, step {index}: no weighted op")))?;
+                let (raw, _) = filter(graph, op)
+                    .ok_or_else(|| bad(format!("width {k}, op {op}: no int8 filter")))?;
+                let zero_point = graph
+                    .tensor(graph.ops[op].inputs[0])
+                    .quant
+                    .as_ref()
+                    .and_then(|q| q.zero_point.first().copied())
+                    .unwrap_or(0);
+                let row = raw.len() / active.max(1);
+                (0..active)
+                    .map(|o| {
+                        let own = sum(&raw[o * row..(o + 1) * row]);
+                        let full = sum(&full_raw[o * full_row..(o + 1) * full_row]);
+                        bias[o]
+                            .wrapping_add(zero_point.wrapping_mul(own))
+                            .wrapping_sub(zero_point.wrapping_mul(full))
+                    })
+                    .collect()
+            };
+            entries.push(WidthStep { bias, active });
+        }
+        per_width.steps.insert(index, entries);
+    }
+    program.per_width = Some(per_width);
+    let (consts, body) = crate::emit_rust::schedule_parts(&program);
+    // The schedule's sizes are the wrapper's; its tables stay.
+    let tables: String = consts
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("pub const "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    memory.full_stride = true;
+    let module = schedule_module(
+        "The full width's schedule serving every width at its strides: a width's biases and \
+         active output channels are looked up here (kinglet-compile `nested`, full stride).",
+        &tables,
+        &body,
+        program.layers.len(),
+    );
+    let widths = dsp
+        .into_iter()
+        .zip(reference)
+        .zip(names)
+        .enumerate()
+        .map(|(w, ((dsp, reference), &name))| Compiled {
+            rust_module: width_entry(&program, w, name),
+            dsp,
+            reference,
+        })
+        .collect();
+    Ok(NestedImage {
+        widths,
+        blob_source: format!("// Every width's schedule (kinglet-compile `nested`).\n{module}"),
+        memory,
+    })
+}
+
+/// Module `widths_schedule`: `tables` and `run(w, …)` over `body` (a schedule body at four
+/// spaces, of `layers` layers), which reads the width `w`.
+fn schedule_module(doc: &str, tables: &str, body: &str, layers: usize) -> String {
+    format!(
+        "\n/// {doc}\n\
+         #[allow(unused_imports, dead_code, clippy::all)]\n\
+         pub mod widths_schedule {{\n    \
+         use kinglet_m4::arena::{{self, Place}};\n    \
+         use kinglet_m4::ShapeError;\n    \
+         use kinglet_micro::{{PoolParams, Shape4, TensorMut, TensorRef, max_pool2d}};\n    \
+         pub type InputElem = i8;\n    pub type OutputElem = i8;\n    \
+         const LAYER_COUNT: usize = {layers};\n\n    \
+         fn pick<T: Copy>(values: &[T], w: usize) -> Result<T, ShapeError> {{\n        \
+             values.get(w).copied().ok_or(ShapeError)\n    }}\n\n\
+         {tables}\n    \
+         #[inline(never)]\n    \
+         pub fn run(w: usize, arena: &mut [u8], inputs: &[&[InputElem]; 1], output: &mut [OutputElem], probe: &mut dyn FnMut(usize)) -> Result<(), ShapeError> {{\n\
+         {}        Ok(())\n    }}\n}}\n",
+        body.replace("\n    ", "\n        ")
+            .replacen("    ", "        ", 1),
+    )
 }
 
 /// The module a width is to the image when one schedule serves them all: its sizes and
@@ -532,25 +696,12 @@ fn shared_schedule(programs: &[Program]) -> Option<String> {
             .collect();
         body += &merge_statement(&texts);
     }
-    Some(format!(
-        "\n/// Every width's schedule in one function of the width: the widths differ only in the\n\
-         /// numbers (channels, arena places) and biases looked up here (kinglet-compile `nested`).\n\
-         #[allow(unused_imports, dead_code, clippy::all)]\n\
-         pub mod widths_schedule {{\n    \
-         use kinglet_m4::arena::{{self, Place}};\n    \
-         use kinglet_m4::ShapeError;\n    \
-         use kinglet_micro::{{PoolParams, Shape4, TensorMut, TensorRef, max_pool2d}};\n    \
-         pub type InputElem = i8;\n    pub type OutputElem = i8;\n    \
-         const LAYER_COUNT: usize = {layers};\n\n    \
-         fn pick<T: Copy>(values: &[T], w: usize) -> Result<T, ShapeError> {{\n        \
-             values.get(w).copied().ok_or(ShapeError)\n    }}\n\n\
-         {tables}\n    \
-         #[inline(never)]\n    \
-         pub fn run(w: usize, arena: &mut [u8], inputs: &[&[InputElem]; 1], output: &mut [OutputElem], probe: &mut dyn FnMut(usize)) -> Result<(), ShapeError> {{\n\
-         {}        Ok(())\n    }}\n}}\n",
-        body.replace("\n    ", "\n        ")
-            .replacen("    ", "        ", 1),
-        layers = programs[0].layers.len(),
+    Some(schedule_module(
+        "Every width's schedule in one function of the width: the widths differ only in the \
+         numbers (channels, arena places) and biases looked up here (kinglet-compile `nested`).",
+        &tables,
+        &body,
+        programs[0].layers.len(),
     ))
 }
 

@@ -504,6 +504,26 @@ pub struct Program {
     /// Steps (by index) that read a nested network's shared weight blob instead of weights
     /// of their own: see [`crate::nested`]. Empty for an ordinary model.
     pub blobs: std::collections::BTreeMap<usize, BlobRef>,
+    /// Set when this one schedule serves every width of a nested network at the full width's
+    /// shapes (kinglet-compile `nested`, full-stride layout); `None` for an ordinary model.
+    pub per_width: Option<PerWidth>,
+}
+
+/// Per weighted step of a full-stride schedule ([`Program::per_width`]), each width's biases
+/// (folded over the full width's rows) and the leading output channels it computes; the
+/// schedule runs as a function of the width `w`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PerWidth {
+    pub steps: std::collections::BTreeMap<usize, Vec<WidthStep>>,
+}
+
+/// One width's part of a weighted step of a full-stride schedule.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WidthStep {
+    /// Folded biases of the channels it computes.
+    pub bias: Vec<i32>,
+    /// Leading output channels it computes (the full width's count for the full width).
+    pub active: usize,
 }
 
 /// Where a step of one width of a nested network finds its weights (and, when they agree,

@@ -288,7 +288,11 @@ fn modes_switch_at_run_time_on_the_device() {
         })
         .collect();
     let refs: Vec<&kinglet_graph::Graph> = graphs.iter().collect();
-    let err = match kinglet_compile::nested::compile_widths(&refs, &["a", "b", "c"], false) {
+    let err = match kinglet_compile::nested::compile_widths(
+        &refs,
+        &["a", "b", "c"],
+        kinglet_compile::nested::Layout::PerWidth,
+    ) {
         Ok(_) => panic!("own-norm widths compiled over one blob"),
         Err(e) => e.to_string(),
     };
@@ -398,6 +402,36 @@ fn one_weight_blob_serves_every_width_on_the_device() {
     assert_eq!(device_one["blob"]["one_schedule"], true, "{device_one}");
     let flash = |d: &serde_json::Value| d["image_flash_bytes"].as_u64().unwrap();
     assert!(flash(device_one) < flash(&json["device"]), "{device_one}");
+    // The full width's schedule at its strides serving every width: the least flash of the
+    // three layouts, every window still as the host simulator decides it.
+    let stride = p("stride");
+    let o = run_modes(
+        &nested,
+        &data,
+        &stride,
+        &[
+            "--work-dir",
+            &work,
+            "--device-stream",
+            "120",
+            "--full-stride",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let json_stride = modes_json(&stride);
+    let device_stride = &json_stride["device"];
+    assert_eq!(
+        device_stride["blob"]["full_stride"], true,
+        "{device_stride}"
+    );
+    assert!(flash(device_stride) < flash(device_one), "{device_stride}");
+    let o = run_modes(
+        &nested,
+        &data,
+        &p("bad"),
+        &["--device-stream", "10", "--full-stride", "--one-schedule"],
+    );
+    assert!(!o.status.success(), "{}", text(&o));
     let o = run_modes(&nested, &data, &p("bad"), &["--one-schedule"]);
     assert!(
         !o.status.success() && text(&o).contains("--device-stream"),

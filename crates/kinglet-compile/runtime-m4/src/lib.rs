@@ -299,7 +299,82 @@ pub fn conv1d<
         return Err(ShapeError);
     }
     let mut scratch = [const { core::mem::MaybeUninit::<u32>::uninit() }; SCRATCH];
-    conv1d_impl(IN_CH, OUT_CH, K, FORM, params, padded, output, &mut scratch)
+    conv1d_impl(
+        IN_CH,
+        OUT_CH,
+        OUT_CH,
+        K,
+        FORM,
+        params,
+        padded,
+        output,
+        &mut scratch,
+    )
+}
+
+/// [`conv1d`] on the leading `active` output channels only (a multiple of the channel block,
+/// [`channel_block`]`(OUT_CH)`), written at the full stride of `OUT_CH` channels per position;
+/// `params.bias` holds `active` values. The other channels are left as they were (see
+/// [`fill_channels`]). One compiled schedule so runs every width of a nested network over the
+/// full width's weights, the narrower widths' inputs padded with the zero point and their
+/// biases folded over the full rows (kinglet-compile `nested`, full-stride layout).
+#[inline(always)]
+pub fn conv1d_active<
+    const IN_CH: usize,
+    const OUT_CH: usize,
+    const K: usize,
+    const SCRATCH: usize,
+    const FORM: u8,
+>(
+    params: &Conv1d,
+    padded: &[i16],
+    output: &mut [i8],
+    active: usize,
+) -> Result<(), ShapeError> {
+    if params.kernel != K
+        || active == 0
+        || active > OUT_CH
+        || !active.is_multiple_of(channel_block(OUT_CH))
+        || !params
+            .requant
+            .form_fits(FORM, params.bias, conv1d_row_len(IN_CH, K))
+    {
+        return Err(ShapeError);
+    }
+    let mut scratch = [const { core::mem::MaybeUninit::<u32>::uninit() }; SCRATCH];
+    conv1d_impl(
+        IN_CH,
+        OUT_CH,
+        active,
+        K,
+        FORM,
+        params,
+        padded,
+        output,
+        &mut scratch,
+    )
+}
+
+/// Sets channels `from..stride` of every position (row of `stride` values) of `output` to
+/// `value`: the channels a narrower width does not compute ([`conv1d_active`],
+/// [`depthwise1d_active`]) become the zero point, which the next layer's padded rows and
+/// folded biases take as zero.
+#[inline(never)]
+pub fn fill_channels(
+    output: &mut [i8],
+    stride: usize,
+    from: usize,
+    value: i8,
+) -> Result<(), ShapeError> {
+    if stride == 0 || from > stride || !output.len().is_multiple_of(stride) {
+        return Err(ShapeError);
+    }
+    for row in output.chunks_exact_mut(stride) {
+        if let Some(rest) = row.get_mut(from..) {
+            rest.fill(value);
+        }
+    }
+    Ok(())
 }
 
 /// [`conv1d`] as one out-of-line function per instance, for layers whose shape occurs more
@@ -340,6 +415,7 @@ pub fn conv1d_shared<
     conv1d_impl(
         IN_CH,
         OUT_CH,
+        OUT_CH,
         K,
         FORM,
         &params,
@@ -372,6 +448,7 @@ pub fn conv1d_dyn(
     };
     conv1d_impl(
         in_ch,
+        out_ch,
         out_ch,
         params.kernel,
         form,
@@ -509,6 +586,7 @@ fn conv_weights_ok(
 fn conv1d_impl(
     in_ch: usize,
     out_ch: usize,
+    active: usize,
     kernel: usize,
     form: u8,
     params: &Conv1d,
@@ -523,7 +601,7 @@ fn conv1d_impl(
         || out_ch == 0
         || kernel == 0
         || !conv_weights_ok(params.weights, out_ch, row, scratch)
-        || params.bias.len() != out_ch
+        || params.bias.len() != active
         || padded.len() < conv1d_padded_len(width, in_ch, kernel)
         || output.len() != out_len
     {
@@ -534,15 +612,21 @@ fn conv1d_impl(
     use requant_form::{BIT31, GENERAL, HIGH_WORD};
     let (o, p) = (output, padded);
     match (channel_block(out_ch), form) {
-        (4, HIGH_WORD) => conv_rows::<4, HIGH_WORD>(in_ch, out_ch, row, params, p, o, scratch),
-        (4, BIT31) => conv_rows::<4, BIT31>(in_ch, out_ch, row, params, p, o, scratch),
-        (4, _) => conv_rows::<4, GENERAL>(in_ch, out_ch, row, params, p, o, scratch),
-        (2, HIGH_WORD) => conv_rows::<2, HIGH_WORD>(in_ch, out_ch, row, params, p, o, scratch),
-        (2, BIT31) => conv_rows::<2, BIT31>(in_ch, out_ch, row, params, p, o, scratch),
-        (2, _) => conv_rows::<2, GENERAL>(in_ch, out_ch, row, params, p, o, scratch),
-        (_, HIGH_WORD) => conv_rows::<1, HIGH_WORD>(in_ch, out_ch, row, params, p, o, scratch),
-        (_, BIT31) => conv_rows::<1, BIT31>(in_ch, out_ch, row, params, p, o, scratch),
-        (_, _) => conv_rows::<1, GENERAL>(in_ch, out_ch, row, params, p, o, scratch),
+        (4, HIGH_WORD) => {
+            conv_rows::<4, HIGH_WORD>(in_ch, out_ch, active, row, params, p, o, scratch)
+        }
+        (4, BIT31) => conv_rows::<4, BIT31>(in_ch, out_ch, active, row, params, p, o, scratch),
+        (4, _) => conv_rows::<4, GENERAL>(in_ch, out_ch, active, row, params, p, o, scratch),
+        (2, HIGH_WORD) => {
+            conv_rows::<2, HIGH_WORD>(in_ch, out_ch, active, row, params, p, o, scratch)
+        }
+        (2, BIT31) => conv_rows::<2, BIT31>(in_ch, out_ch, active, row, params, p, o, scratch),
+        (2, _) => conv_rows::<2, GENERAL>(in_ch, out_ch, active, row, params, p, o, scratch),
+        (_, HIGH_WORD) => {
+            conv_rows::<1, HIGH_WORD>(in_ch, out_ch, active, row, params, p, o, scratch)
+        }
+        (_, BIT31) => conv_rows::<1, BIT31>(in_ch, out_ch, active, row, params, p, o, scratch),
+        (_, _) => conv_rows::<1, GENERAL>(in_ch, out_ch, active, row, params, p, o, scratch),
     }
     Ok(())
 }
@@ -568,9 +652,11 @@ fn finish_output<const FORM: u8>(
 /// Block of `BLOCK` output channels outside, positions inside: the block's requantisation
 /// constants are prepared once and its packed weights stay hot.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn conv_rows<const BLOCK: usize, const FORM: u8>(
     in_ch: usize,
     out_ch: usize,
+    active: usize,
     row: usize,
     params: &Conv1d,
     padded: &[i16],
@@ -584,7 +670,8 @@ fn conv_rows<const BLOCK: usize, const FORM: u8>(
     let window = padded.as_ptr();
     let out = output.as_mut_ptr();
     let mut b = 0;
-    while b < out_ch {
+    // `active` is `out_ch` but for [`conv1d_active`]: the leading channels, at full stride.
+    while b < active {
         // SAFETY: lengths were checked by the caller: the block's packed weights are
         // weights[b·row .. (b+BLOCK)·row]; every window read ends at x·in_ch + row ≤
         // (width−1)·in_ch + kernel·in_ch + 1 ≤ conv1d_padded_len; outputs are written below
@@ -685,7 +772,26 @@ pub fn depthwise1d<const CH: usize, const K: usize, const FORM: u8>(
     if params.kernel != K || params.requant.form_1d(params.bias, K) != FORM {
         return Err(ShapeError);
     }
-    depthwise1d_impl(CH, K, FORM, params, padded, output)
+    depthwise1d_impl(CH, CH, K, FORM, params, padded, output)
+}
+
+/// [`depthwise1d`] on the leading `active` channels only, at the full stride of `CH`
+/// channels per position (see [`conv1d_active`]); `params.bias` holds `active` values.
+#[inline(always)]
+pub fn depthwise1d_active<const CH: usize, const K: usize, const FORM: u8>(
+    params: &Depthwise1d,
+    padded: &[i16],
+    output: &mut [i8],
+    active: usize,
+) -> Result<(), ShapeError> {
+    if params.kernel != K
+        || active == 0
+        || active > CH
+        || !params.requant.form_fits(FORM, params.bias, K)
+    {
+        return Err(ShapeError);
+    }
+    depthwise1d_impl(CH, active, K, FORM, params, padded, output)
 }
 
 /// [`depthwise1d`] out of line, shared by layers of the same shape (see [`conv1d_shared`]).
@@ -703,7 +809,7 @@ pub fn depthwise1d_shared<const CH: usize, const K: usize, const WIDTH: usize, c
         width: WIDTH,
         ..*params
     };
-    depthwise1d_impl(CH, K, FORM, &params, padded, output)
+    depthwise1d_impl(CH, CH, K, FORM, &params, padded, output)
 }
 
 /// [`depthwise1d`] with shapes known only at run time (host execution, tests).
@@ -714,12 +820,21 @@ pub fn depthwise1d_dyn(
     output: &mut [i8],
 ) -> Result<(), ShapeError> {
     let form = params.requant.form_1d(params.bias, params.kernel);
-    depthwise1d_impl(channels, params.kernel, form, params, padded, output)
+    depthwise1d_impl(
+        channels,
+        channels,
+        params.kernel,
+        form,
+        params,
+        padded,
+        output,
+    )
 }
 
 #[inline(always)]
 fn depthwise1d_impl(
     channels: usize,
+    active: usize,
     kernel: usize,
     form: u8,
     params: &Depthwise1d,
@@ -732,7 +847,7 @@ fn depthwise1d_impl(
         || kernel == 0
         || kernel > DEPTHWISE_MAX_KERNEL
         || !depthwise_weights_ok(params.weights, channels, kernel)
-        || params.bias.len() != channels
+        || params.bias.len() != active
         || padded.len() != channels * depthwise_row_len(width, kernel)
         || output.len() != width * channels
     {
@@ -741,9 +856,9 @@ fn depthwise1d_impl(
     params.requant.check(channels)?;
     use requant_form::{BIT31, GENERAL, HIGH_WORD};
     match form {
-        HIGH_WORD => depthwise_rows::<HIGH_WORD>(channels, pairs, params, padded, output),
-        BIT31 => depthwise_rows::<BIT31>(channels, pairs, params, padded, output),
-        _ => depthwise_rows::<GENERAL>(channels, pairs, params, padded, output),
+        HIGH_WORD => depthwise_rows::<HIGH_WORD>(channels, active, pairs, params, padded, output),
+        BIT31 => depthwise_rows::<BIT31>(channels, active, pairs, params, padded, output),
+        _ => depthwise_rows::<GENERAL>(channels, active, pairs, params, padded, output),
     }
     Ok(())
 }
@@ -762,6 +877,7 @@ fn depthwise_weights_ok(weights: ConvWeights, channels: usize, kernel: usize) ->
 #[inline(always)]
 fn depthwise_rows<const FORM: u8>(
     channels: usize,
+    active: usize,
     pairs: usize,
     params: &Depthwise1d,
     padded: &[i16],
@@ -771,7 +887,7 @@ fn depthwise_rows<const FORM: u8>(
     let row_len = depthwise_row_len(width, params.kernel);
     let requant = &params.requant;
     let out = output.as_mut_ptr();
-    for c in 0..channels {
+    for c in 0..active {
         // SAFETY: the caller checked weights (2·pairs per channel), bias and requantisation
         // (one per channel), padded (row_len per channel) and output (width·channels). The
         // last pair read of a row starts at (width−1) + 2·(pairs−1) and ends at
@@ -1239,7 +1355,45 @@ pub fn requant_form_1d(
     }
 }
 
+/// Whether requantisation form `form` computes exactly for a layer with these biases and
+/// `row` products per accumulator: [`requant_form_1d`]'s choice, or any form it would have
+/// allowed (`GENERAL` always; `BIT31` within its accumulator bound). One schedule serving
+/// several widths ([`conv1d_active`]) fixes the form that fits every width's biases.
+#[inline(always)]
+pub fn requant_form_fits(
+    form: u8,
+    shifts: &[i32],
+    output_offset: i32,
+    act_min: i32,
+    bias: &[i32],
+    row: usize,
+) -> bool {
+    match form {
+        requant_form::HIGH_WORD => requant_is_fast(shifts, output_offset, act_min),
+        requant_form::BIT31 => {
+            let largest_bias = bias.iter().map(|&b| i64::from(b).abs()).max().unwrap_or(0);
+            act_min >= output_offset
+                && shifts.iter().all(|&s| s <= 0)
+                && largest_bias.saturating_add(255 * 128 * row as i64) <= BIT31_MAX_ACCUMULATOR
+        }
+        _ => true,
+    }
+}
+
 impl Requant<'_> {
+    /// Whether `form` computes exactly with these biases ([`requant_form_fits`]).
+    #[inline(always)]
+    fn form_fits(&self, form: u8, bias: &[i32], row: usize) -> bool {
+        requant_form_fits(
+            form,
+            self.shifts,
+            self.output_offset,
+            self.act_min,
+            bias,
+            row,
+        )
+    }
+
     /// Whether the one-rounding form applies: every shift is a right shift of at least one
     /// and the clamp's floor is at or above the zero point (ReLU-style). Then
     /// `RoundingDivideByPOT(SRDHM(x, m), e)` equals `(x·m + 2^30 + 2^(30+e)) >> (31+e)` for

@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use kinglet::jobs::modes::{self, ModesJob};
 use kinglet_compile::firmware::default_work_dir;
+use kinglet_compile::nested::Layout;
 
 #[derive(Args)]
 pub struct ModesArgs {
@@ -69,8 +70,14 @@ pub struct ModesArgs {
     /// With --device-stream, for a network trained with `--width-norm shared-scale`: the
     /// widths share one schedule with their shapes in tables, instead of one schedule each:
     /// less flash for more instructions (run-time loop bounds; BENCHMARKS.md).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "full_stride")]
     pub one_schedule: bool,
+    /// With --device-stream, for a network trained with `--width-norm shared-scale`: every
+    /// width runs the full width's own schedule at its strides, computing the leading output
+    /// channels of each layer: the least flash (the full width runs as alone), and a narrower
+    /// width costs its share of the full width's output channels (BENCHMARKS.md).
+    #[arg(long)]
+    pub full_stride: bool,
     /// Quantisation of every width: int8, or 4- or 2-bit weights with int8 activations
     /// (w4a8, w2a8), each width then with weights and scales of its own.
     #[arg(long, default_value = "int8", value_parser = kinglet::jobs::modes::SCHEMES)]
@@ -99,7 +106,11 @@ pub fn run(args: ModesArgs) -> Result<()> {
             .as_deref()
             .map(parse_device_modes)
             .transpose()?,
-        one_schedule: args.one_schedule,
+        layout: match (args.one_schedule, args.full_stride) {
+            (true, _) => Layout::OneSchedule,
+            (_, true) => Layout::FullStride,
+            _ => Layout::PerWidth,
+        },
         scheme: args.scheme,
     };
     let report = modes::run(&job, &mut std::io::stderr().lock())?;

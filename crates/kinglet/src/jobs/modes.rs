@@ -29,6 +29,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail, ensure};
 use kinglet_adapt::BoardProfile;
 use kinglet_adapt_core::{ConfidenceMeasure, StepError, WidthMode, softmax_in_place};
+use kinglet_compile::nested::Layout;
 use kinglet_data::Dataset;
 use kinglet_data::metrics::Classification;
 use kinglet_data::spec::{DataSpec, LoadOptions, Split};
@@ -72,9 +73,10 @@ pub struct ModesJob {
     /// ids of this run's table (`--device-modes`); default: full width, the recommended
     /// adaptive mode, narrowest width.
     pub device_modes: Option<[usize; 3]>,
-    /// The device stream's widths share one schedule (their shapes in tables): less flash,
-    /// more instructions. Only for a shared-scale network.
-    pub one_schedule: bool,
+    /// How the device stream's widths share the image (kinglet-compile `nested`): a schedule
+    /// each, one schedule with shapes in tables, or the full width's schedule at its strides.
+    /// The last two only for a shared-scale network.
+    pub layout: Layout,
     /// Quantisation of every width: `int8`, or 4- or 2-bit weights with int8 activations
     /// (`w4a8`, `w2a8`; each width quantised with scales of its own, so no shared blob).
     pub scheme: String,
@@ -408,13 +410,13 @@ pub fn run(job: &ModesJob, log: &mut dyn std::io::Write) -> Result<ModesReport> 
         );
     }
     let sub_byte = job.scheme != "int8";
-    if job.one_schedule && sub_byte {
+    if job.layout != Layout::PerWidth && sub_byte {
         bail!(
-            "--one-schedule runs every width from the full width's int8 weight blob: it needs --scheme int8 (sub-byte widths are quantised each with scales of its own)"
+            "--one-schedule and --full-stride run every width from the full width's int8 weight blob: they need --scheme int8 (sub-byte widths are quantised each with scales of its own)"
         );
     }
-    if job.one_schedule && job.device_stream.is_none() {
-        bail!("--one-schedule shapes the device image: it needs --device-stream");
+    if job.layout != Layout::PerWidth && job.device_stream.is_none() {
+        bail!("--one-schedule and --full-stride shape the device image: they need --device-stream");
     }
     if job.no_firmware && job.device_stream.is_some() {
         bail!("--device-stream runs the modes on an emulated device: drop --no-firmware");
@@ -840,14 +842,13 @@ fn device_stream(
         .collect();
     let plan = ModePlan::draining(chosen.to_vec(), BATTERY_LEVELS.to_vec(), count);
     ensure!(
-        shared_blob || !job.one_schedule,
-        "--one-schedule needs the widths to share one weight blob: train the network with `--width-norm shared-scale`"
+        shared_blob || job.layout == Layout::PerWidth,
+        "--one-schedule and --full-stride need the widths to share one weight blob: train the network with `--width-norm shared-scale`"
     );
     // A shared-scale network's widths read one weight blob on the device.
     let blob = if shared_blob {
         Some(kinglet_adapt::firmware_modes::compile_blob(
-            &widths,
-            job.one_schedule,
+            &widths, job.layout,
         )?)
     } else {
         None
@@ -1176,7 +1177,10 @@ fn markdown(r: &ModesReport) -> String {
                 b.blob_requant_bytes,
                 b.narrower_bias_bytes,
                 b.narrower_requant_bytes,
-                if b.one_schedule {
+                if b.full_stride {
+                    "Every width ran the full width's schedule at its strides: the leading output \
+                     channels of each layer, the others set to the zero point."
+                } else if b.one_schedule {
                     "The widths shared one schedule, their shapes and biases in tables."
                 } else {
                     "Each width ran a schedule of its own."
