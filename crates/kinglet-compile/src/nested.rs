@@ -9,7 +9,8 @@
 //! too; its biases are always its own.
 //!
 //! The sharing is checked, not assumed: a width's int8 weights must be the leading block of
-//! the full width's, value for value, or compilation fails.
+//! the full width's, value for value, or compilation fails. In the full-stride layout
+//! ([`Layout::FullStride`]) the widths go further and share the full width's schedule too.
 
 use kinglet_graph::{Graph, OpKind};
 
@@ -121,9 +122,10 @@ fn requant_prefix(
 }
 
 /// Compiles `graphs` (one int8 graph per width, the full width last) into modules whose
-/// weighted layers read one blob. `names` name the widths in the generated comments. With
-/// `one_schedule`, the widths share one schedule where they can (see [`BlobMemory::one_schedule`]):
-/// less flash, more instructions (run-time loop bounds).
+/// weighted layers read one blob. `names` name the widths in the generated comments;
+/// `layout` says how they share the image ([`Layout`]): a schedule each, one schedule with
+/// their shapes in tables (where the widths allow it, see [`BlobMemory::one_schedule`]), or
+/// the full width's own schedule at its strides.
 pub fn compile_widths(
     graphs: &[&Graph],
     names: &[&str],
