@@ -729,9 +729,36 @@ struct WidthQat<'a> {
     shared_scale: bool,
 }
 
+/// A layer whose weights fake-quantise per output channel (int8, as [`fake_quant_weight`]).
+trait FakeQuantLayer: Sized {
+    fn fake_quantised(&self) -> Self;
+}
+
+impl FakeQuantLayer for Conv1d {
+    fn fake_quantised(&self) -> Self {
+        let mut c = self.clone();
+        c.weight = Param::initialized(ParamId::new(), fake_quant_weight(self.weight.val(), 0));
+        c
+    }
+}
+
+impl FakeQuantLayer for Linear {
+    fn fake_quantised(&self) -> Self {
+        let mut l = self.clone();
+        l.weight = Param::initialized(ParamId::new(), fake_quant_weight(self.weight.val(), 1));
+        l
+    }
+}
+
 impl WidthQat<'_> {
-    fn weight<const D: usize>(w: Tensor<D>, axis: usize) -> Param<Tensor<D>> {
-        Param::initialized(ParamId::new(), fake_quant_weight(w, axis))
+    /// The width's part of `full`: the leading block of the full width's quantised weights
+    /// (shared scales), or its own slice quantised on its own.
+    fn layer<L: FakeQuantLayer>(&self, full: &L, slice: impl FnOnce(&L) -> L) -> L {
+        if self.shared_scale {
+            slice(&full.fake_quantised())
+        } else {
+            slice(full).fake_quantised()
+        }
     }
 }
 
@@ -742,15 +769,7 @@ impl crate::network::WidthHook for WidthQat<'_> {
         _name: &str,
         slice: impl FnOnce(&Conv1d) -> Conv1d,
     ) -> Conv1d {
-        if self.shared_scale {
-            let mut quantised = full.clone();
-            quantised.weight = Self::weight(full.weight.val(), 0);
-            slice(&quantised)
-        } else {
-            let mut narrow = slice(full);
-            narrow.weight = Self::weight(narrow.weight.val(), 0);
-            narrow
-        }
+        self.layer(full, slice)
     }
 
     fn linear(
@@ -759,15 +778,7 @@ impl crate::network::WidthHook for WidthQat<'_> {
         _name: &str,
         slice: impl FnOnce(&Linear) -> Linear,
     ) -> Linear {
-        if self.shared_scale {
-            let mut quantised = full.clone();
-            quantised.weight = Self::weight(full.weight.val(), 1);
-            slice(&quantised)
-        } else {
-            let mut narrow = slice(full);
-            narrow.weight = Self::weight(narrow.weight.val(), 1);
-            narrow
-        }
+        self.layer(full, slice)
     }
 
     fn input(&mut self, branch: usize, x: Tensor<3>) -> Tensor<3> {
