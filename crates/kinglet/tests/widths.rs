@@ -425,6 +425,23 @@ fn one_weight_blob_serves_every_width_on_the_device() {
         "{device_stride}"
     );
     assert!(flash(device_stride) < flash(device_one), "{device_stride}");
+    // The table prices the widths as the full-stride image runs them: measured there, the
+    // narrowest no longer at its own image's cost, the widths still in increasing order.
+    assert!(
+        json_stride["cost_unit"]
+            .as_str()
+            .unwrap()
+            .contains("full-stride image")
+    );
+    let costs: Vec<u64> = json_stride["widths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["full_stride_instructions"].as_u64().unwrap())
+        .collect();
+    assert!(costs.windows(2).all(|p| p[0] < p[1]), "{costs:?}");
+    let own = json_stride["widths"][0]["instructions"].as_u64().unwrap();
+    assert!(costs[0] > own, "{costs:?} against {own}");
     let o = run_modes(
         &nested,
         &data,

@@ -178,6 +178,9 @@ pub struct WidthRow {
     pub test_accuracy: f64,
     /// The width's quantised model (`.tflite`).
     pub model: String,
+    /// With `--full-stride`: Cortex-M4 instructions per window of this width in the
+    /// full-stride image (input conversion included), the cost the modes are priced at.
+    pub full_stride_instructions: Option<u64>,
 }
 
 /// One operating mode scored on the test windows.
@@ -556,6 +559,7 @@ pub fn run(job: &ModesJob, log: &mut dyn std::io::Write) -> Result<ModesReport> 
             validation_accuracy: accuracy(&val, &argmaxes(&vp)).accuracy(),
             test_accuracy: accuracy(&test, &argmaxes(&tp)).accuracy(),
             model: int8.display().to_string(),
+            full_stride_instructions: None,
         };
         writeln!(
             log,
@@ -571,10 +575,29 @@ pub fn run(job: &ModesJob, log: &mut dyn std::io::Write) -> Result<ModesReport> 
         val_probs.push(vp);
         test_probs.push(tp);
     }
-    let cost: Vec<u64> = rows
-        .iter()
-        .map(|r| r.instructions.unwrap_or(r.macs))
-        .collect();
+    // A full-stride image runs a narrower width at another cost than its own image: the
+    // table prices every width as that image runs it.
+    let cost: Vec<u64> = if job.layout == Layout::FullStride {
+        ensure!(
+            shared_blob,
+            "--full-stride runs every width in the full width's schedule: train the network with `--width-norm shared-scale`"
+        );
+        let int8: Vec<PathBuf> = rows.iter().map(|r| PathBuf::from(&r.model)).collect();
+        let costs = full_stride_costs(job, &test, &int8)?;
+        for (r, c) in rows.iter_mut().zip(&costs) {
+            r.full_stride_instructions = Some(*c);
+            writeln!(
+                log,
+                "width {}: {c} instructions per window in the full-stride image",
+                r.width
+            )?;
+        }
+        costs
+    } else {
+        rows.iter()
+            .map(|r| r.instructions.unwrap_or(r.macs))
+            .collect()
+    };
 
     // Candidate modes: fixed widths, then each chain × measure × validation-chosen threshold.
     let k = widths.len();
@@ -757,6 +780,8 @@ pub fn run(job: &ModesJob, log: &mut dyn std::io::Write) -> Result<ModesReport> 
         validation: val_spec.to_string(),
         cost_unit: if job.no_firmware {
             "MACs (--no-firmware: MAC-proportional estimate, not measured instructions)".into()
+        } else if job.layout == Layout::FullStride {
+            "instructions per window in the full-stride image (Cortex-M4, QEMU mps2-an386, input conversion included)".into()
         } else {
             "instructions (Cortex-M4, QEMU mps2-an386, compiled firmware)".into()
         },
@@ -803,6 +828,69 @@ fn device_modes(
     Ok([fixed(k - 1)?, balanced, fixed(0)?])
 }
 
+/// The widths' quantised models as the device images load them.
+fn load_widths(
+    int8: &[PathBuf],
+    test: &Dataset,
+) -> Result<Vec<super::cascade::models::LoadedModel>> {
+    int8.iter()
+        .map(|p| super::cascade::models::load_model(p, test))
+        .collect()
+}
+
+/// With `--full-stride`: each width's Cortex-M4 instructions per window in the full-stride
+/// image, measured in QEMU on the first test windows, every width a fixed mode over a share
+/// of them (and checked against the host simulator like the device stream).
+fn full_stride_costs(job: &ModesJob, test: &Dataset, int8: &[PathBuf]) -> Result<Vec<u64>> {
+    use kinglet_adapt::firmware::{CascadeModel, FloatWindows, StreamWindows};
+    use kinglet_adapt::firmware_modes::{ModePlan, compare_with_host_on};
+    let k = int8.len();
+    let windows = kinglet_adapt::models::WindowData::from_dataset(test)?;
+    // Four windows a width: a width's cost hardly varies between windows (BENCHMARKS.md).
+    let count = (4 * k).min(windows.n);
+    ensure!(count >= k, "fewer test windows than widths to measure");
+    let stream = StreamWindows::Float(FloatWindows::take(&windows, 0, count)?);
+    let loaded = load_widths(int8, test)?;
+    let widths: Vec<CascadeModel> = loaded
+        .iter()
+        .map(|m| CascadeModel {
+            name: &m.name,
+            graph: &m.graph,
+            normalise: m.normalise.as_ref(),
+        })
+        .collect();
+    let modes = (0..k).map(|w| WidthMode::fixed(w as u8)).collect();
+    // Width w while the draining charge is at least its share: the widths in turn.
+    let levels = (0..k)
+        .map(|w| ((100 * (k - 1 - w) / k) as u8, w as u8))
+        .collect();
+    let plan = ModePlan::draining(modes, levels, count);
+    let blob = kinglet_adapt::firmware_modes::compile_blob(&widths, Layout::FullStride)?;
+    let cmp = compare_with_host_on(
+        &kinglet_compile::target::CortexM4,
+        &widths,
+        &plan,
+        &stream,
+        &job.work_dir.join("full-stride-costs"),
+        Some(&blob),
+    )?;
+    ensure!(
+        cmp.mismatched.is_empty(),
+        "the full-stride image differs from the host simulator on windows {:?}",
+        cmp.mismatched
+    );
+    let per_mode = cmp.firmware.per_mode();
+    (0..k)
+        .map(|w| {
+            per_mode
+                .iter()
+                .find(|(m, _, _)| usize::from(*m) == w)
+                .map(|(_, _, mean)| mean.round() as u64)
+                .with_context(|| format!("width {w} did not run in the full-stride measurement"))
+        })
+        .collect()
+}
+
 /// `--device-stream`: the picked modes in one image on `job.target`, the battery policy
 /// switching them as the charge drains over the first `n` test windows, beside the host
 /// simulator.
@@ -828,10 +916,7 @@ fn device_stream(
     let windows = kinglet_adapt::models::WindowData::from_dataset(test)?;
     let count = n.min(windows.n);
     let stream = StreamWindows::Float(FloatWindows::take(&windows, 0, count)?);
-    let loaded = int8
-        .iter()
-        .map(|p| super::cascade::models::load_model(p, test))
-        .collect::<Result<Vec<_>>>()?;
+    let loaded = load_widths(int8, test)?;
     let widths: Vec<CascadeModel> = loaded
         .iter()
         .map(|m| CascadeModel {
