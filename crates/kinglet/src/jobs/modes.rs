@@ -838,11 +838,25 @@ fn load_widths(
         .collect()
 }
 
+/// The loaded widths as the firmware cascade takes them.
+fn cascade_models(
+    loaded: &[super::cascade::models::LoadedModel],
+) -> Vec<kinglet_adapt::firmware::CascadeModel<'_>> {
+    loaded
+        .iter()
+        .map(|m| kinglet_adapt::firmware::CascadeModel {
+            name: &m.name,
+            graph: &m.graph,
+            normalise: m.normalise.as_ref(),
+        })
+        .collect()
+}
+
 /// With `--full-stride`: each width's Cortex-M4 instructions per window in the full-stride
 /// image, measured in QEMU on the first test windows, every width a fixed mode over a share
 /// of them (and checked against the host simulator like the device stream).
 fn full_stride_costs(job: &ModesJob, test: &Dataset, int8: &[PathBuf]) -> Result<Vec<u64>> {
-    use kinglet_adapt::firmware::{CascadeModel, FloatWindows, StreamWindows};
+    use kinglet_adapt::firmware::{FloatWindows, StreamWindows};
     use kinglet_adapt::firmware_modes::{ModePlan, compare_with_host_on};
     let k = int8.len();
     let windows = kinglet_adapt::models::WindowData::from_dataset(test)?;
@@ -851,14 +865,7 @@ fn full_stride_costs(job: &ModesJob, test: &Dataset, int8: &[PathBuf]) -> Result
     ensure!(count >= k, "fewer test windows than widths to measure");
     let stream = StreamWindows::Float(FloatWindows::take(&windows, 0, count)?);
     let loaded = load_widths(int8, test)?;
-    let widths: Vec<CascadeModel> = loaded
-        .iter()
-        .map(|m| CascadeModel {
-            name: &m.name,
-            graph: &m.graph,
-            normalise: m.normalise.as_ref(),
-        })
-        .collect();
+    let widths = cascade_models(&loaded);
     let modes = (0..k).map(|w| WidthMode::fixed(w as u8)).collect();
     // Width w while the draining charge is at least its share: the widths in turn.
     let levels = (0..k)
@@ -903,7 +910,7 @@ fn device_stream(
     rows: &[ModeRow],
     shared_blob: bool,
 ) -> Result<DeviceStream> {
-    use kinglet_adapt::firmware::{CascadeModel, FloatWindows, StreamWindows};
+    use kinglet_adapt::firmware::{FloatWindows, StreamWindows};
     use kinglet_adapt::firmware_modes::{ModePlan, compare_with_host_on};
     let target = kinglet_compile::target::by_name(&job.target).with_context(|| {
         format!(
@@ -917,14 +924,7 @@ fn device_stream(
     let count = n.min(windows.n);
     let stream = StreamWindows::Float(FloatWindows::take(&windows, 0, count)?);
     let loaded = load_widths(int8, test)?;
-    let widths: Vec<CascadeModel> = loaded
-        .iter()
-        .map(|m| CascadeModel {
-            name: &m.name,
-            graph: &m.graph,
-            normalise: m.normalise.as_ref(),
-        })
-        .collect();
+    let widths = cascade_models(&loaded);
     let plan = ModePlan::draining(chosen.to_vec(), BATTERY_LEVELS.to_vec(), count);
     ensure!(
         shared_blob || job.layout == Layout::PerWidth,
