@@ -347,3 +347,28 @@ fn qat_of_a_shared_scale_network_uses_the_full_widths_ranges() {
     .to_string();
     assert!(err.contains("modes --scheme w4a8"), "{err}");
 }
+
+/// `train --qat --widths …` from scratch: no float model first, every width trained under fake
+/// quantisation from the start, with ranges per width.
+#[test]
+fn qat_of_a_nested_network_trains_from_scratch() {
+    let mut arch = Architecture::preset("kinglet-lite").unwrap();
+    arch.blocks.truncate(2);
+    arch.widths = vec![0.5, 1.0];
+    let out = train_qat(
+        &arch,
+        None,
+        &uci_har(Split::Train),
+        None,
+        &qat_options(1),
+        &mut Silent,
+    )
+    .unwrap();
+    let names = range_names(&out.model);
+    assert!(
+        names.contains("output") && names.contains("width0.5/output"),
+        "{names:?}"
+    );
+    let narrow = kinglet_train::slim::slice_model(&out.model, 0.5).unwrap();
+    assert_ranges_lowered(&narrow);
+}
