@@ -613,7 +613,7 @@ impl Network {
         let mut features = Vec::with_capacity(inputs.len());
         // The width's activation scales relative to the full width's, for shared-scale
         // networks: the product of its layers' factors so far (kinglet_compress::nested).
-        let mut factor = self.shared_scale.then_some(1.0f32);
+        let mut factor = (self.shared_scale && hook.reads_factors()).then_some(1.0f32);
         for (b, (branch, mut x)) in self.branches.iter().zip(inputs).enumerate() {
             x = hook.input(b, x);
             let last = branch.blocks.len().saturating_sub(1);
@@ -622,22 +622,15 @@ impl Network {
                 let cin = x.dims()[1];
                 let cout = plan.blocks[i];
                 if let Some(dw) = &block.depthwise {
-                    let name = format!("{p}/depthwise");
-                    x = hook
-                        .conv(dw, &format!("{name}/filter"), |c| {
-                            narrow_conv(c, cin, 1, cin)
-                        })
-                        .forward(x);
-                    x = hook.activation(&name, x, factor);
+                    x = hook.conv(dw, |c| narrow_conv(c, cin, 1, cin)).forward(x);
+                    x = hook.activation(&format!("{p}/depthwise"), x, factor);
                 }
                 let norm = self.slim[k]
                     .norms
                     .get(b * blocks + i)
                     .and_then(Option::as_ref);
                 let y = hook
-                    .conv(&block.conv, &format!("{p}/conv/filter"), |c| {
-                        narrow_conv(c, cout, cin, 1)
-                    })
+                    .conv(&block.conv, |c| narrow_conv(c, cout, cin, 1))
                     .forward(x);
                 x = match (norm, &block.norm) {
                     (Some(own), Some(full)) if self.shared_scale => {
@@ -684,17 +677,13 @@ impl Network {
         let mut rows = Some(rows);
         for (i, (layer, &units)) in self.hidden.iter().zip(&plan.hidden).enumerate() {
             let inputs = h.dims()[1];
-            let dense = hook.linear(layer, &format!("hidden{i}/weights"), |l| {
-                narrow_linear(l, rows.take(), inputs, units)
-            });
+            let dense = hook.linear(layer, |l| narrow_linear(l, rows.take(), inputs, units));
             h = burn::tensor::activation::relu(dense.forward(h));
             h = hook.activation(&format!("hidden{i}"), h, factor);
         }
         let outputs = self.output.weight.val().dims()[1];
         let inputs = h.dims()[1];
-        let output = hook.linear(&self.output, "output/weights", |l| {
-            narrow_linear(l, rows, inputs, outputs)
-        });
+        let output = hook.linear(&self.output, |l| narrow_linear(l, rows, inputs, outputs));
         hook.activation("output", output.forward(h), factor)
     }
 
@@ -753,25 +742,21 @@ fn narrow_conv(conv: &Conv1d, out: usize, cin_per_group: usize, groups: usize) -
 /// each activation the int8 graph quantises: nothing in float training; quantisation-aware
 /// training fake-quantises them (`kinglet_train::qat`).
 pub trait WidthHook {
-    /// The width's part of convolution `full` (graph weight tensor `name`); `slice` cuts the
-    /// width's leading channels from a layer.
-    fn conv(
-        &mut self,
-        full: &Conv1d,
-        _name: &str,
-        slice: impl FnOnce(&Conv1d) -> Conv1d,
-    ) -> Conv1d {
+    /// The width's part of convolution `full`; `slice` cuts the width's leading channels from
+    /// a layer.
+    fn conv(&mut self, full: &Conv1d, slice: impl FnOnce(&Conv1d) -> Conv1d) -> Conv1d {
         slice(full)
     }
 
     /// The width's part of dense layer `full`, as [`WidthHook::conv`].
-    fn linear(
-        &mut self,
-        full: &Linear,
-        _name: &str,
-        slice: impl FnOnce(&Linear) -> Linear,
-    ) -> Linear {
+    fn linear(&mut self, full: &Linear, slice: impl FnOnce(&Linear) -> Linear) -> Linear {
         slice(full)
+    }
+
+    /// Whether [`WidthHook::activation`] reads a shared-scale width's factors: finding them
+    /// copies every layer's scale out of the tensor graph, which float training skips.
+    fn reads_factors(&self) -> bool {
+        false
     }
 
     /// Branch `branch`'s input (the graph input named after the branch).
@@ -780,7 +765,8 @@ pub trait WidthHook {
     }
 
     /// Activation `name` of the width; `factor` is its scale relative to the full width's
-    /// same tensor for a shared-scale network, `None` otherwise.
+    /// same tensor for a shared-scale network when [`WidthHook::reads_factors`], `None`
+    /// otherwise.
     fn activation<const D: usize>(
         &mut self,
         _name: &str,

@@ -763,22 +763,16 @@ impl WidthQat<'_> {
 }
 
 impl crate::network::WidthHook for WidthQat<'_> {
-    fn conv(
-        &mut self,
-        full: &Conv1d,
-        _name: &str,
-        slice: impl FnOnce(&Conv1d) -> Conv1d,
-    ) -> Conv1d {
+    fn conv(&mut self, full: &Conv1d, slice: impl FnOnce(&Conv1d) -> Conv1d) -> Conv1d {
         self.layer(full, slice)
     }
 
-    fn linear(
-        &mut self,
-        full: &Linear,
-        _name: &str,
-        slice: impl FnOnce(&Linear) -> Linear,
-    ) -> Linear {
+    fn linear(&mut self, full: &Linear, slice: impl FnOnce(&Linear) -> Linear) -> Linear {
         self.layer(full, slice)
+    }
+
+    fn reads_factors(&self) -> bool {
+        self.shared_scale
     }
 
     fn input(&mut self, branch: usize, x: Tensor<3>) -> Tensor<3> {

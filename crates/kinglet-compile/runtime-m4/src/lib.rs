@@ -1343,16 +1343,21 @@ pub fn requant_form_1d(
     row: usize,
 ) -> u8 {
     if requant_is_fast(shifts, output_offset, act_min) {
-        return requant_form::HIGH_WORD;
-    }
-    let largest_bias = bias.iter().map(|&b| i64::from(b).abs()).max().unwrap_or(0);
-    let bound = largest_bias.saturating_add(255 * 128 * row as i64);
-    if act_min >= output_offset && shifts.iter().all(|&s| s <= 0) && bound <= BIT31_MAX_ACCUMULATOR
-    {
+        requant_form::HIGH_WORD
+    } else if bit31_fits(shifts, output_offset, act_min, bias, row) {
         requant_form::BIT31
     } else {
         requant_form::GENERAL
     }
+}
+
+/// Whether the `BIT31` form is exact here: no left shifts, a ReLU-style clamp floor, and every
+/// accumulator (bias plus `row` products of int8 inputs and weights) within its bound.
+#[inline(always)]
+fn bit31_fits(shifts: &[i32], output_offset: i32, act_min: i32, bias: &[i32], row: usize) -> bool {
+    let largest_bias = bias.iter().map(|&b| i64::from(b).abs()).max().unwrap_or(0);
+    let bound = largest_bias.saturating_add(255 * 128 * row as i64);
+    act_min >= output_offset && shifts.iter().all(|&s| s <= 0) && bound <= BIT31_MAX_ACCUMULATOR
 }
 
 /// Whether requantisation form `form` computes exactly for a layer with these biases and
@@ -1370,12 +1375,7 @@ pub fn requant_form_fits(
 ) -> bool {
     match form {
         requant_form::HIGH_WORD => requant_is_fast(shifts, output_offset, act_min),
-        requant_form::BIT31 => {
-            let largest_bias = bias.iter().map(|&b| i64::from(b).abs()).max().unwrap_or(0);
-            act_min >= output_offset
-                && shifts.iter().all(|&s| s <= 0)
-                && largest_bias.saturating_add(255 * 128 * row as i64) <= BIT31_MAX_ACCUMULATOR
-        }
+        requant_form::BIT31 => bit31_fits(shifts, output_offset, act_min, bias, row),
         _ => true,
     }
 }
